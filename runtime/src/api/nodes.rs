@@ -1,0 +1,127 @@
+//! The generic factories behind the graph's type-erased nodes and edges.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::api::graph::{downcast, BuildCtx, EdgeNode, Exchange, OperatorNode, SourceNode};
+use crate::data::{Data, Message};
+use crate::error::Result;
+use crate::exec::chain::{Discard, Downstream, Link};
+use crate::exec::config::ExecConfig;
+use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
+use crate::exec::task::{InputTask, SourceTask, TaskBody};
+use crate::metrics::TaskMetrics;
+use crate::operator::{Operator, OperatorContext, Source};
+
+fn discard<T: Data>() -> Box<dyn Any> {
+    Box::new(Box::new(Discard) as Box<dyn Downstream<T>>)
+}
+
+/// Makes one source instance per subtask.
+pub(crate) struct SourceFactory<S, F> {
+    pub make: F,
+    pub _source: PhantomData<fn() -> S>,
+}
+
+impl<S, F> SourceNode for SourceFactory<S, F>
+where
+    S: Source,
+    F: Fn(&OperatorContext) -> S + Send + Sync,
+{
+    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn TaskBody>> {
+        let head: Box<dyn Downstream<S::Out>> = downcast(downstream, &ctx.op.name)?;
+        let mut source = (self.make)(&ctx.op);
+        source.open(&ctx.op, ctx.restored)?;
+        Ok(Box::new(SourceTask::new(
+            source,
+            &ctx.op,
+            head,
+            ctx.metrics,
+            ctx.config.batch_size,
+        )))
+    }
+
+    fn discard(&self) -> Box<dyn Any> {
+        discard::<S::Out>()
+    }
+}
+
+/// Makes one operator instance per subtask.
+pub(crate) struct OperatorFactory<O, F> {
+    pub make: F,
+    pub _operator: PhantomData<fn() -> O>,
+}
+
+impl<O, F> OperatorNode for OperatorFactory<O, F>
+where
+    O: Operator,
+    F: Fn(&OperatorContext) -> O + Send + Sync,
+{
+    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn Any>> {
+        let next: Box<dyn Downstream<O::Out>> = downcast(downstream, &ctx.op.name)?;
+        let mut op = (self.make)(&ctx.op);
+        op.open(&ctx.op, ctx.restored)?;
+        let link: Box<dyn Downstream<O::In>> = Box::new(Link::new(op, &ctx.op, next, ctx.metrics));
+        Ok(Box::new(link))
+    }
+
+    fn discard(&self) -> Box<dyn Any> {
+        discard::<O::Out>()
+    }
+}
+
+/// An edge carrying records of type `T`.
+pub(crate) struct Edge<T> {
+    pub exchange: Exchange,
+    /// The key hash, for [`Exchange::KeyGroups`].
+    pub key: Option<KeyHash<T>>,
+}
+
+impl<T: Data> EdgeNode for Edge<T> {
+    fn channel(&self, capacity: usize) -> (Box<dyn Any>, Box<dyn Any>) {
+        let (tx, rx) = bounded::<Message<T>>(capacity);
+        (Box::new(tx), Box::new(rx))
+    }
+
+    fn output(
+        &self,
+        senders: Vec<Box<dyn Any>>,
+        max_parallelism: u32,
+        config: &ExecConfig,
+        metrics: Arc<TaskMetrics>,
+    ) -> Result<Box<dyn Any>> {
+        let senders: Vec<Sender<Message<T>>> = senders
+            .into_iter()
+            .map(|s| downcast(s, "an output channel"))
+            .collect::<Result<_>>()?;
+        let channels = senders.len() as u32;
+        let route = match (self.exchange, &self.key) {
+            (Exchange::KeyGroups, Some(hash)) => {
+                Route::KeyGroups(KeyRouter::new(hash.clone(), max_parallelism, channels))
+            }
+            (_, _) if channels == 1 => Route::Forward,
+            (Exchange::Broadcast, _) => Route::Broadcast,
+            _ => Route::Rebalance,
+        };
+        let output: Box<dyn Downstream<T>> = Box::new(Output::new(
+            senders,
+            route,
+            config.batch_size,
+            config.buffer_timeout,
+            metrics,
+        ));
+        Ok(Box::new(output))
+    }
+
+    fn input_task(&self, receivers: Vec<Box<dyn Any>>, head: Box<dyn Any>) -> Result<Box<dyn TaskBody>> {
+        let receivers: Vec<Receiver<Message<T>>> = receivers
+            .into_iter()
+            .map(|r| downcast(r, "an input channel"))
+            .collect::<Result<_>>()?;
+        let head: Box<dyn Downstream<T>> = downcast(head, "a task's first operator")?;
+        Ok(Box::new(InputTask::new(receivers, head)))
+    }
+}

@@ -1,0 +1,32 @@
+//! Records, batches and the one message enum that moves between tasks.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::ids::CheckpointId;
+
+/// What a record type must be to flow through a job: sendable between threads,
+/// cloneable for broadcast, and serializable so it can cross processes and sit in state.
+pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
+
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
+
+/// The records that move between tasks together. Hot paths work on whole batches.
+pub type Batch<T> = Vec<T>;
+
+/// A checkpoint barrier: everything before it on a channel belongs to checkpoint `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// The checkpoint this barrier starts.
+    pub id: CheckpointId,
+}
+
+/// The one message enum on every channel between tasks.
+#[derive(Debug)]
+pub enum Message<T> {
+    /// A batch of records.
+    Batch(Batch<T>),
+    /// A checkpoint barrier; the sender emits nothing of the next checkpoint before it.
+    Barrier(Barrier),
+    /// The sender will send nothing more on this channel.
+    EndOfInput,
+}

@@ -1,0 +1,143 @@
+//! The engine's error type: one enum whose variants name the failing step.
+
+use std::path::PathBuf;
+
+use crate::ids::{CheckpointId, TaskId};
+
+/// Result with the engine's [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while building, running or restoring a job.
+///
+/// Variants fall into three classes (see [`Error::class`]): the user's input
+/// (bad arguments, files, checkpoints they named), the outside world (storage),
+/// and the engine itself. The class decides whether a restart can help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The job graph or its configuration is invalid.
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// A pipeline argument or option is missing or malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a local file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "reading input".
+        action: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The checkpoint store refused an operation.
+    #[error("checkpoint store: {action} {key}: {reason}")]
+    Store {
+        /// What was being done, e.g. "put".
+        action: &'static str,
+        /// The object key.
+        key: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A checkpoint or savepoint exists but cannot be used.
+    #[error("damaged checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The object that is damaged (for example its `_metadata`).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// There is no completed checkpoint to restore from.
+    #[error("no completed checkpoint under {0}")]
+    NoCheckpoint(String),
+    /// A record could not be processed.
+    #[error("bad record in {operator}: {reason}")]
+    BadRecord {
+        /// The operator that rejected it.
+        operator: String,
+        /// Why.
+        reason: String,
+    },
+    /// State could not be encoded or decoded.
+    #[error("state of {uid}: {reason}")]
+    State {
+        /// The operator whose state it is.
+        uid: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A failure injected on purpose by `--inject-failures`.
+    #[error("injected failure in task {0}")]
+    InjectedFailure(TaskId),
+    /// A task panicked.
+    #[error("task {task} panicked: {message}")]
+    TaskPanicked {
+        /// The task.
+        task: TaskId,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// The job failed more often than its restart strategy allows.
+    #[error("job failed {restarts} times, giving up (restart limit {limit}); last failure: {last}")]
+    RestartLimit {
+        /// How many restarts were made.
+        restarts: u32,
+        /// The configured limit.
+        limit: u32,
+        /// The failure that exhausted the limit.
+        last: Box<Error>,
+    },
+    /// A checkpoint could not be taken; the job goes on.
+    #[error("checkpoint {id} declined: {reason}")]
+    CheckpointDeclined {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// A channel between tasks closed while the job was being cancelled.
+    #[error("task {0} was cancelled")]
+    Cancelled(TaskId),
+    /// A channel to another task closed: the job is being torn down.
+    #[error("a channel to another task closed (the job is being cancelled)")]
+    ChannelClosed,
+    /// A broken invariant inside the engine.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Who is to blame for an [`Error`], which decides whether retrying helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Bad input from the user: retrying cannot help.
+    User,
+    /// Storage or another outside system: retrying may help.
+    External,
+    /// A failure inside the running job: restart from the last checkpoint.
+    Internal,
+}
+
+impl Error {
+    /// Classifies the error; user errors are not worth a restart.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidJob(_)
+            | Error::Usage(_)
+            | Error::CorruptCheckpoint { .. }
+            | Error::NoCheckpoint(_)
+            | Error::RestartLimit { .. } => ErrorClass::User,
+            Error::Io { .. } | Error::Store { .. } => ErrorClass::External,
+            _ => ErrorClass::Internal,
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

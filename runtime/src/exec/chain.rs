@@ -1,0 +1,170 @@
+//! A chain of operators inside one task: each link calls the next directly, batch by batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::data::{Barrier, Batch, Data};
+use crate::error::Result;
+use crate::ids::{CheckpointId, OperatorUid, Subtask};
+use crate::keys::KeyGroupRange;
+use crate::metrics::{add, OperatorMetrics};
+use crate::operator::Operator;
+use crate::state::OperatorSnapshot;
+
+/// One operator subtask's snapshot, tagged with where it belongs in `_metadata`.
+#[derive(Debug)]
+pub struct SnapshotPart {
+    /// The operator.
+    pub uid: OperatorUid,
+    /// Which subtask of it.
+    pub subtask: Subtask,
+    /// The key groups it owned.
+    pub key_groups: KeyGroupRange,
+    /// What it produced.
+    pub snapshot: OperatorSnapshot,
+}
+
+/// Where records of type `T` go next inside a task: the next chained operator,
+/// the task's output exchange, or nowhere.
+pub trait Downstream<T>: Send {
+    /// Takes every record of `batch`, leaving it empty (its capacity is reused).
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()>;
+    /// Snapshots every operator from here on and forwards `barrier` downstream.
+    fn barrier(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()>;
+    /// Snapshots every operator from here on without forwarding anything
+    /// (used once the input has ended, when no barrier can flow).
+    fn snapshot(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()>;
+    /// Tells every operator from here on that checkpoint `id` is complete.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
+    /// The earliest instant at which something from here on wants [`Downstream::on_time`].
+    fn next_wakeup(&self) -> Option<Instant>;
+    /// Fires timers and flushes buffers that are due at `now`.
+    fn on_time(&mut self, now: Instant) -> Result<()>;
+    /// Flushes everything and signals the end of input downstream.
+    fn end_of_input(&mut self) -> Result<()>;
+}
+
+/// An operator linked to the next step of its chain.
+pub struct Link<O: Operator> {
+    op: O,
+    uid: OperatorUid,
+    subtask: Subtask,
+    key_groups: KeyGroupRange,
+    out: Batch<O::Out>,
+    next: Box<dyn Downstream<O::Out>>,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl<O: Operator> Link<O> {
+    /// Links an opened operator to `next`.
+    pub fn new(
+        op: O,
+        ctx: &crate::operator::OperatorContext,
+        next: Box<dyn Downstream<O::Out>>,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
+        Link {
+            op,
+            uid: ctx.uid.clone(),
+            subtask: ctx.subtask,
+            key_groups: ctx.key_groups,
+            out: Vec::new(),
+            next,
+            metrics,
+        }
+    }
+
+    fn flush_out(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            add(&self.metrics.records_out, self.out.len() as u64);
+            self.next.push(&mut self.out)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_self(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        let snapshot = self.op.snapshot(id)?;
+        if !snapshot.is_empty() {
+            parts.push(SnapshotPart {
+                uid: self.uid.clone(),
+                subtask: self.subtask,
+                key_groups: self.key_groups,
+                snapshot,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<O: Operator> Downstream<O::In> for Link<O> {
+    fn push(&mut self, batch: &mut Batch<O::In>) -> Result<()> {
+        add(&self.metrics.records_in, batch.len() as u64);
+        self.op.process(batch, &mut self.out)?;
+        batch.clear();
+        self.flush_out()
+    }
+
+    fn barrier(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        self.snapshot_self(barrier.id, parts)?;
+        self.next.barrier(barrier, parts)
+    }
+
+    fn snapshot(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        self.snapshot_self(id, parts)?;
+        self.next.snapshot(id, parts)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.op.checkpoint_complete(id)?;
+        self.next.checkpoint_complete(id)
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        match (self.op.next_wakeup(), self.next.next_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_time(&mut self, now: Instant) -> Result<()> {
+        if self.op.next_wakeup().is_some_and(|t| t <= now) {
+            self.op.on_time(now, &mut self.out)?;
+            self.flush_out()?;
+        }
+        self.next.on_time(now)
+    }
+
+    fn end_of_input(&mut self) -> Result<()> {
+        self.op.end_of_input(&mut self.out)?;
+        self.flush_out()?;
+        self.next.end_of_input()
+    }
+}
+
+/// The end of a chain whose records nobody consumes (after a sink).
+pub struct Discard;
+
+impl<T: Data> Downstream<T> for Discard {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        batch.clear();
+        Ok(())
+    }
+    fn barrier(&mut self, _: Barrier, _: &mut Vec<SnapshotPart>) -> Result<()> {
+        Ok(())
+    }
+    fn snapshot(&mut self, _: CheckpointId, _: &mut Vec<SnapshotPart>) -> Result<()> {
+        Ok(())
+    }
+    fn checkpoint_complete(&mut self, _: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        None
+    }
+    fn on_time(&mut self, _: Instant) -> Result<()> {
+        Ok(())
+    }
+    fn end_of_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! From a job graph to running tasks: chaining operators, wiring channels, restoring state.
+//!
+//! Consecutive operators joined by a forward edge at equal parallelism form one
+//! chain and run in one task as plain calls. Every other edge becomes channels,
+//! one per (upstream subtask, downstream subtask) pair.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::api::{BuildCtx, Exchange, JobGraph, NodeKind};
+use crate::checkpoint::restore::RestorePoint;
+use crate::error::{Error, Result};
+use crate::exec::config::ExecConfig;
+use crate::exec::task::TaskBody;
+use crate::ids::{OperatorUid, Subtask, TaskId};
+use crate::keys::KeyGroupRange;
+use crate::metrics::JobMetrics;
+use crate::operator::OperatorContext;
+
+/// A group of operators that run in one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Graph nodes, upstream first.
+    pub nodes: Vec<usize>,
+    /// Parallelism of every node in the chain.
+    pub parallelism: u32,
+    /// The chain feeding this one, if it is not a source chain.
+    pub upstream: Option<usize>,
+}
+
+/// Groups the graph's nodes into chains.
+pub fn chains(graph: &JobGraph) -> Vec<Chain> {
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut chain_of = vec![0usize; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let p = graph.parallelism_of(i);
+        match &node.input {
+            Some(input) if input.exchange == Exchange::Forward && graph.parallelism_of(input.from) == p => {
+                let c = chain_of[input.from];
+                chains[c].nodes.push(i);
+                chain_of[i] = c;
+            }
+            input => {
+                chains.push(Chain {
+                    nodes: vec![i],
+                    parallelism: p,
+                    upstream: input.as_ref().map(|input| chain_of[input.from]),
+                });
+                chain_of[i] = chains.len() - 1;
+            }
+        }
+    }
+    chains
+}
+
+/// A deployed task, ready to be started on a thread.
+pub struct DeployedTask {
+    /// Its id.
+    pub id: TaskId,
+    /// Whether it is fed by a source.
+    pub is_source: bool,
+    /// What it runs.
+    pub body: Box<dyn TaskBody>,
+    /// Its wait-time counters.
+    pub metrics: Arc<crate::metrics::TaskMetrics>,
+}
+
+/// Checks that `restore` fits `graph`: same key groups, and no state of operators
+/// the job no longer has (unless `allow_non_restored`).
+pub fn check_restore(graph: &JobGraph, restore: &RestorePoint, allow_non_restored: bool) -> Result<()> {
+    let meta = &restore.metadata;
+    if meta.max_parallelism != graph.max_parallelism {
+        return Err(Error::InvalidJob(format!(
+            "checkpoint {} has max parallelism {}, the job {}; it is fixed for the life of the state",
+            restore.location, meta.max_parallelism, graph.max_parallelism
+        )));
+    }
+    let uids = graph.uids();
+    for op in &meta.operators {
+        if !allow_non_restored && !uids.contains(&op.uid.0) {
+            return Err(Error::InvalidJob(format!(
+                "checkpoint {} has state for operator {:?}, which the job does not have",
+                restore.location, op.uid.0
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Builds every task of `graph`, restoring state from `restore`.
+pub fn deploy(
+    graph: &JobGraph,
+    config: &ExecConfig,
+    restore: Option<&RestorePoint>,
+    metrics: &JobMetrics,
+) -> Result<Vec<DeployedTask>> {
+    let chains = chains(graph);
+    // receivers[c][j] are the inputs of subtask j of chain c; senders[c][i] the outputs
+    // of subtask i of chain c, one per subtask of its consumer.
+    let mut receivers: Vec<Vec<Vec<Box<dyn Any>>>> = chains.iter().map(|c| (0..c.parallelism).map(|_| Vec::new()).collect()).collect();
+    let mut senders: Vec<Vec<Vec<Box<dyn Any>>>> = receivers.iter().map(|r| r.iter().map(|_| Vec::new()).collect()).collect();
+    for (c, chain) in chains.iter().enumerate() {
+        let Some(up) = chain.upstream else { continue };
+        let edge = input_edge(graph, chain)?;
+        for i in 0..chains[up].parallelism as usize {
+            for j in 0..chain.parallelism as usize {
+                let (tx, rx) = edge.channel(config.channel_capacity);
+                senders[up][i].push(tx);
+                receivers[c][j].push(rx);
+            }
+        }
+    }
+    let consumer: Vec<Option<usize>> = (0..chains.len())
+        .map(|c| chains.iter().position(|d| d.upstream == Some(c)))
+        .collect();
+
+    let mut tasks = Vec::new();
+    for (c, chain) in chains.iter().enumerate() {
+        for i in 0..chain.parallelism {
+            let task_metrics = metrics.task();
+            let outputs = std::mem::take(&mut senders[c][i as usize]);
+            let mut downstream: Box<dyn Any> = match consumer[c] {
+                Some(d) => input_edge(graph, &chains[d])?.output(outputs, graph.max_parallelism, config, task_metrics.clone())?,
+                None => match &graph.nodes[chain.nodes[chain.nodes.len() - 1]].kind {
+                    NodeKind::Source(s) => s.discard(),
+                    NodeKind::Operator(o) => o.discard(),
+                },
+            };
+            let subtask = Subtask { index: i, parallelism: chain.parallelism };
+            let mut is_source = false;
+            for &n in chain.nodes.iter().rev() {
+                let node = &graph.nodes[n];
+                let ctx = build_ctx(graph, n, subtask, restore, metrics, config)?;
+                match &node.kind {
+                    NodeKind::Operator(op) => downstream = op.build(ctx, downstream)?,
+                    NodeKind::Source(source) => {
+                        let body = source.build(ctx, downstream)?;
+                        is_source = true;
+                        downstream = Box::new(body);
+                    }
+                }
+            }
+            let body: Box<dyn TaskBody> = if is_source {
+                crate::api::downcast_task(downstream)?
+            } else {
+                let inputs = std::mem::take(&mut receivers[c][i as usize]);
+                input_edge(graph, chain)?.input_task(inputs, downstream)?
+            };
+            tasks.push(DeployedTask {
+                id: TaskId { chain: c as u32, subtask: i },
+                is_source,
+                body,
+                metrics: task_metrics,
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+fn input_edge<'g>(graph: &'g JobGraph, chain: &Chain) -> Result<&'g Arc<dyn crate::api::EdgeNode>> {
+    graph.nodes[chain.nodes[0]]
+        .input
+        .as_ref()
+        .map(|i| &i.edge)
+        .ok_or_else(|| Error::Internal("a non-source chain has no input".into()))
+}
+
+fn build_ctx<'c>(
+    graph: &JobGraph,
+    node: usize,
+    subtask: Subtask,
+    restore: Option<&RestorePoint>,
+    metrics: &JobMetrics,
+    config: &'c ExecConfig,
+) -> Result<BuildCtx<'c>> {
+    let n = &graph.nodes[node];
+    let uid = OperatorUid(n.uid().to_string());
+    let key_groups = KeyGroupRange::for_subtask(subtask.index, subtask.parallelism, graph.max_parallelism);
+    let restored = match restore {
+        Some(point) => point.state_for(&uid, subtask, key_groups)?,
+        None => None,
+    };
+    let is_source = matches!(n.kind, NodeKind::Source(_));
+    Ok(BuildCtx {
+        metrics: metrics.operator(&uid.0, subtask.index, is_source),
+        op: OperatorContext {
+            uid,
+            name: n.name.clone(),
+            subtask,
+            max_parallelism: graph.max_parallelism,
+            key_groups,
+        },
+        restored,
+        config,
+    })
+}

@@ -1,0 +1,298 @@
+//! A task's output exchange: routes records to downstream channels in batches.
+//!
+//! Records are appended to one buffer per downstream channel. A buffer is sent
+//! when it holds `batch_size` records, or when `buffer_timeout` has passed since
+//! the first record that is still buffered (0 sends after every pushed batch).
+//! Sending blocks while the channel is full: that is how backpressure reaches
+//! the sources, and the time spent blocked is counted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::data::{Barrier, Batch, Data, Message};
+use crate::error::{Error, Result};
+use crate::exec::chain::{Downstream, SnapshotPart};
+use crate::ids::CheckpointId;
+use crate::keys::KeyGroup;
+use crate::metrics::{add, TaskMetrics};
+
+/// How records are spread over the downstream channels.
+pub enum Route<T> {
+    /// One channel: subtask `i` feeds subtask `i`.
+    Forward,
+    /// Whole batches go to the channels in turn.
+    Rebalance,
+    /// Every record goes to every channel.
+    Broadcast,
+    /// Each record goes to the subtask owning its key's key group.
+    KeyGroups(KeyRouter<T>),
+}
+
+/// The stable hash of a record's key.
+pub type KeyHash<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
+
+/// Maps a record to the channel of the subtask owning its key group.
+pub struct KeyRouter<T> {
+    hash: KeyHash<T>,
+    max_parallelism: u64,
+    /// Owner subtask of each key group, precomputed.
+    owners: Vec<u32>,
+}
+
+impl<T> KeyRouter<T> {
+    /// A router for `channels` downstream subtasks, placing records by `hash`.
+    pub fn new(hash: KeyHash<T>, max_parallelism: u32, channels: u32) -> Self {
+        KeyRouter {
+            hash,
+            max_parallelism: u64::from(max_parallelism),
+            owners: (0..max_parallelism)
+                .map(|g| KeyGroup(g).owner(max_parallelism, channels))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn channel(&self, record: &T) -> usize {
+        let group = (self.hash)(record) % self.max_parallelism;
+        self.owners[group as usize] as usize
+    }
+}
+
+/// Batching, routing writer to a task's downstream channels.
+pub struct Output<T> {
+    senders: Vec<Sender<Message<T>>>,
+    buffers: Vec<Batch<T>>,
+    route: Route<T>,
+    batch_size: usize,
+    buffer_timeout: Duration,
+    /// When the oldest record still buffered arrived.
+    oldest: Option<Instant>,
+    next_channel: usize,
+    metrics: Arc<TaskMetrics>,
+}
+
+impl<T: Data> Output<T> {
+    /// An output writing to `senders`, one per downstream subtask.
+    pub fn new(
+        senders: Vec<Sender<Message<T>>>,
+        route: Route<T>,
+        batch_size: usize,
+        buffer_timeout: Duration,
+        metrics: Arc<TaskMetrics>,
+    ) -> Self {
+        let buffers = senders.iter().map(|_| Vec::new()).collect();
+        Output {
+            senders,
+            buffers,
+            route,
+            batch_size: batch_size.max(1),
+            buffer_timeout,
+            oldest: None,
+            next_channel: 0,
+            metrics,
+        }
+    }
+
+    fn send(&mut self, channel: usize, message: Message<T>) -> Result<()> {
+        match self.senders[channel].try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => {
+                let start = Instant::now();
+                let sent = self.senders[channel].send(message);
+                add(
+                    &self.metrics.backpressured_ns,
+                    start.elapsed().as_nanos() as u64,
+                );
+                sent.map_err(|_| Error::ChannelClosed)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::ChannelClosed),
+        }
+    }
+
+    fn send_buffer(&mut self, channel: usize) -> Result<()> {
+        let batch = std::mem::replace(
+            &mut self.buffers[channel],
+            Vec::with_capacity(self.batch_size),
+        );
+        self.send(channel, Message::Batch(batch))
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        for channel in 0..self.buffers.len() {
+            if !self.buffers[channel].is_empty() {
+                self.send_buffer(channel)?;
+            }
+        }
+        self.oldest = None;
+        Ok(())
+    }
+
+    fn append(&mut self, channel: usize, batch: &mut Batch<T>) -> Result<()> {
+        let buffer = &mut self.buffers[channel];
+        if buffer.is_empty() {
+            std::mem::swap(buffer, batch);
+        } else {
+            buffer.append(batch);
+        }
+        if self.buffers[channel].len() >= self.batch_size {
+            self.send_buffer(channel)?;
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: impl Fn() -> Message<T>) -> Result<()> {
+        for channel in 0..self.senders.len() {
+            self.send(channel, message())?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data> Downstream<T> for Output<T> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match &self.route {
+            Route::Forward => self.append(0, batch)?,
+            Route::Rebalance => {
+                let channel = self.next_channel;
+                self.append(channel, batch)?;
+                if self.buffers[channel].is_empty() {
+                    self.next_channel = (channel + 1) % self.senders.len();
+                }
+            }
+            Route::Broadcast => {
+                for channel in 1..self.buffers.len() {
+                    self.buffers[channel].extend_from_slice(batch);
+                }
+                self.append(0, batch)?;
+                for channel in 1..self.buffers.len() {
+                    if self.buffers[channel].len() >= self.batch_size {
+                        self.send_buffer(channel)?;
+                    }
+                }
+            }
+            Route::KeyGroups(router) => {
+                let mut full = None;
+                for record in batch.drain(..) {
+                    let channel = router.channel(&record);
+                    let buffer = &mut self.buffers[channel];
+                    buffer.push(record);
+                    if buffer.len() >= self.batch_size {
+                        full = Some(channel);
+                        break;
+                    }
+                }
+                // Rare path: a buffer filled mid-batch. Send it and route the rest.
+                if let Some(channel) = full {
+                    self.send_buffer(channel)?;
+                    if !batch.is_empty() {
+                        return self.push(batch);
+                    }
+                }
+            }
+        }
+        if self.buffer_timeout.is_zero() {
+            self.flush_all()
+        } else {
+            if self.oldest.is_none() && self.buffers.iter().any(|b| !b.is_empty()) {
+                self.oldest = Some(Instant::now());
+            }
+            Ok(())
+        }
+    }
+
+    fn barrier(&mut self, barrier: Barrier, _: &mut Vec<SnapshotPart>) -> Result<()> {
+        self.flush_all()?;
+        self.broadcast(|| Message::Barrier(barrier))
+    }
+
+    fn snapshot(&mut self, _: CheckpointId, _: &mut Vec<SnapshotPart>) -> Result<()> {
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, _: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        self.oldest.map(|t| t + self.buffer_timeout)
+    }
+
+    fn on_time(&mut self, now: Instant) -> Result<()> {
+        match self.next_wakeup() {
+            Some(due) if due <= now => self.flush_all(),
+            _ => Ok(()),
+        }
+    }
+
+    fn end_of_input(&mut self) -> Result<()> {
+        self.flush_all()?;
+        self.broadcast(|| Message::EndOfInput)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::StableHash;
+    use crossbeam_channel::bounded;
+
+    fn output(route: Route<u64>, n: usize, batch: usize) -> (Output<u64>, Vec<crossbeam_channel::Receiver<Message<u64>>>) {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(64)).unzip();
+        let out = Output::new(tx, route, batch, Duration::from_secs(60), Arc::default());
+        (out, rx)
+    }
+
+    fn drain(rx: &crossbeam_channel::Receiver<Message<u64>>) -> Vec<u64> {
+        rx.try_iter()
+            .flat_map(|m| match m {
+                Message::Batch(b) => b,
+                _ => vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn key_groups_route_every_key_to_its_owner() {
+        let router = KeyRouter::new(Arc::new(|r: &u64| r.stable_hash()), 128, 3);
+        let (mut out, rx) = output(Route::KeyGroups(router), 3, 7);
+        let mut batch: Vec<u64> = (0..1000).collect();
+        out.push(&mut batch).unwrap();
+        out.end_of_input().unwrap();
+        let mut all = Vec::new();
+        for (i, rx) in rx.iter().enumerate() {
+            for r in drain(rx) {
+                assert_eq!(KeyGroup::of(&r, 128).owner(128, 3), i as u32);
+                all.push(r);
+            }
+        }
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn partial_batches_wait_for_the_buffer_timeout() {
+        let (tx, rx) = bounded(4);
+        let mut out = Output::new(vec![tx], Route::Forward, 100, Duration::from_millis(5), Arc::default());
+        out.push(&mut vec![1, 2, 3]).unwrap();
+        assert!(rx.try_recv().is_err(), "a partial batch must wait");
+        let due = out.next_wakeup().unwrap();
+        out.on_time(due).unwrap();
+        assert_eq!(drain(&rx), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn barrier_flushes_buffered_records_before_it() {
+        let (mut out, rx) = output(Route::Broadcast, 2, 100);
+        out.push(&mut vec![1, 2]).unwrap();
+        out.barrier(Barrier { id: CheckpointId(1) }, &mut Vec::new()).unwrap();
+        for rx in &rx {
+            assert!(matches!(rx.try_recv(), Ok(Message::Batch(b)) if b == vec![1, 2]));
+            assert!(matches!(rx.try_recv(), Ok(Message::Barrier(_))));
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Execution: chains, exchanges, alignment, the task runner, uploads, deployment and the job runner.
+
+pub mod align;
+pub mod chain;
+pub mod config;
+pub mod deploy;
+pub mod exchange;
+pub mod inject;
+pub mod runner;
+pub mod task;
+pub mod upload;

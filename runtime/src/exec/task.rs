@@ -1,0 +1,372 @@
+//! The task runner: the loop every task thread runs, for sources and for tasks with inputs.
+//!
+//! A task is a chain of operators fed either by a [`Source`] or by input channels.
+//! Step by step, for a task with inputs:
+//! 1. Read the next message from any input channel that the [`Aligner`] has not
+//!    blocked, or a control message, or wake up for a timer or the buffer timeout.
+//! 2. A batch goes down the chain ([`Downstream::push`]).
+//! 3. A barrier blocks its channel; once every live channel has delivered it, the
+//!    chain snapshots and forwards it ([`Downstream::barrier`]), the snapshot goes
+//!    to the uploader, and every channel opens again.
+//! 4. When every channel has ended, the chain flushes ([`Downstream::end_of_input`]),
+//!    the coordinator is told, and from then on the task only answers control
+//!    messages: direct snapshots, completion notices, finish or cancel.
+//!
+//! A source task polls its source for a batch at a time and checks its control
+//! channel between batches; a trigger makes it snapshot its position and emit the
+//! barrier right after the last batch it pushed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
+
+use crate::data::{Barrier, Batch, Data, Message};
+use crate::error::{Error, Result};
+use crate::exec::align::{Aligner, Alignment};
+use crate::exec::chain::{Downstream, SnapshotPart};
+use crate::ids::{CheckpointId, TaskId};
+use crate::keys::KeyGroupRange;
+use crate::ids::{OperatorUid, Subtask};
+use crate::metrics::{add, OperatorMetrics, TaskMetrics};
+use crate::operator::{Source, SourceStatus};
+
+/// What the coordinator tells a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Take checkpoint `id`: sources emit its barrier; ended tasks snapshot directly.
+    Trigger(CheckpointId),
+    /// Checkpoint `id` is complete.
+    Complete(CheckpointId),
+    /// Fail now (failure injection).
+    Fail,
+    /// Stop at once; the job is being torn down.
+    Cancel,
+    /// The job has finished and its final checkpoint is complete: exit.
+    Finish,
+}
+
+/// What a task (or the uploader on its behalf) tells the coordinator.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// The task's state for a checkpoint is stored.
+    Ack(crate::checkpoint::coordinator::Ack),
+    /// The task's state for a checkpoint could not be stored.
+    Decline {
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+    /// Every input of the task has ended and its chain has flushed.
+    Ended(TaskId),
+    /// The task failed.
+    Failed(TaskId, Error),
+    /// The task exited after `Finish` or `Cancel`.
+    Exited(TaskId),
+}
+
+/// A task's snapshot on its way to storage.
+#[derive(Debug)]
+pub struct Upload {
+    /// The task.
+    pub task: TaskId,
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// One part per operator subtask with state.
+    pub parts: Vec<SnapshotPart>,
+}
+
+/// The task's links to the rest of the job.
+pub struct TaskRuntime {
+    /// This task.
+    pub id: TaskId,
+    /// Control messages from the coordinator.
+    pub control: Receiver<Control>,
+    /// Events to the coordinator.
+    pub events: Sender<TaskEvent>,
+    /// Snapshots to the uploader.
+    pub uploads: Sender<Upload>,
+    /// Wait-time counters.
+    pub metrics: Arc<TaskMetrics>,
+    last_snapshot: Option<CheckpointId>,
+}
+
+/// Whether the task loop goes on after a control message.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl TaskRuntime {
+    /// The runtime of task `id`.
+    pub fn new(
+        id: TaskId,
+        control: Receiver<Control>,
+        events: Sender<TaskEvent>,
+        uploads: Sender<Upload>,
+        metrics: Arc<TaskMetrics>,
+    ) -> Self {
+        TaskRuntime {
+            id,
+            control,
+            events,
+            uploads,
+            metrics,
+            last_snapshot: None,
+        }
+    }
+
+    fn already_snapshotted(&self, id: CheckpointId) -> bool {
+        self.last_snapshot.is_some_and(|last| id <= last)
+    }
+
+    fn upload(&mut self, id: CheckpointId, parts: Vec<SnapshotPart>) -> Result<()> {
+        self.last_snapshot = Some(id);
+        self.uploads
+            .send(Upload {
+                task: self.id,
+                id,
+                parts,
+            })
+            .map_err(|_| Error::ChannelClosed)
+    }
+
+    /// Handles a control message that needs no barrier; `Trigger` snapshots the chain directly.
+    fn on_control<T>(&mut self, control: Control, head: &mut dyn Downstream<T>, ended: bool) -> Result<Flow> {
+        match control {
+            Control::Trigger(id) if ended && !self.already_snapshotted(id) => {
+                let mut parts = Vec::new();
+                head.snapshot(id, &mut parts)?;
+                self.upload(id, parts)?;
+            }
+            Control::Trigger(_) => {}
+            Control::Complete(id) => head.checkpoint_complete(id)?,
+            Control::Fail => return Err(Error::InjectedFailure(self.id)),
+            Control::Cancel | Control::Finish => return Ok(Flow::Exit),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn ended(&self) -> Result<()> {
+        self.events
+            .send(TaskEvent::Ended(self.id))
+            .map_err(|_| Error::ChannelClosed)
+    }
+
+    /// After the input ended: answer control messages until told to exit.
+    fn serve_control<T>(&mut self, head: &mut dyn Downstream<T>) -> Result<()> {
+        loop {
+            let control = self.control.recv().map_err(|_| Error::ChannelClosed)?;
+            if self.on_control(control, head, true)? == Flow::Exit {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What a task runs on its thread.
+pub trait TaskBody: Send {
+    /// Runs the task to its end: `Ok` after `Finish` or `Cancel`, `Err` on failure.
+    fn run(self: Box<Self>, rt: &mut TaskRuntime) -> Result<()>;
+}
+
+/// A task whose chain is fed by input channels.
+pub struct InputTask<T> {
+    inputs: Vec<Receiver<Message<T>>>,
+    head: Box<dyn Downstream<T>>,
+}
+
+impl<T: Data> InputTask<T> {
+    /// A task reading `inputs` (one per upstream subtask) into `head`.
+    pub fn new(inputs: Vec<Receiver<Message<T>>>, head: Box<dyn Downstream<T>>) -> Self {
+        InputTask { inputs, head }
+    }
+}
+
+impl<T: Data> TaskBody for InputTask<T> {
+    fn run(self: Box<Self>, rt: &mut TaskRuntime) -> Result<()> {
+        let InputTask { inputs, mut head } = *self;
+        let mut aligner = Aligner::new(inputs.len());
+        let mut align_started: Option<Instant> = None;
+        let mut readable: Vec<usize> = Vec::with_capacity(inputs.len());
+        while !aligner.all_ended() {
+            let wakeup = head.next_wakeup();
+            if wakeup.is_some_and(|t| t <= Instant::now()) {
+                head.on_time(Instant::now())?;
+                continue;
+            }
+            let mut select = Select::new();
+            readable.clear();
+            for (channel, input) in inputs.iter().enumerate() {
+                if !aligner.is_blocked(channel) {
+                    readable.push(channel);
+                    select.recv(input);
+                }
+            }
+            let control_index = select.recv(&rt.control);
+            let op = match wakeup {
+                Some(deadline) => match select.select_deadline(deadline) {
+                    Ok(op) => op,
+                    Err(_) => continue,
+                },
+                None => select.select(),
+            };
+            if op.index() == control_index {
+                let control = op.recv(&rt.control).map_err(|_| Error::ChannelClosed)?;
+                if rt.on_control(control, head.as_mut(), false)? == Flow::Exit {
+                    return Ok(());
+                }
+                continue;
+            }
+            let channel = readable[op.index()];
+            let message = op.recv(&inputs[channel]).map_err(|_| Error::ChannelClosed)?;
+            let alignment = match message {
+                Message::Batch(mut batch) => {
+                    head.push(&mut batch)?;
+                    Alignment::Wait
+                }
+                Message::Barrier(barrier) => {
+                    align_started.get_or_insert_with(Instant::now);
+                    aligner.on_barrier(channel, barrier.id)?
+                }
+                Message::EndOfInput => aligner.on_end(channel),
+            };
+            if let Alignment::Aligned(id) = alignment {
+                if let Some(started) = align_started.take() {
+                    add(&rt.metrics.alignment_ns, started.elapsed().as_nanos() as u64);
+                }
+                let mut parts = Vec::new();
+                if aligner.all_ended() {
+                    head.snapshot(id, &mut parts)?;
+                } else {
+                    head.barrier(Barrier { id }, &mut parts)?;
+                }
+                rt.upload(id, parts)?;
+            }
+        }
+        head.end_of_input()?;
+        rt.ended()?;
+        rt.serve_control(head.as_mut())
+    }
+}
+
+/// A task whose chain is fed by a source.
+pub struct SourceTask<S: Source> {
+    source: S,
+    uid: OperatorUid,
+    subtask: Subtask,
+    key_groups: KeyGroupRange,
+    head: Box<dyn Downstream<S::Out>>,
+    metrics: Arc<OperatorMetrics>,
+    batch_size: usize,
+}
+
+impl<S: Source> SourceTask<S> {
+    /// A task polling `source` (already opened) into `head`.
+    pub fn new(
+        source: S,
+        ctx: &crate::operator::OperatorContext,
+        head: Box<dyn Downstream<S::Out>>,
+        metrics: Arc<OperatorMetrics>,
+        batch_size: usize,
+    ) -> Self {
+        SourceTask {
+            source,
+            uid: ctx.uid.clone(),
+            subtask: ctx.subtask,
+            key_groups: ctx.key_groups,
+            head,
+            metrics,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    fn checkpoint(&mut self, rt: &mut TaskRuntime, id: CheckpointId, ended: bool) -> Result<()> {
+        if rt.already_snapshotted(id) {
+            return Ok(());
+        }
+        let snapshot = self.source.snapshot(id)?;
+        let mut parts = vec![SnapshotPart {
+            uid: self.uid.clone(),
+            subtask: self.subtask,
+            key_groups: self.key_groups,
+            snapshot,
+        }];
+        if ended {
+            self.head.snapshot(id, &mut parts)?;
+        } else {
+            self.head.barrier(Barrier { id }, &mut parts)?;
+        }
+        rt.upload(id, parts)
+    }
+
+    fn handle(&mut self, rt: &mut TaskRuntime, control: Control, ended: bool) -> Result<Flow> {
+        match control {
+            Control::Trigger(id) => {
+                self.checkpoint(rt, id, ended)?;
+                Ok(Flow::Continue)
+            }
+            other => rt.on_control(other, self.head.as_mut(), ended),
+        }
+    }
+
+    /// Waits for a control message until `deadline`, handling it if one comes.
+    fn wait(&mut self, rt: &mut TaskRuntime, deadline: Instant) -> Result<Flow> {
+        match rt.control.recv_deadline(deadline) {
+            Ok(control) => self.handle(rt, control, false),
+            Err(RecvTimeoutError::Timeout) => Ok(Flow::Continue),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::ChannelClosed),
+        }
+    }
+}
+
+impl<S: Source> TaskBody for SourceTask<S> {
+    fn run(mut self: Box<Self>, rt: &mut TaskRuntime) -> Result<()> {
+        let mut batch: Batch<S::Out> = Vec::with_capacity(self.batch_size);
+        loop {
+            loop {
+                match rt.control.try_recv() {
+                    Ok(control) => {
+                        if self.handle(rt, control, false)? == Flow::Exit {
+                            return Ok(());
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Err(Error::ChannelClosed),
+                }
+            }
+            let now = Instant::now();
+            let wakeup = self.head.next_wakeup();
+            if wakeup.is_some_and(|t| t <= now) {
+                self.head.on_time(now)?;
+            }
+            let status = self.source.poll(&mut batch, self.batch_size)?;
+            if !batch.is_empty() {
+                add(&self.metrics.records_out, batch.len() as u64);
+                self.head.push(&mut batch)?;
+            }
+            match status {
+                SourceStatus::Ready => {}
+                SourceStatus::Idle(until) => {
+                    let deadline = wakeup.map_or(until, |w| w.min(until));
+                    if self.wait(rt, deadline)? == Flow::Exit {
+                        return Ok(());
+                    }
+                }
+                SourceStatus::Finished => break,
+            }
+        }
+        self.head.end_of_input()?;
+        rt.ended()?;
+        loop {
+            let control = rt.control.recv().map_err(|_| Error::ChannelClosed)?;
+            if self.handle(rt, control, true)? == Flow::Exit {
+                return Ok(());
+            }
+        }
+    }
+}

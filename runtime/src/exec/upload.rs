@@ -1,0 +1,71 @@
+//! The uploader: writes tasks' snapshots to the checkpoint store off the task threads,
+//! then acknowledges them to the coordinator.
+//!
+//! Tasks hand over their snapshot as soon as it is taken and go back to their
+//! records; the upload (the slow part) runs here, which is what keeps checkpoints
+//! asynchronous for the tasks.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::checkpoint::coordinator::Ack;
+use crate::checkpoint::metadata::SubtaskState;
+use crate::checkpoint::paths::{state_file, Paths};
+use crate::checkpoint::state_file::encode;
+use crate::checkpoint::store::CheckpointStore;
+use crate::error::Result;
+use crate::exec::task::{TaskEvent, Upload};
+
+/// Uploads snapshots from `uploads` until every sender is gone.
+pub fn run_uploader(
+    store: Arc<dyn CheckpointStore>,
+    paths: Paths,
+    uploads: Receiver<Upload>,
+    events: Sender<TaskEvent>,
+) {
+    for upload in uploads {
+        let (task, id) = (upload.task, upload.id);
+        let event = match store_upload(store.as_ref(), &paths, upload) {
+            Ok(ack) => TaskEvent::Ack(ack),
+            Err(e) => TaskEvent::Decline {
+                task,
+                id,
+                reason: e.to_string(),
+            },
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> Result<Ack> {
+    let dir = paths.checkpoint_dir(upload.id);
+    let mut states = Vec::with_capacity(upload.parts.len());
+    for part in upload.parts {
+        let path = state_file(&part.uid, part.subtask.index);
+        let file = match encode(path, &part.snapshot) {
+            Some((bytes, file)) => {
+                store.put(&format!("{dir}{}", file.path), &bytes)?;
+                Some(file)
+            }
+            None => None,
+        };
+        states.push((
+            part.uid,
+            part.subtask.parallelism,
+            SubtaskState {
+                subtask: part.subtask.index,
+                key_groups: part.key_groups,
+                position: part.snapshot.position,
+                file,
+            },
+        ));
+    }
+    Ok(Ack {
+        task: upload.task,
+        id: upload.id,
+        states,
+    })
+}

@@ -1,0 +1,36 @@
+//! weir's engine: a dataflow runtime with Flink's fault-tolerance model.
+//!
+//! Jobs are built with a typed API ([`api::JobBuilder`], [`api::Stream`]), run as
+//! chains of operators on threads that exchange batches over bounded channels, and
+//! take aligned, barrier-based checkpoints (Chandy–Lamport) to a
+//! [`checkpoint::store::CheckpointStore`]; after a failure the job resumes from the
+//! latest completed checkpoint with exactly-once results.
+//!
+//! # Layout
+//!
+//! - [`api`]: `JobBuilder`, `Stream`, `KeyedStream`: what users write jobs with.
+//! - [`operator`]: the `Operator` and `Source` traits and the hooks' guarantees.
+//! - [`operators`]: built-in operators, sources and sinks, one per file.
+//! - [`exec`]: chains, exchanges, barrier alignment, the task runner, the job runner.
+//! - [`checkpoint`]: storage layout, `_metadata`, the coordinator's decisions, restore.
+//! - [`state`]: snapshots and keyed state encoded by key group.
+//! - [`keys`]: the stable key hash and key-group ranges.
+//! - [`pipelines`]: the jobs shipped in the `weir` binary.
+//! - [`cli`]: the `weir` command line.
+
+pub mod api;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod exec;
+pub mod ids;
+pub mod keys;
+pub mod metrics;
+pub mod operator;
+pub mod operators;
+pub mod pipelines;
+pub mod rng;
+pub mod state;
+
+pub use error::{Error, Result};

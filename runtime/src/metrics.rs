@@ -1,0 +1,114 @@
+//! Counters the runner updates per batch and the progress line and summaries read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Records in and out of one operator subtask, updated once per batch.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Records delivered to the operator.
+    pub records_in: AtomicU64,
+    /// Records the operator emitted.
+    pub records_out: AtomicU64,
+}
+
+/// Time one task spent waiting, in nanoseconds.
+#[derive(Debug, Default)]
+pub struct TaskMetrics {
+    /// Blocked on a full output channel (backpressure).
+    pub backpressured_ns: AtomicU64,
+    /// Holding channels back while aligning barriers.
+    pub alignment_ns: AtomicU64,
+}
+
+/// Adds `n` to a relaxed counter.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// One operator subtask's counters, with its names for reporting.
+#[derive(Debug, Clone)]
+pub struct OperatorEntry {
+    /// Operator uid.
+    pub uid: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Whether the operator is a source.
+    pub is_source: bool,
+    /// The counters.
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// All counters of a job, kept across restarts so totals keep growing.
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    operators: Mutex<Vec<OperatorEntry>>,
+    tasks: Mutex<Vec<Arc<TaskMetrics>>>,
+    /// Checkpoints completed.
+    pub checkpoints_completed: AtomicU64,
+    /// Checkpoints declined or timed out.
+    pub checkpoints_failed: AtomicU64,
+    /// Duration of the last completed checkpoint, in milliseconds.
+    pub last_checkpoint_ms: AtomicU64,
+    /// Size of the last completed checkpoint's state, in bytes.
+    pub last_checkpoint_bytes: AtomicU64,
+    /// Restarts of the job after failures.
+    pub restarts: AtomicU64,
+}
+
+impl JobMetrics {
+    /// Returns the counters of operator `uid`'s subtask, creating them on first use.
+    pub fn operator(&self, uid: &str, subtask: u32, is_source: bool) -> Arc<OperatorMetrics> {
+        let mut ops = self.operators.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = ops.iter().find(|e| e.uid == uid && e.subtask == subtask) {
+            return e.metrics.clone();
+        }
+        let metrics = Arc::new(OperatorMetrics::default());
+        ops.push(OperatorEntry {
+            uid: uid.to_string(),
+            subtask,
+            is_source,
+            metrics: metrics.clone(),
+        });
+        metrics
+    }
+
+    /// Registers the counters of a new task.
+    pub fn task(&self) -> Arc<TaskMetrics> {
+        let t = Arc::new(TaskMetrics::default());
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t.clone());
+        t
+    }
+
+    /// A copy of every operator entry.
+    pub fn operators(&self) -> Vec<OperatorEntry> {
+        self.operators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records emitted by all sources so far (including records replayed after restores).
+    pub fn source_records(&self) -> u64 {
+        self.operators()
+            .iter()
+            .filter(|e| e.is_source)
+            .map(|e| e.metrics.records_out.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Total backpressured and alignment time over all tasks, in nanoseconds.
+    pub fn wait_totals(&self) -> (u64, u64) {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.iter().fold((0, 0), |(b, a), t| {
+            (
+                b + t.backpressured_ns.load(Ordering::Relaxed),
+                a + t.alignment_ns.load(Ordering::Relaxed),
+            )
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! The exactly-once file sink: part files made visible only when their checkpoint completes.
+//!
+//! Two-phase commit over a directory, per subtask `s`:
+//! - records are appended to the hidden in-progress file `.part-s.inprogress`;
+//! - at the barrier of checkpoint `n` (pre-commit) the file is synced and renamed to
+//!   the hidden `.part-s-n.pending`, and `n` joins the pending list in the snapshot;
+//! - when `n` completes (commit), every pending file up to `n` is renamed to its
+//!   visible name `part-s-n`;
+//! - on restore from checkpoint `c`, the pending list in `c` is committed again
+//!   (a file already renamed stays as it is) and every other hidden file of the
+//!   subtask is deleted: it holds records of checkpoints that never completed,
+//!   which the sources will replay.
+//!
+//! Readers that ignore hidden files therefore see each record exactly once.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use crate::data::{Batch, Data};
+use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
+use crate::operator::{Operator, OperatorContext};
+use crate::state::{OperatorSnapshot, RestoredState};
+
+/// Writes a record as one line (without the newline) into a buffer.
+pub type LineFormat<T> = fn(&T, &mut Vec<u8>);
+
+/// Writes records as lines into part files, exactly once.
+pub struct FileSink<T> {
+    dir: PathBuf,
+    format: LineFormat<T>,
+    subtask: u32,
+    uid: String,
+    writer: Option<BufWriter<File>>,
+    line: Vec<u8>,
+    /// Checkpoints whose part files are pre-committed but not yet committed.
+    pending: Vec<CheckpointId>,
+}
+
+impl<T> FileSink<T> {
+    /// A sink writing into `dir`, formatting records with `format`.
+    pub fn new(dir: impl Into<PathBuf>, format: LineFormat<T>) -> Self {
+        FileSink {
+            dir: dir.into(),
+            format,
+            subtask: 0,
+            uid: String::new(),
+            writer: None,
+            line: Vec::with_capacity(256),
+            pending: Vec::new(),
+        }
+    }
+
+    fn in_progress(&self) -> PathBuf {
+        self.dir.join(format!(".part-{:04}.inprogress", self.subtask))
+    }
+
+    fn pending_path(&self, id: CheckpointId) -> PathBuf {
+        self.dir.join(format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
+    }
+
+    fn committed_path(&self, id: CheckpointId) -> PathBuf {
+        self.dir.join(format!("part-{:04}-{:010}", self.subtask, id.0))
+    }
+
+    /// Renames the pending file of `id` to its visible name; done already is fine.
+    fn commit(&self, id: CheckpointId) -> Result<()> {
+        let (from, to) = (self.pending_path(id), self.committed_path(id));
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound && to.exists() => Ok(()),
+            Err(e) => Err(Error::io("committing part file", from, e)),
+        }
+    }
+
+    /// Deletes every hidden file of this subtask that is not pending in `keep`.
+    fn discard_uncommitted(&self, keep: &[CheckpointId]) -> Result<()> {
+        let prefix = format!(".part-{:04}", self.subtask);
+        let keep: Vec<String> = keep
+            .iter()
+            .map(|id| format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
+            .collect();
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name == format!("{prefix}.inprogress")
+                || (name.starts_with(&format!("{prefix}-")) && name.ends_with(".pending"));
+            if ours && !keep.contains(&name) {
+                remove(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io("deleting", path, e)),
+        _ => Ok(()),
+    }
+}
+
+impl<T: Data> Operator for FileSink<T> {
+    type In = T;
+    type Out = ();
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.subtask = ctx.subtask.index;
+        self.uid = ctx.uid.0.clone();
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating output directory", &self.dir, e))?;
+        if let Some(bytes) = restored.and_then(|r| r.operator_state) {
+            self.pending = bincode::deserialize(&bytes).map_err(|e| Error::State {
+                uid: self.uid.clone(),
+                reason: format!("pending part files: {e}"),
+            })?;
+        }
+        self.discard_uncommitted(&self.pending)?;
+        for id in std::mem::take(&mut self.pending) {
+            if !self.pending_path(id).exists() && !self.committed_path(id).exists() {
+                return Err(Error::State {
+                    uid: self.uid.clone(),
+                    reason: format!(
+                        "part file {} of checkpoint {id} is missing: its records are lost",
+                        self.pending_path(id).display()
+                    ),
+                });
+            }
+            self.commit(id)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<T>, _output: &mut Batch<()>) -> Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let path = self.in_progress();
+                let file = File::create(&path).map_err(|e| Error::io("creating part file", &path, e))?;
+                self.writer.insert(BufWriter::with_capacity(1 << 20, file))
+            }
+        };
+        for record in input.drain(..) {
+            self.line.clear();
+            (self.format)(&record, &mut self.line);
+            self.line.push(b'\n');
+            writer
+                .write_all(&self.line)
+                .map_err(|e| Error::io("writing part file", self.dir.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, id: CheckpointId) -> Result<OperatorSnapshot> {
+        if let Some(writer) = self.writer.take() {
+            let path = self.in_progress();
+            let file = writer
+                .into_inner()
+                .map_err(|e| Error::io("flushing part file", &path, e.into_error()))?;
+            file.sync_data().map_err(|e| Error::io("syncing part file", &path, e))?;
+            let pending = self.pending_path(id);
+            fs::rename(&path, &pending).map_err(|e| Error::io("pre-committing part file", &path, e))?;
+            self.pending.push(id);
+        }
+        let state = bincode::serialize(&self.pending).map_err(|e| Error::State {
+            uid: self.uid.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(OperatorSnapshot {
+            operator_state: Some(state),
+            ..Default::default()
+        })
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let (done, later): (Vec<_>, Vec<_>) = self.pending.iter().partition(|p| **p <= id);
+        for p in done {
+            self.commit(p)?;
+        }
+        self.pending = later;
+        Ok(())
+    }
+}

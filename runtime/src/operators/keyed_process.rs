@@ -1,0 +1,189 @@
+//! Keyed `process`: a user function called per record with the state of the record's key.
+//!
+//! A function declares its per-key state as a type: [`ValueState`] for one value,
+//! [`MapState`] for a map, or a tuple of them. The operator keeps that state in a
+//! hash map per subtask, drops a key whose state is cleared, and snapshots it by
+//! key group so it can be restored at another parallelism.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Batch, Data};
+use crate::error::Result;
+use crate::ids::CheckpointId;
+use crate::keys::StableHash;
+use crate::operator::{Operator, OperatorContext};
+use crate::state::{decode_keyed, encode_keyed, KeyedMap, OperatorSnapshot, RestoredState};
+
+/// Extracts a record's key.
+pub type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// Per-key state: serializable, empty by default, and able to say when it is empty again.
+pub trait KeyedValue: Data + Default {
+    /// Whether the state holds nothing, so the key can be forgotten.
+    fn is_cleared(&self) -> bool;
+}
+
+/// One value per key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueState<V>(Option<V>);
+
+impl<V> Default for ValueState<V> {
+    fn default() -> Self {
+        ValueState(None)
+    }
+}
+
+impl<V> ValueState<V> {
+    /// The key's value, if set.
+    pub fn get(&self) -> Option<&V> {
+        self.0.as_ref()
+    }
+    /// The key's value, mutable, if set.
+    pub fn get_mut(&mut self) -> Option<&mut V> {
+        self.0.as_mut()
+    }
+    /// Sets the key's value.
+    pub fn set(&mut self, value: V) {
+        self.0 = Some(value);
+    }
+    /// The key's value, set to `init()` first if it was empty.
+    pub fn get_or_insert_with(&mut self, init: impl FnOnce() -> V) -> &mut V {
+        self.0.get_or_insert_with(init)
+    }
+    /// Clears the key's value.
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl<V: Data> KeyedValue for ValueState<V> {
+    fn is_cleared(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// A sorted map per key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapState<K: Ord, V>(BTreeMap<K, V>);
+
+impl<K: Ord, V> Default for MapState<K, V> {
+    fn default() -> Self {
+        MapState(BTreeMap::new())
+    }
+}
+
+impl<K: Ord, V> MapState<K, V> {
+    /// The entry for `k`.
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.0.get(k)
+    }
+    /// Sets the entry for `k`, returning the old value.
+    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
+        self.0.insert(k, v)
+    }
+    /// Removes the entry for `k`.
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        self.0.remove(k)
+    }
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter()
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Data + Ord, V: Data> KeyedValue for MapState<K, V> {
+    fn is_cleared(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<A: KeyedValue, B: KeyedValue> KeyedValue for (A, B) {
+    fn is_cleared(&self) -> bool {
+        self.0.is_cleared() && self.1.is_cleared()
+    }
+}
+
+/// A function of keyed records with per-key state.
+pub trait KeyedProcess: Send + Sync + 'static {
+    /// The key type.
+    type Key: Data + StableHash + Eq + Hash;
+    /// Records consumed.
+    type In: Data;
+    /// Records produced.
+    type Out: Data;
+    /// The state kept per key.
+    type State: KeyedValue;
+
+    /// Handles one record of `key`, with that key's state; appends output to `out`.
+    fn process(&self, key: &Self::Key, state: &mut Self::State, record: Self::In, out: &mut Vec<Self::Out>) -> Result<()>;
+}
+
+/// Runs a [`KeyedProcess`] function over a keyed stream.
+pub struct KeyedProcessOperator<P: KeyedProcess> {
+    function: Arc<P>,
+    key: KeyFn<P::In, P::Key>,
+    state: KeyedMap<P::Key, P::State>,
+    uid: String,
+    max_parallelism: u32,
+}
+
+impl<P: KeyedProcess> KeyedProcessOperator<P> {
+    /// An operator applying `function` to records keyed by `key`.
+    pub fn new(function: Arc<P>, key: KeyFn<P::In, P::Key>) -> Self {
+        KeyedProcessOperator {
+            function,
+            key,
+            state: KeyedMap::default(),
+            uid: String::new(),
+            max_parallelism: 1,
+        }
+    }
+}
+
+impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
+    type In = P::In;
+    type Out = P::Out;
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.uid = ctx.uid.0.clone();
+        self.max_parallelism = ctx.max_parallelism;
+        if let Some(restored) = restored {
+            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<P::In>, output: &mut Batch<P::Out>) -> Result<()> {
+        for record in input.drain(..) {
+            let key = (self.key)(&record);
+            let state = match self.state.get_mut(&key) {
+                Some(state) => state,
+                None => self.state.entry(key.clone()).or_default(),
+            };
+            self.function.process(&key, state, record, output)?;
+            if state.is_cleared() {
+                self.state.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot {
+            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,23 @@
+//! Built-in operators, sources and sinks, one per file.
+
+mod discard_sink;
+mod file_sink;
+mod filter;
+mod flat_map;
+mod keyed_process;
+mod map;
+mod reduce;
+mod sequence_source;
+mod text_source;
+mod window;
+
+pub use discard_sink::DiscardSink;
+pub use file_sink::{FileSink, LineFormat};
+pub use filter::Filter;
+pub use flat_map::FlatMap;
+pub use keyed_process::{KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState};
+pub use map::Map;
+pub use reduce::KeyedReduce;
+pub use sequence_source::SequenceSource;
+pub use text_source::TextFileSource;
+pub use window::{Aggregate, Count, Sum, WindowOperator, WindowResult, WindowSpec};

@@ -1,0 +1,79 @@
+//! Keyed rolling `reduce`: folds each record into its key's accumulator and emits the result.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use crate::data::{Batch, Data};
+use crate::error::Result;
+use crate::ids::CheckpointId;
+use crate::keys::StableHash;
+use crate::operator::{Operator, OperatorContext};
+use crate::operators::keyed_process::KeyFn;
+use crate::state::{decode_keyed, encode_keyed, KeyedMap, OperatorSnapshot, RestoredState};
+
+/// Keeps one accumulator per key; each record is folded in with `f(&mut acc, record)`
+/// (the first record of a key becomes its accumulator) and the new accumulator is emitted.
+pub struct KeyedReduce<T, K, F> {
+    f: Arc<F>,
+    key: KeyFn<T, K>,
+    state: KeyedMap<K, T>,
+    uid: String,
+    max_parallelism: u32,
+}
+
+impl<T, K, F> KeyedReduce<T, K, F> {
+    /// A reduce folding with `f`, keyed by `key`.
+    pub fn new(f: Arc<F>, key: KeyFn<T, K>) -> Self {
+        KeyedReduce {
+            f,
+            key,
+            state: KeyedMap::default(),
+            uid: String::new(),
+            max_parallelism: 1,
+        }
+    }
+}
+
+impl<T, K, F> Operator for KeyedReduce<T, K, F>
+where
+    T: Data,
+    K: Data + StableHash + Eq + Hash,
+    F: Fn(&mut T, T) + Send + Sync + 'static,
+{
+    type In = T;
+    type Out = T;
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.uid = ctx.uid.0.clone();
+        self.max_parallelism = ctx.max_parallelism;
+        if let Some(restored) = restored {
+            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<T>) -> Result<()> {
+        output.reserve(input.len());
+        for record in input.drain(..) {
+            let key = (self.key)(&record);
+            match self.state.get_mut(&key) {
+                Some(acc) => {
+                    (self.f)(acc, record);
+                    output.push(acc.clone());
+                }
+                None => {
+                    output.push(record.clone());
+                    self.state.insert(key, record);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot {
+            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
+            ..Default::default()
+        })
+    }
+}

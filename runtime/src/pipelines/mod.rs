@@ -1,0 +1,1 @@
+//! Pipelines shipped in the weir binary.

@@ -1,0 +1,7 @@
+//! Operator state as it is snapshotted and restored, and helpers to encode keyed state by key group.
+
+mod keyed;
+mod snapshot;
+
+pub use keyed::{decode_keyed, encode_keyed, KeyedMap};
+pub use snapshot::{OperatorSnapshot, RestoredState};
