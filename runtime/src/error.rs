@@ -79,7 +79,9 @@ pub enum Error {
         message: String,
     },
     /// The job failed more often than its restart strategy allows.
-    #[error("job failed {restarts} times, giving up (restart limit {limit}); last failure: {last}")]
+    #[error(
+        "job failed {restarts} times, giving up (restart limit {limit}); last failure: {last}"
+    )]
     RestartLimit {
         /// How many restarts were made.
         restarts: u32,

@@ -173,6 +173,9 @@ mod tests {
         assert_eq!(mix(0), 0);
         assert_eq!(42u64.stable_hash(), 0xa759_ea27_d472_7622);
         assert_eq!("weir".stable_hash(), xxhash_rust::xxh3::xxh3_64(b"weir"));
-        assert_eq!(KeyGroup::of(&42u64, 128), KeyGroup((0xa759_ea27_d472_7622u64 % 128) as u32));
+        assert_eq!(
+            KeyGroup::of(&42u64, 128),
+            KeyGroup((0xa759_ea27_d472_7622u64 % 128) as u32)
+        );
     }
 }

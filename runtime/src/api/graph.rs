@@ -65,7 +65,11 @@ pub(crate) trait EdgeNode: Send + Sync {
         metrics: Arc<TaskMetrics>,
     ) -> Result<Box<dyn Any>>;
     /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`).
-    fn input_task(&self, receivers: Vec<Box<dyn Any>>, head: Box<dyn Any>) -> Result<Box<dyn TaskBody>>;
+    fn input_task(
+        &self,
+        receivers: Vec<Box<dyn Any>>,
+        head: Box<dyn Any>,
+    ) -> Result<Box<dyn TaskBody>>;
 }
 
 pub(crate) enum NodeKind {
@@ -111,7 +115,10 @@ impl std::fmt::Debug for JobGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobGraph")
             .field("name", &self.name)
-            .field("operators", &self.nodes.iter().map(|n| n.uid()).collect::<Vec<_>>())
+            .field(
+                "operators",
+                &self.nodes.iter().map(|n| n.uid()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -119,7 +126,9 @@ impl std::fmt::Debug for JobGraph {
 impl JobGraph {
     /// The parallelism node `node` runs at.
     pub(crate) fn parallelism_of(&self, node: usize) -> u32 {
-        self.nodes[node].parallelism.unwrap_or(self.default_parallelism)
+        self.nodes[node]
+            .parallelism
+            .unwrap_or(self.default_parallelism)
     }
 
     /// Sets the parallelism of operators that did not set their own.
@@ -135,7 +144,9 @@ impl JobGraph {
     /// Checks what the typed API cannot: unique uids, sane parallelism.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_parallelism == 0 || self.default_parallelism == 0 {
-            return Err(Error::InvalidJob("parallelism and max parallelism must be at least 1".into()));
+            return Err(Error::InvalidJob(
+                "parallelism and max parallelism must be at least 1".into(),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {

@@ -63,7 +63,9 @@ where
         P: KeyedProcess<Key = K, In = T>,
     {
         let function = Arc::new(function);
-        self.transform(name, move |_, key| KeyedProcessOperator::new(function.clone(), key))
+        self.transform(name, move |_, key| {
+            KeyedProcessOperator::new(function.clone(), key)
+        })
     }
 
     /// Rolling reduce: folds each record into its key's accumulator with `f` and
@@ -94,11 +96,16 @@ where
     K: Data + StableHash + Eq + Hash,
 {
     /// Aggregates each window of each key with `aggregate`.
-    pub fn aggregate<A: Aggregate<T>>(self, name: &str, aggregate: A) -> Stream<WindowResult<K, A::Acc>> {
+    pub fn aggregate<A: Aggregate<T>>(
+        self,
+        name: &str,
+        aggregate: A,
+    ) -> Stream<WindowResult<K, A::Acc>> {
         let spec = self.spec;
         let aggregate = Arc::new(aggregate);
-        self.keyed
-            .transform(name, move |_, key| WindowOperator::new(spec, key, aggregate.clone()))
+        self.keyed.transform(name, move |_, key| {
+            WindowOperator::new(spec, key, aggregate.clone())
+        })
     }
 
     /// Counts the records of each window of each key.

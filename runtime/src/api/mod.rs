@@ -5,7 +5,7 @@ mod keyed;
 mod nodes;
 mod stream;
 
-pub use graph::{Exchange, JobGraph};
 pub(crate) use graph::{downcast_task, BuildCtx, EdgeNode, NodeKind};
+pub use graph::{Exchange, JobGraph};
 pub use keyed::{KeyedStream, WindowedStream};
 pub use stream::{JobBuilder, Stream};

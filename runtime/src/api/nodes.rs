@@ -116,7 +116,11 @@ impl<T: Data> EdgeNode for Edge<T> {
         Ok(Box::new(output))
     }
 
-    fn input_task(&self, receivers: Vec<Box<dyn Any>>, head: Box<dyn Any>) -> Result<Box<dyn TaskBody>> {
+    fn input_task(
+        &self,
+        receivers: Vec<Box<dyn Any>>,
+        head: Box<dyn Any>,
+    ) -> Result<Box<dyn TaskBody>> {
         let receivers: Vec<Receiver<Message<T>>> = receivers
             .into_iter()
             .map(|r| downcast(r, "an input channel"))

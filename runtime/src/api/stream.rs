@@ -91,7 +91,12 @@ impl JobBuilder {
     }
 }
 
-fn push_node(draft: &Rc<RefCell<Draft>>, name: &str, kind: NodeKind, input: Option<Input>) -> usize {
+fn push_node(
+    draft: &Rc<RefCell<Draft>>,
+    name: &str,
+    kind: NodeKind,
+    input: Option<Input>,
+) -> usize {
     let mut draft = draft.borrow_mut();
     draft.nodes.push(Node {
         name: name.to_string(),
@@ -147,7 +152,13 @@ impl<T: Data> Stream<T> {
         self
     }
 
-    pub(crate) fn connect(self, name: &str, kind: NodeKind, edge: Arc<dyn EdgeNode>, exchange: Exchange) -> usize {
+    pub(crate) fn connect(
+        self,
+        name: &str,
+        kind: NodeKind,
+        edge: Arc<dyn EdgeNode>,
+        exchange: Exchange,
+    ) -> usize {
         let input = Input {
             from: self.node,
             exchange,

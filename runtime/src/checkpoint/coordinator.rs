@@ -247,7 +247,14 @@ mod tests {
 
     fn coordinator(now: Instant) -> CheckpointCoordinator {
         let tasks = [t(0, 0), t(0, 1), t(1, 0), t(1, 1)];
-        CheckpointCoordinator::new(tasks, [t(0, 0), t(0, 1)], CheckpointId(5), Some(Duration::from_secs(1)), Duration::from_secs(10), now)
+        CheckpointCoordinator::new(
+            tasks,
+            [t(0, 0), t(0, 1)],
+            CheckpointId(5),
+            Some(Duration::from_secs(1)),
+            Duration::from_secs(10),
+            now,
+        )
     }
 
     #[test]
@@ -257,15 +264,28 @@ mod tests {
         assert!(c.poll(now).is_none(), "not due before the interval");
         let (id, targets) = c.poll(now + Duration::from_secs(1)).unwrap();
         assert_eq!((id, targets), (CheckpointId(5), vec![t(0, 0), t(0, 1)]));
-        assert!(c.poll(now + Duration::from_secs(3)).is_none(), "one in flight at a time");
+        assert!(
+            c.poll(now + Duration::from_secs(3)).is_none(),
+            "one in flight at a time"
+        );
         for task in [t(0, 0), t(1, 1), t(0, 1)] {
             assert!(c.ack(ack(task, 5)).is_none());
         }
-        assert!(c.ack(ack(t(0, 0), 5)).is_none(), "duplicate acks count once");
+        assert!(
+            c.ack(ack(t(0, 0), 5)).is_none(),
+            "duplicate acks count once"
+        );
         let done = c.ack(ack(t(1, 0), 5)).unwrap();
         let ops = done.into_operators();
         assert_eq!(ops.len(), 2);
-        assert_eq!(ops[1].subtasks.iter().map(|s| s.subtask).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            ops[1]
+                .subtasks
+                .iter()
+                .map(|s| s.subtask)
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
     }
 
     #[test]
@@ -274,7 +294,10 @@ mod tests {
         let mut c = coordinator(now);
         c.poll(now + Duration::from_secs(1)).unwrap();
         assert!(c.expire(now + Duration::from_secs(5)).is_none());
-        assert_eq!(c.expire(now + Duration::from_secs(11)).unwrap().id, CheckpointId(5));
+        assert_eq!(
+            c.expire(now + Duration::from_secs(11)).unwrap().id,
+            CheckpointId(5)
+        );
         for task in [t(0, 0), t(0, 1), t(1, 0), t(1, 1)] {
             assert!(c.ack(ack(task, 5)).is_none());
         }

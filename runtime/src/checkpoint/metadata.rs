@@ -93,7 +93,8 @@ pub struct GroupSpan {
 impl CheckpointMetadata {
     /// Encodes the document as pretty JSON.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(format!("encoding _metadata: {e}")))
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Internal(format!("encoding _metadata: {e}")))
     }
 
     /// Parses and checks a `_metadata` read from `path`; every problem names the file.
@@ -102,8 +103,8 @@ impl CheckpointMetadata {
             path: path.to_string(),
             reason,
         };
-        let meta: CheckpointMetadata =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid checkpoint metadata: {e}")))?;
+        let meta: CheckpointMetadata = serde_json::from_slice(bytes)
+            .map_err(|e| corrupt(format!("not valid checkpoint metadata: {e}")))?;
         if meta.format_version != FORMAT_VERSION {
             return Err(corrupt(format!(
                 "format_version {} is not supported (this build reads {FORMAT_VERSION})",
@@ -123,7 +124,10 @@ impl CheckpointMetadata {
                 }
                 if let Some(f) = &st.file {
                     if f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-                        return Err(corrupt(format!("state file path {} leaves the checkpoint", f.path)));
+                        return Err(corrupt(format!(
+                            "state file path {} leaves the checkpoint",
+                            f.path
+                        )));
                     }
                 }
             }
@@ -171,7 +175,10 @@ mod tests {
                         size: 10,
                         checksum: "00".into(),
                         operator_state: None,
-                        key_groups: vec![GroupSpan { group: KeyGroup(5), span: Span { offset: 0, len: 10 } }],
+                        key_groups: vec![GroupSpan {
+                            group: KeyGroup(5),
+                            span: Span { offset: 0, len: 10 },
+                        }],
                     }),
                 }],
             }],
@@ -181,18 +188,27 @@ mod tests {
     #[test]
     fn metadata_round_trips() {
         let m = sample();
-        assert_eq!(CheckpointMetadata::parse("x", &m.to_bytes().unwrap()).unwrap(), m);
+        assert_eq!(
+            CheckpointMetadata::parse("x", &m.to_bytes().unwrap()).unwrap(),
+            m
+        );
     }
 
     #[test]
     fn damage_is_reported_with_the_file_and_the_problem() {
-        let err = CheckpointMetadata::parse("chk-3/_metadata", b"{\"format_version\": 1, \"job\"").unwrap_err();
+        let err = CheckpointMetadata::parse("chk-3/_metadata", b"{\"format_version\": 1, \"job\"")
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("chk-3/_metadata") && msg.contains("not valid checkpoint metadata"), "{msg}");
+        assert!(
+            msg.contains("chk-3/_metadata") && msg.contains("not valid checkpoint metadata"),
+            "{msg}"
+        );
 
         let mut m = sample();
         m.format_version = 99;
-        let msg = CheckpointMetadata::parse("m", &m.to_bytes().unwrap()).unwrap_err().to_string();
+        let msg = CheckpointMetadata::parse("m", &m.to_bytes().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("format_version 99"), "{msg}");
 
         let mut m = sample();

@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn keys_follow_the_layout_and_parse_back() {
         let p = Paths::new("wc");
-        assert_eq!(p.metadata(CheckpointId(7)), "wc/checkpoints/chk-7/_metadata");
+        assert_eq!(
+            p.metadata(CheckpointId(7)),
+            "wc/checkpoints/chk-7/_metadata"
+        );
         assert_eq!(
             p.parse_checkpoint_key("wc/checkpoints/chk-12/sum/0/state"),
             Some((CheckpointId(12), "sum/0/state"))

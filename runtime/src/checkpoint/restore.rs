@@ -66,8 +66,8 @@ impl RestorePoint {
         let mut restored = RestoredState::default();
         let same_parallelism = op.parallelism == subtask.parallelism;
         for st in &op.subtasks {
-            let has_operator_state =
-                st.position.is_some() || st.file.as_ref().is_some_and(|f| f.operator_state.is_some());
+            let has_operator_state = st.position.is_some()
+                || st.file.as_ref().is_some_and(|f| f.operator_state.is_some());
             if has_operator_state && !same_parallelism {
                 return Err(Error::State {
                     uid: uid.0.clone(),

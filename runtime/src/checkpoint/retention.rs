@@ -38,7 +38,9 @@ impl Listing {
     /// The id for the next checkpoint: above every id ever used here, so ids
     /// keep growing across restores and never reuse an abandoned directory.
     pub fn next_id(&self, at_least: CheckpointId) -> CheckpointId {
-        self.all.last().map_or(at_least, |last| last.next().max(at_least))
+        self.all
+            .last()
+            .map_or(at_least, |last| last.next().max(at_least))
     }
 
     /// Checkpoints to delete once `latest` completed: completed ones beyond the
@@ -73,14 +75,23 @@ mod tests {
     #[test]
     fn the_newest_complete_checkpoint_is_tried_first_and_incomplete_ones_never() {
         let l = listing(&[2, 9, 10], &[11, 12]);
-        assert_eq!(l.restore_candidates().collect::<Vec<_>>(), [10, 9, 2].map(CheckpointId));
+        assert_eq!(
+            l.restore_candidates().collect::<Vec<_>>(),
+            [10, 9, 2].map(CheckpointId)
+        );
     }
 
     #[test]
     fn next_id_is_above_every_directory_seen() {
-        assert_eq!(listing(&[3], &[7]).next_id(CheckpointId(1)), CheckpointId(8));
+        assert_eq!(
+            listing(&[3], &[7]).next_id(CheckpointId(1)),
+            CheckpointId(8)
+        );
         assert_eq!(listing(&[], &[]).next_id(CheckpointId(1)), CheckpointId(1));
-        assert_eq!(listing(&[3], &[]).next_id(CheckpointId(20)), CheckpointId(20));
+        assert_eq!(
+            listing(&[3], &[]).next_id(CheckpointId(20)),
+            CheckpointId(20)
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub fn verify(uri: &str, file: &StateFile, bytes: &[u8]) -> Result<()> {
     }
     let sum = checksum(bytes);
     if sum != file.checksum {
-        return Err(corrupt(format!("checksum {sum} does not match {}", file.checksum)));
+        return Err(corrupt(format!(
+            "checksum {sum} does not match {}",
+            file.checksum
+        )));
     }
     Ok(())
 }
@@ -81,10 +84,12 @@ fn slice<'b>(bytes: &'b [u8], span: Span) -> Option<&'b [u8]> {
 pub fn operator_state(uri: &str, file: &StateFile, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
     file.operator_state
         .map(|span| {
-            slice(bytes, span).map(<[u8]>::to_vec).ok_or_else(|| Error::CorruptCheckpoint {
-                path: uri.to_string(),
-                reason: format!("operator state span {span:?} lies outside the file"),
-            })
+            slice(bytes, span)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::CorruptCheckpoint {
+                    path: uri.to_string(),
+                    reason: format!("operator state span {span:?} lies outside the file"),
+                })
         })
         .transpose()
 }
@@ -119,11 +124,17 @@ mod tests {
         let snap = OperatorSnapshot {
             position: None,
             operator_state: Some(b"op".to_vec()),
-            keyed: vec![(KeyGroup(1), b"one".to_vec()), (KeyGroup(9), b"nine".to_vec())],
+            keyed: vec![
+                (KeyGroup(1), b"one".to_vec()),
+                (KeyGroup(9), b"nine".to_vec()),
+            ],
         };
         let (bytes, file) = encode("u/0/state".into(), &snap).unwrap();
         verify("f", &file, &bytes).unwrap();
-        assert_eq!(operator_state("f", &file, &bytes).unwrap(), Some(b"op".to_vec()));
+        assert_eq!(
+            operator_state("f", &file, &bytes).unwrap(),
+            Some(b"op".to_vec())
+        );
         let low = key_groups("f", &file, &bytes, KeyGroupRange { start: 0, end: 5 }).unwrap();
         assert_eq!(low, vec![(KeyGroup(1), b"one".to_vec())]);
     }
@@ -135,7 +146,12 @@ mod tests {
             ..Default::default()
         };
         let (bytes, file) = encode("u/0/state".into(), &snap).unwrap();
-        let err = verify("file:///c/u/0/state", &file, &bytes[..50]).unwrap_err().to_string();
-        assert!(err.contains("file:///c/u/0/state") && err.contains("truncated"), "{err}");
+        let err = verify("file:///c/u/0/state", &file, &bytes[..50])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("file:///c/u/0/state") && err.contains("truncated"),
+            "{err}"
+        );
     }
 }

@@ -48,7 +48,10 @@ pub struct FileStore {
 impl FileStore {
     /// A store rooted at `root` (created on the first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileStore { root: root.into() }
+        let root = root.into();
+        // Absolute, so that the locations printed for users work from anywhere.
+        let root = std::path::absolute(&root).unwrap_or(root);
+        FileStore { root }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -159,20 +162,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         store.put("job/checkpoints/chk-1/_metadata", b"{}").unwrap();
-        store.put("job/checkpoints/chk-1/op/0/state", b"abc").unwrap();
+        store
+            .put("job/checkpoints/chk-1/op/0/state", b"abc")
+            .unwrap();
         store.put("job/checkpoints/chk-2/_metadata", b"{}").unwrap();
-        assert_eq!(store.get("job/checkpoints/chk-1/op/0/state").unwrap(), b"abc");
+        assert_eq!(
+            store.get("job/checkpoints/chk-1/op/0/state").unwrap(),
+            b"abc"
+        );
         assert_eq!(store.list("job/checkpoints/chk-1/").unwrap().len(), 2);
         assert_eq!(store.list("job/checkpoints/").unwrap().len(), 3);
         store.delete_prefix("job/checkpoints/chk-1/").unwrap();
-        assert_eq!(store.list("job/checkpoints/").unwrap(), vec!["job/checkpoints/chk-2/_metadata"]);
+        assert_eq!(
+            store.list("job/checkpoints/").unwrap(),
+            vec!["job/checkpoints/chk-2/_metadata"]
+        );
         assert!(!dir.path().join("job/checkpoints/chk-1").exists());
     }
 
     #[test]
     fn a_missing_object_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let err = FileStore::new(dir.path()).get("nope/_metadata").unwrap_err();
+        let err = FileStore::new(dir.path())
+            .get("nope/_metadata")
+            .unwrap_err();
         assert!(err.to_string().contains("nope/_metadata"), "{err}");
     }
 

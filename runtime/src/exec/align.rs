@@ -151,7 +151,10 @@ mod tests {
         let mut a = Aligner::new(2);
         a.on_barrier(0, C1).unwrap();
         assert!(a.on_barrier(1, C2).is_err());
-        assert!(a.on_barrier(0, C1).is_err(), "a blocked channel must not be read");
+        assert!(
+            a.on_barrier(0, C1).is_err(),
+            "a blocked channel must not be read"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub fn chains(graph: &JobGraph) -> Vec<Chain> {
     for (i, node) in graph.nodes.iter().enumerate() {
         let p = graph.parallelism_of(i);
         match &node.input {
-            Some(input) if input.exchange == Exchange::Forward && graph.parallelism_of(input.from) == p => {
+            Some(input)
+                if input.exchange == Exchange::Forward && graph.parallelism_of(input.from) == p =>
+            {
                 let c = chain_of[input.from];
                 chains[c].nodes.push(i);
                 chain_of[i] = c;
@@ -67,7 +69,11 @@ pub struct DeployedTask {
 
 /// Checks that `restore` fits `graph`: same key groups, and no state of operators
 /// the job no longer has (unless `allow_non_restored`).
-pub fn check_restore(graph: &JobGraph, restore: &RestorePoint, allow_non_restored: bool) -> Result<()> {
+pub fn check_restore(
+    graph: &JobGraph,
+    restore: &RestorePoint,
+    allow_non_restored: bool,
+) -> Result<()> {
     let meta = &restore.metadata;
     if meta.max_parallelism != graph.max_parallelism {
         return Err(Error::InvalidJob(format!(
@@ -97,8 +103,14 @@ pub fn deploy(
     let chains = chains(graph);
     // receivers[c][j] are the inputs of subtask j of chain c; senders[c][i] the outputs
     // of subtask i of chain c, one per subtask of its consumer.
-    let mut receivers: Vec<Vec<Vec<Box<dyn Any>>>> = chains.iter().map(|c| (0..c.parallelism).map(|_| Vec::new()).collect()).collect();
-    let mut senders: Vec<Vec<Vec<Box<dyn Any>>>> = receivers.iter().map(|r| r.iter().map(|_| Vec::new()).collect()).collect();
+    let mut receivers: Vec<Vec<Vec<Box<dyn Any>>>> = chains
+        .iter()
+        .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    let mut senders: Vec<Vec<Vec<Box<dyn Any>>>> = receivers
+        .iter()
+        .map(|r| r.iter().map(|_| Vec::new()).collect())
+        .collect();
     for (c, chain) in chains.iter().enumerate() {
         let Some(up) = chain.upstream else { continue };
         let edge = input_edge(graph, chain)?;
@@ -120,13 +132,21 @@ pub fn deploy(
             let task_metrics = metrics.task();
             let outputs = std::mem::take(&mut senders[c][i as usize]);
             let mut downstream: Box<dyn Any> = match consumer[c] {
-                Some(d) => input_edge(graph, &chains[d])?.output(outputs, graph.max_parallelism, config, task_metrics.clone())?,
+                Some(d) => input_edge(graph, &chains[d])?.output(
+                    outputs,
+                    graph.max_parallelism,
+                    config,
+                    task_metrics.clone(),
+                )?,
                 None => match &graph.nodes[chain.nodes[chain.nodes.len() - 1]].kind {
                     NodeKind::Source(s) => s.discard(),
                     NodeKind::Operator(o) => o.discard(),
                 },
             };
-            let subtask = Subtask { index: i, parallelism: chain.parallelism };
+            let subtask = Subtask {
+                index: i,
+                parallelism: chain.parallelism,
+            };
             let mut is_source = false;
             for &n in chain.nodes.iter().rev() {
                 let node = &graph.nodes[n];
@@ -147,7 +167,10 @@ pub fn deploy(
                 input_edge(graph, chain)?.input_task(inputs, downstream)?
             };
             tasks.push(DeployedTask {
-                id: TaskId { chain: c as u32, subtask: i },
+                id: TaskId {
+                    chain: c as u32,
+                    subtask: i,
+                },
                 is_source,
                 body,
                 metrics: task_metrics,
@@ -175,7 +198,8 @@ fn build_ctx<'c>(
 ) -> Result<BuildCtx<'c>> {
     let n = &graph.nodes[node];
     let uid = OperatorUid(n.uid().to_string());
-    let key_groups = KeyGroupRange::for_subtask(subtask.index, subtask.parallelism, graph.max_parallelism);
+    let key_groups =
+        KeyGroupRange::for_subtask(subtask.index, subtask.parallelism, graph.max_parallelism);
     let restored = match restore {
         Some(point) => point.state_for(&uid, subtask, key_groups)?,
         None => None,

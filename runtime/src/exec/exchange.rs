@@ -70,6 +70,8 @@ pub struct Output<T> {
     /// When the oldest record still buffered arrived.
     oldest: Option<Instant>,
     next_channel: usize,
+    /// Full buffers waiting to be sent (kept to reuse its allocation).
+    ready: Vec<(usize, Batch<T>)>,
     metrics: Arc<TaskMetrics>,
 }
 
@@ -91,6 +93,7 @@ impl<T: Data> Output<T> {
             buffer_timeout,
             oldest: None,
             next_channel: 0,
+            ready: Vec::new(),
             metrics,
         }
     }
@@ -176,23 +179,22 @@ impl<T: Data> Downstream<T> for Output<T> {
                 }
             }
             Route::KeyGroups(router) => {
-                let mut full = None;
                 for record in batch.drain(..) {
                     let channel = router.channel(&record);
                     let buffer = &mut self.buffers[channel];
                     buffer.push(record);
                     if buffer.len() >= self.batch_size {
-                        full = Some(channel);
-                        break;
+                        let full = std::mem::replace(buffer, Vec::with_capacity(self.batch_size));
+                        self.ready.push((channel, full));
                     }
                 }
-                // Rare path: a buffer filled mid-batch. Send it and route the rest.
-                if let Some(channel) = full {
-                    self.send_buffer(channel)?;
-                    if !batch.is_empty() {
-                        return self.push(batch);
-                    }
+                // Send after routing the whole batch: sending may block, and a
+                // blocked send must not leave records half-routed.
+                let mut ready = std::mem::take(&mut self.ready);
+                for (channel, full) in ready.drain(..) {
+                    self.send(channel, Message::Batch(full))?;
                 }
+                self.ready = ready;
             }
         }
         if self.buffer_timeout.is_zero() {
@@ -241,7 +243,11 @@ mod tests {
     use crate::keys::StableHash;
     use crossbeam_channel::bounded;
 
-    fn output(route: Route<u64>, n: usize, batch: usize) -> (Output<u64>, Vec<crossbeam_channel::Receiver<Message<u64>>>) {
+    fn output(
+        route: Route<u64>,
+        n: usize,
+        batch: usize,
+    ) -> (Output<u64>, Vec<crossbeam_channel::Receiver<Message<u64>>>) {
         let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(64)).unzip();
         let out = Output::new(tx, route, batch, Duration::from_secs(60), Arc::default());
         (out, rx)
@@ -277,7 +283,13 @@ mod tests {
     #[test]
     fn partial_batches_wait_for_the_buffer_timeout() {
         let (tx, rx) = bounded(4);
-        let mut out = Output::new(vec![tx], Route::Forward, 100, Duration::from_millis(5), Arc::default());
+        let mut out = Output::new(
+            vec![tx],
+            Route::Forward,
+            100,
+            Duration::from_millis(5),
+            Arc::default(),
+        );
         out.push(&mut vec![1, 2, 3]).unwrap();
         assert!(rx.try_recv().is_err(), "a partial batch must wait");
         let due = out.next_wakeup().unwrap();
@@ -289,7 +301,13 @@ mod tests {
     fn barrier_flushes_buffered_records_before_it() {
         let (mut out, rx) = output(Route::Broadcast, 2, 100);
         out.push(&mut vec![1, 2]).unwrap();
-        out.barrier(Barrier { id: CheckpointId(1) }, &mut Vec::new()).unwrap();
+        out.barrier(
+            Barrier {
+                id: CheckpointId(1),
+            },
+            &mut Vec::new(),
+        )
+        .unwrap();
         for rx in &rx {
             assert!(matches!(rx.try_recv(), Ok(Message::Batch(b)) if b == vec![1, 2]));
             assert!(matches!(rx.try_recv(), Ok(Message::Barrier(_))));

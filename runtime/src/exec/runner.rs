@@ -153,11 +153,17 @@ impl LocalRunner {
             check_restore(&self.graph, point, self.config.allow_non_restored_state)?;
             tracing::info!(checkpoint = point.metadata.checkpoint_id.0, from = %point.location, "restoring");
         }
-        let first_id = initial.as_ref().map_or(CheckpointId(1), |p| p.metadata.checkpoint_id.next());
+        let first_id = initial
+            .as_ref()
+            .map_or(CheckpointId(1), |p| p.metadata.checkpoint_id.next());
         let mut next_id = self.listing()?.next_id(first_id);
         let mut restore_point = initial.clone();
-        let max_delay = self.config.checkpoint_interval.map_or(Duration::from_secs(1), |i| i * 2);
-        let mut injector = FailureInjector::new(self.config.inject_failures, self.config.seed, max_delay);
+        let max_delay = self
+            .config
+            .checkpoint_interval
+            .map_or(Duration::from_secs(1), |i| i * 2);
+        let mut injector =
+            FailureInjector::new(self.config.inject_failures, self.config.seed, max_delay);
         let mut restarts = 0u32;
         let mut backoff = self.config.restart_backoff;
         loop {
@@ -201,7 +207,10 @@ impl LocalRunner {
     }
 
     fn listing(&self) -> Result<Listing> {
-        Ok(Listing::from_keys(&self.paths, &self.store.list(&self.paths.checkpoints())?))
+        Ok(Listing::from_keys(
+            &self.paths,
+            &self.store.list(&self.paths.checkpoints())?,
+        ))
     }
 
     /// One deployment of the job. Returns the final checkpoint, or the failure and
@@ -212,11 +221,13 @@ impl LocalRunner {
         next_id: CheckpointId,
         injector: &mut FailureInjector,
     ) -> Result<CheckpointId, (Error, CheckpointId)> {
-        let tasks = deploy(&self.graph, &self.config.exec, restore, &self.metrics).map_err(|e| (e, next_id))?;
+        let tasks = deploy(&self.graph, &self.config.exec, restore, &self.metrics)
+            .map_err(|e| (e, next_id))?;
         let (events_tx, events) = unbounded::<TaskEvent>();
         let (uploads_tx, uploads) = unbounded();
         let uploader = {
-            let (store, paths, events) = (self.store.clone(), self.paths.clone(), events_tx.clone());
+            let (store, paths, events) =
+                (self.store.clone(), self.paths.clone(), events_tx.clone());
             std::thread::Builder::new()
                 .name("weir-uploader".into())
                 .spawn(move || run_uploader(store, paths, uploads, events))
@@ -227,17 +238,31 @@ impl LocalRunner {
         let mut running = Running::default();
         for task in tasks {
             let (control_tx, control) = unbounded();
-            let mut rt = TaskRuntime::new(task.id, control, events_tx.clone(), uploads_tx.clone(), task.metrics);
+            let mut rt = TaskRuntime::new(
+                task.id,
+                control,
+                events_tx.clone(),
+                uploads_tx.clone(),
+                task.metrics,
+            );
             let (body, events) = (task.body, events_tx.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-task-{}", task.id))
                 .spawn(move || {
                     let id = rt.id;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(&mut rt)));
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        body.run(&mut rt)
+                    }));
                     let event = match outcome {
                         Ok(Ok(())) => TaskEvent::Exited(id),
                         Ok(Err(e)) => TaskEvent::Failed(id, e),
-                        Err(panic) => TaskEvent::Failed(id, Error::TaskPanicked { task: id, message: panic_message(&panic) }),
+                        Err(panic) => TaskEvent::Failed(
+                            id,
+                            Error::TaskPanicked {
+                                task: id,
+                                message: panic_message(&panic),
+                            },
+                        ),
                     };
                     let _ = events.send(event);
                 })
@@ -306,7 +331,9 @@ impl LocalRunner {
                             }
                             Err(e) if is_final => return Err(e),
                             Err(e) => {
-                                self.metrics.checkpoints_failed.fetch_add(1, Ordering::Relaxed);
+                                self.metrics
+                                    .checkpoints_failed
+                                    .fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(checkpoint = id.0, error = %e, "checkpoint could not be completed");
                             }
                         }
@@ -328,7 +355,9 @@ impl LocalRunner {
                     return Err(error);
                 }
                 Ok(TaskEvent::Exited(task)) => {
-                    return Err(Error::Internal(format!("task {task} exited before the job finished")));
+                    return Err(Error::Internal(format!(
+                        "task {task} exited before the job finished"
+                    )));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -337,7 +366,11 @@ impl LocalRunner {
             }
             let now = Instant::now();
             if let Some(p) = coordinator.expire(now) {
-                tracing::warn!(checkpoint = p.id.0, timeout_ms = self.config.checkpoint_timeout.as_millis() as u64, "checkpoint timed out; declined");
+                tracing::warn!(
+                    checkpoint = p.id.0,
+                    timeout_ms = self.config.checkpoint_timeout.as_millis() as u64,
+                    "checkpoint timed out; declined"
+                );
                 self.abandon(p);
             }
             if let Some((id, targets)) = coordinator.poll(now) {
@@ -371,11 +404,23 @@ impl LocalRunner {
             max_parallelism: self.graph.max_parallelism,
             operators: done.into_operators(),
         };
-        self.store.put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
-        self.metrics.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
-        self.metrics.last_checkpoint_ms.store(metadata.duration_ms, Ordering::Relaxed);
-        self.metrics.last_checkpoint_bytes.store(metadata.state_size(), Ordering::Relaxed);
-        tracing::debug!(checkpoint = id.0, duration_ms = metadata.duration_ms, bytes = metadata.state_size(), "checkpoint complete");
+        self.store
+            .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
+        self.metrics
+            .checkpoints_completed
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .last_checkpoint_ms
+            .store(metadata.duration_ms, Ordering::Relaxed);
+        self.metrics
+            .last_checkpoint_bytes
+            .store(metadata.state_size(), Ordering::Relaxed);
+        tracing::debug!(
+            checkpoint = id.0,
+            duration_ms = metadata.duration_ms,
+            bytes = metadata.state_size(),
+            "checkpoint complete"
+        );
         let listing = self.listing()?;
         for old in listing.to_delete(id, self.config.retained) {
             if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(old)) {
@@ -387,8 +432,13 @@ impl LocalRunner {
 
     /// Counts a declined checkpoint and deletes what it had written.
     fn abandon(&self, pending: PendingCheckpoint) {
-        self.metrics.checkpoints_failed.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(pending.id)) {
+        self.metrics
+            .checkpoints_failed
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self
+            .store
+            .delete_prefix(&self.paths.checkpoint_dir(pending.id))
+        {
             tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint");
         }
     }

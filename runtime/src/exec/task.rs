@@ -26,8 +26,8 @@ use crate::error::{Error, Result};
 use crate::exec::align::{Aligner, Alignment};
 use crate::exec::chain::{Downstream, SnapshotPart};
 use crate::ids::{CheckpointId, TaskId};
-use crate::keys::KeyGroupRange;
 use crate::ids::{OperatorUid, Subtask};
+use crate::keys::KeyGroupRange;
 use crate::metrics::{add, OperatorMetrics, TaskMetrics};
 use crate::operator::{Source, SourceStatus};
 
@@ -136,7 +136,12 @@ impl TaskRuntime {
     }
 
     /// Handles a control message that needs no barrier; `Trigger` snapshots the chain directly.
-    fn on_control<T>(&mut self, control: Control, head: &mut dyn Downstream<T>, ended: bool) -> Result<Flow> {
+    fn on_control<T>(
+        &mut self,
+        control: Control,
+        head: &mut dyn Downstream<T>,
+        ended: bool,
+    ) -> Result<Flow> {
         match control {
             Control::Trigger(id) if ended && !self.already_snapshotted(id) => {
                 let mut parts = Vec::new();
@@ -223,7 +228,9 @@ impl<T: Data> TaskBody for InputTask<T> {
                 continue;
             }
             let channel = readable[op.index()];
-            let message = op.recv(&inputs[channel]).map_err(|_| Error::ChannelClosed)?;
+            let message = op
+                .recv(&inputs[channel])
+                .map_err(|_| Error::ChannelClosed)?;
             let alignment = match message {
                 Message::Batch(mut batch) => {
                     head.push(&mut batch)?;
@@ -237,7 +244,10 @@ impl<T: Data> TaskBody for InputTask<T> {
             };
             if let Alignment::Aligned(id) = alignment {
                 if let Some(started) = align_started.take() {
-                    add(&rt.metrics.alignment_ns, started.elapsed().as_nanos() as u64);
+                    add(
+                        &rt.metrics.alignment_ns,
+                        started.elapsed().as_nanos() as u64,
+                    );
                 }
                 let mut parts = Vec::new();
                 if aligner.all_ended() {

@@ -53,15 +53,18 @@ impl<T> FileSink<T> {
     }
 
     fn in_progress(&self) -> PathBuf {
-        self.dir.join(format!(".part-{:04}.inprogress", self.subtask))
+        self.dir
+            .join(format!(".part-{:04}.inprogress", self.subtask))
     }
 
     fn pending_path(&self, id: CheckpointId) -> PathBuf {
-        self.dir.join(format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
+        self.dir
+            .join(format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
     }
 
     fn committed_path(&self, id: CheckpointId) -> PathBuf {
-        self.dir.join(format!("part-{:04}-{:010}", self.subtask, id.0))
+        self.dir
+            .join(format!("part-{:04}-{:010}", self.subtask, id.0))
     }
 
     /// Renames the pending file of `id` to its visible name; done already is fine.
@@ -109,7 +112,8 @@ impl<T: Data> Operator for FileSink<T> {
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.subtask = ctx.subtask.index;
         self.uid = ctx.uid.0.clone();
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating output directory", &self.dir, e))?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io("creating output directory", &self.dir, e))?;
         if let Some(bytes) = restored.and_then(|r| r.operator_state) {
             self.pending = bincode::deserialize(&bytes).map_err(|e| Error::State {
                 uid: self.uid.clone(),
@@ -140,7 +144,8 @@ impl<T: Data> Operator for FileSink<T> {
             Some(w) => w,
             None => {
                 let path = self.in_progress();
-                let file = File::create(&path).map_err(|e| Error::io("creating part file", &path, e))?;
+                let file =
+                    File::create(&path).map_err(|e| Error::io("creating part file", &path, e))?;
                 self.writer.insert(BufWriter::with_capacity(1 << 20, file))
             }
         };
@@ -161,9 +166,11 @@ impl<T: Data> Operator for FileSink<T> {
             let file = writer
                 .into_inner()
                 .map_err(|e| Error::io("flushing part file", &path, e.into_error()))?;
-            file.sync_data().map_err(|e| Error::io("syncing part file", &path, e))?;
+            file.sync_data()
+                .map_err(|e| Error::io("syncing part file", &path, e))?;
             let pending = self.pending_path(id);
-            fs::rename(&path, &pending).map_err(|e| Error::io("pre-committing part file", &path, e))?;
+            fs::rename(&path, &pending)
+                .map_err(|e| Error::io("pre-committing part file", &path, e))?;
             self.pending.push(id);
         }
         let state = bincode::serialize(&self.pending).map_err(|e| Error::State {

@@ -23,7 +23,9 @@ impl<T, U, F> FlatMap<T, U, F> {
     }
 }
 
-impl<T: Data, U: Data, F: Fn(T, &mut Vec<U>) + Send + Sync + 'static> Operator for FlatMap<T, U, F> {
+impl<T: Data, U: Data, F: Fn(T, &mut Vec<U>) + Send + Sync + 'static> Operator
+    for FlatMap<T, U, F>
+{
     type In = T;
     type Out = U;
 

@@ -127,7 +127,13 @@ pub trait KeyedProcess: Send + Sync + 'static {
     type State: KeyedValue;
 
     /// Handles one record of `key`, with that key's state; appends output to `out`.
-    fn process(&self, key: &Self::Key, state: &mut Self::State, record: Self::In, out: &mut Vec<Self::Out>) -> Result<()>;
+    fn process(
+        &self,
+        key: &Self::Key,
+        state: &mut Self::State,
+        record: Self::In,
+        out: &mut Vec<Self::Out>,
+    ) -> Result<()>;
 }
 
 /// Runs a [`KeyedProcess`] function over a keyed stream.

@@ -8,6 +8,7 @@ mod keyed_process;
 mod map;
 mod reduce;
 mod sequence_source;
+mod stdout_sink;
 mod text_source;
 mod window;
 
@@ -15,9 +16,12 @@ pub use discard_sink::DiscardSink;
 pub use file_sink::{FileSink, LineFormat};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
-pub use keyed_process::{KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState};
+pub use keyed_process::{
+    KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState,
+};
 pub use map::Map;
 pub use reduce::KeyedReduce;
 pub use sequence_source::SequenceSource;
+pub use stdout_sink::StdoutSink;
 pub use text_source::TextFileSource;
 pub use window::{Aggregate, Count, Sum, WindowOperator, WindowResult, WindowSpec};

@@ -78,14 +78,16 @@ impl Source for TextFileSource {
                 return Err(Error::Internal("input reader missing after open".into()));
             };
             self.line.clear();
-            let read = reader.read_line(&mut self.line).map_err(|e| Error::BadRecord {
-                operator: "text source".into(),
-                reason: format!(
-                    "{} at byte {}: {e}",
-                    self.mine[self.position.file].display(),
-                    self.position.offset
-                ),
-            })?;
+            let read = reader
+                .read_line(&mut self.line)
+                .map_err(|e| Error::BadRecord {
+                    operator: "text source".into(),
+                    reason: format!(
+                        "{} at byte {}: {e}",
+                        self.mine[self.position.file].display(),
+                        self.position.offset
+                    ),
+                })?;
             if read == 0 {
                 self.reader = None;
                 self.position = Position {
@@ -103,7 +105,9 @@ impl Source for TextFileSource {
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
         Ok(OperatorSnapshot {
-            position: Some(serde_json::to_value(self.position).map_err(|e| Error::Internal(e.to_string()))?),
+            position: Some(
+                serde_json::to_value(self.position).map_err(|e| Error::Internal(e.to_string()))?,
+            ),
             ..Default::default()
         })
     }

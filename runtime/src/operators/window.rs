@@ -39,7 +39,9 @@ impl WindowSpec {
     fn size_and_slide_ms(self) -> (u64, u64) {
         match self {
             WindowSpec::Tumbling(size) => (size.as_millis() as u64, size.as_millis() as u64),
-            WindowSpec::Sliding { size, slide } => (size.as_millis() as u64, slide.as_millis() as u64),
+            WindowSpec::Sliding { size, slide } => {
+                (size.as_millis() as u64, slide.as_millis() as u64)
+            }
         }
     }
 
@@ -169,7 +171,10 @@ where
             decode_keyed(&self.uid, &restored.keyed, &mut flat)?;
             for (key, windows) in flat {
                 for (start, acc) in windows {
-                    self.windows.entry(start).or_default().insert(key.clone(), acc);
+                    self.windows
+                        .entry(start)
+                        .or_default()
+                        .insert(key.clone(), acc);
                 }
             }
         }
@@ -217,7 +222,11 @@ where
             }
         }
         Ok(OperatorSnapshot {
-            keyed: encode_keyed(&self.uid, by_key.iter().map(|(k, v)| (*k, v)), self.max_parallelism)?,
+            keyed: encode_keyed(
+                &self.uid,
+                by_key.iter().map(|(k, v)| (*k, v)),
+                self.max_parallelism,
+            )?,
             ..Default::default()
         })
     }

@@ -1,1 +1,165 @@
-//! Pipelines shipped in the weir binary.
+//! The pipelines shipped in the `weir` binary, registered by name, with their arguments.
+
+pub mod generator;
+pub mod grep;
+pub mod keyed_sum;
+pub mod state_machine;
+pub mod wordcount;
+
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser};
+
+use crate::api::{JobGraph, Stream};
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::operators::{DiscardSink, FileSink, LineFormat, StdoutSink};
+
+/// A pipeline the binary can run by name.
+pub struct Pipeline {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub about: &'static str,
+    /// Builds the job from its arguments at a default parallelism.
+    pub build: fn(&[String], u32) -> Result<JobGraph>,
+    /// Its argument parser, for help and listings.
+    pub command: fn() -> clap::Command,
+}
+
+/// Every built-in pipeline.
+pub fn all() -> Vec<Pipeline> {
+    vec![
+        Pipeline {
+            name: "wordcount",
+            about: "text files in, (word, count) out: a running count per word",
+            build: wordcount::build,
+            command: wordcount::WordCountArgs::command,
+        },
+        Pipeline {
+            name: "grep",
+            about: "generated 100-byte log lines filtered by a substring or a regex",
+            build: grep::build,
+            command: grep::GrepArgs::command,
+        },
+        Pipeline {
+            name: "keyed-sum",
+            about: "generated (key, value) records, a running sum per key, (key, sum) out per record",
+            build: keyed_sum::build,
+            command: keyed_sum::KeyedSumArgs::command,
+        },
+        Pipeline {
+            name: "state-machine",
+            about: "per-address event sequences checked against a state machine; invalid transitions raise alerts",
+            build: state_machine::build,
+            command: state_machine::StateMachineArgs::command,
+        },
+    ]
+}
+
+/// The pipeline called `name`, or an error listing the known ones.
+pub fn find(name: &str) -> Result<Pipeline> {
+    let mut all = all();
+    match all.iter().position(|p| p.name == name) {
+        Some(i) => Ok(all.swap_remove(i)),
+        None => Err(Error::Usage(format!(
+            "unknown pipeline {name:?}; known pipelines: {} (see `weir pipelines`)",
+            all.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Arguments every generating pipeline takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GeneratorArgs {
+    /// Records to generate in all (unbounded if not given).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Records per second over all source subtasks (as fast as possible if not given).
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory for the exactly-once file sink (lines go to stdout if not given).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+fn positive_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of records per second"
+        )),
+    }
+}
+
+/// Parses a pipeline's arguments; errors become one line naming the pipeline.
+pub fn parse<A: Parser>(pipeline: &str, args: &[String]) -> Result<A> {
+    A::try_parse_from(std::iter::once(pipeline.to_string()).chain(args.iter().cloned())).map_err(
+        |e| {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Error::Usage(e.render().to_string())
+                }
+                _ => {
+                    let rendered = e.render().to_string();
+                    let first = rendered.lines().next().unwrap_or("invalid arguments");
+                    Error::Usage(format!(
+                        "pipeline {pipeline}: {} (see `weir pipelines`)",
+                        first.trim_start_matches("error: ")
+                    ))
+                }
+            }
+        },
+    )
+}
+
+/// Where a pipeline's results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Lines on standard output (at least once).
+    Stdout,
+    /// The exactly-once file sink in this directory.
+    Files(PathBuf),
+    /// Nowhere (benchmarks).
+    Discard,
+}
+
+impl Target {
+    /// The file sink for `Some(dir)`, stdout otherwise.
+    pub fn from_output(output: Option<&Path>) -> Self {
+        output.map_or(Target::Stdout, |d| Target::Files(d.to_path_buf()))
+    }
+}
+
+/// Ends `stream` in `target`, formatting records as lines with `format`.
+pub fn sink_lines<T: Data>(stream: Stream<T>, target: &Target, format: LineFormat<T>) {
+    match target {
+        Target::Files(dir) => {
+            let dir = dir.clone();
+            stream.sink("sink", move |_| FileSink::new(dir.clone(), format));
+        }
+        Target::Stdout => {
+            stream.sink("sink", move |_| StdoutSink::new(format));
+        }
+        Target::Discard => {
+            stream.sink("sink", |_| DiscardSink::new());
+        }
+    }
+}
+
+/// Checks that an output directory can be used, before the job starts.
+pub fn check_output(output: Option<&Path>) -> Result<()> {
+    if let Some(dir) = output {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--output {}: exists and is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `weir run`: one job in this process, with a live progress line and a summary.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::cli::progress::Progress;
+use crate::cli::{parse_duration, parse_interval, Interval};
+use crate::error::Result;
+use crate::exec::config::ExecConfig;
+use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
+
+/// Options of `weir run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline to run (see `weir pipelines`).
+    pub pipeline: String,
+    /// Parallelism of every operator.
+    #[arg(long, short, default_value_t = 1)]
+    pub parallelism: u32,
+    /// Time between checkpoints (`off`: only the final one).
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    pub checkpoint_interval: Interval,
+    /// Where checkpoints go: a directory or file:// URI (checkpoints land in DIR/<job>/checkpoints).
+    #[arg(long, default_value = ".weir/checkpoints")]
+    pub checkpoint_dir: String,
+    /// A checkpoint that takes longer than this is declined; the job goes on.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_timeout: Duration,
+    /// Completed checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    pub retained: usize,
+    /// Start from `latest` (the newest completed checkpoint in --checkpoint-dir) or a checkpoint directory.
+    #[arg(long)]
+    pub restore: Option<String>,
+    /// How long a partly filled batch may wait before it is sent (0: send at once).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub buffer_timeout: Duration,
+    /// Records per batch between tasks.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Restarts allowed after failures before the job fails for good.
+    #[arg(long, default_value_t = 10)]
+    pub max_restarts: u32,
+    /// Kill a random task at N random moments (seeded by --seed), to see recovery.
+    #[arg(long, default_value_t = 0)]
+    pub inject_failures: u32,
+    /// Seed of failure injection.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Arguments of the pipeline, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+impl RunArgs {
+    fn config(&self) -> RunConfig {
+        RunConfig {
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            checkpoint_interval: self.checkpoint_interval.0,
+            checkpoint_timeout: self.checkpoint_timeout,
+            retained: self.retained,
+            restore: match self.restore.as_deref() {
+                None => RestoreFrom::Nothing,
+                Some("latest") => RestoreFrom::Latest,
+                Some(path) => RestoreFrom::Path(path.to_string()),
+            },
+            max_restarts: self.max_restarts,
+            inject_failures: self.inject_failures,
+            seed: self.seed,
+            exec: ExecConfig {
+                batch_size: self.batch_size.max(1),
+                buffer_timeout: self.buffer_timeout,
+                ..ExecConfig::default()
+            },
+            ..RunConfig::default()
+        }
+    }
+}
+
+/// Runs `weir run`.
+pub fn run(args: RunArgs) -> Result<()> {
+    if args.parallelism == 0 {
+        return Err(crate::Error::Usage(
+            "--parallelism must be at least 1".into(),
+        ));
+    }
+    let pipeline = crate::pipelines::find(&args.pipeline)?;
+    let graph = (pipeline.build)(&args.args, args.parallelism)?;
+    let runner = LocalRunner::new(graph, args.config())?;
+    let metrics = runner.metrics();
+    let progress = Progress::start(pipeline.name, metrics.clone());
+    let outcome = runner.run();
+    let elapsed = progress.stop();
+    let summary = outcome?;
+    let records = metrics.source_records();
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let (backpressured, aligning) = metrics.wait_totals();
+    eprintln!(
+        "weir: {} finished in {:.2} s: {records} records read ({:.2} M/s, replays included), {} checkpoints ({} failed), {} restarts, {:.2} s backpressured, {:.3} s aligning",
+        pipeline.name,
+        secs,
+        records as f64 / secs / 1e6,
+        metrics.checkpoints_completed.load(Ordering::Relaxed),
+        metrics.checkpoints_failed.load(Ordering::Relaxed),
+        summary.restarts,
+        backpressured as f64 / 1e9,
+        aligning as f64 / 1e9,
+    );
+    eprintln!(
+        "weir: final checkpoint {} at {}",
+        summary.final_checkpoint, summary.final_checkpoint_uri
+    );
+    Ok(())
+}

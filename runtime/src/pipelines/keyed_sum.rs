@@ -1,0 +1,108 @@
+//! `keyed-sum`: generated (key, value) records and a running sum per key.
+//!
+//! Record `i` is `key = (mix(i) >> 1) % keys`, `value = i`. The job hashes records
+//! to the subtask owning the key's key group, adds each value to its key's sum and
+//! emits `(key, sum)` for every record.
+
+use clap::Parser;
+
+use crate::api::{JobBuilder, JobGraph};
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::keys::mix;
+use crate::operator::OperatorContext;
+use crate::pipelines::generator::{block_index, block_share, Generator, GeneratorSource, BLOCK};
+use crate::pipelines::{sink_lines, GeneratorArgs, Target};
+
+/// Arguments of `keyed-sum`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyed-sum",
+    about = "Generated (key, value) records and a running sum per key"
+)]
+pub struct KeyedSumArgs {
+    /// Generator options.
+    #[command(flatten)]
+    pub common: GeneratorArgs,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+}
+
+/// Generates record `i` as `((mix(i) >> 1) % keys, i)`.
+pub struct KeyedRecords {
+    keys: u64,
+    index: u32,
+    parallelism: u32,
+}
+
+impl Generator for KeyedRecords {
+    type Out = (u64, u64);
+
+    fn open(&mut self, ctx: &OperatorContext, _state: Option<&[u8]>) -> Result<()> {
+        self.index = ctx.subtask.index;
+        self.parallelism = ctx.subtask.parallelism;
+        Ok(())
+    }
+
+    fn generate(&mut self, position: u64, count: usize, out: &mut Batch<(u64, u64)>) {
+        out.reserve(count);
+        let (mut k, end) = (position, position + count as u64);
+        while k < end {
+            let run = (((k / BLOCK) + 1) * BLOCK).min(end) - k;
+            let first = block_index(k, self.index, self.parallelism);
+            out.extend((first..first + run).map(|i| ((mix(i) >> 1) % self.keys, i)));
+            k += run;
+        }
+    }
+
+    fn share(&self, total: u64, index: u32, parallelism: u32) -> u64 {
+        block_share(total, index, parallelism)
+    }
+}
+
+/// Builds the `keyed-sum` job from its command-line arguments.
+pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
+    let args = crate::pipelines::parse::<KeyedSumArgs>("keyed-sum", args)?;
+    let target = Target::from_output(args.common.output.as_deref());
+    job(&args.common, args.keys, parallelism, &target)
+}
+
+/// The `keyed-sum` job writing to `target`.
+pub fn job(
+    common: &GeneratorArgs,
+    keys: u64,
+    parallelism: u32,
+    target: &Target,
+) -> Result<JobGraph> {
+    if keys == 0 {
+        return Err(Error::Usage(
+            "pipeline keyed-sum: --keys must be at least 1".into(),
+        ));
+    }
+    let mut job = JobBuilder::new("keyed-sum");
+    job.parallelism(parallelism);
+    let (total, rate) = (common.records, common.rate);
+    let sums = job
+        .source("records", move |_| {
+            let generator = KeyedRecords {
+                keys,
+                index: 0,
+                parallelism: 1,
+            };
+            GeneratorSource::new(generator, total, rate)
+        })
+        .key_by(|r: &(u64, u64)| r.0)
+        .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
+    sink_lines(sums, target, |r: &(u64, u64), out| {
+        let mut buf = itoa_buf();
+        out.extend_from_slice(buf.format(r.0).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(buf.format(r.1).as_bytes());
+    });
+    job.build()
+}
+
+fn itoa_buf() -> itoa::Buffer {
+    itoa::Buffer::new()
+}
