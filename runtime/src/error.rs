@@ -128,6 +128,7 @@ impl Error {
             | Error::Usage(_)
             | Error::CorruptCheckpoint { .. }
             | Error::NoCheckpoint(_)
+            | Error::BadRecord { .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
             Error::Io { .. } | Error::Store { .. } => ErrorClass::External,
             _ => ErrorClass::Internal,

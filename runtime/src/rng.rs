@@ -12,6 +12,11 @@ impl Rng {
         Rng(seed)
     }
 
+    /// The generator's whole state: `Rng::new(r.state())` continues `r`'s sequence exactly.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);

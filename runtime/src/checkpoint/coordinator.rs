@@ -132,7 +132,7 @@ impl CheckpointCoordinator {
             return None;
         }
         let is_final = self.all_ended();
-        if !is_final && !self.next_trigger.is_some_and(|t| t <= now) {
+        if !is_final && self.next_trigger.is_none_or(|t| t > now) {
             return None;
         }
         let id = self.next_id;

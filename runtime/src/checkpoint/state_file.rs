@@ -75,7 +75,7 @@ pub fn verify(uri: &str, file: &StateFile, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn slice<'b>(bytes: &'b [u8], span: Span) -> Option<&'b [u8]> {
+fn slice(bytes: &[u8], span: Span) -> Option<&[u8]> {
     let end = span.offset.checked_add(span.len)?;
     bytes.get(span.offset as usize..end as usize)
 }

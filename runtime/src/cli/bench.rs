@@ -35,7 +35,7 @@ pub struct BenchArgs {
     /// Time between checkpoints (`off`: only the final one).
     #[arg(long, default_value = "off", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
-    /// Input records (default: 200 M for grep, 50 M for keyed-sum).
+    /// Input records (default: 200 M for grep, 300 M for keyed-sum).
     #[arg(long)]
     pub records: Option<u64>,
     /// grep: substring or regex.
@@ -67,7 +67,7 @@ pub fn cpu_seconds() -> f64 {
 pub fn bench(args: BenchArgs) -> Result<()> {
     let records = args.records.unwrap_or(match args.scenario {
         Scenario::Grep => 200_000_000,
-        Scenario::KeyedSum => 50_000_000,
+        Scenario::KeyedSum => 300_000_000,
     });
     let common = GeneratorArgs {
         records: Some(records),

@@ -114,11 +114,11 @@ pub fn deploy(
     for (c, chain) in chains.iter().enumerate() {
         let Some(up) = chain.upstream else { continue };
         let edge = input_edge(graph, chain)?;
-        for i in 0..chains[up].parallelism as usize {
-            for j in 0..chain.parallelism as usize {
+        for outputs in senders[up].iter_mut() {
+            for inputs in receivers[c].iter_mut() {
                 let (tx, rx) = edge.channel(config.channel_capacity);
-                senders[up][i].push(tx);
-                receivers[c][j].push(rx);
+                outputs.push(tx);
+                inputs.push(rx);
             }
         }
     }

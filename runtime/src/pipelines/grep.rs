@@ -77,17 +77,22 @@ pub fn render(i: u64, line: &mut [u8; LINE_LEN]) {
 }
 
 /// Writes bytes 21..100 of line `i` (everything after the number and its space).
-#[inline]
 fn render_tail(i: u64, line: &mut [u8; LINE_LEN]) {
-    let m = mix(i);
-    line[21..26].copy_from_slice(if m % 10 == 0 { b"ERROR" } else { b"INFO " });
     line[26] = b' ';
     line[27..34].copy_from_slice(b"status=");
+    line[37..].copy_from_slice(FILLER);
+    render_fields(i, line);
+}
+
+/// Writes the only bytes after the number that differ between lines: level and status.
+#[inline]
+fn render_fields(i: u64, line: &mut [u8; LINE_LEN]) {
+    let m = mix(i);
+    line[21..26].copy_from_slice(if m % 10 == 0 { b"ERROR" } else { b"INFO " });
     let status = 200 + (m >> 8) % 400;
     line[34] = b'0' + (status / 100) as u8;
     line[35] = b'0' + (status / 10 % 10) as u8;
     line[36] = b'0' + (status % 10) as u8;
-    line[37..].copy_from_slice(FILLER);
 }
 
 /// Generates the appendix's log lines; consecutive lines reuse the previous line's
@@ -123,7 +128,7 @@ impl LogLines {
                     break;
                 }
             }
-            render_tail(i, &mut self.line);
+            render_fields(i, &mut self.line);
         } else {
             render(i, &mut self.line);
         }

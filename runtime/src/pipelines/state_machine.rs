@@ -151,8 +151,9 @@ impl Generator for Events {
                 Some(next) => s.in_flight[i].1 = next,
             }
         }
-        // The generator's position in its random sequence is part of its state.
-        s.rng = rng.next_u64();
+        // The position in the random sequence is part of the state, so the events do
+        // not depend on how they were split into batches.
+        s.rng = rng.state();
     }
 
     fn snapshot(&self) -> Result<Option<Vec<u8>>> {

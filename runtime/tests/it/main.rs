@@ -1,0 +1,11 @@
+//! Integration tests of the `weir` binary and the engine, as users run them.
+
+// A panic is how a test reports failure, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backpressure;
+mod bad_input;
+mod exactly_once;
+mod examples;
+mod restore;
+mod support;

@@ -1,0 +1,120 @@
+//! Shared helpers: running the binary, reading outputs, the keyed-sum oracle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use weir_runtime::keys::mix;
+
+/// The `weir` binary under test.
+pub fn weir() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `weir` with `args` in `dir` and returns its output.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    weir()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("weir runs")
+}
+
+/// Stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the run succeeded, showing stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "weir failed: {}", stderr(out));
+}
+
+/// Every committed line in `dir`'s part files, sorted; hidden files are ignored.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("output dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") {
+            let text = std::fs::read_to_string(entry.path()).expect("part file");
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Names of hidden (uncommitted) files left in `dir`.
+pub fn hidden_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The number of restarts in `weir run`'s summary line.
+pub fn restarts(out: &Output) -> u32 {
+    let text = stderr(out);
+    let line = text
+        .lines()
+        .find(|l| l.contains(" finished in "))
+        .expect("summary line");
+    let before = line.split(" restarts").next().expect("restarts field");
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("restart count")
+}
+
+/// Checks keyed-sum output against its definition: for every key, the emitted sums,
+/// sorted, step up by exactly the values of that key's records, each once.
+/// Returns a description of the first violation.
+pub fn check_keyed_sum(lines: &[String], records: u64, keys: u64) -> Result<(), String> {
+    let mut sums: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for line in lines {
+        let (k, s) = line
+            .split_once(',')
+            .ok_or_else(|| format!("bad line {line:?}"))?;
+        let k: u64 = k.parse().map_err(|_| format!("bad key in {line:?}"))?;
+        let s: u64 = s.parse().map_err(|_| format!("bad sum in {line:?}"))?;
+        sums.entry(k).or_default().push(s);
+    }
+    let mut values: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for i in 0..records {
+        values.entry((mix(i) >> 1) % keys).or_default().push(i);
+    }
+    for (key, mut expected) in values {
+        let mut got = sums.remove(&key).unwrap_or_default();
+        got.sort_unstable();
+        let mut steps: Vec<u64> = got
+            .iter()
+            .scan(0u64, |prev, s| {
+                let step = s.wrapping_sub(*prev);
+                *prev = *s;
+                Some(step)
+            })
+            .collect();
+        steps.sort_unstable();
+        expected.sort_unstable();
+        if steps != expected {
+            return Err(format!(
+                "key {key}: {} sums emitted for {} records (lost or repeated records)",
+                got.len(),
+                expected.len()
+            ));
+        }
+    }
+    if let Some(k) = sums.keys().next() {
+        return Err(format!("sums for key {k}, which has no records"));
+    }
+    Ok(())
+}
