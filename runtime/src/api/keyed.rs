@@ -11,8 +11,8 @@ use crate::data::Data;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::{
-    Aggregate, Count, KeyFn, KeyedProcess, KeyedProcessOperator, KeyedReduce, Sum, WindowOperator,
-    WindowResult, WindowSpec,
+    Aggregate, Count, KeyFn, KeyedProcess, KeyedProcessOperator, KeyedReduce, KeyedSum, Sum,
+    WindowOperator, WindowResult, WindowSpec,
 };
 
 /// A stream partitioned by key: every record of a key reaches the same subtask,
@@ -76,6 +76,15 @@ where
     {
         let f = Arc::new(f);
         self.transform(name, move |_, key| KeyedReduce::new(f.clone(), key))
+    }
+
+    /// Running sum: adds `value(record)` to its key's sum and emits `(key, sum)` per record.
+    pub fn sum<F>(self, name: &str, value: F) -> Stream<(K, i64)>
+    where
+        F: Fn(&T) -> i64 + Send + Sync + 'static,
+    {
+        let value = Arc::new(value);
+        self.transform(name, move |_, key| KeyedSum::new(value.clone(), key))
     }
 
     /// Groups the records of each key into windows on processing time.

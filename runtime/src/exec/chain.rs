@@ -127,7 +127,13 @@ impl<O: Operator> Downstream<O::In> for Link<O> {
     }
 
     fn on_time(&mut self, now: Instant) -> Result<()> {
-        if self.op.next_wakeup().is_some_and(|t| t <= now) {
+        // Compare with a fresh clock: an operator may compute its wakeup from the
+        // current time, which is later than `now`.
+        if self
+            .op
+            .next_wakeup()
+            .is_some_and(|t| t <= now.max(Instant::now()))
+        {
             self.op.on_time(now, &mut self.out)?;
             self.flush_out()?;
         }

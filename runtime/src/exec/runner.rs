@@ -246,9 +246,11 @@ impl LocalRunner {
                 task.metrics,
             );
             let (body, events) = (task.body, events_tx.clone());
+            let span = tracing::info_span!("task", job = %self.graph.name, task = %task.id);
             let handle = std::thread::Builder::new()
                 .name(format!("weir-task-{}", task.id))
                 .spawn(move || {
+                    let _span = span.enter();
                     let id = rt.id;
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         body.run(&mut rt)

@@ -1,5 +1,6 @@
 //! Built-in operators, sources and sinks, one per file.
 
+mod collect_sink;
 mod discard_sink;
 mod file_sink;
 mod filter;
@@ -12,6 +13,7 @@ mod stdout_sink;
 mod text_source;
 mod window;
 
+pub use collect_sink::CollectSink;
 pub use discard_sink::DiscardSink;
 pub use file_sink::{FileSink, LineFormat};
 pub use filter::Filter;
@@ -20,7 +22,7 @@ pub use keyed_process::{
     KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState,
 };
 pub use map::Map;
-pub use reduce::KeyedReduce;
+pub use reduce::{KeyedReduce, KeyedSum};
 pub use sequence_source::SequenceSource;
 pub use stdout_sink::StdoutSink;
 pub use text_source::TextFileSource;

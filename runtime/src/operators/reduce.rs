@@ -1,4 +1,4 @@
-//! Keyed rolling `reduce`: folds each record into its key's accumulator and emits the result.
+//! Keyed rolling `reduce` and `sum`: fold each record into its key's accumulator and emit it.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -66,6 +66,74 @@ where
                     self.state.insert(key, record);
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot {
+            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
+            ..Default::default()
+        })
+    }
+}
+
+/// Keeps a sum per key; adds each record's value and emits `(key, sum)`.
+pub struct KeyedSum<T, K, F> {
+    value: Arc<F>,
+    key: KeyFn<T, K>,
+    state: KeyedMap<K, i64>,
+    uid: String,
+    max_parallelism: u32,
+}
+
+impl<T, K, F> KeyedSum<T, K, F> {
+    /// A sum of `value` per key.
+    pub fn new(value: Arc<F>, key: KeyFn<T, K>) -> Self {
+        KeyedSum {
+            value,
+            key,
+            state: KeyedMap::default(),
+            uid: String::new(),
+            max_parallelism: 1,
+        }
+    }
+}
+
+impl<T, K, F> Operator for KeyedSum<T, K, F>
+where
+    T: Data,
+    K: Data + StableHash + Eq + Hash,
+    F: Fn(&T) -> i64 + Send + Sync + 'static,
+{
+    type In = T;
+    type Out = (K, i64);
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.uid = ctx.uid.0.clone();
+        self.max_parallelism = ctx.max_parallelism;
+        if let Some(restored) = restored {
+            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<(K, i64)>) -> Result<()> {
+        output.reserve(input.len());
+        for record in input.drain(..) {
+            let key = (self.key)(&record);
+            let value = (self.value)(&record);
+            let sum = match self.state.get_mut(&key) {
+                Some(sum) => {
+                    *sum += value;
+                    *sum
+                }
+                None => {
+                    self.state.insert(key.clone(), value);
+                    value
+                }
+            };
+            output.push((key, sum));
         }
         Ok(())
     }
