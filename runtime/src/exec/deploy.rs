@@ -218,3 +218,39 @@ fn build_ctx<'c>(
         config,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::JobBuilder;
+    use crate::operators::{DiscardSink, SequenceSource};
+
+    #[test]
+    fn forward_edges_at_equal_parallelism_are_chained_and_others_are_not() {
+        let mut job = JobBuilder::new("plan");
+        job.parallelism(2);
+        job.source("numbers", |_| SequenceSource::new(0..10))
+            .map("double", |n: u64| n * 2)
+            .key_by(|n: &u64| *n)
+            .sum("sum", |n: &u64| *n as i64)
+            .map("print", |r: (u64, i64)| r.1)
+            .parallelism(3)
+            .rebalance()
+            .sink("out", |_| DiscardSink::new())
+            .parallelism(3);
+        let graph = job.build().unwrap();
+        let plan: Vec<(Vec<usize>, u32, Option<usize>)> = chains(&graph)
+            .into_iter()
+            .map(|c| (c.nodes, c.parallelism, c.upstream))
+            .collect();
+        assert_eq!(
+            plan,
+            vec![
+                (vec![0, 1], 2, None), // numbers -> double: forward, both 2
+                (vec![2], 2, Some(0)), // sum: behind the key exchange
+                (vec![3], 3, Some(1)), // print: forward but parallelism 2 -> 3
+                (vec![4], 3, Some(2)), // out: behind a rebalance
+            ]
+        );
+    }
+}

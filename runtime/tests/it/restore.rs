@@ -82,6 +82,75 @@ fn a_new_process_restores_the_latest_checkpoint_and_finishes_exactly_once() {
 }
 
 #[test]
+fn a_checkpoint_copied_elsewhere_restores_from_its_new_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "--records",
+        "100000",
+        "--rate",
+        "50000",
+        "--keys",
+        "20",
+        "--output",
+        "out",
+    ];
+    let mut child = weir()
+        .current_dir(dir.path())
+        .args(["run", "keyed-sum", "--checkpoint-interval", "200ms", "--"])
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed_checkpoints(dir.path()) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
+    let latest = std::fs::read_dir(&checkpoints)
+        .expect("checkpoints")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").exists())
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        })
+        .expect("a completed checkpoint");
+    let moved = dir.path().join("elsewhere/snapshot");
+    copy_dir(&latest, &moved);
+    std::fs::remove_dir_all(dir.path().join(".weir")).expect("old checkpoints removed");
+    let mut restore = vec![
+        "run",
+        "keyed-sum",
+        "--checkpoint-dir",
+        "new-checkpoints",
+        "--restore",
+        moved.to_str().expect("utf-8"),
+        "--",
+    ];
+    restore.extend_from_slice(&args);
+    let out = run_in(dir.path(), &restore);
+    assert_ok(&out);
+    check_keyed_sum(&committed_lines(&dir.path().join("out")), 100_000, 20)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
 fn restore_latest_without_checkpoints_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = run_in(
