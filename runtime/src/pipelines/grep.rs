@@ -88,7 +88,11 @@ fn render_tail(i: u64, line: &mut [u8; LINE_LEN]) {
 #[inline]
 fn render_fields(i: u64, line: &mut [u8; LINE_LEN]) {
     let m = mix(i);
-    line[21..26].copy_from_slice(if m % 10 == 0 { b"ERROR" } else { b"INFO " });
+    line[21..26].copy_from_slice(if m.is_multiple_of(10) {
+        b"ERROR"
+    } else {
+        b"INFO "
+    });
     let status = 200 + (m >> 8) % 400;
     line[34] = b'0' + (status / 100) as u8;
     line[35] = b'0' + (status / 10 % 10) as u8;
@@ -254,7 +258,9 @@ mod tests {
         assert!(text.starts_with("00000000000000000000 "));
         assert_eq!(&text[27..34], "status=");
         assert!(text.ends_with(" host=worker-07 path=/api/v1/items/lookup?id=abcdef latency_ms="));
-        let errors = (0..100_000u64).filter(|i| mix(*i) % 10 == 0).count();
+        let errors = (0..100_000u64)
+            .filter(|i| mix(*i).is_multiple_of(10))
+            .count();
         assert!((9_000..11_000).contains(&errors));
     }
 
