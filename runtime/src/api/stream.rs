@@ -27,7 +27,7 @@ pub(crate) struct Draft {
 ///
 /// let job = JobBuilder::new("example");
 /// job.source("numbers", |_| SequenceSource::new(0..1000))
-///     .filter("even", |n: &u64| n % 2 == 0)
+///     .filter("even", |n: &u64| n.is_multiple_of(2))
 ///     .map("square", |n: u64| n * n)
 ///     .sink("out", |_| DiscardSink::new());
 /// let graph = job.build().unwrap();

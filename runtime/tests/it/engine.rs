@@ -59,7 +59,7 @@ fn map_filter_flat_map_and_keyed_sum_compose_across_subtasks() {
     let mut job = JobBuilder::new("compose");
     job.parallelism(2);
     job.source("numbers", |_| SequenceSource::new(0..10_000))
-        .filter("even", |n: &u64| n % 2 == 0)
+        .filter("even", |n: &u64| n.is_multiple_of(2))
         .map("half", |n: u64| n / 2)
         .flat_map("twice", |n: u64, out: &mut Vec<u64>| out.extend([n, n]))
         .key_by(|n: &u64| n % 10)
