@@ -6,6 +6,7 @@ pub mod config;
 pub mod deploy;
 pub mod exchange;
 pub mod inject;
+pub mod local;
 pub mod runner;
 pub mod task;
 pub mod upload;

@@ -12,10 +12,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 
 use crate::api::JobGraph;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, PendingCheckpoint};
@@ -26,10 +25,10 @@ use crate::checkpoint::retention::Listing;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
-use crate::exec::deploy::{check_restore, deploy};
+use crate::exec::deploy::check_restore;
 use crate::exec::inject::FailureInjector;
-use crate::exec::task::{Control, TaskEvent, TaskRuntime};
-use crate::exec::upload::run_uploader;
+use crate::exec::local::LocalDeployer;
+use crate::exec::task::{Control, TaskEvent};
 use crate::ids::{CheckpointId, TaskId};
 use crate::metrics::JobMetrics;
 
@@ -105,27 +104,82 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Runs jobs in this process.
-pub struct LocalRunner {
+/// Starts attempts of a job: on threads of this process, or on workers.
+pub trait Deployer {
+    /// Starts every task of `graph`, restoring state from `restore`.
+    fn deploy(
+        &self,
+        graph: &JobGraph,
+        restore: Option<&RestorePoint>,
+        metrics: &Arc<JobMetrics>,
+    ) -> Result<Box<dyn Deployment>>;
+}
+
+/// The running tasks of one attempt, as the coordinator sees them.
+pub trait Deployment {
+    /// Every task of the attempt.
+    fn tasks(&self) -> Vec<TaskId>;
+    /// The tasks fed by sources.
+    fn sources(&self) -> Vec<TaskId>;
+    /// Sends a control message to a task (a task that is gone is ignored).
+    fn send(&self, task: TaskId, control: Control);
+    /// Events from the tasks and their uploads.
+    fn events(&self) -> &crossbeam_channel::Receiver<TaskEvent>;
+    /// Sends `control` (`Cancel` or `Finish`) to every task and waits until they are gone.
+    fn stop(self: Box<Self>, control: Control);
+}
+
+/// Runs a job to its end: deploys attempts, coordinates checkpoints, restarts on failure.
+pub struct JobRunner<D> {
     graph: JobGraph,
     config: RunConfig,
     store: Arc<dyn CheckpointStore>,
     paths: Paths,
     metrics: Arc<JobMetrics>,
+    deployer: D,
 }
 
+/// Runs every task of a job on threads of this process (`weir run`).
+pub type LocalRunner = JobRunner<LocalDeployer>;
+
 impl LocalRunner {
-    /// A runner for `graph`.
+    /// A runner for `graph` in this process.
     pub fn new(graph: JobGraph, config: RunConfig) -> Result<Self> {
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.checkpoint_dir)?);
         let paths = Paths::new(&graph.name);
-        Ok(LocalRunner {
+        let deployer = LocalDeployer {
+            store: store.clone(),
+            paths: paths.clone(),
+            exec: config.exec.clone(),
+        };
+        Ok(JobRunner {
             graph,
             config,
             store,
             paths,
             metrics: Arc::new(JobMetrics::default()),
+            deployer,
         })
+    }
+}
+
+impl<D: Deployer> JobRunner<D> {
+    /// A runner deploying with `deployer`, checkpointing to `store`.
+    pub fn with_deployer(
+        graph: JobGraph,
+        config: RunConfig,
+        store: Arc<dyn CheckpointStore>,
+        deployer: D,
+    ) -> Self {
+        let paths = Paths::new(&graph.name);
+        JobRunner {
+            graph,
+            config,
+            store,
+            paths,
+            metrics: Arc::new(JobMetrics::default()),
+            deployer,
+        }
     }
 
     /// The job's counters (live while it runs).
@@ -221,85 +275,29 @@ impl LocalRunner {
         next_id: CheckpointId,
         injector: &mut FailureInjector,
     ) -> Result<CheckpointId, (Error, CheckpointId)> {
-        let tasks = deploy(&self.graph, &self.config.exec, restore, &self.metrics)
+        let deployment = self
+            .deployer
+            .deploy(&self.graph, restore, &self.metrics)
             .map_err(|e| (e, next_id))?;
-        let (events_tx, events) = unbounded::<TaskEvent>();
-        let (uploads_tx, uploads) = unbounded();
-        let uploader = {
-            let (store, paths, events) =
-                (self.store.clone(), self.paths.clone(), events_tx.clone());
-            std::thread::Builder::new()
-                .name("weir-uploader".into())
-                .spawn(move || run_uploader(store, paths, uploads, events))
-                .map_err(|e| (Error::Internal(format!("spawning uploader: {e}")), next_id))?
-        };
-        let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-        let sources: Vec<TaskId> = tasks.iter().filter(|t| t.is_source).map(|t| t.id).collect();
-        let mut running = Running::default();
-        for task in tasks {
-            let (control_tx, control) = unbounded();
-            let mut rt = TaskRuntime::new(
-                task.id,
-                control,
-                events_tx.clone(),
-                uploads_tx.clone(),
-                task.metrics,
-            );
-            let (body, events) = (task.body, events_tx.clone());
-            let span = tracing::info_span!("task", job = %self.graph.name, task = %task.id);
-            let handle = std::thread::Builder::new()
-                .name(format!("weir-task-{}", task.id))
-                .spawn(move || {
-                    let _span = span.enter();
-                    let id = rt.id;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        body.run(&mut rt)
-                    }));
-                    let event = match outcome {
-                        Ok(Ok(())) => TaskEvent::Exited(id),
-                        Ok(Err(e)) => TaskEvent::Failed(id, e),
-                        Err(panic) => TaskEvent::Failed(
-                            id,
-                            Error::TaskPanicked {
-                                task: id,
-                                message: panic_message(&panic),
-                            },
-                        ),
-                    };
-                    let _ = events.send(event);
-                })
-                .map_err(|e| (Error::Internal(format!("spawning task: {e}")), next_id));
-            match handle {
-                Ok(handle) => running.tasks.push((task.id, control_tx, handle)),
-                Err(e) => {
-                    running.cancel();
-                    return Err(e);
-                }
-            }
-        }
-        drop(uploads_tx);
-        drop(events_tx);
         let now = Instant::now();
         let mut coordinator = CheckpointCoordinator::new(
-            ids,
-            sources,
+            deployment.tasks(),
+            deployment.sources(),
             next_id,
             self.config.checkpoint_interval,
             self.config.checkpoint_timeout,
             now,
         );
         injector.on_start(now);
-        let outcome = self.coordinate(&mut coordinator, &running, &events, injector);
+        let outcome = self.coordinate(&mut coordinator, deployment.as_ref(), injector);
         let next = coordinator.next_id();
         match outcome {
             Ok(final_id) => {
-                running.finish();
-                let _ = uploader.join();
+                deployment.stop(Control::Finish);
                 Ok(final_id)
             }
             Err(e) => {
-                running.cancel();
-                let _ = uploader.join();
+                deployment.stop(Control::Cancel);
                 Err((e, next))
             }
         }
@@ -309,8 +307,7 @@ impl LocalRunner {
     fn coordinate(
         &self,
         coordinator: &mut CheckpointCoordinator,
-        running: &Running,
-        events: &crossbeam_channel::Receiver<TaskEvent>,
+        running: &dyn Deployment,
         injector: &mut FailureInjector,
     ) -> Result<CheckpointId> {
         loop {
@@ -319,14 +316,16 @@ impl LocalRunner {
                 .flatten()
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            match events.recv_deadline(deadline) {
+            match running.events().recv_deadline(deadline) {
                 Ok(TaskEvent::Ack(ack)) => {
                     if let Some(done) = coordinator.ack(ack) {
                         let is_final = done.is_final;
                         let id = done.id;
                         match self.complete(done) {
                             Ok(()) => {
-                                running.broadcast(Control::Complete(id));
+                                for task in running.tasks() {
+                                    running.send(task, Control::Complete(id));
+                                }
                                 if is_final {
                                     return Ok(id);
                                 }
@@ -381,8 +380,9 @@ impl LocalRunner {
                     running.send(task, Control::Trigger(id));
                 }
             }
-            if let Some(victim) = injector.poll(now, running.tasks.len()) {
-                let task = running.tasks[victim].0;
+            let tasks = running.tasks();
+            if let Some(victim) = injector.poll(now, tasks.len()) {
+                let task = tasks[victim];
                 tracing::info!(%task, "injecting a failure");
                 running.send(task, Control::Fail);
             }
@@ -444,50 +444,4 @@ impl LocalRunner {
             tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint");
         }
     }
-}
-
-/// The threads of one attempt and their control channels.
-#[derive(Default)]
-struct Running {
-    tasks: Vec<(TaskId, Sender<Control>, JoinHandle<()>)>,
-}
-
-impl Running {
-    fn send(&self, task: TaskId, control: Control) {
-        if let Some((_, tx, _)) = self.tasks.iter().find(|(id, _, _)| *id == task) {
-            // A task that is gone has already reported why; nothing to do here.
-            let _ = tx.send(control);
-        }
-    }
-
-    fn broadcast(&self, control: Control) {
-        for (_, tx, _) in &self.tasks {
-            let _ = tx.send(control);
-        }
-    }
-
-    /// Sends `control` to every task and joins them. Events go to an unbounded
-    /// channel, so no task can block on reporting how it ended.
-    fn stop(self, control: Control) {
-        self.broadcast(control);
-        for (_, _, handle) in self.tasks {
-            let _ = handle.join();
-        }
-    }
-
-    fn cancel(self) {
-        self.stop(Control::Cancel);
-    }
-
-    fn finish(self) {
-        self.stop(Control::Finish);
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".into())
 }
