@@ -13,6 +13,7 @@
 //! - [`operators`]: built-in operators, sources and sinks, one per file.
 //! - [`exec`]: chains, exchanges, barrier alignment, the task runner, the job runner.
 //! - [`checkpoint`]: storage layout, `_metadata`, the coordinator's decisions, restore.
+//! - [`net`]: the data plane between worker processes (TCP, credit-based flow control).
 //! - [`state`]: snapshots and keyed state encoded by key group.
 //! - [`keys`]: the stable key hash and key-group ranges.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
+pub mod net;
 pub mod operator;
 pub mod operators;
 pub mod pipelines;

@@ -10,6 +10,7 @@ use crate::api::graph::{downcast, BuildCtx, EdgeNode, Exchange, OperatorNode, So
 use crate::data::{Data, Message};
 use crate::error::Result;
 use crate::exec::chain::{Discard, Downstream, Link};
+use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::exec::config::ExecConfig;
 use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
 use crate::exec::task::{InputTask, SourceTask, TaskBody};
@@ -93,9 +94,13 @@ impl<T: Data> EdgeNode for Edge<T> {
         config: &ExecConfig,
         metrics: Arc<TaskMetrics>,
     ) -> Result<Box<dyn Any>> {
-        let senders: Vec<Sender<Message<T>>> = senders
+        // In-process channels come as crossbeam senders, remote ones already boxed.
+        let senders: Vec<Box<dyn ChannelSender<T>>> = senders
             .into_iter()
-            .map(|s| downcast(s, "an output channel"))
+            .map(|s| match s.downcast::<Sender<Message<T>>>() {
+                Ok(tx) => Ok(Box::new(*tx) as Box<dyn ChannelSender<T>>),
+                Err(other) => downcast::<Box<dyn ChannelSender<T>>>(other, "an output channel"),
+            })
             .collect::<Result<_>>()?;
         let channels = senders.len() as u32;
         let route = match (self.exchange, &self.key) {
@@ -121,11 +126,26 @@ impl<T: Data> EdgeNode for Edge<T> {
         receivers: Vec<Box<dyn Any>>,
         head: Box<dyn Any>,
     ) -> Result<Box<dyn TaskBody>> {
-        let receivers: Vec<Receiver<Message<T>>> = receivers
-            .into_iter()
-            .map(|r| downcast(r, "an input channel"))
-            .collect::<Result<_>>()?;
+        // In-process inputs come as receivers, remote ones with their credit return.
+        let mut inputs = Vec::with_capacity(receivers.len());
+        let mut credits = Vec::with_capacity(receivers.len());
+        for r in receivers {
+            match r.downcast::<Receiver<Message<T>>>() {
+                Ok(rx) => {
+                    inputs.push(*rx);
+                    credits.push(None);
+                }
+                Err(other) => {
+                    let (rx, credit) = downcast::<(Receiver<Message<T>>, CreditReturn)>(
+                        other,
+                        "an input channel",
+                    )?;
+                    inputs.push(rx);
+                    credits.push(Some(credit));
+                }
+            }
+        }
         let head: Box<dyn Downstream<T>> = downcast(head, "a task's first operator")?;
-        Ok(Box::new(InputTask::new(receivers, head)))
+        Ok(Box::new(InputTask::new(inputs, head).with_credits(credits)))
     }
 }

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use crate::data::{Barrier, Batch, Data, Message};
 use crate::error::{Error, Result};
 use crate::exec::chain::{Downstream, SnapshotPart};
+use crate::exec::channel::ChannelSender;
 use crate::ids::CheckpointId;
 use crate::keys::KeyGroup;
 use crate::metrics::{add, TaskMetrics};
@@ -62,7 +63,7 @@ impl<T> KeyRouter<T> {
 
 /// Batching, routing writer to a task's downstream channels.
 pub struct Output<T> {
-    senders: Vec<Sender<Message<T>>>,
+    senders: Vec<Box<dyn ChannelSender<T>>>,
     buffers: Vec<Batch<T>>,
     route: Route<T>,
     batch_size: usize,
@@ -78,7 +79,7 @@ pub struct Output<T> {
 impl<T: Data> Output<T> {
     /// An output writing to `senders`, one per downstream subtask.
     pub fn new(
-        senders: Vec<Sender<Message<T>>>,
+        senders: Vec<Box<dyn ChannelSender<T>>>,
         route: Route<T>,
         batch_size: usize,
         buffer_timeout: Duration,
@@ -108,7 +109,7 @@ impl<T: Data> Output<T> {
                     &self.metrics.backpressured_ns,
                     start.elapsed().as_nanos() as u64,
                 );
-                sent.map_err(|_| Error::ChannelClosed)
+                sent
             }
             Err(TrySendError::Disconnected(_)) => Err(Error::ChannelClosed),
         }
@@ -241,7 +242,11 @@ impl<T: Data> Downstream<T> for Output<T> {
 mod tests {
     use super::*;
     use crate::keys::StableHash;
-    use crossbeam_channel::bounded;
+    use crossbeam_channel::{bounded, Sender};
+
+    fn boxed(tx: Sender<Message<u64>>) -> Box<dyn ChannelSender<u64>> {
+        Box::new(tx)
+    }
 
     fn output(
         route: Route<u64>,
@@ -249,6 +254,7 @@ mod tests {
         batch: usize,
     ) -> (Output<u64>, Vec<crossbeam_channel::Receiver<Message<u64>>>) {
         let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(64)).unzip();
+        let tx = tx.into_iter().map(boxed).collect();
         let out = Output::new(tx, route, batch, Duration::from_secs(60), Arc::default());
         (out, rx)
     }
@@ -284,7 +290,7 @@ mod tests {
     fn partial_batches_wait_for_the_buffer_timeout() {
         let (tx, rx) = bounded(4);
         let mut out = Output::new(
-            vec![tx],
+            vec![boxed(tx)],
             Route::Forward,
             100,
             Duration::from_millis(5),

@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod chain;
+pub mod channel;
 pub mod config;
 pub mod deploy;
 pub mod exchange;

@@ -25,6 +25,7 @@ use crate::data::{Barrier, Batch, Data, Message};
 use crate::error::{Error, Result};
 use crate::exec::align::{Aligner, Alignment};
 use crate::exec::chain::{Downstream, SnapshotPart};
+use crate::exec::channel::CreditReturn;
 use crate::ids::{CheckpointId, TaskId};
 use crate::ids::{OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
@@ -182,19 +183,36 @@ pub trait TaskBody: Send {
 /// A task whose chain is fed by input channels.
 pub struct InputTask<T> {
     inputs: Vec<Receiver<Message<T>>>,
+    /// Per input, how to tell a remote sender that a message was taken.
+    credits: Vec<Option<CreditReturn>>,
     head: Box<dyn Downstream<T>>,
 }
 
 impl<T: Data> InputTask<T> {
     /// A task reading `inputs` (one per upstream subtask) into `head`.
     pub fn new(inputs: Vec<Receiver<Message<T>>>, head: Box<dyn Downstream<T>>) -> Self {
-        InputTask { inputs, head }
+        let credits = inputs.iter().map(|_| None).collect();
+        InputTask {
+            inputs,
+            credits,
+            head,
+        }
+    }
+
+    /// Sets, per input, the credit return of a remote channel (`None` for local ones).
+    pub fn with_credits(mut self, credits: Vec<Option<CreditReturn>>) -> Self {
+        self.credits = credits;
+        self
     }
 }
 
 impl<T: Data> TaskBody for InputTask<T> {
     fn run(self: Box<Self>, rt: &mut TaskRuntime) -> Result<()> {
-        let InputTask { inputs, mut head } = *self;
+        let InputTask {
+            inputs,
+            credits,
+            mut head,
+        } = *self;
         let mut aligner = Aligner::new(inputs.len());
         let mut align_started: Option<Instant> = None;
         let mut readable: Vec<usize> = Vec::with_capacity(inputs.len());
@@ -231,6 +249,9 @@ impl<T: Data> TaskBody for InputTask<T> {
             let message = op
                 .recv(&inputs[channel])
                 .map_err(|_| Error::ChannelClosed)?;
+            if let Some(Some(credit)) = credits.get(channel) {
+                credit();
+            }
             let alignment = match message {
                 Message::Batch(mut batch) => {
                     head.push(&mut batch)?;

@@ -1,0 +1,226 @@
+//! The typed ends of a logical channel that crosses the data plane.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
+
+use crate::data::{Barrier, Data, Message};
+use crate::error::{Error, Result};
+use crate::exec::channel::{ChannelSender, CreditReturn};
+use crate::ids::CheckpointId;
+use crate::net::frame::FrameKind;
+use crate::net::plane::{ChannelKey, Connection, DataPlane};
+
+const BATCH: u8 = 0;
+const BARRIER: u8 = 1;
+const END: u8 = 2;
+
+fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    match message {
+        Message::Batch(batch) => {
+            buf.push(BATCH);
+            bincode::serialize_into(&mut *buf, batch)
+                .map_err(|e| Error::Internal(format!("encoding a batch: {e}")))?;
+        }
+        Message::Barrier(b) => {
+            buf.push(BARRIER);
+            buf.extend_from_slice(&b.id.0.to_le_bytes());
+        }
+        Message::EndOfInput => buf.push(END),
+    }
+    Ok(())
+}
+
+fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
+    let bad = |what: String| Error::Internal(format!("decoding a data frame: {what}"));
+    match payload.split_first() {
+        Some((&BATCH, rest)) => bincode::deserialize(rest)
+            .map(Message::Batch)
+            .map_err(|e| bad(e.to_string())),
+        Some((&BARRIER, rest)) => {
+            let id = rest
+                .try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| bad("short barrier".into()))?;
+            Ok(Message::Barrier(Barrier {
+                id: CheckpointId(id),
+            }))
+        }
+        Some((&END, _)) => Ok(Message::EndOfInput),
+        _ => Err(bad("unknown message tag".into())),
+    }
+}
+
+/// The sending end of a logical channel to another worker. Each message spends a
+/// credit; without one, `send` waits (backpressure) and `try_send` reports full.
+pub struct RemoteSender<T> {
+    conn: Arc<Connection>,
+    key: ChannelKey,
+    credits: Receiver<()>,
+    buf: Vec<u8>,
+    _records: PhantomData<fn(T)>,
+}
+
+impl<T: Data> RemoteSender<T> {
+    /// A sender of channel `key` over `conn`.
+    pub fn new(conn: Arc<Connection>, key: ChannelKey) -> Self {
+        let credits = conn.credit_tokens(key);
+        RemoteSender {
+            conn,
+            key,
+            credits,
+            buf: Vec::new(),
+            _records: PhantomData,
+        }
+    }
+
+    fn write(&mut self, message: &Message<T>) -> Result<()> {
+        encode(message, &mut self.buf)?;
+        self.conn.write(FrameKind::Data, self.key, &self.buf)
+    }
+}
+
+impl<T: Data> ChannelSender<T> for RemoteSender<T> {
+    fn try_send(
+        &mut self,
+        message: Message<T>,
+    ) -> std::result::Result<(), TrySendError<Message<T>>> {
+        match self.credits.try_recv() {
+            Ok(()) => self
+                .write(&message)
+                .map_err(|_| TrySendError::Disconnected(message)),
+            Err(TryRecvError::Empty) => Err(TrySendError::Full(message)),
+            Err(TryRecvError::Disconnected) => Err(TrySendError::Disconnected(message)),
+        }
+    }
+
+    fn send(&mut self, message: Message<T>) -> Result<()> {
+        self.credits.recv().map_err(|_| Error::ChannelClosed)?;
+        self.write(&message)
+    }
+}
+
+/// Registers the receiving end of channel `key` from `conn`'s peer: messages land
+/// in a bounded queue of `capacity`, the peer is granted that many credits, and the
+/// returned [`CreditReturn`] grants one more each time the task takes a message.
+pub fn register_inbound<T: Data>(
+    plane: &DataPlane,
+    conn: &Arc<Connection>,
+    key: ChannelKey,
+    capacity: usize,
+) -> Result<(Receiver<Message<T>>, CreditReturn)> {
+    let (tx, rx) = bounded::<Message<T>>(capacity);
+    plane.register(
+        key,
+        Box::new(move |payload| {
+            let message = decode::<T>(payload)?;
+            // Credits bound what the peer sends to `capacity`, so this never blocks.
+            tx.try_send(message)
+                .map_err(|_| Error::Internal("a peer sent beyond its credit".into()))
+        }),
+    );
+    conn.grant(key, capacity as u32)?;
+    let conn = conn.clone();
+    let credit: CreditReturn = Box::new(move || {
+        let _ = conn.grant(key, 1);
+    });
+    Ok((rx, credit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn planes() -> (
+        Arc<DataPlane>,
+        Arc<DataPlane>,
+        Arc<Connection>,
+        Arc<Connection>,
+    ) {
+        let a = DataPlane::bind("a", "127.0.0.1:0").unwrap();
+        let b = DataPlane::bind("b", "127.0.0.1:0").unwrap();
+        let (a2, b_addr) = (a.clone(), b.address().to_string());
+        let dialer = std::thread::spawn(move || {
+            a2.connection("b", &b_addr, Duration::from_secs(5)).unwrap()
+        });
+        let b_side = b
+            .connection("a", &a.address().to_string(), Duration::from_secs(5))
+            .unwrap();
+        let a_side = dialer.join().unwrap();
+        (a, b, a_side, b_side)
+    }
+
+    #[test]
+    fn messages_arrive_in_order_and_credits_bound_what_is_in_flight() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let key = (1, 7);
+        let (rx, credit) = register_inbound::<u64>(&b, &b_to_a, key, 4).unwrap();
+        let mut tx = RemoteSender::<u64>::new(a_to_b, key);
+        let sender = std::thread::spawn(move || {
+            for i in 0..100u64 {
+                tx.send(Message::Batch(vec![i; 3])).unwrap();
+            }
+            tx.send(Message::Barrier(Barrier {
+                id: CheckpointId(9),
+            }))
+            .unwrap();
+            tx.send(Message::EndOfInput).unwrap();
+        });
+        let mut next = 0u64;
+        loop {
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(rx.len() <= 4, "more in flight than credited: {}", rx.len());
+            let message = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            credit();
+            match message {
+                Message::Batch(b) => {
+                    assert_eq!(b, vec![next; 3]);
+                    next += 1;
+                }
+                Message::Barrier(b) => assert_eq!((next, b.id), (100, CheckpointId(9))),
+                Message::EndOfInput => break,
+            }
+        }
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn a_full_channel_does_not_hold_back_another_on_the_same_connection() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let (_stuck_rx, _stuck_credit) = register_inbound::<u64>(&b, &b_to_a, (1, 1), 2).unwrap();
+        let (free_rx, free_credit) = register_inbound::<u64>(&b, &b_to_a, (1, 2), 2).unwrap();
+        let mut stuck = RemoteSender::<u64>::new(a_to_b.clone(), (1, 1));
+        let mut free = RemoteSender::<u64>::new(a_to_b, (1, 2));
+        stuck.send(Message::Batch(vec![1])).unwrap();
+        stuck.send(Message::Batch(vec![2])).unwrap();
+        assert!(matches!(
+            stuck.try_send(Message::Batch(vec![3])),
+            Err(TrySendError::Full(_))
+        ));
+        for i in 0..50 {
+            free.send(Message::Batch(vec![i])).unwrap();
+            assert!(
+                matches!(free_rx.recv_timeout(Duration::from_secs(5)), Ok(Message::Batch(b)) if b == vec![i])
+            );
+            free_credit();
+        }
+    }
+
+    #[test]
+    fn frames_of_a_forgotten_attempt_are_dropped() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let (rx, _credit) = register_inbound::<u64>(&b, &b_to_a, (3, 1), 8).unwrap();
+        let mut stale = RemoteSender::<u64>::new(a_to_b, (3, 1));
+        stale.send(Message::Batch(vec![1])).unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        b.forget_attempt(3);
+        stale.send(Message::Batch(vec![2])).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a fenced attempt delivers nothing"
+        );
+    }
+}
