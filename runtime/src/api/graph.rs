@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
 use crate::exec::task::TaskBody;
 use crate::metrics::{OperatorMetrics, TaskMetrics};
+use crate::net::{ChannelKey, Connection, DataPlane};
 use crate::operator::OperatorContext;
 use crate::state::RestoredState;
 
@@ -63,6 +64,17 @@ pub(crate) trait EdgeNode: Send + Sync {
         max_parallelism: u32,
         config: &ExecConfig,
         metrics: Arc<TaskMetrics>,
+    ) -> Result<Box<dyn Any>>;
+    /// The sending end of data-plane channel `key` over `conn`, as `Box<dyn ChannelSender<T>>`.
+    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any>;
+    /// The receiving end of data-plane channel `key` from `conn`'s peer, as
+    /// `(Receiver<Message<T>>, CreditReturn)`.
+    fn remote_receiver(
+        &self,
+        plane: &DataPlane,
+        conn: &Arc<Connection>,
+        key: ChannelKey,
+        capacity: usize,
     ) -> Result<Box<dyn Any>>;
     /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`).
     fn input_task(

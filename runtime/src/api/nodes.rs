@@ -15,6 +15,7 @@ use crate::exec::config::ExecConfig;
 use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
 use crate::exec::task::{InputTask, SourceTask, TaskBody};
 use crate::metrics::TaskMetrics;
+use crate::net::{register_inbound, ChannelKey, Connection, DataPlane, RemoteSender};
 use crate::operator::{Operator, OperatorContext, Source};
 
 fn discard<T: Data>() -> Box<dyn Any> {
@@ -119,6 +120,20 @@ impl<T: Data> EdgeNode for Edge<T> {
             metrics,
         ));
         Ok(Box::new(output))
+    }
+
+    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any> {
+        Box::new(Box::new(RemoteSender::<T>::new(conn, key)) as Box<dyn ChannelSender<T>>)
+    }
+
+    fn remote_receiver(
+        &self,
+        plane: &DataPlane,
+        conn: &Arc<Connection>,
+        key: ChannelKey,
+        capacity: usize,
+    ) -> Result<Box<dyn Any>> {
+        Ok(Box::new(register_inbound::<T>(plane, conn, key, capacity)?))
     }
 
     fn input_task(

@@ -5,7 +5,9 @@
 //! one per (upstream subtask, downstream subtask) pair.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::{BuildCtx, Exchange, JobGraph, NodeKind};
 use crate::checkpoint::restore::RestorePoint;
@@ -15,6 +17,7 @@ use crate::exec::task::TaskBody;
 use crate::ids::{OperatorUid, Subtask, TaskId};
 use crate::keys::KeyGroupRange;
 use crate::metrics::JobMetrics;
+use crate::net::{Connection, DataPlane};
 use crate::operator::OperatorContext;
 
 /// A group of operators that run in one task.
@@ -93,13 +96,57 @@ pub fn check_restore(
     Ok(())
 }
 
-/// Builds every task of `graph`, restoring state from `restore`.
+/// Where the tasks of an attempt run when they are spread over worker processes.
+pub struct Placement {
+    /// The attempt (every data frame carries it).
+    pub attempt: u64,
+    /// This worker's id.
+    pub me: String,
+    /// The worker of every task.
+    pub workers: HashMap<TaskId, String>,
+    /// The data-plane address of every worker.
+    pub addresses: HashMap<String, String>,
+    /// This worker's data plane.
+    pub plane: Arc<DataPlane>,
+    /// How long to wait for a peer's data connection.
+    pub connect_timeout: Duration,
+}
+
+impl Placement {
+    fn is_local(&self, task: TaskId) -> bool {
+        self.workers.get(&task) == Some(&self.me)
+    }
+
+    fn connection(&self, task: TaskId) -> Result<Arc<Connection>> {
+        let peer = self
+            .workers
+            .get(&task)
+            .ok_or_else(|| Error::Internal(format!("task {task} has no worker")))?;
+        let address = self
+            .addresses
+            .get(peer)
+            .ok_or_else(|| Error::Internal(format!("worker {peer} has no data address")))?;
+        self.plane.connection(peer, address, self.connect_timeout)
+    }
+}
+
+/// The data-plane id of the channel from subtask `up` of chain `chain`'s upstream
+/// to subtask `down` of chain `chain`; every worker computes the same.
+pub fn channel_id(chain: usize, up: u32, down: u32) -> u64 {
+    ((chain as u64) << 40) | (u64::from(up) << 20) | u64::from(down)
+}
+
+/// Builds every task of `graph` (restoring state from `restore`) that runs here:
+/// all of them, or with a `placement` those placed on this worker, wired to the
+/// others through the data plane.
 pub fn deploy(
     graph: &JobGraph,
     config: &ExecConfig,
     restore: Option<&RestorePoint>,
     metrics: &JobMetrics,
+    placement: Option<&Placement>,
 ) -> Result<Vec<DeployedTask>> {
+    let local = |task: TaskId| placement.is_none_or(|p| p.is_local(task));
     let chains = chains(graph);
     // receivers[c][j] are the inputs of subtask j of chain c; senders[c][i] the outputs
     // of subtask i of chain c, one per subtask of its consumer.
@@ -114,11 +161,38 @@ pub fn deploy(
     for (c, chain) in chains.iter().enumerate() {
         let Some(up) = chain.upstream else { continue };
         let edge = input_edge(graph, chain)?;
-        for outputs in senders[up].iter_mut() {
-            for inputs in receivers[c].iter_mut() {
-                let (tx, rx) = edge.channel(config.channel_capacity);
-                outputs.push(tx);
-                inputs.push(rx);
+        for (i, outputs) in senders[up].iter_mut().enumerate() {
+            for (j, inputs) in receivers[c].iter_mut().enumerate() {
+                let from = TaskId {
+                    chain: up as u32,
+                    subtask: i as u32,
+                };
+                let to = TaskId {
+                    chain: c as u32,
+                    subtask: j as u32,
+                };
+                match (local(from), local(to), placement) {
+                    (true, true, _) => {
+                        let (tx, rx) = edge.channel(config.channel_capacity);
+                        outputs.push(tx);
+                        inputs.push(rx);
+                    }
+                    (true, false, Some(p)) => {
+                        let key = (p.attempt, channel_id(c, from.subtask, to.subtask));
+                        outputs.push(edge.remote_sender(p.connection(to)?, key));
+                    }
+                    (false, true, Some(p)) => {
+                        let key = (p.attempt, channel_id(c, from.subtask, to.subtask));
+                        let conn = p.connection(from)?;
+                        inputs.push(edge.remote_receiver(
+                            &p.plane,
+                            &conn,
+                            key,
+                            config.channel_capacity,
+                        )?);
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -129,6 +203,12 @@ pub fn deploy(
     let mut tasks = Vec::new();
     for (c, chain) in chains.iter().enumerate() {
         for i in 0..chain.parallelism {
+            if !local(TaskId {
+                chain: c as u32,
+                subtask: i,
+            }) {
+                continue;
+            }
             let task_metrics = metrics.task();
             let outputs = std::mem::take(&mut senders[c][i as usize]);
             let mut downstream: Box<dyn Any> = match consumer[c] {

@@ -12,7 +12,7 @@ use crate::checkpoint::restore::RestorePoint;
 use crate::checkpoint::store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
-use crate::exec::deploy::deploy;
+use crate::exec::deploy::{deploy, DeployedTask};
 use crate::exec::runner::{Deployer, Deployment};
 use crate::exec::task::{Control, TaskEvent, TaskRuntime};
 use crate::exec::upload::run_uploader;
@@ -36,66 +36,79 @@ impl Deployer for LocalDeployer {
         restore: Option<&RestorePoint>,
         metrics: &Arc<JobMetrics>,
     ) -> Result<Box<dyn Deployment>> {
-        let tasks = deploy(graph, &self.exec, restore, metrics)?;
-        let (events_tx, events) = unbounded::<TaskEvent>();
-        let (uploads_tx, uploads) = unbounded();
-        let uploader = {
-            let (store, paths, events) =
-                (self.store.clone(), self.paths.clone(), events_tx.clone());
-            std::thread::Builder::new()
-                .name("weir-uploader".into())
-                .spawn(move || run_uploader(store, paths, uploads, events))
-                .map_err(|e| Error::Internal(format!("spawning the uploader: {e}")))?
-        };
-        let mut local = LocalDeployment {
-            tasks: Vec::new(),
-            sources: tasks.iter().filter(|t| t.is_source).map(|t| t.id).collect(),
-            events,
-            uploader: Some(uploader),
-        };
-        for task in tasks {
-            let (control_tx, control) = unbounded();
-            let rt = TaskRuntime::new(
-                task.id,
-                control,
-                events_tx.clone(),
-                uploads_tx.clone(),
-                task.metrics,
-            );
-            let span = tracing::info_span!("task", job = %graph.name, task = %task.id);
-            let (body, events) = (task.body, events_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("weir-task-{}", task.id))
-                .spawn(move || {
-                    let _span = span.enter();
-                    let mut rt = rt;
-                    let id = rt.id;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        body.run(&mut rt)
-                    }));
-                    let event = match outcome {
-                        Ok(Ok(())) => TaskEvent::Exited(id),
-                        Ok(Err(e)) => TaskEvent::Failed(id, e),
-                        Err(panic) => TaskEvent::Failed(
-                            id,
-                            Error::TaskPanicked {
-                                task: id,
-                                message: panic_message(&panic),
-                            },
-                        ),
-                    };
-                    let _ = events.send(event);
-                });
-            match spawned {
-                Ok(handle) => local.tasks.push((task.id, control_tx, handle)),
-                Err(e) => {
-                    Box::new(local).stop(Control::Cancel);
-                    return Err(Error::Internal(format!("spawning a task thread: {e}")));
-                }
+        let tasks = deploy(graph, &self.exec, restore, metrics, None)?;
+        Ok(Box::new(start(
+            &graph.name,
+            tasks,
+            self.store.clone(),
+            self.paths.clone(),
+        )?))
+    }
+}
+
+/// Starts `tasks` on threads, with an uploader writing their snapshots to `store`.
+pub fn start(
+    job: &str,
+    tasks: Vec<DeployedTask>,
+    store: Arc<dyn CheckpointStore>,
+    paths: Paths,
+) -> Result<LocalDeployment> {
+    let (events_tx, events) = unbounded::<TaskEvent>();
+    let (uploads_tx, uploads) = unbounded();
+    let uploader = {
+        let events = events_tx.clone();
+        std::thread::Builder::new()
+            .name("weir-uploader".into())
+            .spawn(move || run_uploader(store, paths, uploads, events))
+            .map_err(|e| Error::Internal(format!("spawning the uploader: {e}")))?
+    };
+    let mut local = LocalDeployment {
+        tasks: Vec::new(),
+        sources: tasks.iter().filter(|t| t.is_source).map(|t| t.id).collect(),
+        events,
+        uploader: Some(uploader),
+    };
+    for task in tasks {
+        let (control_tx, control) = unbounded();
+        let rt = TaskRuntime::new(
+            task.id,
+            control,
+            events_tx.clone(),
+            uploads_tx.clone(),
+            task.metrics,
+        );
+        let span = tracing::info_span!("task", job = %job, task = %task.id);
+        let (body, events) = (task.body, events_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("weir-task-{}", task.id))
+            .spawn(move || {
+                let _span = span.enter();
+                let mut rt = rt;
+                let id = rt.id;
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(&mut rt)));
+                let event = match outcome {
+                    Ok(Ok(())) => TaskEvent::Exited(id),
+                    Ok(Err(e)) => TaskEvent::Failed(id, e),
+                    Err(panic) => TaskEvent::Failed(
+                        id,
+                        Error::TaskPanicked {
+                            task: id,
+                            message: panic_message(&panic),
+                        },
+                    ),
+                };
+                let _ = events.send(event);
+            });
+        match spawned {
+            Ok(handle) => local.tasks.push((task.id, control_tx, handle)),
+            Err(e) => {
+                Box::new(local).stop(Control::Cancel);
+                return Err(Error::Internal(format!("spawning a task thread: {e}")));
             }
         }
-        Ok(Box::new(local))
     }
+    Ok(local)
 }
 
 /// The threads of one attempt and their control channels.

@@ -5,6 +5,7 @@
 
 mod backpressure;
 mod bad_input;
+mod data_plane;
 mod engine;
 mod exactly_once;
 mod examples;

@@ -1,0 +1,131 @@
+//! Jobs whose tasks are spread over two data planes in this process: every
+//! exchange crosses TCP with credits, attempts fence old channels, and the
+//! result stays exactly-once through injected failures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_runtime::api::JobGraph;
+use weir_runtime::checkpoint::paths::Paths;
+use weir_runtime::checkpoint::restore::RestorePoint;
+use weir_runtime::checkpoint::store::{CheckpointStore, FileStore};
+use weir_runtime::exec::config::ExecConfig;
+use weir_runtime::exec::deploy::{chains, deploy, Placement};
+use weir_runtime::exec::local::start;
+use weir_runtime::exec::runner::{Deployer, Deployment, JobRunner, RunConfig};
+use weir_runtime::ids::TaskId;
+use weir_runtime::metrics::JobMetrics;
+use weir_runtime::net::DataPlane;
+use weir_runtime::pipelines::{keyed_sum, GeneratorArgs, Target};
+
+use crate::support::{check_keyed_sum, committed_lines};
+
+/// Places chain 0 (the sources) on worker `a` and every other chain on worker `b`.
+struct TwoWorkers {
+    planes: [Arc<DataPlane>; 2],
+    attempt: AtomicU64,
+    store: Arc<dyn CheckpointStore>,
+    paths: Paths,
+    exec: ExecConfig,
+}
+
+impl Deployer for TwoWorkers {
+    fn deploy(
+        &self,
+        graph: &JobGraph,
+        restore: Option<&RestorePoint>,
+        metrics: &Arc<JobMetrics>,
+    ) -> weir_runtime::Result<Box<dyn Deployment>> {
+        let attempt = self.attempt.fetch_add(1, Ordering::Relaxed) + 1;
+        for plane in &self.planes {
+            plane.forget_attempt(attempt - 1);
+        }
+        let mut workers = HashMap::new();
+        for (c, chain) in chains(graph).iter().enumerate() {
+            for s in 0..chain.parallelism {
+                workers.insert(
+                    TaskId {
+                        chain: c as u32,
+                        subtask: s,
+                    },
+                    if c == 0 { "a" } else { "b" }.to_string(),
+                );
+            }
+        }
+        let addresses: HashMap<String, String> = self
+            .planes
+            .iter()
+            .map(|p| (p.worker_id().to_string(), p.address().to_string()))
+            .collect();
+        let placements: Vec<Placement> = self
+            .planes
+            .iter()
+            .map(|p| Placement {
+                attempt,
+                me: p.worker_id().to_string(),
+                workers: workers.clone(),
+                addresses: addresses.clone(),
+                plane: p.clone(),
+                connect_timeout: Duration::from_secs(5),
+            })
+            .collect();
+        let deployed = std::thread::scope(|s| {
+            let handles: Vec<_> = placements
+                .iter()
+                .map(|p| s.spawn(|| deploy(graph, &self.exec, restore, metrics, Some(p))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("deploy thread"))
+                .collect::<Vec<_>>()
+        });
+        let mut tasks = Vec::new();
+        for d in deployed {
+            tasks.extend(d?);
+        }
+        Ok(Box::new(start(
+            &graph.name,
+            tasks,
+            self.store.clone(),
+            self.paths.clone(),
+        )?))
+    }
+}
+
+#[test]
+fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let common = GeneratorArgs {
+        records: Some(200_000),
+        rate: Some(200_000.0),
+        seed: 0,
+        output: None,
+    };
+    let graph = keyed_sum::job(&common, 50, 2, &Target::Files(out.clone())).unwrap();
+    let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(dir.path().join("chk")));
+    let config = RunConfig {
+        checkpoint_dir: dir.path().join("chk").display().to_string(),
+        checkpoint_interval: Some(Duration::from_millis(100)),
+        inject_failures: 3,
+        seed: 11,
+        restart_backoff: Duration::from_millis(10),
+        ..RunConfig::default()
+    };
+    let deployer = TwoWorkers {
+        planes: [
+            DataPlane::bind("a", "127.0.0.1:0").unwrap(),
+            DataPlane::bind("b", "127.0.0.1:0").unwrap(),
+        ],
+        attempt: AtomicU64::new(0),
+        store: store.clone(),
+        paths: Paths::new("keyed-sum"),
+        exec: config.exec.clone(),
+    };
+    let runner = JobRunner::with_deployer(graph, config, store, deployer);
+    let summary = runner.run().unwrap();
+    assert_eq!(summary.restarts, 3);
+    check_keyed_sum(&committed_lines(&out), 200_000, 50).unwrap_or_else(|e| panic!("{e}"));
+}
