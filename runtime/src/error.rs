@@ -101,6 +101,26 @@ pub enum Error {
     /// A channel between tasks closed while the job was being cancelled.
     #[error("task {0} was cancelled")]
     Cancelled(TaskId),
+    /// A task on a worker process failed.
+    #[error("task {task} failed on worker {worker}: {reason}")]
+    TaskFailed {
+        /// The task.
+        task: TaskId,
+        /// The worker it ran on.
+        worker: String,
+        /// What the worker reported.
+        reason: String,
+        /// Whether the worker classified it as a user error (not worth a restart).
+        user: bool,
+    },
+    /// A worker process was lost (heartbeat timeout or broken connection).
+    #[error("worker {worker} was lost: {reason}")]
+    WorkerLost {
+        /// The worker.
+        worker: String,
+        /// How it was noticed.
+        reason: String,
+    },
     /// A channel to another task closed: the job is being torn down.
     #[error("a channel to another task closed (the job is being cancelled)")]
     ChannelClosed,
@@ -129,6 +149,7 @@ impl Error {
             | Error::CorruptCheckpoint { .. }
             | Error::NoCheckpoint(_)
             | Error::BadRecord { .. }
+            | Error::TaskFailed { user: true, .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
             Error::Io { .. } | Error::Store { .. } => ErrorClass::External,
             _ => ErrorClass::Internal,

@@ -16,12 +16,14 @@
 //! - [`net`]: the data plane between worker processes (TCP, credit-based flow control).
 //! - [`state`]: snapshots and keyed state encoded by key group.
 //! - [`keys`]: the stable key hash and key-group ranges.
+//! - [`cluster`]: the coordinator and worker processes.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
 //! - [`cli`]: the `weir` command line.
 
 pub mod api;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod exec;

@@ -40,6 +40,21 @@ pub struct OperatorEntry {
     pub metrics: Arc<OperatorMetrics>,
 }
 
+/// The latest completed checkpoint, for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// Its id.
+    pub id: u64,
+    /// Its directory.
+    pub uri: String,
+    /// When it was triggered, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Trigger to completion, in ms.
+    pub duration_ms: u64,
+    /// State size in bytes.
+    pub bytes: u64,
+}
+
 /// All counters of a job, kept across restarts so totals keep growing.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
@@ -55,6 +70,8 @@ pub struct JobMetrics {
     pub last_checkpoint_bytes: AtomicU64,
     /// Restarts of the job after failures.
     pub restarts: AtomicU64,
+    /// The latest completed checkpoint.
+    pub latest: Mutex<Option<CheckpointSummary>>,
 }
 
 impl JobMetrics {
@@ -99,6 +116,24 @@ impl JobMetrics {
             .filter(|e| e.is_source)
             .map(|e| e.metrics.records_out.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The latest completed checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<CheckpointSummary> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a completed checkpoint.
+    pub fn checkpoint_completed(&self, summary: CheckpointSummary) {
+        self.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
+        self.last_checkpoint_ms
+            .store(summary.duration_ms, Ordering::Relaxed);
+        self.last_checkpoint_bytes
+            .store(summary.bytes, Ordering::Relaxed);
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
     }
 
     /// Total backpressured and alignment time over all tasks, in nanoseconds.

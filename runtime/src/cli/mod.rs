@@ -1,8 +1,9 @@
 //! The `weir` command line: `run`, `pipelines`, `bench`.
 
 mod bench;
+mod cluster;
 mod progress;
-mod run;
+pub mod run;
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub enum Command {
     Pipelines,
     /// Measure a pipeline's throughput and print RESULT lines.
     Bench(bench::BenchArgs),
+    /// Coordinate a job run by `weir worker` processes.
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run the subtasks a coordinator places on this process.
+    Worker(cluster::WorkerArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -42,6 +47,8 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::bench(args),
+        Command::Coordinator(args) => cluster::coordinator(args),
+        Command::Worker(args) => cluster::worker(args),
     }
 }
 

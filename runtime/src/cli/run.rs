@@ -14,6 +14,17 @@ use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
 pub struct RunArgs {
     /// The pipeline to run (see `weir pipelines`).
     pub pipeline: String,
+    /// How the job runs.
+    #[command(flatten)]
+    pub options: JobOptions,
+    /// Arguments of the pipeline, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// Options shared by `weir run` and `weir coordinator`.
+#[derive(Debug, clap::Args)]
+pub struct JobOptions {
     /// Parallelism of every operator.
     #[arg(long, short, default_value_t = 1)]
     pub parallelism: u32,
@@ -47,13 +58,11 @@ pub struct RunArgs {
     /// Seed of failure injection.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Arguments of the pipeline, after `--`.
-    #[arg(last = true)]
-    pub args: Vec<String>,
 }
 
-impl RunArgs {
-    fn config(&self) -> RunConfig {
+impl JobOptions {
+    /// The runner configuration these options describe.
+    pub fn config(&self) -> RunConfig {
         RunConfig {
             checkpoint_dir: self.checkpoint_dir.clone(),
             checkpoint_interval: self.checkpoint_interval.0,
@@ -79,14 +88,14 @@ impl RunArgs {
 
 /// Runs `weir run`.
 pub fn run(args: RunArgs) -> Result<()> {
-    if args.parallelism == 0 {
+    if args.options.parallelism == 0 {
         return Err(crate::Error::Usage(
             "--parallelism must be at least 1".into(),
         ));
     }
     let pipeline = crate::pipelines::find(&args.pipeline)?;
-    let graph = (pipeline.build)(&args.args, args.parallelism)?;
-    let runner = LocalRunner::new(graph, args.config())?;
+    let graph = (pipeline.build)(&args.args, args.options.parallelism)?;
+    let runner = LocalRunner::new(graph, args.options.config())?;
     let metrics = runner.metrics();
     let progress = Progress::start(pipeline.name, metrics.clone());
     let outcome = runner.run();

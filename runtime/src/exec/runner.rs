@@ -30,7 +30,7 @@ use crate::exec::inject::FailureInjector;
 use crate::exec::local::LocalDeployer;
 use crate::exec::task::{Control, TaskEvent};
 use crate::ids::{CheckpointId, TaskId};
-use crate::metrics::JobMetrics;
+use crate::metrics::{CheckpointSummary, JobMetrics};
 
 /// Where a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,12 @@ pub trait Deployment {
     fn sources(&self) -> Vec<TaskId>;
     /// Sends a control message to a task (a task that is gone is ignored).
     fn send(&self, task: TaskId, control: Control);
+    /// Sends a control message to every task.
+    fn broadcast(&self, control: Control) {
+        for task in self.tasks() {
+            self.send(task, control);
+        }
+    }
     /// Events from the tasks and their uploads.
     fn events(&self) -> &crossbeam_channel::Receiver<TaskEvent>;
     /// Sends `control` (`Cancel` or `Finish`) to every task and waits until they are gone.
@@ -180,6 +186,12 @@ impl<D: Deployer> JobRunner<D> {
             metrics: Arc::new(JobMetrics::default()),
             deployer,
         }
+    }
+
+    /// Makes the runner count into `metrics` (shared with a status reporter).
+    pub fn with_metrics(mut self, metrics: Arc<JobMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The job's counters (live while it runs).
@@ -323,9 +335,7 @@ impl<D: Deployer> JobRunner<D> {
                         let id = done.id;
                         match self.complete(done) {
                             Ok(()) => {
-                                for task in running.tasks() {
-                                    running.send(task, Control::Complete(id));
-                                }
+                                running.broadcast(Control::Complete(id));
                                 if is_final {
                                     return Ok(id);
                                 }
@@ -408,15 +418,13 @@ impl<D: Deployer> JobRunner<D> {
         };
         self.store
             .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
-        self.metrics
-            .checkpoints_completed
-            .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .last_checkpoint_ms
-            .store(metadata.duration_ms, Ordering::Relaxed);
-        self.metrics
-            .last_checkpoint_bytes
-            .store(metadata.state_size(), Ordering::Relaxed);
+        self.metrics.checkpoint_completed(CheckpointSummary {
+            id: id.0,
+            uri: self.store.uri(&self.paths.checkpoint_dir(id)),
+            timestamp_ms: metadata.timestamp_ms,
+            duration_ms: metadata.duration_ms,
+            bytes: metadata.state_size(),
+        });
         tracing::debug!(
             checkpoint = id.0,
             duration_ms = metadata.duration_ms,

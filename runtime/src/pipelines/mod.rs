@@ -69,6 +69,19 @@ pub fn find(name: &str) -> Result<Pipeline> {
     }
 }
 
+/// Builds pipeline `name` from its arguments at `parallelism` with `max_parallelism`
+/// key groups: how a worker builds the same job as its coordinator.
+pub fn build(
+    name: &str,
+    args: &[String],
+    parallelism: u32,
+    max_parallelism: u32,
+) -> Result<JobGraph> {
+    let mut graph = (find(name)?.build)(args, parallelism)?;
+    graph.max_parallelism = max_parallelism;
+    Ok(graph)
+}
+
 /// Arguments every generating pipeline takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GeneratorArgs {

@@ -1,0 +1,93 @@
+//! `weir coordinator` and `weir worker`: the job as separate processes.
+
+use std::time::Duration;
+
+use crate::cli::parse_duration;
+use crate::cli::run::JobOptions;
+use crate::cluster::coordinator::{run_coordinator, CoordinatorConfig};
+use crate::cluster::worker::{run_worker, WorkerConfig};
+use crate::error::{Error, Result};
+
+/// Options of `weir coordinator`.
+#[derive(Debug, clap::Args)]
+pub struct CoordinatorArgs {
+    /// The pipeline to run (see `weir pipelines`).
+    pub pipeline: String,
+    /// How the job runs (the same options as `weir run`).
+    #[command(flatten)]
+    pub options: JobOptions,
+    /// Where workers and API clients connect (gRPC).
+    #[arg(long, default_value = "127.0.0.1:6123")]
+    pub listen: String,
+    /// How often workers send heartbeats.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// A worker not heard from for this long is lost and the job redeployed.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Arguments of the pipeline, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// Options of `weir worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The coordinator's address (host:port).
+    #[arg(long)]
+    pub coordinator: String,
+    /// Subtask slots this worker offers.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Where the data plane listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The data address other workers use (default: the address the data plane bound).
+    #[arg(long)]
+    pub advertise: Option<String>,
+}
+
+/// Runs `weir coordinator`.
+pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    if args.options.parallelism == 0 {
+        return Err(Error::Usage("--parallelism must be at least 1".into()));
+    }
+    if args.heartbeat_timeout <= args.heartbeat_interval {
+        return Err(Error::Usage(
+            "--heartbeat-timeout must be longer than --heartbeat-interval".into(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let config = CoordinatorConfig {
+        pipeline: args.pipeline.clone(),
+        args: args.args.clone(),
+        parallelism: args.options.parallelism,
+        run: args.options.config(),
+        listen: args.listen.clone(),
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+    };
+    let summary = run_coordinator(config)?;
+    eprintln!(
+        "weir: {} finished in {:.2} s with {} restarts; final checkpoint {} at {}",
+        args.pipeline,
+        started.elapsed().as_secs_f64(),
+        summary.restarts,
+        summary.final_checkpoint,
+        summary.final_checkpoint_uri
+    );
+    Ok(())
+}
+
+/// Runs `weir worker`.
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    if args.slots == 0 {
+        return Err(Error::Usage("--slots must be at least 1".into()));
+    }
+    run_worker(&WorkerConfig {
+        coordinator: args.coordinator,
+        slots: args.slots,
+        listen: args.listen,
+        advertise: args.advertise,
+    })
+}

@@ -1,0 +1,174 @@
+//! `weir coordinator`: accepts workers, runs the job on their slots through the same
+//! job runner as `weir run`, and serves the job control API.
+//!
+//! Step by step:
+//! 1. Build the job from the pipeline registry and open checkpoint storage.
+//! 2. Serve gRPC: worker sessions ([`service::CoordinationService`]) and the API
+//!    ([`service::JobControlService`]); a monitor loses workers that stop sending
+//!    heartbeats.
+//! 3. Run the job: each attempt waits for enough slots, places subtasks (slot
+//!    sharing) and deploys them ([`deployer::RemoteDeployer`]); a lost worker
+//!    fails the attempt, and the runner redeploys from the latest checkpoint.
+//! 4. When the job ends, tell every worker to shut down and return the outcome.
+
+pub mod deployer;
+pub mod service;
+pub mod shared;
+pub mod status;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::wrappers::TcpListenerStream;
+use weir_proto::v1::{self, coordinator_message::Body as Command};
+
+use crate::checkpoint::store::{open_store, CheckpointStore};
+use crate::error::{Error, Result};
+use crate::exec::runner::{JobRunner, RunConfig, RunSummary};
+use crate::keys::DEFAULT_MAX_PARALLELISM;
+use crate::metrics::JobMetrics;
+
+use deployer::RemoteDeployer;
+use service::{CoordinationService, JobControlService};
+use shared::Shared;
+use status::StatusBoard;
+
+/// How a coordinator runs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The pipeline to run.
+    pub pipeline: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// Checkpoints, restarts and data path, as for `weir run`.
+    pub run: RunConfig,
+    /// Where gRPC (worker sessions and the API) listens.
+    pub listen: String,
+    /// How often workers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A worker not heard from for this long is lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Runs the job to its end with the workers that register; returns how it ended.
+pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
+    let graph = crate::pipelines::build(
+        &config.pipeline,
+        &config.args,
+        config.parallelism,
+        DEFAULT_MAX_PARALLELISM,
+    )?;
+    let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.run.checkpoint_dir)?);
+    let shared = Arc::new(Shared::default());
+    let spec = v1::JobSpec {
+        pipeline: config.pipeline.clone(),
+        args: config.args.clone(),
+        parallelism: config.parallelism,
+        max_parallelism: graph.max_parallelism,
+        batch_size: config.run.exec.batch_size as u32,
+        channel_capacity: config.run.exec.channel_capacity as u32,
+        buffer_timeout_us: config.run.exec.buffer_timeout.as_micros() as u64,
+    };
+    let slots_needed = crate::exec::deploy::chains(&graph)
+        .iter()
+        .map(|c| c.parallelism)
+        .max()
+        .unwrap_or(1);
+    let metrics = Arc::new(JobMetrics::default());
+    let status = Arc::new(StatusBoard::new(
+        graph.name.clone(),
+        config.parallelism,
+        slots_needed,
+        metrics.clone(),
+        shared.clone(),
+    ));
+    let deployer = RemoteDeployer {
+        shared: shared.clone(),
+        status: status.clone(),
+        spec,
+        checkpoint_uri: store.uri(""),
+    };
+    let runner =
+        JobRunner::with_deployer(graph, config.run.clone(), store, deployer).with_metrics(metrics);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&config.listen))
+        .map_err(|e| Error::Io {
+            action: "listening for workers on",
+            path: config.listen.clone().into(),
+            source: e,
+        })?;
+    tracing::info!(listen = %config.listen, slots_needed, "coordinator listening");
+    let server = tonic::transport::Server::builder()
+        .add_service(v1::coordination_server::CoordinationServer::new(
+            CoordinationService {
+                shared: shared.clone(),
+                heartbeat_interval: config.heartbeat_interval,
+            },
+        ))
+        .add_service(v1::job_control_server::JobControlServer::new(
+            JobControlService {
+                status: status.clone(),
+            },
+        ))
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    runtime.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (shared, stop, timeout, every) = (
+            shared.clone(),
+            stop.clone(),
+            config.heartbeat_timeout,
+            config.heartbeat_interval,
+        );
+        std::thread::Builder::new()
+            .name("weir-heartbeats".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every.min(Duration::from_millis(250)));
+                    shared.expire(timeout);
+                }
+            })
+            .map_err(|e| Error::Internal(format!("spawning the heartbeat monitor: {e}")))?
+    };
+    let outcome = runner.run();
+    let reason = match &outcome {
+        Ok(_) => {
+            status.set(v1::JobState::Finished, "");
+            "the job finished".to_string()
+        }
+        Err(e) => {
+            status.set(v1::JobState::Failed, e.to_string());
+            format!("the job failed: {e}")
+        }
+    };
+    {
+        let mut inner = shared.lock();
+        inner.closing = true;
+        for id in inner.workers.keys() {
+            inner.command(
+                id,
+                Command::Shutdown(v1::Shutdown {
+                    reason: reason.clone(),
+                }),
+            );
+        }
+    }
+    // Give the shutdown commands a moment to reach the workers.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}

@@ -1,0 +1,181 @@
+//! The coordinator's gRPC services: worker sessions and the job control API.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::unbounded_channel;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_proto::v1::{self, coordinator_message::Body as Command, worker_message::Body as Event};
+use weir_proto::PROTOCOL_VERSION;
+
+use crate::cluster::convert::{ack_from_wire, task_from_wire};
+use crate::cluster::coordinator::shared::Shared;
+use crate::cluster::coordinator::status::StatusBoard;
+use crate::error::Error;
+use crate::exec::task::TaskEvent;
+use crate::ids::CheckpointId;
+
+/// Serves worker sessions.
+pub struct CoordinationService {
+    /// The coordinator's state.
+    pub shared: Arc<Shared>,
+    /// How often workers must send heartbeats.
+    pub heartbeat_interval: Duration,
+}
+
+type CommandStream = Pin<Box<dyn Stream<Item = Result<v1::CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::coordination_server::Coordination for CoordinationService {
+    type SessionStream = CommandStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::WorkerMessage>>,
+    ) -> Result<Response<CommandStream>, Status> {
+        let mut inbound = request.into_inner();
+        let register = match inbound.message().await? {
+            Some(v1::WorkerMessage {
+                body: Some(Event::Register(r)),
+            }) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a session must start with Register",
+                ))
+            }
+        };
+        if register.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}; run the same weir version on both",
+                register.protocol_version
+            )));
+        }
+        if register.slots == 0 {
+            return Err(Status::invalid_argument(
+                "a worker must offer at least one slot",
+            ));
+        }
+        let (commands, stream) = unbounded_channel();
+        let _ = commands.send(Ok(v1::CoordinatorMessage {
+            body: Some(Command::Registered(v1::Registered {
+                protocol_version: PROTOCOL_VERSION,
+                heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            })),
+        }));
+        let worker = register.worker_id.clone();
+        let session =
+            self.shared
+                .register(&worker, register.slots, register.data_address, commands);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => handle(&shared, &worker, session, message),
+                    Ok(None) => break "its session ended".to_string(),
+                    Err(status) => break format!("its connection broke: {}", status.message()),
+                }
+            };
+            shared.lose(&worker, session, &reason);
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            stream,
+        ))))
+    }
+}
+
+fn handle(shared: &Shared, worker: &str, session: u64, message: v1::WorkerMessage) {
+    let mut inner = shared.lock();
+    match inner.workers.get_mut(worker) {
+        Some(w) if w.session == session => w.last_seen = Instant::now(),
+        // A session that was replaced or expired: everything it says is stale.
+        _ => return,
+    }
+    match message.body {
+        Some(Event::Ack(ack)) => match ack_from_wire(&ack) {
+            Ok(a) => inner.event(ack.attempt, TaskEvent::Ack(a)),
+            Err(reason) => {
+                let task = task_from_wire(ack.task.as_ref());
+                inner.event(
+                    ack.attempt,
+                    TaskEvent::Decline {
+                        task,
+                        id: CheckpointId(ack.checkpoint_id),
+                        reason,
+                    },
+                );
+            }
+        },
+        Some(Event::Decline(d)) => inner.event(
+            d.attempt,
+            TaskEvent::Decline {
+                task: task_from_wire(d.task.as_ref()),
+                id: CheckpointId(d.checkpoint_id),
+                reason: d.reason,
+            },
+        ),
+        Some(Event::Ended(e)) => {
+            inner.event(e.attempt, TaskEvent::Ended(task_from_wire(e.task.as_ref())))
+        }
+        Some(Event::Exited(e)) => inner.event(
+            e.attempt,
+            TaskEvent::Exited(task_from_wire(e.task.as_ref())),
+        ),
+        Some(Event::Failed(f)) => {
+            let task = task_from_wire(f.task.as_ref());
+            let error = Error::TaskFailed {
+                task,
+                worker: worker.to_string(),
+                reason: f.reason,
+                user: f.user_error,
+            };
+            inner.event(f.attempt, TaskEvent::Failed(task, error));
+        }
+        Some(Event::Heartbeat(_)) | Some(Event::Register(_)) | None => {}
+    }
+}
+
+/// Serves the job control API.
+pub struct JobControlService {
+    /// The job's status.
+    pub status: Arc<StatusBoard>,
+}
+
+#[tonic::async_trait]
+impl v1::job_control_server::JobControl for JobControlService {
+    async fn get_status(
+        &self,
+        _: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        Ok(Response::new(self.status.snapshot()))
+    }
+
+    async fn trigger_savepoint(
+        &self,
+        _: Request<v1::TriggerSavepointRequest>,
+    ) -> Result<Response<v1::TriggerSavepointResponse>, Status> {
+        Err(Status::unimplemented(
+            "savepoints through the API are not available in this build yet",
+        ))
+    }
+
+    async fn get_savepoint(
+        &self,
+        _: Request<v1::GetSavepointRequest>,
+    ) -> Result<Response<v1::SavepointStatus>, Status> {
+        Err(Status::unimplemented(
+            "savepoints through the API are not available in this build yet",
+        ))
+    }
+
+    async fn cancel(
+        &self,
+        _: Request<v1::CancelRequest>,
+    ) -> Result<Response<v1::CancelResponse>, Status> {
+        Err(Status::unimplemented(
+            "cancel through the API is not available in this build yet",
+        ))
+    }
+}

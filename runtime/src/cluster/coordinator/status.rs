@@ -1,0 +1,100 @@
+//! The job's status as the API, `/v1/status` and `weir status` report it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use weir_proto::v1;
+use weir_proto::PROTOCOL_VERSION;
+
+use crate::cluster::coordinator::shared::Shared;
+use crate::metrics::JobMetrics;
+
+/// What the coordinator is doing, with the reason when something is wrong.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// The state.
+    pub state: v1::JobState,
+    /// Why, when waiting, restarting or failed.
+    pub message: String,
+}
+
+/// Everything a status report is made of.
+pub struct StatusBoard {
+    /// The job's name.
+    pub job: String,
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// Slots it needs.
+    pub slots_needed: u32,
+    /// Its counters.
+    pub metrics: Arc<JobMetrics>,
+    /// The workers and the attempt.
+    pub shared: Arc<Shared>,
+    phase: Mutex<Phase>,
+}
+
+impl StatusBoard {
+    /// A board for a job that has not started yet.
+    pub fn new(
+        job: String,
+        parallelism: u32,
+        slots_needed: u32,
+        metrics: Arc<JobMetrics>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        StatusBoard {
+            job,
+            parallelism,
+            slots_needed,
+            metrics,
+            shared,
+            phase: Mutex::new(Phase {
+                state: v1::JobState::WaitingForSlots,
+                message: String::new(),
+            }),
+        }
+    }
+
+    /// Sets the phase.
+    pub fn set(&self, state: v1::JobState, message: impl Into<String>) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase {
+            state,
+            message: message.into(),
+        };
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The status now.
+    pub fn snapshot(&self) -> v1::JobStatus {
+        let phase = self.phase();
+        let (slots, attempt) = {
+            let inner = self.shared.lock();
+            (inner.slots(), inner.attempt.number)
+        };
+        v1::JobStatus {
+            job: self.job.clone(),
+            state: phase.state as i32,
+            parallelism: self.parallelism,
+            latest_checkpoint: self
+                .metrics
+                .latest_checkpoint()
+                .map(|c| v1::CheckpointInfo {
+                    id: c.id,
+                    path: c.uri,
+                    time_unix_ms: c.timestamp_ms,
+                    duration_ms: c.duration_ms,
+                    size_bytes: c.bytes,
+                }),
+            restarts: self.metrics.restarts.load(Ordering::Relaxed) as u32,
+            message: phase.message,
+            slots_registered: slots,
+            slots_needed: self.slots_needed,
+            attempt,
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
+}
