@@ -26,6 +26,9 @@ pub struct OperatorContext {
     pub max_parallelism: u32,
     /// Key groups this subtask owns (all of them for non-keyed operators at parallelism 1).
     pub key_groups: KeyGroupRange,
+    /// The deployment attempt: unique per deployment, also across coordinator
+    /// restarts, so files an attempt writes never collide with another's.
+    pub attempt: u64,
 }
 
 /// A transformation from batches of `In` to batches of `Out`, possibly with state.

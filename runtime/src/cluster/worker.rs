@@ -326,12 +326,20 @@ impl Executor {
             connect_timeout: Duration::from_secs(10),
         };
         let metrics = Arc::new(JobMetrics::default());
-        let tasks = deploy(&graph, &exec, restore.as_ref(), &metrics, Some(&placement))?;
+        let tasks = deploy(
+            &graph,
+            &exec,
+            restore.as_ref(),
+            &metrics,
+            d.attempt,
+            Some(&placement),
+        )?;
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&d.checkpoint_uri)?);
         let deployment = start(&graph.name, tasks, store, Paths::new(&graph.name))?;
         tracing::info!(
             attempt = d.attempt,
             tasks = deployment.tasks().len(),
+            restored_from = %d.restore_from,
             "deployed"
         );
         let (events, out, attempt, worker) = (

@@ -130,6 +130,15 @@ impl Placement {
     }
 }
 
+/// A base for attempt numbers that differs between processes and restarts (the high
+/// 32 bits), so that attempts of a restarted coordinator never reuse an old number.
+pub fn attempt_base() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (crate::keys::mix(nanos ^ u64::from(std::process::id())) & 0x7fff_ffff) << 32
+}
+
 /// The data-plane id of the channel from subtask `up` of chain `chain`'s upstream
 /// to subtask `down` of chain `chain`; every worker computes the same.
 pub fn channel_id(chain: usize, up: u32, down: u32) -> u64 {
@@ -144,6 +153,7 @@ pub fn deploy(
     config: &ExecConfig,
     restore: Option<&RestorePoint>,
     metrics: &JobMetrics,
+    attempt: u64,
     placement: Option<&Placement>,
 ) -> Result<Vec<DeployedTask>> {
     let local = |task: TaskId| placement.is_none_or(|p| p.is_local(task));
@@ -230,7 +240,7 @@ pub fn deploy(
             let mut is_source = false;
             for &n in chain.nodes.iter().rev() {
                 let node = &graph.nodes[n];
-                let ctx = build_ctx(graph, n, subtask, restore, metrics, config)?;
+                let ctx = build_ctx(graph, n, subtask, restore, metrics, config, attempt)?;
                 match &node.kind {
                     NodeKind::Operator(op) => downstream = op.build(ctx, downstream)?,
                     NodeKind::Source(source) => {
@@ -275,6 +285,7 @@ fn build_ctx<'c>(
     restore: Option<&RestorePoint>,
     metrics: &JobMetrics,
     config: &'c ExecConfig,
+    attempt: u64,
 ) -> Result<BuildCtx<'c>> {
     let n = &graph.nodes[node];
     let uid = OperatorUid(n.uid().to_string());
@@ -293,6 +304,7 @@ fn build_ctx<'c>(
             subtask,
             max_parallelism: graph.max_parallelism,
             key_groups,
+            attempt,
         },
         restored,
         config,

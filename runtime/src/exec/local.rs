@@ -27,6 +27,8 @@ pub struct LocalDeployer {
     pub paths: Paths,
     /// Data path tuning.
     pub exec: ExecConfig,
+    /// The last attempt deployed.
+    pub attempt: std::sync::atomic::AtomicU64,
 }
 
 impl Deployer for LocalDeployer {
@@ -36,7 +38,11 @@ impl Deployer for LocalDeployer {
         restore: Option<&RestorePoint>,
         metrics: &Arc<JobMetrics>,
     ) -> Result<Box<dyn Deployment>> {
-        let tasks = deploy(graph, &self.exec, restore, metrics, None)?;
+        let attempt = self
+            .attempt
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let tasks = deploy(graph, &self.exec, restore, metrics, attempt, None)?;
         Ok(Box::new(start(
             &graph.name,
             tasks,

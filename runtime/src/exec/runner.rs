@@ -157,6 +157,7 @@ impl LocalRunner {
             store: store.clone(),
             paths: paths.clone(),
             exec: config.exec.clone(),
+            attempt: crate::exec::deploy::attempt_base().into(),
         };
         Ok(JobRunner {
             graph,

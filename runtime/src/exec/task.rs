@@ -444,6 +444,7 @@ mod tests {
             },
             max_parallelism: 128,
             key_groups: KeyGroupRange { start: 0, end: 128 },
+            attempt: 1,
         }
     }
 

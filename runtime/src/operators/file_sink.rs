@@ -1,7 +1,7 @@
 //! The exactly-once file sink: part files made visible only when their checkpoint completes.
 //!
 //! Two-phase commit over a directory, per subtask `s`:
-//! - records are appended to the hidden in-progress file `.part-s.inprogress`;
+//! - records are appended to the hidden in-progress file `.part-s-a<attempt>.inprogress`;
 //! - at the barrier of checkpoint `n` (pre-commit) the file is synced and renamed to
 //!   the hidden `.part-s-n.pending`, and `n` joins the pending list in the snapshot;
 //! - when `n` completes (commit), every pending file up to `n` is renamed to its
@@ -31,6 +31,7 @@ pub struct FileSink<T> {
     dir: PathBuf,
     format: LineFormat<T>,
     subtask: u32,
+    attempt: u64,
     uid: String,
     writer: Option<BufWriter<File>>,
     line: Vec<u8>,
@@ -45,6 +46,7 @@ impl<T> FileSink<T> {
             dir: dir.into(),
             format,
             subtask: 0,
+            attempt: 0,
             uid: String::new(),
             writer: None,
             line: Vec::with_capacity(256),
@@ -88,8 +90,8 @@ impl<T> FileSink<T> {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name == format!("{prefix}.inprogress")
-                || (name.starts_with(&format!("{prefix}-")) && name.ends_with(".pending"));
+            let ours = name.starts_with(&format!("{prefix}-"))
+                && (name.ends_with(".inprogress") || name.ends_with(".pending"));
             if ours && !keep.contains(&name) {
                 remove(&entry.path())?;
             }
@@ -111,6 +113,7 @@ impl<T: Data> Operator for FileSink<T> {
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.subtask = ctx.subtask.index;
+        self.attempt = ctx.attempt;
         self.uid = ctx.uid.0.clone();
         fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("creating output directory", &self.dir, e))?;

@@ -272,6 +272,7 @@ mod tests {
                 start: 64,
                 end: 128,
             },
+            attempt: 1,
         }
     }
 

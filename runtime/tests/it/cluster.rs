@@ -120,3 +120,41 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() {
     check_keyed_sum(&committed_lines(&dir.path().join("out")), 400_000, 50)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_restarted_coordinator_resumes_from_storage_and_the_output_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = coordinator(dir.path(), port, "400000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
+    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&checkpoints).is_ok_and(|d| {
+        d.flatten()
+            .filter(|e| e.path().join("_metadata").exists())
+            .count()
+            >= 2
+    }) {
+        assert!(Instant::now() < deadline, "no checkpoints within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = coordinator(dir.path(), port, "400000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = second.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for w in &mut workers {
+        assert!(
+            wait(w, Duration::from_secs(10)).success(),
+            "workers follow the new coordinator and exit 0"
+        );
+    }
+    check_keyed_sum(&committed_lines(&dir.path().join("out")), 400_000, 50)
+        .unwrap_or_else(|e| panic!("{e}"));
+}

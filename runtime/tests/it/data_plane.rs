@@ -74,7 +74,7 @@ impl Deployer for TwoWorkers {
         let deployed = std::thread::scope(|s| {
             let handles: Vec<_> = placements
                 .iter()
-                .map(|p| s.spawn(|| deploy(graph, &self.exec, restore, metrics, Some(p))))
+                .map(|p| s.spawn(|| deploy(graph, &self.exec, restore, metrics, attempt, Some(p))))
                 .collect();
             handles
                 .into_iter()

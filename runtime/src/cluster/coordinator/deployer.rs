@@ -30,6 +30,8 @@ pub struct RemoteDeployer {
     pub spec: v1::JobSpec,
     /// Base URI of checkpoint storage.
     pub checkpoint_uri: String,
+    /// Attempts are numbered from here, unique to this coordinator process.
+    pub attempt_base: u64,
 }
 
 /// Subtask `k` of every chain goes to slot `k` (Flink's slot sharing), so a job
@@ -111,7 +113,7 @@ impl Deployer for RemoteDeployer {
                 .unwrap_or_else(|e| e.into_inner().0);
         };
         let (events_tx, events) = unbounded();
-        inner.attempt.number += 1;
+        inner.attempt.number = inner.attempt.number.max(self.attempt_base) + 1;
         let attempt = inner.attempt.number;
         inner.attempt.events = Some(events_tx);
         inner.attempt.placement = placement.clone();

@@ -2,7 +2,8 @@
 //! job runner as `weir run`, and serves the job control API.
 //!
 //! Step by step:
-//! 1. Build the job from the pipeline registry and open checkpoint storage.
+//! 1. Build the job from the pipeline registry and open checkpoint storage; if it
+//!    holds completed checkpoints of the job, resume from the latest.
 //! 2. Serve gRPC: worker sessions ([`service::CoordinationService`]) and the API
 //!    ([`service::JobControlService`]); a monitor loses workers that stop sending
 //!    heartbeats.
@@ -23,9 +24,11 @@ use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
 use weir_proto::v1::{self, coordinator_message::Body as Command};
 
+use crate::checkpoint::paths::Paths;
+use crate::checkpoint::retention::Listing;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
-use crate::exec::runner::{JobRunner, RunConfig, RunSummary};
+use crate::exec::runner::{JobRunner, RestoreFrom, RunConfig, RunSummary};
 use crate::keys::DEFAULT_MAX_PARALLELISM;
 use crate::metrics::JobMetrics;
 
@@ -62,6 +65,19 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         DEFAULT_MAX_PARALLELISM,
     )?;
     let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.run.checkpoint_dir)?);
+    let mut run = config.run.clone();
+    // Checkpoint storage is the job's only durable state: a coordinator that finds
+    // completed checkpoints of its job (because it was restarted) resumes from the
+    // latest, whatever it was first started from.
+    let paths = Paths::new(&graph.name);
+    let listing = Listing::from_keys(&paths, &store.list(&paths.checkpoints())?);
+    if let Some(latest) = listing.complete.last() {
+        tracing::info!(
+            checkpoint = latest.0,
+            "found completed checkpoints in storage; resuming from the latest"
+        );
+        run.restore = RestoreFrom::Latest;
+    }
     let shared = Arc::new(Shared::default());
     let spec = v1::JobSpec {
         pipeline: config.pipeline.clone(),
@@ -90,9 +106,9 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         status: status.clone(),
         spec,
         checkpoint_uri: store.uri(""),
+        attempt_base: crate::exec::deploy::attempt_base(),
     };
-    let runner =
-        JobRunner::with_deployer(graph, config.run.clone(), store, deployer).with_metrics(metrics);
+    let runner = JobRunner::with_deployer(graph, run, store, deployer).with_metrics(metrics);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
