@@ -36,6 +36,8 @@ pub enum Command {
     Coordinator(cluster::CoordinatorArgs),
     /// Run the subtasks a coordinator places on this process.
     Worker(cluster::WorkerArgs),
+    /// Show a running job's state and latest checkpoint.
+    Status(cluster::StatusArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -49,6 +51,7 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::bench(args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),
+        Command::Status(args) => cluster::status(&args),
     }
 }
 

@@ -144,7 +144,7 @@ async fn session(
             }
         })?;
     let mut commands = response.into_inner();
-    let heartbeat = match commands.message().await {
+    let beat_every = match commands.message().await {
         Ok(Some(v1::CoordinatorMessage {
             body: Some(Command::Registered(r)),
         })) => Duration::from_millis(r.heartbeat_interval_ms.max(50)),
@@ -163,15 +163,14 @@ async fn session(
         "registered"
     );
     let beats = out.clone();
+    let metrics = Arc::new(JobMetrics::default());
+    let counted = metrics.clone();
     let beating = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(heartbeat);
+        let mut tick = tokio::time::interval(beat_every);
         loop {
             tick.tick().await;
             let beat = v1::WorkerMessage {
-                body: Some(Event::Heartbeat(v1::Heartbeat {
-                    sent_unix_ms: now_nanos() / 1_000_000,
-                    ..Default::default()
-                })),
+                body: Some(Event::Heartbeat(heartbeat(&counted))),
             };
             if beats.send(beat).is_err() {
                 return;
@@ -183,7 +182,7 @@ async fn session(
         let (plane, worker_id) = (plane.clone(), worker_id.to_string());
         std::thread::Builder::new()
             .name("weir-worker".into())
-            .spawn(move || Executor::new(worker_id, plane, out).run(&inbox))
+            .spawn(move || Executor::new(worker_id, plane, out, metrics).run(&inbox))
             .map_err(|e| Error::Internal(format!("spawning the worker executor: {e}")))?
     };
     let end = loop {
@@ -210,12 +209,44 @@ async fn session(
     Ok(end)
 }
 
+/// A heartbeat with this worker's counters.
+fn heartbeat(metrics: &JobMetrics) -> v1::Heartbeat {
+    let (backpressured_ns, alignment_ns) = metrics.wait_totals();
+    v1::Heartbeat {
+        sent_unix_ms: now_nanos() / 1_000_000,
+        operators: metrics
+            .operators()
+            .iter()
+            .map(|o| v1::OperatorCounters {
+                uid: o.uid.clone(),
+                subtask: o.subtask,
+                is_source: o.is_source,
+                records_in: o
+                    .metrics
+                    .records_in
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                records_out: o
+                    .metrics
+                    .records_out
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect(),
+        tasks: vec![v1::TaskWaits {
+            task: None,
+            backpressured_ns,
+            alignment_ns,
+        }],
+    }
+}
+
 /// Runs commands against this worker's tasks, one at a time.
 struct Executor {
     worker_id: String,
     plane: Arc<DataPlane>,
     out: UnboundedSender<v1::WorkerMessage>,
     current: Option<(u64, Box<LocalDeployment>)>,
+    /// Counters of every attempt this worker ran, reported in heartbeats.
+    metrics: Arc<JobMetrics>,
 }
 
 impl Executor {
@@ -223,12 +254,14 @@ impl Executor {
         worker_id: String,
         plane: Arc<DataPlane>,
         out: UnboundedSender<v1::WorkerMessage>,
+        metrics: Arc<JobMetrics>,
     ) -> Self {
         Executor {
             worker_id,
             plane,
             out,
             current: None,
+            metrics,
         }
     }
 
@@ -325,7 +358,7 @@ impl Executor {
             plane: self.plane.clone(),
             connect_timeout: Duration::from_secs(10),
         };
-        let metrics = Arc::new(JobMetrics::default());
+        let metrics = self.metrics.clone();
         let tasks = deploy(
             &graph,
             &exec,

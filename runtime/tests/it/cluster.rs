@@ -5,12 +5,36 @@ use std::time::{Duration, Instant};
 
 use crate::support::{check_keyed_sum, committed_lines, stderr, weir};
 
+/// A port `p` such that `p` and `p + 1` are free (gRPC and HTTP).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// GETs `path` from the HTTP endpoint on `port`; returns the status code and body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    (
+        code,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
 }
 
 fn worker(dir: &std::path::Path, port: u16) -> Child {
@@ -37,6 +61,8 @@ fn coordinator(dir: &std::path::Path, port: u16, records: &str) -> Command {
         "2s",
         "--listen",
         &format!("127.0.0.1:{port}"),
+        "--http",
+        &format!("127.0.0.1:{}", port + 1),
         "--",
         "--records",
         records,
@@ -83,6 +109,71 @@ fn a_coordinator_and_two_workers_run_a_job_exactly_once_and_exit() {
     }
     check_keyed_sum(&committed_lines(&dir.path().join("out")), 200_000, 50)
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_coordinator_reports_health_metrics_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut coord = coordinator(dir.path(), port, "300000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_err() {
+        assert!(Instant::now() < deadline, "no HTTP endpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(port + 1, "/healthz").0, 200);
+    let (code, body) = get(port + 1, "/readyz");
+    assert_eq!(code, 503, "not ready without workers");
+    assert!(
+        body.contains("waiting for worker slots: 0 registered, 2 needed"),
+        "{body}"
+    );
+    let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
+    while crate::support::stderr(
+        &weir()
+            .args(["status", "--coordinator", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap(),
+    )
+    .is_empty()
+        && get(port + 1, "/v1/status")
+            .1
+            .contains("\"latest_checkpoint\":null")
+    {
+        assert!(Instant::now() < deadline, "no checkpoint reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(port + 1, "/readyz").0, 200);
+    let status: serde_json::Value = serde_json::from_str(&get(port + 1, "/v1/status").1).unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["slots"]["registered"], 2);
+    assert!(status["latest_checkpoint"]["id"].as_u64().is_some());
+    let cli = weir()
+        .args(["status", "--coordinator", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        text.contains("job keyed-sum: running") && text.contains("latest checkpoint: "),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = get(port + 1, "/metrics").1;
+    for name in [
+        "weir_checkpoints_completed_total",
+        "weir_restarts_total 0",
+        "weir_records_in_total{operator=\"sum\",subtask=\"1\"}",
+        "weir_job_state{state=\"running\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    assert!(wait(&mut coord, Duration::from_secs(30)).success());
+    for w in &mut workers {
+        assert!(wait(w, Duration::from_secs(10)).success());
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! 4. When the job ends, tell every worker to shut down and return the outcome.
 
 pub mod deployer;
+pub mod http;
 pub mod service;
 pub mod shared;
 pub mod status;
@@ -50,6 +51,8 @@ pub struct CoordinatorConfig {
     pub run: RunConfig,
     /// Where gRPC (worker sessions and the API) listens.
     pub listen: String,
+    /// Where HTTP (`/healthz`, `/readyz`, `/metrics`, `/v1/status`) listens.
+    pub http: String,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
     /// A worker not heard from for this long is lost.
@@ -140,6 +143,8 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
             tracing::error!(error = %e, "gRPC server failed");
         }
     });
+    let http = http::serve(&config.http, status.clone())?;
+    tracing::info!(%http, "serving /healthz, /readyz, /metrics and /v1/status");
     let stop = Arc::new(AtomicBool::new(false));
     let monitor = {
         let (shared, stop, timeout, every) = (

@@ -12,7 +12,7 @@ use weir_proto::v1::{self, coordinator_message::Body as Command, worker_message:
 use weir_proto::PROTOCOL_VERSION;
 
 use crate::cluster::convert::{ack_from_wire, task_from_wire};
-use crate::cluster::coordinator::shared::Shared;
+use crate::cluster::coordinator::shared::{Counters, Shared};
 use crate::cluster::coordinator::status::StatusBoard;
 use crate::error::Error;
 use crate::exec::task::TaskEvent;
@@ -89,7 +89,12 @@ impl v1::coordination_server::Coordination for CoordinationService {
 fn handle(shared: &Shared, worker: &str, session: u64, message: v1::WorkerMessage) {
     let mut inner = shared.lock();
     match inner.workers.get_mut(worker) {
-        Some(w) if w.session == session => w.last_seen = Instant::now(),
+        Some(w) if w.session == session => {
+            w.last_seen = Instant::now();
+            if let Some(Event::Heartbeat(beat)) = &message.body {
+                w.counters = Counters::from_heartbeat(beat);
+            }
+        }
         // A session that was replaced or expired: everything it says is stale.
         _ => return,
     }

@@ -29,6 +29,49 @@ pub struct WorkerEntry {
     pub last_seen: Instant,
     /// Distinguishes a session from an earlier one of the same worker id.
     pub session: u64,
+    /// Its counters, from its latest heartbeat.
+    pub counters: Counters,
+}
+
+/// Counters reported by workers, summed.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Records in and out per operator subtask.
+    pub operators: Vec<v1::OperatorCounters>,
+    /// Time blocked on full outputs, in ns.
+    pub backpressured_ns: u64,
+    /// Time spent aligning barriers, in ns.
+    pub alignment_ns: u64,
+}
+
+impl Counters {
+    /// Adds `other` into these counters.
+    pub fn add(&mut self, other: &Counters) {
+        for o in &other.operators {
+            match self
+                .operators
+                .iter_mut()
+                .find(|x| x.uid == o.uid && x.subtask == o.subtask)
+            {
+                Some(x) => {
+                    x.records_in += o.records_in;
+                    x.records_out += o.records_out;
+                }
+                None => self.operators.push(o.clone()),
+            }
+        }
+        self.backpressured_ns += other.backpressured_ns;
+        self.alignment_ns += other.alignment_ns;
+    }
+
+    /// The counters a heartbeat carries.
+    pub fn from_heartbeat(beat: &v1::Heartbeat) -> Self {
+        Counters {
+            operators: beat.operators.clone(),
+            backpressured_ns: beat.tasks.iter().map(|t| t.backpressured_ns).sum(),
+            alignment_ns: beat.tasks.iter().map(|t| t.alignment_ns).sum(),
+        }
+    }
 }
 
 /// The running attempt, as far as the sessions need to know it.
@@ -51,6 +94,8 @@ pub struct Inner {
     pub attempt: Attempt,
     /// Set once the job is over: workers leaving then is expected.
     pub closing: bool,
+    /// Counters of workers that are gone, so totals never go down.
+    pub retired: Counters,
     next_session: u64,
 }
 
@@ -58,6 +103,18 @@ impl Inner {
     /// Total slots of the registered workers.
     pub fn slots(&self) -> u32 {
         self.workers.values().map(|w| w.slots).sum()
+    }
+
+    /// Counters over every worker, present and gone, sorted by operator and subtask.
+    pub fn counters(&self) -> Counters {
+        let mut total = self.retired.clone();
+        for w in self.workers.values() {
+            total.add(&w.counters);
+        }
+        total
+            .operators
+            .sort_by(|a, b| (&a.uid, a.subtask).cmp(&(&b.uid, b.subtask)));
+        total
     }
 
     /// Sends a command to worker `id`, if it is still registered.
@@ -116,6 +173,7 @@ impl Shared {
                 commands,
                 last_seen: Instant::now(),
                 session,
+                counters: Counters::default(),
             },
         );
         tracing::info!(
@@ -162,9 +220,10 @@ impl Shared {
 fn lose(inner: &mut Inner, id: &str, reason: &str) {
     // Dropping the entry drops its command stream: the worker sees its session end,
     // cancels its tasks and registers again.
-    if inner.workers.remove(id).is_none() {
+    let Some(entry) = inner.workers.remove(id) else {
         return;
-    }
+    };
+    inner.retired.add(&entry.counters);
     if inner.closing {
         tracing::info!(worker = id, %reason, "worker left");
         return;
