@@ -322,6 +322,12 @@ impl Executor {
 
     fn stop(&mut self, control: Control) {
         if let Some((attempt, deployment)) = self.current.take() {
+            // Forget the attempt first: that takes the credits away from its remote
+            // senders, so a task waiting for credit from a peer that is gone (or
+            // stalled) fails at once instead of never seeing the stop.
+            if control == Control::Cancel {
+                self.plane.forget_attempt(attempt);
+            }
             deployment.stop(control);
             self.plane.forget_attempt(attempt);
         }
