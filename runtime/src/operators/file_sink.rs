@@ -54,9 +54,15 @@ impl<T> FileSink<T> {
         }
     }
 
+    /// The file records go to until the next barrier. Its name carries the attempt,
+    /// so a stale attempt (a worker back from a stall) never appends to the file
+    /// of the current one: `File::create` on a shared name would reuse the inode
+    /// the stale writer still holds.
     fn in_progress(&self) -> PathBuf {
-        self.dir
-            .join(format!(".part-{:04}.inprogress", self.subtask))
+        self.dir.join(format!(
+            ".part-{:04}-a{:x}.inprogress",
+            self.subtask, self.attempt
+        ))
     }
 
     fn pending_path(&self, id: CheckpointId) -> PathBuf {
@@ -193,5 +199,106 @@ impl<T: Data> Operator for FileSink<T> {
         }
         self.pending = later;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OperatorUid, Subtask};
+    use crate::keys::KeyGroupRange;
+
+    fn ctx(attempt: u64) -> OperatorContext {
+        OperatorContext {
+            uid: OperatorUid("sink".into()),
+            name: "sink".into(),
+            subtask: Subtask {
+                index: 0,
+                parallelism: 1,
+            },
+            max_parallelism: 128,
+            key_groups: KeyGroupRange { start: 0, end: 128 },
+            attempt,
+        }
+    }
+
+    fn line(n: &u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(n.to_string().as_bytes());
+    }
+
+    fn committed(dir: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        for p in names {
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+            {
+                lines.extend(fs::read_to_string(p).unwrap().lines().map(str::to_string));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn records_become_visible_only_when_their_checkpoint_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
+        sink.open(&ctx(1), None).unwrap();
+        sink.process(&mut vec![1, 2], &mut Vec::new()).unwrap();
+        let state = sink.snapshot(CheckpointId(1)).unwrap();
+        sink.process(&mut vec![3], &mut Vec::new()).unwrap();
+        assert!(
+            committed(dir.path()).is_empty(),
+            "nothing visible before the checkpoint completes"
+        );
+        sink.checkpoint_complete(CheckpointId(1)).unwrap();
+        assert_eq!(committed(dir.path()), ["1", "2"]);
+
+        // A restore from checkpoint 1 re-commits idempotently and drops record 3.
+        let mut again = FileSink::new(dir.path(), line as LineFormat<u64>);
+        let restored = RestoredState {
+            operator_state: state.operator_state,
+            ..Default::default()
+        };
+        again.open(&ctx(2), Some(restored)).unwrap();
+        assert_eq!(committed(dir.path()), ["1", "2"]);
+        let hidden = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        assert_eq!(
+            hidden, 0,
+            "the uncommitted file of the failed attempt is gone"
+        );
+    }
+
+    #[test]
+    fn a_stale_attempt_cannot_write_into_the_current_attempts_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // An attempt whose worker stalled (SIGSTOP) between two checkpoints.
+        let mut stale = FileSink::new(dir.path(), line as LineFormat<u64>);
+        stale.open(&ctx(1), None).unwrap();
+        // The job was redeployed meanwhile; the current attempt is writing.
+        let mut current = FileSink::new(dir.path(), line as LineFormat<u64>);
+        current.open(&ctx(2), None).unwrap();
+        current
+            .process(&mut vec![7, 8, 9], &mut Vec::new())
+            .unwrap();
+        // The stale attempt wakes up, writes and flushes what it had queued.
+        stale
+            .process(&mut (100..200).collect(), &mut Vec::new())
+            .unwrap();
+        drop(stale);
+        current.snapshot(CheckpointId(5)).unwrap();
+        current.checkpoint_complete(CheckpointId(5)).unwrap();
+        assert_eq!(committed(dir.path()), ["7", "8", "9"]);
     }
 }
