@@ -249,3 +249,145 @@ fn a_restarted_coordinator_resumes_from_storage_and_the_output_stays_exact() {
     check_keyed_sum(&committed_lines(&dir.path().join("out")), 400_000, 50)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_worker_speaking_another_protocol_version_is_refused_with_both_versions_named() {
+    use weir_proto::v1;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut coord = coordinator(dir.path(), port, "1000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut client = loop {
+            match v1::coordination_client::CoordinationClient::connect(endpoint.clone()).await {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("coordinator unreachable: {e}"),
+            }
+        };
+        let register = v1::WorkerMessage {
+            body: Some(v1::worker_message::Body::Register(v1::Register {
+                protocol_version: 999,
+                worker_id: "old".into(),
+                slots: 1,
+                data_address: "127.0.0.1:1".into(),
+            })),
+        };
+        client
+            .session(tokio_stream::iter(vec![register]))
+            .await
+            .expect_err("refused")
+    });
+    coord.kill().unwrap();
+    coord.wait().unwrap();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let message = status.message();
+    assert!(
+        message.contains("protocol version 999")
+            && message.contains(&weir_proto::PROTOCOL_VERSION.to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_coordinator_starts_from_a_checkpoint_given_with_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--records",
+        "300000",
+        "--rate",
+        "100000",
+        "--keys",
+        "50",
+        "--output",
+        "out",
+    ];
+    let mut run = weir()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "keyed-sum",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            "first",
+            "--",
+        ])
+        .args(args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoints = dir.path().join("first/keyed-sum/checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let latest = loop {
+        let done: Vec<_> = std::fs::read_dir(&checkpoints)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("_metadata").exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if done.len() >= 2 {
+            break done
+                .into_iter()
+                .max_by_key(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .trim_start_matches("chk-")
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "no checkpoints within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let port = free_port();
+    let coord = weir()
+        .current_dir(dir.path())
+        .args([
+            "coordinator",
+            "keyed-sum",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            "second",
+            "--restore",
+            latest.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            &format!("127.0.0.1:{}", port + 1),
+            "--",
+        ])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
+    let out = coord.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for w in &mut workers {
+        assert!(wait(w, Duration::from_secs(10)).success());
+    }
+    check_keyed_sum(&committed_lines(&dir.path().join("out")), 300_000, 50)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
