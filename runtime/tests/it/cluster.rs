@@ -3,7 +3,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{check_keyed_sum, committed_lines, stderr, weir};
+use crate::support::{check_keyed_sum, committed_lines, stderr, wait_for_checkpoints, weir};
+
+/// Where the coordinators of these tests keep keyed-sum's checkpoints.
+const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
 
 /// A port `p` such that `p` and `p + 1` are free (gRPC and HTTP).
 fn free_port() -> u16 {
@@ -76,6 +79,27 @@ fn coordinator(dir: &std::path::Path, port: u16, records: &str) -> Command {
     cmd
 }
 
+/// Waits for the coordinator to succeed and the workers to exit 0, then checks the output.
+fn finish_and_check(
+    coord: Child,
+    workers: &mut [Child],
+    dir: &std::path::Path,
+    records: u64,
+) -> String {
+    let out = coord.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for w in workers {
+        assert!(
+            wait(w, Duration::from_secs(10)).success(),
+            "workers exit 0 when the job is done"
+        );
+    }
+    check_keyed_sum(&committed_lines(&dir.join("out")), records, 50)
+        .unwrap_or_else(|e| panic!("{e}"));
+    err
+}
+
 fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -99,16 +123,7 @@ fn a_coordinator_and_two_workers_run_a_job_exactly_once_and_exit() {
         .spawn()
         .unwrap();
     let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
-    let out = coord.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    for w in &mut workers {
-        assert!(
-            wait(w, Duration::from_secs(10)).success(),
-            "workers exit 0 when the job is done"
-        );
-    }
-    check_keyed_sum(&committed_lines(&dir.path().join("out")), 200_000, 50)
-        .unwrap_or_else(|e| panic!("{e}"));
+    finish_and_check(coord, &mut workers, dir.path(), 200_000);
 }
 
 #[test]
@@ -186,14 +201,7 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() {
         .unwrap();
     let mut first = worker(dir.path(), port);
     let mut second = worker(dir.path(), port);
-    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_dir(&checkpoints)
-        .is_ok_and(|d| d.flatten().any(|e| e.path().join("_metadata").exists()))
-    {
-        assert!(Instant::now() < deadline, "no checkpoint within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoints(&dir.path().join(CHECKPOINTS), 1);
     first.kill().unwrap();
     first.wait().unwrap();
     let mut replacement = worker(dir.path(), port);
@@ -221,33 +229,14 @@ fn a_restarted_coordinator_resumes_from_storage_and_the_output_stays_exact() {
         .spawn()
         .unwrap();
     let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
-    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_dir(&checkpoints).is_ok_and(|d| {
-        d.flatten()
-            .filter(|e| e.path().join("_metadata").exists())
-            .count()
-            >= 2
-    }) {
-        assert!(Instant::now() < deadline, "no checkpoints within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoints(&dir.path().join(CHECKPOINTS), 2);
     first.kill().unwrap();
     first.wait().unwrap();
     let second = coordinator(dir.path(), port, "400000")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = second.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    for w in &mut workers {
-        assert!(
-            wait(w, Duration::from_secs(10)).success(),
-            "workers follow the new coordinator and exit 0"
-        );
-    }
-    check_keyed_sum(&committed_lines(&dir.path().join("out")), 400_000, 50)
-        .unwrap_or_else(|e| panic!("{e}"));
+    finish_and_check(second, &mut workers, dir.path(), 400_000);
 }
 
 #[test]
@@ -329,33 +318,7 @@ fn a_coordinator_starts_from_a_checkpoint_given_with_restore() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let checkpoints = dir.path().join("first/keyed-sum/checkpoints");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let latest = loop {
-        let done: Vec<_> = std::fs::read_dir(&checkpoints)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.join("_metadata").exists())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if done.len() >= 2 {
-            break done
-                .into_iter()
-                .max_by_key(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .trim_start_matches("chk-")
-                        .parse::<u64>()
-                        .unwrap()
-                })
-                .unwrap();
-        }
-        assert!(Instant::now() < deadline, "no checkpoints within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let latest = wait_for_checkpoints(&dir.path().join("first/keyed-sum/checkpoints"), 2);
     run.kill().unwrap();
     run.wait().unwrap();
     let port = free_port();
@@ -383,11 +346,5 @@ fn a_coordinator_starts_from_a_checkpoint_given_with_restore() {
         .spawn()
         .unwrap();
     let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
-    let out = coord.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    for w in &mut workers {
-        assert!(wait(w, Duration::from_secs(10)).success());
-    }
-    check_keyed_sum(&committed_lines(&dir.path().join("out")), 300_000, 50)
-        .unwrap_or_else(|e| panic!("{e}"));
+    finish_and_check(coord, &mut workers, dir.path(), 300_000);
 }

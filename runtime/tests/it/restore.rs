@@ -1,20 +1,13 @@
 //! Restore across processes: kill a run after some checkpoints, restore in a new process.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::support::{assert_ok, check_keyed_sum, committed_lines, hidden_files, run_in, weir};
+use crate::support::{
+    assert_ok, check_keyed_sum, committed_lines, hidden_files, run_in, wait_for_checkpoints, weir,
+};
 
-fn completed_checkpoints(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join(".weir/checkpoints/keyed-sum/checkpoints"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.path().join("_metadata").exists())
-                .count()
-        })
-        .unwrap_or(0)
-}
+/// Where `weir run` keeps keyed-sum's checkpoints, under the test's directory.
+const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
 
 #[test]
 fn a_new_process_restores_the_latest_checkpoint_and_finishes_exactly_once() {
@@ -44,15 +37,11 @@ fn a_new_process_restores_the_latest_checkpoint_and_finishes_exactly_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("weir starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while completed_checkpoints(dir.path()) < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints after 30 s");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the job ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoints(&dir.path().join(CHECKPOINTS), 2);
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the job ended before it was killed"
+    );
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     let partial = committed_lines(&dir.path().join("out"));
@@ -101,24 +90,9 @@ fn a_checkpoint_copied_elsewhere_restores_from_its_new_place() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("weir starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while completed_checkpoints(dir.path()) < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let latest = wait_for_checkpoints(&dir.path().join(CHECKPOINTS), 2);
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
-    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
-    let latest = std::fs::read_dir(&checkpoints)
-        .expect("checkpoints")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("_metadata").exists())
-        .max_by_key(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
-        })
-        .expect("a completed checkpoint");
     let moved = dir.path().join("elsewhere/snapshot");
     copy_dir(&latest, &moved);
     std::fs::remove_dir_all(dir.path().join(".weir")).expect("old checkpoints removed");

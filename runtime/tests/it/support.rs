@@ -118,3 +118,44 @@ pub fn check_keyed_sum(lines: &[String], records: u64, keys: u64) -> Result<(), 
     }
     Ok(())
 }
+
+/// Completed checkpoint directories (`chk-N` with a `_metadata`) under `dir`, oldest first.
+pub fn completed_checkpoints(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut done: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("_metadata").exists())
+                .filter_map(|p| {
+                    let id = p
+                        .file_name()?
+                        .to_str()?
+                        .strip_prefix("chk-")?
+                        .parse()
+                        .ok()?;
+                    Some((id, p))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    done.sort();
+    done.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Waits (at most 30 s) until `dir` holds `n` completed checkpoints; returns the newest.
+pub fn wait_for_checkpoints(dir: &Path, n: usize) -> std::path::PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let done = completed_checkpoints(dir);
+        if done.len() >= n {
+            return done.last().cloned().expect("n >= 1");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} checkpoints in {} after 30 s",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
