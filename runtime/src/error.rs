@@ -98,9 +98,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A channel between tasks closed while the job was being cancelled.
-    #[error("task {0} was cancelled")]
-    Cancelled(TaskId),
     /// A task on a worker process failed.
     #[error("task {task} failed on worker {worker}: {reason}")]
     TaskFailed {

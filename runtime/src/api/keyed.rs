@@ -31,11 +31,6 @@ where
         KeyedStream { stream, key }
     }
 
-    /// The key function.
-    pub fn key_fn(&self) -> KeyFn<T, K> {
-        self.key.clone()
-    }
-
     /// Applies a keyed operator; `make` builds one instance per subtask and gets the key function.
     pub fn transform<O, F>(self, name: &str, make: F) -> Stream<O::Out>
     where

@@ -163,16 +163,3 @@ pub fn sink_lines<T: Data>(stream: Stream<T>, target: &Target, format: LineForma
         }
     }
 }
-
-/// Checks that an output directory can be used, before the job starts.
-pub fn check_output(output: Option<&Path>) -> Result<()> {
-    if let Some(dir) = output {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::Usage(format!(
-                "--output {}: exists and is not a directory",
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
-}
