@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::ids::CheckpointId;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
-use crate::state::{decode_keyed, encode_keyed, KeyedMap, OperatorSnapshot, RestoredState};
+use crate::state::{HeapState, OperatorSnapshot, RestoredState};
 
 /// Extracts a record's key.
 pub type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -140,9 +140,7 @@ pub trait KeyedProcess: Send + Sync + 'static {
 pub struct KeyedProcessOperator<P: KeyedProcess> {
     function: Arc<P>,
     key: KeyFn<P::In, P::Key>,
-    state: KeyedMap<P::Key, P::State>,
-    uid: String,
-    max_parallelism: u32,
+    state: HeapState<P::Key, P::State>,
 }
 
 impl<P: KeyedProcess> KeyedProcessOperator<P> {
@@ -151,9 +149,7 @@ impl<P: KeyedProcess> KeyedProcessOperator<P> {
         KeyedProcessOperator {
             function,
             key,
-            state: KeyedMap::default(),
-            uid: String::new(),
-            max_parallelism: 1,
+            state: HeapState::default(),
         }
     }
 }
@@ -163,33 +159,25 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
     type Out = P::Out;
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
-        self.uid = ctx.uid.0.clone();
-        self.max_parallelism = ctx.max_parallelism;
-        if let Some(restored) = restored {
-            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
-        }
-        Ok(())
+        self.state.open(ctx, restored)
     }
 
     fn process(&mut self, input: &mut Batch<P::In>, output: &mut Batch<P::Out>) -> Result<()> {
         for record in input.drain(..) {
             let key = (self.key)(&record);
-            let state = match self.state.get_mut(&key) {
+            let state = match self.state.map.get_mut(&key) {
                 Some(state) => state,
-                None => self.state.entry(key.clone()).or_default(),
+                None => self.state.map.entry(key.clone()).or_default(),
             };
             self.function.process(&key, state, record, output)?;
             if state.is_cleared() {
-                self.state.remove(&key);
+                self.state.map.remove(&key);
             }
         }
         Ok(())
     }
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        Ok(OperatorSnapshot {
-            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
-            ..Default::default()
-        })
+        self.state.snapshot()
     }
 }

@@ -9,16 +9,14 @@ use crate::ids::CheckpointId;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::keyed_process::KeyFn;
-use crate::state::{decode_keyed, encode_keyed, KeyedMap, OperatorSnapshot, RestoredState};
+use crate::state::{HeapState, OperatorSnapshot, RestoredState};
 
 /// Keeps one accumulator per key; each record is folded in with `f(&mut acc, record)`
 /// (the first record of a key becomes its accumulator) and the new accumulator is emitted.
 pub struct KeyedReduce<T, K, F> {
     f: Arc<F>,
     key: KeyFn<T, K>,
-    state: KeyedMap<K, T>,
-    uid: String,
-    max_parallelism: u32,
+    state: HeapState<K, T>,
 }
 
 impl<T, K, F> KeyedReduce<T, K, F> {
@@ -27,9 +25,7 @@ impl<T, K, F> KeyedReduce<T, K, F> {
         KeyedReduce {
             f,
             key,
-            state: KeyedMap::default(),
-            uid: String::new(),
-            max_parallelism: 1,
+            state: HeapState::default(),
         }
     }
 }
@@ -44,26 +40,21 @@ where
     type Out = T;
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
-        self.uid = ctx.uid.0.clone();
-        self.max_parallelism = ctx.max_parallelism;
-        if let Some(restored) = restored {
-            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
-        }
-        Ok(())
+        self.state.open(ctx, restored)
     }
 
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<T>) -> Result<()> {
         output.reserve(input.len());
         for record in input.drain(..) {
             let key = (self.key)(&record);
-            match self.state.get_mut(&key) {
+            match self.state.map.get_mut(&key) {
                 Some(acc) => {
                     (self.f)(acc, record);
                     output.push(acc.clone());
                 }
                 None => {
                     output.push(record.clone());
-                    self.state.insert(key, record);
+                    self.state.map.insert(key, record);
                 }
             }
         }
@@ -71,10 +62,7 @@ where
     }
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        Ok(OperatorSnapshot {
-            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
-            ..Default::default()
-        })
+        self.state.snapshot()
     }
 }
 
@@ -82,9 +70,7 @@ where
 pub struct KeyedSum<T, K, F> {
     value: Arc<F>,
     key: KeyFn<T, K>,
-    state: KeyedMap<K, i64>,
-    uid: String,
-    max_parallelism: u32,
+    state: HeapState<K, i64>,
 }
 
 impl<T, K, F> KeyedSum<T, K, F> {
@@ -93,9 +79,7 @@ impl<T, K, F> KeyedSum<T, K, F> {
         KeyedSum {
             value,
             key,
-            state: KeyedMap::default(),
-            uid: String::new(),
-            max_parallelism: 1,
+            state: HeapState::default(),
         }
     }
 }
@@ -110,12 +94,7 @@ where
     type Out = (K, i64);
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
-        self.uid = ctx.uid.0.clone();
-        self.max_parallelism = ctx.max_parallelism;
-        if let Some(restored) = restored {
-            decode_keyed(&self.uid, &restored.keyed, &mut self.state)?;
-        }
-        Ok(())
+        self.state.open(ctx, restored)
     }
 
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<(K, i64)>) -> Result<()> {
@@ -123,13 +102,13 @@ where
         for record in input.drain(..) {
             let key = (self.key)(&record);
             let value = (self.value)(&record);
-            let sum = match self.state.get_mut(&key) {
+            let sum = match self.state.map.get_mut(&key) {
                 Some(sum) => {
                     *sum += value;
                     *sum
                 }
                 None => {
-                    self.state.insert(key.clone(), value);
+                    self.state.map.insert(key.clone(), value);
                     value
                 }
             };
@@ -139,9 +118,6 @@ where
     }
 
     fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        Ok(OperatorSnapshot {
-            keyed: encode_keyed(&self.uid, self.state.iter(), self.max_parallelism)?,
-            ..Default::default()
-        })
+        self.state.snapshot()
     }
 }

@@ -8,10 +8,55 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, StableHash};
+use crate::operator::OperatorContext;
+use crate::state::{OperatorSnapshot, RestoredState};
 
 /// The hash map keyed operators keep their state in (a fast, unseeded hasher:
 /// placement across subtasks uses [`StableHash`], not this).
 pub type KeyedMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// One operator subtask's keyed heap state: the map, and what it needs to
+/// restore and snapshot itself by key group.
+pub struct HeapState<K, V> {
+    /// The state, by key.
+    pub map: KeyedMap<K, V>,
+    uid: String,
+    max_parallelism: u32,
+}
+
+impl<K, V> Default for HeapState<K, V> {
+    fn default() -> Self {
+        HeapState {
+            map: KeyedMap::default(),
+            uid: String::new(),
+            max_parallelism: 1,
+        }
+    }
+}
+
+impl<K, V> HeapState<K, V>
+where
+    K: StableHash + Serialize + DeserializeOwned + Eq + Hash,
+    V: Serialize + DeserializeOwned,
+{
+    /// Takes the operator's identity and loads the key groups it restores.
+    pub fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.uid = ctx.uid.0.clone();
+        self.max_parallelism = ctx.max_parallelism;
+        if let Some(restored) = restored {
+            decode_keyed(&self.uid, &restored.keyed, &mut self.map)?;
+        }
+        Ok(())
+    }
+
+    /// The state as a snapshot, one blob per non-empty key group.
+    pub fn snapshot(&self) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot {
+            keyed: encode_keyed(&self.uid, self.map.iter(), self.max_parallelism)?,
+            ..Default::default()
+        })
+    }
+}
 
 /// Encodes `entries` as one blob per non-empty key group, in group order.
 pub fn encode_keyed<'a, K, V>(

@@ -3,5 +3,5 @@
 mod keyed;
 mod snapshot;
 
-pub use keyed::{decode_keyed, encode_keyed, KeyedMap};
+pub use keyed::{decode_keyed, encode_keyed, HeapState, KeyedMap};
 pub use snapshot::{OperatorSnapshot, RestoredState};
