@@ -29,21 +29,26 @@ fn no_visible_output(dir: &Path) {
     }
 }
 
-#[test]
-fn a_missing_input_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run_in(
-        dir.path(),
+/// Runs wordcount on `input` with the file sink in `out`.
+fn wordcount(dir: &Path, input: &str) -> std::process::Output {
+    run_in(
+        dir,
         &[
             "run",
             "wordcount",
             "--",
             "--input",
-            "nope.txt",
+            input,
             "--output",
             "out",
         ],
-    );
+    )
+}
+
+#[test]
+fn a_missing_input_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wordcount(dir.path(), "nope.txt");
     assert_one_line_error(&out, 2, &["nope.txt", "No such file"]);
     no_visible_output(dir.path());
 }
@@ -52,19 +57,9 @@ fn a_missing_input_file_is_named() {
 fn an_input_that_is_a_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("texts")).unwrap();
-    let out = run_in(
-        dir.path(),
-        &[
-            "run",
-            "wordcount",
-            "--",
-            "--input",
-            "texts",
-            "--output",
-            "out",
-        ],
-    );
+    let out = wordcount(dir.path(), "texts");
     assert_one_line_error(&out, 2, &["texts", "directory"]);
+    no_visible_output(dir.path());
 }
 
 #[test]
@@ -75,18 +70,7 @@ fn an_input_that_is_not_text_fails_without_retrying_and_commits_nothing() {
         [b'o', b'k', b'\n', 0xff, 0xfe, b'\n'],
     )
     .unwrap();
-    let out = run_in(
-        dir.path(),
-        &[
-            "run",
-            "wordcount",
-            "--",
-            "--input",
-            "bin.txt",
-            "--output",
-            "out",
-        ],
-    );
+    let out = wordcount(dir.path(), "bin.txt");
     assert_one_line_error(&out, 1, &["bin.txt", "UTF-8"]);
     no_visible_output(dir.path());
 }
