@@ -147,16 +147,9 @@ fn the_coordinator_reports_health_metrics_and_status() {
         "{body}"
     );
     let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
-    while crate::support::stderr(
-        &weir()
-            .args(["status", "--coordinator", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap(),
-    )
-    .is_empty()
-        && get(port + 1, "/v1/status")
-            .1
-            .contains("\"latest_checkpoint\":null")
+    while get(port + 1, "/v1/status")
+        .1
+        .contains("\"latest_checkpoint\":null")
     {
         assert!(Instant::now() < deadline, "no checkpoint reported");
         std::thread::sleep(Duration::from_millis(50));
