@@ -135,6 +135,19 @@ impl CheckpointCoordinator {
         if !is_final && self.next_trigger.is_none_or(|t| t > now) {
             return None;
         }
+        Some(self.start(now, is_final))
+    }
+
+    /// Triggers a checkpoint now, off schedule (a savepoint), unless one is in
+    /// flight or every task's input has ended (then only the final one may run).
+    pub fn trigger(&mut self, now: Instant) -> Option<(CheckpointId, Vec<TaskId>)> {
+        if self.pending.is_some() || self.all_ended() {
+            return None;
+        }
+        Some(self.start(now, false))
+    }
+
+    fn start(&mut self, now: Instant, is_final: bool) -> (CheckpointId, Vec<TaskId>) {
         let id = self.next_id;
         self.next_id = id.next();
         let targets: Vec<TaskId> = self
@@ -152,7 +165,7 @@ impl CheckpointCoordinator {
             states: BTreeMap::new(),
             is_final,
         });
-        Some((id, targets))
+        (id, targets)
     }
 
     /// Task `task`'s input ended. Returns a checkpoint it must now snapshot directly,
@@ -313,6 +326,21 @@ mod tests {
         assert_eq!(c.ended(t(1, 0)), Some(CheckpointId(5)));
         c.ack(ack(t(1, 0), 5));
         assert_eq!(c.ended(t(1, 0)), None, "already acknowledged");
+    }
+
+    #[test]
+    fn a_savepoint_triggers_off_schedule_but_never_beside_another_checkpoint() {
+        let now = Instant::now();
+        let mut c = coordinator(now);
+        let (id, targets) = c.trigger(now).unwrap();
+        assert_eq!((id, targets), (CheckpointId(5), vec![t(0, 0), t(0, 1)]));
+        assert!(c.trigger(now).is_none(), "one in flight at a time");
+        assert!(c.poll(now + Duration::from_secs(2)).is_none());
+        c.decline(id).unwrap();
+        for task in [t(0, 0), t(0, 1), t(1, 0), t(1, 1)] {
+            c.ended(task);
+        }
+        assert!(c.trigger(now).is_none(), "the job is finishing");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Checkpoints on storage: the store trait, object keys, `_metadata`, state files,
-//! the coordinator's bookkeeping and the pure decisions of what to restore and delete.
+//! savepoints, the coordinator's bookkeeping and the pure decisions of what to restore and delete.
 
 pub mod coordinator;
 pub mod metadata;
 pub mod paths;
 pub mod restore;
 pub mod retention;
+pub mod savepoint;
 pub mod state_file;
 pub mod store;

@@ -40,6 +40,11 @@ impl Paths {
         format!("{}{METADATA}", self.checkpoint_dir(id))
     }
 
+    /// Prefix of all savepoints of the job written to the checkpoint store.
+    pub fn savepoints(&self) -> String {
+        format!("{}/savepoints/", self.job)
+    }
+
     /// The checkpoint id and the rest of the key, for a key under [`Paths::checkpoints`].
     pub fn parse_checkpoint_key<'k>(&self, key: &'k str) -> Option<(CheckpointId, &'k str)> {
         let rest = key.strip_prefix(&self.checkpoints())?;

@@ -73,12 +73,11 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     };
     let summary = run_coordinator(config)?;
     eprintln!(
-        "weir: {} finished in {:.2} s with {} restarts; final checkpoint {} at {}",
+        "weir: {} ran {:.2} s with {} restarts: {}",
         args.pipeline,
         started.elapsed().as_secs_f64(),
         summary.restarts,
-        summary.final_checkpoint,
-        summary.final_checkpoint_uri
+        summary.ending
     );
     Ok(())
 }
@@ -94,79 +93,4 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         listen: args.listen,
         advertise: args.advertise,
     })
-}
-
-/// Options of `weir status`.
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// The coordinator's address (host:port).
-    #[arg(long)]
-    pub coordinator: String,
-    /// Print the status as JSON (the document `/v1/status` serves).
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Runs `weir status`.
-pub fn status(args: &StatusArgs) -> Result<()> {
-    use weir_proto::v1;
-    let endpoint = if args.coordinator.contains("://") {
-        args.coordinator.clone()
-    } else {
-        format!("http://{}", args.coordinator)
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
-    let status = runtime.block_on(async {
-        let mut client = v1::job_control_client::JobControlClient::connect(endpoint.clone())
-            .await
-            .map_err(|e| {
-                Error::Usage(format!("cannot reach the coordinator at {endpoint}: {e}"))
-            })?;
-        client
-            .get_status(v1::GetStatusRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| Error::Usage(format!("coordinator {endpoint}: {}", s.message())))
-    })?;
-    let json = crate::cluster::coordinator::http::status_json(&status);
-    if args.json {
-        println!("{json}");
-        return Ok(());
-    }
-    let state = json["state"].as_str().unwrap_or("unknown");
-    println!(
-        "job {}: {state}{} (parallelism {}, {} restarts)",
-        status.job,
-        if status.message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", status.message)
-        },
-        status.parallelism,
-        status.restarts
-    );
-    println!(
-        "slots: {} registered, {} needed",
-        status.slots_registered, status.slots_needed
-    );
-    match &status.latest_checkpoint {
-        Some(c) => {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            println!(
-                "latest checkpoint: {} ({:.1} s ago, took {} ms, {} bytes) at {}",
-                c.id,
-                now_ms.saturating_sub(c.time_unix_ms) as f64 / 1e3,
-                c.duration_ms,
-                c.size_bytes,
-                c.path
-            );
-        }
-        None => println!("latest checkpoint: none yet"),
-    }
-    Ok(())
 }

@@ -1,7 +1,8 @@
-//! The `weir` command line: `run`, `pipelines`, `bench`.
+//! The `weir` command line: `run`, `pipelines`, `bench`, the cluster processes and their control.
 
 mod bench;
 mod cluster;
+mod control;
 mod progress;
 pub mod run;
 
@@ -37,7 +38,11 @@ pub enum Command {
     /// Run the subtasks a coordinator places on this process.
     Worker(cluster::WorkerArgs),
     /// Show a running job's state and latest checkpoint.
-    Status(cluster::StatusArgs),
+    Status(control::StatusArgs),
+    /// Take a savepoint of a running job (with --stop, then stop it); prints its path.
+    Savepoint(control::SavepointArgs),
+    /// Cancel a running job without a savepoint.
+    Cancel(control::CancelArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -51,7 +56,9 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::bench(args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),
-        Command::Status(args) => cluster::status(&args),
+        Command::Status(args) => control::status(&args),
+        Command::Savepoint(args) => control::savepoint(&args),
+        Command::Cancel(args) => control::cancel(&args),
     }
 }
 

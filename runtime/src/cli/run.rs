@@ -3,11 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crossbeam_channel::RecvTimeoutError;
+
 use crate::cli::progress::Progress;
 use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::Result;
 use crate::exec::config::ExecConfig;
-use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
+use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
 
 /// Options of `weir run`.
 #[derive(Debug, clap::Args)]
@@ -17,6 +19,12 @@ pub struct RunArgs {
     /// How the job runs.
     #[command(flatten)]
     pub options: JobOptions,
+    /// Take a savepoint after this long, then stop the job and print the savepoint's path.
+    #[arg(long, value_parser = parse_duration)]
+    pub stop_with_savepoint_after: Option<Duration>,
+    /// Where --stop-with-savepoint-after writes (default: CHECKPOINT_DIR/<job>/savepoints).
+    #[arg(long, requires = "stop_with_savepoint_after")]
+    pub savepoint_dir: Option<String>,
     /// Arguments of the pipeline, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -40,9 +48,12 @@ pub struct JobOptions {
     /// Completed checkpoints to keep.
     #[arg(long, default_value_t = 3)]
     pub retained: usize,
-    /// Start from `latest` (the newest completed checkpoint in --checkpoint-dir) or a checkpoint directory.
+    /// Start from `latest` (the newest completed checkpoint in --checkpoint-dir) or a checkpoint or savepoint directory.
     #[arg(long)]
     pub restore: Option<String>,
+    /// Restore even if the checkpoint holds state of operators the job no longer has.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
     /// How long a partly filled batch may wait before it is sent (0: send at once).
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub buffer_timeout: Duration,
@@ -73,6 +84,7 @@ impl JobOptions {
                 Some("latest") => RestoreFrom::Latest,
                 Some(path) => RestoreFrom::Path(path.to_string()),
             },
+            allow_non_restored_state: self.allow_non_restored_state,
             max_restarts: self.max_restarts,
             inject_failures: self.inject_failures,
             seed: self.seed,
@@ -98,14 +110,33 @@ pub fn run(args: RunArgs) -> Result<()> {
     let runner = LocalRunner::new(graph, args.options.config())?;
     let metrics = runner.metrics();
     let progress = Progress::start(pipeline.name, metrics.clone());
+    let (done, ended) = crossbeam_channel::bounded::<()>(0);
+    let stopper = args.stop_with_savepoint_after.map(|after| {
+        let (handle, target) = (runner.handle(), args.savepoint_dir.clone());
+        std::thread::spawn(move || {
+            // Woken early (disconnected) when the job ends first.
+            if ended.recv_timeout(after) == Err(RecvTimeoutError::Timeout) {
+                handle.trigger_savepoint(target, true);
+            }
+        })
+    });
     let outcome = runner.run();
+    drop(done);
+    if let Some(stopper) = stopper {
+        let _ = stopper.join();
+    }
     let elapsed = progress.stop();
     let summary = outcome?;
     let records = metrics.source_records();
     let secs = elapsed.as_secs_f64().max(1e-9);
     let (backpressured, aligning) = metrics.wait_totals();
+    let verb = match summary.ending {
+        Ending::Finished { .. } => "finished",
+        Ending::Stopped { .. } => "stopped",
+        Ending::Canceled => "was cancelled",
+    };
     eprintln!(
-        "weir: {} finished in {:.2} s: {records} records read ({:.2} M/s, replays included), {} checkpoints ({} failed), {} restarts, {:.2} s backpressured, {:.3} s aligning",
+        "weir: {} {verb} in {:.2} s: {records} records read ({:.2} M/s, replays included), {} checkpoints ({} failed), {} restarts, {:.2} s backpressured, {:.3} s aligning",
         pipeline.name,
         secs,
         records as f64 / secs / 1e6,
@@ -115,9 +146,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         backpressured as f64 / 1e9,
         aligning as f64 / 1e9,
     );
-    eprintln!(
-        "weir: final checkpoint {} at {}",
-        summary.final_checkpoint, summary.final_checkpoint_uri
-    );
+    eprintln!("weir: {}", summary.ending);
     Ok(())
 }

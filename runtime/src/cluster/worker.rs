@@ -296,11 +296,14 @@ impl Executor {
             }
             Command::Trigger(t) if self.is_current(t.attempt) => {
                 if let Some((_, d)) = &self.current {
+                    let id = CheckpointId(t.checkpoint_id);
+                    let control = if t.stop {
+                        Control::Stop(id)
+                    } else {
+                        Control::Trigger(id)
+                    };
                     for task in &t.tasks {
-                        d.send(
-                            task_from_wire(Some(task)),
-                            Control::Trigger(CheckpointId(t.checkpoint_id)),
-                        );
+                        d.send(task_from_wire(Some(task)), control);
                     }
                 }
             }

@@ -1,36 +1,37 @@
-//! The local job runner: runs every task of a job on threads in this process, acts as
-//! the checkpoint coordinator, and restarts the job from its latest checkpoint on failure.
+//! The job runner: deploys attempts of a job (on threads of this process or on
+//! workers), coordinates their checkpoints, and restarts the job from its latest
+//! checkpoint on failure.
 //!
 //! One attempt, step by step:
-//! 1. Deploy every task (restoring state from the chosen checkpoint) and start the uploader.
-//! 2. Loop on task events: trigger checkpoints on schedule, collect acknowledgements,
-//!    write `_metadata` when all are in, notify the tasks, apply retention.
-//! 3. When every task's input has ended, take the final checkpoint, notify, and tell
-//!    the tasks to finish: the job is done.
+//! 1. Deploy every task (restoring state from the chosen checkpoint).
+//! 2. Run the coordinator loop ([`crate::exec::coordinate`]): checkpoints on
+//!    schedule, savepoints and cancel on request.
+//! 3. When every task's input has ended, the final checkpoint completes and the
+//!    tasks are told to finish; a stop-with-savepoint ends the same way after its
+//!    savepoint; a cancel stops the tasks at once.
 //! 4. When a task fails, cancel every task and wait for them; then (bounded, with
 //!    backoff) start a new attempt from the latest completed checkpoint.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use crossbeam_channel::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use crate::api::JobGraph;
-use crate::checkpoint::coordinator::{CheckpointCoordinator, PendingCheckpoint};
-use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION};
+use crate::checkpoint::coordinator::CheckpointCoordinator;
 use crate::checkpoint::paths::Paths;
 use crate::checkpoint::restore::{self, RestorePoint};
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
+use crate::exec::coordinate::{AttemptEnd, Coordination};
 use crate::exec::deploy::check_restore;
 use crate::exec::inject::FailureInjector;
 use crate::exec::local::LocalDeployer;
+use crate::exec::requests::{job_channel, JobHandle, JobRequests};
 use crate::exec::task::{Control, TaskEvent};
 use crate::ids::{CheckpointId, TaskId};
-use crate::metrics::{CheckpointSummary, JobMetrics};
+use crate::metrics::JobMetrics;
 
 /// Where a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +92,52 @@ impl Default for RunConfig {
     }
 }
 
-/// What a finished run reports.
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every input ended; the final checkpoint committed the last output.
+    Finished {
+        /// The final checkpoint.
+        checkpoint: CheckpointId,
+        /// Where it is.
+        uri: String,
+    },
+    /// Stopped after a savepoint (stop-with-savepoint).
+    Stopped {
+        /// The savepoint's directory.
+        savepoint: String,
+    },
+    /// Cancelled on request, without a savepoint.
+    Canceled,
+}
+
+impl Ending {
+    /// The final checkpoint, if the job finished.
+    pub fn final_checkpoint(&self) -> Option<CheckpointId> {
+        match self {
+            Ending::Finished { checkpoint, .. } => Some(*checkpoint),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::Finished { checkpoint, uri } => {
+                write!(f, "finished; final checkpoint {checkpoint} at {uri}")
+            }
+            Ending::Stopped { savepoint } => write!(f, "stopped with savepoint {savepoint}"),
+            Ending::Canceled => write!(f, "cancelled"),
+        }
+    }
+}
+
+/// What a run that did not fail reports.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    /// The final checkpoint.
-    pub final_checkpoint: CheckpointId,
-    /// Where it is.
-    pub final_checkpoint_uri: String,
+    /// How it ended.
+    pub ending: Ending,
     /// Restarts after failures.
     pub restarts: u32,
     /// Wall time of the run.
@@ -143,6 +183,8 @@ pub struct JobRunner<D> {
     paths: Paths,
     metrics: Arc<JobMetrics>,
     deployer: D,
+    handle: JobHandle,
+    requests: JobRequests,
 }
 
 /// Runs every task of a job on threads of this process (`weir run`).
@@ -153,6 +195,7 @@ impl LocalRunner {
     pub fn new(graph: JobGraph, config: RunConfig) -> Result<Self> {
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.checkpoint_dir)?);
         let paths = Paths::new(&graph.name);
+        let (handle, requests) = job_channel();
         let deployer = LocalDeployer {
             store: store.clone(),
             paths: paths.clone(),
@@ -166,6 +209,8 @@ impl LocalRunner {
             paths,
             metrics: Arc::new(JobMetrics::default()),
             deployer,
+            handle,
+            requests,
         })
     }
 }
@@ -179,6 +224,7 @@ impl<D: Deployer> JobRunner<D> {
         deployer: D,
     ) -> Self {
         let paths = Paths::new(&graph.name);
+        let (handle, requests) = job_channel();
         JobRunner {
             graph,
             config,
@@ -186,6 +232,8 @@ impl<D: Deployer> JobRunner<D> {
             paths,
             metrics: Arc::new(JobMetrics::default()),
             deployer,
+            handle,
+            requests,
         }
     }
 
@@ -198,6 +246,19 @@ impl<D: Deployer> JobRunner<D> {
     /// The job's counters (live while it runs).
     pub fn metrics(&self) -> Arc<JobMetrics> {
         self.metrics.clone()
+    }
+
+    /// Makes the runner take its requests from `channel` (made by
+    /// [`crate::exec::requests::job_channel`]), whose handle others already hold.
+    pub fn with_channel(mut self, (handle, requests): (JobHandle, JobRequests)) -> Self {
+        self.handle = handle;
+        self.requests = requests;
+        self
+    }
+
+    /// A handle to ask the running job for savepoints or to cancel.
+    pub fn handle(&self) -> JobHandle {
+        self.handle.clone()
     }
 
     /// Where the job's checkpoints go.
@@ -234,14 +295,35 @@ impl<D: Deployer> JobRunner<D> {
         let mut restarts = 0u32;
         let mut backoff = self.config.restart_backoff;
         loop {
+            if self.requests.is_canceled() {
+                return Ok(RunSummary {
+                    ending: Ending::Canceled,
+                    restarts,
+                    elapsed: started.elapsed(),
+                });
+            }
             match self.attempt(restore_point.as_deref(), next_id, &mut injector) {
-                Ok(final_id) => {
+                Ok(end) => {
+                    let ending = match end {
+                        AttemptEnd::Finished(checkpoint) => Ending::Finished {
+                            checkpoint,
+                            uri: self.store.uri(&self.paths.checkpoint_dir(checkpoint)),
+                        },
+                        AttemptEnd::Stopped(savepoint) => Ending::Stopped { savepoint },
+                        AttemptEnd::Canceled => Ending::Canceled,
+                    };
                     return Ok(RunSummary {
-                        final_checkpoint: final_id,
-                        final_checkpoint_uri: self.store.uri(&self.paths.checkpoint_dir(final_id)),
+                        ending,
                         restarts,
                         elapsed: started.elapsed(),
-                    })
+                    });
+                }
+                Err(_) if self.requests.is_canceled() => {
+                    return Ok(RunSummary {
+                        ending: Ending::Canceled,
+                        restarts,
+                        elapsed: started.elapsed(),
+                    });
                 }
                 Err((error, last_id)) => {
                     next_id = last_id;
@@ -263,14 +345,30 @@ impl<D: Deployer> JobRunner<D> {
                     if !injected {
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
-                    restore_point = match restore::latest(self.store.as_ref(), &self.paths)? {
-                        Some(point) => Some(Arc::new(point)),
-                        None => initial.clone(),
-                    };
+                    restore_point = self.recovery_point(initial.as_ref())?;
                     next_id = self.listing()?.next_id(next_id);
                 }
             }
         }
+    }
+
+    /// Where to restart from: the latest completed checkpoint, unless the run was
+    /// started from a point at least as new (a savepoint taken after the checkpoints
+    /// that an earlier run of the job left in storage).
+    fn recovery_point(
+        &self,
+        initial: Option<&Arc<RestorePoint>>,
+    ) -> Result<Option<Arc<RestorePoint>>> {
+        let latest = restore::latest(self.store.as_ref(), &self.paths)?;
+        Ok(match (latest, initial) {
+            (Some(latest), Some(initial))
+                if latest.metadata.checkpoint_id <= initial.metadata.checkpoint_id =>
+            {
+                Some(initial.clone())
+            }
+            (Some(latest), _) => Some(Arc::new(latest)),
+            (None, initial) => initial.cloned(),
+        })
     }
 
     fn listing(&self) -> Result<Listing> {
@@ -280,14 +378,14 @@ impl<D: Deployer> JobRunner<D> {
         ))
     }
 
-    /// One deployment of the job. Returns the final checkpoint, or the failure and
-    /// the next unused checkpoint id.
+    /// One deployment of the job. Returns how it ended, or the failure and the next
+    /// unused checkpoint id.
     fn attempt(
         &self,
         restore: Option<&RestorePoint>,
         next_id: CheckpointId,
         injector: &mut FailureInjector,
-    ) -> Result<CheckpointId, (Error, CheckpointId)> {
+    ) -> Result<AttemptEnd, (Error, CheckpointId)> {
         let deployment = self
             .deployer
             .deploy(&self.graph, restore, &self.metrics)
@@ -302,155 +400,29 @@ impl<D: Deployer> JobRunner<D> {
             now,
         );
         injector.on_start(now);
-        let outcome = self.coordinate(&mut coordinator, deployment.as_ref(), injector);
+        let coordination = Coordination {
+            graph: &self.graph,
+            config: &self.config,
+            store: self.store.as_ref(),
+            paths: &self.paths,
+            metrics: &self.metrics,
+            requests: &self.requests,
+        };
+        let outcome = coordination.run(&mut coordinator, deployment.as_ref(), injector);
         let next = coordinator.next_id();
         match outcome {
-            Ok(final_id) => {
+            Ok(AttemptEnd::Canceled) => {
+                deployment.stop(Control::Cancel);
+                Ok(AttemptEnd::Canceled)
+            }
+            Ok(end) => {
                 deployment.stop(Control::Finish);
-                Ok(final_id)
+                Ok(end)
             }
             Err(e) => {
                 deployment.stop(Control::Cancel);
                 Err((e, next))
             }
-        }
-    }
-
-    /// The coordinator loop of one attempt; returns the final checkpoint once the job is done.
-    fn coordinate(
-        &self,
-        coordinator: &mut CheckpointCoordinator,
-        running: &dyn Deployment,
-        injector: &mut FailureInjector,
-    ) -> Result<CheckpointId> {
-        loop {
-            let deadline = [coordinator.next_deadline(), injector.next_at()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            match running.events().recv_deadline(deadline) {
-                Ok(TaskEvent::Ack(ack)) => {
-                    if let Some(done) = coordinator.ack(ack) {
-                        let is_final = done.is_final;
-                        let id = done.id;
-                        match self.complete(done) {
-                            Ok(()) => {
-                                running.broadcast(Control::Complete(id));
-                                if is_final {
-                                    return Ok(id);
-                                }
-                            }
-                            Err(e) if is_final => return Err(e),
-                            Err(e) => {
-                                self.metrics
-                                    .checkpoints_failed
-                                    .fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(checkpoint = id.0, error = %e, "checkpoint could not be completed");
-                            }
-                        }
-                    }
-                }
-                Ok(TaskEvent::Decline { task, id, reason }) => {
-                    if let Some(p) = coordinator.decline(id) {
-                        tracing::warn!(checkpoint = id.0, %task, %reason, "checkpoint declined");
-                        self.abandon(p);
-                    }
-                }
-                Ok(TaskEvent::Ended(task)) => {
-                    if let Some(id) = coordinator.ended(task) {
-                        running.send(task, Control::Trigger(id));
-                    }
-                }
-                Ok(TaskEvent::Failed(task, error)) => {
-                    tracing::debug!(%task, %error, "task failed");
-                    return Err(error);
-                }
-                Ok(TaskEvent::Exited(task)) => {
-                    return Err(Error::Internal(format!(
-                        "task {task} exited before the job finished"
-                    )));
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Internal("every task is gone".into()));
-                }
-            }
-            let now = Instant::now();
-            if let Some(p) = coordinator.expire(now) {
-                tracing::warn!(
-                    checkpoint = p.id.0,
-                    timeout_ms = self.config.checkpoint_timeout.as_millis() as u64,
-                    "checkpoint timed out; declined"
-                );
-                self.abandon(p);
-            }
-            if let Some((id, targets)) = coordinator.poll(now) {
-                tracing::debug!(checkpoint = id.0, "triggering checkpoint");
-                for task in targets {
-                    running.send(task, Control::Trigger(id));
-                }
-            }
-            let tasks = running.tasks();
-            if let Some(victim) = injector.poll(now, tasks.len()) {
-                let task = tasks[victim];
-                tracing::info!(%task, "injecting a failure");
-                running.send(task, Control::Fail);
-            }
-        }
-    }
-
-    /// Writes `_metadata` (the commit point) and applies retention.
-    fn complete(&self, done: PendingCheckpoint) -> Result<()> {
-        let id = done.id;
-        let duration = done.started.elapsed();
-        let started_ms = SystemTime::now()
-            .checked_sub(duration)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
-        let metadata = CheckpointMetadata {
-            format_version: FORMAT_VERSION,
-            job: self.graph.name.clone(),
-            checkpoint_id: id,
-            timestamp_ms: started_ms,
-            duration_ms: duration.as_millis() as u64,
-            max_parallelism: self.graph.max_parallelism,
-            operators: done.into_operators(),
-        };
-        self.store
-            .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
-        self.metrics.checkpoint_completed(CheckpointSummary {
-            id: id.0,
-            uri: self.store.uri(&self.paths.checkpoint_dir(id)),
-            timestamp_ms: metadata.timestamp_ms,
-            duration_ms: metadata.duration_ms,
-            bytes: metadata.state_size(),
-        });
-        tracing::debug!(
-            checkpoint = id.0,
-            duration_ms = metadata.duration_ms,
-            bytes = metadata.state_size(),
-            "checkpoint complete"
-        );
-        let listing = self.listing()?;
-        for old in listing.to_delete(id, self.config.retained) {
-            if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(old)) {
-                tracing::warn!(checkpoint = old.0, error = %e, "could not delete an old checkpoint");
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a declined checkpoint and deletes what it had written.
-    fn abandon(&self, pending: PendingCheckpoint) {
-        self.metrics
-            .checkpoints_failed
-            .fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self
-            .store
-            .delete_prefix(&self.paths.checkpoint_dir(pending.id))
-        {
-            tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint");
         }
     }
 }

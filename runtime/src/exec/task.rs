@@ -37,6 +37,9 @@ use crate::operator::{Source, SourceStatus};
 pub enum Control {
     /// Take checkpoint `id`: sources emit its barrier; ended tasks snapshot directly.
     Trigger(CheckpointId),
+    /// Take savepoint `id` and stop: sources emit its barrier and then nothing more
+    /// until the job is finished or cancelled; ended tasks snapshot directly.
+    Stop(CheckpointId),
     /// Checkpoint `id` is complete.
     Complete(CheckpointId),
     /// Fail now (failure injection).
@@ -144,12 +147,12 @@ impl TaskRuntime {
         ended: bool,
     ) -> Result<Flow> {
         match control {
-            Control::Trigger(id) if ended && !self.already_snapshotted(id) => {
+            Control::Trigger(id) | Control::Stop(id) if ended && !self.already_snapshotted(id) => {
                 let mut parts = Vec::new();
                 head.snapshot(id, &mut parts)?;
                 self.upload(id, parts)?;
             }
-            Control::Trigger(_) => {}
+            Control::Trigger(_) | Control::Stop(_) => {}
             Control::Complete(id) => head.checkpoint_complete(id)?,
             Control::Fail => return Err(Error::InjectedFailure(self.id)),
             Control::Cancel | Control::Finish => return Ok(Flow::Exit),
@@ -340,6 +343,20 @@ impl<S: Source> SourceTask<S> {
             Control::Trigger(id) => {
                 self.checkpoint(rt, id, ended)?;
                 Ok(Flow::Continue)
+            }
+            Control::Stop(id) => {
+                self.checkpoint(rt, id, ended)?;
+                if ended {
+                    return Ok(Flow::Continue);
+                }
+                // Nothing may follow the savepoint's barrier, not even a timer's output:
+                // wait until the job is finished (after the savepoint) or cancelled.
+                loop {
+                    let control = rt.control.recv().map_err(|_| Error::ChannelClosed)?;
+                    if rt.on_control(control, self.head.as_mut(), false)? == Flow::Exit {
+                        return Ok(Flow::Exit);
+                    }
+                }
             }
             other => rt.on_control(other, self.head.as_mut(), ended),
         }

@@ -9,7 +9,7 @@ use crate::support::{check_keyed_sum, committed_lines, stderr, wait_for_checkpoi
 const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
 
 /// A port `p` such that `p` and `p + 1` are free (gRPC and HTTP).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let p = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -40,7 +40,8 @@ fn get(port: u16, path: &str) -> (u16, String) {
     )
 }
 
-fn worker(dir: &std::path::Path, port: u16) -> Child {
+/// A `weir worker` of the coordinator on `port`, started in `dir`.
+pub fn worker(dir: &std::path::Path, port: u16) -> Child {
     weir()
         .current_dir(dir)
         .args(["worker", "--coordinator", &format!("127.0.0.1:{port}")])
@@ -49,38 +50,51 @@ fn worker(dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
+/// `weir coordinator` running keyed-sum (50 keys, 100,000 records/s, into `out`)
+/// at parallelism 2 on `port` (gRPC) and `port + 1` (HTTP).
 fn coordinator(dir: &std::path::Path, port: u16, records: &str) -> Command {
+    coordinator_with(dir, port, records, &[])
+}
+
+/// [`coordinator`] with `extra` coordinator options.
+pub fn coordinator_with(
+    dir: &std::path::Path,
+    port: u16,
+    records: &str,
+    extra: &[&str],
+) -> Command {
     let mut cmd = weir();
-    cmd.current_dir(dir).args([
-        "coordinator",
-        "keyed-sum",
-        "-p",
-        "2",
-        "--checkpoint-interval",
-        "200ms",
-        "--heartbeat-interval",
-        "200ms",
-        "--heartbeat-timeout",
-        "2s",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        &format!("127.0.0.1:{}", port + 1),
-        "--",
-        "--records",
-        records,
-        "--rate",
-        "100000",
-        "--keys",
-        "50",
-        "--output",
-        "out",
-    ]);
+    cmd.current_dir(dir)
+        .args(["coordinator", "keyed-sum"])
+        .args(extra)
+        .args([
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+            "--heartbeat-interval",
+            "200ms",
+            "--heartbeat-timeout",
+            "2s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--http",
+            &format!("127.0.0.1:{}", port + 1),
+            "--",
+            "--records",
+            records,
+            "--rate",
+            "100000",
+            "--keys",
+            "50",
+            "--output",
+            "out",
+        ]);
     cmd
 }
 
 /// Waits for the coordinator to succeed and the workers to exit 0, then checks the output.
-fn finish_and_check(
+pub fn finish_and_check(
     coord: Child,
     workers: &mut [Child],
     dir: &std::path::Path,
@@ -100,7 +114,8 @@ fn finish_and_check(
     err
 }
 
-fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+/// Waits up to `limit` for `child` to exit.
+pub fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -11,4 +11,5 @@ mod engine;
 mod exactly_once;
 mod examples;
 mod restore;
+mod savepoints;
 mod support;

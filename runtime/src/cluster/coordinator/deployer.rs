@@ -13,7 +13,7 @@ use crate::checkpoint::restore::RestorePoint;
 use crate::cluster::convert::task_to_wire;
 use crate::cluster::coordinator::shared::Shared;
 use crate::cluster::coordinator::status::StatusBoard;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::deploy::chains;
 use crate::exec::runner::{Deployer, Deployment};
 use crate::exec::task::{Control, TaskEvent};
@@ -94,6 +94,11 @@ impl Deployer for RemoteDeployer {
                 .collect();
             if let Some(p) = place(&parallelism, &workers) {
                 break p;
+            }
+            if self.status.handle.is_canceled() {
+                return Err(Error::Internal(
+                    "cancelled while waiting for worker slots".into(),
+                ));
             }
             let message = format!(
                 "waiting for worker slots: {} registered, {} needed",
@@ -178,11 +183,11 @@ impl RemoteDeployment {
     fn command(&self, control: Control, task: Option<TaskId>) -> Command {
         let attempt = self.attempt;
         match control {
-            Control::Trigger(id) => Command::Trigger(v1::TriggerCheckpoint {
+            Control::Trigger(id) | Control::Stop(id) => Command::Trigger(v1::TriggerCheckpoint {
                 attempt,
                 checkpoint_id: id.0,
                 tasks: task.map(task_to_wire).into_iter().collect(),
-                savepoint_dir: String::new(),
+                stop: matches!(control, Control::Stop(_)),
             }),
             Control::Complete(id) => Command::Complete(v1::CompleteCheckpoint {
                 attempt,

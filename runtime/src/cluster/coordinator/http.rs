@@ -52,7 +52,10 @@ fn respond(stream: TcpStream, status: &StatusBoard) -> std::io::Result<()> {
         "/healthz" => (200, "text/plain", "ok\n".to_string()),
         "/readyz" => {
             let phase = status.phase();
-            if phase.state == v1::JobState::Running {
+            if matches!(
+                phase.state,
+                v1::JobState::Running | v1::JobState::Savepointing
+            ) {
                 (200, "text/plain", "ready\n".to_string())
             } else {
                 (

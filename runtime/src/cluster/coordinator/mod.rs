@@ -26,10 +26,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use weir_proto::v1::{self, coordinator_message::Body as Command};
 
 use crate::checkpoint::paths::Paths;
+use crate::checkpoint::restore;
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
-use crate::exec::runner::{JobRunner, RestoreFrom, RunConfig, RunSummary};
+use crate::exec::requests::job_channel;
+use crate::exec::runner::{Ending, JobRunner, RestoreFrom, RunConfig, RunSummary};
 use crate::keys::DEFAULT_MAX_PARALLELISM;
 use crate::metrics::JobMetrics;
 
@@ -72,16 +74,25 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     // Checkpoint storage is the job's only durable state: a coordinator that finds
     // completed checkpoints of its job (because it was restarted) resumes from the
     // latest, whatever it was first started from.
+    // A `--restore` savepoint newer than every checkpoint still wins: the
+    // checkpoints are then an earlier deployment's, from before the savepoint.
     let paths = Paths::new(&graph.name);
     let listing = Listing::from_keys(&paths, &store.list(&paths.checkpoints())?);
     if let Some(latest) = listing.complete.last() {
-        tracing::info!(
-            checkpoint = latest.0,
-            "found completed checkpoints in storage; resuming from the latest"
-        );
-        run.restore = RestoreFrom::Latest;
+        let requested = match &run.restore {
+            RestoreFrom::Path(path) => Some(restore::explicit(path)?.metadata.checkpoint_id),
+            _ => None,
+        };
+        if requested.is_none_or(|r| *latest > r) {
+            tracing::info!(
+                checkpoint = latest.0,
+                "found completed checkpoints in storage; resuming from the latest"
+            );
+            run.restore = RestoreFrom::Latest;
+        }
     }
     let shared = Arc::new(Shared::default());
+    let (handle, requests) = job_channel();
     let spec = v1::JobSpec {
         pipeline: config.pipeline.clone(),
         args: config.args.clone(),
@@ -103,6 +114,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         slots_needed,
         metrics.clone(),
         shared.clone(),
+        handle.clone(),
     ));
     let deployer = RemoteDeployer {
         shared: shared.clone(),
@@ -111,7 +123,9 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         checkpoint_uri: store.uri(""),
         attempt_base: crate::exec::deploy::attempt_base(),
     };
-    let runner = JobRunner::with_deployer(graph, run, store, deployer).with_metrics(metrics);
+    let runner = JobRunner::with_deployer(graph, run, store, deployer)
+        .with_metrics(metrics)
+        .with_channel((handle, requests));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -165,9 +179,14 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     };
     let outcome = runner.run();
     let reason = match &outcome {
-        Ok(_) => {
-            status.set(v1::JobState::Finished, "");
-            "the job finished".to_string()
+        Ok(summary) => {
+            let state = match summary.ending {
+                Ending::Finished { .. } => v1::JobState::Finished,
+                Ending::Stopped { .. } => v1::JobState::Stopped,
+                Ending::Canceled => v1::JobState::Canceled,
+            };
+            status.set(state, summary.ending.to_string());
+            format!("the job {}", summary.ending)
         }
         Err(e) => {
             status.set(v1::JobState::Failed, e.to_string());

@@ -15,6 +15,7 @@ use crate::cluster::convert::{ack_from_wire, task_from_wire};
 use crate::cluster::coordinator::shared::{Counters, Shared};
 use crate::cluster::coordinator::status::StatusBoard;
 use crate::error::Error;
+use crate::exec::requests::SavepointProgress;
 use crate::exec::task::TaskEvent;
 use crate::ids::CheckpointId;
 
@@ -159,28 +160,72 @@ impl v1::job_control_server::JobControl for JobControlService {
 
     async fn trigger_savepoint(
         &self,
-        _: Request<v1::TriggerSavepointRequest>,
+        request: Request<v1::TriggerSavepointRequest>,
     ) -> Result<Response<v1::TriggerSavepointResponse>, Status> {
-        Err(Status::unimplemented(
-            "savepoints through the API are not available in this build yet",
-        ))
+        let request = request.into_inner();
+        let phase = self.status.phase();
+        if is_over(phase.state) {
+            return Err(Status::failed_precondition(format!(
+                "the job is over ({}); no savepoint can be taken",
+                crate::cluster::coordinator::http::state_name(phase.state)
+            )));
+        }
+        let target = Some(request.target).filter(|t| !t.is_empty());
+        let id = self.status.handle.trigger_savepoint(target, request.stop);
+        Ok(Response::new(v1::TriggerSavepointResponse { id }))
     }
 
     async fn get_savepoint(
         &self,
-        _: Request<v1::GetSavepointRequest>,
+        request: Request<v1::GetSavepointRequest>,
     ) -> Result<Response<v1::SavepointStatus>, Status> {
-        Err(Status::unimplemented(
-            "savepoints through the API are not available in this build yet",
-        ))
+        let id = request.into_inner().id;
+        let progress = self.status.handle.savepoint(&id).ok_or_else(|| {
+            Status::not_found(format!("no savepoint {id} was asked of this coordinator"))
+        })?;
+        let (state, path, message) = match progress {
+            SavepointProgress::Pending => {
+                (v1::SavepointState::Pending, String::new(), String::new())
+            }
+            SavepointProgress::Completed { path, .. } => {
+                (v1::SavepointState::Completed, path, String::new())
+            }
+            SavepointProgress::Failed(reason) => {
+                (v1::SavepointState::Failed, String::new(), reason)
+            }
+        };
+        Ok(Response::new(v1::SavepointStatus {
+            id,
+            state: state as i32,
+            path,
+            message,
+        }))
     }
 
     async fn cancel(
         &self,
         _: Request<v1::CancelRequest>,
     ) -> Result<Response<v1::CancelResponse>, Status> {
-        Err(Status::unimplemented(
-            "cancel through the API is not available in this build yet",
-        ))
+        let phase = self.status.phase();
+        if is_over(phase.state) {
+            return Err(Status::failed_precondition(format!(
+                "the job is over ({})",
+                crate::cluster::coordinator::http::state_name(phase.state)
+            )));
+        }
+        tracing::info!("cancel requested through the API");
+        self.status.handle.cancel();
+        Ok(Response::new(v1::CancelResponse {}))
     }
+}
+
+/// Whether a job in `state` has ended for good.
+fn is_over(state: v1::JobState) -> bool {
+    matches!(
+        state,
+        v1::JobState::Finished
+            | v1::JobState::Failed
+            | v1::JobState::Canceled
+            | v1::JobState::Stopped
+    )
 }

@@ -7,6 +7,7 @@ use weir_proto::v1;
 use weir_proto::PROTOCOL_VERSION;
 
 use crate::cluster::coordinator::shared::Shared;
+use crate::exec::requests::JobHandle;
 use crate::metrics::JobMetrics;
 
 /// What the coordinator is doing, with the reason when something is wrong.
@@ -30,6 +31,8 @@ pub struct StatusBoard {
     pub metrics: Arc<JobMetrics>,
     /// The workers and the attempt.
     pub shared: Arc<Shared>,
+    /// Savepoint and cancel requests to the job.
+    pub handle: JobHandle,
     phase: Mutex<Phase>,
 }
 
@@ -41,6 +44,7 @@ impl StatusBoard {
         slots_needed: u32,
         metrics: Arc<JobMetrics>,
         shared: Arc<Shared>,
+        handle: JobHandle,
     ) -> Self {
         StatusBoard {
             job,
@@ -48,6 +52,7 @@ impl StatusBoard {
             slots_needed,
             metrics,
             shared,
+            handle,
             phase: Mutex::new(Phase {
                 state: v1::JobState::WaitingForSlots,
                 message: String::new(),
@@ -63,9 +68,16 @@ impl StatusBoard {
         };
     }
 
-    /// The current phase.
+    /// The current phase; a running job with a savepoint pending is savepointing.
     pub fn phase(&self) -> Phase {
-        self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let phase = self.phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if phase.state == v1::JobState::Running && self.handle.savepointing() {
+            return Phase {
+                state: v1::JobState::Savepointing,
+                message: phase.message,
+            };
+        }
+        phase
     }
 
     /// The status now.

@@ -1,0 +1,390 @@
+//! The coordinator loop of one attempt: checkpoints on schedule, savepoints and
+//! cancel on request, failure injection, and the end of the job.
+//!
+//! Step by step, until the attempt ends:
+//! 1. Wait for a task event, a request, or the next deadline (checkpoint due or
+//!    timed out, failure to inject).
+//! 2. Acknowledgements complete checkpoints: `_metadata` is written, the tasks are
+//!    notified, retention deletes old ones. A savepoint's state is copied to its
+//!    own directory instead, and the tasks are notified only when it stops the job
+//!    (side effects of an intermediate savepoint are committed by the next
+//!    checkpoint, as in Flink, so a failover to an older checkpoint never finds
+//!    output it would write again).
+//! 3. Savepoint requests wait until no checkpoint is in flight, then trigger at
+//!    once; with `stop`, sources emit nothing after its barrier and the attempt ends
+//!    when it completes. A stop that fails ends the attempt with an error, so the
+//!    runner restarts the job from its latest checkpoint and sources run again.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Select, TryRecvError};
+
+use crate::api::JobGraph;
+use crate::checkpoint::coordinator::{CheckpointCoordinator, PendingCheckpoint};
+use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION};
+use crate::checkpoint::paths::Paths;
+use crate::checkpoint::retention::Listing;
+use crate::checkpoint::savepoint::SavepointTarget;
+use crate::checkpoint::store::CheckpointStore;
+use crate::error::{Error, Result};
+use crate::exec::inject::FailureInjector;
+use crate::exec::requests::{JobRequest, JobRequests, SavepointProgress, SavepointRequest};
+use crate::exec::runner::{Deployment, RunConfig};
+use crate::exec::task::{Control, TaskEvent};
+use crate::ids::CheckpointId;
+use crate::metrics::{CheckpointSummary, JobMetrics};
+
+/// How an attempt ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// Every input ended and the final checkpoint completed.
+    Finished(CheckpointId),
+    /// A stop-with-savepoint completed; the savepoint's directory.
+    Stopped(String),
+    /// Cancelled on request.
+    Canceled,
+}
+
+/// What the loop needs of the job runner.
+pub struct Coordination<'a> {
+    /// The job.
+    pub graph: &'a JobGraph,
+    /// How it runs.
+    pub config: &'a RunConfig,
+    /// Checkpoint storage.
+    pub store: &'a dyn CheckpointStore,
+    /// Keys of the job's checkpoints.
+    pub paths: &'a Paths,
+    /// The job's counters.
+    pub metrics: &'a JobMetrics,
+    /// Requests from outside.
+    pub requests: &'a JobRequests,
+}
+
+/// The savepoints of one attempt: asked for, and the one in flight.
+#[derive(Default)]
+struct Savepoints {
+    queued: VecDeque<SavepointRequest>,
+    in_flight: Option<(CheckpointId, SavepointRequest)>,
+}
+
+impl Coordination<'_> {
+    /// Runs the attempt's loop until the job ends, stops or is cancelled, or fails.
+    pub fn run(
+        &self,
+        coordinator: &mut CheckpointCoordinator,
+        running: &dyn Deployment,
+        injector: &mut FailureInjector,
+    ) -> Result<AttemptEnd> {
+        let mut savepoints = Savepoints::default();
+        let outcome = self.run_loop(coordinator, running, injector, &mut savepoints);
+        if let Err(e) = &outcome {
+            let reason = format!("the job failed before the savepoint completed: {e}");
+            for request in savepoints
+                .in_flight
+                .take()
+                .map(|(_, r)| r)
+                .into_iter()
+                .chain(savepoints.queued.drain(..))
+            {
+                self.requests
+                    .resolve(&request.handle, SavepointProgress::Failed(reason.clone()));
+            }
+        }
+        outcome
+    }
+
+    fn run_loop(
+        &self,
+        coordinator: &mut CheckpointCoordinator,
+        running: &dyn Deployment,
+        injector: &mut FailureInjector,
+        savepoints: &mut Savepoints,
+    ) -> Result<AttemptEnd> {
+        let events = running.events();
+        let requests = &self.requests.receiver;
+        loop {
+            let deadline = [coordinator.next_deadline(), injector.next_at()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let mut select = Select::new();
+            let events_index = select.recv(events);
+            select.recv(requests);
+            if let Ok(ready) = select.ready_deadline(deadline) {
+                if ready == events_index {
+                    match events.try_recv() {
+                        Ok(event) => {
+                            if let Some(end) =
+                                self.on_event(event, coordinator, running, savepoints)?
+                            {
+                                return Ok(end);
+                            }
+                        }
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => {
+                            return Err(Error::Internal("every task is gone".into()));
+                        }
+                    }
+                } else if let Ok(request) = requests.try_recv() {
+                    match request {
+                        JobRequest::Cancel => {
+                            tracing::info!("job cancelled on request");
+                            return Ok(AttemptEnd::Canceled);
+                        }
+                        JobRequest::Savepoint(r) if coordinator.all_ended() => {
+                            self.requests.resolve(
+                                &r.handle,
+                                SavepointProgress::Failed(
+                                    "the job's input has ended; it is finishing".into(),
+                                ),
+                            );
+                        }
+                        JobRequest::Savepoint(r) => savepoints.queued.push_back(r),
+                    }
+                }
+            }
+            let now = Instant::now();
+            if let Some(p) = coordinator.expire(now) {
+                let reason = format!(
+                    "timed out after {} ms",
+                    self.config.checkpoint_timeout.as_millis()
+                );
+                tracing::warn!(checkpoint = p.id.0, %reason, "checkpoint declined");
+                self.abandon(p, &reason, savepoints)?;
+            }
+            if !savepoints.queued.is_empty() {
+                if let Some((id, targets)) = coordinator.trigger(now) {
+                    if let Some(request) = savepoints.queued.pop_front() {
+                        tracing::info!(checkpoint = id.0, stop = request.stop, savepoint = %request.handle, "triggering savepoint");
+                        let control = if request.stop {
+                            Control::Stop(id)
+                        } else {
+                            Control::Trigger(id)
+                        };
+                        for task in targets {
+                            running.send(task, control);
+                        }
+                        savepoints.in_flight = Some((id, request));
+                    }
+                }
+            }
+            if let Some((id, targets)) = coordinator.poll(now) {
+                tracing::debug!(checkpoint = id.0, "triggering checkpoint");
+                for task in targets {
+                    running.send(task, Control::Trigger(id));
+                }
+            }
+            let tasks = running.tasks();
+            if let Some(victim) = injector.poll(now, tasks.len()) {
+                let task = tasks[victim];
+                tracing::info!(%task, "injecting a failure");
+                running.send(task, Control::Fail);
+            }
+        }
+    }
+
+    /// Handles one task event; returns how the attempt ended if it did.
+    fn on_event(
+        &self,
+        event: TaskEvent,
+        coordinator: &mut CheckpointCoordinator,
+        running: &dyn Deployment,
+        savepoints: &mut Savepoints,
+    ) -> Result<Option<AttemptEnd>> {
+        match event {
+            TaskEvent::Ack(ack) => {
+                let Some(done) = coordinator.ack(ack) else {
+                    return Ok(None);
+                };
+                let id = done.id;
+                if savepoints.in_flight.as_ref().is_some_and(|(s, _)| *s == id) {
+                    return self.complete_savepoint(done, running, savepoints);
+                }
+                let is_final = done.is_final;
+                match self.complete(done) {
+                    Ok(()) => {
+                        running.broadcast(Control::Complete(id));
+                        if is_final {
+                            return Ok(Some(AttemptEnd::Finished(id)));
+                        }
+                    }
+                    Err(e) if is_final => return Err(e),
+                    Err(e) => {
+                        self.metrics
+                            .checkpoints_failed
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(checkpoint = id.0, error = %e, "checkpoint could not be completed");
+                    }
+                }
+            }
+            TaskEvent::Decline { task, id, reason } => {
+                if let Some(p) = coordinator.decline(id) {
+                    tracing::warn!(checkpoint = id.0, %task, %reason, "checkpoint declined");
+                    self.abandon(p, &format!("task {task} declined it: {reason}"), savepoints)?;
+                }
+            }
+            TaskEvent::Ended(task) => {
+                if let Some(id) = coordinator.ended(task) {
+                    let stop = savepoints
+                        .in_flight
+                        .as_ref()
+                        .is_some_and(|(s, r)| *s == id && r.stop);
+                    running.send(
+                        task,
+                        if stop {
+                            Control::Stop(id)
+                        } else {
+                            Control::Trigger(id)
+                        },
+                    );
+                }
+            }
+            TaskEvent::Failed(task, error) => {
+                tracing::debug!(%task, %error, "task failed");
+                return Err(error);
+            }
+            TaskEvent::Exited(task) => {
+                return Err(Error::Internal(format!(
+                    "task {task} exited before the job finished"
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The `_metadata` of a checkpoint whose every task has acknowledged.
+    fn metadata(&self, done: PendingCheckpoint) -> CheckpointMetadata {
+        let duration = done.started.elapsed();
+        let started_ms = SystemTime::now()
+            .checked_sub(duration)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            job: self.graph.name.clone(),
+            checkpoint_id: done.id,
+            timestamp_ms: started_ms,
+            duration_ms: duration.as_millis() as u64,
+            max_parallelism: self.graph.max_parallelism,
+            operators: done.into_operators(),
+        }
+    }
+
+    /// Writes `_metadata` (the commit point) and applies retention.
+    fn complete(&self, done: PendingCheckpoint) -> Result<()> {
+        let id = done.id;
+        let metadata = self.metadata(done);
+        self.store
+            .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
+        self.metrics.checkpoint_completed(CheckpointSummary {
+            id: id.0,
+            uri: self.store.uri(&self.paths.checkpoint_dir(id)),
+            timestamp_ms: metadata.timestamp_ms,
+            duration_ms: metadata.duration_ms,
+            bytes: metadata.state_size(),
+        });
+        tracing::debug!(
+            checkpoint = id.0,
+            duration_ms = metadata.duration_ms,
+            bytes = metadata.state_size(),
+            "checkpoint complete"
+        );
+        let listing = Listing::from_keys(self.paths, &self.store.list(&self.paths.checkpoints())?);
+        for old in listing.to_delete(id, self.config.retained) {
+            if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(old)) {
+                tracing::warn!(checkpoint = old.0, error = %e, "could not delete an old checkpoint");
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a savepoint's staged state into its own directory and records it; a
+    /// stop-with-savepoint then commits the tasks' side effects and ends the attempt.
+    fn complete_savepoint(
+        &self,
+        done: PendingCheckpoint,
+        running: &dyn Deployment,
+        savepoints: &mut Savepoints,
+    ) -> Result<Option<AttemptEnd>> {
+        let Some((id, request)) = savepoints.in_flight.take() else {
+            return Ok(None);
+        };
+        let staging = self.paths.checkpoint_dir(id);
+        let metadata = self.metadata(done);
+        let written = SavepointTarget::new(request.target.as_deref(), self.paths, id)
+            .and_then(|target| target.write(self.store, &staging, &metadata));
+        if let Err(e) = self.store.delete_prefix(&staging) {
+            tracing::warn!(checkpoint = id.0, error = %e, "could not delete a savepoint's staged state");
+        }
+        match written {
+            Ok(path) => {
+                self.requests.resolve(
+                    &request.handle,
+                    SavepointProgress::Completed {
+                        path: path.clone(),
+                        checkpoint: id,
+                    },
+                );
+                if request.stop {
+                    running.broadcast(Control::Complete(id));
+                    return Ok(Some(AttemptEnd::Stopped(path)));
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                self.metrics
+                    .checkpoints_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                let reason = format!("writing the savepoint failed: {e}");
+                self.requests
+                    .resolve(&request.handle, SavepointProgress::Failed(reason.clone()));
+                if request.stop {
+                    return Err(Error::Internal(format!(
+                        "stop-with-savepoint failed ({reason}); restarting the job"
+                    )));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Counts a declined checkpoint and deletes what it had written; a savepoint
+    /// declined fails its request, and a stop-with-savepoint declined fails the attempt.
+    fn abandon(
+        &self,
+        pending: PendingCheckpoint,
+        reason: &str,
+        savepoints: &mut Savepoints,
+    ) -> Result<()> {
+        self.metrics
+            .checkpoints_failed
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self
+            .store
+            .delete_prefix(&self.paths.checkpoint_dir(pending.id))
+        {
+            tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint");
+        }
+        match savepoints.in_flight.take() {
+            Some((id, request)) if id == pending.id => {
+                let reason = format!("savepoint declined: {reason}");
+                self.requests
+                    .resolve(&request.handle, SavepointProgress::Failed(reason.clone()));
+                if request.stop {
+                    return Err(Error::Internal(format!(
+                        "stop-with-savepoint failed ({reason}); restarting the job"
+                    )));
+                }
+                Ok(())
+            }
+            other => {
+                savepoints.in_flight = other;
+                Ok(())
+            }
+        }
+    }
+}
