@@ -10,4 +10,4 @@ cat keyed-sum-out/part-* | sort -t, -k1,1n -k2,2n | awk -F, '
     { last[$1] = $2 }
     END { for (k in last) total += last[k]; expected = 299999 * 300000 / 2;
           if (total != expected) { print "sums " total " != " expected; exit 1 }
-          print "exact: all keys sum to " total }'
+          printf "exact: all keys sum to %.0f\n", total }'
