@@ -5,9 +5,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::data::Message;
 use crate::error::{Error, Result};
 
-/// Called after the receiving task took a message out of a remote channel: grants
-/// the sender one more credit.
-pub type CreditReturn = Box<dyn Fn() + Send>;
+/// Called after the receiving task took a message out of a remote channel: the
+/// sender earns a credit back (granted in batches, see
+/// [`crate::net::remote::register_inbound`]).
+pub type CreditReturn = Box<dyn FnMut() + Send>;
 
 /// Where a task's output exchange sends one downstream subtask's messages.
 pub trait ChannelSender<T>: Send {

@@ -213,7 +213,7 @@ impl<T: Data> TaskBody for InputTask<T> {
     fn run(self: Box<Self>, rt: &mut TaskRuntime) -> Result<()> {
         let InputTask {
             inputs,
-            credits,
+            mut credits,
             mut head,
         } = *self;
         let mut aligner = Aligner::new(inputs.len());
@@ -252,7 +252,7 @@ impl<T: Data> TaskBody for InputTask<T> {
             let message = op
                 .recv(&inputs[channel])
                 .map_err(|_| Error::ChannelClosed)?;
-            if let Some(Some(credit)) = credits.get(channel) {
+            if let Some(Some(credit)) = credits.get_mut(channel) {
                 credit();
             }
             let alignment = match message {

@@ -104,7 +104,11 @@ impl<T: Data> ChannelSender<T> for RemoteSender<T> {
 
 /// Registers the receiving end of channel `key` from `conn`'s peer: messages land
 /// in a bounded queue of `capacity`, the peer is granted that many credits, and the
-/// returned [`CreditReturn`] grants one more each time the task takes a message.
+/// returned [`CreditReturn`] earns one back each time the task takes a message.
+///
+/// Earned credits are granted in batches of half the capacity (one frame, not one
+/// per message). That never stalls the sender: while it waits for credits, more
+/// than half the capacity is queued here for the task to take.
 pub fn register_inbound<T: Data>(
     plane: &DataPlane,
     conn: &Arc<Connection>,
@@ -123,8 +127,14 @@ pub fn register_inbound<T: Data>(
     );
     conn.grant(key, capacity as u32)?;
     let conn = conn.clone();
+    let batch = (capacity as u32 / 2).max(1);
+    let mut earned = 0;
     let credit: CreditReturn = Box::new(move || {
-        let _ = conn.grant(key, 1);
+        earned += 1;
+        if earned == batch {
+            earned = 0;
+            let _ = conn.grant(key, batch);
+        }
     });
     Ok((rx, credit))
 }
@@ -157,7 +167,7 @@ mod tests {
     fn messages_arrive_in_order_and_credits_bound_what_is_in_flight() {
         let (_a, b, a_to_b, b_to_a) = planes();
         let key = (1, 7);
-        let (rx, credit) = register_inbound::<u64>(&b, &b_to_a, key, 4).unwrap();
+        let (rx, mut credit) = register_inbound::<u64>(&b, &b_to_a, key, 4).unwrap();
         let mut tx = RemoteSender::<u64>::new(a_to_b, key);
         let sender = std::thread::spawn(move || {
             for i in 0..100u64 {
@@ -191,7 +201,7 @@ mod tests {
     fn a_full_channel_does_not_hold_back_another_on_the_same_connection() {
         let (_a, b, a_to_b, b_to_a) = planes();
         let (_stuck_rx, _stuck_credit) = register_inbound::<u64>(&b, &b_to_a, (1, 1), 2).unwrap();
-        let (free_rx, free_credit) = register_inbound::<u64>(&b, &b_to_a, (1, 2), 2).unwrap();
+        let (free_rx, mut free_credit) = register_inbound::<u64>(&b, &b_to_a, (1, 2), 2).unwrap();
         let mut stuck = RemoteSender::<u64>::new(a_to_b.clone(), (1, 1));
         let mut free = RemoteSender::<u64>::new(a_to_b, (1, 2));
         stuck.send(Message::Batch(vec![1])).unwrap();
