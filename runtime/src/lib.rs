@@ -19,6 +19,7 @@
 //! - [`cluster`]: the coordinator and worker processes.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
 //! - [`cli`]: the `weir` command line.
+//! - [`histogram`]: latency percentiles for `weir bench`.
 
 pub mod api;
 pub mod checkpoint;
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod exec;
+pub mod histogram;
 pub mod ids;
 pub mod keys;
 pub mod metrics;

@@ -1,18 +1,26 @@
-//! `weir bench`: runs a reference pipeline to a discarding sink and prints `RESULT` lines.
+//! `weir bench`: runs a reference pipeline and prints one `RESULT` line.
 //!
 //! `rps_per_core` is input records divided by the CPU-seconds (user + sys, from
-//! `getrusage`) the process spent in the measured window, which holds steady on a
-//! shared machine where wall-clock rates do not.
+//! `getrusage`, summed over every process of the run) spent in the measured
+//! window, which holds steady on a shared machine where wall-clock rates do not.
+//! With `--rate`, keyed-sum's source stamps records and its sink measures their
+//! end-to-end latency (`p50_us`, `p99_us`, `p999_us`; the sink's first second is
+//! left out as warm-up). With `--workers N`, the job runs on N worker processes
+//! (see [`crate::cli::bench_cluster`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::cli::{parse_interval, Interval};
+use crate::cli::bench_cluster::{cpu_seconds_of, run_on_workers, Cost};
+use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{LocalRunner, RunConfig};
+use crate::histogram::Histogram;
+use crate::keys::DEFAULT_MAX_PARALLELISM;
+use crate::operators::LatencySink;
 use crate::pipelines::grep::Mode;
-use crate::pipelines::{grep, keyed_sum, GeneratorArgs, Target};
 
 /// The benchmark scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +43,8 @@ pub struct BenchArgs {
     /// Time between checkpoints (`off`: only the final one).
     #[arg(long, default_value = "off", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
-    /// Input records (default: 200 M for grep, 300 M for keyed-sum).
+    /// Input records (default: 200 M for grep, 300 M for keyed-sum, 100 M on
+    /// workers, 10 s worth with --rate).
     #[arg(long)]
     pub records: Option<u64>,
     /// grep: substring or regex.
@@ -47,37 +56,53 @@ pub struct BenchArgs {
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
-}
-
-/// Process CPU time (user + sys) so far, in seconds.
-#[allow(unsafe_code)]
-pub fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes into the zero-initialised struct we own; an
-    // all-zero rusage is a valid value of the type.
-    let usage = unsafe {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed().assume_init();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    /// keyed-sum: run on this many `weir worker` processes (0: in this process).
+    #[arg(long, default_value_t = 0)]
+    pub workers: u32,
+    /// keyed-sum: records per second; measures end-to-end latency instead of
+    /// peak throughput.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long a partly filled batch may wait before it is sent (0: send at once).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub buffer_timeout: Duration,
 }
 
 /// Runs `weir bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let records = args.records.unwrap_or(match args.scenario {
-        Scenario::Grep => 200_000_000,
-        Scenario::KeyedSum => 300_000_000,
+    if args.scenario == Scenario::Grep && (args.workers > 0 || args.rate.is_some()) {
+        return Err(Error::Usage(
+            "--workers and --rate apply to keyed-sum only".into(),
+        ));
+    }
+    if args.parallelism == 0 {
+        return Err(Error::Usage("--parallelism must be at least 1".into()));
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Error::Usage("--rate must be a positive number".into()));
+    }
+    let records = args.records.unwrap_or(match (args.scenario, args.rate) {
+        (_, Some(rate)) => (rate * 10.0) as u64,
+        (Scenario::Grep, None) => 200_000_000,
+        (Scenario::KeyedSum, None) if args.workers > 0 => 100_000_000,
+        (Scenario::KeyedSum, None) => 300_000_000,
     });
-    let common = GeneratorArgs {
-        records: Some(records),
-        rate: None,
-        seed: 0,
-        output: None,
-    };
-    let (graph, label) = match args.scenario {
+    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("creating the bench directory", &dir, e))?;
+    let latency_file = dir.join("latency");
+    let (pipeline, mut pipeline_args, label) = match args.scenario {
         Scenario::Grep => (
-            grep::job(&common, args.mode, None, args.parallelism, &Target::Discard)?,
+            "grep",
+            vec![
+                "--mode".to_string(),
+                if args.mode == Mode::Regex {
+                    "regex"
+                } else {
+                    "substring"
+                }
+                .to_string(),
+            ],
             format!(
                 "scenario=grep mode={}",
                 if args.mode == Mode::Regex {
@@ -88,41 +113,130 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             ),
         ),
         Scenario::KeyedSum => (
-            keyed_sum::job(&common, args.keys, args.parallelism, &Target::Discard)?,
-            format!("scenario=keyed-sum keys={} state=heap", args.keys),
+            "keyed-sum",
+            vec!["--keys".to_string(), args.keys.to_string()],
+            format!(
+                "scenario=keyed-sum keys={} state=heap workers={}",
+                args.keys, args.workers
+            ),
         ),
     };
-    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    pipeline_args.extend(["--records".to_string(), records.to_string()]);
+    match args.rate {
+        Some(rate) => pipeline_args.extend([
+            "--rate".to_string(),
+            rate.to_string(),
+            "--latency-file".to_string(),
+            latency_file.display().to_string(),
+        ]),
+        None => pipeline_args.push("--discard".to_string()),
+    }
     let config = RunConfig {
-        checkpoint_dir: dir.display().to_string(),
+        checkpoint_dir: dir.join("checkpoints").display().to_string(),
         checkpoint_interval: args.checkpoint_interval.0,
         max_restarts: 0,
         exec: ExecConfig {
             batch_size: args.batch_size.max(1),
+            buffer_timeout: args.buffer_timeout,
             ..ExecConfig::default()
         },
         ..RunConfig::default()
     };
+    let measured = if args.workers > 0 {
+        run_on_workers(
+            pipeline,
+            pipeline_args,
+            args.parallelism,
+            args.workers,
+            (2 * args.parallelism).div_ceil(args.workers),
+            config,
+        )
+        .map(|cost| (cost, None))
+    } else {
+        run_here(pipeline, &pipeline_args, args.parallelism, config, records)
+    };
+    let latency = match (&measured, args.rate) {
+        (Ok(_), Some(_)) => Some(read_latency(&latency_file, args.parallelism)),
+        _ => None,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let (cost, checkpoints) = measured?;
+    let mut line = format!(
+        "RESULT {label} parallelism={} checkpoint_interval={} buffer_timeout={} records={records}",
+        args.parallelism,
+        args.checkpoint_interval
+            .0
+            .map_or("off".to_string(), |d| humantime::format_duration(d)
+                .to_string()),
+        humantime::format_duration(args.buffer_timeout),
+    );
+    if let Some(c) = checkpoints {
+        line.push_str(&format!(" checkpoints={c}"));
+    }
+    if let Some(rate) = args.rate {
+        line.push_str(&format!(" rate={rate}"));
+    }
+    line.push_str(&format!(
+        " seconds={:.3} cpu_seconds={:.3} rps={:.0} rps_per_core={:.0}",
+        cost.wall,
+        cost.cpu,
+        records as f64 / cost.wall,
+        records as f64 / cost.cpu.max(1e-9)
+    ));
+    if let Some(h) = latency {
+        let h = h?;
+        let us = |q: f64| h.quantile(q) as f64 / 1e3;
+        line.push_str(&format!(
+            " latency_samples={} p50_us={:.1} p99_us={:.1} p999_us={:.1}",
+            h.count(),
+            us(0.5),
+            us(0.99),
+            us(0.999)
+        ));
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// Runs the pipeline in this process; returns its cost and completed checkpoints.
+fn run_here(
+    pipeline: &str,
+    args: &[String],
+    parallelism: u32,
+    config: RunConfig,
+    records: u64,
+) -> Result<(Cost, Option<u64>)> {
+    let graph = crate::pipelines::build(pipeline, args, parallelism, DEFAULT_MAX_PARALLELISM)?;
     let runner = LocalRunner::new(graph, config)?;
     let metrics = runner.metrics();
-    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
-    let outcome = runner.run();
-    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome?;
+    let (cpu0, wall0) = (cpu_seconds_of(libc::RUSAGE_SELF), Instant::now());
+    runner.run()?;
+    let cost = Cost {
+        cpu: cpu_seconds_of(libc::RUSAGE_SELF) - cpu0,
+        wall: wall0.elapsed().as_secs_f64(),
+    };
     let read = metrics.source_records();
     if read != records {
         return Err(Error::Internal(format!(
             "the sources read {read} records, expected {records}"
         )));
     }
-    println!(
-        "RESULT {label} parallelism={} checkpoint_interval={} records={records} checkpoints={} seconds={wall:.3} cpu_seconds={cpu:.3} rps={:.0} rps_per_core={:.0}",
-        args.parallelism,
-        args.checkpoint_interval.0.map_or("off".to_string(), |d| humantime::format_duration(d).to_string()),
-        metrics.checkpoints_completed.load(Ordering::Relaxed),
-        records as f64 / wall,
-        records as f64 / cpu.max(1e-9),
-    );
-    Ok(())
+    Ok((
+        cost,
+        Some(metrics.checkpoints_completed.load(Ordering::Relaxed)),
+    ))
+}
+
+/// Merges the latency histograms the sink subtasks wrote.
+fn read_latency(path: &Path, parallelism: u32) -> Result<Histogram> {
+    let mut total = Histogram::default();
+    for subtask in 0..parallelism {
+        let file: PathBuf = LatencySink::<()>::file(path, subtask);
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io("reading", &file, e))?;
+        let h = Histogram::from_text(&text).map_err(|reason| {
+            Error::Internal(format!("latency histogram {}: {reason}", file.display()))
+        })?;
+        total.merge(&h);
+    }
+    Ok(total)
 }

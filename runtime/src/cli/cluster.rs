@@ -28,6 +28,10 @@ pub struct CoordinatorArgs {
     /// A worker not heard from for this long is lost and the job redeployed.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
+    /// Give every subtask its own slot instead of putting subtask k of every
+    /// operator in slot k (so that operators land on different workers).
+    #[arg(long)]
+    pub no_slot_sharing: bool,
     /// Arguments of the pipeline, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -70,6 +74,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         http: args.http.clone(),
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
+        slot_sharing: !args.no_slot_sharing,
     };
     let summary = run_coordinator(config)?;
     eprintln!(

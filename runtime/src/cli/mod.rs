@@ -1,6 +1,7 @@
 //! The `weir` command line: `run`, `pipelines`, `bench`, the cluster processes and their control.
 
 mod bench;
+mod bench_cluster;
 mod cluster;
 mod control;
 mod progress;

@@ -6,6 +6,7 @@ mod file_sink;
 mod filter;
 mod flat_map;
 mod keyed_process;
+mod latency_sink;
 mod map;
 mod reduce;
 mod sequence_source;
@@ -21,6 +22,7 @@ pub use flat_map::FlatMap;
 pub use keyed_process::{
     KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState,
 };
+pub use latency_sink::{now_nanos, LatencySink};
 pub use map::Map;
 pub use reduce::{KeyedReduce, KeyedSum};
 pub use sequence_source::SequenceSource;

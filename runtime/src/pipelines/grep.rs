@@ -207,7 +207,7 @@ pub struct GrepArgs {
 /// Builds the `grep` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<GrepArgs>("grep", args)?;
-    let target = Target::from_output(args.common.output.as_deref());
+    let target = args.common.target();
     job(&args.common, args.mode, args.pattern, parallelism, &target)
 }
 

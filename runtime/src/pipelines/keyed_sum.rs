@@ -4,6 +4,8 @@
 //! to the subtask owning the key's key group, adds each value to its key's sum and
 //! emits `(key, sum)` for every record.
 
+use std::time::Duration;
+
 use clap::Parser;
 
 use crate::api::{JobBuilder, JobGraph};
@@ -11,6 +13,7 @@ use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::keys::mix;
 use crate::operator::OperatorContext;
+use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_index, block_share, Generator, GeneratorSource, BLOCK};
 use crate::pipelines::{sink_lines, GeneratorArgs, Target};
 
@@ -27,6 +30,10 @@ pub struct KeyedSumArgs {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
+    /// Stamp records at the source and write a latency histogram per sink subtask
+    /// to FILE.<subtask> instead of the sums (for `weir bench`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "discard"])]
+    pub latency_file: Option<std::path::PathBuf>,
 }
 
 /// Generates record `i` as `((mix(i) >> 1) % keys, i)`.
@@ -64,8 +71,10 @@ impl Generator for KeyedRecords {
 /// Builds the `keyed-sum` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<KeyedSumArgs>("keyed-sum", args)?;
-    let target = Target::from_output(args.common.output.as_deref());
-    job(&args.common, args.keys, parallelism, &target)
+    if let Some(path) = args.latency_file {
+        return latency_job(&args.common, args.keys, parallelism, path);
+    }
+    job(&args.common, args.keys, parallelism, &args.common.target())
 }
 
 /// The `keyed-sum` job writing to `target`.
@@ -99,6 +108,80 @@ pub fn job(
         out.extend_from_slice(buf.format(r.0).as_bytes());
         out.push(b',');
         out.extend_from_slice(buf.format(r.1).as_bytes());
+    });
+    job.build()
+}
+
+/// Generates record `i` as `((mix(i) >> 1) % keys, i, t)` where `t` is when the
+/// source emits it ([`now_nanos`], read once per batch).
+pub struct StampedRecords {
+    keys: u64,
+    index: u32,
+    parallelism: u32,
+}
+
+impl Generator for StampedRecords {
+    type Out = (u64, u64, u64);
+
+    fn open(&mut self, ctx: &OperatorContext, _state: Option<&[u8]>) -> Result<()> {
+        self.index = ctx.subtask.index;
+        self.parallelism = ctx.subtask.parallelism;
+        Ok(())
+    }
+
+    fn generate(&mut self, position: u64, count: usize, out: &mut Batch<(u64, u64, u64)>) {
+        out.reserve(count);
+        let now = now_nanos();
+        let (mut k, end) = (position, position + count as u64);
+        while k < end {
+            let run = (((k / BLOCK) + 1) * BLOCK).min(end) - k;
+            let first = block_index(k, self.index, self.parallelism);
+            out.extend((first..first + run).map(|i| ((mix(i) >> 1) % self.keys, i, now)));
+            k += run;
+        }
+    }
+
+    fn share(&self, total: u64, index: u32, parallelism: u32) -> u64 {
+        block_share(total, index, parallelism)
+    }
+}
+
+/// `keyed-sum` with source timestamps: the sum carries the stamp of the record that
+/// updated it last, and a [`LatencySink`] writes `now - stamp` percentiles to
+/// `path.<subtask>` (records in the sink's first second are left out as warm-up).
+pub fn latency_job(
+    common: &GeneratorArgs,
+    keys: u64,
+    parallelism: u32,
+    path: std::path::PathBuf,
+) -> Result<JobGraph> {
+    if keys == 0 {
+        return Err(Error::Usage(
+            "pipeline keyed-sum: --keys must be at least 1".into(),
+        ));
+    }
+    let mut job = JobBuilder::new("keyed-sum");
+    job.parallelism(parallelism);
+    let (total, rate) = (common.records, common.rate);
+    job.source("records", move |_| {
+        let generator = StampedRecords {
+            keys,
+            index: 0,
+            parallelism: 1,
+        };
+        GeneratorSource::new(generator, total, rate)
+    })
+    .key_by(|r: &(u64, u64, u64)| r.0)
+    .reduce("sum", |acc: &mut (u64, u64, u64), r: (u64, u64, u64)| {
+        acc.1 += r.1;
+        acc.2 = r.2;
+    })
+    .sink("sink", move |_| {
+        LatencySink::new(
+            path.clone(),
+            |r: &(u64, u64, u64)| r.2,
+            Duration::from_secs(1),
+        )
     });
     job.build()
 }

@@ -97,6 +97,20 @@ pub struct GeneratorArgs {
     /// Directory for the exactly-once file sink (lines go to stdout if not given).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Drop the output instead of writing it (for benchmarks).
+    #[arg(long, conflicts_with = "output")]
+    pub discard: bool,
+}
+
+impl GeneratorArgs {
+    /// Where the output goes: dropped, the file sink, or stdout.
+    pub fn target(&self) -> Target {
+        if self.discard {
+            Target::Discard
+        } else {
+            Target::from_output(self.output.as_deref())
+        }
+    }
 }
 
 fn positive_rate(s: &str) -> std::result::Result<f64, String> {

@@ -28,7 +28,7 @@ use crate::keys::mix;
 use crate::operator::OperatorContext;
 use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
-use crate::pipelines::{sink_lines, GeneratorArgs, Target};
+use crate::pipelines::{sink_lines, GeneratorArgs};
 use crate::rng::Rng;
 
 const STATE_NAMES: [&str; 6] = ["Initial", "W", "X", "Y", "Z", "Terminal"];
@@ -220,7 +220,7 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             args.error_rate
         )));
     }
-    let target = Target::from_output(args.common.output.as_deref());
+    let target = args.common.target();
     let mut job = JobBuilder::new("state-machine");
     job.parallelism(parallelism);
     let (total, rate, seed, error_rate) = (

@@ -103,6 +103,7 @@ fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
         rate: Some(200_000.0),
         seed: 0,
         output: None,
+        discard: false,
     };
     let graph = keyed_sum::job(&common, 50, 2, &Target::Files(out.clone())).unwrap();
     let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(dir.path().join("chk")));

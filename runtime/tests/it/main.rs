@@ -5,6 +5,7 @@
 
 mod backpressure;
 mod bad_input;
+mod bench;
 mod cluster;
 mod data_plane;
 mod engine;

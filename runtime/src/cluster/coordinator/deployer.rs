@@ -32,32 +32,49 @@ pub struct RemoteDeployer {
     pub checkpoint_uri: String,
     /// Attempts are numbered from here, unique to this coordinator process.
     pub attempt_base: u64,
+    /// Whether subtask `k` of every chain shares slot `k` (else each has its own).
+    pub slot_sharing: bool,
 }
 
-/// Subtask `k` of every chain goes to slot `k` (Flink's slot sharing), so a job
-/// needs as many slots as its largest parallelism; slots are taken from the
-/// workers in id order. Returns `None` if there are too few slots.
+/// Slots a job with these chain parallelisms needs: its largest parallelism with
+/// slot sharing, one per subtask without.
+pub fn slots_needed(chain_parallelism: &[u32], slot_sharing: bool) -> u32 {
+    if slot_sharing {
+        chain_parallelism.iter().copied().max().unwrap_or(0)
+    } else {
+        chain_parallelism.iter().sum()
+    }
+}
+
+/// With slot sharing, subtask `k` of every chain goes to slot `k` (as in Flink),
+/// so a job needs as many slots as its largest parallelism; without, every
+/// subtask takes the next free slot, chain by chain (a chain's subtasks fill one
+/// worker before the next chain starts on the following one). Slots are taken
+/// from the workers in id order. Returns `None` if there are too few slots.
 pub fn place(
     chain_parallelism: &[u32],
     workers: &BTreeMap<String, u32>,
+    slot_sharing: bool,
 ) -> Option<HashMap<TaskId, String>> {
     let slots: Vec<&String> = workers
         .iter()
         .flat_map(|(id, n)| std::iter::repeat_n(id, *n as usize))
         .collect();
-    let needed = chain_parallelism.iter().copied().max().unwrap_or(0) as usize;
-    if slots.len() < needed {
+    if slots.len() < slots_needed(chain_parallelism, slot_sharing) as usize {
         return None;
     }
     let mut placement = HashMap::new();
+    let mut next = 0;
     for (c, p) in chain_parallelism.iter().enumerate() {
         for s in 0..*p {
+            let slot = if slot_sharing { s as usize } else { next };
+            next += 1;
             placement.insert(
                 TaskId {
                     chain: c as u32,
                     subtask: s,
                 },
-                slots[s as usize].clone(),
+                slots[slot].clone(),
             );
         }
     }
@@ -92,7 +109,7 @@ impl Deployer for RemoteDeployer {
                 .iter()
                 .map(|(id, w)| (id.clone(), w.slots))
                 .collect();
-            if let Some(p) = place(&parallelism, &workers) {
+            if let Some(p) = place(&parallelism, &workers, self.slot_sharing) {
                 break p;
             }
             if self.status.handle.is_canceled() {
@@ -274,7 +291,7 @@ mod tests {
     #[test]
     fn slot_sharing_places_subtask_k_of_every_chain_in_slot_k() {
         let workers: BTreeMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
-        let p = place(&[3, 2], &workers).unwrap();
+        let p = place(&[3, 2], &workers, true).unwrap();
         let at = |c, s| {
             p[&TaskId {
                 chain: c,
@@ -285,8 +302,29 @@ mod tests {
         assert_eq!((at(0, 0), at(0, 1), at(0, 2)), ("a", "b", "b"));
         assert_eq!((at(1, 0), at(1, 1)), ("a", "b"));
         assert!(
-            place(&[4], &workers).is_none(),
+            place(&[4], &workers, true).is_none(),
             "3 slots cannot run parallelism 4"
         );
+    }
+
+    #[test]
+    fn without_slot_sharing_every_subtask_has_its_own_slot() {
+        let workers: BTreeMap<String, u32> = [("a".to_string(), 2), ("b".to_string(), 2)].into();
+        let p = place(&[2, 2], &workers, false).unwrap();
+        let at = |c, s| {
+            p[&TaskId {
+                chain: c,
+                subtask: s,
+            }]
+                .as_str()
+        };
+        assert_eq!((at(0, 0), at(0, 1)), ("a", "a"));
+        assert_eq!((at(1, 0), at(1, 1)), ("b", "b"));
+        assert!(
+            place(&[2, 3], &workers, false).is_none(),
+            "5 subtasks, 4 slots"
+        );
+        assert_eq!(slots_needed(&[2, 3], false), 5);
+        assert_eq!(slots_needed(&[2, 3], true), 3);
     }
 }

@@ -59,6 +59,8 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// A worker not heard from for this long is lost.
     pub heartbeat_timeout: Duration,
+    /// Whether subtask `k` of every operator shares slot `k` (Flink's default).
+    pub slot_sharing: bool,
 }
 
 /// Runs the job to its end with the workers that register; returns how it ended.
@@ -102,11 +104,11 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         channel_capacity: config.run.exec.channel_capacity as u32,
         buffer_timeout_us: config.run.exec.buffer_timeout.as_micros() as u64,
     };
-    let slots_needed = crate::exec::deploy::chains(&graph)
+    let chain_parallelism: Vec<u32> = crate::exec::deploy::chains(&graph)
         .iter()
         .map(|c| c.parallelism)
-        .max()
-        .unwrap_or(1);
+        .collect();
+    let slots_needed = deployer::slots_needed(&chain_parallelism, config.slot_sharing);
     let metrics = Arc::new(JobMetrics::default());
     let status = Arc::new(StatusBoard::new(
         graph.name.clone(),
@@ -122,6 +124,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         spec,
         checkpoint_uri: store.uri(""),
         attempt_base: crate::exec::deploy::attempt_base(),
+        slot_sharing: config.slot_sharing,
     };
     let runner = JobRunner::with_deployer(graph, run, store, deployer)
         .with_metrics(metrics)
