@@ -80,10 +80,10 @@ pub enum Error {
     },
     /// The job failed more often than its restart strategy allows.
     #[error(
-        "job failed {restarts} times, giving up (restart limit {limit}); last failure: {last}"
+        "job failed {restarts} times in a row without completing a checkpoint, giving up (restart limit {limit}); last failure: {last}"
     )]
     RestartLimit {
-        /// How many restarts were made.
+        /// Failures in a row, with no checkpoint completed between them.
         restarts: u32,
         /// The configured limit.
         limit: u32,

@@ -60,7 +60,8 @@ pub struct JobOptions {
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
-    /// Restarts allowed after failures before the job fails for good.
+    /// Failures in a row, with no checkpoint completed between them, after which
+    /// the job fails for good (a job that keeps checkpointing restarts forever).
     #[arg(long, default_value_t = 10)]
     pub max_restarts: u32,
     /// Kill a random task at N random moments (seeded by --seed), to see recovery.

@@ -59,9 +59,11 @@ pub struct RunConfig {
     pub restore: RestoreFrom,
     /// Restore even if the checkpoint has state of operators the job lacks.
     pub allow_non_restored_state: bool,
-    /// Restarts allowed before the job fails for good.
+    /// Failures in a row (with no checkpoint completed between them) after which
+    /// the job fails for good.
     pub max_restarts: u32,
-    /// Wait before the first restart; doubles up to `max_backoff`.
+    /// Wait before the first restart; doubles up to `max_backoff`, and starts over
+    /// once a checkpoint completes.
     pub restart_backoff: Duration,
     /// Longest wait between restarts.
     pub max_backoff: Duration,
@@ -293,6 +295,7 @@ impl<D: Deployer> JobRunner<D> {
         let mut injector =
             FailureInjector::new(self.config.inject_failures, self.config.seed, max_delay);
         let mut restarts = 0u32;
+        let mut failures_in_a_row = 0u32;
         let mut backoff = self.config.restart_backoff;
         loop {
             if self.requests.is_canceled() {
@@ -331,9 +334,20 @@ impl<D: Deployer> JobRunner<D> {
                     if error.class() == ErrorClass::User {
                         return Err(error);
                     }
-                    if !injected && restarts >= self.config.max_restarts {
+                    let recovered = self.recovery_point(initial.as_ref())?;
+                    // A completed checkpoint since the last restore is progress: the
+                    // failure streak and the backoff start over, so a job that keeps
+                    // checkpointing survives any number of failures over its life.
+                    let id = |p: &Option<Arc<RestorePoint>>| {
+                        p.as_ref().map(|p| p.metadata.checkpoint_id)
+                    };
+                    if id(&recovered) > id(&restore_point) {
+                        failures_in_a_row = 0;
+                        backoff = self.config.restart_backoff;
+                    }
+                    if !injected && failures_in_a_row >= self.config.max_restarts {
                         return Err(Error::RestartLimit {
-                            restarts,
+                            restarts: failures_in_a_row,
                             limit: self.config.max_restarts,
                             last: Box::new(error),
                         });
@@ -343,9 +357,10 @@ impl<D: Deployer> JobRunner<D> {
                     tracing::warn!(%error, restart = restarts, backoff_ms = backoff.as_millis() as u64, "job failed; restarting from the latest checkpoint");
                     std::thread::sleep(backoff);
                     if !injected {
+                        failures_in_a_row += 1;
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
-                    restore_point = self.recovery_point(initial.as_ref())?;
+                    restore_point = recovered;
                     next_id = self.listing()?.next_id(next_id);
                 }
             }

@@ -325,6 +325,63 @@ fn the_restart_limit_ends_the_job_with_the_last_failure() {
     );
 }
 
+/// Fails once per attempt, after a checkpoint of that attempt completed, `left` times in all.
+struct FailsAfterEachCheckpoint {
+    left: Arc<std::sync::atomic::AtomicU32>,
+    checkpointed: bool,
+}
+
+impl Operator for FailsAfterEachCheckpoint {
+    type In = u64;
+    type Out = u64;
+    fn process(&mut self, input: &mut Batch<u64>, output: &mut Batch<u64>) -> Result<()> {
+        let take = |n: u32| n.checked_sub(1);
+        if self.checkpointed
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+                .is_ok()
+        {
+            return Err(Error::Internal("failing after a checkpoint".into()));
+        }
+        output.append(input);
+        Ok(())
+    }
+    fn checkpoint_complete(&mut self, _: CheckpointId) -> Result<()> {
+        self.checkpointed = true;
+        Ok(())
+    }
+}
+
+#[test]
+fn failures_with_checkpoints_between_them_never_exhaust_the_restart_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fails = Arc::new(std::sync::atomic::AtomicU32::new(5));
+    let out = collected();
+    let sink = out.clone();
+    let job = JobBuilder::new("keeps-going");
+    job.source("numbers", |_| {
+        PacedSource::new(SequenceSource::new(0..400), Duration::from_millis(2))
+    })
+    .transform("flaky", move |_| FailsAfterEachCheckpoint {
+        left: fails.clone(),
+        checkpointed: false,
+    })
+    .sink("collect", move |_| CollectSink::new(sink.clone()));
+    let mut cfg = config(dir.path());
+    cfg.max_restarts = 2;
+    cfg.exec.batch_size = 2;
+    let (summary, _) = run(job.build().unwrap(), cfg).expect("the job finishes");
+    assert_eq!(
+        summary.restarts, 5,
+        "five failures, each after a completed checkpoint"
+    );
+    let mut seen: Vec<u64> = out.lock().unwrap().clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..400).collect::<Vec<_>>());
+}
+
 #[test]
 fn an_incomplete_checkpoint_is_skipped_and_its_id_never_reused() {
     let dir = tempfile::tempdir().unwrap();
