@@ -6,7 +6,7 @@ use crate::checkpoint::metadata::CheckpointMetadata;
 use crate::checkpoint::paths::{Paths, METADATA};
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::state_file;
-use crate::checkpoint::store::{CheckpointStore, FileStore};
+use crate::checkpoint::store::{open_store, CheckpointStore, FileStore};
 use crate::error::{Error, Result};
 use crate::ids::{OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
@@ -115,15 +115,25 @@ pub fn latest(store: &dyn CheckpointStore, paths: &Paths) -> Result<Option<Resto
     Ok(None)
 }
 
-/// Loads the checkpoint or savepoint at `path`: its directory or its `_metadata`,
-/// as a plain path or a `file://` URI. Damage is an error, never skipped.
-pub fn explicit(path: &str) -> Result<RestorePoint> {
-    let path = path.strip_prefix("file://").unwrap_or(path);
-    let dir = path.strip_suffix(METADATA).unwrap_or(path);
-    if !std::path::Path::new(dir).join(METADATA).is_file() {
-        return Err(Error::NoCheckpoint(format!(
+/// Loads the checkpoint or savepoint at `location`: its directory or its `_metadata`,
+/// as a plain path, a `file://` or an `s3://` URI. Damage is an error, never skipped.
+pub fn explicit(location: &str) -> Result<RestorePoint> {
+    let dir = location.strip_suffix(METADATA).unwrap_or(location);
+    let missing = || {
+        Error::NoCheckpoint(format!(
             "{dir} (no {METADATA} there: not a completed checkpoint or savepoint)"
-        )));
+        ))
+    };
+    if !dir.starts_with("s3://") {
+        let path = dir.strip_prefix("file://").unwrap_or(dir);
+        if !std::path::Path::new(path).join(METADATA).is_file() {
+            return Err(missing());
+        }
+        return RestorePoint::load(&FileStore::new(path), "");
     }
-    RestorePoint::load(&FileStore::new(dir), "")
+    let store = open_store(dir)?;
+    if !store.list("")?.iter().any(|k| k == METADATA) {
+        return Err(missing());
+    }
+    RestorePoint::load(store.as_ref(), "")
 }

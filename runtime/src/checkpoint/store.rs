@@ -25,14 +25,17 @@ pub trait CheckpointStore: Send + Sync + Debug {
     fn uri(&self, key: &str) -> String;
 }
 
-/// Opens the store for a base URI: `file:///path` or a plain path.
+/// Opens the store for a base URI: `s3://bucket/prefix`, `file:///path` or a plain path.
 pub fn open_store(uri: &str) -> Result<Box<dyn CheckpointStore>> {
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(Box::new(FileStore::new(path)));
     }
+    if uri.starts_with("s3://") {
+        return Ok(Box::new(crate::checkpoint::s3::S3Store::open(uri)?));
+    }
     if let Some((scheme, _)) = uri.split_once("://") {
         return Err(Error::Usage(format!(
-            "checkpoint storage {uri}: scheme {scheme}:// is not supported (use file:// or a path)"
+            "checkpoint storage {uri}: scheme {scheme}:// is not supported (use s3://, file:// or a path)"
         )));
     }
     Ok(Box::new(FileStore::new(uri)))
@@ -191,7 +194,7 @@ mod tests {
 
     #[test]
     fn unsupported_schemes_are_named() {
-        let err = open_store("s3://bucket/x").unwrap_err();
-        assert!(err.to_string().contains("s3://"), "{err}");
+        let err = open_store("gs://bucket/x").unwrap_err().to_string();
+        assert!(err.contains("gs://") && err.contains("s3://"), "{err}");
     }
 }

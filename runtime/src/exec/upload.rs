@@ -5,6 +5,7 @@
 //! records; the upload (the slow part) runs here, which is what keeps checkpoints
 //! asynchronous for the tasks.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -18,13 +19,33 @@ use crate::error::Result;
 use crate::exec::task::{TaskEvent, Upload};
 
 /// Uploads snapshots from `uploads` until every sender is gone.
+///
+/// When storage is slow or down, snapshots queue up here. A task's snapshot with a
+/// later snapshot of the same task queued behind it is dropped unwritten: one
+/// checkpoint is in flight at a time, so its checkpoint was already declined or
+/// timed out. That bounds the backlog to one snapshot per task.
 pub fn run_uploader(
     store: Arc<dyn CheckpointStore>,
     paths: Paths,
     uploads: Receiver<Upload>,
     events: Sender<TaskEvent>,
 ) {
-    for upload in uploads {
+    let mut queue: VecDeque<Upload> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match uploads.recv() {
+                Ok(upload) => queue.push_back(upload),
+                Err(_) => return,
+            }
+        }
+        queue.extend(uploads.try_iter());
+        let Some(upload) = queue.pop_front() else {
+            continue;
+        };
+        if queue.iter().any(|later| later.task == upload.task) {
+            tracing::debug!(task = %upload.task, checkpoint = upload.id.0, "dropping a superseded snapshot");
+            continue;
+        }
         let (task, id) = (upload.task, upload.id);
         let event = match store_upload(store.as_ref(), &paths, upload) {
             Ok(ack) => TaskEvent::Ack(ack),

@@ -12,5 +12,7 @@ mod engine;
 mod exactly_once;
 mod examples;
 mod restore;
+mod s3;
+mod s3_server;
 mod savepoints;
 mod support;
