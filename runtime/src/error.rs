@@ -162,3 +162,19 @@ impl Error {
         }
     }
 }
+
+/// An error with its chain of causes (`a: b: c`), which many libraries' top-level
+/// messages leave out (tonic's "transport error", the AWS SDK's "dispatch failure").
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let cause = e.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = e.source();
+    }
+    text
+}

@@ -22,7 +22,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use aws_sdk_s3::Client;
 
 use crate::checkpoint::store::CheckpointStore;
-use crate::error::{Error, Result};
+use crate::error::{with_causes, Error, Result};
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -129,7 +129,7 @@ impl S3Store {
             .key(&object)
             .send()
             .await
-            .map_err(|e| self.fail("starting the upload of", key, describe(&e)))?;
+            .map_err(|e| self.fail("starting the upload of", key, with_causes(&e)))?;
         let id = upload
             .upload_id()
             .ok_or_else(|| self.fail("starting the upload of", key, "no upload id"))?
@@ -156,7 +156,7 @@ impl S3Store {
                         .build(),
                 ),
                 Err(e) => {
-                    outcome = Err(self.fail("uploading a part of", key, describe(&e)));
+                    outcome = Err(self.fail("uploading a part of", key, with_causes(&e)));
                     break;
                 }
             }
@@ -176,7 +176,7 @@ impl S3Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("completing the upload of", key, describe(&e)));
+                .map_err(|e| self.fail("completing the upload of", key, with_causes(&e)));
         }
         if outcome.is_err() {
             // Best effort: the parts would otherwise be billed until a lifecycle rule runs.
@@ -191,18 +191,6 @@ impl S3Store {
         }
         outcome
     }
-}
-
-/// An SDK error with its cause chain, which the top-level message leaves out.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 impl CheckpointStore for S3Store {
@@ -220,7 +208,7 @@ impl CheckpointStore for S3Store {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| self.fail("writing", key, describe(&e)))
+            .map_err(|e| self.fail("writing", key, with_causes(&e)))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -237,14 +225,14 @@ impl CheckpointStore for S3Store {
                     if missing {
                         self.fail("reading", key, "no such object")
                     } else {
-                        self.fail("reading", key, describe(&e))
+                        self.fail("reading", key, with_causes(&e))
                     }
                 })?;
             let body = object
                 .body
                 .collect()
                 .await
-                .map_err(|e| self.fail("reading", key, describe(&e)))?;
+                .map_err(|e| self.fail("reading", key, with_causes(&e)))?;
             Ok(body.into_bytes().to_vec())
         })
     }
@@ -260,7 +248,7 @@ impl CheckpointStore for S3Store {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("listing", prefix, describe(&e)))?;
+                let page = page.map_err(|e| self.fail("listing", prefix, with_causes(&e)))?;
                 for object in page.contents() {
                     if let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) {
                         keys.push(key.to_string());
@@ -294,7 +282,7 @@ impl CheckpointStore for S3Store {
                     .delete(delete)
                     .send()
                     .await
-                    .map_err(|e| self.fail("deleting", prefix, describe(&e)))?;
+                    .map_err(|e| self.fail("deleting", prefix, with_causes(&e)))?;
                 if let Some(e) = out.errors().first() {
                     let key = e.key().and_then(|k| k.strip_prefix(&self.prefix));
                     return Err(self.fail(

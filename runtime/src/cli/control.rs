@@ -66,7 +66,10 @@ impl Client {
         let client = runtime
             .block_on(JobControlClient::connect(endpoint.clone()))
             .map_err(|e| {
-                Error::Usage(format!("cannot reach the coordinator at {endpoint}: {e}"))
+                Error::Usage(format!(
+                    "cannot reach the coordinator at {endpoint}: {}",
+                    crate::error::with_causes(&e)
+                ))
             })?;
         Ok(Client {
             runtime,

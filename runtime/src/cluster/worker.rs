@@ -120,7 +120,7 @@ async fn session(
     let unreachable = |e: String| Error::Internal(format!("coordinator {endpoint}: {e}"));
     let mut client = CoordinationClient::connect(endpoint.to_string())
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(crate::error::with_causes(&e)))?;
     let (out, out_rx) = unbounded_channel::<v1::WorkerMessage>();
     let _ = out.send(v1::WorkerMessage {
         body: Some(Event::Register(v1::Register {
