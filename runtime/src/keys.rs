@@ -105,7 +105,7 @@ impl KeyGroup {
 }
 
 /// A contiguous range of key groups `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGroupRange {
     /// First key group in the range.
     pub start: u32,
@@ -135,6 +135,25 @@ impl KeyGroupRange {
     /// The key groups of the range, in order.
     pub fn iter(&self) -> impl Iterator<Item = KeyGroup> {
         (self.start..self.end).map(KeyGroup)
+    }
+
+    /// The key groups in both ranges (empty when they do not overlap).
+    pub fn intersect(&self, other: KeyGroupRange) -> KeyGroupRange {
+        let start = self.start.max(other.start);
+        KeyGroupRange {
+            start,
+            end: self.end.min(other.end).max(start),
+        }
+    }
+
+    /// Number of key groups in the range.
+    pub fn len(&self) -> u32 {
+        self.end - self.start
+    }
+
+    /// Whether the range has no key group.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
     }
 }
 

@@ -70,6 +70,9 @@ pub struct JobMetrics {
     pub last_checkpoint_bytes: AtomicU64,
     /// Restarts of the job after failures.
     pub restarts: AtomicU64,
+    /// How long the last deployment took to start its tasks, restoring their
+    /// state included, in milliseconds.
+    pub last_deploy_ms: AtomicU64,
     /// The latest completed checkpoint.
     pub latest: Mutex<Option<CheckpointSummary>>,
 }

@@ -7,11 +7,11 @@
 
 use std::time::Instant;
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::Result;
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
-use crate::state::{OperatorSnapshot, RestoredState};
+use crate::state::{OperatorSnapshot, RestoredState, StateConfig};
 
 /// Where an operator subtask runs: its identity and the key groups it owns.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct OperatorContext {
     /// The deployment attempt: unique per deployment, also across coordinator
     /// restarts, so files an attempt writes never collide with another's.
     pub attempt: u64,
+    /// The job's state backend, for operators with keyed state.
+    pub state: StateConfig,
 }
 
 /// A transformation from batches of `In` to batches of `Out`, possibly with state.
@@ -41,8 +43,10 @@ pub trait Operator: Send + 'static {
     /// Record type produced.
     type Out: Data;
 
-    /// Called once before any other hook, with the state this subtask owned in the
-    /// checkpoint being restored (`None` on a fresh start).
+    /// Called once before any other hook, with the state this subtask owns in the
+    /// checkpoint being restored (`None` on a fresh start): the key groups of its
+    /// range, and its non-keyed state (or, at another parallelism than the
+    /// checkpoint's, every old subtask's in [`RestoredState::union`]).
     fn open(&mut self, _ctx: &OperatorContext, _restored: Option<RestoredState>) -> Result<()> {
         Ok(())
     }
@@ -52,9 +56,10 @@ pub trait Operator: Send + 'static {
     fn process(&mut self, input: &mut Batch<Self::In>, output: &mut Batch<Self::Out>)
         -> Result<()>;
 
-    /// Snapshots the state for checkpoint `id`. The runner guarantees that all
-    /// records before the barrier of `id` have been processed and none after it.
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+    /// Snapshots the state for the checkpoint or savepoint of `barrier`. The runner
+    /// guarantees that all records before the barrier have been processed and none
+    /// after it. A savepoint's snapshot must be self-contained and canonical.
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         Ok(OperatorSnapshot::default())
     }
 
@@ -106,5 +111,5 @@ pub trait Source: Send + 'static {
     fn poll(&mut self, output: &mut Batch<Self::Out>, max: usize) -> Result<SourceStatus>;
 
     /// Snapshots the position after the last record returned by `poll`.
-    fn snapshot(&mut self, id: CheckpointId) -> Result<OperatorSnapshot>;
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot>;
 }

@@ -35,6 +35,8 @@ pub struct PendingCheckpoint {
     pub states: BTreeMap<OperatorUid, (u32, Vec<SubtaskState>)>,
     /// Whether this is the final checkpoint of a finished bounded job.
     pub is_final: bool,
+    /// Bytes the acknowledged tasks wrote for it.
+    pub uploaded_bytes: u64,
 }
 
 impl PendingCheckpoint {
@@ -63,6 +65,8 @@ pub struct Ack {
     pub id: CheckpointId,
     /// Per operator subtask in the task: uid, operator parallelism, handles.
     pub states: Vec<(OperatorUid, u32, SubtaskState)>,
+    /// Bytes written to storage for this checkpoint.
+    pub uploaded_bytes: u64,
 }
 
 /// The coordinator's view of checkpoints and tasks of one deployment.
@@ -164,6 +168,7 @@ impl CheckpointCoordinator {
             waiting: self.tasks.clone(),
             states: BTreeMap::new(),
             is_final,
+            uploaded_bytes: 0,
         });
         (id, targets)
     }
@@ -184,6 +189,7 @@ impl CheckpointCoordinator {
         if !pending.waiting.remove(&ack.task) {
             return None;
         }
+        pending.uploaded_bytes += ack.uploaded_bytes;
         for (uid, parallelism, state) in ack.states {
             pending
                 .states
@@ -253,8 +259,10 @@ mod tests {
                     key_groups: KeyGroupRange { start: 0, end: 1 },
                     position: None,
                     file: None,
+                    rocksdb: None,
                 },
             )],
+            uploaded_bytes: 0,
         }
     }
 

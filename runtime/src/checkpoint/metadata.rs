@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::keys::{KeyGroup, KeyGroupRange};
 
-/// The format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and the only one it reads (2: canonical key-group
+/// blobs of raw entries, RocksDB state files, uploaded bytes).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A completed checkpoint: what it is and where every operator subtask's state lies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,10 @@ pub struct CheckpointMetadata {
     pub timestamp_ms: u64,
     /// Trigger to `_metadata`, in milliseconds.
     pub duration_ms: u64,
+    /// Bytes written for this checkpoint (an incremental checkpoint refers to
+    /// earlier files without writing them again).
+    #[serde(default)]
+    pub uploaded_bytes: u64,
     /// Number of key groups; fixed for the life of the job's state.
     pub max_parallelism: u32,
     /// State per operator, sorted by uid.
@@ -52,6 +57,33 @@ pub struct SubtaskState {
     /// Its state file, if it had state beyond the position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<StateFile>,
+    /// Its keyed state as a RocksDB checkpoint (checkpoints of the RocksDB backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocksdb: Option<NativeState>,
+}
+
+/// The files of a RocksDB checkpoint of one operator subtask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NativeState {
+    /// Every file of the checkpoint (SST files, MANIFEST, CURRENT, OPTIONS).
+    pub files: Vec<NativeFile>,
+}
+
+/// One file of a RocksDB checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeFile {
+    /// Its name in the RocksDB directory.
+    pub name: String,
+    /// Where it is stored: relative to the job's `shared/` directory when `shared`,
+    /// else relative to the checkpoint's directory.
+    pub path: String,
+    /// SST files are shared between checkpoints (immutable, referred to by every
+    /// checkpoint that still contains them); the small descriptor files are not.
+    pub shared: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// xxh3-64 of the file, in hex.
+    pub checksum: String,
 }
 
 /// A state file and the byte ranges inside it.
@@ -122,11 +154,15 @@ impl CheckpointMetadata {
                         op.uid, st.subtask, op.parallelism, meta.max_parallelism
                     )));
                 }
-                if let Some(f) = &st.file {
-                    if f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
+                let paths = st.file.iter().map(|f| &f.path);
+                let native = st
+                    .rocksdb
+                    .iter()
+                    .flat_map(|n| n.files.iter().map(|f| &f.path));
+                for path in paths.chain(native) {
+                    if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
                         return Err(corrupt(format!(
-                            "state file path {} leaves the checkpoint",
-                            f.path
+                            "state file path {path} leaves its directory"
                         )));
                     }
                 }
@@ -140,14 +176,30 @@ impl CheckpointMetadata {
         self.operators.iter().find(|o| &o.uid == uid)
     }
 
-    /// Total size of the state files, in bytes.
+    /// Total size of the state files, in bytes (shared files included).
     pub fn state_size(&self) -> u64 {
+        let subtasks = || self.operators.iter().flat_map(|o| &o.subtasks);
+        let files: u64 = subtasks()
+            .filter_map(|s| s.file.as_ref())
+            .map(|f| f.size)
+            .sum();
+        let native: u64 = subtasks()
+            .filter_map(|s| s.rocksdb.as_ref())
+            .flat_map(|n| &n.files)
+            .map(|f| f.size)
+            .sum();
+        files + native
+    }
+
+    /// Paths (relative to the job's `shared/` directory) of the shared files it refers to.
+    pub fn shared_files(&self) -> impl Iterator<Item = &str> {
         self.operators
             .iter()
             .flat_map(|o| &o.subtasks)
-            .filter_map(|s| s.file.as_ref())
-            .map(|f| f.size)
-            .sum()
+            .filter_map(|s| s.rocksdb.as_ref())
+            .flat_map(|n| &n.files)
+            .filter(|f| f.shared)
+            .map(|f| f.path.as_str())
     }
 }
 
@@ -162,6 +214,7 @@ mod tests {
             checkpoint_id: CheckpointId(3),
             timestamp_ms: 1,
             duration_ms: 2,
+            uploaded_bytes: 10,
             max_parallelism: 128,
             operators: vec![OperatorState {
                 uid: OperatorUid("count".into()),
@@ -180,6 +233,7 @@ mod tests {
                             span: Span { offset: 0, len: 10 },
                         }],
                     }),
+                    rocksdb: None,
                 }],
             }],
         }

@@ -3,6 +3,8 @@
 //! ```text
 //! {job}/checkpoints/chk-{id}/_metadata
 //! {job}/checkpoints/chk-{id}/{uid}/{subtask}/state
+//! {job}/checkpoints/chk-{id}/{uid}/{subtask}/rocksdb/{file}   (MANIFEST, CURRENT, OPTIONS)
+//! {job}/shared/{uid}/{attempt}-{subtask}-{file}.sst            (shared between checkpoints)
 //! {job}/savepoints/sp-{id}-{suffix}/_metadata
 //! ```
 
@@ -40,6 +42,11 @@ impl Paths {
         format!("{}{METADATA}", self.checkpoint_dir(id))
     }
 
+    /// Prefix of the files shared between the job's checkpoints.
+    pub fn shared(&self) -> String {
+        format!("{}/shared/", self.job)
+    }
+
     /// Prefix of all savepoints of the job written to the checkpoint store.
     pub fn savepoints(&self) -> String {
         format!("{}/savepoints/", self.job)
@@ -57,6 +64,18 @@ impl Paths {
 /// Path of an operator subtask's state file, relative to its checkpoint directory.
 pub fn state_file(uid: &OperatorUid, subtask: u32) -> String {
     format!("{}/{subtask}/state", uid.0)
+}
+
+/// Path of a file of an operator subtask's RocksDB checkpoint that belongs to one
+/// checkpoint only, relative to the checkpoint directory.
+pub fn native_private(uid: &OperatorUid, subtask: u32, name: &str) -> String {
+    format!("{}/{subtask}/rocksdb/{name}", uid.0)
+}
+
+/// Path of an SST file uploaded by `attempt`'s `subtask`, relative to `shared/`;
+/// the attempt makes it unique, so a stale attempt never overwrites a live file.
+pub fn native_shared(uid: &OperatorUid, attempt: u64, subtask: u32, name: &str) -> String {
+    format!("{}/{attempt:x}-{subtask}-{name}", uid.0)
 }
 
 #[cfg(test)]

@@ -1,59 +1,146 @@
 //! Finding and loading the checkpoint to restore, and handing each subtask its state.
+//!
+//! Loading reads `_metadata`, reads and verifies every state file (size and
+//! checksum), and checks that every RocksDB file is in storage at its size; the
+//! RocksDB files themselves are downloaded (and their checksums verified) by the
+//! subtasks that need them, on the machine they run on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::checkpoint::metadata::CheckpointMetadata;
+use crate::checkpoint::metadata::{CheckpointMetadata, NativeFile};
 use crate::checkpoint::paths::{Paths, METADATA};
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::state_file;
-use crate::checkpoint::store::{open_store, CheckpointStore, FileStore};
+use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::ids::{OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
-use crate::state::RestoredState;
+use crate::state::rocks::NativeRestore;
+use crate::state::{RestoredState, UnionState};
 
 /// A checkpoint read into memory and verified: its `_metadata` and every state file.
-#[derive(Debug)]
 pub struct RestorePoint {
     /// The checkpoint's metadata.
     pub metadata: CheckpointMetadata,
     /// Where it was read from.
     pub location: String,
     files: HashMap<String, (String, Vec<u8>)>,
+    store: Arc<dyn CheckpointStore>,
+    dir: String,
+    shared: Option<String>,
+}
+
+impl std::fmt::Debug for RestorePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestorePoint")
+            .field("checkpoint", &self.metadata.checkpoint_id)
+            .field("location", &self.location)
+            .finish()
+    }
 }
 
 impl RestorePoint {
-    /// Reads the checkpoint whose directory is `dir` (a key prefix ending in `/`, or empty).
-    /// Every state file is checked against its size and checksum.
-    pub fn load(store: &dyn CheckpointStore, dir: &str) -> Result<Self> {
+    /// Reads the checkpoint whose directory is `dir` in `store` (a key prefix ending
+    /// in `/`, or empty); `shared` is the prefix of the job's shared files, if the
+    /// checkpoint lies in a job's `checkpoints/` directory. Every state file is
+    /// checked against its size and checksum, every RocksDB file against its size.
+    pub fn load(store: Arc<dyn CheckpointStore>, dir: &str, shared: Option<&str>) -> Result<Self> {
         let meta_key = format!("{dir}{METADATA}");
         let bytes = store.get(&meta_key)?;
         let metadata = CheckpointMetadata::parse(&store.uri(&meta_key), &bytes)?;
+        let mut point = RestorePoint {
+            location: store.uri(dir),
+            metadata,
+            files: HashMap::new(),
+            store,
+            dir: dir.to_string(),
+            shared: shared.map(str::to_string),
+        };
         let mut files = HashMap::new();
-        for op in &metadata.operators {
-            for st in &op.subtasks {
-                if let Some(file) = &st.file {
-                    let key = format!("{dir}{}", file.path);
-                    let uri = store.uri(&key);
-                    let bytes = store.get(&key).map_err(|e| Error::CorruptCheckpoint {
+        for st in point.metadata.operators.iter().flat_map(|o| &o.subtasks) {
+            if let Some(file) = &st.file {
+                let key = format!("{dir}{}", file.path);
+                let uri = point.store.uri(&key);
+                let bytes = point
+                    .store
+                    .get(&key)
+                    .map_err(|e| Error::CorruptCheckpoint {
                         path: uri.clone(),
                         reason: format!("state file listed in _metadata cannot be read: {e}"),
                     })?;
-                    state_file::verify(&uri, file, &bytes)?;
-                    files.insert(file.path.clone(), (uri, bytes));
-                }
+                state_file::verify(&uri, file, &bytes)?;
+                files.insert(file.path.clone(), (uri, bytes));
             }
         }
-        Ok(RestorePoint {
-            metadata,
-            location: store.uri(dir),
-            files,
-        })
+        point.files = files;
+        point.check_native_files()?;
+        Ok(point)
+    }
+
+    /// The store key of a RocksDB file of this checkpoint.
+    fn native_key(&self, file: &NativeFile) -> Result<String> {
+        if !file.shared {
+            return Ok(format!("{}{}", self.dir, file.path));
+        }
+        match &self.shared {
+            Some(shared) => Ok(format!("{shared}{}", file.path)),
+            None => Err(Error::CorruptCheckpoint {
+                path: self.location.clone(),
+                reason: format!(
+                    "it refers to the shared file {}, but it is not in a job's checkpoints/chk-N \
+                     directory (restore a checkpoint where it lies; savepoints are relocatable)",
+                    file.path
+                ),
+            }),
+        }
+    }
+
+    /// Checks that every RocksDB file is in storage, at the size `_metadata` gives.
+    fn check_native_files(&self) -> Result<()> {
+        let mut listed: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        for file in self
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .filter_map(|s| s.rocksdb.as_ref())
+            .flat_map(|n| &n.files)
+        {
+            let key = self.native_key(file)?;
+            let dir = key.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+            if !listed.contains_key(&dir) {
+                let sizes = self.store.sizes(&format!("{dir}/"))?;
+                listed.insert(dir.clone(), sizes.into_iter().collect());
+            }
+            let uri = self.store.uri(&key);
+            match listed.get(&dir).and_then(|sizes| sizes.get(&key)) {
+                None => {
+                    return Err(Error::CorruptCheckpoint {
+                        path: uri,
+                        reason: "RocksDB file listed in _metadata is missing".into(),
+                    })
+                }
+                Some(&size) if size != file.size => {
+                    return Err(Error::CorruptCheckpoint {
+                        path: uri,
+                        reason: format!(
+                            "RocksDB file is {size} bytes, _metadata says {} (truncated or overwritten)",
+                            file.size
+                        ),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// The state operator `uid`'s `subtask` owns in this checkpoint, or `None`
     /// when the checkpoint holds nothing for it. Keyed state is re-split by key
-    /// group, so it restores at any parallelism; non-keyed state only at the same one.
+    /// group, so it restores at any parallelism; non-keyed state restores as it was
+    /// at the same parallelism and as the union of all old subtasks' at another.
+    /// Inline positions restore only at the same parallelism.
     pub fn state_for(
         &self,
         uid: &OperatorUid,
@@ -63,35 +150,61 @@ impl RestorePoint {
         let Some(op) = self.metadata.operator(uid) else {
             return Ok(None);
         };
-        let mut restored = RestoredState::default();
         let same_parallelism = op.parallelism == subtask.parallelism;
+        let mut restored = RestoredState {
+            key_groups,
+            ..Default::default()
+        };
+        let mut union = UnionState {
+            parallelism: op.parallelism,
+            states: Vec::new(),
+        };
         for st in &op.subtasks {
-            let has_operator_state = st.position.is_some()
-                || st.file.as_ref().is_some_and(|f| f.operator_state.is_some());
-            if has_operator_state && !same_parallelism {
-                return Err(Error::State {
-                    uid: uid.0.clone(),
-                    reason: format!(
-                        "non-keyed state taken at parallelism {} cannot be restored at parallelism {}",
-                        op.parallelism, subtask.parallelism
-                    ),
-                });
+            if st.position.is_some() && !same_parallelism {
+                return Err(Error::InvalidJob(format!(
+                    "operator {uid}: its source position was taken at parallelism {} and cannot \
+                     be restored at parallelism {} (this source does not split)",
+                    op.parallelism, subtask.parallelism
+                )));
             }
             let own = st.subtask == subtask.index;
-            if own {
+            if own && same_parallelism {
                 restored.position = st.position.clone();
             }
             if let Some(file) = &st.file {
                 let (uri, bytes) = self.files.get(&file.path).ok_or_else(|| {
                     Error::Internal(format!("state file {} was not loaded", file.path))
                 })?;
-                if own {
-                    restored.operator_state = state_file::operator_state(uri, file, bytes)?;
+                if let Some(state) = state_file::operator_state(uri, file, bytes)? {
+                    if same_parallelism {
+                        if own {
+                            restored.operator_state = Some(state);
+                        }
+                    } else {
+                        union.states.push((st.subtask, state));
+                    }
                 }
                 restored
                     .keyed
                     .extend(state_file::key_groups(uri, file, bytes, key_groups)?);
             }
+            if let Some(native) = &st.rocksdb {
+                if !st.key_groups.intersect(key_groups).is_empty() {
+                    let files = native
+                        .files
+                        .iter()
+                        .map(|f| Ok((f.clone(), self.native_key(f)?)))
+                        .collect::<Result<_>>()?;
+                    restored.native.push(NativeRestore {
+                        key_groups: st.key_groups,
+                        files,
+                        store: self.store.clone(),
+                    });
+                }
+            }
+        }
+        if !union.states.is_empty() {
+            restored.union = Some(union);
         }
         restored.keyed.sort_by_key(|(g, _)| *g);
         Ok(Some(restored))
@@ -101,10 +214,14 @@ impl RestorePoint {
 /// Loads the newest completed checkpoint of the job that can be read, or `None`
 /// if there is none. A damaged one is skipped with a warning naming what is wrong,
 /// and the next older one is tried.
-pub fn latest(store: &dyn CheckpointStore, paths: &Paths) -> Result<Option<RestorePoint>> {
+pub fn latest(store: &Arc<dyn CheckpointStore>, paths: &Paths) -> Result<Option<RestorePoint>> {
     let listing = Listing::from_keys(paths, &store.list(&paths.checkpoints())?);
     for id in listing.restore_candidates() {
-        match RestorePoint::load(store, &paths.checkpoint_dir(id)) {
+        match RestorePoint::load(
+            store.clone(),
+            &paths.checkpoint_dir(id),
+            Some(&paths.shared()),
+        ) {
             Ok(point) => return Ok(Some(point)),
             Err(e @ Error::CorruptCheckpoint { .. }) => {
                 tracing::warn!(checkpoint = id.0, error = %e, "skipping damaged checkpoint");
@@ -113,6 +230,19 @@ pub fn latest(store: &dyn CheckpointStore, paths: &Paths) -> Result<Option<Resto
         }
     }
     Ok(None)
+}
+
+/// Splits a checkpoint directory URI `{base}/checkpoints/chk-{n}` into `{base}` and
+/// `checkpoints/chk-{n}/`, when it has that form.
+fn in_job_dir(dir: &str) -> Option<(&str, String)> {
+    let trimmed = dir.trim_end_matches('/');
+    let (rest, chk) = trimmed.rsplit_once('/')?;
+    let id = chk.strip_prefix("chk-")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let base = rest.strip_suffix("/checkpoints")?;
+    Some((base, format!("checkpoints/{chk}/")))
 }
 
 /// Loads the checkpoint or savepoint at `location`: its directory or its `_metadata`,
@@ -124,16 +254,37 @@ pub fn explicit(location: &str) -> Result<RestorePoint> {
             "{dir} (no {METADATA} there: not a completed checkpoint or savepoint)"
         ))
     };
-    if !dir.starts_with("s3://") {
-        let path = dir.strip_prefix("file://").unwrap_or(dir);
-        if !std::path::Path::new(path).join(METADATA).is_file() {
-            return Err(missing());
-        }
-        return RestorePoint::load(&FileStore::new(path), "");
-    }
-    let store = open_store(dir)?;
-    if !store.list("")?.iter().any(|k| k == METADATA) {
+    let (store, prefix, shared): (Arc<dyn CheckpointStore>, String, Option<&str>) =
+        match in_job_dir(dir) {
+            Some((base, chk)) => (Arc::from(open_store(base)?), chk, Some("shared/")),
+            None => (Arc::from(open_store(dir)?), String::new(), None),
+        };
+    if !store
+        .list(&prefix)?
+        .iter()
+        .any(|k| *k == format!("{prefix}{METADATA}"))
+    {
         return Err(missing());
     }
-    RestorePoint::load(store.as_ref(), "")
+    RestorePoint::load(store, &prefix, shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_directories_are_recognised_in_their_job_directory() {
+        assert_eq!(
+            in_job_dir("s3://b/p/job/checkpoints/chk-12/"),
+            Some(("s3://b/p/job", "checkpoints/chk-12/".to_string()))
+        );
+        assert_eq!(
+            in_job_dir("/tmp/x/job/checkpoints/chk-3"),
+            Some(("/tmp/x/job", "checkpoints/chk-3/".to_string()))
+        );
+        assert_eq!(in_job_dir("/tmp/x/job/savepoints/sp-3-abc"), None);
+        assert_eq!(in_job_dir("/tmp/x/chk-3"), None);
+        assert_eq!(in_job_dir("/tmp/checkpoints/chk-x"), None);
+    }
 }

@@ -238,6 +238,14 @@ impl CheckpointStore for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .sizes(prefix)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    fn sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         self.runtime.block_on(async {
             let mut keys = Vec::new();
             let mut pages = self
@@ -251,7 +259,8 @@ impl CheckpointStore for S3Store {
                 let page = page.map_err(|e| self.fail("listing", prefix, with_causes(&e)))?;
                 for object in page.contents() {
                     if let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) {
-                        keys.push(key.to_string());
+                        let size = object.size().unwrap_or(0).max(0) as u64;
+                        keys.push((key.to_string(), size));
                     }
                 }
             }
@@ -261,20 +270,24 @@ impl CheckpointStore for S3Store {
     }
 
     fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        let keys = self.list(prefix)?;
+        self.delete(&self.list(prefix)?)
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<()> {
         self.runtime.block_on(async {
             // DeleteObjects takes at most 1000 keys per request.
             for chunk in keys.chunks(1000) {
+                let what = chunk.first().map_or("", String::as_str);
                 let objects = chunk
                     .iter()
                     .map(|k| ObjectIdentifier::builder().key(self.key(k)).build())
                     .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| self.fail("deleting", prefix, e))?;
+                    .map_err(|e| self.fail("deleting", what, e))?;
                 let delete = Delete::builder()
                     .set_objects(Some(objects))
                     .quiet(true)
                     .build()
-                    .map_err(|e| self.fail("deleting", prefix, e))?;
+                    .map_err(|e| self.fail("deleting", what, e))?;
                 let out = self
                     .client
                     .delete_objects()
@@ -282,12 +295,12 @@ impl CheckpointStore for S3Store {
                     .delete(delete)
                     .send()
                     .await
-                    .map_err(|e| self.fail("deleting", prefix, with_causes(&e)))?;
+                    .map_err(|e| self.fail("deleting", what, with_causes(&e)))?;
                 if let Some(e) = out.errors().first() {
                     let key = e.key().and_then(|k| k.strip_prefix(&self.prefix));
                     return Err(self.fail(
                         "deleting",
-                        key.unwrap_or(prefix),
+                        key.unwrap_or(what),
                         e.message().unwrap_or("refused"),
                     ));
                 }

@@ -80,6 +80,7 @@ mod tests {
     use crate::ids::{OperatorUid, Subtask};
     use crate::keys::KeyGroupRange;
     use crate::state::OperatorSnapshot;
+    use std::sync::Arc;
 
     fn staged(store: &FileStore, dir: &str) -> CheckpointMetadata {
         let snapshot = OperatorSnapshot {
@@ -94,6 +95,7 @@ mod tests {
             checkpoint_id: CheckpointId(4),
             timestamp_ms: 1,
             duration_ms: 2,
+            uploaded_bytes: 0,
             max_parallelism: 8,
             operators: vec![OperatorState {
                 uid: OperatorUid("op".into()),
@@ -103,6 +105,7 @@ mod tests {
                     key_groups: KeyGroupRange { start: 0, end: 8 },
                     position: None,
                     file: Some(file),
+                    rocksdb: None,
                 }],
             }],
         }
@@ -150,7 +153,7 @@ mod tests {
         let uri = target.write(&store, "stage/", &metadata).unwrap();
         assert!(uri.starts_with(&format!("{target_uri}/sp-4-")), "{uri}");
         let dir = uri.strip_prefix("file://").unwrap();
-        let point = RestorePoint::load(&FileStore::new(dir), "").unwrap();
+        let point = RestorePoint::load(Arc::new(FileStore::new(dir)), "", None).unwrap();
         assert_eq!(point.metadata, metadata);
     }
 }

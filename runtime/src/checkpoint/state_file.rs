@@ -122,12 +122,12 @@ mod tests {
     #[test]
     fn encoded_groups_slice_back_by_range() {
         let snap = OperatorSnapshot {
-            position: None,
             operator_state: Some(b"op".to_vec()),
             keyed: vec![
                 (KeyGroup(1), b"one".to_vec()),
                 (KeyGroup(9), b"nine".to_vec()),
             ],
+            ..Default::default()
         };
         let (bytes, file) = encode("u/0/state".into(), &snap).unwrap();
         verify("f", &file, &bytes).unwrap();

@@ -19,8 +19,12 @@ pub trait CheckpointStore: Send + Sync + Debug {
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// Keys of every object under `prefix` (recursively), sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Keys and sizes in bytes of every object under `prefix` (recursively), sorted.
+    fn sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
     /// Deletes every object under `prefix`; deleting nothing is not an error.
     fn delete_prefix(&self, prefix: &str) -> Result<()>;
+    /// Deletes the objects `keys`; a missing one is not an error.
+    fn delete(&self, keys: &[String]) -> Result<()>;
     /// The full location of `key`, for messages and for users.
     fn uri(&self, key: &str) -> String;
 }
@@ -123,9 +127,22 @@ impl CheckpointStore for FileStore {
         Ok(keys)
     }
 
-    fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        for key in self.list(prefix)? {
-            let path = self.path(&key);
+    fn sizes(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.list(prefix)?
+            .into_iter()
+            .map(|key| {
+                let path = self.path(&key);
+                let size = fs::metadata(&path)
+                    .map_err(|e| Error::io("reading the size of", &path, e))?
+                    .len();
+                Ok((key, size))
+            })
+            .collect()
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            let path = self.path(key);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != ErrorKind::NotFound => {
                     return Err(Error::io("deleting", &path, e))
@@ -133,6 +150,11 @@ impl CheckpointStore for FileStore {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        self.delete(&self.list(prefix)?)?;
         // Remove directories left empty, deepest first; failures here are harmless.
         if let Some(dir) = prefix.strip_suffix('/') {
             remove_empty_dirs(&self.path(dir));

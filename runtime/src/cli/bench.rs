@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::cli::bench_cluster::{cpu_seconds_of, run_on_workers, Cost};
+use crate::cli::run::StateOptions;
 use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
@@ -21,6 +22,7 @@ use crate::histogram::Histogram;
 use crate::keys::DEFAULT_MAX_PARALLELISM;
 use crate::operators::LatencySink;
 use crate::pipelines::grep::Mode;
+use crate::state::{Backend, StateConfig};
 
 /// The benchmark scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +31,9 @@ pub enum Scenario {
     Grep,
     /// Generated keyed records, a running sum per key behind a hash exchange.
     KeyedSum,
+    /// Large keyed state: full and incremental checkpoint, savepoint, restore and
+    /// rescale from 2 to 3 (see --keys, --value-bytes, --state-backend).
+    StateSize,
 }
 
 /// Options of `weir bench`.
@@ -50,9 +55,12 @@ pub struct BenchArgs {
     /// grep: substring or regex.
     #[arg(long, value_enum, default_value = "substring")]
     pub mode: Mode,
-    /// keyed-sum: number of keys.
-    #[arg(long, default_value_t = 10_000)]
-    pub keys: u64,
+    /// keyed-sum, state-size: number of keys (state-size: default 1,000,000).
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// state-size: bytes of each key's value.
+    #[arg(long, default_value_t = 1000)]
+    pub value_bytes: usize,
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
@@ -66,10 +74,20 @@ pub struct BenchArgs {
     /// How long a partly filled batch may wait before it is sent (0: send at once).
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub buffer_timeout: Duration,
+    /// Where checkpoints go (a directory, file:// or s3:// URI; default: a
+    /// temporary directory, removed afterwards).
+    #[arg(long)]
+    pub checkpoint_dir: Option<String>,
+    /// The state backend.
+    #[command(flatten)]
+    pub state: StateOptions,
 }
 
 /// Runs `weir bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.scenario == Scenario::StateSize {
+        return state_size(&args);
+    }
     if args.scenario == Scenario::Grep && (args.workers > 0 || args.rate.is_some()) {
         return Err(Error::Usage(
             "--workers and --rate apply to keyed-sum only".into(),
@@ -86,12 +104,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         (Scenario::Grep, None) => 200_000_000,
         (Scenario::KeyedSum, None) if args.workers > 0 => 100_000_000,
         (Scenario::KeyedSum, None) => 300_000_000,
+        (Scenario::StateSize, None) => 0,
     });
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io("creating the bench directory", &dir, e))?;
     let latency_file = dir.join("latency");
+    let keys = args.keys.unwrap_or(10_000);
     let (pipeline, mut pipeline_args, label) = match args.scenario {
+        Scenario::StateSize => return Err(Error::Internal("state-size has its own runner".into())),
         Scenario::Grep => (
             "grep",
             vec![
@@ -114,10 +135,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ),
         Scenario::KeyedSum => (
             "keyed-sum",
-            vec!["--keys".to_string(), args.keys.to_string()],
+            vec!["--keys".to_string(), keys.to_string()],
             format!(
-                "scenario=keyed-sum keys={} state=heap workers={}",
-                args.keys, args.workers
+                "scenario=keyed-sum keys={} state={} workers={}",
+                keys,
+                match args.state.state_backend {
+                    Backend::Heap => "heap".to_string(),
+                    Backend::Rocksdb =>
+                        format!("rocksdb cache_entries={}", args.state.state_cache_entries),
+                },
+                args.workers
             ),
         ),
     };
@@ -132,12 +159,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         None => pipeline_args.push("--discard".to_string()),
     }
     let config = RunConfig {
-        checkpoint_dir: dir.join("checkpoints").display().to_string(),
+        checkpoint_dir: args
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("checkpoints").display().to_string()),
         checkpoint_interval: args.checkpoint_interval.0,
         max_restarts: 0,
         exec: ExecConfig {
             batch_size: args.batch_size.max(1),
             buffer_timeout: args.buffer_timeout,
+            state: StateConfig {
+                local_dir: args
+                    .state
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join("state")),
+                ..args.state.config()
+            },
             ..ExecConfig::default()
         },
         ..RunConfig::default()
@@ -196,6 +234,35 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// `weir bench state-size`, in a temporary directory unless --checkpoint-dir is given.
+fn state_size(args: &BenchArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    let config = RunConfig {
+        checkpoint_dir: args
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("checkpoints").display().to_string()),
+        max_restarts: 0,
+        exec: ExecConfig {
+            batch_size: args.batch_size.max(1),
+            state: StateConfig {
+                local_dir: args
+                    .state
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join("state")),
+                ..args.state.config()
+            },
+            ..ExecConfig::default()
+        },
+        ..RunConfig::default()
+    };
+    let outcome =
+        crate::cli::bench_state::run(args.keys.unwrap_or(1_000_000), args.value_bytes, config);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
 }
 
 /// Runs the pipeline in this process; returns its cost and completed checkpoints.

@@ -52,6 +52,9 @@ pub struct WorkerArgs {
     /// The data address other workers use (default: the address the data plane bound).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Local directory for RocksDB state (scratch; what must survive is in the checkpoint store).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs `weir coordinator`.
@@ -97,5 +100,8 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         slots: args.slots,
         listen: args.listen,
         advertise: args.advertise,
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| crate::state::StateConfig::default().local_dir),
     })
 }

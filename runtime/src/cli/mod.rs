@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cluster;
+mod bench_state;
 mod cluster;
 mod control;
 mod progress;

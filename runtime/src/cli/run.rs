@@ -10,6 +10,7 @@ use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::Result;
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
+use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_ENTRIES};
 
 /// Options of `weir run`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +40,7 @@ pub struct JobOptions {
     /// Time between checkpoints (`off`: only the final one).
     #[arg(long, default_value = "5s", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
-    /// Where checkpoints go: a directory or file:// URI (checkpoints land in DIR/<job>/checkpoints).
+    /// Where checkpoints go: a directory, file:// or s3://bucket/prefix URI (checkpoints land in DIR/<job>/checkpoints).
     #[arg(long, default_value = ".weir/checkpoints")]
     pub checkpoint_dir: String,
     /// A checkpoint that takes longer than this is declined; the job goes on.
@@ -70,6 +71,35 @@ pub struct JobOptions {
     /// Seed of failure injection.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where keyed state lives: heap (hash maps) or rocksdb (local disk, incremental checkpoints).
+    #[command(flatten)]
+    pub state: StateOptions,
+}
+
+/// State backend options, shared by `weir run`, `weir coordinator` and `weir bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateOptions {
+    /// Keyed state backend.
+    #[arg(long, value_enum, default_value = "heap")]
+    pub state_backend: Backend,
+    /// RocksDB: keys each operator subtask caches in memory.
+    #[arg(long, default_value_t = DEFAULT_CACHE_ENTRIES)]
+    pub state_cache_entries: usize,
+    /// RocksDB: local directory for the instances (scratch; removed when the job ends).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+impl StateOptions {
+    /// The state configuration these options describe.
+    pub fn config(&self) -> StateConfig {
+        let defaults = StateConfig::default();
+        StateConfig {
+            backend: self.state_backend,
+            local_dir: self.state_dir.clone().unwrap_or(defaults.local_dir),
+            cache_entries: self.state_cache_entries.max(1),
+        }
+    }
 }
 
 impl JobOptions {
@@ -92,6 +122,7 @@ impl JobOptions {
             exec: ExecConfig {
                 batch_size: self.batch_size.max(1),
                 buffer_timeout: self.buffer_timeout,
+                state: self.state.config(),
                 ..ExecConfig::default()
             },
             ..RunConfig::default()

@@ -3,7 +3,9 @@
 use weir_proto::v1;
 
 use crate::checkpoint::coordinator::Ack;
-use crate::checkpoint::metadata::{GroupSpan, Span, StateFile, SubtaskState};
+use crate::checkpoint::metadata::{
+    GroupSpan, NativeFile, NativeState, Span, StateFile, SubtaskState,
+};
 use crate::ids::{CheckpointId, OperatorUid, TaskId};
 use crate::keys::{KeyGroup, KeyGroupRange};
 
@@ -67,8 +69,22 @@ pub fn ack_to_wire(attempt: u64, ack: &Ack) -> v1::TaskAck {
                         })
                         .collect(),
                 }),
+                rocksdb: st.rocksdb.as_ref().map(|n| v1::NativeState {
+                    files: n
+                        .files
+                        .iter()
+                        .map(|f| v1::NativeFile {
+                            name: f.name.clone(),
+                            path: f.path.clone(),
+                            shared: f.shared,
+                            size: f.size,
+                            checksum: f.checksum.clone(),
+                        })
+                        .collect(),
+                }),
             })
             .collect(),
+        uploaded_bytes: ack.uploaded_bytes,
     }
 }
 
@@ -115,6 +131,19 @@ pub fn ack_from_wire(ack: &v1::TaskAck) -> Result<Ack, String> {
                     },
                     position,
                     file,
+                    rocksdb: s.rocksdb.as_ref().map(|n| NativeState {
+                        files: n
+                            .files
+                            .iter()
+                            .map(|f| NativeFile {
+                                name: f.name.clone(),
+                                path: f.path.clone(),
+                                shared: f.shared,
+                                size: f.size,
+                                checksum: f.checksum.clone(),
+                            })
+                            .collect(),
+                    }),
                 },
             ))
         })
@@ -123,6 +152,7 @@ pub fn ack_from_wire(ack: &v1::TaskAck) -> Result<Ack, String> {
         task: task_from_wire(ack.task.as_ref()),
         id: CheckpointId(ack.checkpoint_id),
         states,
+        uploaded_bytes: ack.uploaded_bytes,
     })
 }
 
@@ -161,11 +191,24 @@ mod tests {
                             },
                         }],
                     }),
+                    rocksdb: Some(NativeState {
+                        files: vec![NativeFile {
+                            name: "000012.sst".into(),
+                            path: "sum/1a-2-000012.sst".into(),
+                            shared: true,
+                            size: 4096,
+                            checksum: "cd".into(),
+                        }],
+                    }),
                 },
             )],
+            uploaded_bytes: 4126,
         };
         let back = ack_from_wire(&ack_to_wire(4, &ack)).unwrap();
-        assert_eq!((back.task, back.id), (ack.task, ack.id));
+        assert_eq!(
+            (back.task, back.id, back.uploaded_bytes),
+            (ack.task, ack.id, ack.uploaded_bytes)
+        );
         assert_eq!(back.states, ack.states);
     }
 }

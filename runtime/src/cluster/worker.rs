@@ -27,6 +27,7 @@ use crate::checkpoint::paths::Paths;
 use crate::checkpoint::restore;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::cluster::convert::{ack_to_wire, task_from_wire, task_to_wire};
+use crate::data::{Barrier, SnapshotKind};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
 use crate::exec::deploy::{deploy, Placement};
@@ -36,6 +37,7 @@ use crate::exec::task::{Control, TaskEvent};
 use crate::ids::{CheckpointId, TaskId};
 use crate::metrics::JobMetrics;
 use crate::net::DataPlane;
+use crate::state::{Backend, StateConfig};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct WorkerConfig {
     pub listen: String,
     /// The data address announced to peers (default: the bound address).
     pub advertise: Option<String>,
+    /// Local scratch directory of RocksDB state.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Why a session ended.
@@ -88,6 +92,7 @@ pub fn run_worker(config: &WorkerConfig) -> Result<()> {
             config.slots,
             &data_address,
             &plane,
+            &config.state_dir,
         )) {
             Ok(SessionEnd::Shutdown) => return Ok(()),
             Ok(SessionEnd::Lost(reason)) => {
@@ -116,6 +121,7 @@ async fn session(
     slots: u32,
     data_address: &str,
     plane: &Arc<DataPlane>,
+    state_dir: &std::path::Path,
 ) -> Result<SessionEnd> {
     let unreachable = |e: String| Error::Internal(format!("coordinator {endpoint}: {e}"));
     let mut client = CoordinationClient::connect(endpoint.to_string())
@@ -180,9 +186,10 @@ async fn session(
     let (to_executor, inbox) = unbounded::<Command>();
     let executor = {
         let (plane, worker_id) = (plane.clone(), worker_id.to_string());
+        let state_dir = state_dir.to_path_buf();
         std::thread::Builder::new()
             .name("weir-worker".into())
-            .spawn(move || Executor::new(worker_id, plane, out, metrics).run(&inbox))
+            .spawn(move || Executor::new(worker_id, plane, out, metrics, state_dir).run(&inbox))
             .map_err(|e| Error::Internal(format!("spawning the worker executor: {e}")))?
     };
     let end = loop {
@@ -247,6 +254,8 @@ struct Executor {
     current: Option<(u64, Box<LocalDeployment>)>,
     /// Counters of every attempt this worker ran, reported in heartbeats.
     metrics: Arc<JobMetrics>,
+    /// Local scratch directory of RocksDB state.
+    state_dir: std::path::PathBuf,
 }
 
 impl Executor {
@@ -255,6 +264,7 @@ impl Executor {
         plane: Arc<DataPlane>,
         out: UnboundedSender<v1::WorkerMessage>,
         metrics: Arc<JobMetrics>,
+        state_dir: std::path::PathBuf,
     ) -> Self {
         Executor {
             worker_id,
@@ -262,6 +272,7 @@ impl Executor {
             out,
             current: None,
             metrics,
+            state_dir,
         }
     }
 
@@ -296,11 +307,20 @@ impl Executor {
             }
             Command::Trigger(t) if self.is_current(t.attempt) => {
                 if let Some((_, d)) = &self.current {
-                    let id = CheckpointId(t.checkpoint_id);
+                    let barrier = Barrier {
+                        id: CheckpointId(t.checkpoint_id),
+                        kind: if t.savepoint {
+                            SnapshotKind::Savepoint
+                        } else {
+                            SnapshotKind::Checkpoint
+                        },
+                        last_completed: (t.last_completed > 0)
+                            .then_some(CheckpointId(t.last_completed)),
+                    };
                     let control = if t.stop {
-                        Control::Stop(id)
+                        Control::Stop(barrier)
                     } else {
-                        Control::Trigger(id)
+                        Control::Trigger(barrier)
                     };
                     for task in &t.tasks {
                         d.send(task_from_wire(Some(task)), control);
@@ -350,6 +370,13 @@ impl Executor {
             batch_size: spec.batch_size.max(1) as usize,
             channel_capacity: spec.channel_capacity.max(1) as usize,
             buffer_timeout: Duration::from_micros(spec.buffer_timeout_us),
+            state: StateConfig {
+                backend: Backend::parse(&spec.state_backend).ok_or_else(|| {
+                    Error::Usage(format!("unknown state backend {:?}", spec.state_backend))
+                })?,
+                local_dir: self.state_dir.clone(),
+                cache_entries: (spec.state_cache_entries as usize).max(1),
+            },
         };
         let restore = match d.restore_from.as_str() {
             "" => None,

@@ -33,7 +33,7 @@ pub trait Downstream<T>: Send {
     fn barrier(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()>;
     /// Snapshots every operator from here on without forwarding anything
     /// (used once the input has ended, when no barrier can flow).
-    fn snapshot(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()>;
+    fn snapshot(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()>;
     /// Tells every operator from here on that checkpoint `id` is complete.
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()>;
     /// The earliest instant at which something from here on wants [`Downstream::on_time`].
@@ -82,8 +82,8 @@ impl<O: Operator> Link<O> {
         Ok(())
     }
 
-    fn snapshot_self(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()> {
-        let snapshot = self.op.snapshot(id)?;
+    fn snapshot_self(&mut self, barrier: &Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        let snapshot = self.op.snapshot(barrier)?;
         if !snapshot.is_empty() {
             parts.push(SnapshotPart {
                 uid: self.uid.clone(),
@@ -105,13 +105,13 @@ impl<O: Operator> Downstream<O::In> for Link<O> {
     }
 
     fn barrier(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
-        self.snapshot_self(barrier.id, parts)?;
+        self.snapshot_self(&barrier, parts)?;
         self.next.barrier(barrier, parts)
     }
 
-    fn snapshot(&mut self, id: CheckpointId, parts: &mut Vec<SnapshotPart>) -> Result<()> {
-        self.snapshot_self(id, parts)?;
-        self.next.snapshot(id, parts)
+    fn snapshot(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        self.snapshot_self(&barrier, parts)?;
+        self.next.snapshot(barrier, parts)
     }
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
@@ -158,7 +158,7 @@ impl<T: Data> Downstream<T> for Discard {
     fn barrier(&mut self, _: Barrier, _: &mut Vec<SnapshotPart>) -> Result<()> {
         Ok(())
     }
-    fn snapshot(&mut self, _: CheckpointId, _: &mut Vec<SnapshotPart>) -> Result<()> {
+    fn snapshot(&mut self, _: Barrier, _: &mut Vec<SnapshotPart>) -> Result<()> {
         Ok(())
     }
     fn checkpoint_complete(&mut self, _: CheckpointId) -> Result<()> {

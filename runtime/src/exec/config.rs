@@ -1,6 +1,8 @@
-//! Tuning of the data path: batch size, queue depth, buffer timeout.
+//! Tuning of the data path (batch size, queue depth, buffer timeout) and the state backend.
 
 use std::time::Duration;
+
+use crate::state::StateConfig;
 
 /// How tasks move batches.
 #[derive(Debug, Clone)]
@@ -12,6 +14,8 @@ pub struct ExecConfig {
     pub channel_capacity: usize,
     /// How long a partly filled output batch may wait before it is sent (0: never waits).
     pub buffer_timeout: Duration,
+    /// Where keyed state lives.
+    pub state: StateConfig,
 }
 
 impl Default for ExecConfig {
@@ -20,6 +24,7 @@ impl Default for ExecConfig {
             batch_size: 1024,
             channel_capacity: 8,
             buffer_timeout: Duration::from_millis(100),
+            state: StateConfig::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::checkpoint::paths::Paths;
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::savepoint::SavepointTarget;
 use crate::checkpoint::store::CheckpointStore;
+use crate::data::{Barrier, SnapshotKind};
 use crate::error::{Error, Result};
 use crate::exec::inject::FailureInjector;
 use crate::exec::requests::{JobRequest, JobRequests, SavepointProgress, SavepointRequest};
@@ -61,6 +62,40 @@ pub struct Coordination<'a> {
     pub metrics: &'a JobMetrics,
     /// Requests from outside.
     pub requests: &'a JobRequests,
+    /// The newest completed checkpoint (at first, the one the attempt restored).
+    pub last_completed: std::cell::Cell<Option<CheckpointId>>,
+}
+
+/// Deletes the files under `shared/` that no retained checkpoint refers to.
+///
+/// Runs when a checkpoint completes, before the next is triggered: a checkpoint
+/// in flight refers only to files of the newest completed one (which is retained)
+/// and to files it uploads itself, which appear after this runs.
+pub fn collect_shared(
+    store: &dyn CheckpointStore,
+    paths: &Paths,
+    retained: impl Iterator<Item = CheckpointId>,
+) -> Result<usize> {
+    let shared = paths.shared();
+    let files = store.list(&shared)?;
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for id in retained {
+        let key = paths.metadata(id);
+        let metadata = CheckpointMetadata::parse(&store.uri(&key), &store.get(&key)?)?;
+        referenced.extend(metadata.shared_files().map(|p| format!("{shared}{p}")));
+    }
+    let garbage: Vec<String> = files
+        .into_iter()
+        .filter(|f| !referenced.contains(f))
+        .collect();
+    store.delete(&garbage)?;
+    if !garbage.is_empty() {
+        tracing::debug!(files = garbage.len(), "deleted unreferenced shared files");
+    }
+    Ok(garbage.len())
 }
 
 /// The savepoints of one attempt: asked for, and the one in flight.
@@ -160,10 +195,15 @@ impl Coordination<'_> {
                 if let Some((id, targets)) = coordinator.trigger(now) {
                     if let Some(request) = savepoints.queued.pop_front() {
                         tracing::info!(checkpoint = id.0, stop = request.stop, savepoint = %request.handle, "triggering savepoint");
+                        let barrier = Barrier {
+                            id,
+                            kind: SnapshotKind::Savepoint,
+                            last_completed: self.last_completed.get(),
+                        };
                         let control = if request.stop {
-                            Control::Stop(id)
+                            Control::Stop(barrier)
                         } else {
-                            Control::Trigger(id)
+                            Control::Trigger(barrier)
                         };
                         for task in targets {
                             running.send(task, control);
@@ -174,8 +214,9 @@ impl Coordination<'_> {
             }
             if let Some((id, targets)) = coordinator.poll(now) {
                 tracing::debug!(checkpoint = id.0, "triggering checkpoint");
+                let barrier = Barrier::checkpoint(id, self.last_completed.get());
                 for task in targets {
-                    running.send(task, Control::Trigger(id));
+                    running.send(task, Control::Trigger(barrier));
                 }
             }
             let tasks = running.tasks();
@@ -229,16 +270,22 @@ impl Coordination<'_> {
             }
             TaskEvent::Ended(task) => {
                 if let Some(id) = coordinator.ended(task) {
-                    let stop = savepoints
-                        .in_flight
-                        .as_ref()
-                        .is_some_and(|(s, r)| *s == id && r.stop);
+                    let savepoint = savepoints.in_flight.as_ref().filter(|(s, _)| *s == id);
+                    let barrier = Barrier {
+                        id,
+                        kind: if savepoint.is_some() {
+                            SnapshotKind::Savepoint
+                        } else {
+                            SnapshotKind::Checkpoint
+                        },
+                        last_completed: self.last_completed.get(),
+                    };
                     running.send(
                         task,
-                        if stop {
-                            Control::Stop(id)
+                        if savepoint.is_some_and(|(_, r)| r.stop) {
+                            Control::Stop(barrier)
                         } else {
-                            Control::Trigger(id)
+                            Control::Trigger(barrier)
                         },
                     );
                 }
@@ -269,6 +316,7 @@ impl Coordination<'_> {
             checkpoint_id: done.id,
             timestamp_ms: started_ms,
             duration_ms: duration.as_millis() as u64,
+            uploaded_bytes: done.uploaded_bytes,
             max_parallelism: self.graph.max_parallelism,
             operators: done.into_operators(),
         }
@@ -280,6 +328,7 @@ impl Coordination<'_> {
         let metadata = self.metadata(done);
         self.store
             .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
+        self.last_completed.set(Some(id));
         self.metrics.checkpoint_completed(CheckpointSummary {
             id: id.0,
             uri: self.store.uri(&self.paths.checkpoint_dir(id)),
@@ -294,10 +343,15 @@ impl Coordination<'_> {
             "checkpoint complete"
         );
         let listing = Listing::from_keys(self.paths, &self.store.list(&self.paths.checkpoints())?);
-        for old in listing.to_delete(id, self.config.retained) {
-            if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(old)) {
+        let deleted = listing.to_delete(id, self.config.retained);
+        for old in &deleted {
+            if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(*old)) {
                 tracing::warn!(checkpoint = old.0, error = %e, "could not delete an old checkpoint");
             }
+        }
+        let retained = listing.complete.iter().filter(|c| !deleted.contains(c));
+        if let Err(e) = collect_shared(self.store, self.paths, retained.copied()) {
+            tracing::warn!(error = %e, "could not delete unreferenced shared files");
         }
         Ok(())
     }

@@ -305,6 +305,7 @@ fn build_ctx<'c>(
             max_parallelism: graph.max_parallelism,
             key_groups,
             attempt,
+            state: config.state.clone(),
         },
         restored,
         config,

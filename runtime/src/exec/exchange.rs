@@ -213,7 +213,7 @@ impl<T: Data> Downstream<T> for Output<T> {
         self.broadcast(|| Message::Barrier(barrier))
     }
 
-    fn snapshot(&mut self, _: CheckpointId, _: &mut Vec<SnapshotPart>) -> Result<()> {
+    fn snapshot(&mut self, _: Barrier, _: &mut Vec<SnapshotPart>) -> Result<()> {
         Ok(())
     }
 
@@ -307,13 +307,8 @@ mod tests {
     fn barrier_flushes_buffered_records_before_it() {
         let (mut out, rx) = output(Route::Broadcast, 2, 100);
         out.push(&mut vec![1, 2]).unwrap();
-        out.barrier(
-            Barrier {
-                id: CheckpointId(1),
-            },
-            &mut Vec::new(),
-        )
-        .unwrap();
+        out.barrier(Barrier::checkpoint(CheckpointId(1), None), &mut Vec::new())
+            .unwrap();
         for rx in &rx {
             assert!(matches!(rx.try_recv(), Ok(Message::Batch(b)) if b == vec![1, 2]));
             assert!(matches!(rx.try_recv(), Ok(Message::Barrier(_))));

@@ -274,7 +274,7 @@ impl<D: Deployer> JobRunner<D> {
         let initial: Option<Arc<RestorePoint>> = match &self.config.restore {
             RestoreFrom::Nothing => None,
             RestoreFrom::Latest => Some(Arc::new(
-                restore::latest(self.store.as_ref(), &self.paths)?
+                restore::latest(&self.store, &self.paths)?
                     .ok_or_else(|| Error::NoCheckpoint(self.checkpoints_uri()))?,
             )),
             RestoreFrom::Path(path) => Some(Arc::new(restore::explicit(path)?)),
@@ -374,7 +374,7 @@ impl<D: Deployer> JobRunner<D> {
         &self,
         initial: Option<&Arc<RestorePoint>>,
     ) -> Result<Option<Arc<RestorePoint>>> {
-        let latest = restore::latest(self.store.as_ref(), &self.paths)?;
+        let latest = restore::latest(&self.store, &self.paths)?;
         Ok(match (latest, initial) {
             (Some(latest), Some(initial))
                 if latest.metadata.checkpoint_id <= initial.metadata.checkpoint_id =>
@@ -401,10 +401,14 @@ impl<D: Deployer> JobRunner<D> {
         next_id: CheckpointId,
         injector: &mut FailureInjector,
     ) -> Result<AttemptEnd, (Error, CheckpointId)> {
+        let deploying = Instant::now();
         let deployment = self
             .deployer
             .deploy(&self.graph, restore, &self.metrics)
             .map_err(|e| (e, next_id))?;
+        self.metrics
+            .last_deploy_ms
+            .store(deploying.elapsed().as_millis() as u64, Ordering::Relaxed);
         let now = Instant::now();
         let mut coordinator = CheckpointCoordinator::new(
             deployment.tasks(),
@@ -422,6 +426,7 @@ impl<D: Deployer> JobRunner<D> {
             paths: &self.paths,
             metrics: &self.metrics,
             requests: &self.requests,
+            last_completed: std::cell::Cell::new(restore.map(|r| r.metadata.checkpoint_id)),
         };
         let outcome = coordination.run(&mut coordinator, deployment.as_ref(), injector);
         let next = coordinator.next_id();

@@ -35,11 +35,12 @@ use crate::operator::{Source, SourceStatus};
 /// What the coordinator tells a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    /// Take checkpoint `id`: sources emit its barrier; ended tasks snapshot directly.
-    Trigger(CheckpointId),
-    /// Take savepoint `id` and stop: sources emit its barrier and then nothing more
-    /// until the job is finished or cancelled; ended tasks snapshot directly.
-    Stop(CheckpointId),
+    /// Take the checkpoint or savepoint of this barrier: sources emit it; ended
+    /// tasks snapshot directly.
+    Trigger(Barrier),
+    /// Take the savepoint of this barrier and stop: sources emit it and then nothing
+    /// more until the job is finished or cancelled; ended tasks snapshot directly.
+    Stop(Barrier),
     /// Checkpoint `id` is complete.
     Complete(CheckpointId),
     /// Fail now (failure injection).
@@ -147,10 +148,12 @@ impl TaskRuntime {
         ended: bool,
     ) -> Result<Flow> {
         match control {
-            Control::Trigger(id) | Control::Stop(id) if ended && !self.already_snapshotted(id) => {
+            Control::Trigger(barrier) | Control::Stop(barrier)
+                if ended && !self.already_snapshotted(barrier.id) =>
+            {
                 let mut parts = Vec::new();
-                head.snapshot(id, &mut parts)?;
-                self.upload(id, parts)?;
+                head.snapshot(barrier, &mut parts)?;
+                self.upload(barrier.id, parts)?;
             }
             Control::Trigger(_) | Control::Stop(_) => {}
             Control::Complete(id) => head.checkpoint_complete(id)?,
@@ -218,6 +221,8 @@ impl<T: Data> TaskBody for InputTask<T> {
         } = *self;
         let mut aligner = Aligner::new(inputs.len());
         let mut align_started: Option<Instant> = None;
+        // The barrier being aligned: what the chain snapshots once every channel has it.
+        let mut aligning: Option<Barrier> = None;
         let mut readable: Vec<usize> = Vec::with_capacity(inputs.len());
         while !aligner.all_ended() {
             let wakeup = head.next_wakeup();
@@ -262,11 +267,16 @@ impl<T: Data> TaskBody for InputTask<T> {
                 }
                 Message::Barrier(barrier) => {
                     align_started.get_or_insert_with(Instant::now);
+                    aligning = Some(barrier);
                     aligner.on_barrier(channel, barrier.id)?
                 }
                 Message::EndOfInput => aligner.on_end(channel),
             };
             if let Alignment::Aligned(id) = alignment {
+                let barrier = aligning
+                    .take()
+                    .filter(|b| b.id == id)
+                    .ok_or_else(|| Error::Internal(format!("barrier {id} aligned unseen")))?;
                 if let Some(started) = align_started.take() {
                     add(
                         &rt.metrics.alignment_ns,
@@ -275,9 +285,9 @@ impl<T: Data> TaskBody for InputTask<T> {
                 }
                 let mut parts = Vec::new();
                 if aligner.all_ended() {
-                    head.snapshot(id, &mut parts)?;
+                    head.snapshot(barrier, &mut parts)?;
                 } else {
-                    head.barrier(Barrier { id }, &mut parts)?;
+                    head.barrier(barrier, &mut parts)?;
                 }
                 rt.upload(id, parts)?;
             }
@@ -319,11 +329,11 @@ impl<S: Source> SourceTask<S> {
         }
     }
 
-    fn checkpoint(&mut self, rt: &mut TaskRuntime, id: CheckpointId, ended: bool) -> Result<()> {
-        if rt.already_snapshotted(id) {
+    fn checkpoint(&mut self, rt: &mut TaskRuntime, barrier: Barrier, ended: bool) -> Result<()> {
+        if rt.already_snapshotted(barrier.id) {
             return Ok(());
         }
-        let snapshot = self.source.snapshot(id)?;
+        let snapshot = self.source.snapshot(&barrier)?;
         let mut parts = vec![SnapshotPart {
             uid: self.uid.clone(),
             subtask: self.subtask,
@@ -331,21 +341,21 @@ impl<S: Source> SourceTask<S> {
             snapshot,
         }];
         if ended {
-            self.head.snapshot(id, &mut parts)?;
+            self.head.snapshot(barrier, &mut parts)?;
         } else {
-            self.head.barrier(Barrier { id }, &mut parts)?;
+            self.head.barrier(barrier, &mut parts)?;
         }
-        rt.upload(id, parts)
+        rt.upload(barrier.id, parts)
     }
 
     fn handle(&mut self, rt: &mut TaskRuntime, control: Control, ended: bool) -> Result<Flow> {
         match control {
-            Control::Trigger(id) => {
-                self.checkpoint(rt, id, ended)?;
+            Control::Trigger(barrier) => {
+                self.checkpoint(rt, barrier, ended)?;
                 Ok(Flow::Continue)
             }
-            Control::Stop(id) => {
-                self.checkpoint(rt, id, ended)?;
+            Control::Stop(barrier) => {
+                self.checkpoint(rt, barrier, ended)?;
                 if ended {
                     return Ok(Flow::Continue);
                 }
@@ -441,7 +451,7 @@ mod tests {
             self.seen.append(input);
             Ok(())
         }
-        fn snapshot(&mut self, _: CheckpointId) -> Result<OperatorSnapshot> {
+        fn snapshot(&mut self, _: &Barrier) -> Result<OperatorSnapshot> {
             Ok(OperatorSnapshot {
                 operator_state: Some(
                     bincode::serialize(&self.seen).map_err(|e| Error::Internal(e.to_string()))?,
@@ -462,6 +472,7 @@ mod tests {
             max_parallelism: 128,
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt: 1,
+            state: Default::default(),
         }
     }
 
@@ -486,9 +497,9 @@ mod tests {
                     Step::Data(from, to) => {
                         Message::Batch((from..to).map(|s| (c as u32, s)).collect())
                     }
-                    Step::Barrier(id) => Message::Barrier(Barrier {
-                        id: CheckpointId(id),
-                    }),
+                    Step::Barrier(id) => {
+                        Message::Barrier(Barrier::checkpoint(CheckpointId(id), None))
+                    }
                     Step::End => Message::EndOfInput,
                 };
                 tx.send(msg).unwrap();
@@ -514,7 +525,12 @@ mod tests {
             task.run(&mut rt)
         });
         assert!(matches!(events.recv().unwrap(), TaskEvent::Ended(_)));
-        control_tx.send(Control::Trigger(CheckpointId(99))).unwrap();
+        control_tx
+            .send(Control::Trigger(Barrier::checkpoint(
+                CheckpointId(99),
+                None,
+            )))
+            .unwrap();
         control_tx.send(Control::Finish).unwrap();
         thread.join().unwrap().unwrap();
         let decode = |u: Upload| -> (CheckpointId, Seen) {

@@ -3,7 +3,9 @@
 //!
 //! Tasks hand over their snapshot as soon as it is taken and go back to their
 //! records; the upload (the slow part) runs here, which is what keeps checkpoints
-//! asynchronous for the tasks.
+//! asynchronous for the tasks. A RocksDB snapshot arrives as a local checkpoint
+//! directory: its new files are uploaded here (or, for a savepoint, its entries
+//! turned into canonical blobs), and the directory is removed afterwards.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::checkpoint::state_file::encode;
 use crate::checkpoint::store::CheckpointStore;
 use crate::error::Result;
 use crate::exec::task::{TaskEvent, Upload};
+use crate::state::rocks::{native, NativeFormat};
 
 /// Uploads snapshots from `uploads` until every sender is gone.
 ///
@@ -64,11 +67,38 @@ pub fn run_uploader(
 fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> Result<Ack> {
     let dir = paths.checkpoint_dir(upload.id);
     let mut states = Vec::with_capacity(upload.parts.len());
+    let mut uploaded_bytes = 0;
     for part in upload.parts {
+        let mut snapshot = part.snapshot;
+        let mut rocksdb = None;
+        if let Some(native) = snapshot.native.take() {
+            match &native.format {
+                NativeFormat::Incremental { registry, attempt } => {
+                    let done = native::upload(
+                        store,
+                        paths,
+                        &dir,
+                        upload.id,
+                        &part.uid,
+                        part.subtask.index,
+                        native.dir.path(),
+                        registry,
+                        *attempt,
+                    )?;
+                    uploaded_bytes += done.bytes;
+                    rocksdb = Some(done.state);
+                }
+                NativeFormat::Canonical { key_groups } => {
+                    let blobs = native::to_canonical(&part.uid, native.dir.path(), *key_groups)?;
+                    snapshot.keyed.extend(blobs);
+                }
+            }
+        }
         let path = state_file(&part.uid, part.subtask.index);
-        let file = match encode(path, &part.snapshot) {
+        let file = match encode(path, &snapshot) {
             Some((bytes, file)) => {
                 store.put(&format!("{dir}{}", file.path), &bytes)?;
+                uploaded_bytes += bytes.len() as u64;
                 Some(file)
             }
             None => None,
@@ -79,8 +109,9 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
             SubtaskState {
                 subtask: part.subtask.index,
                 key_groups: part.key_groups,
-                position: part.snapshot.position,
+                position: snapshot.position,
                 file,
+                rocksdb,
             },
         ));
     }
@@ -88,5 +119,6 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
         task: upload.task,
         id: upload.id,
         states,
+        uploaded_bytes,
     })
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
 
-use crate::data::{Barrier, Data, Message};
+use crate::data::{Barrier, Data, Message, SnapshotKind};
 use crate::error::{Error, Result};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::ids::CheckpointId;
@@ -27,6 +27,8 @@ fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
         Message::Barrier(b) => {
             buf.push(BARRIER);
             buf.extend_from_slice(&b.id.0.to_le_bytes());
+            buf.extend_from_slice(&b.last_completed.map_or(0, |c| c.0).to_le_bytes());
+            buf.push(u8::from(b.kind == SnapshotKind::Savepoint));
         }
         Message::EndOfInput => buf.push(END),
     }
@@ -40,12 +42,22 @@ fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
             .map(Message::Batch)
             .map_err(|e| bad(e.to_string())),
         Some((&BARRIER, rest)) => {
-            let id = rest
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| bad("short barrier".into()))?;
+            let word = |at: usize| {
+                rest.get(at..at + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .ok_or_else(|| bad("short barrier".into()))
+            };
+            let (id, last_completed) = (word(0)?, word(8)?);
+            let kind = match rest.get(16) {
+                Some(0) => SnapshotKind::Checkpoint,
+                Some(1) => SnapshotKind::Savepoint,
+                _ => return Err(bad("bad barrier kind".into())),
+            };
             Ok(Message::Barrier(Barrier {
                 id: CheckpointId(id),
+                kind,
+                last_completed: (last_completed > 0).then_some(CheckpointId(last_completed)),
             }))
         }
         Some((&END, _)) => Ok(Message::EndOfInput),
@@ -175,6 +187,8 @@ mod tests {
             }
             tx.send(Message::Barrier(Barrier {
                 id: CheckpointId(9),
+                kind: SnapshotKind::Savepoint,
+                last_completed: Some(CheckpointId(8)),
             }))
             .unwrap();
             tx.send(Message::EndOfInput).unwrap();
@@ -190,7 +204,17 @@ mod tests {
                     assert_eq!(b, vec![next; 3]);
                     next += 1;
                 }
-                Message::Barrier(b) => assert_eq!((next, b.id), (100, CheckpointId(9))),
+                Message::Barrier(b) => {
+                    assert_eq!(next, 100);
+                    assert_eq!(
+                        b,
+                        Barrier {
+                            id: CheckpointId(9),
+                            kind: SnapshotKind::Savepoint,
+                            last_completed: Some(CheckpointId(8)),
+                        }
+                    );
+                }
                 Message::EndOfInput => break,
             }
         }

@@ -9,7 +9,8 @@
 //! - on restore from checkpoint `c`, the pending list in `c` is committed again
 //!   (a file already renamed stays as it is) and every other hidden file of the
 //!   subtask is deleted: it holds records of checkpoints that never completed,
-//!   which the sources will replay.
+//!   which the sources will replay. Restored at another parallelism, subtask `i`
+//!   does this for every old subtask `j` with `j % parallelism == i`.
 //!
 //! Readers that ignore hidden files therefore see each record exactly once.
 
@@ -17,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext};
@@ -65,19 +66,22 @@ impl<T> FileSink<T> {
         ))
     }
 
-    fn pending_path(&self, id: CheckpointId) -> PathBuf {
+    fn pending_path(&self, subtask: u32, id: CheckpointId) -> PathBuf {
         self.dir
-            .join(format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
+            .join(format!(".part-{subtask:04}-{:010}.pending", id.0))
     }
 
-    fn committed_path(&self, id: CheckpointId) -> PathBuf {
-        self.dir
-            .join(format!("part-{:04}-{:010}", self.subtask, id.0))
+    fn committed_path(&self, subtask: u32, id: CheckpointId) -> PathBuf {
+        self.dir.join(format!("part-{subtask:04}-{:010}", id.0))
     }
 
-    /// Renames the pending file of `id` to its visible name; done already is fine.
-    fn commit(&self, id: CheckpointId) -> Result<()> {
-        let (from, to) = (self.pending_path(id), self.committed_path(id));
+    /// Renames subtask `subtask`'s pending file of `id` to its visible name; done
+    /// already is fine.
+    fn commit(&self, subtask: u32, id: CheckpointId) -> Result<()> {
+        let (from, to) = (
+            self.pending_path(subtask, id),
+            self.committed_path(subtask, id),
+        );
         match fs::rename(&from, &to) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound && to.exists() => Ok(()),
@@ -85,12 +89,12 @@ impl<T> FileSink<T> {
         }
     }
 
-    /// Deletes every hidden file of this subtask that is not pending in `keep`.
-    fn discard_uncommitted(&self, keep: &[CheckpointId]) -> Result<()> {
-        let prefix = format!(".part-{:04}", self.subtask);
+    /// Deletes every hidden file of subtask `subtask` that is not pending in `keep`.
+    fn discard_uncommitted(&self, subtask: u32, keep: &[CheckpointId]) -> Result<()> {
+        let prefix = format!(".part-{subtask:04}");
         let keep: Vec<String> = keep
             .iter()
-            .map(|id| format!(".part-{:04}-{:010}.pending", self.subtask, id.0))
+            .map(|id| format!(".part-{subtask:04}-{:010}.pending", id.0))
             .collect();
         let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
         for entry in entries {
@@ -101,6 +105,27 @@ impl<T> FileSink<T> {
             if ours && !keep.contains(&name) {
                 remove(&entry.path())?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl<T> FileSink<T> {
+    /// Commits old subtask `old`'s pending files again and deletes its other hidden
+    /// files (records of checkpoints that never completed).
+    fn recover(&self, old: u32, pending: &[CheckpointId]) -> Result<()> {
+        self.discard_uncommitted(old, pending)?;
+        for &id in pending {
+            if !self.pending_path(old, id).exists() && !self.committed_path(old, id).exists() {
+                return Err(Error::State {
+                    uid: self.uid.clone(),
+                    reason: format!(
+                        "part file {} of checkpoint {id} is missing: its records are lost",
+                        self.pending_path(old, id).display()
+                    ),
+                });
+            }
+            self.commit(old, id)?;
         }
         Ok(())
     }
@@ -123,24 +148,33 @@ impl<T: Data> Operator for FileSink<T> {
         self.uid = ctx.uid.0.clone();
         fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("creating output directory", &self.dir, e))?;
-        if let Some(bytes) = restored.and_then(|r| r.operator_state) {
-            self.pending = bincode::deserialize(&bytes).map_err(|e| Error::State {
+        let decode = |bytes: &[u8]| -> Result<Vec<CheckpointId>> {
+            bincode::deserialize(bytes).map_err(|e| Error::State {
                 uid: self.uid.clone(),
                 reason: format!("pending part files: {e}"),
-            })?;
-        }
-        self.discard_uncommitted(&self.pending)?;
-        for id in std::mem::take(&mut self.pending) {
-            if !self.pending_path(id).exists() && !self.committed_path(id).exists() {
-                return Err(Error::State {
-                    uid: self.uid.clone(),
-                    reason: format!(
-                        "part file {} of checkpoint {id} is missing: its records are lost",
-                        self.pending_path(id).display()
-                    ),
-                });
+            })
+        };
+        // The old subtasks whose files this one takes over: itself, and at another
+        // parallelism every old subtask j with j % parallelism == index.
+        let (index, parallelism) = (ctx.subtask.index, ctx.subtask.parallelism);
+        let mut inherited = vec![(index, Vec::new())];
+        if let Some(restored) = restored {
+            if let Some(bytes) = &restored.operator_state {
+                inherited[0].1 = decode(bytes)?;
             }
-            self.commit(id)?;
+            for (old, bytes) in restored.union.iter().flat_map(|u| &u.states) {
+                if old % parallelism != index {
+                    continue;
+                }
+                let pending = decode(bytes)?;
+                match inherited.iter_mut().find(|(j, _)| j == old) {
+                    Some((_, list)) => *list = pending,
+                    None => inherited.push((*old, pending)),
+                }
+            }
+        }
+        for (old, pending) in inherited {
+            self.recover(old, &pending)?;
         }
         Ok(())
     }
@@ -169,7 +203,7 @@ impl<T: Data> Operator for FileSink<T> {
         Ok(())
     }
 
-    fn snapshot(&mut self, id: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
         if let Some(writer) = self.writer.take() {
             let path = self.in_progress();
             let file = writer
@@ -177,10 +211,10 @@ impl<T: Data> Operator for FileSink<T> {
                 .map_err(|e| Error::io("flushing part file", &path, e.into_error()))?;
             file.sync_data()
                 .map_err(|e| Error::io("syncing part file", &path, e))?;
-            let pending = self.pending_path(id);
+            let pending = self.pending_path(self.subtask, barrier.id);
             fs::rename(&path, &pending)
                 .map_err(|e| Error::io("pre-committing part file", &path, e))?;
-            self.pending.push(id);
+            self.pending.push(barrier.id);
         }
         let state = bincode::serialize(&self.pending).map_err(|e| Error::State {
             uid: self.uid.clone(),
@@ -195,7 +229,7 @@ impl<T: Data> Operator for FileSink<T> {
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
         let (done, later): (Vec<_>, Vec<_>) = self.pending.iter().partition(|p| **p <= id);
         for p in done {
-            self.commit(p)?;
+            self.commit(self.subtask, p)?;
         }
         self.pending = later;
         Ok(())
@@ -219,6 +253,7 @@ mod tests {
             max_parallelism: 128,
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt,
+            state: Default::default(),
         }
     }
 
@@ -252,7 +287,9 @@ mod tests {
         let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
         sink.open(&ctx(1), None).unwrap();
         sink.process(&mut vec![1, 2], &mut Vec::new()).unwrap();
-        let state = sink.snapshot(CheckpointId(1)).unwrap();
+        let state = sink
+            .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+            .unwrap();
         sink.process(&mut vec![3], &mut Vec::new()).unwrap();
         assert!(
             committed(dir.path()).is_empty(),
@@ -281,6 +318,51 @@ mod tests {
     }
 
     #[test]
+    fn restored_at_another_parallelism_each_old_subtasks_files_are_committed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx_of = |index: u32, parallelism: u32| OperatorContext {
+            subtask: Subtask { index, parallelism },
+            ..ctx(7)
+        };
+        // Three subtasks pre-commit at checkpoint 4; it never completes for them.
+        let mut union = Vec::new();
+        for i in 0..3u32 {
+            let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
+            sink.open(&ctx_of(i, 3), None).unwrap();
+            sink.process(&mut vec![u64::from(i)], &mut Vec::new())
+                .unwrap();
+            let state = sink
+                .snapshot(&Barrier::checkpoint(CheckpointId(4), None))
+                .unwrap();
+            union.push((i, state.operator_state.unwrap()));
+            // Records after the barrier belong to a checkpoint that never completes.
+            sink.process(&mut vec![100 + u64::from(i)], &mut Vec::new())
+                .unwrap();
+        }
+        // Restored at parallelism 2: subtask 0 takes over old 0 and 2, subtask 1 old 1.
+        for i in 0..2u32 {
+            let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
+            let restored = RestoredState {
+                union: Some(crate::state::UnionState {
+                    parallelism: 3,
+                    states: union.clone(),
+                }),
+                ..Default::default()
+            };
+            sink.open(&ctx_of(i, 2), Some(restored)).unwrap();
+        }
+        let mut lines = committed(dir.path());
+        lines.sort();
+        assert_eq!(lines, ["0", "1", "2"]);
+        let hidden = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        assert_eq!(hidden, 0, "in-progress files of the old subtasks are gone");
+    }
+
+    #[test]
     fn a_stale_attempt_cannot_write_into_the_current_attempts_files() {
         let dir = tempfile::tempdir().unwrap();
         // An attempt whose worker stalled (SIGSTOP) between two checkpoints.
@@ -297,7 +379,9 @@ mod tests {
             .process(&mut (100..200).collect(), &mut Vec::new())
             .unwrap();
         drop(stale);
-        current.snapshot(CheckpointId(5)).unwrap();
+        current
+            .snapshot(&Barrier::checkpoint(CheckpointId(5), None))
+            .unwrap();
         current.checkpoint_complete(CheckpointId(5)).unwrap();
         assert_eq!(committed(dir.path()), ["7", "8", "9"]);
     }

@@ -1,9 +1,9 @@
 //! Keyed `process`: a user function called per record with the state of the record's key.
 //!
 //! A function declares its per-key state as a type: [`ValueState`] for one value,
-//! [`MapState`] for a map, or a tuple of them. The operator keeps that state in a
-//! hash map per subtask, drops a key whose state is cleared, and snapshots it by
-//! key group so it can be restored at another parallelism.
+//! [`MapState`] for a map, or a tuple of them. The operator keeps that state in the
+//! job's state backend ([`KeyedState`]), drops a key whose state is cleared, and
+//! snapshots it by key group so it can be restored at another parallelism.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::Result;
-use crate::ids::CheckpointId;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
-use crate::state::{HeapState, OperatorSnapshot, RestoredState};
+use crate::state::{KeyedState, OperatorSnapshot, RestoredState};
 
 /// Extracts a record's key.
 pub type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -140,7 +139,7 @@ pub trait KeyedProcess: Send + Sync + 'static {
 pub struct KeyedProcessOperator<P: KeyedProcess> {
     function: Arc<P>,
     key: KeyFn<P::In, P::Key>,
-    state: HeapState<P::Key, P::State>,
+    state: KeyedState<P::Key, P::State>,
 }
 
 impl<P: KeyedProcess> KeyedProcessOperator<P> {
@@ -149,7 +148,7 @@ impl<P: KeyedProcess> KeyedProcessOperator<P> {
         KeyedProcessOperator {
             function,
             key,
-            state: HeapState::default(),
+            state: KeyedState::default(),
         }
     }
 }
@@ -163,21 +162,22 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
     }
 
     fn process(&mut self, input: &mut Batch<P::In>, output: &mut Batch<P::Out>) -> Result<()> {
-        for record in input.drain(..) {
-            let key = (self.key)(&record);
-            let state = match self.state.map.get_mut(&key) {
-                Some(state) => state,
-                None => self.state.map.entry(key.clone()).or_default(),
-            };
-            self.function.process(&key, state, record, output)?;
-            if state.is_cleared() {
-                self.state.map.remove(&key);
-            }
-        }
-        Ok(())
+        let function = &self.function;
+        self.state.update(
+            input,
+            |r| (self.key)(r),
+            |key, slot, record| {
+                let state = slot.get_or_insert_with(P::State::default);
+                function.process(key, state, record, output)?;
+                if state.is_cleared() {
+                    *slot = None;
+                }
+                Ok(())
+            },
+        )
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        self.state.snapshot()
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        self.state.snapshot(barrier)
     }
 }

@@ -107,6 +107,7 @@ mod tests {
             max_parallelism: 128,
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt: 1,
+            state: Default::default(),
         };
         sink.open(&ctx, None).unwrap();
         let stamp = now_nanos() - 2_000_000;

@@ -3,20 +3,19 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::Result;
-use crate::ids::CheckpointId;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::keyed_process::KeyFn;
-use crate::state::{HeapState, OperatorSnapshot, RestoredState};
+use crate::state::{KeyedState, OperatorSnapshot, RestoredState};
 
 /// Keeps one accumulator per key; each record is folded in with `f(&mut acc, record)`
 /// (the first record of a key becomes its accumulator) and the new accumulator is emitted.
 pub struct KeyedReduce<T, K, F> {
     f: Arc<F>,
     key: KeyFn<T, K>,
-    state: HeapState<K, T>,
+    state: KeyedState<K, T>,
 }
 
 impl<T, K, F> KeyedReduce<T, K, F> {
@@ -25,7 +24,7 @@ impl<T, K, F> KeyedReduce<T, K, F> {
         KeyedReduce {
             f,
             key,
-            state: HeapState::default(),
+            state: KeyedState::default(),
         }
     }
 }
@@ -45,24 +44,28 @@ where
 
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<T>) -> Result<()> {
         output.reserve(input.len());
-        for record in input.drain(..) {
-            let key = (self.key)(&record);
-            match self.state.map.get_mut(&key) {
-                Some(acc) => {
-                    (self.f)(acc, record);
-                    output.push(acc.clone());
+        let f = &self.f;
+        self.state.update(
+            input,
+            |r| (self.key)(r),
+            |_, acc, record| {
+                match acc {
+                    Some(acc) => {
+                        f(acc, record);
+                        output.push(acc.clone());
+                    }
+                    None => {
+                        output.push(record.clone());
+                        *acc = Some(record);
+                    }
                 }
-                None => {
-                    output.push(record.clone());
-                    self.state.map.insert(key, record);
-                }
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        self.state.snapshot()
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        self.state.snapshot(barrier)
     }
 }
 
@@ -70,7 +73,7 @@ where
 pub struct KeyedSum<T, K, F> {
     value: Arc<F>,
     key: KeyFn<T, K>,
-    state: HeapState<K, i64>,
+    state: KeyedState<K, i64>,
 }
 
 impl<T, K, F> KeyedSum<T, K, F> {
@@ -79,7 +82,7 @@ impl<T, K, F> KeyedSum<T, K, F> {
         KeyedSum {
             value,
             key,
-            state: HeapState::default(),
+            state: KeyedState::default(),
         }
     }
 }
@@ -99,25 +102,20 @@ where
 
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<(K, i64)>) -> Result<()> {
         output.reserve(input.len());
-        for record in input.drain(..) {
-            let key = (self.key)(&record);
-            let value = (self.value)(&record);
-            let sum = match self.state.map.get_mut(&key) {
-                Some(sum) => {
-                    *sum += value;
-                    *sum
-                }
-                None => {
-                    self.state.map.insert(key.clone(), value);
-                    value
-                }
-            };
-            output.push((key, sum));
-        }
-        Ok(())
+        let value = &self.value;
+        self.state.update(
+            input,
+            |r| (self.key)(r),
+            |key, sum, record| {
+                let sum = sum.get_or_insert(0);
+                *sum += value(&record);
+                output.push((key.clone(), *sum));
+                Ok(())
+            },
+        )
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
-        self.state.snapshot()
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        self.state.snapshot(barrier)
     }
 }

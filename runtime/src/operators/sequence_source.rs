@@ -2,9 +2,9 @@
 
 use std::ops::Range;
 
-use crate::data::Batch;
+use crate::data::{Barrier, Batch};
 use crate::error::{Error, Result};
-use crate::ids::CheckpointId;
+
 use crate::operator::{OperatorContext, Source, SourceStatus};
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -52,7 +52,7 @@ impl Source for SequenceSource {
         Ok(SourceStatus::Ready)
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         Ok(OperatorSnapshot {
             position: Some(self.next.into()),
             ..Default::default()

@@ -3,9 +3,9 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
-use crate::ids::CheckpointId;
+
 use crate::operator::Operator;
 use crate::operators::LineFormat;
 use crate::state::OperatorSnapshot;
@@ -50,7 +50,7 @@ impl<T: Data> Operator for StdoutSink<T> {
         Ok(())
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         self.flush()?;
         Ok(OperatorSnapshot::default())
     }

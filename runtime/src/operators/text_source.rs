@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Batch;
+use crate::data::{Barrier, Batch};
 use crate::error::{Error, Result};
-use crate::ids::CheckpointId;
+
 use crate::operator::{OperatorContext, Source, SourceStatus};
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -103,7 +103,7 @@ impl Source for TextFileSource {
         Ok(SourceStatus::Ready)
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         Ok(OperatorSnapshot {
             position: Some(
                 serde_json::to_value(self.position).map_err(|e| Error::Internal(e.to_string()))?,

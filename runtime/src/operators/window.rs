@@ -5,6 +5,8 @@
 //! multiple of `d`, so a record falls into `s/d` windows. A window fires (emits one
 //! result per key) when the processing time passes its end, and at end of input.
 //! Every record of a batch is assigned the time at which the batch arrived.
+//! Window state stays on the heap with either backend (windows are short-lived)
+//! and is always snapshotted as canonical key-group blobs.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -13,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Batch, Data};
+use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
-use crate::ids::CheckpointId;
+
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::keyed_process::KeyFn;
@@ -167,16 +169,16 @@ where
         self.uid = ctx.uid.0.clone();
         self.max_parallelism = ctx.max_parallelism;
         if let Some(restored) = restored {
-            let mut flat: KeyedMap<K, Vec<(u64, A::Acc)>> = KeyedMap::default();
-            decode_keyed(&self.uid, &restored.keyed, &mut flat)?;
-            for (key, windows) in flat {
-                for (start, acc) in windows {
-                    self.windows
-                        .entry(start)
-                        .or_default()
-                        .insert(key.clone(), acc);
-                }
-            }
+            let windows = &mut self.windows;
+            decode_keyed(
+                &self.uid,
+                &restored.keyed,
+                |key: K, accs: Vec<(u64, A::Acc)>| {
+                    for (start, acc) in accs {
+                        windows.entry(start).or_default().insert(key.clone(), acc);
+                    }
+                },
+            )?;
         }
         Ok(())
     }
@@ -214,7 +216,7 @@ where
         Ok(())
     }
 
-    fn snapshot(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         let mut by_key: KeyedMap<&K, Vec<(u64, &A::Acc)>> = KeyedMap::default();
         for (start, window) in &self.windows {
             for (key, acc) in window {

@@ -14,8 +14,7 @@ use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::keys::mix;
-use crate::operator::OperatorContext;
-use crate::pipelines::generator::{block_index, block_share, Generator, GeneratorSource, BLOCK};
+use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
 use crate::pipelines::{sink_lines, GeneratorArgs, Target};
 
 /// Length of a log line.
@@ -101,22 +100,23 @@ fn render_fields(i: u64, line: &mut [u8; LINE_LEN]) {
 
 /// Generates the appendix's log lines; consecutive lines reuse the previous line's
 /// digits and bump them like an odometer instead of formatting the number anew.
+#[derive(Clone)]
 pub struct LogLines {
     line: [u8; LINE_LEN],
     /// The index the buffer holds, if any.
     current: Option<u64>,
-    index: u32,
-    parallelism: u32,
+    split: u32,
+    splits: u32,
 }
 
 impl LogLines {
-    /// A generator for one subtask (set in `open`).
+    /// A generator for one split (set in `open`).
     pub fn new() -> Self {
         LogLines {
             line: [b' '; LINE_LEN],
             current: None,
-            index: 0,
-            parallelism: 1,
+            split: 0,
+            splits: 1,
         }
     }
 
@@ -149,31 +149,21 @@ impl Default for LogLines {
 impl Generator for LogLines {
     type Out = LogLine;
 
-    fn open(&mut self, ctx: &OperatorContext, _state: Option<&[u8]>) -> Result<()> {
-        self.index = ctx.subtask.index;
-        self.parallelism = ctx.subtask.parallelism;
+    fn open(&mut self, split: u32, splits: u32, _state: Option<&[u8]>) -> Result<()> {
+        (self.split, self.splits) = (split, splits);
         Ok(())
     }
 
     fn generate(&mut self, position: u64, count: usize, out: &mut Batch<LogLine>) {
-        out.reserve(count);
-        let mut k = position;
-        let end = position + count as u64;
-        while k < end {
-            // Within one block the global indices are consecutive.
-            let block_end = ((k / BLOCK) + 1) * BLOCK;
-            let run = block_end.min(end) - k;
-            let first = block_index(k, self.index, self.parallelism);
-            for i in first..first + run {
-                self.advance_to(i);
-                out.push(LogLine(self.line));
-            }
-            k += run;
-        }
+        let (split, splits) = (self.split, self.splits);
+        generate_blocks(position, count, split, splits, out, |i| {
+            self.advance_to(i);
+            LogLine(self.line)
+        });
     }
 
-    fn share(&self, total: u64, index: u32, parallelism: u32) -> u64 {
-        block_share(total, index, parallelism)
+    fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
+        block_share(total, split, splits)
     }
 }
 

@@ -12,9 +12,8 @@ use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::keys::mix;
-use crate::operator::OperatorContext;
 use crate::operators::{now_nanos, LatencySink};
-use crate::pipelines::generator::{block_index, block_share, Generator, GeneratorSource, BLOCK};
+use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
 use crate::pipelines::{sink_lines, GeneratorArgs, Target};
 
 /// Arguments of `keyed-sum`.
@@ -37,34 +36,30 @@ pub struct KeyedSumArgs {
 }
 
 /// Generates record `i` as `((mix(i) >> 1) % keys, i)`.
+#[derive(Clone)]
 pub struct KeyedRecords {
     keys: u64,
-    index: u32,
-    parallelism: u32,
+    split: u32,
+    splits: u32,
 }
 
 impl Generator for KeyedRecords {
     type Out = (u64, u64);
 
-    fn open(&mut self, ctx: &OperatorContext, _state: Option<&[u8]>) -> Result<()> {
-        self.index = ctx.subtask.index;
-        self.parallelism = ctx.subtask.parallelism;
+    fn open(&mut self, split: u32, splits: u32, _state: Option<&[u8]>) -> Result<()> {
+        (self.split, self.splits) = (split, splits);
         Ok(())
     }
 
     fn generate(&mut self, position: u64, count: usize, out: &mut Batch<(u64, u64)>) {
-        out.reserve(count);
-        let (mut k, end) = (position, position + count as u64);
-        while k < end {
-            let run = (((k / BLOCK) + 1) * BLOCK).min(end) - k;
-            let first = block_index(k, self.index, self.parallelism);
-            out.extend((first..first + run).map(|i| ((mix(i) >> 1) % self.keys, i)));
-            k += run;
-        }
+        let keys = self.keys;
+        generate_blocks(position, count, self.split, self.splits, out, |i| {
+            ((mix(i) >> 1) % keys, i)
+        });
     }
 
-    fn share(&self, total: u64, index: u32, parallelism: u32) -> u64 {
-        block_share(total, index, parallelism)
+    fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
+        block_share(total, split, splits)
     }
 }
 
@@ -96,8 +91,8 @@ pub fn job(
         .source("records", move |_| {
             let generator = KeyedRecords {
                 keys,
-                index: 0,
-                parallelism: 1,
+                split: 0,
+                splits: 1,
             };
             GeneratorSource::new(generator, total, rate)
         })
@@ -114,35 +109,30 @@ pub fn job(
 
 /// Generates record `i` as `((mix(i) >> 1) % keys, i, t)` where `t` is when the
 /// source emits it ([`now_nanos`], read once per batch).
+#[derive(Clone)]
 pub struct StampedRecords {
     keys: u64,
-    index: u32,
-    parallelism: u32,
+    split: u32,
+    splits: u32,
 }
 
 impl Generator for StampedRecords {
     type Out = (u64, u64, u64);
 
-    fn open(&mut self, ctx: &OperatorContext, _state: Option<&[u8]>) -> Result<()> {
-        self.index = ctx.subtask.index;
-        self.parallelism = ctx.subtask.parallelism;
+    fn open(&mut self, split: u32, splits: u32, _state: Option<&[u8]>) -> Result<()> {
+        (self.split, self.splits) = (split, splits);
         Ok(())
     }
 
     fn generate(&mut self, position: u64, count: usize, out: &mut Batch<(u64, u64, u64)>) {
-        out.reserve(count);
-        let now = now_nanos();
-        let (mut k, end) = (position, position + count as u64);
-        while k < end {
-            let run = (((k / BLOCK) + 1) * BLOCK).min(end) - k;
-            let first = block_index(k, self.index, self.parallelism);
-            out.extend((first..first + run).map(|i| ((mix(i) >> 1) % self.keys, i, now)));
-            k += run;
-        }
+        let (keys, now) = (self.keys, now_nanos());
+        generate_blocks(position, count, self.split, self.splits, out, |i| {
+            ((mix(i) >> 1) % keys, i, now)
+        });
     }
 
-    fn share(&self, total: u64, index: u32, parallelism: u32) -> u64 {
-        block_share(total, index, parallelism)
+    fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
+        block_share(total, split, splits)
     }
 }
 
@@ -166,8 +156,8 @@ pub fn latency_job(
     job.source("records", move |_| {
         let generator = StampedRecords {
             keys,
-            index: 0,
-            parallelism: 1,
+            split: 0,
+            splits: 1,
         };
         GeneratorSource::new(generator, total, rate)
     })

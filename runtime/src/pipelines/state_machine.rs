@@ -10,13 +10,13 @@
 //! Y --e--> Z          Z --g--> Terminal
 //! ```
 //!
-//! The generator keeps a set of addresses in flight per source subtask and, from a
-//! seeded generator, either starts a new address or moves one along a valid
+//! The generator keeps a set of addresses in flight per split of the source and,
+//! from a seeded generator, either starts a new address or moves one along a valid
 //! transition; with probability `--error-rate` it emits an invalid event instead
-//! (and forgets the address). Its whole state is checkpointed, so a replay after a
-//! restore emits exactly the same events, and each address belongs to one source
-//! subtask, so its events stay in order through the key exchange. With
-//! `--error-rate 0` no alert can ever be raised, whatever fails.
+//! (and forgets the address). Its whole state is checkpointed per split, so a
+//! replay after a restore (at any parallelism) emits exactly the same events, and
+//! each address belongs to one split, so its events stay in order through the key
+//! exchange. With `--error-rate 0` no alert can ever be raised, whatever fails.
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,6 @@ use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::keys::mix;
-use crate::operator::OperatorContext;
 use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
 use crate::pipelines::{sink_lines, GeneratorArgs};
@@ -35,8 +34,8 @@ const STATE_NAMES: [&str; 6] = ["Initial", "W", "X", "Y", "Z", "Terminal"];
 const INITIAL: u8 = 0;
 const TERMINAL: u8 = 5;
 const EVENTS: u8 = 7;
-/// Addresses in flight per source subtask.
-const IN_FLIGHT: usize = 1000;
+/// Addresses in flight per split of the source.
+const IN_FLIGHT: usize = 64;
 
 /// The next state after `event` in `state`, or `None` if the transition is invalid.
 pub fn transition(state: u8, event: u8) -> Option<u8> {
@@ -54,7 +53,7 @@ pub fn transition(state: u8, event: u8) -> Option<u8> {
 /// An event of an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The address (its high bits are the source subtask that owns it).
+    /// The address (its high bits are the split that owns it).
     pub address: u64,
     /// The event, `a` = 0 through `g` = 6.
     pub event: u8,
@@ -80,10 +79,11 @@ struct GeneratorState {
 }
 
 /// Generates valid event sequences per address, with invalid events at `error_rate`.
+#[derive(Clone)]
 pub struct Events {
     seed: u64,
     error_rate: f64,
-    subtask: u64,
+    split: u64,
     state: GeneratorState,
 }
 
@@ -102,15 +102,15 @@ impl Events {
 impl Generator for Events {
     type Out = Event;
 
-    fn open(&mut self, ctx: &OperatorContext, state: Option<&[u8]>) -> Result<()> {
-        self.subtask = u64::from(ctx.subtask.index);
+    fn open(&mut self, split: u32, _splits: u32, state: Option<&[u8]>) -> Result<()> {
+        self.split = u64::from(split);
         self.state = match state {
             Some(bytes) => bincode::deserialize(bytes).map_err(|e| Error::State {
-                uid: ctx.uid.0.clone(),
-                reason: format!("generator state: {e}"),
+                uid: "events".into(),
+                reason: format!("generator state of split {split}: {e}"),
             })?,
             None => GeneratorState {
-                rng: mix(self.seed ^ mix(self.subtask + 1)),
+                rng: mix(self.seed ^ mix(self.split + 1)),
                 ..Default::default()
             },
         };
@@ -124,7 +124,7 @@ impl Generator for Events {
             let start_new =
                 s.in_flight.len() < IN_FLIGHT && (s.in_flight.is_empty() || rng.below(4) == 0);
             if start_new {
-                let address = (self.subtask << 48) | s.next_address;
+                let address = (self.split << 48) | s.next_address;
                 s.next_address += 1;
                 let event = Self::pick(&mut rng, INITIAL, true);
                 out.push(Event { address, event });
@@ -234,7 +234,7 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             let events = Events {
                 seed,
                 error_rate,
-                subtask: 0,
+                split: 0,
                 state: GeneratorState::default(),
             };
             GeneratorSource::new(events, total, rate)
@@ -256,31 +256,12 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{OperatorUid, Subtask};
-    use crate::keys::KeyGroupRange;
-
-    fn ctx() -> OperatorContext {
-        OperatorContext {
-            uid: OperatorUid("events".into()),
-            name: "events".into(),
-            subtask: Subtask {
-                index: 1,
-                parallelism: 2,
-            },
-            max_parallelism: 128,
-            key_groups: KeyGroupRange {
-                start: 64,
-                end: 128,
-            },
-            attempt: 1,
-        }
-    }
 
     fn events(error_rate: f64) -> Events {
         Events {
             seed: 7,
             error_rate,
-            subtask: 0,
+            split: 0,
             state: GeneratorState::default(),
         }
     }
@@ -288,12 +269,12 @@ mod tests {
     #[test]
     fn valid_sequences_raise_no_alert() {
         let mut g = events(0.0);
-        g.open(&ctx(), None).unwrap();
+        g.open(1, 128, None).unwrap();
         let mut out = Vec::new();
         g.generate(0, 50_000, &mut out);
         let mut states = std::collections::HashMap::new();
         for e in &out {
-            assert_eq!(e.address >> 48, 1, "addresses belong to their subtask");
+            assert_eq!(e.address >> 48, 1, "addresses belong to their split");
             let s = states.entry(e.address).or_insert(INITIAL);
             let next = transition(*s, e.event).expect("generated transitions are valid");
             *s = next;
@@ -303,14 +284,14 @@ mod tests {
     #[test]
     fn a_restored_generator_continues_identically() {
         let mut g = events(0.05);
-        g.open(&ctx(), None).unwrap();
+        g.open(1, 128, None).unwrap();
         let mut first = Vec::new();
         g.generate(0, 1000, &mut first);
         let snapshot = g.snapshot().unwrap().unwrap();
         let mut rest = Vec::new();
         g.generate(1000, 1000, &mut rest);
         let mut h = events(0.05);
-        h.open(&ctx(), Some(&snapshot)).unwrap();
+        h.open(1, 128, Some(&snapshot)).unwrap();
         let mut again = Vec::new();
         h.generate(1000, 1000, &mut again);
         assert_eq!(rest, again);

@@ -1,132 +1,617 @@
-//! Heap keyed state: a hash map per operator subtask, encoded per key group at snapshots.
+//! Keyed state of one operator subtask, on the heap or in RocksDB behind a cache.
+//!
+//! Operators see one interface, [`KeyedState::update`]: a batch of records, each
+//! handed to a function with its key's value. On the heap the map is the state.
+//! With RocksDB the map is a cache: the keys of a batch that it lacks are read in
+//! one multi-get before the batch is applied, updated values stay in the cache
+//! (dirty) and are written back in one batch when it is full and at every
+//! checkpoint, so RocksDB sees per-batch work, never per-record calls.
+//!
+//! Snapshots: the heap writes canonical key-group blobs; RocksDB hard-links a
+//! local checkpoint that the uploader stores incrementally, or converts to
+//! canonical blobs for a savepoint.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash};
+use std::sync::{Arc, Mutex};
 
+use rocksdb::WriteBatch;
 use rustc_hash::FxHasher;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::data::{Barrier, Batch, SnapshotKind};
 use crate::error::{Error, Result};
-use crate::keys::{KeyGroup, StableHash};
+use crate::keys::{KeyGroup, KeyGroupRange, StableHash};
 use crate::operator::OperatorContext;
+use crate::state::backend::Backend;
+use crate::state::codec::{decode_keyed, encode_keyed, entries};
+use crate::state::rocks::restore::{rebuild, BatchWriter};
+use crate::state::rocks::{
+    encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
+};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// The hash map keyed operators keep their state in (a fast, unseeded hasher:
 /// placement across subtasks uses [`StableHash`], not this).
 pub type KeyedMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// One operator subtask's keyed heap state: the map, and what it needs to
-/// restore and snapshot itself by key group.
-pub struct HeapState<K, V> {
-    /// The state, by key.
-    pub map: KeyedMap<K, V>,
+/// A key's value in the map, and whether RocksDB has yet to see it.
+struct Slot<V> {
+    value: Option<V>,
+    dirty: bool,
+}
+
+/// What the RocksDB backend adds to the map.
+struct Rocks {
+    db: RocksDb,
+    registry: Arc<Mutex<Registry>>,
+    /// Most keys the map holds; past it, dirty values are written back and a
+    /// quarter of the keys are dropped.
+    capacity: usize,
+    attempt: u64,
+    key_groups: KeyGroupRange,
+    /// Reused buffers: the batch's keys, and encoded keys and values.
+    keys: Vec<u8>,
+    offsets: Vec<usize>,
+    value: Vec<u8>,
+}
+
+/// One operator subtask's keyed state.
+pub struct KeyedState<K, V> {
+    map: KeyedMap<K, Slot<V>>,
+    rocks: Option<Rocks>,
+    keys: Vec<K>,
     uid: String,
     max_parallelism: u32,
 }
 
-impl<K, V> Default for HeapState<K, V> {
+impl<K, V> Default for KeyedState<K, V> {
     fn default() -> Self {
-        HeapState {
+        KeyedState {
             map: KeyedMap::default(),
+            rocks: None,
+            keys: Vec::new(),
             uid: String::new(),
             max_parallelism: 1,
         }
     }
 }
 
-impl<K, V> HeapState<K, V>
+impl<K, V> KeyedState<K, V>
 where
-    K: StableHash + Serialize + DeserializeOwned + Eq + Hash,
+    K: StableHash + Serialize + DeserializeOwned + Eq + Hash + Clone,
     V: Serialize + DeserializeOwned,
 {
-    /// Takes the operator's identity and loads the key groups it restores.
+    /// Opens the backend the context asks for and loads the key groups it restores.
     pub fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.uid = ctx.uid.0.clone();
         self.max_parallelism = ctx.max_parallelism;
-        if let Some(restored) = restored {
-            decode_keyed(&self.uid, &restored.keyed, &mut self.map)?;
+        let restored = restored.unwrap_or_default();
+        match ctx.state.backend {
+            Backend::Heap => {
+                let map = &mut self.map;
+                decode_keyed(&self.uid, &restored.keyed, |k, v| {
+                    map.insert(
+                        k,
+                        Slot {
+                            value: Some(v),
+                            dirty: false,
+                        },
+                    );
+                })?;
+                let scratch = ctx.state.local_dir.join(scratch_name(ctx));
+                for native in &restored.native {
+                    let range = native.key_groups.intersect(ctx.key_groups);
+                    native.scan(&self.uid, &scratch, range, |_, k, v| {
+                        let (key, value) = decode(&self.uid, k, v)?;
+                        map.insert(
+                            key,
+                            Slot {
+                                value: Some(value),
+                                dirty: false,
+                            },
+                        );
+                        Ok(())
+                    })?;
+                }
+            }
+            Backend::Rocksdb => {
+                if ctx.max_parallelism > MAX_KEY_GROUPS {
+                    return Err(Error::InvalidJob(format!(
+                        "the RocksDB backend supports at most {MAX_KEY_GROUPS} key groups, the job has {}",
+                        ctx.max_parallelism
+                    )));
+                }
+                let dir = LocalDir::fresh(ctx.state.local_dir.join(scratch_name(ctx)))?;
+                let (db, registry) = rebuild(&self.uid, dir, ctx.key_groups, &restored.native)?;
+                let mut writer = BatchWriter::new(&db);
+                for (group, blob) in &restored.keyed {
+                    for entry in entries(blob) {
+                        let (k, v) = entry.map_err(|e| Error::State {
+                            uid: self.uid.clone(),
+                            reason: format!("decoding key group {}: {e}", group.0),
+                        })?;
+                        writer.put(*group, k, v)?;
+                    }
+                }
+                writer.finish()?;
+                self.rocks = Some(Rocks {
+                    db,
+                    registry: Arc::new(Mutex::new(registry)),
+                    capacity: ctx.state.cache_entries.max(1),
+                    attempt: ctx.attempt,
+                    key_groups: ctx.key_groups,
+                    keys: Vec::new(),
+                    offsets: Vec::new(),
+                    value: Vec::new(),
+                });
+            }
         }
         Ok(())
     }
 
-    /// The state as a snapshot, one blob per non-empty key group.
-    pub fn snapshot(&self) -> Result<OperatorSnapshot> {
+    /// Hands each record of `input` (emptied) to `f` with its key and that key's
+    /// value (`None` if it has none; set it to `None` to delete it), in order.
+    pub fn update<T>(
+        &mut self,
+        input: &mut Batch<T>,
+        key: impl Fn(&T) -> K,
+        mut f: impl FnMut(&K, &mut Option<V>, T) -> Result<()>,
+    ) -> Result<()> {
+        if self.rocks.is_none() {
+            for record in input.drain(..) {
+                let k = key(&record);
+                match self.map.get_mut(&k) {
+                    Some(slot) => {
+                        f(&k, &mut slot.value, record)?;
+                        if slot.value.is_none() {
+                            self.map.remove(&k);
+                        }
+                    }
+                    None => {
+                        let mut value = None;
+                        f(&k, &mut value, record)?;
+                        if value.is_some() {
+                            self.map.insert(
+                                k,
+                                Slot {
+                                    value,
+                                    dirty: false,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        self.keys.clear();
+        self.keys.extend(input.iter().map(key));
+        self.load_missing()?;
+        for (record, k) in input.drain(..).zip(self.keys.drain(..)) {
+            let slot = self.map.get_mut(&k).ok_or_else(|| {
+                Error::Internal(format!(
+                    "state of {}: a loaded key left the cache",
+                    self.uid
+                ))
+            })?;
+            f(&k, &mut slot.value, record)?;
+            slot.dirty = true;
+        }
+        let over = self
+            .rocks
+            .as_ref()
+            .is_some_and(|r| self.map.len() > r.capacity);
+        if over {
+            self.evict()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the keys of `self.keys` the cache lacks from RocksDB, in one multi-get.
+    fn load_missing(&mut self) -> Result<()> {
+        let Some(rocks) = self.rocks.as_mut() else {
+            return Ok(());
+        };
+        rocks.keys.clear();
+        rocks.offsets.clear();
+        let mut missing: Vec<K> = Vec::new();
+        for k in &self.keys {
+            if self.map.contains_key(k) {
+                continue;
+            }
+            self.map.insert(
+                k.clone(),
+                Slot {
+                    value: None,
+                    dirty: false,
+                },
+            );
+            rocks.value.clear();
+            bincode::serialize_into(&mut rocks.value, k)
+                .map_err(|e| encode_failed(&self.uid, e))?;
+            let start = rocks.keys.len();
+            rocks
+                .keys
+                .extend_from_slice(&(KeyGroup::of(k, self.max_parallelism).0 as u16).to_be_bytes());
+            rocks.keys.extend_from_slice(&rocks.value);
+            rocks.offsets.push(start);
+            missing.push(k.clone());
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        rocks.offsets.push(rocks.keys.len());
+        let buffer = &rocks.keys;
+        let slices = rocks.offsets.windows(2).map(|w| &buffer[w[0]..w[1]]);
+        let values = rocks.db.multi_get(slices)?;
+        for (k, value) in missing.iter().zip(values) {
+            if let Some(bytes) = value {
+                let v = bincode::deserialize(&bytes).map_err(|e| Error::State {
+                    uid: self.uid.clone(),
+                    reason: format!("decoding a value read from RocksDB: {e}"),
+                })?;
+                if let Some(slot) = self.map.get_mut(k) {
+                    slot.value = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty value back to RocksDB in one batch and forgets deleted keys.
+    fn write_back(&mut self) -> Result<()> {
+        let Some(rocks) = self.rocks.as_mut() else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::default();
+        let mut key = Vec::new();
+        for (k, slot) in self.map.iter_mut().filter(|(_, s)| s.dirty) {
+            rocks.value.clear();
+            bincode::serialize_into(&mut rocks.value, k)
+                .map_err(|e| encode_failed(&self.uid, e))?;
+            encode_key(
+                KeyGroup::of(k, self.max_parallelism),
+                &rocks.value,
+                &mut key,
+            );
+            match &slot.value {
+                Some(v) => {
+                    rocks.value.clear();
+                    bincode::serialize_into(&mut rocks.value, v)
+                        .map_err(|e| encode_failed(&self.uid, e))?;
+                    batch.put(&key, &rocks.value);
+                }
+                None => batch.delete(&key),
+            }
+            slot.dirty = false;
+        }
+        rocks.db.write(batch)?;
+        self.map.retain(|_, s| s.value.is_some());
+        Ok(())
+    }
+
+    /// Writes back and drops a quarter of the cached keys (whichever the map yields
+    /// first: eviction is random, not least-recently-used).
+    fn evict(&mut self) -> Result<()> {
+        self.write_back()?;
+        let Some(capacity) = self.rocks.as_ref().map(|r| r.capacity) else {
+            return Ok(());
+        };
+        let keep = capacity - capacity / 4;
+        let mut excess = self.map.len().saturating_sub(keep);
+        self.map.retain(|_, _| {
+            if excess > 0 {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        Ok(())
+    }
+
+    /// Snapshots the state for `barrier`.
+    pub fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        if self.rocks.is_none() {
+            let entries = self
+                .map
+                .iter()
+                .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v)));
+            return Ok(OperatorSnapshot {
+                keyed: encode_keyed(&self.uid, entries, self.max_parallelism)?,
+                ..Default::default()
+            });
+        }
+        self.write_back()?;
+        let Some(rocks) = self.rocks.as_ref() else {
+            return Err(Error::Internal("the RocksDB backend went away".into()));
+        };
+        let dir = LocalDir::fresh(
+            rocks
+                .db
+                .dir()
+                .with_extension(format!("chk-{}", barrier.id.0)),
+        )?;
+        rocks.db.checkpoint(dir.path())?;
+        let format = match barrier.kind {
+            SnapshotKind::Checkpoint => {
+                rocks
+                    .registry
+                    .lock()
+                    .map_err(|_| Error::Internal("a RocksDB registry lock was poisoned".into()))?
+                    .completed(barrier.last_completed);
+                NativeFormat::Incremental {
+                    registry: rocks.registry.clone(),
+                    attempt: rocks.attempt,
+                }
+            }
+            SnapshotKind::Savepoint => NativeFormat::Canonical {
+                key_groups: rocks.key_groups,
+            },
+        };
         Ok(OperatorSnapshot {
-            keyed: encode_keyed(&self.uid, self.map.iter(), self.max_parallelism)?,
+            native: Some(NativeSnapshot { dir, format }),
             ..Default::default()
         })
     }
+
+    /// Number of keys in memory (all of them on the heap; the cache with RocksDB).
+    pub fn cached_keys(&self) -> usize {
+        self.map.len()
+    }
 }
 
-/// Encodes `entries` as one blob per non-empty key group, in group order.
-pub fn encode_keyed<'a, K, V>(
-    uid: &str,
-    entries: impl Iterator<Item = (&'a K, V)>,
-    max_parallelism: u32,
-) -> Result<Vec<(KeyGroup, Vec<u8>)>>
-where
-    K: StableHash + Serialize + 'a,
-    V: Serialize,
-{
-    let mut groups: Vec<Vec<(&K, V)>> = (0..max_parallelism).map(|_| Vec::new()).collect();
-    for (k, v) in entries {
-        groups[KeyGroup::of(k, max_parallelism).0 as usize].push((k, v));
-    }
-    groups
-        .into_iter()
-        .enumerate()
-        .filter(|(_, g)| !g.is_empty())
-        .map(|(i, g)| {
-            let bytes = bincode::serialize(&g).map_err(|e| Error::State {
-                uid: uid.to_string(),
-                reason: format!("encoding key group {i}: {e}"),
-            })?;
-            Ok((KeyGroup(i as u32), bytes))
+/// The directory name of an operator subtask's RocksDB instance.
+fn scratch_name(ctx: &OperatorContext) -> String {
+    let safe: String = ctx
+        .uid
+        .0
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
         })
-        .collect()
+        .collect();
+    format!(
+        "{}-{}-{:x}-{:x}",
+        safe,
+        ctx.subtask.index,
+        ctx.attempt,
+        std::process::id()
+    )
 }
 
-/// Decodes blobs written by [`encode_keyed`] into `map`.
-pub fn decode_keyed<K, V>(
-    uid: &str,
-    groups: &[(KeyGroup, Vec<u8>)],
-    map: &mut KeyedMap<K, V>,
-) -> Result<()>
-where
-    K: DeserializeOwned + Eq + Hash,
-    V: DeserializeOwned,
-{
-    for (group, bytes) in groups {
-        let entries: Vec<(K, V)> = bincode::deserialize(bytes).map_err(|e| Error::State {
-            uid: uid.to_string(),
-            reason: format!("decoding key group {}: {e}", group.0),
-        })?;
-        map.extend(entries);
+fn encode_failed(uid: &str, e: bincode::Error) -> Error {
+    Error::State {
+        uid: uid.to_string(),
+        reason: format!("encoding keyed state: {e}"),
     }
-    Ok(())
+}
+
+fn decode<K: DeserializeOwned, V: DeserializeOwned>(
+    uid: &str,
+    k: &[u8],
+    v: &[u8],
+) -> Result<(K, V)> {
+    let bad = |e: bincode::Error| Error::State {
+        uid: uid.to_string(),
+        reason: format!("decoding keyed state: {e}"),
+    };
+    Ok((
+        bincode::deserialize(k).map_err(bad)?,
+        bincode::deserialize(v).map_err(bad)?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::paths::Paths;
+    use crate::checkpoint::store::{CheckpointStore, FileStore};
+    use crate::ids::{CheckpointId, OperatorUid, Subtask};
+    use crate::state::rocks::{native, NativeRestore};
+    use crate::state::StateConfig;
 
-    #[test]
-    fn keyed_state_round_trips_by_group() {
-        let mut map: KeyedMap<u64, i64> = KeyedMap::default();
-        for k in 0..1000u64 {
-            map.insert(k, k as i64 * 3);
+    fn ctx(
+        local: &std::path::Path,
+        backend: Backend,
+        range: KeyGroupRange,
+        cache: usize,
+    ) -> OperatorContext {
+        OperatorContext {
+            uid: OperatorUid("sum".into()),
+            name: "sum".into(),
+            subtask: Subtask {
+                index: 0,
+                parallelism: 1,
+            },
+            max_parallelism: 16,
+            key_groups: range,
+            attempt: 3,
+            state: StateConfig {
+                backend,
+                local_dir: local.to_path_buf(),
+                cache_entries: cache,
+            },
         }
-        let groups = encode_keyed("sum", map.iter(), 16).unwrap();
-        assert!(groups.windows(2).all(|w| w[0].0 < w[1].0));
-        let mut back = KeyedMap::default();
-        decode_keyed("sum", &groups, &mut back).unwrap();
-        assert_eq!(back, map);
+    }
+
+    const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
+
+    /// Adds each record's value to its key's sum.
+    fn add(state: &mut KeyedState<u64, i64>, records: &[(u64, i64)]) {
+        let mut batch = records.to_vec();
+        state
+            .update(
+                &mut batch,
+                |r| r.0,
+                |_, sum, r| {
+                    *sum.get_or_insert(0) += r.1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+
+    fn contents(state: &mut KeyedState<u64, i64>, keys: u64) -> Vec<(u64, i64)> {
+        let mut seen = Vec::new();
+        let mut probe: Vec<(u64, i64)> = (0..keys).map(|k| (k, 0)).collect();
+        state
+            .update(
+                &mut probe,
+                |r| r.0,
+                |k, sum, _| {
+                    if let Some(v) = sum {
+                        seen.push((*k, *v));
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        seen
     }
 
     #[test]
-    fn decoding_garbage_names_the_operator_and_group() {
-        let mut back: KeyedMap<u64, String> = KeyedMap::default();
-        let err = decode_keyed("sum", &[(KeyGroup(3), vec![0xff; 3])], &mut back).unwrap_err();
-        assert!(err.to_string().contains("sum") && err.to_string().contains("key group 3"));
+    fn rocksdb_behind_a_small_cache_keeps_every_update() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::<u64, i64>::default();
+        state
+            .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 10), None)
+            .unwrap();
+        for round in 0..5 {
+            let records: Vec<(u64, i64)> = (0..100).map(|k| (k, round + k as i64)).collect();
+            add(&mut state, &records);
+            assert!(state.cached_keys() <= 100);
+        }
+        let expected: Vec<(u64, i64)> = (0..100).map(|k| (k, 10 + 5 * k as i64)).collect();
+        assert_eq!(contents(&mut state, 100), expected);
+        // Deleting a key through the cache reaches RocksDB too.
+        let mut batch = vec![(7u64, 0i64)];
+        state
+            .update(
+                &mut batch,
+                |r| r.0,
+                |_, v, _| {
+                    *v = None;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        for filler in 0..4 {
+            add(&mut state, &[(1000 + filler, 1); 1]);
+            add(&mut state, &(200..260).map(|k| (k, 1)).collect::<Vec<_>>());
+        }
+        assert!(!contents(&mut state, 100).iter().any(|(k, _)| *k == 7));
+    }
+
+    #[test]
+    fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStore::new(tmp.path().join("store"));
+        let paths = Paths::new("job");
+        let mut state = KeyedState::<u64, i64>::default();
+        state
+            .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
+            .unwrap();
+        add(
+            &mut state,
+            &(0..200).map(|k| (k, k as i64)).collect::<Vec<_>>(),
+        );
+        let snapshot = state
+            .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+            .unwrap();
+        let native_snapshot = snapshot.native.unwrap();
+        let NativeFormat::Incremental { registry, attempt } = &native_snapshot.format else {
+            panic!("a checkpoint is incremental");
+        };
+        let uid = OperatorUid("sum".into());
+        let chk = paths.checkpoint_dir(CheckpointId(1));
+        let uploaded = native::upload(
+            &store,
+            &paths,
+            &chk,
+            CheckpointId(1),
+            &uid,
+            0,
+            native_snapshot.dir.path(),
+            registry,
+            *attempt,
+        )
+        .unwrap();
+        assert!(uploaded.bytes > 0);
+        let store: Arc<dyn CheckpointStore> = Arc::new(store);
+        let handle = NativeRestore {
+            key_groups: ALL,
+            files: uploaded
+                .state
+                .files
+                .iter()
+                .map(|f| {
+                    let key = if f.shared {
+                        format!("{}{}", paths.shared(), f.path)
+                    } else {
+                        format!("{chk}{}", f.path)
+                    };
+                    (f.clone(), key)
+                })
+                .collect(),
+            store,
+        };
+        let part = KeyGroupRange { start: 4, end: 11 };
+        let expected: Vec<(u64, i64)> = (0..200u64)
+            .filter(|k| part.contains(KeyGroup::of(k, 16)))
+            .map(|k| (k, k as i64))
+            .collect();
+        for backend in [Backend::Rocksdb, Backend::Heap] {
+            let restored = RestoredState {
+                native: vec![handle.clone()],
+                key_groups: part,
+                ..Default::default()
+            };
+            let mut back = KeyedState::<u64, i64>::default();
+            let local = tmp.path().join(format!("{backend:?}"));
+            back.open(&ctx(&local, backend, part, 1000), Some(restored))
+                .unwrap();
+            assert_eq!(contents(&mut back, 200), expected, "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn a_rocksdb_savepoint_is_canonical() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::<u64, i64>::default();
+        state
+            .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
+            .unwrap();
+        add(
+            &mut state,
+            &(0..50).map(|k| (k, 2 * k as i64)).collect::<Vec<_>>(),
+        );
+        let barrier = Barrier {
+            id: CheckpointId(2),
+            kind: SnapshotKind::Savepoint,
+            last_completed: None,
+        };
+        let snapshot = state.snapshot(&barrier).unwrap().native.unwrap();
+        let NativeFormat::Canonical { key_groups } = snapshot.format else {
+            panic!("a savepoint is canonical");
+        };
+        let blobs =
+            native::to_canonical(&OperatorUid("sum".into()), snapshot.dir.path(), key_groups)
+                .unwrap();
+        let mut heap = KeyedState::<u64, i64>::default();
+        let restored = RestoredState {
+            keyed: blobs,
+            key_groups: ALL,
+            ..Default::default()
+        };
+        heap.open(&ctx(tmp.path(), Backend::Heap, ALL, 1), Some(restored))
+            .unwrap();
+        let expected: Vec<(u64, i64)> = (0..50).map(|k| (k, 2 * k as i64)).collect();
+        assert_eq!(contents(&mut heap, 50), expected);
     }
 }

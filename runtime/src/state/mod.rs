@@ -1,7 +1,13 @@
-//! Operator state as it is snapshotted and restored, and helpers to encode keyed state by key group.
+//! Operator state: keyed state on the heap or in RocksDB, its canonical encoding by
+//! key group, and what operators hand over at snapshots and get back on restore.
 
+pub mod backend;
+pub mod codec;
 mod keyed;
+pub mod rocks;
 mod snapshot;
 
-pub use keyed::{decode_keyed, encode_keyed, HeapState, KeyedMap};
-pub use snapshot::{OperatorSnapshot, RestoredState};
+pub use backend::{Backend, StateConfig};
+pub use codec::{decode_keyed, encode_keyed};
+pub use keyed::{KeyedMap, KeyedState};
+pub use snapshot::{OperatorSnapshot, RestoredState, UnionState};

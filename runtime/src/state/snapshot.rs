@@ -1,12 +1,13 @@
 //! What an operator hands over at a checkpoint and gets back on restore.
 
-use crate::keys::KeyGroup;
+use crate::keys::{KeyGroup, KeyGroupRange};
+use crate::state::rocks::{NativeRestore, NativeSnapshot};
 
 /// An operator subtask's state at a checkpoint, as the operator produced it.
 ///
 /// Keyed state is split by key group so that a restore at another parallelism
 /// can hand each new subtask exactly its groups.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct OperatorSnapshot {
     /// A small position (for example a source's offset) kept inline in `_metadata`.
     pub position: Option<serde_json::Value>,
@@ -14,22 +15,47 @@ pub struct OperatorSnapshot {
     pub operator_state: Option<Vec<u8>>,
     /// Keyed state, one encoded blob per non-empty key group, in group order.
     pub keyed: Vec<(KeyGroup, Vec<u8>)>,
+    /// Keyed state as a local RocksDB checkpoint, which the uploader turns into
+    /// shared files (incremental) or canonical key-group blobs (savepoints).
+    pub native: Option<NativeSnapshot>,
 }
 
 impl OperatorSnapshot {
     /// Whether there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.position.is_none() && self.operator_state.is_none() && self.keyed.is_empty()
+        self.position.is_none()
+            && self.operator_state.is_none()
+            && self.keyed.is_empty()
+            && self.native.is_none()
     }
 }
 
 /// State handed to an operator subtask when it opens after a restore.
 #[derive(Debug, Default, Clone)]
 pub struct RestoredState {
-    /// The inline position it snapshotted.
+    /// The inline position it snapshotted (only at the parallelism it was taken at).
     pub position: Option<serde_json::Value>,
-    /// Its non-keyed state.
+    /// Its non-keyed state, when restored at the parallelism it was taken at.
     pub operator_state: Option<Vec<u8>>,
-    /// Keyed state of exactly the key groups this subtask owns now.
+    /// When restored at another parallelism: the non-keyed state of every old
+    /// subtask, by its index, and the old parallelism. The operator decides who
+    /// takes over what (a sink commits the pending files of old subtasks `j` with
+    /// `j % parallelism == index`).
+    pub union: Option<UnionState>,
+    /// Keyed state of exactly the key groups this subtask owns now (canonical blobs).
     pub keyed: Vec<(KeyGroup, Vec<u8>)>,
+    /// Keyed state in RocksDB checkpoints of old subtasks whose key groups overlap
+    /// this subtask's; only the groups this subtask owns may be taken from them.
+    pub native: Vec<NativeRestore>,
+    /// The key groups this subtask owns.
+    pub key_groups: KeyGroupRange,
+}
+
+/// The non-keyed state of every subtask of a checkpoint taken at another parallelism.
+#[derive(Debug, Default, Clone)]
+pub struct UnionState {
+    /// Parallelism when the checkpoint was taken.
+    pub parallelism: u32,
+    /// Each old subtask's non-keyed state, by index.
+    pub states: Vec<(u32, Vec<u8>)>,
 }

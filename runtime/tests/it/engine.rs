@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_runtime::api::{JobBuilder, JobGraph};
-use weir_runtime::data::Batch;
+use weir_runtime::data::{Barrier, Batch};
 use weir_runtime::exec::runner::{LocalRunner, RestoreFrom, RunConfig, RunSummary};
 use weir_runtime::ids::CheckpointId;
 use weir_runtime::operator::{Operator, OperatorContext, Source, SourceStatus};
@@ -243,8 +243,8 @@ impl<S: Source> Source for PacedSource<S> {
             other => other,
         })
     }
-    fn snapshot(&mut self, id: CheckpointId) -> Result<OperatorSnapshot> {
-        self.inner.snapshot(id)
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        self.inner.snapshot(barrier)
     }
 }
 
@@ -260,7 +260,7 @@ impl Operator for StuckOnce {
         output.append(input);
         Ok(())
     }
-    fn snapshot(&mut self, _: CheckpointId) -> Result<OperatorSnapshot> {
+    fn snapshot(&mut self, _: &Barrier) -> Result<OperatorSnapshot> {
         if !self.stuck {
             self.stuck = true;
             std::thread::sleep(Duration::from_millis(400));

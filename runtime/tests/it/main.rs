@@ -11,6 +11,7 @@ mod data_plane;
 mod engine;
 mod exactly_once;
 mod examples;
+mod rescale;
 mod restore;
 mod s3;
 mod s3_server;

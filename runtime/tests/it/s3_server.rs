@@ -150,6 +150,18 @@ impl S3Server {
 }
 
 impl S3Server {
+    /// The bytes of object `key` (from the server's disk).
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.root.path().join(BUCKET).join(key)).expect("object on disk")
+    }
+
+    /// Cuts object `key` to half its size on the server's disk (damage).
+    pub fn truncate(&self, key: &str) {
+        let path = self.root.path().join(BUCKET).join(key);
+        let bytes = std::fs::read(&path).expect("object on disk");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    }
+
     /// Copies every object under key prefix `from` to the same key under `to`
     /// (on the server's disk, as a bucket-to-bucket copy would); returns how many.
     pub fn copy_prefix(&self, from: &str, to: &str) -> usize {

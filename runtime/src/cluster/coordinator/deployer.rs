@@ -13,6 +13,7 @@ use crate::checkpoint::restore::RestorePoint;
 use crate::cluster::convert::task_to_wire;
 use crate::cluster::coordinator::shared::Shared;
 use crate::cluster::coordinator::status::StatusBoard;
+use crate::data::SnapshotKind;
 use crate::error::{Error, Result};
 use crate::exec::deploy::chains;
 use crate::exec::runner::{Deployer, Deployment};
@@ -200,12 +201,16 @@ impl RemoteDeployment {
     fn command(&self, control: Control, task: Option<TaskId>) -> Command {
         let attempt = self.attempt;
         match control {
-            Control::Trigger(id) | Control::Stop(id) => Command::Trigger(v1::TriggerCheckpoint {
-                attempt,
-                checkpoint_id: id.0,
-                tasks: task.map(task_to_wire).into_iter().collect(),
-                stop: matches!(control, Control::Stop(_)),
-            }),
+            Control::Trigger(barrier) | Control::Stop(barrier) => {
+                Command::Trigger(v1::TriggerCheckpoint {
+                    attempt,
+                    checkpoint_id: barrier.id.0,
+                    tasks: task.map(task_to_wire).into_iter().collect(),
+                    stop: matches!(control, Control::Stop(_)),
+                    savepoint: barrier.kind == SnapshotKind::Savepoint,
+                    last_completed: barrier.last_completed.map_or(0, |c| c.0),
+                })
+            }
             Control::Complete(id) => Command::Complete(v1::CompleteCheckpoint {
                 attempt,
                 checkpoint_id: id.0,

@@ -1,0 +1,209 @@
+//! `weir bench state-size`: checkpoint, savepoint, restore and rescale of large keyed state.
+//!
+//! One job writes a value of `--value-bytes` for each of `--keys` keys (a keyed
+//! reduce keeping the last value per key), in four runs against the same
+//! checkpoint storage, each printing a `RESULT` line:
+//! 1. `full`: every key written once at parallelism 2; the job's final checkpoint
+//!    holds the whole state.
+//! 2. `incremental`: restored from it, 1 % of the keys rewritten; its final
+//!    checkpoint uploads what changed (`uploaded_bytes`), not the state.
+//! 3. `savepoint`: restored again and stopped with a savepoint (MB/s over the
+//!    savepoint's bytes, from the request to the savepoint being complete).
+//! 4. `rescale`: the savepoint restored at parallelism 3 (restore MB/s); the
+//!    rescale time is the savepoint's time plus this restore's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{JobBuilder, JobGraph};
+use crate::checkpoint::metadata::CheckpointMetadata;
+use crate::checkpoint::paths::Paths;
+use crate::checkpoint::restore;
+use crate::checkpoint::store::{open_store, CheckpointStore};
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::exec::requests::SavepointProgress;
+use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
+use crate::keys::mix;
+use crate::operators::DiscardSink;
+use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
+
+const JOB: &str = "state-size";
+
+/// Writes of `(key, value)`: record `i` writes key `(i * stride) % keys` with
+/// `value_bytes` pseudo-random bytes (so compression cannot shrink the state).
+#[derive(Clone)]
+struct Writes {
+    keys: u64,
+    stride: u64,
+    value_bytes: usize,
+    split: u32,
+    splits: u32,
+}
+
+impl Generator for Writes {
+    type Out = (u64, Vec<u8>);
+
+    fn open(&mut self, split: u32, splits: u32, _: Option<&[u8]>) -> Result<()> {
+        (self.split, self.splits) = (split, splits);
+        Ok(())
+    }
+
+    fn generate(&mut self, position: u64, count: usize, out: &mut Batch<(u64, Vec<u8>)>) {
+        let (keys, stride, len) = (self.keys, self.stride, self.value_bytes);
+        generate_blocks(position, count, self.split, self.splits, out, |i| {
+            let mut value = Vec::with_capacity(len);
+            let mut word = mix(i);
+            while value.len() < len {
+                value.extend_from_slice(&word.to_le_bytes()[..(len - value.len()).min(8)]);
+                word = mix(word);
+            }
+            ((i.wrapping_mul(stride)) % keys, value)
+        });
+    }
+
+    fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
+        block_share(total, split, splits)
+    }
+}
+
+fn job(
+    keys: u64,
+    stride: u64,
+    value_bytes: usize,
+    records: Option<u64>,
+    parallelism: u32,
+) -> Result<JobGraph> {
+    let mut job = JobBuilder::new(JOB);
+    job.parallelism(parallelism);
+    let writes = Writes {
+        keys,
+        stride,
+        value_bytes,
+        split: 0,
+        splits: 1,
+    };
+    // Without a bound the source trickles (one record a second) until stopped.
+    let rate = records.is_none().then_some(1.0);
+    job.source("writes", move |_| {
+        GeneratorSource::new(writes.clone(), records, rate)
+    })
+    .key_by(|r: &(u64, Vec<u8>)| r.0)
+    .reduce("values", |acc: &mut (u64, Vec<u8>), r: (u64, Vec<u8>)| {
+        *acc = r
+    })
+    .sink("discard", |_| DiscardSink::new());
+    job.build()
+}
+
+/// The newest completed checkpoint's `_metadata`.
+fn latest(store: &Arc<dyn CheckpointStore>) -> Result<CheckpointMetadata> {
+    restore::latest(store, &Paths::new(JOB))?
+        .map(|p| p.metadata)
+        .ok_or_else(|| Error::Internal("the run left no checkpoint".into()))
+}
+
+fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 / 1e6 / seconds.max(1e-9)
+}
+
+/// Runs the four phases with `base` as the run configuration (checkpoint storage
+/// and state backend); prints one `RESULT` line per phase.
+pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
+    if keys < 100 {
+        return Err(Error::Usage(
+            "state-size needs --keys of at least 100".into(),
+        ));
+    }
+    let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&base.checkpoint_dir)?);
+    let backend = base.exec.state.backend.name();
+    let label =
+        format!("scenario=state-size state={backend} keys={keys} value_bytes={value_bytes}");
+    let config = |restore: RestoreFrom| RunConfig {
+        checkpoint_interval: None,
+        checkpoint_timeout: Duration::from_secs(3600),
+        restore,
+        ..base.clone()
+    };
+
+    // 1. Full: every key once.
+    LocalRunner::new(
+        job(keys, 1, value_bytes, Some(keys), 2)?,
+        config(RestoreFrom::Nothing),
+    )?
+    .run()?;
+    let full = latest(&store)?;
+    println!(
+        "RESULT {label} phase=full parallelism=2 state_bytes={} uploaded_bytes={} checkpoint_ms={}",
+        full.state_size(),
+        full.uploaded_bytes,
+        full.duration_ms
+    );
+
+    // 2. Incremental: 1 % of the keys, spread over all key groups.
+    let changed = keys / 100;
+    let runner = LocalRunner::new(
+        job(keys, 100, value_bytes, Some(changed), 2)?,
+        config(RestoreFrom::Latest),
+    )?;
+    let metrics = runner.metrics();
+    runner.run()?;
+    let incremental = latest(&store)?;
+    let restore_ms = metrics
+        .last_deploy_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "RESULT {label} phase=incremental parallelism=2 changed_keys={changed} state_bytes={} uploaded_bytes={} checkpoint_ms={} restore_ms={restore_ms} restore_mb_per_s={:.1}",
+        incremental.state_size(),
+        incremental.uploaded_bytes,
+        incremental.duration_ms,
+        mb_per_s(full.state_size(), restore_ms as f64 / 1e3),
+    );
+
+    // 3. Savepoint: restore, then stop with a savepoint at once.
+    let runner = LocalRunner::new(
+        job(keys, 1, value_bytes, None, 2)?,
+        config(RestoreFrom::Latest),
+    )?;
+    let handle = runner.handle();
+    let running = std::thread::spawn(move || runner.run());
+    let started = Instant::now();
+    let request = handle.trigger_savepoint(None, true);
+    let path = loop {
+        match handle.savepoint(&request) {
+            Some(SavepointProgress::Completed { path, .. }) => break path,
+            Some(SavepointProgress::Failed(reason)) => {
+                return Err(Error::Internal(format!("the savepoint failed: {reason}")))
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let savepoint_s = started.elapsed().as_secs_f64();
+    running
+        .join()
+        .map_err(|_| Error::Internal("the savepoint run panicked".into()))??;
+    let savepoint = restore::explicit(&path)?;
+    let bytes = savepoint.metadata.state_size();
+    println!(
+        "RESULT {label} phase=savepoint parallelism=2 savepoint_bytes={bytes} seconds={savepoint_s:.3} mb_per_s={:.1}",
+        mb_per_s(bytes, savepoint_s)
+    );
+
+    // 4. Rescale: the savepoint restored at parallelism 3.
+    let runner = LocalRunner::new(
+        job(keys, 1, value_bytes, Some(0), 3)?,
+        config(RestoreFrom::Path(path)),
+    )?;
+    let metrics = runner.metrics();
+    runner.run()?;
+    let restore_s = metrics
+        .last_deploy_ms
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e3;
+    println!(
+        "RESULT {label} phase=rescale from=2 to=3 restore_seconds={restore_s:.3} restore_mb_per_s={:.1} rescale_seconds={:.3}",
+        mb_per_s(bytes, restore_s),
+        savepoint_s + restore_s
+    );
+    Ok(())
+}

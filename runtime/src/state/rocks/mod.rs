@@ -1,0 +1,313 @@
+//! RocksDB as the keyed state backend: one instance per operator subtask on local disk.
+//!
+//! Keys are `[key group: u16 big-endian][key in bincode]` and values are the value
+//! in bincode, so one key group is one contiguous key range: a range of groups is
+//! extracted by iterating it and dropped by deleting it, which is what restoring
+//! at another parallelism does. Writes skip the write-ahead log: the local
+//! instance is scratch space, and what must survive a crash is in the last
+//! completed checkpoint.
+//!
+//! - [`native`]: snapshots (a local RocksDB checkpoint of hard links), their
+//!   incremental upload to `shared/`, and the conversion to canonical blobs for
+//!   savepoints.
+//! - [`restore`]: building a subtask's instance from the checkpoints of the old
+//!   subtasks whose key groups it now owns.
+
+pub mod native;
+pub mod restore;
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, DBPinnableSlice, Direction, FlushOptions, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyGroup, KeyGroupRange};
+
+pub use native::{NativeFormat, NativeSnapshot, Registry};
+pub use restore::NativeRestore;
+
+/// The most key groups a RocksDB key prefix can name.
+pub const MAX_KEY_GROUPS: u32 = 1 << 16;
+
+/// A local directory removed (with everything in it) when dropped.
+#[derive(Debug)]
+pub struct LocalDir(PathBuf);
+
+impl LocalDir {
+    /// Takes ownership of `path`, removing whatever an earlier run left there.
+    pub fn fresh(path: PathBuf) -> Result<Self> {
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("clearing", &path, e))
+            }
+            _ => {}
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        Ok(LocalDir(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LocalDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove local state");
+            }
+        }
+    }
+}
+
+/// Writes the RocksDB key of `key` (already in bincode) in `group` into `out`.
+#[inline]
+pub fn encode_key(group: KeyGroup, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(group.0 as u16).to_be_bytes());
+    out.extend_from_slice(key);
+}
+
+/// The key group of a RocksDB key, and the key after its prefix.
+#[inline]
+pub fn split_key(key: &[u8]) -> Option<(KeyGroup, &[u8])> {
+    let (group, rest) = key.split_first_chunk::<2>()?;
+    Some((KeyGroup(u32::from(u16::from_be_bytes(*group))), rest))
+}
+
+/// The first RocksDB key of key group `group` (groups up to [`MAX_KEY_GROUPS`]).
+pub fn group_start(group: u32) -> Vec<u8> {
+    if group >= MAX_KEY_GROUPS {
+        return vec![0xff, 0xff, 0xff];
+    }
+    (group as u16).to_be_bytes().to_vec()
+}
+
+fn failed(uid: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::State {
+        uid: uid.to_string(),
+        reason: format!("rocksdb: {what}: {e}"),
+    }
+}
+
+/// One operator subtask's RocksDB instance. The directory is removed on drop,
+/// after the database is closed (fields drop in order).
+pub struct RocksDb {
+    db: DB,
+    write: WriteOptions,
+    uid: String,
+    dir: LocalDir,
+}
+
+impl std::fmt::Debug for RocksDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RocksDb({})", self.dir.path().display())
+    }
+}
+
+/// Options for the instances: LZ4 blocks with bloom filters (most reads are
+/// point lookups of keys that may not exist), a 64 MiB memtable flushed at
+/// checkpoints, background flushes and compactions on two threads.
+fn options() -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&Cache::new_lru_cache(64 << 20));
+    table.set_cache_index_and_filter_blocks(true);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_block_based_table_factory(&table);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_write_buffer_size(64 << 20);
+    options.set_max_background_jobs(2);
+    options.set_max_open_files(512);
+    options
+}
+
+impl RocksDb {
+    /// Opens (or creates) the instance in `dir`, which it owns from now on.
+    pub fn open(uid: &str, dir: LocalDir) -> Result<Self> {
+        // Opened with the default column family named, so that its handle exists
+        // for the batched multi-get.
+        let db = DB::open_cf(
+            &options(),
+            dir.path(),
+            [rocksdb::DEFAULT_COLUMN_FAMILY_NAME],
+        )
+        .map_err(|e| failed(uid, "opening", e))?;
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        Ok(RocksDb {
+            db,
+            write,
+            uid: uid.to_string(),
+            dir,
+        })
+    }
+
+    /// The instance's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Applies `batch` atomically.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(|e| failed(&self.uid, "writing", e))
+    }
+
+    /// Reads the values of `keys` in one multi-get.
+    pub fn multi_get<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<Option<DBPinnableSlice<'_>>>> {
+        let cf = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
+        let cf = cf.ok_or_else(|| failed(&self.uid, "reading", "no default column family"))?;
+        self.db
+            .batched_multi_get_cf(&cf, keys, false)
+            .into_iter()
+            .map(|r| r.map_err(|e| failed(&self.uid, "reading", e)))
+            .collect()
+    }
+
+    /// Flushes the memtable and writes a checkpoint of hard-linked files into `to`
+    /// (which must not exist yet); what the caller uploads from there.
+    pub fn checkpoint(&self, to: &Path) -> Result<()> {
+        let mut flush = FlushOptions::default();
+        flush.set_wait(true);
+        self.db
+            .flush_opt(&flush)
+            .map_err(|e| failed(&self.uid, "flushing", e))?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(to))
+            .map_err(|e| failed(&self.uid, "creating a checkpoint", e))
+    }
+
+    /// Deletes every key outside `keep` (key groups below and above it).
+    pub fn retain_groups(&self, keep: KeyGroupRange) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        if keep.start > 0 {
+            batch.delete_range(group_start(0), group_start(keep.start));
+        }
+        batch.delete_range(group_start(keep.end), group_start(MAX_KEY_GROUPS));
+        self.write(batch)
+    }
+
+    /// Calls `each(group, key, value)` for every entry of the key groups in
+    /// `range`, in key order.
+    pub fn scan(
+        &self,
+        range: KeyGroupRange,
+        mut each: impl FnMut(KeyGroup, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        scan_db(&self.db, &self.uid, range, &mut each)
+    }
+}
+
+/// What a scan calls for each entry: its key group, key and value (raw bytes).
+type EachEntry<'a> = dyn FnMut(KeyGroup, &[u8], &[u8]) -> Result<()> + 'a;
+
+/// Iterates the entries of `range` in `db`.
+fn scan_db(db: &DB, uid: &str, range: KeyGroupRange, each: &mut EachEntry<'_>) -> Result<()> {
+    let mut read = ReadOptions::default();
+    read.set_iterate_upper_bound(group_start(range.end));
+    read.fill_cache(false);
+    let start = group_start(range.start);
+    for item in db.iterator_opt(IteratorMode::From(&start, Direction::Forward), read) {
+        let (key, value) = item.map_err(|e| failed(uid, "iterating", e))?;
+        let (group, key) = split_key(&key)
+            .ok_or_else(|| failed(uid, "iterating", "a key without its key group"))?;
+        each(group, key, &value)?;
+    }
+    Ok(())
+}
+
+/// Opens the RocksDB checkpoint in `dir` read-only and iterates the key groups in
+/// `range` (see [`RocksDb::scan`]).
+pub fn scan_checkpoint(
+    uid: &str,
+    dir: &Path,
+    range: KeyGroupRange,
+    mut each: impl FnMut(KeyGroup, &[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let db = DB::open_for_read_only(&options(), dir, false)
+        .map_err(|e| failed(uid, "opening a checkpoint", e))?;
+    scan_db(&db, uid, range, &mut each)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(db: &RocksDb, group: u32, key: &[u8], value: &[u8]) {
+        let mut k = Vec::new();
+        encode_key(KeyGroup(group), key, &mut k);
+        let mut batch = WriteBatch::default();
+        batch.put(&k, value);
+        db.write(batch).unwrap();
+    }
+
+    fn groups(db: &RocksDb) -> Vec<u32> {
+        let mut seen = Vec::new();
+        let all = KeyGroupRange { start: 0, end: 128 };
+        db.scan(all, |g, _, _| {
+            seen.push(g.0);
+            Ok(())
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn key_groups_are_contiguous_ranges_that_scan_and_drop_cheaply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::fresh(tmp.path().join("db")).unwrap();
+        let db = RocksDb::open("sum", dir).unwrap();
+        for g in [0u32, 3, 3, 7, 100, 127] {
+            put(&db, g, &g.to_le_bytes(), b"v");
+        }
+        put(&db, 3, b"other", b"w");
+        assert_eq!(groups(&db), [0, 3, 3, 7, 100, 127]);
+        let mut mid = Vec::new();
+        db.scan(KeyGroupRange { start: 3, end: 100 }, |g, k, v| {
+            mid.push((g.0, k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(mid.len(), 3);
+        db.retain_groups(KeyGroupRange { start: 3, end: 8 })
+            .unwrap();
+        assert_eq!(groups(&db), [3, 3, 7]);
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_unflushed_writes_and_reopens_read_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = RocksDb::open("sum", LocalDir::fresh(tmp.path().join("db")).unwrap()).unwrap();
+        put(&db, 5, b"k", b"v");
+        let chk = tmp.path().join("chk");
+        db.checkpoint(&chk).unwrap();
+        let mut seen = Vec::new();
+        scan_checkpoint(
+            "sum",
+            &chk,
+            KeyGroupRange { start: 0, end: 128 },
+            |g, k, v| {
+                seen.push((g.0, k.to_vec(), v.to_vec()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, vec![(5, b"k".to_vec(), b"v".to_vec())]);
+        let dir = db.dir().to_path_buf();
+        drop(db);
+        assert!(!dir.exists(), "the local instance is removed with it");
+    }
+}

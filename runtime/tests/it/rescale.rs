@@ -1,0 +1,164 @@
+//! Rescaling: savepoints and retained checkpoints restored at another parallelism,
+//! on the heap and on RocksDB, and savepoints moved between the two backends.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::support::{
+    assert_ok, check_keyed_sum, committed_lines, run_in, stderr, wait_for_checkpoints, weir,
+};
+
+const RECORDS: u64 = 200_000;
+const KEYS: u64 = 50;
+
+/// keyed-sum's pipeline arguments, writing to `out`.
+fn args(out: &str) -> Vec<String> {
+    [
+        "--records",
+        &RECORDS.to_string(),
+        "--rate",
+        "60000",
+        "--keys",
+        &KEYS.to_string(),
+        "--output",
+        out,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// Runs keyed-sum at `parallelism` on `backend` and stops it with a savepoint
+/// after a second; returns the savepoint's directory.
+fn stop_with_savepoint(dir: &Path, backend: &str, parallelism: &str) -> PathBuf {
+    let mut cmd: Vec<String> = [
+        "run",
+        "keyed-sum",
+        "-p",
+        parallelism,
+        "--state-backend",
+        backend,
+        "--checkpoint-interval",
+        "300ms",
+        "--stop-with-savepoint-after",
+        "1s",
+        "--",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    cmd.extend(args("out"));
+    let out = run_in(dir, &cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&out);
+    let err = stderr(&out);
+    let uri = err
+        .lines()
+        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
+        .unwrap_or_else(|| panic!("no savepoint in: {err}"));
+    PathBuf::from(uri.trim().strip_prefix("file://").expect("a file:// URI"))
+}
+
+/// Restores `from` at `parallelism` on `backend`, writing into `out` under `dir`, to the end.
+fn restore(dir: &Path, backend: &str, parallelism: &str, from: &Path, out: &str) -> String {
+    let mut cmd: Vec<String> = [
+        "run",
+        "keyed-sum",
+        "-p",
+        parallelism,
+        "--state-backend",
+        backend,
+        "--checkpoint-interval",
+        "300ms",
+        "--restore",
+        from.to_str().expect("utf-8"),
+        "--",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    cmd.extend(args(out));
+    let result = run_in(dir, &cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&result);
+    stderr(&result)
+}
+
+/// Copies the committed part files of `from` into a new directory `to`.
+fn copy_output(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("output").flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("part-") {
+            std::fs::copy(entry.path(), to.join(name)).expect("copy");
+        }
+    }
+}
+
+fn check(dir: &Path) {
+    check_keyed_sum(&committed_lines(dir), RECORDS, KEYS).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Parallelism 2 → savepoint → 3, and the same savepoint → 1.
+fn rescale_through_a_savepoint(backend: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let savepoint = stop_with_savepoint(dir.path(), backend, "2");
+    let first = committed_lines(&dir.path().join("out"));
+    assert!(
+        !first.is_empty() && first.len() < RECORDS as usize,
+        "stopped mid-run: {} lines",
+        first.len()
+    );
+    copy_output(&dir.path().join("out"), &dir.path().join("out-1"));
+    restore(dir.path(), backend, "3", &savepoint, "out");
+    check(&dir.path().join("out"));
+    restore(dir.path(), backend, "1", &savepoint, "out-1");
+    check(&dir.path().join("out-1"));
+}
+
+#[test]
+fn a_heap_savepoint_restores_at_three_and_at_one_exactly_once() {
+    rescale_through_a_savepoint("heap");
+}
+
+#[test]
+fn a_rocksdb_savepoint_restores_at_three_and_at_one_exactly_once() {
+    rescale_through_a_savepoint("rocksdb");
+}
+
+#[test]
+fn savepoints_move_between_the_heap_and_rocksdb() {
+    for (from, to) in [("heap", "rocksdb"), ("rocksdb", "heap")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let savepoint = stop_with_savepoint(dir.path(), from, "2");
+        restore(dir.path(), to, "2", &savepoint, "out");
+        check(&dir.path().join("out"));
+    }
+}
+
+#[test]
+fn a_retained_rocksdb_checkpoint_restores_at_another_parallelism_after_a_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd: Vec<String> = [
+        "run",
+        "keyed-sum",
+        "-p",
+        "2",
+        "--state-backend",
+        "rocksdb",
+        "--checkpoint-interval",
+        "200ms",
+        "--",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    cmd.extend(args("out"));
+    let mut child = weir()
+        .current_dir(dir.path())
+        .args(&cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
+    wait_for_checkpoints(&checkpoints, 3);
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    let err = restore(dir.path(), "rocksdb", "3", Path::new("latest"), "out");
+    assert!(err.contains(" 0 restarts"), "{err}");
+    check(&dir.path().join("out"));
+}
