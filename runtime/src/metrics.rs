@@ -73,6 +73,11 @@ pub struct JobMetrics {
     /// How long the last deployment took to start its tasks, restoring their
     /// state included, in milliseconds.
     pub last_deploy_ms: AtomicU64,
+    /// Deployments started so far (the first, and one per restart).
+    pub deployments: AtomicU64,
+    /// How long reading the checkpoint to start from took (its `_metadata` and
+    /// state files; RocksDB files are read by the subtasks as they deploy), in ms.
+    pub restore_load_ms: AtomicU64,
     /// The latest completed checkpoint.
     pub latest: Mutex<Option<CheckpointSummary>>,
 }

@@ -312,6 +312,40 @@ impl CheckpointStore for S3Store {
     fn uri(&self, key: &str) -> String {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
     }
+
+    /// A server-side CopyObject; objects it refuses (over 5 GiB) go through here.
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let source = format!("{}/{}", self.bucket, encode_key(&self.key(from)));
+        let copied = self.runtime.block_on(
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(self.key(to))
+                .copy_source(source)
+                .send(),
+        );
+        match copied {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(from, to, error = %with_causes(&e), "server-side copy refused; copying through this process");
+                let bytes = self.get(from)?;
+                self.put(to, &bytes)
+            }
+        }
+    }
+}
+
+/// A key as CopyObject's `x-amz-copy-source` wants it: percent-encoded, `/` kept.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //!    its state files staged in `chk-n/`, which never gets a `_metadata` and so is
 //!    never a restore candidate.
 //! 2. Once every task has acknowledged, each state file is copied into the
-//!    savepoint's directory `sp-{n}-{suffix}/` under the target, and `_metadata` is
+//!    savepoint's directory `sp-{n}-{suffix}/` under the target (by the store itself
+//!    when the target is in the checkpoint store: S3's CopyObject), and `_metadata` is
 //!    written there last. Paths in `_metadata` are relative to it, so the directory
 //!    can be copied anywhere and restored from there.
 //! 3. The staging directory is deleted.
@@ -52,8 +53,15 @@ impl SavepointTarget {
         let target = self.store.as_deref().unwrap_or(checkpoints);
         for op in &metadata.operators {
             for file in op.subtasks.iter().filter_map(|s| s.file.as_ref()) {
-                let bytes = checkpoints.get(&format!("{staging_dir}{}", file.path))?;
-                target.put(&format!("{}{}", self.dir, file.path), &bytes)?;
+                let (from, to) = (
+                    format!("{staging_dir}{}", file.path),
+                    format!("{}{}", self.dir, file.path),
+                );
+                match &self.store {
+                    // The same store: it copies on its side.
+                    None => checkpoints.copy(&from, &to)?,
+                    Some(other) => other.put(&to, &checkpoints.get(&from)?)?,
+                }
             }
         }
         target.put(&format!("{}{METADATA}", self.dir), &metadata.to_bytes()?)?;

@@ -27,6 +27,12 @@ pub trait CheckpointStore: Send + Sync + Debug {
     fn delete(&self, keys: &[String]) -> Result<()>;
     /// The full location of `key`, for messages and for users.
     fn uri(&self, key: &str) -> String;
+    /// Copies the object at `from` to `to` within this store (by default through
+    /// this process; stores that can copy on their side do).
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let bytes = self.get(from)?;
+        self.put(to, &bytes)
+    }
 }
 
 /// Opens the store for a base URI: `s3://bucket/prefix`, `file:///path` or a plain path.
@@ -164,6 +170,19 @@ impl CheckpointStore for FileStore {
 
     fn uri(&self, key: &str) -> String {
         format!("file://{}", self.path(key).display())
+    }
+
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (source, path) = (self.path(from), self.path(to));
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(".tmp-{}", name.unwrap_or_default()));
+        fs::copy(&source, &tmp).map_err(|e| Error::io("copying", &source, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io("syncing", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into", &path, e))
     }
 }
 

@@ -141,8 +141,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 keys,
                 match args.state.state_backend {
                     Backend::Heap => "heap".to_string(),
-                    Backend::Rocksdb =>
-                        format!("rocksdb cache_entries={}", args.state.state_cache_entries),
+                    Backend::Rocksdb => format!("rocksdb cache_mb={}", args.state.state_cache_mb),
                 },
                 args.workers
             ),

@@ -7,11 +7,13 @@
 //!    holds the whole state.
 //! 2. `incremental`: restored from it, 1 % of the keys rewritten; its final
 //!    checkpoint uploads what changed (`uploaded_bytes`), not the state.
-//! 3. `savepoint`: restored again and stopped with a savepoint (MB/s over the
-//!    savepoint's bytes, from the request to the savepoint being complete).
-//! 4. `rescale`: the savepoint restored at parallelism 3 (restore MB/s); the
-//!    rescale time is the savepoint's time plus this restore's.
+//! 3. `savepoint`: restored again and, once running, stopped with a savepoint (MB/s
+//!    over the savepoint's bytes, from the request to the savepoint being complete).
+//! 4. `rescale`: the savepoint restored at parallelism 3 (restore MB/s: reading
+//!    the savepoint and starting the tasks); the rescale time is the savepoint's
+//!    time plus this restore's.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::exec::requests::SavepointProgress;
 use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
 use crate::keys::mix;
+use crate::metrics::JobMetrics;
 use crate::operators::DiscardSink;
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
 
@@ -67,7 +70,10 @@ impl Generator for Writes {
     }
 }
 
+/// The job of one phase: its source (named after the phase, so that each phase's
+/// writes start afresh) writes `records` values, `stride` keys apart.
 fn job(
+    phase: &str,
     keys: u64,
     stride: u64,
     value_bytes: usize,
@@ -85,7 +91,7 @@ fn job(
     };
     // Without a bound the source trickles (one record a second) until stopped.
     let rate = records.is_none().then_some(1.0);
-    job.source("writes", move |_| {
+    job.source(&format!("writes-{phase}"), move |_| {
         GeneratorSource::new(writes.clone(), records, rate)
     })
     .key_by(|r: &(u64, Vec<u8>)| r.0)
@@ -101,6 +107,11 @@ fn latest(store: &Arc<dyn CheckpointStore>) -> Result<CheckpointMetadata> {
     restore::latest(store, &Paths::new(JOB))?
         .map(|p| p.metadata)
         .ok_or_else(|| Error::Internal("the run left no checkpoint".into()))
+}
+
+/// Reading the checkpoint to start from plus deploying (and so restoring) the tasks.
+fn restore_time_ms(metrics: &JobMetrics) -> u64 {
+    metrics.restore_load_ms.load(Ordering::Relaxed) + metrics.last_deploy_ms.load(Ordering::Relaxed)
 }
 
 fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
@@ -123,12 +134,14 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
         checkpoint_interval: None,
         checkpoint_timeout: Duration::from_secs(3600),
         restore,
+        // Each phase's source is new; the values are what carries over.
+        allow_non_restored_state: true,
         ..base.clone()
     };
 
     // 1. Full: every key once.
     LocalRunner::new(
-        job(keys, 1, value_bytes, Some(keys), 2)?,
+        job("full", keys, 1, value_bytes, Some(keys), 2)?,
         config(RestoreFrom::Nothing),
     )?
     .run()?;
@@ -143,15 +156,13 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     // 2. Incremental: 1 % of the keys, spread over all key groups.
     let changed = keys / 100;
     let runner = LocalRunner::new(
-        job(keys, 100, value_bytes, Some(changed), 2)?,
+        job("incremental", keys, 100, value_bytes, Some(changed), 2)?,
         config(RestoreFrom::Latest),
     )?;
     let metrics = runner.metrics();
     runner.run()?;
     let incremental = latest(&store)?;
-    let restore_ms = metrics
-        .last_deploy_ms
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let restore_ms = restore_time_ms(&metrics);
     println!(
         "RESULT {label} phase=incremental parallelism=2 changed_keys={changed} state_bytes={} uploaded_bytes={} checkpoint_ms={} restore_ms={restore_ms} restore_mb_per_s={:.1}",
         incremental.state_size(),
@@ -162,11 +173,18 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
 
     // 3. Savepoint: restore, then stop with a savepoint at once.
     let runner = LocalRunner::new(
-        job(keys, 1, value_bytes, None, 2)?,
+        job("savepoint", keys, 1, value_bytes, None, 2)?,
         config(RestoreFrom::Latest),
     )?;
-    let handle = runner.handle();
+    let (handle, metrics) = (runner.handle(), runner.metrics());
     let running = std::thread::spawn(move || runner.run());
+    // Once the job runs (its state restored), take the savepoint.
+    while metrics.deployments.load(Ordering::Relaxed) == 0 {
+        if running.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = Instant::now();
     let request = handle.trigger_savepoint(None, true);
     let path = loop {
@@ -191,15 +209,12 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
 
     // 4. Rescale: the savepoint restored at parallelism 3.
     let runner = LocalRunner::new(
-        job(keys, 1, value_bytes, Some(0), 3)?,
+        job("rescale", keys, 1, value_bytes, Some(0), 3)?,
         config(RestoreFrom::Path(path)),
     )?;
     let metrics = runner.metrics();
     runner.run()?;
-    let restore_s = metrics
-        .last_deploy_ms
-        .load(std::sync::atomic::Ordering::Relaxed) as f64
-        / 1e3;
+    let restore_s = restore_time_ms(&metrics) as f64 / 1e3;
     println!(
         "RESULT {label} phase=rescale from=2 to=3 restore_seconds={restore_s:.3} restore_mb_per_s={:.1} rescale_seconds={:.3}",
         mb_per_s(bytes, restore_s),

@@ -10,7 +10,7 @@ use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::Result;
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
-use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_ENTRIES};
+use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_BYTES};
 
 /// Options of `weir run`.
 #[derive(Debug, clap::Args)]
@@ -82,9 +82,9 @@ pub struct StateOptions {
     /// Keyed state backend.
     #[arg(long, value_enum, default_value = "heap")]
     pub state_backend: Backend,
-    /// RocksDB: keys each operator subtask caches in memory.
-    #[arg(long, default_value_t = DEFAULT_CACHE_ENTRIES)]
-    pub state_cache_entries: usize,
+    /// RocksDB: MiB of keys and values each operator subtask caches in memory.
+    #[arg(long, default_value_t = DEFAULT_CACHE_BYTES >> 20)]
+    pub state_cache_mb: usize,
     /// RocksDB: local directory for the instances (scratch; removed when the job ends).
     #[arg(long)]
     pub state_dir: Option<std::path::PathBuf>,
@@ -97,7 +97,7 @@ impl StateOptions {
         StateConfig {
             backend: self.state_backend,
             local_dir: self.state_dir.clone().unwrap_or(defaults.local_dir),
-            cache_entries: self.state_cache_entries.max(1),
+            cache_bytes: (self.state_cache_mb << 20).max(1),
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn run_worker(config: &WorkerConfig) -> Result<()> {
         std::process::id(),
         crate::rng::Rng::new(now_nanos()).next_u64() % 100_000
     );
+    crate::state::rocks::remove_stale(&config.state_dir);
     let plane = DataPlane::bind(&worker_id, &config.listen)?;
     let data_address = config
         .advertise
@@ -375,7 +376,7 @@ impl Executor {
                     Error::Usage(format!("unknown state backend {:?}", spec.state_backend))
                 })?,
                 local_dir: self.state_dir.clone(),
-                cache_entries: (spec.state_cache_entries as usize).max(1),
+                cache_bytes: (spec.state_cache_bytes as usize).max(1),
             },
         };
         let restore = match d.restore_from.as_str() {

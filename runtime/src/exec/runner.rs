@@ -195,6 +195,9 @@ pub type LocalRunner = JobRunner<LocalDeployer>;
 impl LocalRunner {
     /// A runner for `graph` in this process.
     pub fn new(graph: JobGraph, config: RunConfig) -> Result<Self> {
+        if config.exec.state.backend == crate::state::Backend::Rocksdb {
+            crate::state::rocks::remove_stale(&config.exec.state.local_dir);
+        }
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.checkpoint_dir)?);
         let paths = Paths::new(&graph.name);
         let (handle, requests) = job_channel();
@@ -271,6 +274,7 @@ impl<D: Deployer> JobRunner<D> {
     /// Runs the job to its end, restarting it after failures.
     pub fn run(&self) -> Result<RunSummary> {
         let started = Instant::now();
+        let loading = Instant::now();
         let initial: Option<Arc<RestorePoint>> = match &self.config.restore {
             RestoreFrom::Nothing => None,
             RestoreFrom::Latest => Some(Arc::new(
@@ -279,6 +283,9 @@ impl<D: Deployer> JobRunner<D> {
             )),
             RestoreFrom::Path(path) => Some(Arc::new(restore::explicit(path)?)),
         };
+        self.metrics
+            .restore_load_ms
+            .store(loading.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Some(point) = &initial {
             check_restore(&self.graph, point, self.config.allow_non_restored_state)?;
             tracing::info!(checkpoint = point.metadata.checkpoint_id.0, from = %point.location, "restoring");
@@ -409,6 +416,7 @@ impl<D: Deployer> JobRunner<D> {
         self.metrics
             .last_deploy_ms
             .store(deploying.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.metrics.deployments.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut coordinator = CheckpointCoordinator::new(
             deployment.tasks(),

@@ -145,7 +145,8 @@ impl<G: Generator> Source for GeneratorSource<G> {
         for turn in 0..n {
             let i = (self.next + turn) % n;
             let split = &mut self.splits[i];
-            let left = split.limit - split.emitted;
+            // A split restored past a smaller bound has nothing left.
+            let left = split.limit.saturating_sub(split.emitted);
             if left == 0 {
                 continue;
             }
@@ -335,5 +336,30 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..50_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_split_restored_past_a_smaller_bound_emits_nothing() {
+        let barrier = Barrier::checkpoint(CheckpointId(1), None);
+        let mut source = open(0, 1, Vec::new());
+        let mut seen = Vec::new();
+        drain(&mut source, usize::MAX, &mut seen);
+        let keyed = source.snapshot(&barrier).unwrap().keyed;
+        let mut smaller = GeneratorSource::new(
+            Indices {
+                split: 0,
+                splits: 1,
+            },
+            Some(100),
+            None,
+        );
+        let restored = RestoredState {
+            keyed,
+            ..Default::default()
+        };
+        smaller.open(&ctx(0, 1), Some(restored)).unwrap();
+        let mut more = Vec::new();
+        assert_eq!(smaller.poll(&mut more, 10).unwrap(), SourceStatus::Finished);
+        assert!(more.is_empty());
     }
 }

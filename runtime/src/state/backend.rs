@@ -41,21 +41,22 @@ pub struct StateConfig {
     /// removed when the subtask ends). Scratch space only: what must survive is in
     /// the checkpoint store.
     pub local_dir: PathBuf,
-    /// RocksDB only: keys each operator subtask keeps in memory in front of RocksDB.
-    /// Reads of a batch's missing keys go to RocksDB in one multi-get; updates are
-    /// written back when the cache is full and at every checkpoint.
-    pub cache_entries: usize,
+    /// RocksDB only: bytes of keys and values each operator subtask keeps in
+    /// memory in front of RocksDB (estimated from their encoded sizes). Reads of
+    /// a batch's missing keys go to RocksDB in one multi-get; updates are written
+    /// back when evicted and at every checkpoint.
+    pub cache_bytes: usize,
 }
 
-/// Default of [`StateConfig::cache_entries`].
-pub const DEFAULT_CACHE_ENTRIES: usize = 500_000;
+/// Default of [`StateConfig::cache_bytes`]: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             backend: Backend::Heap,
             local_dir: std::env::temp_dir().join("weir-state"),
-            cache_entries: DEFAULT_CACHE_ENTRIES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! handed to a function with its key's value. On the heap the map is the state.
 //! With RocksDB the map is a cache: the keys of a batch that it lacks are read in
 //! one multi-get before the batch is applied, updated values stay in the cache
-//! (dirty) and are written back in one batch when it is full and at every
-//! checkpoint, so RocksDB sees per-batch work, never per-record calls.
+//! (dirty) and are written back in one batch at every checkpoint, or when they are
+//! evicted (a quarter of the keys at a time, once the cache outgrows its bytes), so
+//! RocksDB sees per-batch work, never per-record calls.
 //!
 //! Snapshots: the heap writes canonical key-group blobs; RocksDB hard-links a
 //! local checkpoint that the uploader stores incrementally, or converts to
@@ -27,7 +28,7 @@ use crate::state::backend::Backend;
 use crate::state::codec::{decode_keyed, encode_keyed, entries};
 use crate::state::rocks::restore::{rebuild, BatchWriter};
 use crate::state::rocks::{
-    encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
+    LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
 };
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -41,19 +42,32 @@ struct Slot<V> {
     dirty: bool,
 }
 
+/// One write-back entry: its encoded key and value in a shared buffer.
+struct Write {
+    start: usize,
+    key_end: usize,
+    end: usize,
+    delete: bool,
+}
+
 /// What the RocksDB backend adds to the map.
 struct Rocks {
     db: RocksDb,
     registry: Arc<Mutex<Registry>>,
-    /// Most keys the map holds; past it, dirty values are written back and a
-    /// quarter of the keys are dropped.
-    capacity: usize,
+    /// Memory the map may use, in bytes; past it a quarter of the keys are
+    /// dropped (written back first if dirty).
+    cache_bytes: usize,
+    /// Estimated bytes per cached key, from the sizes seen at write-backs.
+    entry_bytes: usize,
     attempt: u64,
     key_groups: KeyGroupRange,
     /// Reused buffers: the batch's keys, and encoded keys and values.
     keys: Vec<u8>,
     offsets: Vec<usize>,
     value: Vec<u8>,
+    /// Reused buffers of write-backs.
+    writes: Vec<Write>,
+    buffer: Vec<u8>,
 }
 
 /// One operator subtask's keyed state.
@@ -138,12 +152,15 @@ where
                 self.rocks = Some(Rocks {
                     db,
                     registry: Arc::new(Mutex::new(registry)),
-                    capacity: ctx.state.cache_entries.max(1),
+                    cache_bytes: ctx.state.cache_bytes.max(1),
+                    entry_bytes: std::mem::size_of::<(K, Slot<V>)>() + 16,
                     attempt: ctx.attempt,
                     key_groups: ctx.key_groups,
                     keys: Vec::new(),
                     offsets: Vec::new(),
                     value: Vec::new(),
+                    writes: Vec::new(),
+                    buffer: Vec::new(),
                 });
             }
         }
@@ -201,7 +218,7 @@ where
         let over = self
             .rocks
             .as_ref()
-            .is_some_and(|r| self.map.len() > r.capacity);
+            .is_some_and(|r| self.map.len() > r.cache_bytes / r.entry_bytes);
         if over {
             self.evict()?;
         }
@@ -261,53 +278,96 @@ where
 
     /// Writes every dirty value back to RocksDB in one batch and forgets deleted keys.
     fn write_back(&mut self) -> Result<()> {
+        self.write_back_some(usize::MAX)
+    }
+
+    /// Drops a quarter of the cached keys (whichever the map yields first:
+    /// eviction is random, not least-recently-used), writing the dirty ones back
+    /// in one batch.
+    fn evict(&mut self) -> Result<()> {
+        let capacity = self
+            .rocks
+            .as_ref()
+            .map_or(usize::MAX, |r| r.cache_bytes / r.entry_bytes);
+        let keep = capacity - capacity / 4;
+        let excess = self.map.len().saturating_sub(keep);
+        self.write_back_some(excess)
+    }
+
+    /// Writes back the dirty values of the first `drop` keys the map yields and
+    /// drops those keys (all dirty values, dropping only deleted keys, when `drop`
+    /// is `usize::MAX`); updates the estimate of the bytes per key.
+    fn write_back_some(&mut self, drop: usize) -> Result<()> {
         let Some(rocks) = self.rocks.as_mut() else {
             return Ok(());
         };
-        let mut batch = WriteBatch::default();
-        let mut key = Vec::new();
-        for (k, slot) in self.map.iter_mut().filter(|(_, s)| s.dirty) {
-            rocks.value.clear();
-            bincode::serialize_into(&mut rocks.value, k)
-                .map_err(|e| encode_failed(&self.uid, e))?;
-            encode_key(
-                KeyGroup::of(k, self.max_parallelism),
-                &rocks.value,
-                &mut key,
-            );
-            match &slot.value {
-                Some(v) => {
-                    rocks.value.clear();
-                    bincode::serialize_into(&mut rocks.value, v)
-                        .map_err(|e| encode_failed(&self.uid, e))?;
-                    batch.put(&key, &rocks.value);
-                }
-                None => batch.delete(&key),
+        let everything = drop == usize::MAX;
+        // Entries are encoded into one buffer and written in key order: RocksDB's
+        // memtable inserts a sorted run from where the previous insert ended.
+        let writes = &mut rocks.writes;
+        let buffer = &mut rocks.buffer;
+        writes.clear();
+        buffer.clear();
+        let (mut dropped, mut encoded) = (0usize, 0usize);
+        let mut failure = None;
+        let (uid, max_parallelism) = (&self.uid, self.max_parallelism);
+        self.map.retain(|k, slot| {
+            let victim = !everything && dropped < drop;
+            if victim {
+                dropped += 1;
             }
-            slot.dirty = false;
+            if slot.dirty && (everything || victim) && failure.is_none() {
+                let start = buffer.len();
+                buffer
+                    .extend_from_slice(&(KeyGroup::of(k, max_parallelism).0 as u16).to_be_bytes());
+                if let Err(e) = bincode::serialize_into(&mut *buffer, k) {
+                    failure = Some(encode_failed(uid, e));
+                    return true;
+                }
+                let key_end = buffer.len();
+                if let Some(v) = &slot.value {
+                    if let Err(e) = bincode::serialize_into(&mut *buffer, v) {
+                        failure = Some(encode_failed(uid, e));
+                        return true;
+                    }
+                }
+                writes.push(Write {
+                    start,
+                    key_end,
+                    end: buffer.len(),
+                    delete: slot.value.is_none(),
+                });
+                encoded += buffer.len() - start;
+                slot.dirty = false;
+            }
+            // Keep what is not a victim, unless it is a deletion RocksDB has seen.
+            !victim && (slot.dirty || slot.value.is_some())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let buffer = &rocks.buffer;
+        rocks
+            .writes
+            .sort_unstable_by(|a, b| buffer[a.start..a.key_end].cmp(&buffer[b.start..b.key_end]));
+        let mut batch = WriteBatch::default();
+        for w in &rocks.writes {
+            let key = &buffer[w.start..w.key_end];
+            if w.delete {
+                batch.delete(key);
+            } else {
+                batch.put(key, &buffer[w.key_end..w.end]);
+            }
         }
         rocks.db.write(batch)?;
-        self.map.retain(|_, s| s.value.is_some());
-        Ok(())
-    }
-
-    /// Writes back and drops a quarter of the cached keys (whichever the map yields
-    /// first: eviction is random, not least-recently-used).
-    fn evict(&mut self) -> Result<()> {
-        self.write_back()?;
-        let Some(capacity) = self.rocks.as_ref().map(|r| r.capacity) else {
-            return Ok(());
-        };
-        let keep = capacity - capacity / 4;
-        let mut excess = self.map.len().saturating_sub(keep);
-        self.map.retain(|_, _| {
-            if excess > 0 {
-                excess -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        let written = rocks.writes.len();
+        if written > 0 && encoded > 0 {
+            // Heap bytes beyond the entry itself (strings, vectors) show up as
+            // encoded bytes beyond the types' in-place size.
+            let in_place = std::mem::size_of::<K>() + std::mem::size_of::<V>();
+            let heap = (encoded / written).saturating_sub(in_place);
+            rocks.entry_bytes = std::mem::size_of::<(K, Slot<V>)>() + 16 + heap;
+        }
         Ok(())
     }
 
@@ -377,7 +437,7 @@ fn scratch_name(ctx: &OperatorContext) -> String {
         })
         .collect();
     format!(
-        "{}-{}-{:x}-{:x}",
+        "weir-{}-{}-{:x}-{:x}",
         safe,
         ctx.subtask.index,
         ctx.attempt,
@@ -420,7 +480,7 @@ mod tests {
         local: &std::path::Path,
         backend: Backend,
         range: KeyGroupRange,
-        cache: usize,
+        keys: usize,
     ) -> OperatorContext {
         OperatorContext {
             uid: OperatorUid("sum".into()),
@@ -435,7 +495,8 @@ mod tests {
             state: StateConfig {
                 backend,
                 local_dir: local.to_path_buf(),
-                cache_entries: cache,
+                // Room for about `keys` keys of this test's types.
+                cache_bytes: keys * (std::mem::size_of::<(u64, Slot<i64>)>() + 16),
             },
         }
     }

@@ -201,9 +201,20 @@ fn the_coordinator_reports_health_metrics_and_status() {
 
 #[test]
 fn a_killed_worker_is_replaced_and_the_output_stays_exact() {
+    killed_worker_is_replaced(&[]);
+}
+
+#[test]
+fn a_killed_worker_on_rocksdb_is_replaced_and_the_output_stays_exact() {
+    killed_worker_is_replaced(&["--state-backend", "rocksdb"]);
+}
+
+/// Kills one of two workers after a checkpoint, starts a replacement, and checks
+/// the job recovers once and its output is exact.
+fn killed_worker_is_replaced(options: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut coord = coordinator(dir.path(), port, "400000")
+    let mut coord = coordinator_with(dir.path(), port, "400000", options)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -104,7 +104,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         channel_capacity: config.run.exec.channel_capacity as u32,
         buffer_timeout_us: config.run.exec.buffer_timeout.as_micros() as u64,
         state_backend: config.run.exec.state.backend.name().to_string(),
-        state_cache_entries: config.run.exec.state.cache_entries as u64,
+        state_cache_bytes: config.run.exec.state.cache_bytes as u64,
     };
     let chain_parallelism: Vec<u32> = crate::exec::deploy::chains(&graph)
         .iter()

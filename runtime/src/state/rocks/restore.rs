@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::rocks::{encode_key, scan_checkpoint, LocalDir, Registry, RocksDb};
 
+/// Files downloaded at once.
+const DOWNLOADS: usize = 4;
+
 /// The RocksDB checkpoint of one old subtask, as a restore finds it.
 #[derive(Clone)]
 pub struct NativeRestore {
@@ -40,36 +43,55 @@ impl std::fmt::Debug for NativeRestore {
 }
 
 impl NativeRestore {
-    /// Downloads every file into `dir`, checking each against its size and checksum.
+    /// Downloads every file into `dir`, checking each against its size and
+    /// checksum; four at a time, since a download mostly waits on storage.
     pub fn download(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        for (file, key) in &self.files {
-            let uri = self.store.uri(key);
-            let bytes = self.store.get(key).map_err(|e| Error::CorruptCheckpoint {
-                path: uri.clone(),
-                reason: format!("RocksDB file listed in _metadata cannot be read: {e}"),
-            })?;
-            if bytes.len() as u64 != file.size {
-                return Err(Error::CorruptCheckpoint {
-                    path: uri,
-                    reason: format!(
-                        "RocksDB file is {} bytes, _metadata says {} (truncated or overwritten)",
-                        bytes.len(),
-                        file.size
-                    ),
-                });
-            }
-            let sum = checksum(&bytes);
-            if sum != file.checksum {
-                return Err(Error::CorruptCheckpoint {
-                    path: uri,
-                    reason: format!("checksum {sum} does not match {}", file.checksum),
-                });
-            }
-            let path = dir.join(&file.name);
-            std::fs::write(&path, &bytes).map_err(|e| Error::io("writing", &path, e))?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..DOWNLOADS.min(self.files.len()))
+                .map(|_| {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((file, key)) = self.files.get(i) else {
+                            return Ok(());
+                        };
+                        self.download_one(file, key, dir)?;
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::Internal("a download thread panicked".into())))
+            })
+        })
+    }
+
+    fn download_one(&self, file: &NativeFile, key: &str, dir: &Path) -> Result<()> {
+        let uri = self.store.uri(key);
+        let bytes = self.store.get(key).map_err(|e| Error::CorruptCheckpoint {
+            path: uri.clone(),
+            reason: format!("RocksDB file listed in _metadata cannot be read: {e}"),
+        })?;
+        if bytes.len() as u64 != file.size {
+            return Err(Error::CorruptCheckpoint {
+                path: uri,
+                reason: format!(
+                    "RocksDB file is {} bytes, _metadata says {} (truncated or overwritten)",
+                    bytes.len(),
+                    file.size
+                ),
+            });
         }
-        Ok(())
+        let sum = checksum(&bytes);
+        if sum != file.checksum {
+            return Err(Error::CorruptCheckpoint {
+                path: uri,
+                reason: format!("checksum {sum} does not match {}", file.checksum),
+            });
+        }
+        let path = dir.join(&file.name);
+        std::fs::write(&path, &bytes).map_err(|e| Error::io("writing", &path, e))
     }
 
     /// Downloads the checkpoint to a scratch directory under `scratch` and calls
