@@ -42,6 +42,12 @@ impl Paths {
         format!("{}{METADATA}", self.checkpoint_dir(id))
     }
 
+    /// The marker a stop-with-savepoint leaves: the job was stopped on purpose,
+    /// and resumes only from that savepoint (see `cluster::coordinator`).
+    pub fn stopped(&self) -> String {
+        format!("{}/stopped", self.job)
+    }
+
     /// Prefix of the files shared between the job's checkpoints.
     pub fn shared(&self) -> String {
         format!("{}/shared/", self.job)

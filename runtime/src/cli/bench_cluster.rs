@@ -79,12 +79,14 @@ pub fn run_on_workers(
         pipeline: pipeline.to_string(),
         args,
         parallelism,
+        max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
         run,
         listen: listen.clone(),
         http: format!("127.0.0.1:{http}"),
         heartbeat_interval: Duration::from_secs(1),
         heartbeat_timeout: Duration::from_secs(5),
         slot_sharing: false,
+        linger: false,
     };
     let coordinator = std::thread::Builder::new()
         .name("weir-bench-coordinator".into())

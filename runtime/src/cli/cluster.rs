@@ -22,6 +22,10 @@ pub struct CoordinatorArgs {
     /// Where /healthz, /readyz, /metrics and /v1/status are served (HTTP).
     #[arg(long, default_value = "127.0.0.1:6180")]
     pub http: String,
+    /// After the job ends, keep serving its status until terminated instead of
+    /// exiting (for Kubernetes, where an exit restarts the pod).
+    #[arg(long)]
+    pub linger: bool,
     /// How often workers send heartbeats.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
@@ -67,17 +71,20 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
             "--heartbeat-timeout must be longer than --heartbeat-interval".into(),
         ));
     }
+    args.options.check()?;
     let started = std::time::Instant::now();
     let config = CoordinatorConfig {
         pipeline: args.pipeline.clone(),
         args: args.args.clone(),
         parallelism: args.options.parallelism,
+        max_parallelism: args.options.max_parallelism,
         run: args.options.config(),
         listen: args.listen.clone(),
         http: args.http.clone(),
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
         slot_sharing: !args.no_slot_sharing,
+        linger: args.linger,
     };
     let summary = run_coordinator(config)?;
     eprintln!(

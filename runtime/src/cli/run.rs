@@ -37,6 +37,10 @@ pub struct JobOptions {
     /// Parallelism of every operator.
     #[arg(long, short, default_value_t = 1)]
     pub parallelism: u32,
+    /// Key groups of the job's state (the most parallelism it can rescale to),
+    /// fixed for the life of its state.
+    #[arg(long, default_value_t = crate::keys::DEFAULT_MAX_PARALLELISM)]
+    pub max_parallelism: u32,
     /// Time between checkpoints (`off`: only the final one).
     #[arg(long, default_value = "5s", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
@@ -103,6 +107,22 @@ impl StateOptions {
 }
 
 impl JobOptions {
+    /// Checks the options that do not fit together.
+    pub fn check(&self) -> Result<()> {
+        if self.max_parallelism == 0 || self.max_parallelism > 32768 {
+            return Err(crate::Error::Usage(
+                "--max-parallelism must be between 1 and 32768".into(),
+            ));
+        }
+        if self.parallelism > self.max_parallelism {
+            return Err(crate::Error::Usage(format!(
+                "--parallelism {} is more than --max-parallelism {}",
+                self.parallelism, self.max_parallelism
+            )));
+        }
+        Ok(())
+    }
+
     /// The runner configuration these options describe.
     pub fn config(&self) -> RunConfig {
         RunConfig {
@@ -137,8 +157,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             "--parallelism must be at least 1".into(),
         ));
     }
+    args.options.check()?;
     let pipeline = crate::pipelines::find(&args.pipeline)?;
-    let graph = (pipeline.build)(&args.args, args.options.parallelism)?;
+    let graph = crate::pipelines::build(
+        pipeline.name,
+        &args.args,
+        args.options.parallelism,
+        args.options.max_parallelism,
+    )?;
     let runner = LocalRunner::new(graph, args.options.config())?;
     let metrics = runner.metrics();
     let progress = Progress::start(pipeline.name, metrics.clone());

@@ -376,6 +376,19 @@ impl Coordination<'_> {
         }
         match written {
             Ok(path) => {
+                if request.stop {
+                    // Before anything commits: a coordinator restarted from now on
+                    // must not resume from an older checkpoint (see `paths.stopped()`).
+                    let marker = serde_json::json!({ "savepoint": path }).to_string();
+                    if let Err(e) = self.store.put(&self.paths.stopped(), marker.as_bytes()) {
+                        let reason = format!("recording the stop failed: {e}");
+                        self.requests
+                            .resolve(&request.handle, SavepointProgress::Failed(reason.clone()));
+                        return Err(Error::Internal(format!(
+                            "stop-with-savepoint failed ({reason}); restarting the job"
+                        )));
+                    }
+                }
                 self.requests.resolve(
                     &request.handle,
                     SavepointProgress::Completed {

@@ -133,6 +133,20 @@ fn savepoints_through_the_api_keep_the_job_running_or_stop_it_and_a_new_cluster_
     let committed = committed_lines(&dir.path().join("out")).len();
     assert!(committed > 0 && committed < 400_000, "{committed} lines");
 
+    // A coordinator started again without that savepoint (a pod restarted after
+    // the stop) holds: it must not resume from the older checkpoints.
+    let port = free_port();
+    let held = coordinator_with(dir.path(), port, "400000", &[])
+        .output()
+        .expect("coordinator runs");
+    let err = stderr(&held);
+    assert!(held.status.success(), "{err}");
+    assert!(
+        err.contains("was stopped with savepoint") && err.contains("/kept/sp-"),
+        "{err}"
+    );
+    assert_eq!(committed_lines(&dir.path().join("out")).len(), committed);
+
     // The old run's checkpoints are still in storage, older than the savepoint:
     // the new coordinator must start from the savepoint, not from them.
     let port = free_port();

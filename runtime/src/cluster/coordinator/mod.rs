@@ -32,7 +32,6 @@ use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::exec::requests::job_channel;
 use crate::exec::runner::{Ending, JobRunner, RestoreFrom, RunConfig, RunSummary};
-use crate::keys::DEFAULT_MAX_PARALLELISM;
 use crate::metrics::JobMetrics;
 
 use deployer::RemoteDeployer;
@@ -49,6 +48,8 @@ pub struct CoordinatorConfig {
     pub args: Vec<String>,
     /// Its parallelism.
     pub parallelism: u32,
+    /// Its key groups.
+    pub max_parallelism: u32,
     /// Checkpoints, restarts and data path, as for `weir run`.
     pub run: RunConfig,
     /// Where gRPC (worker sessions and the API) listens.
@@ -61,6 +62,34 @@ pub struct CoordinatorConfig {
     pub heartbeat_timeout: Duration,
     /// Whether subtask `k` of every operator shares slot `k` (Flink's default).
     pub slot_sharing: bool,
+    /// Keep serving the status API after the job ended, until terminated (as
+    /// under a Kubernetes Deployment, which would restart a process that exits).
+    pub linger: bool,
+}
+
+/// The savepoint a stop-with-savepoint left the job stopped at, if it was.
+fn stopped_with(store: &dyn CheckpointStore, paths: &Paths) -> Result<Option<String>> {
+    if !store.list(&paths.stopped())?.contains(&paths.stopped()) {
+        return Ok(None);
+    }
+    let bytes = store.get(&paths.stopped())?;
+    let marker: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+            path: store.uri(&paths.stopped()),
+            reason: format!("not a stop marker: {e}"),
+        })?;
+    Ok(marker["savepoint"].as_str().map(str::to_string))
+}
+
+/// Whether `restore` names the savepoint at `savepoint` (its directory or `_metadata`).
+fn restores(restore: &RestoreFrom, savepoint: &str) -> bool {
+    let norm = |p: &str| {
+        p.trim_end_matches(crate::checkpoint::paths::METADATA)
+            .trim_end_matches('/')
+            .trim_start_matches("file://")
+            .to_string()
+    };
+    matches!(restore, RestoreFrom::Path(p) if norm(p) == norm(savepoint))
 }
 
 /// Runs the job to its end with the workers that register; returns how it ended.
@@ -69,7 +98,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         &config.pipeline,
         &config.args,
         config.parallelism,
-        DEFAULT_MAX_PARALLELISM,
+        config.max_parallelism,
     )?;
     let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.run.checkpoint_dir)?);
     let mut run = config.run.clone();
@@ -79,6 +108,16 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     // A `--restore` savepoint newer than every checkpoint still wins: the
     // checkpoints are then an earlier deployment's, from before the savepoint.
     let paths = Paths::new(&graph.name);
+    // A job stopped with a savepoint resumes only from that savepoint: a
+    // coordinator restarted after the stop (or started without it) holds.
+    let held = match stopped_with(store.as_ref(), &paths)? {
+        Some(savepoint) if !restores(&run.restore, &savepoint) => Some(savepoint),
+        Some(_) => {
+            store.delete(&[paths.stopped()])?;
+            None
+        }
+        None => None,
+    };
     let listing = Listing::from_keys(&paths, &store.list(&paths.checkpoints())?);
     if let Some(latest) = listing.complete.last() {
         let requested = match &run.restore {
@@ -182,12 +221,31 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
             })
             .map_err(|e| Error::Internal(format!("spawning the heartbeat monitor: {e}")))?
     };
-    let outcome = runner.run();
+    let outcome = match &held {
+        Some(savepoint) => {
+            let message = format!(
+                "the job was stopped with savepoint {savepoint}; start the coordinator with --restore {savepoint} to resume it"
+            );
+            tracing::warn!("{message}");
+            status.set(v1::JobState::Stopped, message);
+            Ok(RunSummary {
+                ending: Ending::Stopped {
+                    savepoint: savepoint.clone(),
+                },
+                restarts: 0,
+                elapsed: Duration::ZERO,
+            })
+        }
+        None => runner.run(),
+    };
     let reason = match &outcome {
         Ok(summary) => {
-            let state = match summary.ending {
+            let state = match &summary.ending {
                 Ending::Finished { .. } => v1::JobState::Finished,
-                Ending::Stopped { .. } => v1::JobState::Stopped,
+                Ending::Stopped { savepoint } => {
+                    status.set_stopped(savepoint);
+                    v1::JobState::Stopped
+                }
                 Ending::Canceled => v1::JobState::Canceled,
             };
             status.set(state, summary.ending.to_string());
@@ -214,6 +272,14 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let _ = monitor.join();
+    if config.linger {
+        // Under a Deployment an exit would restart the coordinator; keep serving
+        // the job's final status until the pod is deleted.
+        tracing::info!(%reason, "the job is over; serving its status until terminated");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
 }

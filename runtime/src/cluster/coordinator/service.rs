@@ -217,6 +217,47 @@ impl v1::job_control_server::JobControl for JobControlService {
         self.status.handle.cancel();
         Ok(Response::new(v1::CancelResponse {}))
     }
+
+    async fn dispose_savepoint(
+        &self,
+        request: Request<v1::DisposeSavepointRequest>,
+    ) -> Result<Response<v1::DisposeSavepointResponse>, Status> {
+        let path = request.into_inner().path;
+        let result = tokio::task::spawn_blocking(move || dispose_savepoint(&path).map(|()| path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok(path) => {
+                tracing::info!(savepoint = %path, "savepoint disposed");
+                Ok(Response::new(v1::DisposeSavepointResponse {}))
+            }
+            Err(e @ (crate::error::Error::Usage(_) | crate::error::Error::NoCheckpoint(_))) => {
+                Err(Status::invalid_argument(e.to_string()))
+            }
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+}
+
+/// Deletes the savepoint in directory `path`, after checking that it is one (its
+/// last component is `sp-...` and it holds a `_metadata`).
+pub fn dispose_savepoint(path: &str) -> crate::error::Result<()> {
+    use crate::checkpoint::paths::METADATA;
+    use crate::error::Error;
+    let dir = path.trim_end_matches('/');
+    let name = dir.rsplit('/').next().unwrap_or_default();
+    if !name.starts_with("sp-") {
+        return Err(Error::Usage(format!(
+            "{path} is not a savepoint directory (sp-...)"
+        )));
+    }
+    let store = crate::checkpoint::store::open_store(dir)?;
+    if !store.list("")?.iter().any(|k| k == METADATA) {
+        return Err(Error::NoCheckpoint(format!("{path} (no savepoint there)")));
+    }
+    // `_metadata` first: a half-deleted savepoint is then no longer one.
+    store.delete(&[METADATA.to_string()])?;
+    store.delete_prefix("")
 }
 
 /// Whether a job in `state` has ended for good.

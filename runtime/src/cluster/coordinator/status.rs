@@ -34,6 +34,8 @@ pub struct StatusBoard {
     /// Savepoint and cancel requests to the job.
     pub handle: JobHandle,
     phase: Mutex<Phase>,
+    /// The savepoint the job stopped with, once it did (empty before).
+    stopped_with: Mutex<String>,
 }
 
 impl StatusBoard {
@@ -57,7 +59,13 @@ impl StatusBoard {
                 state: v1::JobState::WaitingForSlots,
                 message: String::new(),
             }),
+            stopped_with: Mutex::new(String::new()),
         }
+    }
+
+    /// Records the savepoint the job stopped with.
+    pub fn set_stopped(&self, savepoint: &str) {
+        *self.stopped_with.lock().unwrap_or_else(|e| e.into_inner()) = savepoint.to_string();
     }
 
     /// Sets the phase.
@@ -107,6 +115,11 @@ impl StatusBoard {
             slots_needed: self.slots_needed,
             attempt,
             protocol_version: PROTOCOL_VERSION,
+            stopped_with: self
+                .stopped_with
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }
