@@ -1,12 +1,42 @@
 //! Rescaling: savepoints and retained checkpoints restored at another parallelism,
 //! on the heap and on RocksDB, and savepoints moved between the two backends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
+use crate::s3_server::S3Server;
 use crate::support::{
-    assert_ok, check_keyed_sum, committed_lines, run_in, stderr, wait_for_checkpoints, weir,
+    assert_ok, check_keyed_sum, committed_lines, stderr, wait_for_checkpoints, weir,
 };
+
+/// Where checkpoints and savepoints go: local files, or a real S3 server.
+enum Storage {
+    Local,
+    S3(S3Server),
+}
+
+impl Storage {
+    /// `weir` in `dir`, with its checkpoint directory (and AWS client) set.
+    fn weir(&self, dir: &Path) -> std::process::Command {
+        let mut cmd = weir();
+        cmd.current_dir(dir);
+        if let Storage::S3(s3) = self {
+            s3.env(&mut cmd);
+        }
+        cmd
+    }
+
+    fn options(&self) -> Vec<String> {
+        match self {
+            Storage::Local => Vec::new(),
+            Storage::S3(s3) => vec!["--checkpoint-dir".into(), s3.uri("ckpt")],
+        }
+    }
+}
+
+fn run_in(storage: &Storage, dir: &Path, args: &[&str]) -> std::process::Output {
+    storage.weir(dir).args(args).output().expect("weir runs")
+}
 
 const RECORDS: u64 = 200_000;
 const KEYS: u64 = 50;
@@ -28,8 +58,8 @@ fn args(out: &str) -> Vec<String> {
 }
 
 /// Runs keyed-sum at `parallelism` on `backend` and stops it with a savepoint
-/// after a second; returns the savepoint's directory.
-fn stop_with_savepoint(dir: &Path, backend: &str, parallelism: &str) -> PathBuf {
+/// after a second; returns the savepoint's directory URI.
+fn stop_with_savepoint(storage: &Storage, dir: &Path, backend: &str, parallelism: &str) -> String {
     let mut cmd: Vec<String> = [
         "run",
         "keyed-sum",
@@ -41,23 +71,35 @@ fn stop_with_savepoint(dir: &Path, backend: &str, parallelism: &str) -> PathBuf 
         "300ms",
         "--stop-with-savepoint-after",
         "1s",
-        "--",
     ]
     .map(str::to_string)
     .to_vec();
+    cmd.extend(storage.options());
+    cmd.push("--".into());
     cmd.extend(args("out"));
-    let out = run_in(dir, &cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_in(
+        storage,
+        dir,
+        &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_ok(&out);
     let err = stderr(&out);
     let uri = err
         .lines()
         .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
         .unwrap_or_else(|| panic!("no savepoint in: {err}"));
-    PathBuf::from(uri.trim().strip_prefix("file://").expect("a file:// URI"))
+    uri.trim().to_string()
 }
 
 /// Restores `from` at `parallelism` on `backend`, writing into `out` under `dir`, to the end.
-fn restore(dir: &Path, backend: &str, parallelism: &str, from: &Path, out: &str) -> String {
+fn restore(
+    storage: &Storage,
+    dir: &Path,
+    backend: &str,
+    parallelism: &str,
+    from: &str,
+    out: &str,
+) -> String {
     let mut cmd: Vec<String> = [
         "run",
         "keyed-sum",
@@ -68,13 +110,18 @@ fn restore(dir: &Path, backend: &str, parallelism: &str, from: &Path, out: &str)
         "--checkpoint-interval",
         "300ms",
         "--restore",
-        from.to_str().expect("utf-8"),
-        "--",
+        from,
     ]
     .map(str::to_string)
     .to_vec();
+    cmd.extend(storage.options());
+    cmd.push("--".into());
     cmd.extend(args(out));
-    let result = run_in(dir, &cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    let result = run_in(
+        storage,
+        dir,
+        &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_ok(&result);
     stderr(&result)
 }
@@ -95,9 +142,9 @@ fn check(dir: &Path) {
 }
 
 /// Parallelism 2 → savepoint → 3, and the same savepoint → 1.
-fn rescale_through_a_savepoint(backend: &str) {
+fn rescale_through_a_savepoint(storage: &Storage, backend: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let savepoint = stop_with_savepoint(dir.path(), backend, "2");
+    let savepoint = stop_with_savepoint(storage, dir.path(), backend, "2");
     let first = committed_lines(&dir.path().join("out"));
     assert!(
         !first.is_empty() && first.len() < RECORDS as usize,
@@ -105,28 +152,28 @@ fn rescale_through_a_savepoint(backend: &str) {
         first.len()
     );
     copy_output(&dir.path().join("out"), &dir.path().join("out-1"));
-    restore(dir.path(), backend, "3", &savepoint, "out");
+    restore(storage, dir.path(), backend, "3", &savepoint, "out");
     check(&dir.path().join("out"));
-    restore(dir.path(), backend, "1", &savepoint, "out-1");
+    restore(storage, dir.path(), backend, "1", &savepoint, "out-1");
     check(&dir.path().join("out-1"));
 }
 
 #[test]
 fn a_heap_savepoint_restores_at_three_and_at_one_exactly_once() {
-    rescale_through_a_savepoint("heap");
+    rescale_through_a_savepoint(&Storage::Local, "heap");
 }
 
 #[test]
-fn a_rocksdb_savepoint_restores_at_three_and_at_one_exactly_once() {
-    rescale_through_a_savepoint("rocksdb");
+fn a_rocksdb_savepoint_in_s3_restores_at_three_and_at_one_exactly_once() {
+    rescale_through_a_savepoint(&Storage::S3(S3Server::start()), "rocksdb");
 }
 
 #[test]
 fn savepoints_move_between_the_heap_and_rocksdb() {
     for (from, to) in [("heap", "rocksdb"), ("rocksdb", "heap")] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let savepoint = stop_with_savepoint(dir.path(), from, "2");
-        restore(dir.path(), to, "2", &savepoint, "out");
+        let savepoint = stop_with_savepoint(&Storage::Local, dir.path(), from, "2");
+        restore(&Storage::Local, dir.path(), to, "2", &savepoint, "out");
         check(&dir.path().join("out"));
     }
 }
@@ -158,7 +205,7 @@ fn a_retained_rocksdb_checkpoint_restores_at_another_parallelism_after_a_kill() 
     wait_for_checkpoints(&checkpoints, 3);
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
-    let err = restore(dir.path(), "rocksdb", "3", Path::new("latest"), "out");
+    let err = restore(&Storage::Local, dir.path(), "rocksdb", "3", "latest", "out");
     assert!(err.contains(" 0 restarts"), "{err}");
     check(&dir.path().join("out"));
 }
