@@ -1,0 +1,114 @@
+//! Talking to a job's coordinator through its gRPC API (`weir.v1.JobControl`).
+
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+use weir_proto::v1::{self, job_control_client::JobControlClient};
+
+use crate::crd::CheckpointRef;
+use crate::error::{Error, Result};
+use crate::planner::{CoordinatorView, JobState, SavepointProgress};
+
+/// How long a call to the coordinator may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn client(address: &str) -> Result<JobControlClient<tonic::transport::Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Error::Coordinator(format!("{address}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(CALL_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Error::Coordinator(format!("{address}: {e}")))?;
+    Ok(JobControlClient::new(channel))
+}
+
+fn failed(address: &str, status: tonic::Status) -> Error {
+    Error::Coordinator(format!("{address}: {}", status.message()))
+}
+
+fn time(unix_ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(unix_ms as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The job's status.
+pub async fn status(address: &str) -> Result<CoordinatorView> {
+    let status = client(address)
+        .await?
+        .get_status(v1::GetStatusRequest {})
+        .await
+        .map_err(|e| failed(address, e))?
+        .into_inner();
+    let state = match v1::JobState::try_from(status.state).unwrap_or(v1::JobState::Unspecified) {
+        v1::JobState::Running => JobState::Running,
+        v1::JobState::Restarting => JobState::Restarting,
+        v1::JobState::Savepointing => JobState::Savepointing,
+        v1::JobState::Finished => JobState::Finished,
+        v1::JobState::Stopped => JobState::Stopped,
+        v1::JobState::Failed | v1::JobState::Canceled => JobState::Failed,
+        v1::JobState::WaitingForSlots | v1::JobState::Unspecified => JobState::Starting,
+    };
+    Ok(CoordinatorView {
+        state,
+        parallelism: status.parallelism,
+        latest_checkpoint: status.latest_checkpoint.map(|c| CheckpointRef {
+            id: c.id,
+            path: c.path,
+            time: time(c.time_unix_ms),
+        }),
+        restarts: status.restarts,
+        message: status.message,
+        stopped_with: Some(status.stopped_with).filter(|s| !s.is_empty()),
+    })
+}
+
+/// Starts a savepoint; returns the coordinator's id for it.
+pub async fn trigger_savepoint(address: &str, stop: bool) -> Result<String> {
+    Ok(client(address)
+        .await?
+        .trigger_savepoint(v1::TriggerSavepointRequest {
+            target: String::new(),
+            stop,
+        })
+        .await
+        .map_err(|e| failed(address, e))?
+        .into_inner()
+        .id)
+}
+
+/// How savepoint `id` is doing; a coordinator that does not know it answers
+/// [`SavepointProgress::Unknown`].
+pub async fn savepoint(address: &str, id: &str) -> Result<SavepointProgress> {
+    let reply = client(address)
+        .await?
+        .get_savepoint(v1::GetSavepointRequest { id: id.to_string() })
+        .await;
+    let status = match reply {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(SavepointProgress::Unknown),
+        Err(s) => return Err(failed(address, s)),
+    };
+    Ok(
+        match v1::SavepointState::try_from(status.state).unwrap_or(v1::SavepointState::Unspecified)
+        {
+            v1::SavepointState::Completed => SavepointProgress::Completed(status.path),
+            v1::SavepointState::Failed => SavepointProgress::Failed(status.message),
+            _ => SavepointProgress::Pending,
+        },
+    )
+}
+
+/// Deletes the savepoint at `path` from storage.
+pub async fn dispose_savepoint(address: &str, path: &str) -> Result<()> {
+    client(address)
+        .await?
+        .dispose_savepoint(v1::DisposeSavepointRequest {
+            path: path.to_string(),
+        })
+        .await
+        .map_err(|e| failed(address, e))?;
+    Ok(())
+}

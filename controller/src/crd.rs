@@ -1,0 +1,526 @@
+//! The `StreamJob` resource (`weir.dev/v1alpha1`): its spec, its status and their schema.
+//!
+//! Validation lives in the OpenAPI schema (types, minimums, enums, patterns), which
+//! every API server enforces (Kubernetes 1.20 included, which drops CEL rules), and
+//! again in [`StreamJobSpec::validate`] for what a schema cannot say (parallelism
+//! at most maxParallelism, durations that parse), whose message names the field.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a user asks for: a weir job, how it runs, how its state is kept and how
+/// changes to it are rolled out.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "StreamJob",
+    plural = "streamjobs",
+    shortname = "sj",
+    namespaced,
+    status = "StreamJobStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Parallelism","type":"integer","jsonPath":".status.parallelism"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Last Checkpoint","type":"date","jsonPath":".status.lastCheckpoint.time"}"#,
+    printcolumn = r#"{"name":"Last Savepoint","type":"date","jsonPath":".status.lastSavepoint.time"}"#,
+    printcolumn = r#"{"name":"Restarts","type":"integer","jsonPath":".status.restarts"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSpec {
+    /// Container image with the `weir` binary (and the job's pipeline).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Image pull policy of every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// The job: a pipeline shipped in the image and its arguments.
+    pub job: JobSpec,
+    /// Parallelism of every operator (at least 1, at most maxParallelism).
+    #[schemars(range(min = 1))]
+    pub parallelism: u32,
+    /// Key groups of the job's state, fixed for its life (1 to 32768).
+    #[serde(default = "default_max_parallelism")]
+    #[schemars(range(min = 1, max = 32768))]
+    pub max_parallelism: u32,
+    /// Worker pods.
+    #[serde(default)]
+    pub workers: WorkersSpec,
+    /// The coordinator pod.
+    #[serde(default)]
+    pub coordinator: CoordinatorSpec,
+    /// Merged into every pod's template (JSON merge patch): labels, annotations,
+    /// nodeSelector, tolerations, serviceAccountName and the like.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub pod_template: Option<serde_json::Value>,
+    /// Checkpoints: where, how often, how many are kept.
+    pub checkpoints: CheckpointSpec,
+    /// Keyed state backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_backend: Option<StateBackend>,
+    /// How a change of the deployed spec is rolled out.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+    /// Running, or suspended (stopped with a savepoint, pods removed).
+    #[serde(default)]
+    pub state: DesiredState,
+    /// Change it to take a savepoint without stopping the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_trigger_nonce: Option<i64>,
+    /// Change it to restart the job (as an upgrade, by upgradeMode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_nonce: Option<i64>,
+    /// Savepoint (directory URI) the first deployment starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_savepoint: Option<String>,
+    /// Restore even if a savepoint has state of operators the job no longer has.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+    /// Take a savepoint this often (a duration such as `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_savepoint_interval: Option<String>,
+    /// Which savepoints are kept.
+    #[serde(default)]
+    pub savepoint_history: SavepointHistory,
+    /// What deleting the StreamJob does with its state.
+    #[serde(default)]
+    pub deletion: DeletionSpec,
+}
+
+fn default_max_parallelism() -> u32 {
+    128
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Image pull policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when not on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl PullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// The pipeline and its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// A pipeline of the image (`weir pipelines` lists them).
+    #[schemars(length(min = 1))]
+    pub pipeline: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Worker pods.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkersSpec {
+    /// Worker pods (default: enough for parallelism at `slots` each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replicas: Option<u32>,
+    /// Subtask slots per worker (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub slots: Option<u32>,
+    /// Resources of each worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The coordinator pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinatorSpec {
+    /// Resources of the coordinator container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointSpec {
+    /// Time between checkpoints (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Base URI of checkpoint storage: `s3://bucket/prefix` or `file:///path`.
+    /// The job's checkpoints and savepoints go under `{storage}/{namespace}/{name}/`.
+    #[schemars(regex(pattern = r"^(s3://[a-z0-9][a-z0-9.\-]*[a-z0-9](/.*)?|file:///.*)$"))]
+    pub storage: String,
+    /// Completed checkpoints kept (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub retained: Option<u32>,
+    /// A checkpoint taking longer is declined (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// S3 settings, for `s3://` storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+/// How pods reach S3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Endpoint of an S3-compatible server (MinIO and the like); AWS when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Path-style addressing (default: true with a custom endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// A Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (never
+    /// credentials inline); without one, the pods' own AWS identity is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+/// Keyed state backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// Hash maps in memory.
+    Heap,
+    /// RocksDB on local disk, incremental checkpoints.
+    Rocksdb,
+}
+
+/// How a change of the deployed spec (image, job, parallelism, resources) is rolled out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Stop with a savepoint, then start the new spec from it.
+    #[default]
+    Savepoint,
+    /// Replace the pods; the new job resumes from the latest completed checkpoint.
+    LastState,
+    /// Replace the pods and start without state.
+    Stateless,
+}
+
+/// Whether the job should run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    /// Run.
+    #[default]
+    Running,
+    /// Stop with a savepoint (unless stateless) and remove the pods.
+    Suspended,
+}
+
+/// Which savepoints are kept; older ones are deleted from storage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointHistory {
+    /// Savepoints kept (default 5; the newest is always kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_count: Option<u32>,
+    /// Savepoints older than this are deleted (a duration such as `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+}
+
+/// What deleting the StreamJob does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionSpec {
+    /// Stop the job with a final savepoint before its pods go (kept in storage).
+    #[serde(default)]
+    pub savepoint: bool,
+}
+
+/// Where the job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Pods are being created; no checkpoint has completed yet.
+    Deploying,
+    /// Running, with a completed checkpoint.
+    Running,
+    /// Taking a savepoint (on request, periodically, or before an upgrade).
+    Savepointing,
+    /// Replacing the pods with a new spec.
+    Upgrading,
+    /// Stopped on request; pods removed.
+    Suspended,
+    /// Restarting after a failure.
+    Recovering,
+    /// Failed for good; the message says why.
+    Failed,
+}
+
+/// What the controller observed and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobStatus {
+    /// Where the job is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Parallelism of the running job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// The newest completed checkpoint, as the coordinator reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<CheckpointRef>,
+    /// The newest savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint: Option<SavepointRef>,
+    /// Savepoints kept, oldest first.
+    #[serde(default)]
+    pub savepoints: Vec<SavepointRef>,
+    /// Restarts of the job after failures (all deployments).
+    #[serde(default)]
+    pub restarts: u32,
+    /// Hash of the deployed spec (what a change of makes an upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_spec_hash: Option<String>,
+    /// When the current deployment was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+    /// Where the current (or next) deployment restores from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
+    /// A savepoint in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_savepoint: Option<PendingSavepoint>,
+    /// Savepoints that failed in a row (for the retry backoff).
+    #[serde(default)]
+    pub savepoint_failures: u32,
+    /// No savepoint is retried before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_retry_at: Option<String>,
+    /// The savepointTriggerNonce already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_savepoint_nonce: Option<i64>,
+    /// The restartNonce already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_restart_nonce: Option<i64>,
+    /// Incremented by a stateless upgrade: state goes to a fresh directory.
+    #[serde(default)]
+    pub storage_epoch: u32,
+    /// Restarts counted by earlier deployments' coordinators.
+    #[serde(default)]
+    pub restarts_before: u32,
+}
+
+/// A completed checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRef {
+    /// Its id.
+    pub id: u64,
+    /// Its directory.
+    pub path: String,
+    /// When it was taken (RFC 3339).
+    pub time: String,
+}
+
+/// A savepoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointRef {
+    /// Its directory.
+    pub path: String,
+    /// When it completed (RFC 3339).
+    pub time: String,
+    /// Why it was taken: `upgrade`, `suspend`, `manual`, `periodic`, `delete`.
+    pub reason: String,
+}
+
+/// A savepoint the coordinator is taking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSavepoint {
+    /// The coordinator's id of the request.
+    pub id: String,
+    /// Whether the job stops after it.
+    pub stop: bool,
+    /// Why it was taken.
+    pub reason: String,
+    /// When it was requested (RFC 3339).
+    pub started: String,
+}
+
+/// A status condition, as Kubernetes conventions have it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Progressing` or `Degraded`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase word for why.
+    pub reason: String,
+    /// A sentence for people.
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// A spec that is well-formed but wrong; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field}: {message}")]
+pub struct Invalid {
+    /// The field, as in the manifest (`parallelism`, `checkpoints.interval`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses a duration such as `10s`, `5m`, `1h30m`.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, Invalid> {
+    humantime::parse_duration(text).map_err(|e| {
+        invalid(
+            field,
+            format!("{text:?} is not a duration ({e}); write e.g. 10s, 5m or 1h"),
+        )
+    })
+}
+
+impl StreamJobSpec {
+    /// Checks what the schema cannot: cross-field limits and durations.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.parallelism == 0 {
+            return Err(invalid("parallelism", "must be at least 1"));
+        }
+        if self.max_parallelism == 0 || self.max_parallelism > 32768 {
+            return Err(invalid("maxParallelism", "must be between 1 and 32768"));
+        }
+        if self.parallelism > self.max_parallelism {
+            return Err(invalid(
+                "parallelism",
+                format!(
+                    "{} is more than maxParallelism {}",
+                    self.parallelism, self.max_parallelism
+                ),
+            ));
+        }
+        if self.image.trim().is_empty() {
+            return Err(invalid("image", "must not be empty"));
+        }
+        if self.job.pipeline.trim().is_empty() {
+            return Err(invalid("job.pipeline", "must not be empty"));
+        }
+        let storage = &self.checkpoints.storage;
+        let bucket = storage
+            .strip_prefix("s3://")
+            .map(|r| r.split('/').next().unwrap_or(""));
+        match bucket {
+            Some("") => {
+                return Err(invalid(
+                    "checkpoints.storage",
+                    format!("{storage:?} has no bucket"),
+                ))
+            }
+            Some(_) => {}
+            None if storage.starts_with("file:///") => {}
+            None => {
+                return Err(invalid(
+                    "checkpoints.storage",
+                    format!("{storage:?} is not an s3:// or file:/// URI"),
+                ))
+            }
+        }
+        for (field, value) in [
+            ("checkpoints.interval", &self.checkpoints.interval),
+            ("checkpoints.timeout", &self.checkpoints.timeout),
+            (
+                "periodicSavepointInterval",
+                &self.periodic_savepoint_interval,
+            ),
+            ("savepointHistory.maxAge", &self.savepoint_history.max_age),
+        ] {
+            if let Some(text) = value {
+                parse_duration(field, text)?;
+            }
+        }
+        if self.workers.slots == Some(0) {
+            return Err(invalid("workers.slots", "must be at least 1"));
+        }
+        if self.workers.replicas == Some(0) {
+            return Err(invalid("workers.replicas", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Subtask slots per worker.
+    pub fn slots(&self) -> u32 {
+        self.workers.slots.unwrap_or(1).max(1)
+    }
+
+    /// Worker pods: as asked, or enough for the parallelism.
+    pub fn worker_replicas(&self) -> u32 {
+        self.workers
+            .replicas
+            .unwrap_or_else(|| self.parallelism.div_ceil(self.slots()))
+    }
+
+    /// The hash of what a change of makes an upgrade: image, job, parallelism,
+    /// resources, pods, storage and backend. Lifecycle fields (upgrade mode, state,
+    /// nonces, savepoint settings) are left out: changing them is not an upgrade,
+    /// so switching the upgrade mode alone never redeploys (or loses) anything.
+    pub fn deployment_hash(&self) -> String {
+        let deployed = serde_json::json!({
+            "image": self.image,
+            "imagePullPolicy": self.image_pull_policy,
+            "job": self.job,
+            "parallelism": self.parallelism,
+            "maxParallelism": self.max_parallelism,
+            "workers": self.workers,
+            "coordinator": self.coordinator,
+            "podTemplate": self.pod_template,
+            "checkpoints": self.checkpoints,
+            "stateBackend": self.state_backend,
+        });
+        format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(deployed.to_string().as_bytes())
+        )
+    }
+}

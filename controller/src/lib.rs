@@ -1,0 +1,36 @@
+//! The weir Kubernetes operator: the `StreamJob` resource and its reconciler.
+//!
+//! A `StreamJob` becomes a ConfigMap, a coordinator Deployment and Service, and a
+//! worker StatefulSet and headless Service, all owned by it. Changes of the
+//! deployed spec are rolled out by the job's upgrade mode (savepoint, last-state,
+//! stateless), through the coordinator's gRPC API from `weir-proto`. The
+//! controller does not link the engine.
+//!
+//! # Layout
+//!
+//! - [`crd`]: the resource's spec and status, with their schema and validation.
+//! - [`resources`]: pure builders of the child objects.
+//! - [`planner`]: the pure lifecycle planner (spec, status, observed → action).
+//! - [`reconcile`]: observation, the planner's action, status and events.
+//! - [`coordinator`]: calls to a job's coordinator.
+//! - [`leader`]: leader election with a Lease.
+//! - [`metrics`]: `/metrics` and `/healthz`.
+
+pub mod coordinator;
+pub mod crd;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod planner;
+pub mod reconcile;
+pub mod resources;
+
+pub use crd::{StreamJob, StreamJobSpec, StreamJobStatus};
+pub use error::{Error, Result};
+
+/// The CustomResourceDefinition of `StreamJob`, as YAML (what `crdgen` prints
+/// and `crds/streamjob.yaml` holds).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&StreamJob::crd()).unwrap_or_default()
+}

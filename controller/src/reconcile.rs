@@ -1,0 +1,317 @@
+//! The reconciler: observe, ask the planner, carry out its one action, write status.
+//!
+//! Step by step, for every `StreamJob` change and every requeue:
+//! 1. Make sure the StreamJob carries the finalizer (a deletion may need a final
+//!    savepoint before the pods go).
+//! 2. Observe: do the coordinator Deployment and the worker StatefulSet exist;
+//!    what does the coordinator say (its pod is found by label and called on its
+//!    pod IP); how is the savepoint in flight doing.
+//! 3. [`plan`] decides one action, which is carried out: apply the children by
+//!    server-side apply, trigger a savepoint, delete the workloads, dispose of
+//!    expired savepoints, or let the StreamJob go.
+//! 4. The status is written by server-side apply on the status subresource, and
+//!    transitions are published as Kubernetes Events.
+//!
+//! Nothing branches on why reconcile ran: every pass looks at the whole state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::coordinator;
+use crate::crd::{PendingSavepoint, StreamJob};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::planner::{plan, Action, Observed, SavepointProgress};
+use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
+
+/// The finalizer that lets a deletion take its final savepoint first.
+pub const FINALIZER: &str = "weir.dev/finalizer";
+
+/// What every reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Reach every coordinator here instead of at its pod IP (tests, port-forwards).
+    pub coordinator_override: Option<String>,
+}
+
+/// Reconciles one StreamJob; the returned action says when to look again.
+pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Requeue> {
+    let started = Instant::now();
+    let result = reconcile_inner(&job, &ctx).await;
+    ctx.metrics
+        .reconciled(started.elapsed(), result.as_ref().err());
+    result
+}
+
+/// What a failed reconcile does: count it (done in [`reconcile`]) and retry soon.
+pub fn error_policy(job: Arc<StreamJob>, error: &Error, _: Arc<Context>) -> Requeue {
+    tracing::warn!(job = %job.name_any(), %error, "reconcile failed");
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
+    let ns = job
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a StreamJob must be namespaced".into()))?;
+    let name = job.name_any();
+    let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let deleting = job.meta().deletion_timestamp.is_some();
+    if !deleting && !job.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(&jobs, job).await?;
+    }
+    let status = job.status.clone().unwrap_or_default();
+    let deployed = workloads_exist(ctx, &ns, &name).await?;
+    let address = if deployed {
+        coordinator_address(ctx, &ns, &name).await?
+    } else {
+        None
+    };
+    let view = match &address {
+        Some(a) => match coordinator::status(a).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(job = %name, error = %e, "coordinator did not answer");
+                None
+            }
+        },
+        None => None,
+    };
+    let savepoint = match (&status.pending_savepoint, &address) {
+        (Some(p), Some(a)) => Some(
+            coordinator::savepoint(a, &p.id)
+                .await
+                .unwrap_or(SavepointProgress::Unknown),
+        ),
+        (Some(_), None) => Some(SavepointProgress::Unknown),
+        (None, _) => None,
+    };
+    let observed = Observed {
+        deployed,
+        coordinator: view,
+        savepoint,
+        deleting,
+        generation: job.meta().generation.unwrap_or(0),
+        now: jiff::Timestamp::now(),
+    };
+    let mut decided = plan(&job.spec, &status, &observed);
+    tracing::debug!(job = %name, action = ?decided.action, "planned");
+    let mut finalized = false;
+    match &decided.action {
+        Action::Apply(launch) => apply_children(ctx, job, launch).await?,
+        Action::TriggerSavepoint { stop, reason } => {
+            let Some(address) = &address else {
+                return Err(Error::Coordinator(
+                    "no coordinator pod to ask for a savepoint".into(),
+                ));
+            };
+            let id = coordinator::trigger_savepoint(address, *stop).await?;
+            tracing::info!(job = %name, %reason, stop, %id, "savepoint triggered");
+            decided.status.pending_savepoint = Some(PendingSavepoint {
+                id,
+                stop: *stop,
+                reason: reason.clone(),
+                started: observed.now.to_string(),
+            });
+        }
+        Action::DeleteWorkloads => delete_workloads(ctx, &ns, &name).await?,
+        Action::DisposeSavepoints(paths) => {
+            if let Some(address) = &address {
+                for path in paths {
+                    match coordinator::dispose_savepoint(address, path).await {
+                        Ok(()) => {
+                            tracing::info!(job = %name, savepoint = %path, "expired savepoint deleted")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %name, savepoint = %path, error = %e, "could not delete an expired savepoint")
+                        }
+                    }
+                }
+            }
+        }
+        Action::Finalize => {
+            remove_finalizer(&jobs, job).await?;
+            finalized = true;
+        }
+        Action::Wait => {}
+    }
+    ctx.metrics.observe_phase(&ns, &name, decided.status.phase);
+    for note in &decided.notes {
+        publish(ctx, job, note.warning, &note.reason, &note.message).await;
+    }
+    if finalized {
+        ctx.metrics.forget(&ns, &name);
+        return Ok(Requeue::await_change());
+    }
+    if job.status.as_ref() != Some(&decided.status) {
+        let patch = json!({
+            "apiVersion": "weir.dev/v1alpha1",
+            "kind": "StreamJob",
+            "status": decided.status,
+        });
+        jobs.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    Ok(Requeue::requeue(decided.requeue))
+}
+
+/// Sets the finalizers to `finalizers`, only if the StreamJob is unchanged since
+/// it was read (its resourceVersion), so no other writer's finalizer is lost.
+async fn set_finalizers(
+    jobs: &Api<StreamJob>,
+    job: &StreamJob,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": job.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    jobs.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn add_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> {
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    set_finalizers(jobs, job, finalizers).await
+}
+
+async fn remove_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> {
+    let finalizers: Vec<String> = job
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if finalizers.len() == job.finalizers().len() {
+        return Ok(());
+    }
+    set_finalizers(jobs, job, finalizers).await
+}
+
+/// Whether the coordinator Deployment or the worker StatefulSet exists.
+async fn workloads_exist(ctx: &Context, ns: &str, name: &str) -> Result<bool> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let coordinator = deployments
+        .get_opt(&resources::coordinator_name(name))
+        .await?;
+    let workers = statefulsets.get_opt(&resources::worker_name(name)).await?;
+    Ok(coordinator.is_some() || workers.is_some())
+}
+
+/// `ip:port` of the job's coordinator pod, if one runs.
+async fn coordinator_address(ctx: &Context, ns: &str, name: &str) -> Result<Option<String>> {
+    if let Some(address) = &ctx.coordinator_override {
+        return Ok(Some(address.clone()));
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("weir.dev/job={name},weir.dev/role=coordinator");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.meta().deletion_timestamp.is_none())
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .next()
+        .map(|ip| format!("{ip}:{GRPC_PORT}")))
+}
+
+async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies every child object for `launch` (server-side apply: a no-op when
+/// nothing changed, a repair when something drifted).
+async fn apply_children(ctx: &Context, job: &StreamJob, launch: &Launch) -> Result<()> {
+    let ns = job.namespace().unwrap_or_default();
+    apply::<ConfigMap>(ctx, &ns, &resources::config_map(job, launch)?).await?;
+    apply::<Service>(ctx, &ns, &resources::coordinator_service(job)?).await?;
+    apply::<Service>(ctx, &ns, &resources::workers_service(job)?).await?;
+    apply::<Deployment>(ctx, &ns, &resources::coordinator_deployment(job, launch)?).await?;
+    apply::<StatefulSet>(ctx, &ns, &resources::worker_statefulset(job)?).await?;
+    Ok(())
+}
+
+/// Deletes the coordinator Deployment and the worker StatefulSet; foreground
+/// deletion keeps them visible until their pods are gone, so the next
+/// deployment starts only after the old pods stopped.
+async fn delete_workloads(ctx: &Context, ns: &str, name: &str) -> Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let params = DeleteParams::foreground();
+    for result in [
+        deployments
+            .delete(&resources::coordinator_name(name), &params)
+            .await
+            .map(|_| ()),
+        statefulsets
+            .delete(&resources::worker_name(name), &params)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, job: &StreamJob, warning: bool, reason: &str, message: &str) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(message.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::debug!(job = %job.name_any(), error = %e, "could not publish an event");
+    }
+}

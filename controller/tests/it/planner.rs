@@ -1,0 +1,578 @@
+//! The lifecycle planner as a table: (spec, status, observed) → action and phase.
+
+use weir_controller::crd::{
+    CheckpointRef, DesiredState, PendingSavepoint, Phase, SavepointRef, StreamJobSpec,
+    StreamJobStatus, UpgradeMode,
+};
+use weir_controller::planner::{
+    plan, Action, CoordinatorView, JobState, Observed, SavepointProgress,
+};
+use weir_controller::resources::Launch;
+
+use crate::fixtures::spec;
+
+const NOW: &str = "2026-11-30T12:00:00Z";
+
+fn at(offset_secs: i64) -> String {
+    let now: jiff::Timestamp = NOW.parse().unwrap();
+    (now + jiff::SignedDuration::from_secs(offset_secs)).to_string()
+}
+
+fn running(checkpoint_at: i64) -> CoordinatorView {
+    CoordinatorView {
+        state: JobState::Running,
+        parallelism: 2,
+        latest_checkpoint: Some(CheckpointRef {
+            id: 7,
+            path: "s3://b/ns/j/state-machine/checkpoints/chk-7".into(),
+            time: at(checkpoint_at),
+        }),
+        restarts: 1,
+        message: String::new(),
+        stopped_with: None,
+    }
+}
+
+fn coordinator(state: JobState) -> CoordinatorView {
+    CoordinatorView {
+        state,
+        latest_checkpoint: None,
+        ..running(0)
+    }
+}
+
+/// The status of a job deployed from `spec` 60 s ago.
+fn deployed(spec: &StreamJobSpec) -> StreamJobStatus {
+    StreamJobStatus {
+        phase: Some(Phase::Running),
+        deployed_spec_hash: Some(spec.deployment_hash()),
+        deployed_at: Some(at(-60)),
+        last_checkpoint: Some(CheckpointRef {
+            id: 6,
+            path: "chk-6".into(),
+            time: at(-5),
+        }),
+        ..Default::default()
+    }
+}
+
+fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
+    Observed {
+        deployed,
+        coordinator,
+        savepoint: None,
+        deleting: false,
+        generation: 3,
+        now: NOW.parse().unwrap(),
+    }
+}
+
+fn pending(reason: &str, stop: bool, started: i64) -> PendingSavepoint {
+    PendingSavepoint {
+        id: "sp-1".into(),
+        stop,
+        reason: reason.into(),
+        started: at(started),
+    }
+}
+
+fn condition(status: &StreamJobStatus, kind: &str) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+fn apply(restore: Option<&str>, epoch: u32) -> Action {
+    Action::Apply(Launch {
+        restore: restore.map(str::to_string),
+        epoch,
+    })
+}
+
+fn trigger(stop: bool, reason: &str) -> Action {
+    Action::TriggerSavepoint {
+        stop,
+        reason: reason.into(),
+    }
+}
+
+/// One row: a name, the inputs, the expected action and phase.
+struct Row {
+    name: &'static str,
+    spec: StreamJobSpec,
+    status: StreamJobStatus,
+    observed: Observed,
+    action: Action,
+    phase: Option<Phase>,
+}
+
+fn rows() -> Vec<Row> {
+    let base = spec();
+    let mut rescaled = spec();
+    rescaled.parallelism = 3;
+    let last_state = StreamJobSpec {
+        upgrade_mode: UpgradeMode::LastState,
+        parallelism: 3,
+        ..spec()
+    };
+    let stateless = StreamJobSpec {
+        upgrade_mode: UpgradeMode::Stateless,
+        parallelism: 3,
+        ..spec()
+    };
+    let suspended = StreamJobSpec {
+        state: DesiredState::Suspended,
+        ..spec()
+    };
+    let with_nonce = StreamJobSpec {
+        savepoint_trigger_nonce: Some(2),
+        ..spec()
+    };
+    let restart = StreamJobSpec {
+        restart_nonce: Some(5),
+        ..spec()
+    };
+    let mode_only = StreamJobSpec {
+        upgrade_mode: UpgradeMode::Stateless,
+        ..spec()
+    };
+    let initial = StreamJobSpec {
+        initial_savepoint: Some("s3://b/sp-1".into()),
+        ..spec()
+    };
+    let mut bad = spec();
+    bad.parallelism = 500;
+    let old = deployed(&base);
+    let savepoint_done = |reason: &str, stop: bool| StreamJobStatus {
+        pending_savepoint: Some(pending(reason, stop, -10)),
+        ..deployed(&base)
+    };
+    vec![
+        Row {
+            name: "a new job is deployed from nothing",
+            spec: spec(),
+            status: StreamJobStatus::default(),
+            observed: observed(false, None),
+            action: apply(None, 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "a new job with initialSavepoint starts from it",
+            spec: initial,
+            status: StreamJobStatus::default(),
+            observed: observed(false, None),
+            action: apply(Some("s3://b/sp-1"), 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "an unchanged running job is re-applied (drift is repaired) and stays Running",
+            spec: spec(),
+            status: deployed(&base),
+            observed: observed(true, Some(running(-1))),
+            action: apply(None, 0),
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "children missing after a deployment are created again with the same launch",
+            spec: spec(),
+            status: StreamJobStatus {
+                restore_from: Some("s3://b/sp-9".into()),
+                ..deployed(&base)
+            },
+            observed: observed(false, None),
+            action: apply(Some("s3://b/sp-9"), 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "running without a checkpoint since the deployment is not Running yet",
+            spec: spec(),
+            status: StreamJobStatus {
+                last_checkpoint: None,
+                phase: Some(Phase::Deploying),
+                ..deployed(&base)
+            },
+            observed: observed(true, Some(coordinator(JobState::Running))),
+            action: apply(None, 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "a rescale in savepoint mode stops the job with a savepoint",
+            spec: rescaled.clone(),
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: trigger(true, "upgrade"),
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "the upgrade savepoint completes: workloads go, restore from it",
+            spec: rescaled.clone(),
+            status: savepoint_done("upgrade", true),
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Completed("s3://b/sp-2".into())),
+                ..observed(true, Some(coordinator(JobState::Stopped)))
+            },
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "after the upgrade savepoint the new spec deploys from it",
+            spec: rescaled.clone(),
+            status: StreamJobStatus {
+                restore_from: Some("s3://b/sp-2".into()),
+                phase: Some(Phase::Upgrading),
+                ..old.clone()
+            },
+            observed: observed(false, None),
+            action: apply(Some("s3://b/sp-2"), 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "a failed upgrade savepoint leaves the old job running (the new spec is not applied)",
+            spec: rescaled.clone(),
+            status: savepoint_done("upgrade", true),
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Failed("S3 unreachable".into())),
+                ..observed(true, Some(running(-1)))
+            },
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a failed manual savepoint leaves the job running",
+            spec: spec(),
+            status: savepoint_done("manual", false),
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Failed("S3 unreachable".into())),
+                ..observed(true, Some(running(-1)))
+            },
+            action: apply(None, 0),
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a savepoint with no result for 15 minutes counts as failed",
+            spec: rescaled.clone(),
+            status: StreamJobStatus {
+                pending_savepoint: Some(pending("upgrade", true, -16 * 60)),
+                ..old.clone()
+            },
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Pending),
+                ..observed(true, Some(running(-1)))
+            },
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a savepoint in flight is waited for",
+            spec: rescaled.clone(),
+            status: StreamJobStatus {
+                pending_savepoint: Some(pending("upgrade", true, -5)),
+                ..old.clone()
+            },
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Pending),
+                ..observed(true, Some(running(-1)))
+            },
+            action: Action::Wait,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "after a failure the upgrade waits for its backoff",
+            spec: rescaled.clone(),
+            status: StreamJobStatus {
+                savepoint_failures: 2,
+                savepoint_retry_at: Some(at(15)),
+                ..old.clone()
+            },
+            observed: observed(true, Some(running(-1))),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a savepoint upgrade with the coordinator unreachable waits",
+            spec: rescaled.clone(),
+            status: old.clone(),
+            observed: observed(true, None),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a savepoint upgrade of a crash-looping job falls back to its latest checkpoint",
+            spec: rescaled,
+            status: old.clone(),
+            observed: observed(true, Some(coordinator(JobState::Restarting))),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "last-state replaces the workloads when a checkpoint exists",
+            spec: last_state.clone(),
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "last-state without any checkpoint waits",
+            spec: last_state,
+            status: StreamJobStatus {
+                last_checkpoint: None,
+                ..old.clone()
+            },
+            observed: observed(true, Some(coordinator(JobState::Running))),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "stateless replaces the workloads and moves to a new storage epoch",
+            spec: stateless,
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "changing only the upgrade mode is not an upgrade",
+            spec: mode_only,
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: apply(None, 0),
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a restart nonce restarts the job as an upgrade",
+            spec: restart,
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: trigger(true, "upgrade"),
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "a new savepoint nonce takes a savepoint without stopping",
+            spec: with_nonce,
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: trigger(false, "manual"),
+            phase: Some(Phase::Savepointing),
+        },
+        Row {
+            name: "a manual savepoint that completes leaves the job running",
+            spec: spec(),
+            status: savepoint_done("manual", false),
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Completed("s3://b/sp-3".into())),
+                ..observed(true, Some(running(-1)))
+            },
+            action: apply(None, 0),
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "suspend stops the job with a savepoint",
+            spec: suspended.clone(),
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: trigger(true, "suspend"),
+            phase: Some(Phase::Savepointing),
+        },
+        Row {
+            name: "the suspend savepoint completes: the pods go",
+            spec: suspended.clone(),
+            status: savepoint_done("suspend", true),
+            observed: Observed {
+                savepoint: Some(SavepointProgress::Completed("s3://b/sp-4".into())),
+                ..observed(true, Some(coordinator(JobState::Stopped)))
+            },
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Suspended),
+        },
+        Row {
+            name: "a suspended job without pods stays suspended",
+            spec: suspended,
+            status: StreamJobStatus {
+                phase: Some(Phase::Suspended),
+                restore_from: Some("s3://b/sp-4".into()),
+                ..old.clone()
+            },
+            observed: observed(false, None),
+            action: Action::Wait,
+            phase: Some(Phase::Suspended),
+        },
+        Row {
+            name: "resuming deploys from the suspend savepoint",
+            spec: spec(),
+            status: StreamJobStatus {
+                phase: Some(Phase::Suspended),
+                restore_from: Some("s3://b/sp-4".into()),
+                ..old.clone()
+            },
+            observed: observed(false, None),
+            action: apply(Some("s3://b/sp-4"), 0),
+            phase: Some(Phase::Deploying),
+        },
+        Row {
+            name: "deletion without a final savepoint lets the StreamJob go",
+            spec: spec(),
+            status: old.clone(),
+            observed: Observed {
+                deleting: true,
+                ..observed(true, Some(running(-1)))
+            },
+            action: Action::Finalize,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "an invalid spec changes nothing and says why",
+            spec: bad,
+            status: old.clone(),
+            observed: observed(true, Some(running(-1))),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a failed job is reported Failed with its reason",
+            spec: spec(),
+            status: old,
+            observed: observed(true, Some(CoordinatorView {
+                message: "restart limit".into(),
+                ..coordinator(JobState::Failed)
+            })),
+            action: apply(None, 0),
+            phase: Some(Phase::Failed),
+        },
+    ]
+}
+
+#[test]
+fn the_planner_decides_every_row_of_the_table() {
+    let mut failures = Vec::new();
+    for row in rows() {
+        let plan = plan(&row.spec, &row.status, &row.observed);
+        if plan.action != row.action || plan.status.phase != row.phase {
+            failures.push(format!(
+                "{}: got {:?} / {:?}, expected {:?} / {:?}",
+                row.name, plan.action, plan.status.phase, row.action, row.phase
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn ready_needs_a_checkpoint_after_the_deployment() {
+    let s = spec();
+    let fresh = plan(&s, &deployed(&s), &observed(true, Some(running(-1))));
+    assert_eq!(
+        condition(&fresh.status, "Ready"),
+        ("True".into(), "CheckpointCompleted".into())
+    );
+    let old_checkpoint = plan(&s, &deployed(&s), &observed(true, Some(running(-120))));
+    assert_eq!(condition(&old_checkpoint.status, "Ready").0, "False");
+}
+
+#[test]
+fn a_failed_savepoint_is_degraded_with_the_reason_and_backs_off() {
+    let mut s = spec();
+    s.parallelism = 3;
+    let status = StreamJobStatus {
+        pending_savepoint: Some(pending("upgrade", true, -10)),
+        ..deployed(&spec())
+    };
+    let failed = plan(
+        &s,
+        &status,
+        &Observed {
+            savepoint: Some(SavepointProgress::Failed("S3 unreachable".into())),
+            ..observed(true, Some(running(-1)))
+        },
+    );
+    let (on, reason) = condition(&failed.status, "Degraded");
+    assert_eq!((on.as_str(), reason.as_str()), ("True", "SavepointFailed"));
+    let message = &failed
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("S3 unreachable") && message.contains("keeps running"),
+        "{message}"
+    );
+    assert_eq!(failed.status.savepoint_failures, 1);
+    assert!(failed.status.savepoint_retry_at.is_some());
+    assert!(failed
+        .notes
+        .iter()
+        .any(|n| n.warning && n.reason == "SavepointFailed"));
+}
+
+#[test]
+fn completed_savepoints_are_recorded_and_expired_ones_disposed() {
+    let s = StreamJobSpec {
+        savepoint_history: weir_controller::crd::SavepointHistory {
+            max_count: Some(2),
+            max_age: None,
+        },
+        ..spec()
+    };
+    let history: Vec<SavepointRef> = (1..=4)
+        .map(|i| SavepointRef {
+            path: format!("s3://b/sp-{i}"),
+            time: at(-100 + i),
+            reason: "periodic".into(),
+        })
+        .collect();
+    let status = StreamJobStatus {
+        savepoints: history,
+        ..deployed(&s)
+    };
+    let p = plan(&s, &status, &observed(true, Some(running(-1))));
+    assert_eq!(
+        p.action,
+        Action::DisposeSavepoints(vec!["s3://b/sp-1".into(), "s3://b/sp-2".into()])
+    );
+    assert_eq!(p.status.savepoints.len(), 2);
+
+    let done = plan(
+        &s,
+        &StreamJobStatus {
+            pending_savepoint: Some(pending("manual", false, -3)),
+            ..deployed(&s)
+        },
+        &Observed {
+            savepoint: Some(SavepointProgress::Completed("s3://b/sp-9".into())),
+            ..observed(true, Some(running(-1)))
+        },
+    );
+    assert_eq!(
+        done.status.last_savepoint.as_ref().map(|s| s.path.as_str()),
+        Some("s3://b/sp-9")
+    );
+    assert!(done.status.pending_savepoint.is_none());
+}
+
+#[test]
+fn a_stateless_upgrade_moves_state_to_a_new_epoch() {
+    let s = StreamJobSpec {
+        upgrade_mode: UpgradeMode::Stateless,
+        parallelism: 3,
+        ..spec()
+    };
+    let p = plan(&s, &deployed(&spec()), &observed(true, Some(running(-1))));
+    assert_eq!(p.status.storage_epoch, 1);
+    assert_eq!(p.status.restore_from, None);
+}
+
+#[test]
+fn restarts_add_up_over_deployments() {
+    let s = spec();
+    let status = StreamJobStatus {
+        restarts_before: 4,
+        ..deployed(&s)
+    };
+    let p = plan(&s, &status, &observed(true, Some(running(-1))));
+    assert_eq!(p.status.restarts, 5);
+}

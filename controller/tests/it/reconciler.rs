@@ -1,0 +1,690 @@
+//! The reconciler against a mocked API server that asserts every request (method,
+//! path, field manager, body), and a mocked coordinator: an in-process tonic
+//! server speaking the real `weir.v1.JobControl` API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use serde_json::{json, Value};
+use tonic::{Request as RpcRequest, Response as RpcResponse, Status};
+use tower_test::mock;
+use weir_proto::v1;
+
+use weir_controller::crd::{
+    CheckpointRef, Condition, DesiredState, PendingSavepoint, Phase, StreamJobSpec, StreamJobStatus,
+};
+use weir_controller::metrics::Metrics;
+use weir_controller::reconcile::{reconcile, Context, FINALIZER};
+use weir_controller::StreamJob;
+
+use crate::fixtures::{job, spec};
+
+// ---- the mocked coordinator ----
+
+/// What the mocked coordinator answers.
+#[derive(Clone)]
+struct Coordinator {
+    state: v1::JobState,
+    checkpoint_age_secs: u64,
+    savepoint: v1::SavepointState,
+    savepoint_path: String,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Coordinator {
+    fn running() -> Self {
+        Coordinator {
+            state: v1::JobState::Running,
+            checkpoint_age_secs: 1,
+            savepoint: v1::SavepointState::Pending,
+            savepoint_path: String::new(),
+            calls: Arc::default(),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Serves on a free port of 127.0.0.1; returns `ip:port`.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let service = v1::job_control_server::JobControlServer::new(self.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        address
+    }
+}
+
+#[tonic::async_trait]
+impl v1::job_control_server::JobControl for Coordinator {
+    async fn get_status(
+        &self,
+        _: RpcRequest<v1::GetStatusRequest>,
+    ) -> Result<RpcResponse<v1::JobStatus>, Status> {
+        self.calls.lock().unwrap().push("GetStatus".into());
+        let now = jiff::Timestamp::now().as_millisecond() as u64;
+        Ok(RpcResponse::new(v1::JobStatus {
+            job: "state-machine".into(),
+            state: self.state as i32,
+            parallelism: 2,
+            latest_checkpoint: Some(v1::CheckpointInfo {
+                id: 12,
+                path: "s3://weir-checkpoints/prod/analytics/fraud/state-machine/checkpoints/chk-12"
+                    .into(),
+                time_unix_ms: now - self.checkpoint_age_secs * 1000,
+                duration_ms: 40,
+                size_bytes: 1000,
+            }),
+            restarts: 0,
+            message: String::new(),
+            slots_registered: 2,
+            slots_needed: 2,
+            attempt: 1,
+            protocol_version: weir_proto::PROTOCOL_VERSION,
+            stopped_with: String::new(),
+        }))
+    }
+
+    async fn trigger_savepoint(
+        &self,
+        request: RpcRequest<v1::TriggerSavepointRequest>,
+    ) -> Result<RpcResponse<v1::TriggerSavepointResponse>, Status> {
+        let stop = request.into_inner().stop;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("TriggerSavepoint stop={stop}"));
+        Ok(RpcResponse::new(v1::TriggerSavepointResponse {
+            id: "sp-req-1".into(),
+        }))
+    }
+
+    async fn get_savepoint(
+        &self,
+        request: RpcRequest<v1::GetSavepointRequest>,
+    ) -> Result<RpcResponse<v1::SavepointStatus>, Status> {
+        let id = request.into_inner().id;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("GetSavepoint {id}"));
+        Ok(RpcResponse::new(v1::SavepointStatus {
+            id,
+            state: self.savepoint as i32,
+            path: self.savepoint_path.clone(),
+            message: if self.savepoint == v1::SavepointState::Failed {
+                "checkpoint store: writing s3://weir/x: connection refused".into()
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        _: RpcRequest<v1::CancelRequest>,
+    ) -> Result<RpcResponse<v1::CancelResponse>, Status> {
+        Err(Status::unimplemented("not in these scenarios"))
+    }
+
+    async fn dispose_savepoint(
+        &self,
+        request: RpcRequest<v1::DisposeSavepointRequest>,
+    ) -> Result<RpcResponse<v1::DisposeSavepointResponse>, Status> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("DisposeSavepoint {}", request.into_inner().path));
+        Ok(RpcResponse::new(v1::DisposeSavepointResponse {}))
+    }
+}
+
+// ---- the mocked API server ----
+
+/// Checks a request body; `Err` explains the mismatch.
+type BodyCheck = Box<dyn Fn(&Value) -> Result<(), String> + Send>;
+
+/// One request the API server expects, in order.
+struct Expect {
+    method: &'static str,
+    path: String,
+    /// Query parameters that must be present.
+    query: Vec<(&'static str, &'static str)>,
+    /// Checks the body.
+    check: BodyCheck,
+    /// HTTP status and body of the answer (`None`: echo the request body).
+    reply: (u16, Option<Value>),
+}
+
+fn expect(method: &'static str, path: impl Into<String>) -> Expect {
+    Expect {
+        method,
+        path: path.into(),
+        query: Vec::new(),
+        check: Box::new(|_| Ok(())),
+        reply: (200, None),
+    }
+}
+
+impl Expect {
+    fn applied(mut self) -> Self {
+        self.query = vec![("fieldManager", "weir-controller"), ("force", "true")];
+        self
+    }
+    fn body(mut self, check: impl Fn(&Value) -> Result<(), String> + Send + 'static) -> Self {
+        self.check = Box::new(check);
+        self
+    }
+    fn reply(mut self, code: u16, body: Value) -> Self {
+        self.reply = (code, Some(body));
+        self
+    }
+    fn not_found(self) -> Self {
+        self.reply(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}))
+    }
+}
+
+const NS: &str = "/namespaces/analytics";
+
+fn deployment_path() -> String {
+    format!("/apis/apps/v1{NS}/deployments/fraud-coordinator")
+}
+fn statefulset_path() -> String {
+    format!("/apis/apps/v1{NS}/statefulsets/fraud-worker")
+}
+fn job_path() -> String {
+    format!("/apis/weir.dev/v1alpha1{NS}/streamjobs/fraud")
+}
+fn events_path() -> String {
+    format!("/apis/events.k8s.io/v1{NS}/events")
+}
+
+/// The five server-side applies of the children, in the reconciler's order.
+fn apply_children(
+    check_deployment: impl Fn(&Value) -> Result<(), String> + Send + 'static,
+) -> Vec<Expect> {
+    vec![
+        expect("PATCH", format!("/api/v1{NS}/configmaps/fraud-config")).applied(),
+        expect("PATCH", format!("/api/v1{NS}/services/fraud-coordinator")).applied(),
+        expect("PATCH", format!("/api/v1{NS}/services/fraud-workers")).applied(),
+        expect("PATCH", deployment_path())
+            .applied()
+            .body(check_deployment),
+        expect("PATCH", statefulset_path()).applied(),
+    ]
+}
+
+fn existing(kind: &str, name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": "analytics"}})
+}
+
+fn workloads_exist() -> Vec<Expect> {
+    vec![
+        expect("GET", deployment_path()).reply(200, existing("Deployment", "fraud-coordinator")),
+        expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+    ]
+}
+
+fn no_workloads() -> Vec<Expect> {
+    vec![
+        expect("GET", deployment_path()).not_found(),
+        expect("GET", statefulset_path()).not_found(),
+    ]
+}
+
+fn event(reason: &'static str) -> Expect {
+    expect("POST", events_path()).body(move |b| {
+        (b["reason"] == reason)
+            .then_some(())
+            .ok_or(format!("event reason {} is not {reason}", b["reason"]))
+    })
+}
+
+fn status_patch(check: impl Fn(&StreamJobStatus) -> Result<(), String> + Send + 'static) -> Expect {
+    expect("PATCH", format!("{}/status", job_path()))
+        .applied()
+        .body(move |b| {
+            let status: StreamJobStatus = serde_json::from_value(b["status"].clone())
+                .map_err(|e| format!("status body: {e}"))?;
+            check(&status)
+        })
+}
+
+/// Answers the expected requests in order, failing the test on any difference;
+/// returns when all were seen.
+async fn serve(
+    mut handle: mock::Handle<Request<Body>, Response<Body>>,
+    expected: Vec<Expect>,
+    job: Value,
+) {
+    use http_body_util::BodyExt;
+    for (i, e) in expected.into_iter().enumerate() {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("request {i} ({} {}) never came", e.method, e.path))
+            .expect("the client is alive");
+        let uri = request.uri().clone();
+        assert_eq!(
+            (request.method().as_str(), uri.path()),
+            (e.method, e.path.as_str()),
+            "request {i}"
+        );
+        let query: BTreeMap<String, String> = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in &e.query {
+            assert_eq!(
+                query.get(*k).map(String::as_str),
+                Some(*v),
+                "request {i} {uri}: query {k}"
+            );
+        }
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        if let Err(why) = (e.check)(&body) {
+            panic!("request {i} {} {uri}: {why}\nbody: {body:#}", e.method);
+        }
+        let (code, reply) = e.reply;
+        let reply = match reply {
+            Some(v) => v,
+            // A status patch answers with the StreamJob; other writes echo what they wrote.
+            None if uri.path().ends_with("/status") => {
+                let mut j = job.clone();
+                j["status"] = body["status"].clone();
+                j
+            }
+            None if uri.path() == job_path() => {
+                let mut j = job.clone();
+                j["metadata"]["finalizers"] = body["metadata"]["finalizers"].clone();
+                j
+            }
+            None if e.method == "DELETE" => {
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200})
+            }
+            None => body,
+        };
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+    }
+    // Nothing more may come.
+    if let Ok(Some((request, _))) =
+        tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
+    {
+        panic!("unexpected request {} {}", request.method(), request.uri());
+    }
+}
+
+/// Runs one reconcile of `job` against the expectations and the coordinator.
+async fn scenario(job: StreamJob, coordinator: &Coordinator, expected: Vec<Expect>) -> Duration {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let address = coordinator.serve().await;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "weir-controller".into(),
+                instance: None,
+            },
+        ),
+        metrics: Arc::new(Metrics::default()),
+        coordinator_override: Some(address),
+    });
+    let server = tokio::spawn(serve(handle, expected, serde_json::to_value(&job).unwrap()));
+    let requeue = reconcile(Arc::new(job), ctx)
+        .await
+        .expect("reconcile succeeds");
+    server.await.expect("every request as expected");
+    let debug = format!("{requeue:?}");
+    let secs: f64 = debug
+        .split("requeue_after: Some(")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    Duration::from_secs_f64(secs)
+}
+
+fn finalized(mut j: StreamJob) -> StreamJob {
+    j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    j
+}
+
+fn with_status(mut j: StreamJob, status: StreamJobStatus) -> StreamJob {
+    j.status = Some(status);
+    j
+}
+
+/// The status of a job deployed from `spec` a minute ago and running.
+fn deployed(spec: &StreamJobSpec) -> StreamJobStatus {
+    let minute_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let mut status = StreamJobStatus {
+        phase: Some(Phase::Running),
+        observed_generation: Some(3),
+        parallelism: Some(2),
+        deployed_spec_hash: Some(spec.deployment_hash()),
+        deployed_at: Some(minute_ago.to_string()),
+        ..Default::default()
+    };
+    status.conditions = ["Ready", "Progressing", "Degraded"]
+        .iter()
+        .map(|t| Condition {
+            type_: t.to_string(),
+            status: if *t == "Ready" { "True" } else { "False" }.into(),
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: minute_ago.to_string(),
+        })
+        .collect();
+    status
+}
+
+fn condition<'s>(status: &'s StreamJobStatus, kind: &str) -> Option<&'s Condition> {
+    status.conditions.iter().find(|c| c.type_ == kind)
+}
+
+fn args_contain(body: &Value, wanted: &[&str]) -> Result<(), String> {
+    let args: Vec<String> = body["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .ok_or("no container args")?
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    args.windows(wanted.len())
+        .any(|w| w == wanted)
+        .then_some(())
+        .ok_or(format!("args {args:?} lack {wanted:?}"))
+}
+
+#[tokio::test]
+async fn create_adds_the_finalizer_applies_every_child_and_reports_deploying() {
+    let coordinator = Coordinator::running();
+    let mut expected = vec![expect("PATCH", job_path()).body(|b| {
+        let finalizers = &b["metadata"]["finalizers"];
+        (finalizers == &json!([FINALIZER]) && b["metadata"]["resourceVersion"] == "100")
+            .then_some(())
+            .ok_or(format!("finalizer patch {b}"))
+    })];
+    expected.extend(no_workloads());
+    expected.extend(apply_children(|d| {
+        args_contain(d, &["coordinator", "state-machine", "--parallelism", "2"])?;
+        (d["metadata"]["ownerReferences"][0]["kind"] == "StreamJob")
+            .then_some(())
+            .ok_or("no owner reference".into())
+    }));
+    expected.push(event("Deploying"));
+    expected.push(status_patch(|s| {
+        (s.phase == Some(Phase::Deploying)
+            && s.deployed_spec_hash == Some(spec().deployment_hash())
+            && s.observed_generation == Some(3)
+            && condition(s, "Progressing").is_some_and(|c| c.status == "True")
+            && condition(s, "Ready").is_some_and(|c| c.status == "False"))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    scenario(job(spec()), &coordinator, expected).await;
+    assert!(
+        coordinator.calls().is_empty(),
+        "nothing deployed yet to ask"
+    );
+}
+
+#[tokio::test]
+async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
+    let s = spec();
+    // The status a previous pass wrote for this coordinator's checkpoint 12.
+    let observed = weir_controller::planner::Observed {
+        deployed: true,
+        coordinator: Some(weir_controller::planner::CoordinatorView {
+            state: weir_controller::planner::JobState::Running,
+            parallelism: 2,
+            latest_checkpoint: Some(CheckpointRef {
+                id: 12,
+                path: "s3://weir-checkpoints/prod/analytics/fraud/state-machine/checkpoints/chk-12"
+                    .into(),
+                time: (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(2)).to_string(),
+            }),
+            restarts: 0,
+            message: String::new(),
+            stopped_with: None,
+        }),
+        savepoint: None,
+        deleting: false,
+        generation: 3,
+        now: jiff::Timestamp::now(),
+    };
+    let settled = weir_controller::planner::plan(&s, &deployed(&s), &observed).status;
+    assert_eq!(settled.phase, Some(Phase::Running));
+    let coordinator = Coordinator::running();
+    let mut expected = workloads_exist();
+    expected.extend(apply_children(|_| Ok(())));
+    let requeue = scenario(
+        with_status(finalized(job(s)), settled),
+        &coordinator,
+        expected,
+    )
+    .await;
+    assert_eq!(coordinator.calls(), ["GetStatus"]);
+    assert!(requeue >= Duration::from_secs(5), "{requeue:?}");
+}
+
+#[tokio::test]
+async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() {
+    let old = spec();
+    let mut rescaled = spec();
+    rescaled.parallelism = 3;
+    let coordinator = Coordinator::running();
+    let mut expected = workloads_exist();
+    expected.push(event("Upgrading"));
+    expected.push(status_patch(|s| {
+        let p = s.pending_savepoint.as_ref().ok_or("no pending savepoint")?;
+        (p.id == "sp-req-1" && p.stop && p.reason == "upgrade" && s.phase == Some(Phase::Upgrading))
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    }));
+    let j = finalized(job(rescaled.clone()));
+    scenario(
+        with_status(j.clone(), deployed(&old)),
+        &coordinator,
+        expected,
+    )
+    .await;
+    assert_eq!(
+        coordinator.calls(),
+        ["GetStatus", "TriggerSavepoint stop=true"]
+    );
+
+    // The savepoint completes: the old workloads go (foreground), restoreFrom is set.
+    let path =
+        "s3://weir-checkpoints/prod/analytics/fraud/state-machine/savepoints/sp-13-abc".to_string();
+    let done = Coordinator {
+        state: v1::JobState::Stopped,
+        savepoint: v1::SavepointState::Completed,
+        savepoint_path: path.clone(),
+        ..Coordinator::running()
+    };
+    let mut status = deployed(&old);
+    status.pending_savepoint = Some(PendingSavepoint {
+        id: "sp-req-1".into(),
+        stop: true,
+        reason: "upgrade".into(),
+        started: jiff::Timestamp::now().to_string(),
+    });
+    status.phase = Some(Phase::Upgrading);
+    let mut expected = workloads_exist();
+    expected.push(expect("DELETE", deployment_path()).body(|b| {
+        (b["propagationPolicy"] == "Foreground")
+            .then_some(())
+            .ok_or(format!("{b}"))
+    }));
+    expected.push(expect("DELETE", statefulset_path()));
+    expected.push(event("SavepointCompleted"));
+    let expected_path = path.clone();
+    expected.push(status_patch(move |s| {
+        (s.restore_from.as_deref() == Some(expected_path.as_str())
+            && s.pending_savepoint.is_none()
+            && s.last_savepoint
+                .as_ref()
+                .is_some_and(|l| l.path == expected_path && l.reason == "upgrade"))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    scenario(with_status(j.clone(), status.clone()), &done, expected).await;
+
+    // Next pass: nothing deployed; the new spec starts from the savepoint.
+    let mut gone = status;
+    gone.pending_savepoint = None;
+    gone.restore_from = Some(path.clone());
+    let mut expected = no_workloads();
+    let restore = path.clone();
+    expected.extend(apply_children(move |d| {
+        args_contain(d, &["--parallelism", "3"])?;
+        args_contain(d, &["--restore", restore.as_str()])
+    }));
+    expected.push(event("Deploying"));
+    expected.push(status_patch(move |s| {
+        (s.deployed_spec_hash == Some(rescaled.deployment_hash())
+            && s.phase == Some(Phase::Deploying))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    scenario(with_status(j, gone), &Coordinator::running(), expected).await;
+}
+
+#[tokio::test]
+async fn a_failed_savepoint_keeps_the_job_running_and_degraded() {
+    let old = spec();
+    let mut rescaled = spec();
+    rescaled.parallelism = 3;
+    let failing = Coordinator {
+        savepoint: v1::SavepointState::Failed,
+        ..Coordinator::running()
+    };
+    let mut status = deployed(&old);
+    status.pending_savepoint = Some(PendingSavepoint {
+        id: "sp-req-1".into(),
+        stop: true,
+        reason: "upgrade".into(),
+        started: jiff::Timestamp::now().to_string(),
+    });
+    // The old workloads stay as they are: nothing is applied.
+    let mut expected = workloads_exist();
+    expected.push(expect("POST", events_path()).body(|b| {
+        (b["reason"] == "SavepointFailed" && b["type"] == "Warning")
+            .then_some(())
+            .ok_or(format!("{b}"))
+    }));
+    expected.push(status_patch(|s| {
+        let degraded = condition(s, "Degraded").ok_or("no Degraded")?;
+        (degraded.status == "True"
+            && degraded.reason == "SavepointFailed"
+            && degraded.message.contains("connection refused")
+            && s.savepoint_failures == 1
+            && s.savepoint_retry_at.is_some()
+            && s.pending_savepoint.is_none())
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    let requeue = scenario(
+        with_status(finalized(job(rescaled)), status),
+        &failing,
+        expected,
+    )
+    .await;
+    assert!(requeue >= Duration::from_secs(10), "backs off: {requeue:?}");
+}
+
+#[tokio::test]
+async fn suspend_stops_with_a_savepoint_and_resume_restores_from_it() {
+    let s = spec();
+    let suspended = StreamJobSpec {
+        state: DesiredState::Suspended,
+        ..spec()
+    };
+    let coordinator = Coordinator::running();
+    let mut expected = workloads_exist();
+    expected.push(event("Savepointing"));
+    expected.push(status_patch(|s| {
+        let p = s.pending_savepoint.as_ref().ok_or("no pending savepoint")?;
+        (p.stop && p.reason == "suspend")
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    }));
+    scenario(
+        with_status(finalized(job(suspended)), deployed(&s)),
+        &coordinator,
+        expected,
+    )
+    .await;
+    assert_eq!(
+        coordinator.calls(),
+        ["GetStatus", "TriggerSavepoint stop=true"]
+    );
+
+    // Resumed later: no pods, restore from the suspend savepoint.
+    let mut status = deployed(&s);
+    status.phase = Some(Phase::Suspended);
+    status.restore_from = Some("s3://weir-checkpoints/sp-5-def".into());
+    let mut expected = no_workloads();
+    expected.extend(apply_children(|d| {
+        args_contain(d, &["--restore", "s3://weir-checkpoints/sp-5-def"])
+    }));
+    expected.push(event("Deploying"));
+    expected.push(status_patch(|s| {
+        (s.phase == Some(Phase::Deploying))
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    }));
+    scenario(
+        with_status(finalized(job(s)), status),
+        &Coordinator::running(),
+        expected,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delete_removes_only_the_finalizer_and_leaves_the_rest_to_owner_references() {
+    let s = spec();
+    let mut j = finalized(job(s.clone()));
+    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::now(),
+    ));
+    let mut expected = workloads_exist();
+    expected.push(expect("PATCH", job_path()).body(|b| {
+        (b["metadata"]["finalizers"] == json!([]))
+            .then_some(())
+            .ok_or(format!("{b}"))
+    }));
+    scenario(
+        with_status(j, deployed(&s)),
+        &Coordinator::running(),
+        expected,
+    )
+    .await;
+}

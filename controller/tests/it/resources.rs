@@ -1,0 +1,172 @@
+//! The child objects, as pure functions of the StreamJob.
+
+use weir_controller::crd::{StateBackend, StreamJobSpec};
+use weir_controller::resources::{self, Launch};
+
+use crate::fixtures::{job, spec};
+
+#[test]
+fn the_coordinator_runs_the_job_with_its_storage_restore_and_arguments() {
+    let j = job(StreamJobSpec {
+        state_backend: Some(StateBackend::Rocksdb),
+        allow_non_restored_state: true,
+        ..spec()
+    });
+    let launch = Launch {
+        restore: Some(
+            "s3://weir-checkpoints/prod/analytics/fraud/state-machine/savepoints/sp-4-abc".into(),
+        ),
+        epoch: 0,
+    };
+    let args = resources::coordinator_args(&j, &launch);
+    let joined = args.join(" ");
+    assert!(
+        joined.starts_with("coordinator state-machine --parallelism 2 --max-parallelism 128"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("--checkpoint-dir s3://weir-checkpoints/prod/analytics/fraud "),
+        "{joined}"
+    );
+    assert!(joined.contains("--state-backend rocksdb"), "{joined}");
+    assert!(joined.contains("--restore s3://weir-checkpoints/prod/analytics/fraud/state-machine/savepoints/sp-4-abc"), "{joined}");
+    assert!(joined.contains("--allow-non-restored-state"), "{joined}");
+    assert!(joined.contains("--linger"), "{joined}");
+    assert!(joined.ends_with("-- --rate 1000"), "{joined}");
+    let epoch = resources::coordinator_args(
+        &j,
+        &Launch {
+            restore: None,
+            epoch: 2,
+        },
+    )
+    .join(" ");
+    assert!(epoch.contains("/analytics/fraud/epoch-2 "), "{epoch}");
+}
+
+#[test]
+fn children_carry_labels_owner_and_security_context() {
+    let j = job(spec());
+    let deployment =
+        serde_json::to_value(resources::coordinator_deployment(&j, &Launch::default()).unwrap())
+            .unwrap();
+    let labels = &deployment["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/name"], "weir");
+    assert_eq!(labels["weir.dev/job"], "fraud");
+    assert_eq!(labels["weir.dev/role"], "coordinator");
+    assert_eq!(labels["weir.dev/generation"], "3");
+    let owner = &deployment["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["controller"].as_bool()),
+        (Some("StreamJob"), Some(true))
+    );
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    let env = container["env"].as_array().unwrap();
+    assert!(env.iter().any(
+        |e| e["name"] == "POD_IP" && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    ));
+    let key = env
+        .iter()
+        .find(|e| e["name"] == "AWS_SECRET_ACCESS_KEY")
+        .unwrap();
+    assert_eq!(key["valueFrom"]["secretKeyRef"]["name"], "s3-credentials");
+    assert!(
+        !serde_json::to_string(&deployment)
+            .unwrap()
+            .contains("\"value\":\"secret"),
+        "no inline credentials"
+    );
+}
+
+#[test]
+fn workers_are_a_parallel_statefulset_that_advertise_their_pod_ip() {
+    let j = job(StreamJobSpec {
+        parallelism: 5,
+        workers: weir_controller::crd::WorkersSpec {
+            slots: Some(2),
+            ..Default::default()
+        },
+        ..spec()
+    });
+    let sts = serde_json::to_value(resources::worker_statefulset(&j).unwrap()).unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3, "5 subtasks at 2 slots a worker");
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    assert_eq!(sts["spec"]["serviceName"], "fraud-workers");
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let args: Vec<&str> = args.iter().filter_map(|a| a.as_str()).collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--coordinator", "fraud-coordinator:6123"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--advertise", "$(POD_IP):6124"]),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn every_service_port_names_its_protocol() {
+    let j = job(spec());
+    for service in [
+        resources::coordinator_service(&j).unwrap(),
+        resources::workers_service(&j).unwrap(),
+    ] {
+        let value = serde_json::to_value(&service).unwrap();
+        for port in value["spec"]["ports"].as_array().unwrap() {
+            assert_eq!(port["protocol"], "TCP", "{port}");
+        }
+    }
+    let headless = serde_json::to_value(resources::workers_service(&j).unwrap()).unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+}
+
+#[test]
+fn the_pod_template_is_merged_in() {
+    let j = job(StreamJobSpec {
+        pod_template: Some(serde_json::json!({
+            "metadata": {"annotations": {"team": "fraud"}},
+            "spec": {
+                "nodeSelector": {"pool": "streaming"},
+                "containers": [{"name": "weir", "env": [{"name": "EXTRA", "value": "1"}]}]
+            }
+        })),
+        ..spec()
+    });
+    let sts = serde_json::to_value(resources::worker_statefulset(&j).unwrap()).unwrap();
+    let template = &sts["spec"]["template"];
+    assert_eq!(template["metadata"]["annotations"]["team"], "fraud");
+    assert_eq!(template["spec"]["nodeSelector"]["pool"], "streaming");
+    let env = template["spec"]["containers"][0]["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "EXTRA"));
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_IP"),
+        "the generated env stays"
+    );
+}
+
+#[test]
+fn the_config_map_holds_storage_and_s3_settings_but_no_credentials() {
+    let j = job(spec());
+    let cm = resources::config_map(&j, &Launch::default()).unwrap();
+    let data = cm.data.unwrap();
+    assert_eq!(
+        data["WEIR_CHECKPOINT_DIR"],
+        "s3://weir-checkpoints/prod/analytics/fraud"
+    );
+    assert_eq!(data["AWS_ENDPOINT_URL"], "http://minio:9000");
+    assert_eq!(data["WEIR_S3_PATH_STYLE"], "true");
+    assert!(!data.keys().any(|k| k.contains("SECRET")));
+}
