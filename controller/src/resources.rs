@@ -240,10 +240,12 @@ pub fn coordinator_args(job: &StreamJob, launch: &Launch) -> Vec<String> {
         .into(),
         "--state-dir".into(),
         "/var/lib/weir/state".into(),
+        // The pod IP, not 0.0.0.0: what probes and peers reach, and what lets
+        // pods share a host network (as the e2e node agent runs them).
         "--listen".into(),
-        format!("0.0.0.0:{GRPC_PORT}"),
+        format!("$(POD_IP):{GRPC_PORT}"),
         "--http".into(),
-        format!("0.0.0.0:{HTTP_PORT}"),
+        format!("$(POD_IP):{HTTP_PORT}"),
         "--log-level".into(),
         "info".into(),
         "--linger".into(),
@@ -268,7 +270,7 @@ pub fn worker_args(job: &StreamJob) -> Vec<String> {
         "--slots".into(),
         job.spec.slots().to_string(),
         "--listen".into(),
-        format!("0.0.0.0:{DATA_PORT}"),
+        format!("$(POD_IP):{DATA_PORT}"),
         "--advertise".into(),
         format!("$(POD_IP):{DATA_PORT}"),
         "--state-dir".into(),
