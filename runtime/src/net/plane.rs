@@ -161,8 +161,14 @@ impl DataPlane {
                 .try_clone()
                 .map_err(|e| Error::io("cloning", "data socket", e))?,
         );
-        let hello = Frame::read_from(&mut reader)
+        let Some(first) = Frame::read_from(&mut reader)
             .map_err(|e| Error::io("reading hello from", "data socket", e))?
+        else {
+            // Closed before a word: a TCP probe (a kubelet's readiness check).
+            tracing::debug!("a data connection closed at once (a probe)");
+            return Ok(());
+        };
+        let hello = Some(first)
             .filter(|f| f.kind == FrameKind::Hello)
             .ok_or_else(|| Error::Internal("data connection did not start with HELLO".into()))?;
         stream.set_read_timeout(None).ok();
