@@ -62,6 +62,7 @@ pub async fn status(address: &str) -> Result<CoordinatorView> {
         restarts: status.restarts,
         message: status.message,
         stopped_with: Some(status.stopped_with).filter(|s| !s.is_empty()),
+        instance: address.to_string(),
     })
 }
 

@@ -339,6 +339,12 @@ pub struct StreamJobStatus {
     /// Restarts counted by earlier deployments' coordinators.
     #[serde(default)]
     pub restarts_before: u32,
+    /// The coordinator process last seen (see `CoordinatorView::instance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_instance: Option<String>,
+    /// Restarts that coordinator had counted when last seen.
+    #[serde(default)]
+    pub coordinator_restarts: u32,
 }
 
 /// A completed checkpoint.
@@ -390,7 +396,9 @@ pub struct Condition {
     pub status: String,
     /// A CamelCase word for why.
     pub reason: String,
-    /// A sentence for people.
+    /// A sentence for people (left out when empty: Kubernetes 1.20's server-side
+    /// apply turns an empty string in a list item into null, which the schema refuses).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// When the status last changed (RFC 3339).
     pub last_transition_time: String,

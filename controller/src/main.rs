@@ -49,7 +49,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // rustls needs one process-wide crypto provider; builds that unify features
+    // with other workspace crates can enable two, so choose.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let client = Client::try_default()
         .await

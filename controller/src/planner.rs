@@ -37,6 +37,10 @@ pub struct CoordinatorView {
     pub message: String,
     /// The savepoint the job stopped with (state `Stopped`).
     pub stopped_with: Option<String>,
+    /// Which coordinator process answered (its pod's uid and container restart
+    /// count): a new one the controller did not start means the old one died,
+    /// and with it its count of restarts.
+    pub instance: String,
 }
 
 /// The coordinator's job states that matter here.
@@ -194,6 +198,15 @@ impl Planner<'_> {
                 self.status.last_checkpoint = Some(chk.clone());
             }
         }
+        if self.status.coordinator_instance.as_deref() != Some(c.instance.as_str()) {
+            if self.status.coordinator_instance.is_some() {
+                // Replaced behind the controller's back (pod deleted, evicted,
+                // crashed): that is a restart, on top of the ones it counted.
+                self.status.restarts_before += self.status.coordinator_restarts + 1;
+            }
+            self.status.coordinator_instance = Some(c.instance.clone());
+        }
+        self.status.coordinator_restarts = c.restarts;
         self.status.restarts = self.status.restarts_before + c.restarts;
     }
 
@@ -239,6 +252,10 @@ impl Planner<'_> {
     }
 
     fn decide(&mut self) -> Action {
+        if self.observed.deleting && self.status.pending_savepoint.is_none() {
+            // Even an invalid spec can be deleted.
+            return self.delete();
+        }
         if let Err(e) = self.spec.validate() {
             self.degrade("InvalidSpec", e.to_string());
             if !self.observed.deployed {
@@ -248,9 +265,6 @@ impl Planner<'_> {
         }
         if self.status.pending_savepoint.is_some() {
             return self.follow_savepoint();
-        }
-        if self.observed.deleting {
-            return self.delete();
         }
         match self.spec.state {
             DesiredState::Suspended => self.suspend(),
@@ -377,11 +391,21 @@ impl Planner<'_> {
             self.requeue =
                 Duration::from_secs_f64(at.duration_since(self.now()).as_secs_f64().max(1.0));
             if self.degraded.is_none() {
+                // Keep saying why the last one failed, not only that it did.
                 let failures = self.status.savepoint_failures;
-                self.degrade(
-                    "SavepointFailed",
-                    format!("{failures} savepoints failed in a row; the next try is at {at}"),
-                );
+                let last = self
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Degraded" && c.reason == "SavepointFailed")
+                    .map(|c| c.message.clone())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{failures} savepoints failed in a row; the job keeps running, \
+                             the next try is at {at}"
+                        )
+                    });
+                self.degrade("SavepointFailed", last);
             }
             return true;
         }
@@ -419,9 +443,9 @@ impl Planner<'_> {
 
     /// The current deployment's coordinator restarts count towards the total.
     fn retire_deployment(&mut self) {
-        if let Some(c) = &self.observed.coordinator {
-            self.status.restarts_before += c.restarts;
-        }
+        self.status.restarts_before += self.status.coordinator_restarts;
+        self.status.coordinator_restarts = 0;
+        self.status.coordinator_instance = None;
     }
 
     fn delete(&mut self) -> Action {

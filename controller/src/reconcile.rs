@@ -28,10 +28,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::coordinator;
-use crate::crd::{PendingSavepoint, StreamJob};
+use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::planner::{plan, Action, Observed, SavepointProgress};
+use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
 use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
 
 /// The finalizer that lets a deletion take its final savepoint first.
@@ -76,14 +76,18 @@ async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
     }
     let status = job.status.clone().unwrap_or_default();
     let deployed = workloads_exist(ctx, &ns, &name).await?;
-    let address = if deployed {
-        coordinator_address(ctx, &ns, &name).await?
+    let pod = if deployed {
+        coordinator_pod(ctx, &ns, &name).await?
     } else {
         None
     };
-    let view = match &address {
-        Some(a) => match coordinator::status(a).await {
-            Ok(v) => Some(v),
+    let address = pod.as_ref().map(|(address, _)| address.clone());
+    let view = match &pod {
+        Some((a, instance)) => match coordinator::status(a).await {
+            Ok(v) => Some(CoordinatorView {
+                instance: instance.clone(),
+                ..v
+            }),
             Err(e) => {
                 tracing::debug!(job = %name, error = %e, "coordinator did not answer");
                 None
@@ -110,6 +114,13 @@ async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
     };
     let mut decided = plan(&job.spec, &status, &observed);
     tracing::debug!(job = %name, action = ?decided.action, "planned");
+    // What a side effect must not outlive is written first: a deployment's spec
+    // hash and a replacement's restore point. A savepoint's id is known only
+    // after the trigger, so that status is written after it.
+    let status_first = matches!(decided.action, Action::Apply(_) | Action::DeleteWorkloads);
+    if status_first {
+        write_status(&jobs, job, &decided.status).await?;
+    }
     let mut finalized = false;
     match &decided.action {
         Action::Apply(launch) => apply_children(ctx, job, launch).await?,
@@ -157,20 +168,33 @@ async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
         ctx.metrics.forget(&ns, &name);
         return Ok(Requeue::await_change());
     }
-    if job.status.as_ref() != Some(&decided.status) {
-        let patch = json!({
-            "apiVersion": "weir.dev/v1alpha1",
-            "kind": "StreamJob",
-            "status": decided.status,
-        });
-        jobs.patch_status(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    if !status_first {
+        write_status(&jobs, job, &decided.status).await?;
     }
     Ok(Requeue::requeue(decided.requeue))
+}
+
+/// Writes `status` by server-side apply, unless it is what the StreamJob has.
+async fn write_status(
+    jobs: &Api<StreamJob>,
+    job: &StreamJob,
+    status: &StreamJobStatus,
+) -> Result<()> {
+    if job.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "StreamJob",
+        "status": status,
+    });
+    jobs.patch_status(
+        &job.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sets the finalizers to `finalizers`, only if the StreamJob is unchanged since
@@ -225,10 +249,12 @@ async fn workloads_exist(ctx: &Context, ns: &str, name: &str) -> Result<bool> {
     Ok(coordinator.is_some() || workers.is_some())
 }
 
-/// `ip:port` of the job's coordinator pod, if one runs.
-async fn coordinator_address(ctx: &Context, ns: &str, name: &str) -> Result<Option<String>> {
+/// The job's coordinator pod, if one runs: its `ip:port`, and which process it is
+/// (the pod's uid and its container's restart count).
+async fn coordinator_pod(ctx: &Context, ns: &str, name: &str) -> Result<Option<(String, String)>> {
     if let Some(address) = &ctx.coordinator_override {
-        return Ok(Some(address.clone()));
+        // One process as far as the controller can tell.
+        return Ok(Some((address.clone(), "override".into())));
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("weir.dev/job={name},weir.dev/role=coordinator");
@@ -237,9 +263,18 @@ async fn coordinator_address(ctx: &Context, ns: &str, name: &str) -> Result<Opti
         .items
         .iter()
         .filter(|p| p.meta().deletion_timestamp.is_none())
-        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-        .next()
-        .map(|ip| format!("{ip}:{GRPC_PORT}")))
+        .find_map(|p| {
+            let status = p.status.as_ref()?;
+            let ip = status.pod_ip.as_ref()?;
+            let restarts: i32 = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .map(|c| c.restart_count)
+                .sum();
+            let uid = p.meta().uid.as_deref().unwrap_or_default();
+            Some((format!("{ip}:{GRPC_PORT}"), format!("{uid}/{restarts}")))
+        }))
 }
 
 async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>

@@ -194,6 +194,8 @@ fn pod_template(job: &StreamJob, role: &str, args: Vec<String>, extra: Value) ->
     let mut template = json!({
         "metadata": {"labels": labels(job, role)},
         "spec": {
+            // The job's pods never call the Kubernetes API.
+            "automountServiceAccountToken": false,
             "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532},
             "containers": [container],
             "volumes": [
@@ -314,6 +316,9 @@ pub fn coordinator_service(job: &StreamJob) -> Result<Service> {
         "metadata": metadata(job, name, "coordinator")?,
         "spec": {
             "selector": selector(job, "coordinator"),
+            // Workers must reach the coordinator before it is ready (it is ready
+            // once enough of them registered).
+            "publishNotReadyAddresses": true,
             "ports": [
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},

@@ -30,6 +30,7 @@ fn running(checkpoint_at: i64) -> CoordinatorView {
         restarts: 1,
         message: String::new(),
         stopped_with: None,
+        instance: "pod-a/0".into(),
     }
 }
 
@@ -425,11 +426,22 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "an invalid spec changes nothing and says why",
-            spec: bad,
+            spec: bad.clone(),
             status: old.clone(),
             observed: observed(true, Some(running(-1))),
             action: Action::Wait,
             phase: Some(Phase::Running),
+        },
+        Row {
+            name: "an invalid spec never deployed can still be deleted",
+            spec: bad,
+            status: StreamJobStatus::default(),
+            observed: Observed {
+                deleting: true,
+                ..observed(false, None)
+            },
+            action: Action::Finalize,
+            phase: None,
         },
         Row {
             name: "a failed job is reported Failed with its reason",
@@ -507,6 +519,18 @@ fn a_failed_savepoint_is_degraded_with_the_reason_and_backs_off() {
         .notes
         .iter()
         .any(|n| n.warning && n.reason == "SavepointFailed"));
+
+    // Waiting for the retry, the condition still says why the savepoint failed.
+    let waiting = plan(&s, &failed.status, &observed(true, Some(running(-1))));
+    assert_eq!(waiting.action, Action::Wait);
+    let still = &waiting
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert_eq!(still, message);
 }
 
 #[test]
@@ -575,4 +599,48 @@ fn restarts_add_up_over_deployments() {
     };
     let p = plan(&s, &status, &observed(true, Some(running(-1))));
     assert_eq!(p.status.restarts, 5);
+}
+
+#[test]
+fn a_coordinator_replaced_behind_the_controllers_back_counts_as_a_restart() {
+    let s = spec();
+    let status = StreamJobStatus {
+        restarts_before: 4,
+        coordinator_instance: Some("pod-a/0".into()),
+        coordinator_restarts: 2,
+        ..deployed(&s)
+    };
+    // The same process: its own count only.
+    let same = plan(&s, &status, &observed(true, Some(running(-1))));
+    assert_eq!(same.status.restarts, 5);
+    // A new pod after the old one was deleted: its 2 restarts, the loss of it, and
+    // the new one's own.
+    let replaced = CoordinatorView {
+        instance: "pod-b/0".into(),
+        ..running(-1)
+    };
+    let p = plan(&s, &status, &observed(true, Some(replaced)));
+    assert_eq!(p.status.restarts_before, 7);
+    assert_eq!(p.status.restarts, 8);
+    assert_eq!(p.status.coordinator_instance.as_deref(), Some("pod-b/0"));
+}
+
+#[test]
+fn a_replacement_the_controller_made_is_no_restart() {
+    let s = StreamJobSpec {
+        parallelism: 3,
+        upgrade_mode: UpgradeMode::LastState,
+        ..spec()
+    };
+    let status = StreamJobStatus {
+        coordinator_instance: Some("pod-a/0".into()),
+        ..deployed(&spec())
+    };
+    let p = plan(&s, &status, &observed(true, Some(running(-1))));
+    assert_eq!(p.action, Action::DeleteWorkloads);
+    assert_eq!(
+        p.status.restarts_before, 1,
+        "the old deployment's own restart"
+    );
+    assert_eq!(p.status.coordinator_instance, None);
 }

@@ -431,13 +431,6 @@ async fn create_adds_the_finalizer_applies_every_child_and_reports_deploying() {
             .ok_or(format!("finalizer patch {b}"))
     })];
     expected.extend(no_workloads());
-    expected.extend(apply_children(|d| {
-        args_contain(d, &["coordinator", "state-machine", "--parallelism", "2"])?;
-        (d["metadata"]["ownerReferences"][0]["kind"] == "StreamJob")
-            .then_some(())
-            .ok_or("no owner reference".into())
-    }));
-    expected.push(event("Deploying"));
     expected.push(status_patch(|s| {
         (s.phase == Some(Phase::Deploying)
             && s.deployed_spec_hash == Some(spec().deployment_hash())
@@ -447,6 +440,13 @@ async fn create_adds_the_finalizer_applies_every_child_and_reports_deploying() {
         .then_some(())
         .ok_or(format!("{s:?}"))
     }));
+    expected.extend(apply_children(|d| {
+        args_contain(d, &["coordinator", "state-machine", "--parallelism", "2"])?;
+        (d["metadata"]["ownerReferences"][0]["kind"] == "StreamJob")
+            .then_some(())
+            .ok_or("no owner reference".into())
+    }));
+    expected.push(event("Deploying"));
     scenario(job(spec()), &coordinator, expected).await;
     assert!(
         coordinator.calls().is_empty(),
@@ -472,6 +472,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
             restarts: 0,
             message: String::new(),
             stopped_with: None,
+            instance: "override".into(),
         }),
         savepoint: None,
         deleting: false,
@@ -537,13 +538,6 @@ async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() 
     });
     status.phase = Some(Phase::Upgrading);
     let mut expected = workloads_exist();
-    expected.push(expect("DELETE", deployment_path()).body(|b| {
-        (b["propagationPolicy"] == "Foreground")
-            .then_some(())
-            .ok_or(format!("{b}"))
-    }));
-    expected.push(expect("DELETE", statefulset_path()));
-    expected.push(event("SavepointCompleted"));
     let expected_path = path.clone();
     expected.push(status_patch(move |s| {
         (s.restore_from.as_deref() == Some(expected_path.as_str())
@@ -554,6 +548,13 @@ async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() 
         .then_some(())
         .ok_or(format!("{s:?}"))
     }));
+    expected.push(expect("DELETE", deployment_path()).body(|b| {
+        (b["propagationPolicy"] == "Foreground")
+            .then_some(())
+            .ok_or(format!("{b}"))
+    }));
+    expected.push(expect("DELETE", statefulset_path()));
+    expected.push(event("SavepointCompleted"));
     scenario(with_status(j.clone(), status.clone()), &done, expected).await;
 
     // Next pass: nothing deployed; the new spec starts from the savepoint.
@@ -562,17 +563,17 @@ async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() 
     gone.restore_from = Some(path.clone());
     let mut expected = no_workloads();
     let restore = path.clone();
-    expected.extend(apply_children(move |d| {
-        args_contain(d, &["--parallelism", "3"])?;
-        args_contain(d, &["--restore", restore.as_str()])
-    }));
-    expected.push(event("Deploying"));
     expected.push(status_patch(move |s| {
         (s.deployed_spec_hash == Some(rescaled.deployment_hash())
             && s.phase == Some(Phase::Deploying))
         .then_some(())
         .ok_or(format!("{s:?}"))
     }));
+    expected.extend(apply_children(move |d| {
+        args_contain(d, &["--parallelism", "3"])?;
+        args_contain(d, &["--restore", restore.as_str()])
+    }));
+    expected.push(event("Deploying"));
     scenario(with_status(j, gone), &Coordinator::running(), expected).await;
 }
 
@@ -651,15 +652,15 @@ async fn suspend_stops_with_a_savepoint_and_resume_restores_from_it() {
     status.phase = Some(Phase::Suspended);
     status.restore_from = Some("s3://weir-checkpoints/sp-5-def".into());
     let mut expected = no_workloads();
-    expected.extend(apply_children(|d| {
-        args_contain(d, &["--restore", "s3://weir-checkpoints/sp-5-def"])
-    }));
-    expected.push(event("Deploying"));
     expected.push(status_patch(|s| {
         (s.phase == Some(Phase::Deploying))
             .then_some(())
             .ok_or(format!("{s:?}"))
     }));
+    expected.extend(apply_children(|d| {
+        args_contain(d, &["--restore", "s3://weir-checkpoints/sp-5-def"])
+    }));
+    expected.push(event("Deploying"));
     scenario(
         with_status(finalized(job(s)), status),
         &Coordinator::running(),
