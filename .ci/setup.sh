@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What the tests, the chaos suite and the cluster suite need, installed once and
+# cached outside the clone: sourced by .ci/run and e2e/run-cluster.sh. Exports
+# CARGO_TARGET_DIR, WEIR_S3S_FS, ROCKSDB_LIB_DIR/ROCKSDB_STATIC and HELM_VENV.
+
+# Long builds live outside the clone so that later runs on this machine reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+# The Rust toolchain, a C compiler (for -sys crates) and protoc (for the wire contract).
+command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+missing=()
+command -v cc >/dev/null || missing+=(gcc)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# librocksdb-sys generates its bindings with libclang.
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# s3s-fs, the S3-compatible server the tests start on 127.0.0.1 (built once, cached).
+S3S_FS="$HOME/.cache/weir/bin/s3s-fs"
+if [ ! -x "$S3S_FS" ]; then
+  cargo install s3s-fs@0.14.1 --locked --features binary --root "$HOME/.cache/weir"
+fi
+export WEIR_S3S_FS="$S3S_FS"
+
+# RocksDB's C++ library (15-20 min on two cores) is built once and cached; every
+# profile (clippy's check, the tests, the release build) links that archive
+# instead of compiling RocksDB again.
+rocksdb_version=$(grep -A1 '^name = "librocksdb-sys"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+ROCKSDB_LIB="$HOME/.cache/weir/rocksdb-$rocksdb_version"
+if [ ! -f "$ROCKSDB_LIB/librocksdb.a" ]; then
+  (unset ROCKSDB_LIB_DIR ROCKSDB_STATIC; cargo build --release -p librocksdb-sys)
+  built=$(ls -t "$CARGO_TARGET_DIR"/release/build/librocksdb-sys-*/out/librocksdb.a | head -1)
+  mkdir -p "$ROCKSDB_LIB"
+  cp "$built" "$ROCKSDB_LIB/librocksdb.a.tmp"
+  strip --strip-debug "$ROCKSDB_LIB/librocksdb.a.tmp"
+  mv "$ROCKSDB_LIB/librocksdb.a.tmp" "$ROCKSDB_LIB/librocksdb.a"
+fi
+export ROCKSDB_LIB_DIR="$ROCKSDB_LIB" ROCKSDB_STATIC=1
+
+# Helm's own library (helm-sdkpy) lints the chart and installs it in the cluster suite.
+export HELM_VENV="$HOME/.cache/weir/helm-venv"
+if [ ! -x "$HELM_VENV/bin/python" ] || ! "$HELM_VENV/bin/python" -c "import helm_sdkpy" 2>/dev/null; then
+  python3 -m venv "$HELM_VENV"
+  "$HELM_VENV/bin/pip" install -q --ignore-requires-python helm-sdkpy
+fi

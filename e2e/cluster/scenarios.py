@@ -1,0 +1,529 @@
+#!/usr/bin/env python3
+"""End-to-end scenarios of the weir operator on a real Kubernetes control plane.
+
+Each scenario applies StreamJobs with kubectl, waits on their status (never on
+fixed sleeps), and checks the outcome: checkpoints in S3, kubectl columns,
+exactly-once output through rescales, upgrades and pod deletions, a savepoint
+failure that leaves the job running, suspend and resume, garbage collection,
+and invalid manifests refused naming their field. It ends with "N passed, N
+failed" and prints the measured times.
+
+Run by e2e/run-cluster.sh, which brings up the control plane, the node agent
+and the S3 server; see e2e/README.md.
+"""
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+
+NS = "e2e"
+BUCKET = "weir"
+
+
+class Env:
+    """The cluster, storage and binaries the scenarios use."""
+
+    def __init__(self, args):
+        self.kubectl_bin = args.kubectl
+        self.kubeconfig = args.kubeconfig
+        self.weir = args.weir
+        self.s3_dir = args.s3_dir
+        self.s3_port = args.s3_port
+        self.s3_server = args.s3_server
+        self.s3_proc = None
+        self.out_root = args.out
+        self.chart = args.chart
+        self.repo = args.repo
+        self.measured = []
+
+    # ---- kubectl ----
+
+    def kubectl(self, *args, input=None, check=True):
+        cmd = [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def get(self, kind, name, ns=NS):
+        r = self.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def apply(self, manifest):
+        return self.kubectl("apply", "-f", "-", input=manifest)
+
+    def patch(self, name, patch):
+        self.kubectl("patch", "streamjob", name, "-n", NS, "--type", "merge", "-p", json.dumps(patch))
+
+    def job(self, name):
+        return self.get("streamjob", name) or {}
+
+    def status(self, name):
+        return self.job(name).get("status") or {}
+
+    def condition(self, name, kind):
+        for c in self.status(name).get("conditions", []):
+            if c.get("type") == kind:
+                return c
+        return {}
+
+    # ---- storage ----
+
+    def s3_start(self):
+        os.makedirs(os.path.join(self.s3_dir, BUCKET), exist_ok=True)
+        self.s3_proc = subprocess.Popen(
+            [self.s3_server, "--host", "127.0.0.1", "--port", str(self.s3_port),
+             "--access-key", "e2e-key", "--secret-key", "e2e-secret", self.s3_dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.s3_port), 10, "the S3 server to listen")
+
+    def s3_stop(self):
+        if self.s3_proc:
+            self.s3_proc.kill()
+            self.s3_proc.wait()
+            self.s3_proc = None
+
+    def job_dir(self, name):
+        return os.path.join(self.s3_dir, BUCKET, "e2e", NS, name)
+
+    def completed_checkpoints(self, name):
+        return glob.glob(os.path.join(self.job_dir(name), "*", "checkpoints", "chk-*", "_metadata"))
+
+    # ---- the coordinator ----
+
+    def coordinator_status(self, name):
+        pods = self.kubectl("get", "pods", "-n", NS, "-l", f"weir.dev/job={name},weir.dev/role=coordinator",
+                            "-o", "json", check=False)
+        if pods.returncode != 0:
+            return None
+        for pod in json.loads(pods.stdout).get("items", []):
+            ip = (pod.get("status") or {}).get("podIP")
+            if ip and not pod["metadata"].get("deletionTimestamp"):
+                try:
+                    with urllib.request.urlopen(f"http://{ip}:6180/v1/status", timeout=1) as r:
+                        return json.load(r)
+                except OSError:
+                    return None
+        return None
+
+    def out_dir(self, name):
+        return os.path.join(self.out_root, name)
+
+
+class FlowWatch:
+    """Samples the records a job's coordinators report (their /metrics, fed by
+    worker heartbeats every second) to time a gap in the flow: when the old
+    coordinator last saw records move, when a new one first saw any."""
+
+    def __init__(self, env, name):
+        import threading
+        self.env, self.name = env, name
+        self.last_moved = {}   # coordinator pod ip -> (records, time they last changed)
+        self.first_seen = {}   # coordinator pod ip -> time records were first above 0
+        self.stopped = threading.Event()
+        self.ips = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def records(self, ip):
+        with urllib.request.urlopen(f"http://{ip}:6180/metrics", timeout=0.5) as r:
+            total = 0
+            for line in r.read().decode().splitlines():
+                if line.startswith("weir_records_in_total{"):
+                    total += float(line.rsplit(" ", 1)[1])
+            return total
+
+    def run(self):
+        refreshed = 0
+        while not self.stopped.is_set():
+            if time.time() - refreshed > 0.5:
+                pods = self.env.kubectl("get", "pods", "-n", NS, "-l",
+                                        f"weir.dev/job={self.name},weir.dev/role=coordinator",
+                                        "-o", "json", check=False)
+                if pods.returncode == 0:
+                    self.ips = [p["status"]["podIP"] for p in json.loads(pods.stdout)["items"]
+                                if (p.get("status") or {}).get("podIP")]
+                refreshed = time.time()
+            for ip in self.ips:
+                try:
+                    n = self.records(ip)
+                except (OSError, ValueError):
+                    continue
+                now = time.time()
+                if n > 0 and ip not in self.first_seen:
+                    self.first_seen[ip] = now
+                if self.last_moved.get(ip, (None,))[0] != n:
+                    self.last_moved[ip] = (n, now)
+            time.sleep(0.1)
+
+    def gap(self, old_ip):
+        """Seconds from the last records the old coordinator saw move to the first
+        records a later coordinator saw."""
+        self.stopped.set()
+        self.thread.join()
+        stopped = self.last_moved[old_ip][1]
+        resumed = min(t for ip, t in self.first_seen.items() if ip != old_ip and t > stopped)
+        return resumed - stopped
+
+
+def port_open(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    last_error = None
+    while time.time() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the condition is polled until it holds
+            last_error = e
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def ts(text):
+    import datetime
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# ---- manifests ----
+
+def stream_job(name, pipeline, args, parallelism=2, mode="savepoint", extra=""):
+    args_yaml = json.dumps(args)
+    return f"""
+apiVersion: weir.dev/v1alpha1
+kind: StreamJob
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  image: weir:dev
+  job:
+    pipeline: {pipeline}
+    args: {args_yaml}
+  parallelism: {parallelism}
+  checkpoints:
+    interval: 1s
+    storage: s3://{BUCKET}/e2e
+    s3:
+      endpoint: http://127.0.0.1:{{s3_port}}
+      pathStyle: true
+      credentialsSecret: s3-credentials
+  upgradeMode: {mode}
+{extra}
+"""
+
+
+def render(env, manifest):
+    return manifest.replace("{s3_port}", str(env.s3_port))
+
+
+# ---- oracles ----
+
+def mix(z):
+    mask = (1 << 64) - 1
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & mask
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & mask
+    return z ^ (z >> 31)
+
+
+def committed(dir):
+    lines = []
+    for path in glob.glob(os.path.join(dir, "part-*")):
+        with open(path) as f:
+            lines.extend(l.rstrip("\n") for l in f)
+    return lines
+
+
+def check_keyed_sum(lines, records, keys):
+    """Every key's sorted sums step up by exactly its values, each once."""
+    sums = {}
+    for line in lines:
+        k, s = line.split(",")
+        sums.setdefault(int(k), []).append(int(s))
+    values = {}
+    for i in range(records):
+        values.setdefault((mix(i) >> 1) % keys, []).append(i)
+    for key, expected in values.items():
+        got = sorted(sums.pop(key, []))
+        steps = sorted(b - a for a, b in zip([0] + got, got))
+        if steps != sorted(expected):
+            raise AssertionError(f"key {key}: {len(got)} sums for {len(expected)} records (lost or repeated)")
+    if sums:
+        raise AssertionError(f"sums for keys without records: {sorted(sums)[:5]}")
+
+
+def reference_alerts(env, records, error_rate, seed):
+    out = os.path.join(env.out_root, f"reference-{records}-{error_rate}-{seed}")
+    if not os.path.isdir(out):
+        subprocess.run([env.weir, "run", "state-machine", "--checkpoint-interval", "off",
+                        "--checkpoint-dir", out + "-chk", "--", "--records", str(records),
+                        "--error-rate", str(error_rate), "--seed", str(seed), "--output", out],
+                       check=True, stderr=subprocess.DEVNULL)
+    return sorted(committed(out))
+
+
+def wait_finished(env, name, timeout=240):
+    wait_for(lambda: (env.coordinator_status(name) or {}).get("state") == "finished", timeout,
+             f"{name} to finish")
+
+
+# ---- scenarios ----
+
+def install(env):
+    """The chart's CRD and RBAC installed with Helm; the controller runs as a pod with
+    its own ServiceAccount's permissions (a missing RBAC rule fails later scenarios)."""
+    from helm_sdkpy import Configuration, Install
+    config = Configuration(namespace="weir-system", kubeconfig=env.kubeconfig)
+    asyncio.run(Install(config).run(
+        "weir", env.chart, values={"image": {"repository": "weir-controller", "tag": "0.1.0"}},
+        create_namespace=True, wait=False))
+    wait_for(lambda: env.get("crd", "streamjobs.weir.dev", ns="default"), 30, "the CRD")
+    wait_for(lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for p in json.loads(env.kubectl("get", "pods", "-n", "weir-system", "-o", "json").stdout)["items"]
+        for c in (p.get("status") or {}).get("conditions", [])), 60, "the controller pod to be Ready")
+    sa = env.get("serviceaccount", "weir-controller", ns="weir-system")
+    assert sa, "the chart's ServiceAccount exists"
+    can = env.kubectl("auth", "can-i", "delete", "secrets", "--as",
+                      "system:serviceaccount:weir-system:weir-controller", "-n", NS, check=False)
+    assert can.stdout.strip() == "no", f"least privilege: the controller cannot delete secrets ({can.stdout})"
+    env.kubectl("create", "namespace", NS, check=False)
+    env.kubectl("create", "secret", "generic", "s3-credentials", "-n", NS,
+                "--from-literal=AWS_ACCESS_KEY_ID=e2e-key", "--from-literal=AWS_SECRET_ACCESS_KEY=e2e-secret",
+                check=False)
+
+
+def apply_and_run(env):
+    """A state-machine job becomes Ready, checkpoints land in S3, columns are filled."""
+    name = "sm"
+    started = time.time()
+    env.apply(render(env, stream_job(name, "state-machine", ["--rate", "20000", "--error-rate", "0"])))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    created = ts(env.job(name)["metadata"]["creationTimestamp"])
+    first = ts(env.status(name)["lastCheckpoint"]["time"])
+    env.measured.append(f"kubectl apply -> first completed checkpoint: {first - created:.1f} s "
+                        f"(Ready observed after {time.time() - started:.1f} s)")
+    assert env.completed_checkpoints(name), "checkpoints in S3"
+    columns = env.kubectl("get", "streamjobs", "-n", NS, name).stdout
+    header, row = columns.strip().splitlines()[:2]
+    for col in ("PHASE", "PARALLELISM", "READY", "LAST CHECKPOINT", "LAST SAVEPOINT", "RESTARTS"):
+        assert col in header, f"column {col}: {header}"
+    assert "Running" in row and "True" in row, f"columns filled: {row}"
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+def rescale_with_savepoint(env):
+    """2 -> 3 with upgradeMode savepoint: a savepoint before the old pods go, the new
+    pods restore from it, alerts identical to a failure-free run (exactly once)."""
+    name, records, seed = "rescale", 1_200_000, 11
+    out = env.out_dir(name)
+    args = ["--records", str(records), "--rate", "20000", "--error-rate", "0.01", "--seed", str(seed),
+            "--output", out]
+    env.apply(render(env, stream_job(name, "state-machine", args)))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    old = json.loads(env.kubectl("get", "pods", "-n", NS, "-l", f"weir.dev/job={name}", "-o", "json").stdout)["items"]
+    old_pods = set(p["metadata"]["uid"] for p in old)
+    old_ip = next(p["status"]["podIP"] for p in old if p["metadata"]["labels"]["weir.dev/role"] == "coordinator")
+    flow = FlowWatch(env, name)
+    wait_for(lambda: old_ip in flow.first_seen, 30, "records flowing before the rescale")
+    triggered = time.time()
+    env.patch(name, {"spec": {"parallelism": 3}})
+    wait_for(lambda: (env.status(name).get("lastSavepoint") or {}).get("reason") == "upgrade", 120,
+             "the upgrade savepoint")
+    savepoint = env.status(name)["lastSavepoint"]["path"]
+    local = os.path.join(env.s3_dir, savepoint.replace(f"s3://", ""))
+    assert os.path.exists(os.path.join(local, "_metadata")), f"savepoint in S3: {local}"
+    wait_for(lambda: (env.coordinator_status(name) or {}).get("parallelism") == 3 and
+             (env.coordinator_status(name) or {}).get("state") == "running", 120, "the rescaled job running")
+    running_again = time.time()
+    deployment = env.get("deployment", f"{name}-coordinator")
+    args_now = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--restore" in args_now and savepoint in args_now, f"restores from the savepoint: {args_now}"
+    pods = json.loads(env.kubectl("get", "pods", "-n", NS, "-l", f"weir.dev/job={name}", "-o", "json").stdout)["items"]
+    assert not (old_pods & set(p["metadata"]["uid"] for p in pods)), "the old pods are gone"
+    wait_for(lambda: any(ip != old_ip for ip in flow.first_seen), 60, "records flowing after the rescale")
+    gap = flow.gap(old_ip)
+    env.measured.append(f"rescale 2->3: records stopped -> records flowing again: {gap:.1f} s "
+                        f"(+-1 s, worker heartbeats); patch -> rescaled job running: {running_again - triggered:.1f} s")
+    wait_finished(env, name)
+    alerts = sorted(committed(out))
+    reference = reference_alerts(env, records, 0.01, seed)
+    assert alerts == reference, f"{len(alerts)} alerts, a failure-free run has {len(reference)}"
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+def upgrade_last_state(env):
+    """Changing the job's arguments with upgradeMode last-state: the new job resumes from
+    the latest checkpoint; the output stays exactly once."""
+    name, records, keys = "upgrade", 1_000_000, 200
+    out = env.out_dir(name)
+    args = ["--records", str(records), "--rate", "20000", "--keys", str(keys), "--output", out]
+    env.apply(render(env, stream_job(name, "keyed-sum", args, mode="last-state")))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    env.patch(name, {"spec": {"job": {"pipeline": "keyed-sum", "args": args[:3] + ["25000"] + args[4:]}}})
+    wait_for(lambda: "25000" in " ".join(
+        (env.get("deployment", f"{name}-coordinator") or {}).get("spec", {}).get("template", {})
+        .get("spec", {}).get("containers", [{}])[0].get("args", [])), 120, "the upgraded deployment")
+    wait_finished(env, name)
+    assert not env.status(name).get("savepoints"), "last-state takes no savepoint"
+    check_keyed_sum(committed(out), records, keys)
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+def pod_deletions(env):
+    """A worker pod and then the coordinator pod deleted: recovery from S3, restarts
+    counted, the output exactly once."""
+    name, records, keys = "recover", 1_400_000, 300
+    out = env.out_dir(name)
+    args = ["--records", str(records), "--rate", "20000", "--keys", str(keys), "--output", out]
+    env.apply(render(env, stream_job(name, "keyed-sum", args)))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    for pod in (f"{name}-worker-0", None):
+        if pod is None:
+            pods = json.loads(env.kubectl("get", "pods", "-n", NS, "-l",
+                                          f"weir.dev/job={name},weir.dev/role=coordinator", "-o", "json").stdout)
+            pod = pods["items"][0]["metadata"]["name"]
+        deleted = time.time()
+        env.kubectl("delete", "pod", pod, "-n", NS, "--wait=false")
+        def checkpoint_after():
+            c = (env.coordinator_status(name) or {}).get("latest_checkpoint") or {}
+            return c.get("time_unix_ms", 0) / 1000 > deleted
+        wait_for(checkpoint_after, 120, f"a checkpoint after deleting {pod}")
+        env.measured.append(f"recovery after deleting pod {pod} (delete -> next completed checkpoint): "
+                            f"{time.time() - deleted:.1f} s")
+    wait_finished(env, name)
+    wait_for(lambda: env.status(name).get("restarts", 0) >= 1, 30, "restarts counted in status")
+    check_keyed_sum(committed(out), records, keys)
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+def savepoint_failure(env):
+    """S3 unreachable during a savepoint upgrade: the old job keeps running, Degraded
+    says why; once S3 is back the upgrade goes through."""
+    name = "spfail"
+    env.apply(render(env, stream_job(name, "state-machine", ["--rate", "10000", "--error-rate", "0"])))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    coordinator = env.get("deployment", f"{name}-coordinator")["metadata"]["uid"]
+    env.s3_stop()
+    try:
+        env.patch(name, {"spec": {"parallelism": 3}})
+        wait_for(lambda: env.condition(name, "Degraded").get("reason") == "SavepointFailed", 180,
+                 "Degraded: SavepointFailed")
+        message = env.condition(name, "Degraded")["message"]
+        assert "savepoint failed" in message and "keeps running" in message, message
+        assert env.get("deployment", f"{name}-coordinator")["metadata"]["uid"] == coordinator, \
+            "the old coordinator is untouched"
+        assert (env.coordinator_status(name) or {}).get("state") in ("running", "restarting", "savepointing")
+    finally:
+        env.s3_start()
+    wait_for(lambda: (env.coordinator_status(name) or {}).get("parallelism") == 3, 240,
+             "the upgrade after S3 came back")
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+def suspend_resume_delete(env):
+    """Suspend stops with a savepoint and removes the pods; running restores; deleting
+    the StreamJob collects its children and keeps its savepoints."""
+    name = "pause"
+    env.apply(render(env, stream_job(name, "state-machine", ["--rate", "10000", "--error-rate", "0"])))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    env.patch(name, {"spec": {"state": "suspended"}})
+    wait_for(lambda: env.status(name).get("phase") == "Suspended", 120, "Suspended")
+    wait_for(lambda: env.get("deployment", f"{name}-coordinator") is None, 60, "the pods gone")
+    savepoint = env.status(name)["lastSavepoint"]
+    assert savepoint["reason"] == "suspend", savepoint
+    env.patch(name, {"spec": {"state": "running"}})
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready again")
+    args = env.get("deployment", f"{name}-coordinator")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert savepoint["path"] in args, f"resumed from the savepoint: {args}"
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+    for kind, child in (("configmap", f"{name}-config"), ("service", f"{name}-coordinator"),
+                        ("service", f"{name}-workers"), ("deployment", f"{name}-coordinator"),
+                        ("statefulset", f"{name}-worker")):
+        wait_for(lambda: env.get(kind, child) is None, 60, f"{kind}/{child} collected")
+    local = os.path.join(env.s3_dir, savepoint["path"].replace("s3://", ""))
+    assert os.path.exists(os.path.join(local, "_metadata")), "savepoints are kept"
+
+
+def invalid_manifests(env):
+    """examples/invalid/: the API server refuses what its schema can say, naming the
+    field; what it cannot (cross-field rules, durations: no CEL on 1.20) the
+    controller refuses in Degraded, naming the field."""
+    for path in sorted(glob.glob(os.path.join(env.repo, "examples", "invalid", "*.yaml"))):
+        text = open(path).read()
+        field = next(l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("# field:"))
+        manifest = text.replace("metadata: {name: ", f"metadata: {{namespace: {NS}, name: ")
+        result = env.kubectl("apply", "-f", "-", input=manifest, check=False)
+        leaf = field.split(".")[-1]
+        if result.returncode != 0:
+            assert leaf in result.stderr, f"{path}: {result.stderr.strip()} does not name {field}"
+            continue
+        name = next(l.split("name: ")[1].rstrip("}").strip() for l in manifest.splitlines() if "name: " in l)
+        wait_for(lambda: env.condition(name, "Degraded").get("reason") == "InvalidSpec", 60,
+                 f"{path}: InvalidSpec")
+        message = env.condition(name, "Degraded")["message"]
+        assert field in message, f"{path}: {message} does not name {field}"
+        env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
+SCENARIOS = [install, apply_and_run, rescale_with_savepoint, upgrade_last_state, pod_deletions,
+             savepoint_failure, suspend_resume_delete, invalid_manifests]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kubectl", required=True)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--weir", required=True)
+    parser.add_argument("--s3-server", required=True)
+    parser.add_argument("--s3-dir", required=True)
+    parser.add_argument("--s3-port", type=int, default=9001)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--chart", required=True)
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    env = Env(args)
+    env.s3_start()
+    passed = failed = 0
+    try:
+        for scenario in SCENARIOS:
+            if args.only and scenario.__name__ not in args.only.split(",") and scenario is not install:
+                continue
+            started = time.time()
+            try:
+                scenario(env)
+                passed += 1
+                print(f"PASS {scenario.__name__} ({time.time() - started:.0f} s)", flush=True)
+            except Exception as e:
+                failed += 1
+                print(f"FAIL {scenario.__name__} ({time.time() - started:.0f} s): {e}", flush=True)
+                traceback.print_exc()
+                if scenario is install:
+                    break
+    finally:
+        env.s3_stop()
+    for line in env.measured:
+        print(f"MEASURED {line}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
