@@ -140,6 +140,7 @@ impl Deployer for RemoteDeployer {
         let attempt = inner.attempt.number;
         inner.attempt.events = Some(events_tx);
         inner.attempt.placement = placement.clone();
+        inner.attempt.ended.clear();
         let involved: BTreeSet<String> = placement.values().cloned().collect();
         let data_addresses: HashMap<String, String> = involved
             .iter()
@@ -267,11 +268,15 @@ impl Deployment for RemoteDeployment {
             {
                 remaining.remove(&t);
             }
+            // A task whose end the job loop saw already (its failure may be
+            // what stops the attempt), or whose worker is gone, is done.
             let inner = self.shared.lock();
             remaining.retain(|t| {
-                self.placement
-                    .get(t)
-                    .is_some_and(|w| inner.workers.contains_key(w))
+                !inner.attempt.ended.contains(t)
+                    && self
+                        .placement
+                        .get(t)
+                        .is_some_and(|w| inner.workers.contains_key(w))
             });
         }
         if !remaining.is_empty() {
@@ -331,5 +336,54 @@ mod tests {
         );
         assert_eq!(slots_needed(&[2, 3], false), 5);
         assert_eq!(slots_needed(&[2, 3], true), 3);
+    }
+
+    #[test]
+    fn stopping_does_not_wait_again_for_a_task_whose_failure_stopped_the_attempt() {
+        use crate::cluster::coordinator::shared::WorkerEntry;
+        let shared = Arc::new(Shared::default());
+        let task = TaskId {
+            chain: 0,
+            subtask: 1,
+        };
+        let (commands, _session) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        {
+            let mut inner = shared.lock();
+            inner.workers.insert(
+                "w1".into(),
+                WorkerEntry {
+                    slots: 1,
+                    data_address: "127.0.0.1:1".into(),
+                    commands,
+                    last_seen: Instant::now(),
+                    session: 1,
+                    counters: Default::default(),
+                },
+            );
+            inner.attempt.number = 7;
+            inner.attempt.events = Some(events_tx);
+            inner.attempt.placement = [(task, "w1".to_string())].into();
+            // The worker reports the task failed; the job loop takes the event.
+            inner.event(
+                7,
+                TaskEvent::Failed(task, Error::Internal("peer gone".into())),
+            );
+        }
+        assert!(matches!(events.try_recv(), Ok(TaskEvent::Failed(..))));
+        let deployment = Box::new(RemoteDeployment {
+            shared,
+            attempt: 7,
+            placement: [(task, "w1".to_string())].into(),
+            sources: Vec::new(),
+            events,
+        });
+        let started = Instant::now();
+        deployment.stop(Control::Cancel);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited {:?} for a task that had ended",
+            started.elapsed()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The coordinator's view of its workers and of the running attempt, shared by the
 //! gRPC sessions, the heartbeat monitor and the job runner.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,9 @@ pub struct Attempt {
     pub events: Option<Sender<TaskEvent>>,
     /// The worker of each of its tasks.
     pub placement: HashMap<TaskId, String>,
+    /// Its tasks that reported their end (exited or failed), whoever consumed
+    /// the event: stopping the attempt does not wait for them again.
+    pub ended: HashSet<TaskId>,
 }
 
 /// Everything under the coordinator's one lock.
@@ -128,8 +131,11 @@ impl Inner {
 
     /// Forwards a task event of `attempt` to the runner; events of other attempts
     /// (for example from a worker that was stalled) are dropped.
-    pub fn event(&self, attempt: u64, event: TaskEvent) {
+    pub fn event(&mut self, attempt: u64, event: TaskEvent) {
         if attempt == self.attempt.number {
+            if let TaskEvent::Exited(t) | TaskEvent::Failed(t, _) = &event {
+                self.attempt.ended.insert(*t);
+            }
             if let Some(events) = &self.attempt.events {
                 let _ = events.send(event);
             }
