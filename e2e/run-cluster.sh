@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
-# The operator end to end on a real Kubernetes control plane: brings up what is
-# missing (a v1.20 control plane built from Debian's source package, the node agent
-# test fixture, an S3 server), runs every scenario of e2e/cluster/scenarios.py,
-# tears down what it started, and ends with "N passed, N failed".
+# The operator end to end on a real Kubernetes cluster. Ends with "N passed, N failed".
+#
+# Without KUBECONFIG: brings up what is missing (a v1.20 control plane built from
+# Debian's source package, the node agent test fixture that runs the pods, an S3
+# server), runs every scenario of e2e/cluster/scenarios.py, and tears down what it
+# started. Needs root (it edits /etc/hosts).
+#
+# With KUBECONFIG pointing at a reachable cluster (kind, k3d): runs the same
+# scenarios there. The images must be in the cluster already (see e2e/README.md);
+# the S3 server runs on this machine and the jobs' output goes to a host
+# directory the nodes share (e2e/cluster/kind.yaml). Settings:
+#   WEIR_E2E_IMAGE             the runtime image          (weir:dev)
+#   WEIR_E2E_CONTROLLER_IMAGE  the controller image       (weir-controller:0.1.0)
+#   WEIR_E2E_S3_ENDPOINT       how pods reach this machine's S3 server
+#                              (default: the gateway of docker's "kind" network)
+#   WEIR_E2E_OUT               the shared output directory (/tmp/weir-e2e-out)
+#   WEIR_E2E_PROXY             1: reach coordinators through the API server's pod
+#                              proxy (default; kind's pod IPs are not routable from
+#                              the host), 0: at their pod IPs
 #
 # Usage: e2e/run-cluster.sh [--only scenario,scenario]
 set -euo pipefail
@@ -11,19 +26,38 @@ REPO=$(pwd)
 K8S_BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-1.20.2/bin}"
 WORK=$(mktemp -d /tmp/weir-e2e-XXXXXX)
 API_PORT=6443
-
-if [ -n "${KUBECONFIG:-}" ]; then
-  echo "KUBECONFIG is set: the scenarios read job output from this machine and run S3 on"
-  echo "127.0.0.1, which pods of an external cluster (kind, k3d) cannot reach; unset KUBECONFIG"
-  echo "to run them on the local control plane."
-  exit 2
-fi
+S3_PORT=9101
 
 # The toolchain, s3s-fs, the cached RocksDB library and Helm's library.
 source .ci/setup.sh
-bash e2e/cluster/build.sh
 cargo build --release --bin weir --bin weir-controller 2>&1 | tail -1
 
+if [ -n "${KUBECONFIG:-}" ]; then
+  kubectl cluster-info >/dev/null || { echo "KUBECONFIG=$KUBECONFIG: the cluster does not answer"; exit 2; }
+  OUT="${WEIR_E2E_OUT:-/tmp/weir-e2e-out}"
+  mkdir -p "$OUT"
+  rm -rf "${OUT:?}"/*
+  endpoint="${WEIR_E2E_S3_ENDPOINT:-}"
+  if [ -z "$endpoint" ]; then
+    gateway=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' 2>/dev/null \
+      | tr ' ' '\n' | grep -m1 '\.' || true)
+    [ -n "$gateway" ] || { echo "set WEIR_E2E_S3_ENDPOINT to the address pods reach this machine at (http://HOST:$S3_PORT)"; exit 2; }
+    endpoint="http://$gateway:$S3_PORT"
+  fi
+  trap 'pkill -f "$WORK" 2>/dev/null || true; echo "logs in $WORK"' EXIT
+  echo "running on the cluster of $KUBECONFIG; pods reach S3 at $endpoint"
+  "$HELM_VENV/bin/python" e2e/cluster/scenarios.py \
+    --kubectl "$(command -v kubectl)" --kubeconfig "$KUBECONFIG" \
+    --weir "$CARGO_TARGET_DIR/release/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
+    --s3-host 0.0.0.0 --s3-port "$S3_PORT" --s3-endpoint "$endpoint" \
+    $([ "${WEIR_E2E_PROXY:-1}" = 1 ] && echo --proxy) \
+    --image "${WEIR_E2E_IMAGE:-weir:dev}" \
+    --controller-image "${WEIR_E2E_CONTROLLER_IMAGE:-weir-controller:0.1.0}" \
+    --out "$OUT" --chart "$REPO/charts/weir" --repo "$REPO" "$@"
+  exit
+fi
+
+bash e2e/cluster/build.sh
 agent=""
 cleanup() {
   [ -n "$agent" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
@@ -44,4 +78,4 @@ agent=$!
 "$HELM_VENV/bin/python" e2e/cluster/scenarios.py \
   --kubectl "$K8S_BIN/kubectl" --kubeconfig "$WORK/cluster/admin.kubeconfig" \
   --weir "$CARGO_TARGET_DIR/release/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
-  --s3-port 9101 --out "$WORK/out" --chart "$REPO/charts/weir" --repo "$REPO" "$@"
+  --s3-port "$S3_PORT" --out "$WORK/out" --chart "$REPO/charts/weir" --repo "$REPO" "$@"

@@ -12,7 +12,7 @@ stands in for a kubelet:
   downward-API fields such as POD_IP, ConfigMap and Secret references), and
   $(VAR) references in command and args are expanded as Kubernetes does;
 - gives each pod its own loopback address (127.0.1.N) and reports it as its pod
-  IP; ConfigMap, Secret and emptyDir volumes are materialised at their mount
+  IP; ConfigMap, Secret, emptyDir and hostPath volumes are materialised at their mount
   paths on the host filesystem (pods share it: there are no mount namespaces);
 - makes Service names resolve to the addresses of their ready pods (or all of
   them, with publishNotReadyAddresses) through a managed block of /etc/hosts,
@@ -216,6 +216,15 @@ class Agent:
         for mount in spec.get("volumeMounts", []):
             volume = volumes.get(mount["name"], {})
             path = mount["mountPath"]
+            if "hostPath" in volume:
+                # The host's filesystem is the pods' filesystem: the directory
+                # itself, or a link to it at another mount path.
+                host = volume["hostPath"]["path"]
+                os.makedirs(host, exist_ok=True)
+                if os.path.realpath(path) != os.path.realpath(host):
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    os.symlink(host, path)
+                continue
             os.makedirs(path, exist_ok=True)
             files = {}
             if "configMap" in volume:

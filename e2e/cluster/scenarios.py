@@ -41,6 +41,11 @@ class Env:
         self.out_root = args.out
         self.chart = args.chart
         self.repo = args.repo
+        self.image = args.image
+        self.controller_image = args.controller_image
+        self.s3_host = args.s3_host
+        self.s3_endpoint = args.s3_endpoint or f"http://127.0.0.1:{args.s3_port}"
+        self.proxy = args.proxy
         self.measured = []
 
     # ---- kubectl ----
@@ -79,7 +84,7 @@ class Env:
     def s3_start(self):
         os.makedirs(os.path.join(self.s3_dir, BUCKET), exist_ok=True)
         self.s3_proc = subprocess.Popen(
-            [self.s3_server, "--host", "127.0.0.1", "--port", str(self.s3_port),
+            [self.s3_server, "--host", self.s3_host, "--port", str(self.s3_port),
              "--access-key", "e2e-key", "--secret-key", "e2e-secret", self.s3_dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.s3_port), 10, "the S3 server to listen")
@@ -98,19 +103,34 @@ class Env:
 
     # ---- the coordinator ----
 
-    def coordinator_status(self, name):
+    def coordinator_pods(self, name):
+        """The job's coordinator pods that run and are not being deleted."""
         pods = self.kubectl("get", "pods", "-n", NS, "-l", f"weir.dev/job={name},weir.dev/role=coordinator",
                             "-o", "json", check=False)
         if pods.returncode != 0:
-            return None
-        for pod in json.loads(pods.stdout).get("items", []):
-            ip = (pod.get("status") or {}).get("podIP")
-            if ip and not pod["metadata"].get("deletionTimestamp"):
-                try:
-                    with urllib.request.urlopen(f"http://{ip}:6180/v1/status", timeout=1) as r:
-                        return json.load(r)
-                except OSError:
-                    return None
+            return []
+        return [p for p in json.loads(pods.stdout).get("items", [])
+                if (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
+
+    def pod_http(self, pod, path):
+        """GET the coordinator's HTTP endpoint `path`: at the pod's IP, or through the
+        API server's pod proxy (--proxy: pod IPs of a kind cluster are not routable
+        from the host)."""
+        if self.proxy:
+            r = self.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}:6180/proxy{path}",
+                             check=False)
+            if r.returncode != 0:
+                raise OSError(r.stderr.strip())
+            return r.stdout
+        with urllib.request.urlopen(f"http://{pod['status']['podIP']}:6180{path}", timeout=1) as r:
+            return r.read().decode()
+
+    def coordinator_status(self, name):
+        for pod in self.coordinator_pods(name):
+            try:
+                return json.loads(self.pod_http(pod, "/v1/status"))
+            except (OSError, ValueError):
+                return None
         return None
 
     def out_dir(self, name):
@@ -128,32 +148,27 @@ class FlowWatch:
         self.last_moved = {}   # coordinator pod ip -> (records, time they last changed)
         self.first_seen = {}   # coordinator pod ip -> time records were first above 0
         self.stopped = threading.Event()
-        self.ips = []
+        self.pods = []
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
-    def records(self, ip):
-        with urllib.request.urlopen(f"http://{ip}:6180/metrics", timeout=0.5) as r:
-            total = 0
-            for line in r.read().decode().splitlines():
-                if line.startswith("weir_records_in_total{"):
-                    total += float(line.rsplit(" ", 1)[1])
-            return total
+    def records(self, pod):
+        total = 0
+        for line in self.env.pod_http(pod, "/metrics").splitlines():
+            if line.startswith("weir_records_in_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def run(self):
         refreshed = 0
         while not self.stopped.is_set():
             if time.time() - refreshed > 0.5:
-                pods = self.env.kubectl("get", "pods", "-n", NS, "-l",
-                                        f"weir.dev/job={self.name},weir.dev/role=coordinator",
-                                        "-o", "json", check=False)
-                if pods.returncode == 0:
-                    self.ips = [p["status"]["podIP"] for p in json.loads(pods.stdout)["items"]
-                                if (p.get("status") or {}).get("podIP")]
+                self.pods = self.env.coordinator_pods(self.name)
                 refreshed = time.time()
-            for ip in self.ips:
+            for pod in self.pods:
+                ip = pod["status"]["podIP"]
                 try:
-                    n = self.records(ip)
+                    n = self.records(pod)
                 except (OSError, ValueError):
                     continue
                 now = time.time()
@@ -212,7 +227,7 @@ metadata:
   name: {name}
   namespace: {NS}
 spec:
-  image: weir:dev
+  image: "{{image}}"
   job:
     pipeline: {pipeline}
     args: {args_yaml}
@@ -221,16 +236,27 @@ spec:
     interval: 1s
     storage: s3://{BUCKET}/e2e
     s3:
-      endpoint: http://127.0.0.1:{{s3_port}}
+      endpoint: "{{s3_endpoint}}"
       pathStyle: true
       credentialsSecret: s3-credentials
   upgradeMode: {mode}
+  # The jobs write their output to a host directory the suite reads (on kind,
+  # shared with the node by e2e/cluster/kind.yaml).
+  podTemplate:
+    spec:
+      containers:
+      - name: weir
+        volumeMounts:
+        - {{name: e2e-out, mountPath: "{{out}}"}}
+      volumes:
+      - {{name: e2e-out, hostPath: {{path: "{{out}}", type: Directory}}}}
 {extra}
 """
 
 
 def render(env, manifest):
-    return manifest.replace("{s3_port}", str(env.s3_port))
+    return (manifest.replace("{s3_endpoint}", env.s3_endpoint).replace("{image}", env.image)
+            .replace("{out}", env.out_root))
 
 
 # ---- oracles ----
@@ -290,8 +316,9 @@ def install(env):
     its own ServiceAccount's permissions (a missing RBAC rule fails later scenarios)."""
     from helm_sdkpy import Configuration, Install
     config = Configuration(namespace="weir-system", kubeconfig=env.kubeconfig)
+    repository, tag = env.controller_image.rsplit(":", 1)
     asyncio.run(Install(config).run(
-        "weir", env.chart, values={"image": {"repository": "weir-controller", "tag": "0.1.0"}},
+        "weir", env.chart, values={"image": {"repository": repository, "tag": tag}},
         create_namespace=True, wait=False))
     wait_for(lambda: env.get("crd", "streamjobs.weir.dev", ns="default"), 30, "the CRD")
     wait_for(lambda: any(
@@ -498,7 +525,14 @@ def main():
     parser.add_argument("--chart", required=True)
     parser.add_argument("--repo", required=True)
     parser.add_argument("--only", default="")
+    parser.add_argument("--image", default="weir:dev", help="the weir image the StreamJobs run")
+    parser.add_argument("--controller-image", default="weir-controller:0.1.0")
+    parser.add_argument("--s3-host", default="127.0.0.1", help="where the S3 server listens")
+    parser.add_argument("--s3-endpoint", default="", help="how pods reach the S3 server")
+    parser.add_argument("--proxy", action="store_true", help="reach coordinators through the API server")
     args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    os.chmod(args.out, 0o777)  # the job's pods run as a non-root user
     env = Env(args)
     env.s3_start()
     passed = failed = 0
