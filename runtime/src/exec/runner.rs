@@ -341,7 +341,7 @@ impl<D: Deployer> JobRunner<D> {
                     if error.class() == ErrorClass::User {
                         return Err(error);
                     }
-                    let recovered = self.recovery_point(initial.as_ref())?;
+                    let (recovered, listing) = self.restart_point(initial.as_ref())?;
                     // A completed checkpoint since the last restore is progress: the
                     // failure streak and the backoff start over, so a job that keeps
                     // checkpointing survives any number of failures over its life.
@@ -368,8 +368,34 @@ impl<D: Deployer> JobRunner<D> {
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
                     restore_point = recovered;
-                    next_id = self.listing()?.next_id(next_id);
+                    next_id = listing.next_id(next_id);
                 }
+            }
+        }
+    }
+
+    /// Where to restart from, and the checkpoints in storage. Storage that cannot
+    /// be reached (an S3 outage) is waited for, retrying with backoff up to
+    /// `max_backoff` for as long as it takes: the outage is not the job's fault,
+    /// and a job meant to run for months must outlive it. Cancelling the job
+    /// ends the wait.
+    fn restart_point(
+        &self,
+        initial: Option<&Arc<RestorePoint>>,
+    ) -> Result<(Option<Arc<RestorePoint>>, Listing)> {
+        let mut backoff = self.config.restart_backoff;
+        loop {
+            match self
+                .recovery_point(initial)
+                .and_then(|point| Ok((point, self.listing()?)))
+            {
+                Err(e) if e.class() == ErrorClass::External && !self.requests.is_canceled() => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        "cannot reach checkpoint storage to restart the job; waiting for it");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+                found => return found,
             }
         }
     }

@@ -382,6 +382,69 @@ fn failures_with_checkpoints_between_them_never_exhaust_the_restart_limit() {
     assert_eq!(seen, (0..400).collect::<Vec<_>>());
 }
 
+/// Fails once after the first completed checkpoint, and at that moment makes the
+/// checkpoint directory unreadable (a file in its place) for `outage`, as an S3
+/// outage makes storage unreachable.
+struct FailsDuringAStorageOutage {
+    checkpoints: std::path::PathBuf,
+    outage: Duration,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    checkpointed: bool,
+}
+
+impl Operator for FailsDuringAStorageOutage {
+    type In = u64;
+    type Out = u64;
+    fn process(&mut self, input: &mut Batch<u64>, output: &mut Batch<u64>) -> Result<()> {
+        if self.checkpointed && !self.failed.swap(true, Ordering::SeqCst) {
+            let away = self.checkpoints.with_extension("away");
+            std::fs::rename(&self.checkpoints, &away).unwrap();
+            std::fs::write(&self.checkpoints, b"not a directory").unwrap();
+            let (dir, outage) = (self.checkpoints.clone(), self.outage);
+            std::thread::spawn(move || {
+                std::thread::sleep(outage);
+                std::fs::remove_file(&dir).unwrap();
+                std::fs::rename(&away, &dir).unwrap();
+            });
+            return Err(Error::Internal("failing while storage is down".into()));
+        }
+        output.append(input);
+        Ok(())
+    }
+    fn checkpoint_complete(&mut self, _: CheckpointId) -> Result<()> {
+        self.checkpointed = true;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_restart_waits_for_unreachable_checkpoint_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("outage").join("checkpoints");
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let out = collected();
+    let sink = out.clone();
+    let job = JobBuilder::new("outage");
+    job.source("numbers", |_| {
+        PacedSource::new(SequenceSource::new(0..300), Duration::from_millis(2))
+    })
+    .transform("flaky", move |_| FailsDuringAStorageOutage {
+        checkpoints: checkpoints.clone(),
+        outage: Duration::from_millis(600),
+        failed: failed.clone(),
+        checkpointed: false,
+    })
+    .sink("collect", move |_| CollectSink::new(sink.clone()));
+    let mut cfg = config(dir.path());
+    cfg.exec.batch_size = 2;
+    let (summary, _) = run(job.build().unwrap(), cfg).expect("the job outlives the outage");
+    assert_eq!(summary.restarts, 1);
+    let mut seen: Vec<u64> = out.lock().unwrap().clone();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+}
+
 #[test]
 fn an_incomplete_checkpoint_is_skipped_and_its_id_never_reused() {
     let dir = tempfile::tempdir().unwrap();
