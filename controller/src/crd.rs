@@ -324,6 +324,9 @@ pub struct StreamJobStatus {
     /// Savepoints that failed in a row (for the retry backoff).
     #[serde(default)]
     pub savepoint_failures: u32,
+    /// Why the last savepoint failed (cleared when one completes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint_failure: Option<String>,
     /// No savepoint is retried before this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_retry_at: Option<String>,

@@ -291,6 +291,7 @@ impl Planner<'_> {
                 self.status.pending_savepoint = None;
                 self.status.savepoint_failures = 0;
                 self.status.savepoint_retry_at = None;
+                self.status.last_savepoint_failure = None;
                 let saved = SavepointRef {
                     path: path.clone(),
                     time: rfc3339(self.now()),
@@ -358,6 +359,8 @@ impl Planner<'_> {
             backoff.as_secs()
         );
         self.note(true, "SavepointFailed", message.clone());
+        self.status.last_savepoint_failure =
+            Some(format!("{} savepoint failed: {reason}", pending.reason));
         self.degrade("SavepointFailed", message);
         self.requeue = backoff;
         self.run_or_wait()
@@ -393,19 +396,18 @@ impl Planner<'_> {
             if self.degraded.is_none() {
                 // Keep saying why the last one failed, not only that it did.
                 let failures = self.status.savepoint_failures;
-                let last = self
+                let why = self
                     .status
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Degraded" && c.reason == "SavepointFailed")
-                    .map(|c| c.message.clone())
-                    .unwrap_or_else(|| {
-                        format!(
-                            "{failures} savepoints failed in a row; the job keeps running, \
-                             the next try is at {at}"
-                        )
-                    });
-                self.degrade("SavepointFailed", last);
+                    .last_savepoint_failure
+                    .clone()
+                    .unwrap_or_else(|| "a savepoint failed".into());
+                self.degrade(
+                    "SavepointFailed",
+                    format!(
+                        "{why} ({failures} in a row); the job keeps running, \
+                         the next try is at {at}"
+                    ),
+                );
             }
             return true;
         }

@@ -523,14 +523,31 @@ fn a_failed_savepoint_is_degraded_with_the_reason_and_backs_off() {
     // Waiting for the retry, the condition still says why the savepoint failed.
     let waiting = plan(&s, &failed.status, &observed(true, Some(running(-1))));
     assert_eq!(waiting.action, Action::Wait);
-    let still = &waiting
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message;
-    assert_eq!(still, message);
+    // Even when the job failed meanwhile (which the condition reported instead).
+    let failed_meanwhile = plan(
+        &s,
+        &failed.status,
+        &observed(true, Some(coordinator(JobState::Failed))),
+    );
+    let failed_again = plan(
+        &s,
+        &failed_meanwhile.status,
+        &observed(true, Some(running(-1))),
+    );
+    for p in [&waiting, &failed_again] {
+        let still = &p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap()
+            .message;
+        assert!(
+            still.contains("upgrade savepoint failed: S3 unreachable")
+                && still.contains("keeps running"),
+            "{still}"
+        );
+    }
 }
 
 #[test]
