@@ -464,6 +464,32 @@ def savepoint_failure(env):
     env.kubectl("delete", "streamjob", name, "-n", NS)
 
 
+def savepoint_nonce_and_history(env):
+    """savepointTriggerNonce takes a savepoint without stopping the job; with
+    savepointHistory.maxCount 1 the older one is deleted from S3."""
+    name = "history"
+    env.apply(render(env, stream_job(name, "state-machine", ["--rate", "10000", "--error-rate", "0"],
+                                     extra="  savepointHistory: {maxCount: 1}")))
+    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
+    coordinator = env.get("deployment", f"{name}-coordinator")["metadata"]["uid"]
+    paths = []
+    for nonce in (1, 2):
+        env.patch(name, {"spec": {"savepointTriggerNonce": nonce}})
+        wait_for(lambda: (env.status(name).get("lastSavepoint") or {}).get("path") not in (None, *paths),
+                 60, f"the savepoint of nonce {nonce}")
+        saved = env.status(name)["lastSavepoint"]
+        assert saved["reason"] == "manual", saved
+        paths.append(saved["path"])
+        local = os.path.join(env.s3_dir, saved["path"].replace("s3://", ""))
+        assert os.path.exists(os.path.join(local, "_metadata")), f"savepoint in S3: {local}"
+    first = os.path.join(env.s3_dir, paths[0].replace("s3://", ""), "_metadata")
+    wait_for(lambda: not os.path.exists(first), 60, "the older savepoint deleted from S3")
+    assert [s["path"] for s in env.status(name)["savepoints"]] == paths[1:], env.status(name)["savepoints"]
+    assert env.get("deployment", f"{name}-coordinator")["metadata"]["uid"] == coordinator, "no redeploy"
+    assert (env.coordinator_status(name) or {}).get("state") == "running", "the job kept running"
+    env.kubectl("delete", "streamjob", name, "-n", NS)
+
+
 def suspend_resume_delete(env):
     """Suspend stops with a savepoint and removes the pods; running restores; deleting
     the StreamJob collects its children and keeps its savepoints."""
@@ -510,7 +536,7 @@ def invalid_manifests(env):
 
 
 SCENARIOS = [install, apply_and_run, rescale_with_savepoint, upgrade_last_state, pod_deletions,
-             savepoint_failure, suspend_resume_delete, invalid_manifests]
+             savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete, invalid_manifests]
 
 
 def main():
