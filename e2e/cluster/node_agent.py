@@ -11,7 +11,8 @@ stands in for a kubelet:
   (--image weir:dev=/path/to/weir), the environment is the pod's (values,
   downward-API fields such as POD_IP, ConfigMap and Secret references), and
   $(VAR) references in command and args are expanded as Kubernetes does;
-- gives each pod its own loopback address (127.0.1.N) and reports it as its pod
+- gives each pod its own address on the loopback interface (127.0.1.N, or
+  --pod-network) and reports it as its pod
   IP; ConfigMap, Secret, emptyDir and hostPath volumes are materialised at their mount
   paths on the host filesystem (pods share it: there are no mount namespaces);
 - makes Service names resolve to the addresses of their ready pods (or all of
@@ -122,10 +123,10 @@ class Pod:
 
 
 class Agent:
-    def __init__(self, api, work, images, api_port):
+    def __init__(self, api, work, images, api_port, pod_ips):
         self.api, self.work, self.images, self.api_port = api, work, images, api_port
         self.pods = {}
-        self.free_ips = [f"127.0.1.{i}" for i in range(2, 255)]
+        self.free_ips = list(pod_ips)
         self.hosts_block = None
 
     # ---- the node ----
@@ -516,15 +517,27 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--image", action="append", default=[], help="IMAGE=BINARY")
     parser.add_argument("--api-port", type=int, default=6443)
+    parser.add_argument("--pod-network", default="127.0.1",
+                        help="pod IPs are PREFIX.2-254; a prefix outside 127/8 is added to the "
+                             "loopback interface (needs CAP_NET_ADMIN), which lets the API "
+                             "server proxy to pods (it refuses loopback addresses)")
     args = parser.parse_args()
     images = dict(i.split("=", 1) for i in args.image)
     os.makedirs(args.work, exist_ok=True)
-    agent = Agent(Api(args.kubeconfig), args.work, images, args.api_port)
+    pod_ips = [f"{args.pod_network}.{i}" for i in range(2, 255)]
+    added = [] if args.pod_network.startswith("127.") else pod_ips
+    for ip in added:
+        subprocess.run(["ip", "addr", "replace", f"{ip}/32", "dev", "lo"], check=True)
+    agent = Agent(Api(args.kubeconfig), args.work, images, args.api_port, pod_ips)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log(f"node {NODE} with images {images}")
-    agent.run(stop)
+    log(f"node {NODE} with images {images}, pod IPs {pod_ips[0]}-{pod_ips[-1]}")
+    try:
+        agent.run(stop)
+    finally:
+        for ip in added:
+            subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False)
 
 
 if __name__ == "__main__":

@@ -484,7 +484,9 @@ def savepoint_nonce_and_history(env):
         assert os.path.exists(os.path.join(local, "_metadata")), f"savepoint in S3: {local}"
     first = os.path.join(env.s3_dir, paths[0].replace("s3://", ""), "_metadata")
     wait_for(lambda: not os.path.exists(first), 60, "the older savepoint deleted from S3")
-    assert [s["path"] for s in env.status(name)["savepoints"]] == paths[1:], env.status(name)["savepoints"]
+    # Deleted from storage first, then dropped from the status.
+    wait_for(lambda: [s["path"] for s in env.status(name)["savepoints"]] == paths[1:], 30,
+             f"the status to list only {paths[1:]}")
     assert env.get("deployment", f"{name}-coordinator")["metadata"]["uid"] == coordinator, "no redeploy"
     assert (env.coordinator_status(name) or {}).get("state") == "running", "the job kept running"
     env.kubectl("delete", "streamjob", name, "-n", NS)
