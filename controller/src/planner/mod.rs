@@ -1,0 +1,378 @@
+//! The lifecycle planner: from (spec, status, what is observed) to the next action.
+//!
+//! It is a pure function, so every decision is table-tested. The reconciler
+//! observes (do the workloads exist, what does the coordinator say, how is the
+//! savepoint in flight doing), calls [`plan`], carries out the one action it
+//! returns and writes the status it returns. Rules that keep state safe:
+//! - a stateful job's pods are removed only after a completed savepoint (or, for
+//!   `last-state`, when a completed checkpoint exists to resume from);
+//! - a savepoint that fails or times out leaves the job running, says why in
+//!   `Degraded`, and is retried with exponential backoff;
+//! - the job is `Ready` only once a checkpoint completed after it was deployed;
+//! - changing only lifecycle fields (upgrade mode, nonces, savepoint settings)
+//!   never redeploys; the upgrade mode in force is the new spec's.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::crd::{
+    CheckpointRef, Condition, DesiredState, PendingSavepoint, Phase, SavepointRef, StreamJobSpec,
+    StreamJobStatus, UpgradeMode,
+};
+use crate::resources::Launch;
+
+mod lifecycle;
+mod savepoint;
+
+pub use savepoint::backoff;
+
+/// The coordinator's view of the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorView {
+    /// Its state.
+    pub state: JobState,
+    /// Parallelism of the running job.
+    pub parallelism: u32,
+    /// The newest completed checkpoint.
+    pub latest_checkpoint: Option<CheckpointRef>,
+    /// Restarts of this deployment.
+    pub restarts: u32,
+    /// Why the job failed or restarts, if it does.
+    pub message: String,
+    /// The savepoint the job stopped with (state `Stopped`).
+    pub stopped_with: Option<String>,
+    /// Which coordinator process answered (its pod's uid and container restart
+    /// count): a new one the controller did not start means the old one died,
+    /// and with it its count of restarts.
+    pub instance: String,
+}
+
+/// The coordinator's job states that matter here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for worker slots, or starting.
+    Starting,
+    /// Running.
+    Running,
+    /// Restarting after a failure.
+    Restarting,
+    /// Taking a savepoint.
+    Savepointing,
+    /// Finished (a bounded job).
+    Finished,
+    /// Stopped after a stop-with-savepoint.
+    Stopped,
+    /// Failed for good, or cancelled.
+    Failed,
+}
+
+/// How the savepoint in flight is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SavepointProgress {
+    /// Not done yet.
+    Pending,
+    /// Done; its directory.
+    Completed(String),
+    /// It failed; why.
+    Failed(String),
+    /// The coordinator does not know it (it restarted) or cannot be reached.
+    Unknown,
+}
+
+/// What the reconciler observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Whether the coordinator Deployment and the worker StatefulSet exist.
+    pub deployed: bool,
+    /// The coordinator's status, when it answered.
+    pub coordinator: Option<CoordinatorView>,
+    /// The progress of `status.pendingSavepoint`, when there is one.
+    pub savepoint: Option<SavepointProgress>,
+    /// The StreamJob is being deleted.
+    pub deleting: bool,
+    /// Its `metadata.generation`.
+    pub generation: i64,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// What the reconciler does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Apply every child object for this launch (creates, repairs drift, no-op otherwise).
+    Apply(Launch),
+    /// Ask the coordinator for a savepoint; record its id as the pending savepoint.
+    TriggerSavepoint {
+        /// Stop the job after it.
+        stop: bool,
+        /// Why (`upgrade`, `suspend`, `manual`, `periodic`, `delete`).
+        reason: String,
+    },
+    /// Delete the coordinator Deployment and the worker StatefulSet.
+    DeleteWorkloads,
+    /// Delete these savepoints from storage (through the coordinator).
+    DisposeSavepoints(Vec<String>),
+    /// Let the StreamJob go (remove the finalizer); owner references collect the rest.
+    Finalize,
+    /// Nothing beyond writing the status.
+    Wait,
+}
+
+/// A Kubernetes Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// `Normal` or `Warning`.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Sentence.
+    pub message: String,
+}
+
+/// The planner's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// What to do.
+    pub action: Action,
+    /// The status to write afterwards.
+    pub status: StreamJobStatus,
+    /// Events for transitions.
+    pub notes: Vec<Note>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+/// How long a savepoint may take before it counts as failed.
+pub const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Savepoints kept when the spec does not say.
+const DEFAULT_KEEP: usize = 5;
+
+/// Decides the next step for a StreamJob.
+pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed) -> Plan {
+    let mut p = Planner {
+        spec,
+        observed,
+        status: status.clone(),
+        notes: Vec::new(),
+        requeue: Duration::from_secs(10),
+        degraded: None,
+    };
+    p.status.observed_generation = Some(observed.generation);
+    p.observe_coordinator();
+    let action = p.decide();
+    p.finish(action)
+}
+
+struct Planner<'a> {
+    spec: &'a StreamJobSpec,
+    observed: &'a Observed,
+    status: StreamJobStatus,
+    notes: Vec<Note>,
+    requeue: Duration,
+    /// Why the job is degraded, if it is (reason, message).
+    degraded: Option<(String, String)>,
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_string()
+}
+
+fn parse_time(text: &str) -> Option<Timestamp> {
+    text.parse().ok()
+}
+
+impl Planner<'_> {
+    fn now(&self) -> Timestamp {
+        self.observed.now
+    }
+
+    /// Copies what the coordinator says into the status.
+    fn observe_coordinator(&mut self) {
+        let Some(c) = &self.observed.coordinator else {
+            return;
+        };
+        self.status.parallelism = Some(c.parallelism);
+        if let Some(chk) = &c.latest_checkpoint {
+            let newer = self
+                .status
+                .last_checkpoint
+                .as_ref()
+                .is_none_or(|l| l.id != chk.id);
+            if newer {
+                self.status.last_checkpoint = Some(chk.clone());
+            }
+        }
+        if self.status.coordinator_instance.as_deref() != Some(c.instance.as_str()) {
+            if self.status.coordinator_instance.is_some() {
+                // Replaced behind the controller's back (pod deleted, evicted,
+                // crashed): that is a restart, on top of the ones it counted.
+                self.status.restarts_before += self.status.coordinator_restarts + 1;
+            }
+            self.status.coordinator_instance = Some(c.instance.clone());
+        }
+        self.status.coordinator_restarts = c.restarts;
+        self.status.restarts = self.status.restarts_before + c.restarts;
+    }
+
+    fn note(&mut self, warning: bool, reason: &str, message: String) {
+        self.notes.push(Note {
+            warning,
+            reason: reason.into(),
+            message,
+        });
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if self.status.phase != Some(phase) {
+            self.note(false, &format!("{phase:?}"), format!("phase {phase:?}"));
+            self.status.phase = Some(phase);
+        }
+    }
+
+    fn degrade(&mut self, reason: &str, message: String) {
+        self.degraded = Some((reason.into(), message));
+    }
+
+    /// Whether a checkpoint completed after the current deployment started.
+    fn checkpointed_since_deploy(&self) -> bool {
+        let (Some(chk), Some(deployed)) = (
+            self.status.last_checkpoint.as_ref(),
+            self.status.deployed_at.as_deref().and_then(parse_time),
+        ) else {
+            return false;
+        };
+        parse_time(&chk.time).is_some_and(|t| t >= deployed)
+    }
+
+    fn coordinator_state(&self) -> Option<JobState> {
+        self.observed.coordinator.as_ref().map(|c| c.state)
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            restore: self.status.restore_from.clone(),
+            epoch: self.status.storage_epoch,
+        }
+    }
+
+    fn decide(&mut self) -> Action {
+        if self.observed.deleting && self.status.pending_savepoint.is_none() {
+            // Even an invalid spec can be deleted.
+            return self.delete();
+        }
+        if let Err(e) = self.spec.validate() {
+            self.degrade("InvalidSpec", e.to_string());
+            if !self.observed.deployed {
+                self.set_phase(Phase::Failed);
+            }
+            return Action::Wait;
+        }
+        if self.status.pending_savepoint.is_some() {
+            return self.follow_savepoint();
+        }
+        match self.spec.state {
+            DesiredState::Suspended => self.suspend(),
+            DesiredState::Running if !self.observed.deployed => self.deploy(),
+            DesiredState::Running => self.run(),
+        }
+    }
+
+    /// The phase of a deployed, unchanged job, from the coordinator's state.
+    fn observe_phase(&mut self) {
+        match self.coordinator_state() {
+            Some(JobState::Running) if self.checkpointed_since_deploy() => {
+                self.set_phase(Phase::Running)
+            }
+            Some(JobState::Restarting) => self.set_phase(Phase::Recovering),
+            Some(JobState::Failed) => {
+                let message = self
+                    .observed
+                    .coordinator
+                    .as_ref()
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                self.degrade("JobFailed", message);
+                self.set_phase(Phase::Failed);
+            }
+            Some(JobState::Finished) => self.set_phase(Phase::Running),
+            Some(JobState::Savepointing) => self.set_phase(Phase::Savepointing),
+            None => {
+                if self.status.phase == Some(Phase::Running) {
+                    self.degrade(
+                        "CoordinatorUnreachable",
+                        "the coordinator does not answer".into(),
+                    );
+                }
+                self.requeue = Duration::from_secs(3);
+            }
+            _ => {
+                self.set_phase(Phase::Deploying);
+                self.requeue = Duration::from_secs(3);
+            }
+        }
+    }
+
+    fn finish(mut self, action: Action) -> Plan {
+        let now = rfc3339(self.now());
+        let phase = self.status.phase;
+        let ready = phase == Some(Phase::Running) && self.checkpointed_since_deploy();
+        let progressing = matches!(
+            phase,
+            Some(Phase::Deploying | Phase::Upgrading | Phase::Savepointing | Phase::Recovering)
+        );
+        let ready_reason = match phase {
+            Some(Phase::Running) if ready => "CheckpointCompleted".to_string(),
+            Some(p) => format!("{p:?}"),
+            None => "Pending".to_string(),
+        };
+        let ready_message = if ready {
+            format!(
+                "running; checkpoint {} completed",
+                self.status.last_checkpoint.as_ref().map_or(0, |c| c.id)
+            )
+        } else {
+            "no checkpoint has completed since the job was deployed".to_string()
+        };
+        let (degraded_reason, degraded_message) = self
+            .degraded
+            .clone()
+            .unwrap_or_else(|| ("AsExpected".into(), String::new()));
+        let conditions = [
+            ("Ready", ready, ready_reason, ready_message),
+            (
+                "Progressing",
+                progressing,
+                format!("{:?}", phase.unwrap_or(Phase::Deploying)),
+                String::new(),
+            ),
+            (
+                "Degraded",
+                self.degraded.is_some(),
+                degraded_reason,
+                degraded_message,
+            ),
+        ];
+        let old = std::mem::take(&mut self.status.conditions);
+        for (type_, on, reason, message) in conditions {
+            let status = if on { "True" } else { "False" }.to_string();
+            let since = old
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            self.status.conditions.push(Condition {
+                type_: type_.into(),
+                status,
+                reason,
+                message,
+                last_transition_time: since,
+            });
+        }
+        Plan {
+            action,
+            status: self.status,
+            notes: self.notes,
+            requeue: self.requeue,
+        }
+    }
+}
