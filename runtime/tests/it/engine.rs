@@ -357,29 +357,47 @@ impl Operator for FailsAfterEachCheckpoint {
 fn failures_with_checkpoints_between_them_never_exhaust_the_restart_limit() {
     let dir = tempfile::tempdir().unwrap();
     let fails = Arc::new(std::sync::atomic::AtomicU32::new(5));
-    let out = collected();
-    let sink = out.clone();
-    let job = JobBuilder::new("keeps-going");
-    job.source("numbers", |_| {
-        PacedSource::new(SequenceSource::new(0..400), Duration::from_millis(2))
-    })
-    .transform("flaky", move |_| FailsAfterEachCheckpoint {
-        left: fails.clone(),
-        checkpointed: false,
-    })
-    .sink("collect", move |_| CollectSink::new(sink.clone()));
     let mut cfg = config(dir.path());
     cfg.max_restarts = 2;
-    cfg.exec.batch_size = 2;
-    let (summary, _) = run(job.build().unwrap(), cfg).expect("the job finishes");
+    let flaky = move |_: &OperatorContext| FailsAfterEachCheckpoint {
+        left: fails.clone(),
+        checkpointed: false,
+    };
+    let (summary, seen) = run_paced("keeps-going", 400, cfg, flaky).expect("the job finishes");
     assert_eq!(
         summary.restarts, 5,
         "five failures, each after a completed checkpoint"
     );
+    assert_eq!(seen, (0..400).collect::<Vec<_>>());
+}
+
+/// Runs `records` numbers (one per 2 ms, in batches of two) through the operator
+/// `make` builds into a collecting sink; returns the run's summary and the
+/// distinct numbers the sink saw, sorted.
+fn run_paced<O, F>(
+    name: &str,
+    records: u64,
+    mut cfg: RunConfig,
+    make: F,
+) -> Result<(RunSummary, Vec<u64>)>
+where
+    O: Operator<In = u64, Out = u64>,
+    F: Fn(&OperatorContext) -> O + Send + Sync + 'static,
+{
+    let out = collected();
+    let sink = out.clone();
+    let job = JobBuilder::new(name);
+    job.source("numbers", move |_| {
+        PacedSource::new(SequenceSource::new(0..records), Duration::from_millis(2))
+    })
+    .transform("flaky", make)
+    .sink("collect", move |_| CollectSink::new(sink.clone()));
+    cfg.exec.batch_size = 2;
+    let (summary, _) = run(job.build()?, cfg)?;
     let mut seen: Vec<u64> = out.lock().unwrap().clone();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..400).collect::<Vec<_>>());
+    Ok((summary, seen))
 }
 
 /// Fails once after the first completed checkpoint, and at that moment makes the
@@ -422,26 +440,15 @@ fn a_restart_waits_for_unreachable_checkpoint_storage() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("outage").join("checkpoints");
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let out = collected();
-    let sink = out.clone();
-    let job = JobBuilder::new("outage");
-    job.source("numbers", |_| {
-        PacedSource::new(SequenceSource::new(0..300), Duration::from_millis(2))
-    })
-    .transform("flaky", move |_| FailsDuringAStorageOutage {
+    let flaky = move |_: &OperatorContext| FailsDuringAStorageOutage {
         checkpoints: checkpoints.clone(),
         outage: Duration::from_millis(600),
         failed: failed.clone(),
         checkpointed: false,
-    })
-    .sink("collect", move |_| CollectSink::new(sink.clone()));
-    let mut cfg = config(dir.path());
-    cfg.exec.batch_size = 2;
-    let (summary, _) = run(job.build().unwrap(), cfg).expect("the job outlives the outage");
+    };
+    let (summary, seen) =
+        run_paced("outage", 300, config(dir.path()), flaky).expect("the job outlives the outage");
     assert_eq!(summary.restarts, 1);
-    let mut seen: Vec<u64> = out.lock().unwrap().clone();
-    seen.sort_unstable();
-    seen.dedup();
     assert_eq!(seen, (0..300).collect::<Vec<_>>());
 }
 
