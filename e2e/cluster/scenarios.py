@@ -95,11 +95,10 @@ class Env:
             self.s3_proc.wait()
             self.s3_proc = None
 
-    def job_dir(self, name):
-        return os.path.join(self.s3_dir, BUCKET, "e2e", NS, name)
-
-    def completed_checkpoints(self, name):
-        return glob.glob(os.path.join(self.job_dir(name), "*", "checkpoints", "chk-*", "_metadata"))
+    def completed_checkpoints(self, name, prefix):
+        """The `_metadata` of the job's completed checkpoints under s3://weir/{prefix}."""
+        job = os.path.join(self.s3_dir, BUCKET, prefix, NS, name)
+        return glob.glob(os.path.join(job, "*", "checkpoints", "chk-*", "_metadata"))
 
     # ---- the coordinator ----
 
@@ -337,16 +336,25 @@ def install(env):
 
 
 def apply_and_run(env):
-    """A state-machine job becomes Ready, checkpoints land in S3, columns are filled."""
-    name = "sm"
+    """examples/state-machine.yaml as a user applies it (only the S3 endpoint,
+    credentials and image are this cluster's) becomes Ready, checkpoints land in S3,
+    the columns are filled."""
+    name = "state-machine"
+    example = open(os.path.join(env.repo, "examples", "state-machine.yaml")).read()
+    for old, new in (("http://minio.minio.svc:9000", env.s3_endpoint),
+                     ("AWS_ACCESS_KEY_ID: minioadmin", "AWS_ACCESS_KEY_ID: e2e-key"),
+                     ("AWS_SECRET_ACCESS_KEY: minioadmin", "AWS_SECRET_ACCESS_KEY: e2e-secret"),
+                     ("image: weir:dev", f"image: {env.image}")):
+        assert old in example, f"examples/state-machine.yaml no longer has {old!r}"
+        example = example.replace(old, new)
     started = time.time()
-    env.apply(render(env, stream_job(name, "state-machine", ["--rate", "20000", "--error-rate", "0"])))
+    env.kubectl("apply", "-n", NS, "-f", "-", input=example)
     wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
     created = ts(env.job(name)["metadata"]["creationTimestamp"])
     first = ts(env.status(name)["lastCheckpoint"]["time"])
     env.measured.append(f"kubectl apply -> first completed checkpoint: {first - created:.1f} s "
                         f"(Ready observed after {time.time() - started:.1f} s)")
-    assert env.completed_checkpoints(name), "checkpoints in S3"
+    assert env.completed_checkpoints(name, prefix="checkpoints"), "checkpoints in S3"
     columns = env.kubectl("get", "streamjobs", "-n", NS, name).stdout
     header, row = columns.strip().splitlines()[:2]
     for col in ("PHASE", "PARALLELISM", "READY", "LAST CHECKPOINT", "LAST SAVEPOINT", "RESTARTS"):
