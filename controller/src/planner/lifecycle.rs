@@ -92,15 +92,16 @@ impl Planner<'_> {
     }
 
     pub(super) fn run(&mut self) -> Action {
+        if self.coordinator_state() == Some(JobState::Stopped) {
+            // Stopped at a savepoint we did not see complete: start again from it
+            // (with the new spec, if it changed: no other savepoint can be taken).
+            return self.retire_stopped(Phase::Upgrading);
+        }
         let changed =
             self.status.deployed_spec_hash.as_deref() != Some(&self.spec.deployment_hash());
         let restart = self.spec.restart_nonce != self.status.observed_restart_nonce;
         if changed || restart {
             return self.upgrade();
-        }
-        if self.coordinator_state() == Some(JobState::Stopped) {
-            // Stopped at a savepoint we did not see complete: start again from it.
-            return self.retire_stopped(Phase::Upgrading);
         }
         if self.spec.savepoint_trigger_nonce != self.status.observed_savepoint_nonce {
             if self.coordinator_state() == Some(JobState::Running) {

@@ -9,11 +9,23 @@ impl Planner<'_> {
         let Some(pending) = self.status.pending_savepoint.clone() else {
             return Action::Wait;
         };
-        let progress = self
+        let stopped_with = self
             .observed
-            .savepoint
-            .clone()
-            .unwrap_or(SavepointProgress::Unknown);
+            .coordinator
+            .as_ref()
+            .filter(|c| c.state == JobState::Stopped)
+            .and_then(|c| c.stopped_with.clone());
+        let progress = match stopped_with {
+            // The job stopped at a savepoint: for a stop request, that is its
+            // result, whichever trigger the coordinator answered (a pass that read
+            // a stale status may have asked twice).
+            Some(path) if pending.stop => SavepointProgress::Completed(path),
+            _ => self
+                .observed
+                .savepoint
+                .clone()
+                .unwrap_or(SavepointProgress::Unknown),
+        };
         let started = parse_time(&pending.started).unwrap_or(self.now());
         let overdue =
             self.now().duration_since(started).as_secs_f64() > SAVEPOINT_TIMEOUT.as_secs_f64();

@@ -231,6 +231,34 @@ fn rows() -> Vec<Row> {
             phase: Some(Phase::Deploying),
         },
         Row {
+            name: "a stop asked twice (a pass read a stale status) ends with the job's stop savepoint",
+            spec: rescaled.clone(),
+            status: savepoint_done("upgrade", true),
+            observed: observed(
+                true,
+                Some(CoordinatorView {
+                    stopped_with: Some("s3://b/sp-2".into()),
+                    ..coordinator(JobState::Stopped)
+                }),
+            ),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "a job stopped at a savepoint while its spec changed restarts from that savepoint",
+            spec: rescaled.clone(),
+            status: old.clone(),
+            observed: observed(
+                true,
+                Some(CoordinatorView {
+                    stopped_with: Some("s3://b/sp-2".into()),
+                    ..coordinator(JobState::Stopped)
+                }),
+            ),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
             name: "a failed upgrade savepoint leaves the old job running (the new spec is not applied)",
             spec: rescaled.clone(),
             status: savepoint_done("upgrade", true),
