@@ -40,6 +40,19 @@ pub enum Error {
         /// Why it failed.
         reason: String,
     },
+    /// An object the checkpoint store was asked for does not exist.
+    #[error("checkpoint store: {key} does not exist")]
+    MissingObject {
+        /// The object's full location.
+        key: String,
+    },
+    /// A create-only write found the object already there: another writer (a
+    /// coordinator that was superseded, or its successor) got there first.
+    #[error("checkpoint store: {key} exists already; it is never overwritten")]
+    AlreadyExists {
+        /// The object's full location.
+        key: String,
+    },
     /// A checkpoint or savepoint exists but cannot be used.
     #[error("damaged checkpoint {path}: {reason}")]
     CorruptCheckpoint {
@@ -57,6 +70,15 @@ pub enum Error {
         /// The operator that rejected it.
         operator: String,
         /// Why.
+        reason: String,
+    },
+    /// A sink's output directory holds committed output that the job would
+    /// overwrite or write again: it stops rather than duplicate or lose records.
+    #[error("output {path}: {reason}")]
+    OutputConflict {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is in the way, and what to do.
         reason: String,
     },
     /// State could not be encoded or decoded.
@@ -90,6 +112,17 @@ pub enum Error {
         /// The failure that exhausted the limit.
         last: Box<Error>,
     },
+    /// More checkpoints failed in a row than tolerated: the job fails over to its
+    /// latest checkpoint (as Flink's tolerable failed checkpoints).
+    #[error("{failures} checkpoints failed in a row (tolerated: {tolerable}); the last: {last}")]
+    CheckpointsFailing {
+        /// Failures in a row.
+        failures: u32,
+        /// How many are tolerated.
+        tolerable: u32,
+        /// Why the last one failed.
+        last: String,
+    },
     /// A checkpoint could not be taken; the job goes on.
     #[error("checkpoint {id} declined: {reason}")]
     CheckpointDeclined {
@@ -118,6 +151,17 @@ pub enum Error {
         /// How it was noticed.
         reason: String,
     },
+    /// A later coordinator of the same deployment claimed a newer epoch: this one
+    /// was superseded (it was frozen, or cut off) and must neither commit nor delete.
+    #[error("job {job}: this coordinator (epoch {epoch}) was superseded by epoch {successor}; it stops without writing anything more")]
+    Fenced {
+        /// The deployment (`job/id`).
+        job: String,
+        /// This coordinator's epoch.
+        epoch: u64,
+        /// The newest epoch in storage.
+        successor: u64,
+    },
     /// A channel to another task closed: the job is being torn down.
     #[error("a channel to another task closed (the job is being cancelled)")]
     ChannelClosed,
@@ -145,7 +189,9 @@ impl Error {
             | Error::Usage(_)
             | Error::CorruptCheckpoint { .. }
             | Error::NoCheckpoint(_)
+            | Error::MissingObject { .. }
             | Error::BadRecord { .. }
+            | Error::OutputConflict { .. }
             | Error::TaskFailed { user: true, .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
             Error::Io { .. } | Error::Store { .. } => ErrorClass::External,

@@ -19,13 +19,17 @@
 //! - [`cluster`]: the coordinator and worker processes.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
 //! - [`cli`]: the `weir` command line.
+//! - [`clock`]: UTC calendar dates for identities and listings.
 //! - [`histogram`]: latency percentiles for `weir bench`.
+//! - [`durable`]: atomic, never-replacing and synced local file writes.
 
 pub mod api;
 pub mod checkpoint;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod data;
+pub mod durable;
 pub mod error;
 pub mod exec;
 pub mod histogram;

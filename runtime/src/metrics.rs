@@ -80,6 +80,12 @@ pub struct JobMetrics {
     pub restore_load_ms: AtomicU64,
     /// The latest completed checkpoint.
     pub latest: Mutex<Option<CheckpointSummary>>,
+    /// Damaged checkpoints passed over on the way to an older one.
+    pub damaged_checkpoints_skipped: AtomicU64,
+    /// Checkpoints declined or timed out in a row (reset when one completes).
+    pub checkpoints_failed_in_a_row: AtomicU64,
+    /// What the job is waiting for, or what it had to skip, for the status.
+    notice: Mutex<Option<String>>,
 }
 
 impl JobMetrics {
@@ -142,6 +148,27 @@ impl JobMetrics {
         self.last_checkpoint_bytes
             .store(summary.bytes, Ordering::Relaxed);
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+    }
+
+    /// Sets what the status reports beside the job's state.
+    pub fn notice(&self, text: String) {
+        *self.notice.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+
+    /// Clears the notice if it starts with `prefix` (the wait it reported is over).
+    pub fn clear_notice_prefix(&self, prefix: &str) {
+        let mut notice = self.notice.lock().unwrap_or_else(|e| e.into_inner());
+        if notice.as_deref().is_some_and(|n| n.starts_with(prefix)) {
+            *notice = None;
+        }
+    }
+
+    /// What the status reports beside the job's state, if anything.
+    pub fn current_notice(&self) -> Option<String> {
+        self.notice
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Total backpressured and alignment time over all tasks, in nanoseconds.

@@ -10,7 +10,7 @@
 //! - [`v1`]: the generated types, clients (`*_client`) and servers (`*_server`).
 
 /// The protocol version both ends of a session must share.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Generated code of package `weir.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

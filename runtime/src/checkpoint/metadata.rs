@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointId, OperatorUid};
+use crate::ids::{CheckpointId, JobId, OperatorUid};
 use crate::keys::{KeyGroup, KeyGroupRange};
 
 /// The format this build writes and the only one it reads (2: canonical key-group
@@ -17,6 +17,9 @@ pub struct CheckpointMetadata {
     pub format_version: u32,
     /// The job's name.
     pub job: String,
+    /// The deployment that wrote it (absent in checkpoints of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
     /// The checkpoint's id.
     pub checkpoint_id: CheckpointId,
     /// When the checkpoint was triggered, in milliseconds since the Unix epoch.
@@ -211,6 +214,7 @@ mod tests {
         CheckpointMetadata {
             format_version: FORMAT_VERSION,
             job: "wc".into(),
+            job_id: Some(JobId("r".into())),
             checkpoint_id: CheckpointId(3),
             timestamp_ms: 1,
             duration_ms: 2,

@@ -1,40 +1,68 @@
 //! The one place that formats every object key of the storage layout.
 //!
 //! ```text
-//! {job}/checkpoints/chk-{id}/_metadata
-//! {job}/checkpoints/chk-{id}/{uid}/{subtask}/state
-//! {job}/checkpoints/chk-{id}/{uid}/{subtask}/rocksdb/{file}   (MANIFEST, CURRENT, OPTIONS)
-//! {job}/shared/{uid}/{attempt}-{subtask}-{file}.sst            (shared between checkpoints)
-//! {job}/savepoints/sp-{id}-{suffix}/_metadata
+//! {job}/{id}/checkpoints/chk-{n}/_metadata
+//! {job}/{id}/checkpoints/chk-{n}/{uid}/{subtask}/state
+//! {job}/{id}/checkpoints/chk-{n}/{uid}/{subtask}/rocksdb/{file}  (MANIFEST, CURRENT, OPTIONS)
+//! {job}/{id}/shared/{uid}/{attempt}-{subtask}-{file}.sst          (shared between checkpoints)
+//! {job}/{id}/savepoints/sp-{n}-{suffix}/_metadata
+//! {job}/{id}/checkpoint-ids                                        (ids reserved so far)
+//! {job}/{id}/stopped                                               (stopped with a savepoint)
+//! {job}/{id}/leaders/{epoch}                                       (coordinator epochs, fencing)
 //! ```
+//!
+//! `{job}` is the pipeline's name and `{id}` the [`JobId`] of a deployment: one
+//! run of `weir run`, or every deployment of one StreamJob.
 
-use crate::ids::{CheckpointId, OperatorUid};
+use crate::ids::{CheckpointId, JobId, OperatorUid};
 
 /// Name of the file whose presence marks a checkpoint complete.
 pub const METADATA: &str = "_metadata";
 
-/// Keys of one job's checkpoints under the store's base.
-#[derive(Debug, Clone)]
+/// Keys of one deployment's checkpoints under the store's base.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     job: String,
+    id: JobId,
 }
 
 impl Paths {
-    /// Keys for job `job`.
-    pub fn new(job: &str) -> Self {
+    /// Keys for deployment `id` of job `job`.
+    pub fn new(job: &str, id: &JobId) -> Self {
         Paths {
             job: job.to_string(),
+            id: id.clone(),
         }
     }
 
-    /// Prefix of all checkpoints of the job.
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The deployment's identity.
+    pub fn id(&self) -> &JobId {
+        &self.id
+    }
+
+    /// Prefix of every deployment of job `job`.
+    pub fn runs(job: &str) -> String {
+        format!("{job}/")
+    }
+
+    /// Prefix of everything of this deployment.
+    pub fn run(&self) -> String {
+        format!("{}/{}/", self.job, self.id)
+    }
+
+    /// Prefix of all checkpoints of the deployment.
     pub fn checkpoints(&self) -> String {
-        format!("{}/checkpoints/", self.job)
+        format!("{}checkpoints/", self.run())
     }
 
     /// Directory (prefix) of checkpoint `id`.
     pub fn checkpoint_dir(&self, id: CheckpointId) -> String {
-        format!("{}/checkpoints/chk-{}/", self.job, id.0)
+        format!("{}chk-{}/", self.checkpoints(), id.0)
     }
 
     /// The `_metadata` key of checkpoint `id`.
@@ -42,20 +70,35 @@ impl Paths {
         format!("{}{METADATA}", self.checkpoint_dir(id))
     }
 
-    /// The marker a stop-with-savepoint leaves: the job was stopped on purpose,
-    /// and resumes only from that savepoint (see `cluster::coordinator`).
+    /// The highest checkpoint id reserved so far (see `checkpoint::ids`).
+    pub fn checkpoint_ids(&self) -> String {
+        format!("{}checkpoint-ids", self.run())
+    }
+
+    /// The marker a stop-with-savepoint leaves: the deployment was stopped on
+    /// purpose, and resumes only from that savepoint.
     pub fn stopped(&self) -> String {
-        format!("{}/stopped", self.job)
+        format!("{}stopped", self.run())
     }
 
-    /// Prefix of the files shared between the job's checkpoints.
+    /// Prefix of the coordinator epochs taken so far (see `checkpoint::fence`).
+    pub fn leaders(&self) -> String {
+        format!("{}leaders/", self.run())
+    }
+
+    /// The key that claims coordinator epoch `epoch`.
+    pub fn leader(&self, epoch: u64) -> String {
+        format!("{}{epoch:010}", self.leaders())
+    }
+
+    /// Prefix of the files shared between the deployment's checkpoints.
     pub fn shared(&self) -> String {
-        format!("{}/shared/", self.job)
+        format!("{}shared/", self.run())
     }
 
-    /// Prefix of all savepoints of the job written to the checkpoint store.
+    /// Prefix of the savepoints of the deployment written to the checkpoint store.
     pub fn savepoints(&self) -> String {
-        format!("{}/savepoints/", self.job)
+        format!("{}savepoints/", self.run())
     }
 
     /// The checkpoint id and the rest of the key, for a key under [`Paths::checkpoints`].
@@ -64,6 +107,11 @@ impl Paths {
         let (dir, file) = rest.split_once('/')?;
         let id = dir.strip_prefix("chk-")?.parse().ok()?;
         Some((CheckpointId(id), file))
+    }
+
+    /// The epoch a key under [`Paths::leaders`] claims.
+    pub fn parse_leader_key(&self, key: &str) -> Option<u64> {
+        key.strip_prefix(&self.leaders())?.parse().ok()
     }
 }
 
@@ -90,16 +138,21 @@ mod tests {
 
     #[test]
     fn keys_follow_the_layout_and_parse_back() {
-        let p = Paths::new("wc");
+        let p = Paths::new("wc", &JobId("r1".into()));
         assert_eq!(
             p.metadata(CheckpointId(7)),
-            "wc/checkpoints/chk-7/_metadata"
+            "wc/r1/checkpoints/chk-7/_metadata"
         );
         assert_eq!(
-            p.parse_checkpoint_key("wc/checkpoints/chk-12/sum/0/state"),
+            p.parse_checkpoint_key("wc/r1/checkpoints/chk-12/sum/0/state"),
             Some((CheckpointId(12), "sum/0/state"))
         );
-        assert_eq!(p.parse_checkpoint_key("wc/checkpoints/junk/x"), None);
+        assert_eq!(p.parse_checkpoint_key("wc/r1/checkpoints/junk/x"), None);
+        assert_eq!(p.parse_checkpoint_key("wc/r2/checkpoints/chk-1/x"), None);
         assert_eq!(state_file(&OperatorUid("sum".into()), 3), "sum/3/state");
+        assert_eq!(p.leader(12), "wc/r1/leaders/0000000012");
+        assert_eq!(p.parse_leader_key(&p.leader(12)), Some(12));
+        assert_eq!(p.stopped(), "wc/r1/stopped");
+        assert_eq!(Paths::runs("wc"), "wc/");
     }
 }

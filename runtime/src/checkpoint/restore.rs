@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use crate::checkpoint::metadata::{CheckpointMetadata, NativeFile};
 use crate::checkpoint::paths::{Paths, METADATA};
-use crate::checkpoint::retention::Listing;
+use crate::checkpoint::runs::read_metadata;
 use crate::checkpoint::state_file;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
-use crate::ids::{OperatorUid, Subtask};
+use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
 use crate::state::rocks::NativeRestore;
 use crate::state::{RestoredState, UnionState};
@@ -25,6 +25,12 @@ pub struct RestorePoint {
     pub metadata: CheckpointMetadata,
     /// Where it was read from.
     pub location: String,
+    /// Whether it is the running deployment's own checkpoint: then its shared
+    /// files are the deployment's, and incremental checkpoints after the restore
+    /// may go on referring to them. A point of another deployment is never
+    /// referred to after the restore (its first checkpoint uploads everything),
+    /// so that deployment's retention can never take files from under this one.
+    pub owned: bool,
     files: HashMap<String, (String, Vec<u8>)>,
     store: Arc<dyn CheckpointStore>,
     dir: String,
@@ -45,12 +51,18 @@ impl RestorePoint {
     /// in `/`, or empty); `shared` is the prefix of the job's shared files, if the
     /// checkpoint lies in a job's `checkpoints/` directory. Every state file is
     /// checked against its size and checksum, every RocksDB file against its size.
+    ///
+    /// Damage (a state file missing, or not of its size or checksum, or a
+    /// `_metadata` that does not parse) is [`Error::CorruptCheckpoint`]; no
+    /// `_metadata` at all is [`Error::MissingObject`]; a read that fails for any
+    /// other reason is returned as it is ([`Error::Store`]: retrying may cure it).
     pub fn load(store: Arc<dyn CheckpointStore>, dir: &str, shared: Option<&str>) -> Result<Self> {
         let meta_key = format!("{dir}{METADATA}");
         let bytes = store.get(&meta_key)?;
         let metadata = CheckpointMetadata::parse(&store.uri(&meta_key), &bytes)?;
         let mut point = RestorePoint {
             location: store.uri(dir),
+            owned: false,
             metadata,
             files: HashMap::new(),
             store,
@@ -65,10 +77,7 @@ impl RestorePoint {
                 let bytes = point
                     .store
                     .get(&key)
-                    .map_err(|e| Error::CorruptCheckpoint {
-                        path: uri.clone(),
-                        reason: format!("state file listed in _metadata cannot be read: {e}"),
-                    })?;
+                    .map_err(|e| missing_is_damage(e, "a state file listed in _metadata"))?;
                 state_file::verify(&uri, file, &bytes)?;
                 files.insert(file.path.clone(), (uri, bytes));
             }
@@ -153,6 +162,7 @@ impl RestorePoint {
         let same_parallelism = op.parallelism == subtask.parallelism;
         let mut restored = RestoredState {
             key_groups,
+            checkpoint: self.metadata.checkpoint_id,
             ..Default::default()
         };
         let mut union = UnionState {
@@ -199,6 +209,7 @@ impl RestorePoint {
                         key_groups: st.key_groups,
                         files,
                         store: self.store.clone(),
+                        owned: self.owned,
                     });
                 }
             }
@@ -211,25 +222,66 @@ impl RestorePoint {
     }
 }
 
-/// Loads the newest completed checkpoint of the job that can be read, or `None`
-/// if there is none. A damaged one is skipped with a warning naming what is wrong,
-/// and the next older one is tried.
-pub fn latest(store: &Arc<dyn CheckpointStore>, paths: &Paths) -> Result<Option<RestorePoint>> {
-    let listing = Listing::from_keys(paths, &store.list(&paths.checkpoints())?);
-    for id in listing.restore_candidates() {
+/// A missing object that `_metadata` refers to is damage; any other failure to
+/// read it is not (storage may be down: the caller waits, it never skips).
+fn missing_is_damage(e: Error, what: &str) -> Error {
+    match e {
+        Error::MissingObject { key } => Error::CorruptCheckpoint {
+            path: key,
+            reason: format!("{what} is missing"),
+        },
+        other => other,
+    }
+}
+
+/// Loads the first of the deployment's checkpoints `candidates` (newest first)
+/// that is not damaged. Each damaged one is reported to `skipped` (which warns,
+/// counts and tells the status) before the next is tried; when every one is
+/// damaged the result is [`Error::CorruptCheckpoint`] naming them all, and the
+/// job fails rather than start from something older. A read that fails for
+/// another reason ends the search with that error (the caller waits and tries again).
+pub fn load_first(
+    store: &Arc<dyn CheckpointStore>,
+    paths: &Paths,
+    candidates: &[CheckpointId],
+    skipped: &mut dyn FnMut(CheckpointId, &Error),
+) -> Result<RestorePoint> {
+    let mut damage = Vec::new();
+    for id in candidates {
         match RestorePoint::load(
             store.clone(),
-            &paths.checkpoint_dir(id),
+            &paths.checkpoint_dir(*id),
             Some(&paths.shared()),
         ) {
-            Ok(point) => return Ok(Some(point)),
+            Ok(mut point) => {
+                point.owned = true;
+                return Ok(point);
+            }
             Err(e @ Error::CorruptCheckpoint { .. }) => {
-                tracing::warn!(checkpoint = id.0, error = %e, "skipping damaged checkpoint");
+                skipped(*id, &e);
+                damage.push(format!("chk-{id}: {e}"));
+            }
+            // Listed a moment ago: its `_metadata` was deleted or lost since.
+            Err(Error::MissingObject { key }) => {
+                let e = Error::CorruptCheckpoint {
+                    path: key,
+                    reason: "its _metadata vanished".into(),
+                };
+                skipped(*id, &e);
+                damage.push(format!("chk-{id}: {e}"));
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(None)
+    Err(Error::CorruptCheckpoint {
+        path: store.uri(&paths.checkpoints()),
+        reason: format!(
+            "every retained checkpoint of deployment {} is damaged ({}); the job does not \
+             start from anything older. Restore a savepoint or checkpoint explicitly with --restore PATH",
+            paths.id(),
+            damage.join("; ")
+        ),
+    })
 }
 
 /// Splits a checkpoint directory URI `{base}/checkpoints/chk-{n}` into `{base}` and
@@ -245,28 +297,43 @@ fn in_job_dir(dir: &str) -> Option<(&str, String)> {
     Some((base, format!("checkpoints/{chk}/")))
 }
 
+/// The store and key prefix of a checkpoint or savepoint given by the user, and
+/// the prefix of its deployment's shared files if it lies in one.
+fn open_location(
+    location: &str,
+) -> Result<(Arc<dyn CheckpointStore>, String, Option<&'static str>)> {
+    let dir = location.strip_suffix(METADATA).unwrap_or(location);
+    Ok(match in_job_dir(dir) {
+        Some((base, chk)) => (Arc::from(open_store(base)?), chk, Some("shared/")),
+        None => (Arc::from(open_store(dir)?), String::new(), None),
+    })
+}
+
+/// No `_metadata` at `location`: not a completed checkpoint or savepoint.
+fn not_a_checkpoint(location: &str) -> Error {
+    let dir = location.strip_suffix(METADATA).unwrap_or(location);
+    Error::NoCheckpoint(format!(
+        "{dir} (no {METADATA} there: not a completed checkpoint or savepoint)"
+    ))
+}
+
 /// Loads the checkpoint or savepoint at `location`: its directory or its `_metadata`,
 /// as a plain path, a `file://` or an `s3://` URI. Damage is an error, never skipped.
 pub fn explicit(location: &str) -> Result<RestorePoint> {
-    let dir = location.strip_suffix(METADATA).unwrap_or(location);
-    let missing = || {
-        Error::NoCheckpoint(format!(
-            "{dir} (no {METADATA} there: not a completed checkpoint or savepoint)"
-        ))
-    };
-    let (store, prefix, shared): (Arc<dyn CheckpointStore>, String, Option<&str>) =
-        match in_job_dir(dir) {
-            Some((base, chk)) => (Arc::from(open_store(base)?), chk, Some("shared/")),
-            None => (Arc::from(open_store(dir)?), String::new(), None),
-        };
-    if !store
-        .list(&prefix)?
-        .iter()
-        .any(|k| *k == format!("{prefix}{METADATA}"))
-    {
-        return Err(missing());
+    let (store, prefix, shared) = open_location(location)?;
+    match RestorePoint::load(store, &prefix, shared) {
+        Err(Error::MissingObject { .. }) => Err(not_a_checkpoint(location)),
+        other => other,
     }
-    RestorePoint::load(store, &prefix, shared)
+}
+
+/// Reads only the `_metadata` of the checkpoint or savepoint at `location`.
+pub fn peek(location: &str) -> Result<CheckpointMetadata> {
+    let (store, prefix, _) = open_location(location)?;
+    match read_metadata(store.as_ref(), &prefix) {
+        Err(Error::MissingObject { .. }) => Err(not_a_checkpoint(location)),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -60,14 +60,14 @@ mod tests {
     use super::*;
 
     fn listing(complete: &[u64], incomplete: &[u64]) -> Listing {
-        let paths = Paths::new("j");
+        let paths = Paths::new("j", &crate::ids::JobId("r".into()));
         let mut keys = Vec::new();
         for id in complete {
-            keys.push(format!("j/checkpoints/chk-{id}/_metadata"));
-            keys.push(format!("j/checkpoints/chk-{id}/op/0/state"));
+            keys.push(format!("j/r/checkpoints/chk-{id}/_metadata"));
+            keys.push(format!("j/r/checkpoints/chk-{id}/op/0/state"));
         }
         for id in incomplete {
-            keys.push(format!("j/checkpoints/chk-{id}/op/0/state"));
+            keys.push(format!("j/r/checkpoints/chk-{id}/op/0/state"));
         }
         Listing::from_keys(&paths, &keys)
     }

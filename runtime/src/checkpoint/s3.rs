@@ -9,7 +9,10 @@
 //!
 //! Transient errors (connection refused, timeouts, throttling, 5xx) are retried by
 //! the SDK with exponential backoff (5 attempts); what still fails is an
-//! [`Error::Store`] naming the object, which declines the checkpoint.
+//! [`Error::Store`] naming the object, which declines a checkpoint or makes a
+//! restore wait. Only `NoSuchKey` says an object is missing
+//! ([`Error::MissingObject`]); a `_metadata` is committed with a conditional
+//! `If-None-Match: *` put, refused ([`Error::AlreadyExists`]) if one is there.
 //! Objects over [`MULTIPART_THRESHOLD`] are uploaded in parts.
 
 use std::time::Duration;
@@ -211,6 +214,31 @@ impl CheckpointStore for S3Store {
             .map_err(|e| self.fail("writing", key, with_causes(&e)))
     }
 
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let sent = self.runtime.block_on(
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.key(key))
+                .if_none_match("*")
+                .body(ByteStream::from(bytes.to_vec()))
+                .send(),
+        );
+        match sent {
+            Ok(_) => Ok(()),
+            // 412: the object exists; 409: another conditional write of it is under way.
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(409 | 412)
+                ) =>
+            {
+                Err(Error::AlreadyExists { key: self.uri(key) })
+            }
+            Err(e) => Err(self.fail("writing", key, with_causes(&e))),
+        }
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         self.runtime.block_on(async {
             let object = self
@@ -221,18 +249,27 @@ impl CheckpointStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-                    if missing {
-                        self.fail("reading", key, "no such object")
+                    if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                        Error::MissingObject { key: self.uri(key) }
                     } else {
                         self.fail("reading", key, with_causes(&e))
                     }
                 })?;
-            let body = object
-                .body
-                .collect()
-                .await
-                .map_err(|e| self.fail("reading", key, with_causes(&e)))?;
+            let body = object.body.collect().await.map_err(|e| {
+                let cause = with_causes(&e);
+                // The checksum S3 stored with the object at upload disagrees with
+                // what it holds now: the object is damaged, not the read.
+                if cause.contains("checksum mismatch") {
+                    Error::CorruptCheckpoint {
+                        path: self.uri(key),
+                        reason: format!(
+                            "its content does not match the checksum stored with it ({cause})"
+                        ),
+                    }
+                } else {
+                    self.fail("reading", key, cause)
+                }
+            })?;
             Ok(body.into_bytes().to_vec())
         })
     }
@@ -266,6 +303,35 @@ impl CheckpointStore for S3Store {
             }
             keys.sort();
             Ok(keys)
+        })
+    }
+
+    fn children(&self, prefix: &str) -> Result<Vec<String>> {
+        self.runtime.block_on(async {
+            let mut names = std::collections::BTreeSet::new();
+            let full = self.key(prefix);
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .delimiter("/")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("listing", prefix, with_causes(&e)))?;
+                let dirs = page.common_prefixes().iter().filter_map(|p| p.prefix());
+                let objects = page.contents().iter().filter_map(|o| o.key());
+                for key in dirs.chain(objects) {
+                    if let Some(name) = key.strip_prefix(&full) {
+                        let name = name.trim_end_matches('/');
+                        if !name.is_empty() {
+                            names.insert(name.to_string());
+                        }
+                    }
+                }
+            }
+            Ok(names.into_iter().collect())
         })
     }
 

@@ -100,6 +100,7 @@ mod tests {
         CheckpointMetadata {
             format_version: FORMAT_VERSION,
             job: "job".into(),
+            job_id: None,
             checkpoint_id: CheckpointId(4),
             timestamp_ms: 1,
             duration_ms: 2,
@@ -123,13 +124,13 @@ mod tests {
     fn a_savepoint_is_self_contained_and_restores_after_being_moved() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FileStore::new(tmp.path().join("checkpoints"));
-        let paths = Paths::new("job");
+        let paths = Paths::new("job", &crate::ids::JobId("r".into()));
         let metadata = staged(&store, &paths.checkpoint_dir(CheckpointId(4)));
         let target = SavepointTarget::new(None, &paths, CheckpointId(4)).unwrap();
         let uri = target
             .write(&store, &paths.checkpoint_dir(CheckpointId(4)), &metadata)
             .unwrap();
-        assert!(uri.contains("/job/savepoints/sp-4-"), "{uri}");
+        assert!(uri.contains("/job/r/savepoints/sp-4-"), "{uri}");
         store
             .delete_prefix(&paths.checkpoint_dir(CheckpointId(4)))
             .unwrap();
@@ -154,7 +155,7 @@ mod tests {
     fn an_explicit_target_gets_its_own_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FileStore::new(tmp.path().join("checkpoints"));
-        let paths = Paths::new("job");
+        let paths = Paths::new("job", &crate::ids::JobId("r".into()));
         let metadata = staged(&store, "stage/");
         let target_uri = format!("file://{}", tmp.path().join("sps").display());
         let target = SavepointTarget::new(Some(&target_uri), &paths, CheckpointId(4)).unwrap();

@@ -21,11 +21,13 @@ use crate::api::{JobBuilder, JobGraph};
 use crate::checkpoint::metadata::CheckpointMetadata;
 use crate::checkpoint::paths::Paths;
 use crate::checkpoint::restore;
+use crate::checkpoint::runs;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::exec::requests::SavepointProgress;
 use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
+use crate::ids::JobId;
 use crate::keys::mix;
 use crate::metrics::JobMetrics;
 use crate::operators::DiscardSink;
@@ -102,11 +104,14 @@ fn job(
     job.build()
 }
 
-/// The newest completed checkpoint's `_metadata`.
-fn latest(store: &Arc<dyn CheckpointStore>) -> Result<CheckpointMetadata> {
-    restore::latest(store, &Paths::new(JOB))?
-        .map(|p| p.metadata)
-        .ok_or_else(|| Error::Internal("the run left no checkpoint".into()))
+/// The newest completed checkpoint's `_metadata` of the deployment `id`.
+fn latest(store: &Arc<dyn CheckpointStore>, id: &JobId) -> Result<CheckpointMetadata> {
+    let paths = Paths::new(JOB, id);
+    let newest = runs::listing(store.as_ref(), &paths)?
+        .restore_candidates()
+        .next()
+        .ok_or_else(|| Error::Internal("the run left no checkpoint".into()))?;
+    runs::read_metadata(store.as_ref(), &paths.checkpoint_dir(newest))
 }
 
 /// Reading the checkpoint to start from plus deploying (and so restoring) the tasks.
@@ -130,7 +135,11 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     let backend = base.exec.state.backend.name();
     let label =
         format!("scenario=state-size state={backend} keys={keys} value_bytes={value_bytes}");
+    // Every phase is the same deployment, so each resumes the state of the one
+    // before as its own (and the incremental phase uploads only what changed).
+    let id = JobId::generate();
     let config = |restore: RestoreFrom| RunConfig {
+        job_id: Some(id.clone()),
         checkpoint_interval: None,
         checkpoint_timeout: Duration::from_secs(3600),
         restore,
@@ -145,7 +154,7 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
         config(RestoreFrom::Nothing),
     )?
     .run()?;
-    let full = latest(&store)?;
+    let full = latest(&store, &id)?;
     println!(
         "RESULT {label} phase=full parallelism=2 state_bytes={} uploaded_bytes={} checkpoint_ms={}",
         full.state_size(),
@@ -157,11 +166,11 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     let changed = keys / 100;
     let runner = LocalRunner::new(
         job("incremental", keys, 100, value_bytes, Some(changed), 2)?,
-        config(RestoreFrom::Latest),
+        config(RestoreFrom::Nothing),
     )?;
     let metrics = runner.metrics();
     runner.run()?;
-    let incremental = latest(&store)?;
+    let incremental = latest(&store, &id)?;
     let restore_ms = restore_time_ms(&metrics);
     println!(
         "RESULT {label} phase=incremental parallelism=2 changed_keys={changed} state_bytes={} uploaded_bytes={} checkpoint_ms={} restore_ms={restore_ms} restore_mb_per_s={:.1}",
@@ -174,7 +183,7 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     // 3. Savepoint: restore, then stop with a savepoint at once.
     let runner = LocalRunner::new(
         job("savepoint", keys, 1, value_bytes, None, 2)?,
-        config(RestoreFrom::Latest),
+        config(RestoreFrom::Nothing),
     )?;
     let (handle, metrics) = (runner.handle(), runner.metrics());
     let running = std::thread::spawn(move || runner.run());

@@ -1,8 +1,9 @@
-//! The `weir` command line: `run`, `pipelines`, `bench`, the cluster processes and their control.
+//! The `weir` command line: `run`, `pipelines`, `checkpoints`, `bench`, the cluster processes and their control.
 
 mod bench;
 mod bench_cluster;
 mod bench_state;
+mod checkpoints;
 mod cluster;
 mod control;
 mod progress;
@@ -33,6 +34,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// List the built-in pipelines and their arguments.
     Pipelines,
+    /// List a job's deployments and checkpoints in storage, and what `--restore latest` picks.
+    Checkpoints(checkpoints::CheckpointsArgs),
     /// Measure a pipeline's throughput and print RESULT lines.
     Bench(bench::BenchArgs),
     /// Coordinate a job run by `weir worker` processes.
@@ -56,6 +59,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::bench(args),
+        Command::Checkpoints(args) => checkpoints::checkpoints(&args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),
         Command::Status(args) => control::status(&args),

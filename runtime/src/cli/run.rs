@@ -10,6 +10,7 @@ use crate::cli::{parse_duration, parse_interval, Interval};
 use crate::error::Result;
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
+use crate::ids::JobId;
 use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_BYTES};
 
 /// Options of `weir run`.
@@ -44,16 +45,22 @@ pub struct JobOptions {
     /// Time between checkpoints (`off`: only the final one).
     #[arg(long, default_value = "5s", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
-    /// Where checkpoints go: a directory, file:// or s3://bucket/prefix URI (checkpoints land in DIR/<job>/checkpoints).
+    /// Where checkpoints go: a directory, file:// or s3://bucket/prefix URI (checkpoints land in DIR/<job>/<job id>/checkpoints).
     #[arg(long, default_value = ".weir/checkpoints")]
     pub checkpoint_dir: String,
+    /// The deployment's identity (default: a fresh one). Given the identity of a
+    /// deployment that checkpointed, the job resumes its own latest checkpoint.
+    #[arg(long, value_parser = parse_job_id)]
+    pub job_id: Option<JobId>,
     /// A checkpoint that takes longer than this is declined; the job goes on.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub checkpoint_timeout: Duration,
     /// Completed checkpoints to keep.
     #[arg(long, default_value_t = 3)]
     pub retained: usize,
-    /// Start from `latest` (the newest completed checkpoint in --checkpoint-dir) or a checkpoint or savepoint directory.
+    /// Start from `latest` (the newest resume point of any earlier run of the job
+    /// in --checkpoint-dir: the savepoint of one stopped with a savepoint, else its
+    /// newest checkpoint; see `weir checkpoints`) or a checkpoint or savepoint directory.
     #[arg(long)]
     pub restore: Option<String>,
     /// Restore even if the checkpoint holds state of operators the job no longer has.
@@ -69,6 +76,14 @@ pub struct JobOptions {
     /// the job fails for good (a job that keeps checkpointing restarts forever).
     #[arg(long, default_value_t = 10)]
     pub max_restarts: u32,
+    /// Checkpoints that may fail in a row (declined, timed out) before the job
+    /// fails over to its latest checkpoint.
+    #[arg(long, default_value_t = 5)]
+    pub tolerable_failed_checkpoints: u32,
+    /// How long a start waits for checkpoint storage that cannot be reached
+    /// before it fails (restarts after a failure always wait).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub storage_wait: Duration,
     /// Kill a random task at N random moments (seeded by --seed), to see recovery.
     #[arg(long, default_value_t = 0)]
     pub inject_failures: u32,
@@ -127,6 +142,9 @@ impl JobOptions {
     pub fn config(&self) -> RunConfig {
         RunConfig {
             checkpoint_dir: self.checkpoint_dir.clone(),
+            job_id: self.job_id.clone(),
+            start_wait: Some(self.storage_wait),
+            tolerable_failed_checkpoints: self.tolerable_failed_checkpoints,
             checkpoint_interval: self.checkpoint_interval.0,
             checkpoint_timeout: self.checkpoint_timeout,
             retained: self.retained,
@@ -166,6 +184,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.options.max_parallelism,
     )?;
     let runner = LocalRunner::new(graph, args.options.config())?;
+    let deployment = runner.job_id().clone();
+    tracing::info!(job = pipeline.name, %deployment, checkpoints = %runner.checkpoints_uri(), "starting");
     let metrics = runner.metrics();
     let progress = Progress::start(pipeline.name, metrics.clone());
     let (done, ended) = crossbeam_channel::bounded::<()>(0);
@@ -205,5 +225,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         aligning as f64 / 1e9,
     );
     eprintln!("weir: {}", summary.ending);
+    eprintln!(
+        "weir: deployment {deployment}; its checkpoints: weir checkpoints {}",
+        pipeline.name
+    );
     Ok(())
+}
+
+/// Parses `--job-id`.
+fn parse_job_id(text: &str) -> std::result::Result<JobId, String> {
+    JobId::parse(text)
 }

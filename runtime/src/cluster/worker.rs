@@ -34,7 +34,7 @@ use crate::exec::deploy::{deploy, Placement};
 use crate::exec::local::{start, LocalDeployment};
 use crate::exec::runner::Deployment;
 use crate::exec::task::{Control, TaskEvent};
-use crate::ids::{CheckpointId, TaskId};
+use crate::ids::{CheckpointId, JobId, TaskId};
 use crate::metrics::JobMetrics;
 use crate::net::DataPlane;
 use crate::state::{Backend, StateConfig};
@@ -151,10 +151,17 @@ async fn session(
             }
         })?;
     let mut commands = response.into_inner();
-    let beat_every = match commands.message().await {
+    let (beat_every, silence) = match commands.message().await {
         Ok(Some(v1::CoordinatorMessage {
             body: Some(Command::Registered(r)),
-        })) => Duration::from_millis(r.heartbeat_interval_ms.max(50)),
+        })) => (
+            Duration::from_millis(r.heartbeat_interval_ms.max(50)),
+            Duration::from_millis(
+                r.heartbeat_timeout_ms
+                    .max(r.heartbeat_interval_ms * 2)
+                    .max(100),
+            ),
+        ),
         Ok(_) => {
             return Err(unreachable(
                 "the session did not start with Registered".into(),
@@ -194,13 +201,24 @@ async fn session(
             .map_err(|e| Error::Internal(format!("spawning the worker executor: {e}")))?
     };
     let end = loop {
-        match commands.message().await {
+        // A coordinator that says nothing (not even its ping) for the heartbeat
+        // timeout is gone or frozen: stop its tasks rather than run on unwatched.
+        let Ok(next) = tokio::time::timeout(silence, commands.message()).await else {
+            break SessionEnd::Lost(format!(
+                "no word from the coordinator for {} ms (it is gone or frozen); stopping its tasks",
+                silence.as_millis()
+            ));
+        };
+        match next {
             Ok(Some(v1::CoordinatorMessage {
                 body: Some(Command::Shutdown(s)),
             })) => {
                 tracing::info!(reason = %s.reason, "coordinator shut the worker down");
                 break SessionEnd::Shutdown;
             }
+            Ok(Some(v1::CoordinatorMessage {
+                body: Some(Command::Ping(_)),
+            })) => {}
             Ok(Some(v1::CoordinatorMessage {
                 body: Some(command),
             })) => {
@@ -381,8 +399,13 @@ impl Executor {
         };
         let restore = match d.restore_from.as_str() {
             "" => None,
-            path => Some(restore::explicit(path)?),
+            path => {
+                let mut point = restore::explicit(path)?;
+                point.owned = d.restore_owned;
+                Some(point)
+            }
         };
+        let job_id = JobId::parse(&d.job_id).map_err(Error::Usage)?;
         let placement = Placement {
             attempt: d.attempt,
             me: self.worker_id.clone(),
@@ -405,7 +428,7 @@ impl Executor {
             Some(&placement),
         )?;
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&d.checkpoint_uri)?);
-        let deployment = start(&graph.name, tasks, store, Paths::new(&graph.name))?;
+        let deployment = start(&graph.name, tasks, store, Paths::new(&graph.name, &job_id))?;
         tracing::info!(
             attempt = d.attempt,
             tasks = deployment.tasks().len(),
@@ -470,6 +493,11 @@ fn forward_events(
             TaskEvent::Exited(task) => Event::Exited(v1::TaskExited {
                 attempt,
                 task: Some(task_to_wire(task)),
+            }),
+            TaskEvent::Committed(task, id) => Event::Committed(v1::TaskCommitted {
+                attempt,
+                task: Some(task_to_wire(task)),
+                checkpoint_id: id.0,
             }),
         };
         if out.send(v1::WorkerMessage { body: Some(body) }).is_err() {

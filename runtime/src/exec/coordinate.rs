@@ -4,8 +4,11 @@
 //! Step by step, until the attempt ends:
 //! 1. Wait for a task event, a request, or the next deadline (checkpoint due or
 //!    timed out, failure to inject).
-//! 2. Acknowledgements complete checkpoints: `_metadata` is written, the tasks are
-//!    notified, retention deletes old ones. A savepoint's state is copied to its
+//! 2. Acknowledgements complete checkpoints: the fence is checked, `_metadata` is
+//!    written (create-only: it commits the checkpoint once), the tasks are
+//!    notified, retention deletes old ones. A checkpoint that fails (declined,
+//!    timed out, not written) counts towards the tolerable failures in a row;
+//!    one more fails the attempt, which restarts from the latest checkpoint. A savepoint's state is copied to its
 //!    own directory instead, and the tasks are notified only when it stops the job
 //!    (side effects of an intermediate savepoint are committed by the next
 //!    checkpoint, as in Flink, so a failover to an older checkpoint never finds
@@ -14,8 +17,15 @@
 //!    once; with `stop`, sources emit nothing after its barrier and the attempt ends
 //!    when it completes. A stop that fails ends the attempt with an error, so the
 //!    runner restarts the job from its latest checkpoint and sources run again.
+//! 4. Every checkpoint id is reserved in storage before its barriers go out, so
+//!    no id is ever used twice, not even by a restarted coordinator.
+//! 5. The final checkpoint of a bounded job ends the attempt only once every task
+//!    has confirmed that it committed it ([`TaskEvent::Committed`]); a task lost
+//!    in between fails the attempt, and the restart from the final checkpoint
+//!    commits its pending output again before the job ends.
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,8 +33,11 @@ use crossbeam_channel::{Select, TryRecvError};
 
 use crate::api::JobGraph;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, PendingCheckpoint};
+use crate::checkpoint::fence::Fence;
+use crate::checkpoint::ids::IdReservation;
 use crate::checkpoint::metadata::{CheckpointMetadata, FORMAT_VERSION};
 use crate::checkpoint::paths::Paths;
+use crate::checkpoint::recovery::StopMarker;
 use crate::checkpoint::retention::Listing;
 use crate::checkpoint::savepoint::SavepointTarget;
 use crate::checkpoint::store::CheckpointStore;
@@ -34,7 +47,7 @@ use crate::exec::inject::FailureInjector;
 use crate::exec::requests::{JobRequest, JobRequests, SavepointProgress, SavepointRequest};
 use crate::exec::runner::{Deployment, RunConfig};
 use crate::exec::task::{Control, TaskEvent};
-use crate::ids::CheckpointId;
+use crate::ids::{CheckpointId, TaskId};
 use crate::metrics::{CheckpointSummary, JobMetrics};
 
 /// How an attempt ended when it did not fail.
@@ -63,7 +76,17 @@ pub struct Coordination<'a> {
     /// Requests from outside.
     pub requests: &'a JobRequests,
     /// The newest completed checkpoint (at first, the one the attempt restored).
-    pub last_completed: std::cell::Cell<Option<CheckpointId>>,
+    pub last_completed: Cell<Option<CheckpointId>>,
+    /// The runner's claim on the deployment's storage, checked before each write
+    /// that commits or deletes.
+    pub fence: &'a Fence,
+    /// Checkpoint ids reserved in storage.
+    pub ids: &'a IdReservation,
+    /// Whether the stop marker goes when the next checkpoint completes (the
+    /// attempt restored the savepoint the deployment was stopped with).
+    pub clears_marker: &'a Cell<bool>,
+    /// Checkpoints that failed since the last one completed.
+    pub failed_in_a_row: Cell<u32>,
 }
 
 /// Deletes the files under `shared/` that no retained checkpoint refers to.
@@ -105,6 +128,12 @@ struct Savepoints {
     in_flight: Option<(CheckpointId, SavepointRequest)>,
 }
 
+/// The final checkpoint, completed, waiting for every task to confirm its commit.
+struct FinalCommit {
+    id: CheckpointId,
+    waiting: BTreeSet<TaskId>,
+}
+
 impl Coordination<'_> {
     /// Runs the attempt's loop until the job ends, stops or is cancelled, or fails.
     pub fn run(
@@ -114,7 +143,14 @@ impl Coordination<'_> {
         injector: &mut FailureInjector,
     ) -> Result<AttemptEnd> {
         let mut savepoints = Savepoints::default();
-        let outcome = self.run_loop(coordinator, running, injector, &mut savepoints);
+        let mut committing = None;
+        let outcome = self.run_loop(
+            coordinator,
+            running,
+            injector,
+            &mut savepoints,
+            &mut committing,
+        );
         if let Err(e) = &outcome {
             let reason = format!("the job failed before the savepoint completed: {e}");
             for request in savepoints
@@ -137,6 +173,7 @@ impl Coordination<'_> {
         running: &dyn Deployment,
         injector: &mut FailureInjector,
         savepoints: &mut Savepoints,
+        committing: &mut Option<FinalCommit>,
     ) -> Result<AttemptEnd> {
         let events = running.events();
         let requests = &self.requests.receiver;
@@ -154,7 +191,7 @@ impl Coordination<'_> {
                     match events.try_recv() {
                         Ok(event) => {
                             if let Some(end) =
-                                self.on_event(event, coordinator, running, savepoints)?
+                                self.on_event(event, coordinator, running, savepoints, committing)?
                             {
                                 return Ok(end);
                             }
@@ -192,7 +229,9 @@ impl Coordination<'_> {
                 self.abandon(p, &reason, savepoints)?;
             }
             if !savepoints.queued.is_empty() {
-                if let Some((id, targets)) = coordinator.trigger(now) {
+                if let Some((id, targets)) =
+                    self.reserved(coordinator.trigger(now), coordinator, savepoints)?
+                {
                     if let Some(request) = savepoints.queued.pop_front() {
                         tracing::info!(checkpoint = id.0, stop = request.stop, savepoint = %request.handle, "triggering savepoint");
                         let barrier = Barrier {
@@ -212,7 +251,8 @@ impl Coordination<'_> {
                     }
                 }
             }
-            if let Some((id, targets)) = coordinator.poll(now) {
+            let due = coordinator.poll(now);
+            if let Some((id, targets)) = self.reserved(due, coordinator, savepoints)? {
                 tracing::debug!(checkpoint = id.0, "triggering checkpoint");
                 let barrier = Barrier::checkpoint(id, self.last_completed.get());
                 for task in targets {
@@ -235,6 +275,7 @@ impl Coordination<'_> {
         coordinator: &mut CheckpointCoordinator,
         running: &dyn Deployment,
         savepoints: &mut Savepoints,
+        committing: &mut Option<FinalCommit>,
     ) -> Result<Option<AttemptEnd>> {
         match event {
             TaskEvent::Ack(ack) => {
@@ -250,15 +291,28 @@ impl Coordination<'_> {
                     Ok(()) => {
                         running.broadcast(Control::Complete(id));
                         if is_final {
-                            return Ok(Some(AttemptEnd::Finished(id)));
+                            *committing = Some(FinalCommit {
+                                id,
+                                waiting: running.tasks().into_iter().collect(),
+                            });
                         }
                     }
-                    Err(e) if is_final => return Err(e),
+                    Err(e) if is_final || matches!(e, Error::Fenced { .. }) => return Err(e),
                     Err(e) => {
-                        self.metrics
-                            .checkpoints_failed
-                            .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(checkpoint = id.0, error = %e, "checkpoint could not be completed");
+                        self.failed(&format!("completing it failed: {e}"))?;
+                    }
+                }
+            }
+            TaskEvent::Committed(task, id) => {
+                if let Some(commit) = committing.as_mut().filter(|c| c.id == id) {
+                    commit.waiting.remove(&task);
+                    if commit.waiting.is_empty() {
+                        tracing::info!(
+                            checkpoint = id.0,
+                            "every task committed the final checkpoint"
+                        );
+                        return Ok(Some(AttemptEnd::Finished(id)));
                     }
                 }
             }
@@ -313,6 +367,7 @@ impl Coordination<'_> {
         CheckpointMetadata {
             format_version: FORMAT_VERSION,
             job: self.graph.name.clone(),
+            job_id: Some(self.paths.id().clone()),
             checkpoint_id: done.id,
             timestamp_ms: started_ms,
             duration_ms: duration.as_millis() as u64,
@@ -322,13 +377,38 @@ impl Coordination<'_> {
         }
     }
 
-    /// Writes `_metadata` (the commit point) and applies retention.
+    /// Writes `_metadata` (the commit point, once) and applies retention, each
+    /// after checking that no later coordinator has taken over.
     fn complete(&self, done: PendingCheckpoint) -> Result<()> {
         let id = done.id;
         let metadata = self.metadata(done);
-        self.store
-            .put(&self.paths.metadata(id), &metadata.to_bytes()?)?;
+        self.fence.check()?;
+        match self
+            .store
+            .put_new(&self.paths.metadata(id), &metadata.to_bytes()?)
+        {
+            // Someone else committed this id: a successor, which the fence says.
+            Err(e @ Error::AlreadyExists { .. }) => {
+                self.fence.check()?;
+                return Err(e);
+            }
+            other => other?,
+        }
         self.last_completed.set(Some(id));
+        self.failed_in_a_row.set(0);
+        self.metrics
+            .checkpoints_failed_in_a_row
+            .store(0, Ordering::Relaxed);
+        if self.clears_marker.get() {
+            // The job resumed from the savepoint it was stopped with and has a
+            // newer checkpoint now: the marker's hold is over.
+            match self.store.delete(&[self.paths.stopped()]) {
+                Ok(()) => self.clears_marker.set(false),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not remove the stop marker; retrying at the next checkpoint")
+                }
+            }
+        }
         self.metrics.checkpoint_completed(CheckpointSummary {
             id: id.0,
             uri: self.store.uri(&self.paths.checkpoint_dir(id)),
@@ -344,6 +424,7 @@ impl Coordination<'_> {
         );
         let listing = Listing::from_keys(self.paths, &self.store.list(&self.paths.checkpoints())?);
         let deleted = listing.to_delete(id, self.config.retained);
+        self.fence.check()?;
         for old in &deleted {
             if let Err(e) = self.store.delete_prefix(&self.paths.checkpoint_dir(*old)) {
                 tracing::warn!(checkpoint = old.0, error = %e, "could not delete an old checkpoint");
@@ -369,8 +450,10 @@ impl Coordination<'_> {
         };
         let staging = self.paths.checkpoint_dir(id);
         let metadata = self.metadata(done);
-        let written = SavepointTarget::new(request.target.as_deref(), self.paths, id)
-            .and_then(|target| target.write(self.store, &staging, &metadata));
+        let written = self.fence.check().and_then(|()| {
+            SavepointTarget::new(request.target.as_deref(), self.paths, id)
+                .and_then(|target| target.write(self.store, &staging, &metadata))
+        });
         if let Err(e) = self.store.delete_prefix(&staging) {
             tracing::warn!(checkpoint = id.0, error = %e, "could not delete a savepoint's staged state");
         }
@@ -379,8 +462,15 @@ impl Coordination<'_> {
                 if request.stop {
                     // Before anything commits: a coordinator restarted from now on
                     // must not resume from an older checkpoint (see `paths.stopped()`).
-                    let marker = serde_json::json!({ "savepoint": path }).to_string();
-                    if let Err(e) = self.store.put(&self.paths.stopped(), marker.as_bytes()) {
+                    let marker = StopMarker {
+                        savepoint: path.clone(),
+                        checkpoint_id: id,
+                        timestamp_ms: metadata.timestamp_ms,
+                    };
+                    let written = self.fence.check().and_then(|()| {
+                        crate::checkpoint::runs::write_marker(self.store, self.paths, &marker)
+                    });
+                    if let Err(e) = written {
                         let reason = format!("recording the stop failed: {e}");
                         self.requests
                             .resolve(&request.handle, SavepointProgress::Failed(reason.clone()));
@@ -427,14 +517,29 @@ impl Coordination<'_> {
         reason: &str,
         savepoints: &mut Savepoints,
     ) -> Result<()> {
-        self.metrics
-            .checkpoints_failed
-            .fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self
-            .store
-            .delete_prefix(&self.paths.checkpoint_dir(pending.id))
-        {
-            tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint");
+        let deleted = self.fence.check().and_then(|()| {
+            self.store
+                .delete_prefix(&self.paths.checkpoint_dir(pending.id))
+        });
+        match deleted {
+            Err(e @ Error::Fenced { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(checkpoint = pending.id.0, error = %e, "could not delete a declined checkpoint; retention deletes it later");
+            }
+            Ok(()) => {}
+        }
+        // A savepoint that fails fails its request; only checkpoints count
+        // towards the tolerable failures (as in Flink).
+        let savepoint = savepoints
+            .in_flight
+            .as_ref()
+            .is_some_and(|(id, _)| *id == pending.id);
+        if savepoint {
+            self.metrics
+                .checkpoints_failed
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed(reason)?;
         }
         match savepoints.in_flight.take() {
             Some((id, request)) if id == pending.id => {
@@ -451,6 +556,57 @@ impl Coordination<'_> {
             other => {
                 savepoints.in_flight = other;
                 Ok(())
+            }
+        }
+    }
+
+    /// Counts a failed checkpoint; one more than the tolerable number in a row
+    /// fails the attempt, which restarts from the latest checkpoint.
+    fn failed(&self, reason: &str) -> Result<()> {
+        self.metrics
+            .checkpoints_failed
+            .fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.failed_in_a_row.get() + 1;
+        self.failed_in_a_row.set(in_a_row);
+        self.metrics
+            .checkpoints_failed_in_a_row
+            .store(u64::from(in_a_row), Ordering::Relaxed);
+        if in_a_row > self.config.tolerable_failed_checkpoints {
+            return Err(Error::CheckpointsFailing {
+                failures: in_a_row,
+                tolerable: self.config.tolerable_failed_checkpoints,
+                last: reason.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves the id of a checkpoint just triggered before its barriers go out;
+    /// a reservation that cannot be written declines the checkpoint.
+    fn reserved(
+        &self,
+        triggered: Option<(CheckpointId, Vec<TaskId>)>,
+        coordinator: &mut CheckpointCoordinator,
+        savepoints: &mut Savepoints,
+    ) -> Result<Option<(CheckpointId, Vec<TaskId>)>> {
+        let Some((id, targets)) = triggered else {
+            return Ok(None);
+        };
+        // A new block is a write: never by a coordinator that was superseded
+        // (it could lower its successor's reservation).
+        let reserved = match self.ids.covers(id) {
+            true => Ok(()),
+            false => self.fence.check().and_then(|()| self.ids.reserve(id)),
+        };
+        match reserved {
+            Err(e @ Error::Fenced { .. }) => Err(e),
+            Ok(()) => Ok(Some((id, targets))),
+            Err(e) => {
+                tracing::warn!(checkpoint = id.0, error = %e, "checkpoint declined: its id could not be reserved");
+                if let Some(p) = coordinator.decline(id) {
+                    self.abandon(p, &format!("reserving its id failed: {e}"), savepoints)?;
+                }
+                Ok(None)
             }
         }
     }

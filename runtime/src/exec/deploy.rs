@@ -78,6 +78,12 @@ pub fn check_restore(
     allow_non_restored: bool,
 ) -> Result<()> {
     let meta = &restore.metadata;
+    if meta.job != graph.name {
+        return Err(Error::InvalidJob(format!(
+            "{} is a checkpoint of job {:?}, not of {:?}",
+            restore.location, meta.job, graph.name
+        )));
+    }
     if meta.max_parallelism != graph.max_parallelism {
         return Err(Error::InvalidJob(format!(
             "checkpoint {} has max parallelism {}, the job {}; it is fixed for the life of the state",

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod exchange;
 pub mod inject;
 pub mod local;
+pub mod recover;
 pub mod requests;
 pub mod runner;
 pub mod task;

@@ -10,7 +10,12 @@
 //!    tasks are told to finish; a stop-with-savepoint ends the same way after its
 //!    savepoint; a cancel stops the tasks at once.
 //! 4. When a task fails, cancel every task and wait for them; then (bounded, with
-//!    backoff) start a new attempt from the latest completed checkpoint.
+//!    backoff) start a new attempt from the deployment's latest completed
+//!    checkpoint, or the point it started from (see [`crate::exec::recover`]).
+//!
+//! Before any of it the runner claims the next coordinator epoch of its
+//! deployment ([`Fence`]) and checks it before every step that commits or
+//! deletes: a runner that was superseded stops ([`Error::Fenced`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use crate::api::JobGraph;
 use crate::checkpoint::coordinator::CheckpointCoordinator;
+use crate::checkpoint::fence::Fence;
+use crate::checkpoint::ids::IdReservation;
 use crate::checkpoint::paths::Paths;
-use crate::checkpoint::restore::{self, RestorePoint};
-use crate::checkpoint::retention::Listing;
+use crate::checkpoint::restore::RestorePoint;
+use crate::checkpoint::runs;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
@@ -28,17 +35,21 @@ use crate::exec::coordinate::{AttemptEnd, Coordination};
 use crate::exec::deploy::check_restore;
 use crate::exec::inject::FailureInjector;
 use crate::exec::local::LocalDeployer;
+use crate::exec::recover::{wait_for_storage, Recovery};
 use crate::exec::requests::{job_channel, JobHandle, JobRequests};
 use crate::exec::task::{Control, TaskEvent};
-use crate::ids::{CheckpointId, TaskId};
+use crate::ids::{CheckpointId, JobId, TaskId};
 use crate::metrics::JobMetrics;
 
-/// Where a run starts from.
+/// Where a run starts from (besides its own deployment's checkpoints, which a
+/// deployment restarted with the same identity resumes whatever it is told).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreFrom {
     /// A fresh start.
     Nothing,
-    /// The latest completed checkpoint in the checkpoint directory (an error if there is none).
+    /// The newest resume point of any deployment of the job in the checkpoint
+    /// directory: the savepoint of one stopped with a savepoint, else its newest
+    /// completed checkpoint (an error if there is none).
     Latest,
     /// A checkpoint or savepoint directory (or its `_metadata`).
     Path(String),
@@ -47,8 +58,11 @@ pub enum RestoreFrom {
 /// How a job runs: checkpoints, restarts, failure injection, data path tuning.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Base URI of checkpoint storage; checkpoints go to `{base}/{job}/checkpoints/`.
+    /// Base URI of checkpoint storage; checkpoints go to `{base}/{job}/{id}/checkpoints/`.
     pub checkpoint_dir: String,
+    /// The deployment's identity (`None`: a fresh one). A deployment given the
+    /// identity of one that checkpointed resumes from its own latest checkpoint.
+    pub job_id: Option<JobId>,
     /// Time between checkpoints (`None`: only the final one).
     pub checkpoint_interval: Option<Duration>,
     /// A checkpoint not complete after this long is declined.
@@ -67,6 +81,13 @@ pub struct RunConfig {
     pub restart_backoff: Duration,
     /// Longest wait between restarts.
     pub max_backoff: Duration,
+    /// How long the start waits for checkpoint storage that cannot be reached
+    /// before it fails (`None`: as long as it takes). Restarts always wait.
+    pub start_wait: Option<Duration>,
+    /// Checkpoints that may fail in a row (declined, timed out, not committed)
+    /// before the job fails over to its latest checkpoint, as Flink's
+    /// tolerable failed checkpoints.
+    pub tolerable_failed_checkpoints: u32,
     /// Failures to inject on purpose.
     pub inject_failures: u32,
     /// Seed of failure injection.
@@ -79,6 +100,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             checkpoint_dir: ".weir/checkpoints".into(),
+            job_id: None,
             checkpoint_interval: Some(Duration::from_secs(5)),
             checkpoint_timeout: Duration::from_secs(60),
             retained: 3,
@@ -87,6 +109,8 @@ impl Default for RunConfig {
             max_restarts: 10,
             restart_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            start_wait: Some(Duration::from_secs(30)),
+            tolerable_failed_checkpoints: 5,
             inject_failures: 0,
             seed: 0,
             exec: ExecConfig::default(),
@@ -199,7 +223,8 @@ impl LocalRunner {
             crate::state::rocks::remove_stale(&config.exec.state.local_dir);
         }
         let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.checkpoint_dir)?);
-        let paths = Paths::new(&graph.name);
+        let id = config.job_id.clone().unwrap_or_else(JobId::generate);
+        let paths = Paths::new(&graph.name, &id);
         let (handle, requests) = job_channel();
         let deployer = LocalDeployer {
             store: store.clone(),
@@ -221,14 +246,15 @@ impl LocalRunner {
 }
 
 impl<D: Deployer> JobRunner<D> {
-    /// A runner deploying with `deployer`, checkpointing to `store`.
+    /// A runner deploying with `deployer`, checkpointing to `store` as deployment `id`.
     pub fn with_deployer(
         graph: JobGraph,
         config: RunConfig,
         store: Arc<dyn CheckpointStore>,
+        id: &JobId,
         deployer: D,
     ) -> Self {
-        let paths = Paths::new(&graph.name);
+        let paths = Paths::new(&graph.name, id);
         let (handle, requests) = job_channel();
         JobRunner {
             graph,
@@ -271,30 +297,80 @@ impl<D: Deployer> JobRunner<D> {
         self.store.uri(&self.paths.checkpoints())
     }
 
+    /// The deployment's identity.
+    pub fn job_id(&self) -> &JobId {
+        self.paths.id()
+    }
+
     /// Runs the job to its end, restarting it after failures.
     pub fn run(&self) -> Result<RunSummary> {
         let started = Instant::now();
-        let loading = Instant::now();
-        let initial: Option<Arc<RestorePoint>> = match &self.config.restore {
-            RestoreFrom::Nothing => None,
-            RestoreFrom::Latest => Some(Arc::new(
-                restore::latest(&self.store, &self.paths)?
-                    .ok_or_else(|| Error::NoCheckpoint(self.checkpoints_uri()))?,
-            )),
-            RestoreFrom::Path(path) => Some(Arc::new(restore::explicit(path)?)),
+        let canceled = || self.requests.is_canceled();
+        let recovery = Recovery {
+            store: &self.store,
+            paths: &self.paths,
+            metrics: &self.metrics,
         };
+        let (limit, max_backoff) = (self.config.start_wait, self.config.max_backoff);
+        let metrics = &self.metrics;
+        let fence = wait_for_storage(
+            "claiming the deployment",
+            limit,
+            max_backoff,
+            metrics,
+            &canceled,
+            || Fence::claim(self.store.clone(), &self.paths),
+        )?;
+        let loading = Instant::now();
+        let start = wait_for_storage(
+            "finding the point to start from",
+            limit,
+            max_backoff,
+            metrics,
+            &canceled,
+            || recovery.start(&self.config.restore),
+        )?;
         self.metrics
             .restore_load_ms
             .store(loading.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if let Some(savepoint) = start.held {
+            tracing::warn!(
+                "deployment {} was stopped with savepoint {savepoint}; it resumes only from there (--restore it)",
+                self.paths.id()
+            );
+            return Ok(RunSummary {
+                ending: Ending::Stopped { savepoint },
+                restarts: 0,
+                elapsed: started.elapsed(),
+            });
+        }
+        let initial = start.point;
         if let Some(point) = &initial {
             check_restore(&self.graph, point, self.config.allow_non_restored_state)?;
             tracing::info!(checkpoint = point.metadata.checkpoint_id.0, from = %point.location, "restoring");
         }
+        let ids = wait_for_storage(
+            "reading the checkpoint ids",
+            limit,
+            max_backoff,
+            metrics,
+            &canceled,
+            || IdReservation::open(self.store.clone(), &self.paths),
+        )?;
         let first_id = initial
             .as_ref()
             .map_or(CheckpointId(1), |p| p.metadata.checkpoint_id.next());
-        let mut next_id = self.listing()?.next_id(first_id);
+        let own = wait_for_storage(
+            "listing checkpoints",
+            limit,
+            max_backoff,
+            metrics,
+            &canceled,
+            || runs::listing(self.store.as_ref(), &self.paths),
+        )?;
+        let mut next_id = own.next_id(first_id).max(ids.next_free());
         let mut restore_point = initial.clone();
+        let clears_marker = std::cell::Cell::new(start.clears_marker);
         let max_delay = self
             .config
             .checkpoint_interval
@@ -304,6 +380,11 @@ impl<D: Deployer> JobRunner<D> {
         let mut restarts = 0u32;
         let mut failures_in_a_row = 0u32;
         let mut backoff = self.config.restart_backoff;
+        let guards = Guards {
+            fence: &fence,
+            ids: &ids,
+            clears_marker: &clears_marker,
+        };
         loop {
             if self.requests.is_canceled() {
                 return Ok(RunSummary {
@@ -312,7 +393,7 @@ impl<D: Deployer> JobRunner<D> {
                     elapsed: started.elapsed(),
                 });
             }
-            match self.attempt(restore_point.as_deref(), next_id, &mut injector) {
+            match self.attempt(restore_point.as_deref(), next_id, &mut injector, &guards) {
                 Ok(end) => {
                     let ending = match end {
                         AttemptEnd::Finished(checkpoint) => Ending::Finished {
@@ -338,10 +419,17 @@ impl<D: Deployer> JobRunner<D> {
                 Err((error, last_id)) => {
                     next_id = last_id;
                     let injected = matches!(error, Error::InjectedFailure(_));
-                    if error.class() == ErrorClass::User {
+                    if error.class() == ErrorClass::User || matches!(error, Error::Fenced { .. }) {
                         return Err(error);
                     }
-                    let (recovered, listing) = self.restart_point(initial.as_ref())?;
+                    let recovered = wait_for_storage(
+                        "restarting the job",
+                        None,
+                        max_backoff,
+                        metrics,
+                        &canceled,
+                        || recovery.restart(initial.as_ref()),
+                    )?;
                     // A completed checkpoint since the last restore is progress: the
                     // failure streak and the backoff start over, so a job that keeps
                     // checkpointing survives any number of failures over its life.
@@ -368,62 +456,10 @@ impl<D: Deployer> JobRunner<D> {
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
                     restore_point = recovered;
-                    next_id = listing.next_id(next_id);
+                    next_id = next_id.max(ids.next_free());
                 }
             }
         }
-    }
-
-    /// Where to restart from, and the checkpoints in storage. Storage that cannot
-    /// be reached (an S3 outage) is waited for, retrying with backoff up to
-    /// `max_backoff` for as long as it takes: the outage is not the job's fault,
-    /// and a job meant to run for months must outlive it. Cancelling the job
-    /// ends the wait.
-    fn restart_point(
-        &self,
-        initial: Option<&Arc<RestorePoint>>,
-    ) -> Result<(Option<Arc<RestorePoint>>, Listing)> {
-        let mut backoff = self.config.restart_backoff;
-        loop {
-            match self
-                .recovery_point(initial)
-                .and_then(|point| Ok((point, self.listing()?)))
-            {
-                Err(e) if e.class() == ErrorClass::External && !self.requests.is_canceled() => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
-                        "cannot reach checkpoint storage to restart the job; waiting for it");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                }
-                found => return found,
-            }
-        }
-    }
-
-    /// Where to restart from: the latest completed checkpoint, unless the run was
-    /// started from a point at least as new (a savepoint taken after the checkpoints
-    /// that an earlier run of the job left in storage).
-    fn recovery_point(
-        &self,
-        initial: Option<&Arc<RestorePoint>>,
-    ) -> Result<Option<Arc<RestorePoint>>> {
-        let latest = restore::latest(&self.store, &self.paths)?;
-        Ok(match (latest, initial) {
-            (Some(latest), Some(initial))
-                if latest.metadata.checkpoint_id <= initial.metadata.checkpoint_id =>
-            {
-                Some(initial.clone())
-            }
-            (Some(latest), _) => Some(Arc::new(latest)),
-            (None, initial) => initial.cloned(),
-        })
-    }
-
-    fn listing(&self) -> Result<Listing> {
-        Ok(Listing::from_keys(
-            &self.paths,
-            &self.store.list(&self.paths.checkpoints())?,
-        ))
     }
 
     /// One deployment of the job. Returns how it ended, or the failure and the next
@@ -433,7 +469,11 @@ impl<D: Deployer> JobRunner<D> {
         restore: Option<&RestorePoint>,
         next_id: CheckpointId,
         injector: &mut FailureInjector,
+        guards: &Guards<'_>,
     ) -> Result<AttemptEnd, (Error, CheckpointId)> {
+        // Deploying cleans up (sinks delete what never committed): never by a
+        // runner that was superseded.
+        guards.fence.check().map_err(|e| (e, next_id))?;
         let deploying = Instant::now();
         let deployment = self
             .deployer
@@ -461,6 +501,10 @@ impl<D: Deployer> JobRunner<D> {
             metrics: &self.metrics,
             requests: &self.requests,
             last_completed: std::cell::Cell::new(restore.map(|r| r.metadata.checkpoint_id)),
+            fence: guards.fence,
+            ids: guards.ids,
+            clears_marker: guards.clears_marker,
+            failed_in_a_row: std::cell::Cell::new(0),
         };
         let outcome = coordination.run(&mut coordinator, deployment.as_ref(), injector);
         let next = coordinator.next_id();
@@ -479,4 +523,11 @@ impl<D: Deployer> JobRunner<D> {
             }
         }
     }
+}
+
+/// What guards a run's writes to its deployment's storage, across its attempts.
+struct Guards<'a> {
+    fence: &'a Fence,
+    ids: &'a IdReservation,
+    clears_marker: &'a std::cell::Cell<bool>,
 }

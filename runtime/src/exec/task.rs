@@ -67,6 +67,9 @@ pub enum TaskEvent {
     },
     /// Every input of the task has ended and its chain has flushed.
     Ended(TaskId),
+    /// A task whose input had ended committed checkpoint `id`'s side effects
+    /// (what confirms the final commit of a bounded job).
+    Committed(TaskId, CheckpointId),
     /// The task failed.
     Failed(TaskId, Error),
     /// The task exited after `Finish` or `Cancel`.
@@ -156,7 +159,15 @@ impl TaskRuntime {
                 self.upload(barrier.id, parts)?;
             }
             Control::Trigger(_) | Control::Stop(_) => {}
-            Control::Complete(id) => head.checkpoint_complete(id)?,
+            Control::Complete(id) => {
+                head.checkpoint_complete(id)?;
+                if ended {
+                    // The final checkpoint's side effects are done: the job may end.
+                    self.events
+                        .send(TaskEvent::Committed(self.id, id))
+                        .map_err(|_| Error::ChannelClosed)?;
+                }
+            }
             Control::Fail => return Err(Error::InjectedFailure(self.id)),
             Control::Cancel | Control::Finish => return Ok(Flow::Exit),
         }

@@ -1,5 +1,13 @@
 //! A worker's data plane: its listener, one connection per peer worker, and the
 //! registry of inbound logical channels that reader threads deliver into.
+//!
+//! A frame is never dropped silently while its channel lives: one that cannot be
+//! delivered (it does not decode, or the peer sent beyond its credit) fails its
+//! channel, and a connection that breaks fails every channel it carried. A failed
+//! channel is one whose receiving task sees it disconnected, so that task fails
+//! and the job recovers from its latest checkpoint, instead of aligning a barrier
+//! behind records that never arrived. Only frames of an attempt this worker has
+//! forgotten (fenced off) are dropped, on purpose.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
@@ -19,7 +27,18 @@ pub type ChannelKey = (u64, u64);
 /// Delivers one DATA payload of an inbound logical channel.
 pub(crate) type Deliver = Box<dyn Fn(&[u8]) -> Result<()> + Send + Sync>;
 
-type Registry = Arc<RwLock<HashMap<ChannelKey, Deliver>>>;
+/// An inbound logical channel: the connection it was opened on, and where its
+/// frames go. Removing the entry drops the channel's sending end: its receiving
+/// task sees it disconnected once it has taken what was delivered.
+struct Inbound {
+    connection: u64,
+    deliver: Deliver,
+}
+
+type Registry = Arc<RwLock<HashMap<ChannelKey, Inbound>>>;
+
+/// Numbers connections, so that a broken one fails only its own channels.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Credit tokens of one outbound channel: CREDIT frames add, sends take.
 type Tokens = (Sender<()>, Receiver<()>);
@@ -31,6 +50,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One TCP connection to a peer worker, shared by every logical channel between the two.
 pub struct Connection {
     peer: String,
+    /// Unique in this process.
+    serial: u64,
     writer: Mutex<BufWriter<TcpStream>>,
     /// Credit tokens per outbound channel: CREDIT frames put tokens in, senders take them out.
     credits: Mutex<HashMap<ChannelKey, Tokens>>,
@@ -82,7 +103,7 @@ impl Connection {
         }
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         // Dropping the token senders wakes every sender waiting for credit.
         lock(&self.credits).clear();
@@ -186,6 +207,7 @@ impl DataPlane {
         stream.set_nodelay(true).ok();
         let conn = Arc::new(Connection {
             peer: peer.clone(),
+            serial: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             writer: Mutex::new(BufWriter::with_capacity(1 << 16, stream)),
             credits: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
@@ -250,12 +272,19 @@ impl DataPlane {
         Ok(conn)
     }
 
-    /// Registers inbound channel `key`; DATA frames for it are passed to `deliver`.
-    pub(crate) fn register(&self, key: ChannelKey, deliver: Deliver) {
+    /// Registers inbound channel `key` from `conn`'s peer; DATA frames for it
+    /// are passed to `deliver`.
+    pub(crate) fn register(&self, conn: &Connection, key: ChannelKey, deliver: Deliver) {
         self.inbound
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, deliver);
+            .insert(
+                key,
+                Inbound {
+                    connection: conn.serial,
+                    deliver,
+                },
+            );
     }
 
     /// Drops every channel of `attempt`: later frames of it are discarded.
@@ -271,24 +300,12 @@ impl DataPlane {
 }
 
 fn read_loop(mut reader: BufReader<TcpStream>, conn: &Connection, inbound: &Registry) {
-    loop {
+    let broke = loop {
         match Frame::read_from(&mut reader) {
             Ok(Some(frame)) => {
                 let key = (frame.attempt, frame.channel);
                 match frame.kind {
-                    FrameKind::Data => {
-                        let registry = inbound.read().unwrap_or_else(|e| e.into_inner());
-                        match registry.get(&key) {
-                            Some(deliver) => {
-                                if let Err(e) = deliver(&frame.payload) {
-                                    tracing::error!(peer = %conn.peer, channel = key.1, error = %e, "bad data frame");
-                                }
-                            }
-                            None => {
-                                tracing::debug!(peer = %conn.peer, attempt = key.0, channel = key.1, "dropping a frame of an unknown attempt or channel")
-                            }
-                        }
-                    }
+                    FrameKind::Data => deliver(conn, inbound, key, &frame.payload),
                     FrameKind::Credit => {
                         let n = frame
                             .payload
@@ -300,14 +317,46 @@ fn read_loop(mut reader: BufReader<TcpStream>, conn: &Connection, inbound: &Regi
                     FrameKind::Hello => {}
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                if !conn.is_closed() {
-                    tracing::warn!(peer = %conn.peer, error = %e, "data connection broke");
-                }
-                break;
-            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
+    };
+    let failed = {
+        let mut registry = inbound.write().unwrap_or_else(|e| e.into_inner());
+        let before = registry.len();
+        registry.retain(|_, channel| channel.connection != conn.serial);
+        before - registry.len()
+    };
+    match broke {
+        Some(e) if !conn.is_closed() || failed > 0 => {
+            tracing::warn!(peer = %conn.peer, error = %e, channels = failed, "data connection broke; its channels fail")
+        }
+        None if failed > 0 => {
+            tracing::warn!(peer = %conn.peer, channels = failed, "data connection closed by the peer; its channels fail")
+        }
+        _ => {}
     }
     conn.close();
+}
+
+/// Delivers one DATA frame; one that cannot be delivered fails its channel.
+fn deliver(conn: &Connection, inbound: &Registry, key: ChannelKey, payload: &[u8]) {
+    let outcome = {
+        let registry = inbound.read().unwrap_or_else(|e| e.into_inner());
+        match registry.get(&key) {
+            Some(channel) => (channel.deliver)(payload),
+            None => {
+                tracing::debug!(peer = %conn.peer, attempt = key.0, channel = key.1, "dropping a frame of a forgotten attempt");
+                return;
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::error!(peer = %conn.peer, attempt = key.0, channel = key.1, error = %e,
+            "a data frame could not be delivered; its channel fails");
+        inbound
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
 }

@@ -129,6 +129,7 @@ pub fn register_inbound<T: Data>(
 ) -> Result<(Receiver<Message<T>>, CreditReturn)> {
     let (tx, rx) = bounded::<Message<T>>(capacity);
     plane.register(
+        conn,
         key,
         Box::new(move |payload| {
             let message = decode::<T>(payload)?;
@@ -241,6 +242,74 @@ mod tests {
             );
             free_credit();
         }
+    }
+
+    /// Receives until the channel fails or nothing comes for 5 s: the batches it
+    /// got, and whether it failed.
+    fn drain(rx: &Receiver<Message<u64>>) -> (Vec<Vec<u64>>, bool) {
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(Message::Batch(b)) => got.push(b),
+                Ok(_) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return (got, true),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return (got, false),
+            }
+        }
+    }
+
+    fn data(b: &[u64]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode(&Message::Batch(b.to_vec()), &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn a_frame_beyond_the_credit_fails_the_channel_instead_of_vanishing() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let (rx, _credit) = register_inbound::<u64>(&b, &b_to_a, (1, 5), 2).unwrap();
+        let (marker, _) = register_inbound::<u64>(&b, &b_to_a, (1, 50), 1).unwrap();
+        // A peer that ignores its credit of 2 and sends a third and a fourth batch.
+        for i in 0..4u64 {
+            a_to_b.write(FrameKind::Data, (1, 5), &data(&[i])).unwrap();
+        }
+        // Frames are read in order: once the marker is in, all four were handled.
+        a_to_b.write(FrameKind::Data, (1, 50), &data(&[0])).unwrap();
+        assert!(marker.recv_timeout(Duration::from_secs(5)).is_ok());
+        let (got, failed) = drain(&rx);
+        assert_eq!(got, [vec![0], vec![1]], "what fit was delivered in order");
+        assert!(
+            failed,
+            "the channel fails: batches 2 and 3 must not just be skipped"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_frame_fails_the_channel() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let (rx, _credit) = register_inbound::<u64>(&b, &b_to_a, (1, 6), 8).unwrap();
+        a_to_b.write(FrameKind::Data, (1, 6), &data(&[1])).unwrap();
+        a_to_b.write(FrameKind::Data, (1, 6), &[9, 9, 9]).unwrap();
+        a_to_b.write(FrameKind::Data, (1, 6), &data(&[3])).unwrap();
+        let (got, failed) = drain(&rx);
+        assert_eq!(got, [vec![1]]);
+        assert!(failed);
+    }
+
+    #[test]
+    fn a_broken_connection_fails_its_channels() {
+        let (a, b, a_to_b, b_to_a) = planes();
+        let (rx, _credit) = register_inbound::<u64>(&b, &b_to_a, (1, 7), 8).unwrap();
+        a_to_b.write(FrameKind::Data, (1, 7), &data(&[1])).unwrap();
+        // The peer process dies: its end of the connection closes.
+        a_to_b.close();
+        drop(a);
+        let (got, failed) = drain(&rx);
+        assert_eq!(got, [vec![1]]);
+        assert!(
+            failed,
+            "the receiving task must not wait forever for the rest"
+        );
     }
 
     #[test]

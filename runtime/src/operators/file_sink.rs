@@ -5,20 +5,30 @@
 //! - at the barrier of checkpoint `n` (pre-commit) the file is synced and renamed to
 //!   the hidden `.part-s-n.pending`, and `n` joins the pending list in the snapshot;
 //! - when `n` completes (commit), every pending file up to `n` is renamed to its
-//!   visible name `part-s-n`;
+//!   visible name `part-s-n`, never over an existing file;
 //! - on restore from checkpoint `c`, the pending list in `c` is committed again
 //!   (a file already renamed stays as it is) and every other hidden file of the
 //!   subtask is deleted: it holds records of checkpoints that never completed,
 //!   which the sources will replay. Restored at another parallelism, subtask `i`
 //!   does this for every old subtask `j` with `j % parallelism == i`.
 //!
-//! Readers that ignore hidden files therefore see each record exactly once.
+//! Every rename is followed by a sync of the directory, so a commit survives a
+//! crash of the machine. Readers that ignore hidden files therefore see each
+//! record exactly once.
+//!
+//! A restore never goes behind committed output: if the directory holds a part
+//! file of a checkpoint after `c` (committed by a run that went on from `c`, or
+//! before a newer checkpoint was found damaged and skipped), replaying from `c`
+//! would write its records again, so the sink refuses to open
+//! ([`Error::OutputConflict`]); so does a fresh start in a directory that holds
+//! committed output.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use crate::data::{Barrier, Batch, Data};
+use crate::durable;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
 use crate::operator::{Operator, OperatorContext};
@@ -75,21 +85,65 @@ impl<T> FileSink<T> {
         self.dir.join(format!("part-{subtask:04}-{:010}", id.0))
     }
 
-    /// Renames subtask `subtask`'s pending file of `id` to its visible name; done
-    /// already is fine.
+    /// Renames subtask `subtask`'s pending file of `id` to its visible name, never
+    /// over another file; done already is fine.
     fn commit(&self, subtask: u32, id: CheckpointId) -> Result<()> {
         let (from, to) = (
             self.pending_path(subtask, id),
             self.committed_path(subtask, id),
         );
-        match fs::rename(&from, &to) {
+        match durable::rename_new(&from, &to) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound && to.exists() => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::OutputConflict {
+                path: to,
+                reason: format!(
+                    "another file of this name exists already (checkpoint {id} of another run?); \
+                     it is never overwritten, and {} is kept beside it",
+                    from.display()
+                ),
+            }),
             Err(e) => Err(Error::io("committing part file", from, e)),
         }
     }
 
+    /// Refuses to start where replaying from checkpoint `restored` (none: a fresh
+    /// start) would write again records that the directory holds committed.
+    fn check_nothing_committed_after(&self, restored: Option<CheckpointId>) -> Result<()> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
+        let mut newest: Option<(CheckpointId, String)> = None;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = committed_id(&name) else {
+                continue;
+            };
+            if restored.is_none_or(|r| id > r) && newest.as_ref().is_none_or(|(n, _)| id > *n) {
+                newest = Some((id, name));
+            }
+        }
+        let Some((id, name)) = newest else {
+            return Ok(());
+        };
+        let reason = match restored {
+            None => format!(
+                "it holds committed output ({name}); a fresh run would add its own beside \
+                 it. Write to an empty directory, or resume the run that wrote it (--restore latest)"
+            ),
+            Some(r) => format!(
+                "it holds output committed at checkpoint {id} ({name}), after checkpoint {r} \
+                 that the job restores: replaying from there would write those records \
+                 again. Restore the newest checkpoint, or write to an empty directory"
+            ),
+        };
+        Err(Error::OutputConflict {
+            path: self.dir.clone(),
+            reason,
+        })
+    }
+
     /// Deletes every hidden file of subtask `subtask` that is not pending in `keep`.
+    /// The deletions are synced with the directory (so that a pending file of a
+    /// checkpoint that never completed cannot come back after a crash).
     fn discard_uncommitted(&self, subtask: u32, keep: &[CheckpointId]) -> Result<()> {
         let prefix = format!(".part-{subtask:04}");
         let keep: Vec<String> = keep
@@ -106,7 +160,7 @@ impl<T> FileSink<T> {
                 remove(&entry.path())?;
             }
         }
-        Ok(())
+        durable::sync_dir(&self.dir).map_err(|e| Error::io("syncing", &self.dir, e))
     }
 }
 
@@ -129,6 +183,14 @@ impl<T> FileSink<T> {
         }
         Ok(())
     }
+}
+
+/// The checkpoint of a committed part file's name (`part-{subtask}-{checkpoint}`).
+fn committed_id(name: &str) -> Option<CheckpointId> {
+    let rest = name.strip_prefix("part-")?;
+    let (subtask, id) = rest.split_once('-')?;
+    subtask.parse::<u32>().ok()?;
+    id.parse().ok().map(CheckpointId)
 }
 
 fn remove(path: &Path) -> Result<()> {
@@ -158,6 +220,7 @@ impl<T: Data> Operator for FileSink<T> {
         // parallelism every old subtask j with j % parallelism == index.
         let (index, parallelism) = (ctx.subtask.index, ctx.subtask.parallelism);
         let mut inherited = vec![(index, Vec::new())];
+        self.check_nothing_committed_after(restored.as_ref().map(|r| r.checkpoint))?;
         if let Some(restored) = restored {
             if let Some(bytes) = &restored.operator_state {
                 inherited[0].1 = decode(bytes)?;
@@ -213,6 +276,7 @@ impl<T: Data> Operator for FileSink<T> {
                 .map_err(|e| Error::io("syncing part file", &path, e))?;
             let pending = self.pending_path(self.subtask, barrier.id);
             fs::rename(&path, &pending)
+                .and_then(|()| durable::sync_dir(&self.dir))
                 .map_err(|e| Error::io("pre-committing part file", &path, e))?;
             self.pending.push(barrier.id);
         }
@@ -301,6 +365,7 @@ mod tests {
         // A restore from checkpoint 1 re-commits idempotently and drops record 3.
         let mut again = FileSink::new(dir.path(), line as LineFormat<u64>);
         let restored = RestoredState {
+            checkpoint: CheckpointId(1),
             operator_state: state.operator_state,
             ..Default::default()
         };
@@ -315,6 +380,63 @@ mod tests {
             hidden, 0,
             "the uncommitted file of the failed attempt is gone"
         );
+    }
+
+    #[test]
+    fn a_restore_behind_committed_output_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
+        sink.open(&ctx(1), None).unwrap();
+        sink.process(&mut vec![1], &mut Vec::new()).unwrap();
+        let older = sink
+            .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+            .unwrap();
+        sink.checkpoint_complete(CheckpointId(1)).unwrap();
+        sink.process(&mut vec![2], &mut Vec::new()).unwrap();
+        sink.snapshot(&Barrier::checkpoint(CheckpointId(2), None))
+            .unwrap();
+        sink.checkpoint_complete(CheckpointId(2)).unwrap();
+        // Checkpoint 2 is found damaged; a restore falls back to checkpoint 1.
+        let mut again = FileSink::new(dir.path(), line as LineFormat<u64>);
+        let restored = RestoredState {
+            checkpoint: CheckpointId(1),
+            operator_state: older.operator_state,
+            ..Default::default()
+        };
+        let err = again.open(&ctx(2), Some(restored)).unwrap_err();
+        assert!(matches!(err, Error::OutputConflict { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("checkpoint 2") && msg.contains("part-0000-0000000002"),
+            "{msg}"
+        );
+        assert_eq!(
+            committed(dir.path()),
+            ["1", "2"],
+            "nothing is written again"
+        );
+
+        // A fresh run into the same directory is refused as well.
+        let mut fresh = FileSink::new(dir.path(), line as LineFormat<u64>);
+        let err = fresh.open(&ctx(3), None).unwrap_err().to_string();
+        assert!(err.contains("fresh run"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_never_replaces_a_visible_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another run's committed file of the same subtask and checkpoint id.
+        fs::write(dir.path().join("part-0000-0000000001"), "theirs\n").unwrap();
+        let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
+        sink.subtask = 0;
+        sink.uid = "sink".into();
+        sink.process(&mut vec![1], &mut Vec::new()).unwrap();
+        sink.snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+            .unwrap();
+        let err = sink.checkpoint_complete(CheckpointId(1)).unwrap_err();
+        assert!(matches!(err, Error::OutputConflict { .. }), "{err}");
+        assert_eq!(committed(dir.path()), ["theirs"]);
+        assert!(dir.path().join(".part-0000-0000000001.pending").exists());
     }
 
     #[test]
@@ -343,6 +465,7 @@ mod tests {
         for i in 0..2u32 {
             let mut sink = FileSink::new(dir.path(), line as LineFormat<u64>);
             let restored = RestoredState {
+                checkpoint: CheckpointId(4),
                 union: Some(crate::state::UnionState {
                     parallelism: 3,
                     states: union.clone(),

@@ -573,7 +573,7 @@ mod tests {
     fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FileStore::new(tmp.path().join("store"));
-        let paths = Paths::new("job");
+        let paths = Paths::new("job", &crate::ids::JobId("r".into()));
         let mut state = KeyedState::<u64, i64>::default();
         state
             .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
@@ -621,6 +621,7 @@ mod tests {
                 })
                 .collect(),
             store,
+            owned: true,
         };
         let part = KeyGroupRange { start: 4, end: 11 };
         let expected: Vec<(u64, i64)> = (0..200u64)

@@ -1,5 +1,6 @@
 //! What an operator hands over at a checkpoint and gets back on restore.
 
+use crate::ids::CheckpointId;
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::rocks::{NativeRestore, NativeSnapshot};
 
@@ -33,6 +34,8 @@ impl OperatorSnapshot {
 /// State handed to an operator subtask when it opens after a restore.
 #[derive(Debug, Default, Clone)]
 pub struct RestoredState {
+    /// The checkpoint or savepoint it comes from.
+    pub checkpoint: CheckpointId,
     /// The inline position it snapshotted (only at the parallelism it was taken at).
     pub position: Option<serde_json::Value>,
     /// Its non-keyed state, when restored at the parallelism it was taken at.

@@ -108,12 +108,8 @@ fn checkpointed_run(dir: &Path) -> std::path::PathBuf {
         ],
     );
     assert_ok(&out);
-    let chk = dir.join(".weir/checkpoints/keyed-sum/checkpoints");
-    let latest = fs::read_dir(&chk)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .max()
+    let latest = crate::support::completed_checkpoints(&dir.join(".weir/checkpoints/keyed-sum"))
+        .pop()
         .unwrap();
     assert!(latest.join("_metadata").exists());
     latest

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::{check_keyed_sum, committed_lines, stderr, wait_for_checkpoints, weir};
 
 /// Where the coordinators of these tests keep keyed-sum's checkpoints.
-const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
+const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum";
 
 /// A port `p` such that `p` and `p + 1` are free (gRPC and HTTP).
 pub fn free_port() -> u16 {
@@ -23,7 +23,7 @@ pub fn free_port() -> u16 {
 }
 
 /// GETs `path` from the HTTP endpoint on `port`; returns the status code and body.
-fn get(port: u16, path: &str) -> (u16, String) {
+pub fn get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -243,7 +243,10 @@ fn killed_worker_is_replaced(options: &[&str]) {
 fn a_restarted_coordinator_resumes_from_storage_and_the_output_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut first = coordinator(dir.path(), port, "400000")
+    // The same deployment identity, as the operator gives a coordinator pod and
+    // its replacement.
+    let ha = ["--job-id", "ha"];
+    let mut first = coordinator_with(dir.path(), port, "400000", &ha)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -251,11 +254,99 @@ fn a_restarted_coordinator_resumes_from_storage_and_the_output_stays_exact() {
     wait_for_checkpoints(&dir.path().join(CHECKPOINTS), 2);
     first.kill().unwrap();
     first.wait().unwrap();
-    let second = coordinator(dir.path(), port, "400000")
+    let second = coordinator_with(dir.path(), port, "400000", &ha)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     finish_and_check(second, &mut workers, dir.path(), 400_000);
+}
+
+#[test]
+fn a_coordinator_restores_what_it_is_told_not_another_deployments_newer_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = ["--records", "400000", "--rate", "100000", "--keys", "50"];
+    // Deployment `a` checkpoints for a while in the shared storage, then dies.
+    let mut run = weir()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "keyed-sum",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+        ])
+        .args(["--checkpoint-dir", "storage", "--job-id", "a", "--"])
+        .args(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let job = dir.path().join("storage/keyed-sum");
+    wait_for_checkpoints(&job, 3);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let older = crate::support::completed_checkpoints(&job)
+        .first()
+        .cloned()
+        .unwrap();
+    let older_id: u64 = older
+        .to_str()
+        .unwrap()
+        .rsplit("chk-")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Deployment `b`, in the same storage, told to start from an older one.
+    let port = free_port();
+    let mut coord = weir()
+        .current_dir(dir.path())
+        .args([
+            "coordinator",
+            "keyed-sum",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+        ])
+        .args(["--checkpoint-dir", "storage", "--job-id", "b"])
+        .args(["--restore", older.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http", &format!("127.0.0.1:{}", port + 1), "--"])
+        .args(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut workers = [worker(dir.path(), port), worker(dir.path(), port)];
+    let b = dir.path().join("storage/keyed-sum/b/checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first_of_b = loop {
+        let ids: Vec<u64> = std::fs::read_dir(&b)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("_metadata").exists())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        if let Some(first) = ids.iter().min() {
+            break *first;
+        }
+        assert!(Instant::now() < deadline, "b never checkpointed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    coord.kill().unwrap();
+    coord.wait().unwrap();
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert_eq!(
+        first_of_b,
+        older_id + 1,
+        "b restored checkpoint {older_id}, not a's newer ones"
+    );
 }
 
 #[test]
@@ -337,7 +428,7 @@ fn a_coordinator_starts_from_a_checkpoint_given_with_restore() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let latest = wait_for_checkpoints(&dir.path().join("first/keyed-sum/checkpoints"), 2);
+    let latest = wait_for_checkpoints(&dir.path().join("first/keyed-sum"), 2);
     run.kill().unwrap();
     run.wait().unwrap();
     let port = free_port();

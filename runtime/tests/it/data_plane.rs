@@ -15,7 +15,7 @@ use weir_runtime::exec::config::ExecConfig;
 use weir_runtime::exec::deploy::{chains, deploy, Placement};
 use weir_runtime::exec::local::start;
 use weir_runtime::exec::runner::{Deployer, Deployment, JobRunner, RunConfig};
-use weir_runtime::ids::TaskId;
+use weir_runtime::ids::{JobId, TaskId};
 use weir_runtime::metrics::JobMetrics;
 use weir_runtime::net::DataPlane;
 use weir_runtime::pipelines::{keyed_sum, GeneratorArgs, Target};
@@ -122,10 +122,11 @@ fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
         ],
         attempt: AtomicU64::new(0),
         store: store.clone(),
-        paths: Paths::new("keyed-sum"),
+        paths: Paths::new("keyed-sum", &JobId("two-workers".into())),
         exec: config.exec.clone(),
     };
-    let runner = JobRunner::with_deployer(graph, config, store, deployer);
+    let id = JobId("two-workers".into());
+    let runner = JobRunner::with_deployer(graph, config, store, &id, deployer);
     let summary = runner.run().unwrap();
     assert_eq!(summary.restarts, 3);
     check_keyed_sum(&committed_lines(&out), 200_000, 50).unwrap_or_else(|e| panic!("{e}"));

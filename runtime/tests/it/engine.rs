@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use weir_runtime::api::{JobBuilder, JobGraph};
 use weir_runtime::data::{Barrier, Batch};
-use weir_runtime::exec::runner::{LocalRunner, RestoreFrom, RunConfig, RunSummary};
-use weir_runtime::ids::CheckpointId;
+use weir_runtime::exec::runner::{LocalRunner, RunConfig, RunSummary};
+use weir_runtime::ids::{CheckpointId, JobId};
 use weir_runtime::operator::{Operator, OperatorContext, Source, SourceStatus};
 use weir_runtime::operators::{
     CollectSink, KeyedProcess, MapState, SequenceSource, WindowResult, WindowSpec,
@@ -17,7 +17,7 @@ use weir_runtime::operators::{
 use weir_runtime::state::{OperatorSnapshot, RestoredState};
 use weir_runtime::{Error, Result};
 
-fn config(dir: &std::path::Path) -> RunConfig {
+pub fn config(dir: &std::path::Path) -> RunConfig {
     RunConfig {
         checkpoint_dir: dir.display().to_string(),
         checkpoint_interval: Some(Duration::from_millis(50)),
@@ -26,7 +26,7 @@ fn config(dir: &std::path::Path) -> RunConfig {
     }
 }
 
-fn run(
+pub fn run(
     graph: JobGraph,
     config: RunConfig,
 ) -> Result<(RunSummary, Arc<weir_runtime::metrics::JobMetrics>)> {
@@ -35,7 +35,7 @@ fn run(
     runner.run().map(|s| (s, metrics))
 }
 
-fn collected<T>() -> Arc<Mutex<Vec<T>>> {
+pub fn collected<T>() -> Arc<Mutex<Vec<T>>> {
     Arc::new(Mutex::new(Vec::new()))
 }
 
@@ -220,13 +220,13 @@ fn tumbling_and_sliding_windows_count_and_sum_every_record() {
 }
 
 /// Wraps a source and sleeps between batches, to stretch a job over time.
-struct PacedSource<S> {
+pub struct PacedSource<S> {
     inner: S,
     pause: Duration,
 }
 
 impl<S> PacedSource<S> {
-    fn new(inner: S, pause: Duration) -> Self {
+    pub fn new(inner: S, pause: Duration) -> Self {
         PacedSource { inner, pause }
     }
 }
@@ -374,7 +374,7 @@ fn failures_with_checkpoints_between_them_never_exhaust_the_restart_limit() {
 /// Runs `records` numbers (one per 2 ms, in batches of two) through the operator
 /// `make` builds into a collecting sink; returns the run's summary and the
 /// distinct numbers the sink saw, sorted.
-fn run_paced<O, F>(
+pub fn run_paced<O, F>(
     name: &str,
     records: u64,
     mut cfg: RunConfig,
@@ -401,8 +401,8 @@ where
 }
 
 /// Fails once after the first completed checkpoint, and at that moment makes the
-/// checkpoint directory unreadable (a file in its place) for `outage`, as an S3
-/// outage makes storage unreachable.
+/// job's checkpoint directory unreadable (a file in its place) for `outage`, as
+/// an S3 outage makes storage unreachable.
 struct FailsDuringAStorageOutage {
     checkpoints: std::path::PathBuf,
     outage: Duration,
@@ -438,7 +438,7 @@ impl Operator for FailsDuringAStorageOutage {
 #[test]
 fn a_restart_waits_for_unreachable_checkpoint_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let checkpoints = dir.path().join("outage").join("checkpoints");
+    let checkpoints = dir.path().join("outage");
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flaky = move |_: &OperatorContext| FailsDuringAStorageOutage {
         checkpoints: checkpoints.clone(),
@@ -452,27 +452,58 @@ fn a_restart_waits_for_unreachable_checkpoint_storage() {
     assert_eq!(seen, (0..300).collect::<Vec<_>>());
 }
 
+fn skip_job() -> JobGraph {
+    let job = JobBuilder::new("skip");
+    job.source("numbers", |_| SequenceSource::new(0..1_000))
+        .key_by(|n: &u64| n % 5)
+        .sum("sum", |n: &u64| *n as i64)
+        .sink("collect", |_| CollectSink::new(collected()));
+    job.build().unwrap()
+}
+
 #[test]
 fn an_incomplete_checkpoint_is_skipped_and_its_id_never_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let build = || {
-        let job = JobBuilder::new("skip");
-        job.source("numbers", |_| SequenceSource::new(0..1_000))
-            .key_by(|n: &u64| n % 5)
-            .sum("sum", |n: &u64| *n as i64)
-            .sink("collect", |_| CollectSink::new(collected()));
-        job.build().unwrap()
-    };
-    let (first, _) = run(build(), config(dir.path())).unwrap();
-    let abandoned = first.ending.final_checkpoint().unwrap().0 + 5;
+    let mut cfg = config(dir.path());
+    cfg.job_id = Some(JobId("one".into()));
+    let (first, _) = run(skip_job(), cfg.clone()).unwrap();
+    let abandoned = first.ending.final_checkpoint().unwrap().0 + 40;
     let junk = dir
         .path()
-        .join(format!("skip/checkpoints/chk-{abandoned}/sum/0"));
+        .join(format!("skip/one/checkpoints/chk-{abandoned}/sum/0"));
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("state"), b"half written").unwrap();
-    let mut cfg = config(dir.path());
-    cfg.restore = RestoreFrom::Latest;
-    let (second, _) = run(build(), cfg).unwrap();
+    // The same deployment again (a restarted coordinator): it resumes its own
+    // latest checkpoint, and never takes the id of what it left half written.
+    let (second, _) = run(skip_job(), cfg).unwrap();
     let last = second.ending.final_checkpoint().unwrap();
     assert!(last.0 > abandoned, "ids keep growing: {last}");
+}
+
+#[test]
+fn ids_of_checkpoints_that_left_nothing_behind_are_never_used_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.job_id = Some(JobId("one".into()));
+    let (first, _) = run(skip_job(), cfg.clone()).unwrap();
+    let used = first.ending.final_checkpoint().unwrap();
+    // Declined checkpoints and savepoint staging directories are deleted: say
+    // ids after the final one were used and their directories are gone.
+    let listing = || {
+        let mut ids: Vec<String> = std::fs::read_dir(dir.path().join("skip/one/checkpoints"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(listing().contains(&format!("chk-{used}")));
+    let (second, _) = run(skip_job(), cfg).unwrap();
+    let next = second.ending.final_checkpoint().unwrap();
+    assert!(
+        next.0 > used.0 + 1,
+        "a restarted deployment starts above every id it reserved, not at {next} (listing {:?})",
+        listing()
+    );
 }

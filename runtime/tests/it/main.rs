@@ -11,6 +11,8 @@ mod data_plane;
 mod engine;
 mod exactly_once;
 mod examples;
+mod identity;
+mod recovery;
 mod rescale;
 mod restore;
 mod s3;

@@ -201,7 +201,7 @@ fn a_retained_rocksdb_checkpoint_restores_at_another_parallelism_after_a_kill() 
         .stderr(Stdio::null())
         .spawn()
         .expect("weir starts");
-    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum/checkpoints");
+    let checkpoints = dir.path().join(".weir/checkpoints/keyed-sum");
     wait_for_checkpoints(&checkpoints, 3);
     child.kill().expect("kill -9");
     child.wait().expect("reaped");

@@ -7,7 +7,7 @@ use crate::support::{
 };
 
 /// Where `weir run` keeps keyed-sum's checkpoints, under the test's directory.
-const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
+const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum";
 
 #[test]
 fn a_new_process_restores_the_latest_checkpoint_and_finishes_exactly_once() {

@@ -5,7 +5,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::s3_server::{S3Server, BUCKET};
-use crate::support::{assert_ok, check_final_sums, check_keyed_sum, committed_lines, stderr, weir};
+use crate::support::{
+    assert_ok, check_keyed_sum, check_keyed_sum_prefix, committed_lines, stderr, weir,
+};
 
 /// `weir` in `dir` with its AWS client pointed at `s3`.
 fn weir_s3(dir: &Path, s3: &S3Server) -> Command {
@@ -57,21 +59,34 @@ fn output(mut cmd: Command) -> Output {
     cmd.output().expect("weir runs")
 }
 
-/// Ids of the completed checkpoints of keyed-sum under `prefix` in the bucket.
-fn completed(s3: &S3Server, prefix: &str) -> Vec<u64> {
-    let dir = format!("{prefix}/keyed-sum/checkpoints/chk-");
-    let mut ids: Vec<u64> = s3
-        .keys(&dir)
+/// The completed checkpoints of keyed-sum's deployments under `prefix` in the
+/// bucket, oldest first: their ids and the key prefix of their directories.
+fn checkpoints(s3: &S3Server, prefix: &str) -> Vec<(u64, String)> {
+    let job = format!("{prefix}/keyed-sum/");
+    let mut done: Vec<(u64, String)> = s3
+        .keys(&job)
         .iter()
         .filter_map(|k| {
-            k.strip_prefix(&dir)?
-                .strip_suffix("/_metadata")?
-                .parse()
-                .ok()
+            let dir = k.strip_suffix("_metadata")?;
+            let (_, chk) = dir.trim_end_matches('/').rsplit_once("/checkpoints/chk-")?;
+            Some((chk.parse().ok()?, dir.to_string()))
         })
         .collect();
-    ids.sort_unstable();
-    ids
+    done.sort();
+    done
+}
+
+/// Ids of the completed checkpoints of keyed-sum under `prefix` in the bucket.
+fn completed(s3: &S3Server, prefix: &str) -> Vec<u64> {
+    checkpoints(s3, prefix)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The key prefix of keyed-sum's newest completed checkpoint under `prefix`.
+fn latest_dir(s3: &S3Server, prefix: &str) -> String {
+    checkpoints(s3, prefix).pop().expect("a checkpoint").1
 }
 
 fn wait_for_completed(s3: &S3Server, prefix: &str, n: usize, child: &mut Child) {
@@ -103,6 +118,18 @@ const ARGS: [&str; 8] = [
 /// Runs keyed-sum on `backend` with checkpoints in S3 under `prefix`, kills it
 /// after `checkpoints` completed, and returns the directory of its output.
 fn killed_run(s3: &S3Server, dir: &Path, backend: &str, prefix: &str, checkpoints: usize) {
+    killed_run_when(s3, dir, backend, prefix, checkpoints, |_| true)
+}
+
+/// [`killed_run`], killing it only once `ready(newest completed id)` also holds.
+fn killed_run_when(
+    s3: &S3Server,
+    dir: &Path,
+    backend: &str,
+    prefix: &str,
+    checkpoints: usize,
+    ready: impl Fn(u64) -> bool,
+) {
     let mut first = weir_s3(dir, s3);
     first
         .args([
@@ -119,6 +146,11 @@ fn killed_run(s3: &S3Server, dir: &Path, backend: &str, prefix: &str, checkpoint
         .stderr(Stdio::null());
     let mut child = first.spawn().expect("weir starts");
     wait_for_completed(s3, prefix, checkpoints, &mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !completed(s3, prefix).last().is_some_and(|id| ready(*id)) {
+        assert!(Instant::now() < deadline, "never ready to be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
 }
@@ -156,19 +188,25 @@ fn checkpoints_in_s3_restore_a_killed_run_exactly_once() {
         assert_ok(&restore_latest(&s3, dir.path(), backend, "ckpt"));
         check_keyed_sum(&committed_lines(&dir.path().join("out")), 200_000, 40)
             .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let mut per_deployment = std::collections::BTreeMap::<String, usize>::new();
+        for (_, dir) in checkpoints(&s3, "ckpt") {
+            let deployment = dir.split("/checkpoints/").next().expect("a deployment");
+            *per_deployment.entry(deployment.to_string()).or_default() += 1;
+        }
         assert!(
-            completed(&s3, "ckpt").len() <= 3,
-            "retention keeps 3: {:?}",
-            completed(&s3, "ckpt")
+            per_deployment.len() == 2 && per_deployment.values().all(|n| *n <= 3),
+            "each deployment's retention keeps 3: {per_deployment:?}"
         );
     }
 }
 
-/// Shared files referred to by the `_metadata` of the checkpoints under `prefix`.
+/// Shared files referred to by the `_metadata` of the checkpoints under `prefix`
+/// (of its one deployment).
 fn referenced_shared(s3: &S3Server, prefix: &str) -> std::collections::BTreeSet<String> {
     let mut referenced = std::collections::BTreeSet::new();
-    for id in completed(s3, prefix) {
-        let key = format!("{prefix}/keyed-sum/checkpoints/chk-{id}/_metadata");
+    for (_, dir) in checkpoints(s3, prefix) {
+        let key = format!("{dir}_metadata");
+        let deployment = dir.split("/checkpoints/").next().expect("a deployment");
         let meta: serde_json::Value =
             serde_json::from_slice(&s3.read(&key)).expect("_metadata is JSON");
         for op in meta["operators"].as_array().expect("operators") {
@@ -176,7 +214,7 @@ fn referenced_shared(s3: &S3Server, prefix: &str) -> std::collections::BTreeSet<
                 for f in st["rocksdb"]["files"].as_array().into_iter().flatten() {
                     if f["shared"] == true {
                         let path = f["path"].as_str().expect("path");
-                        referenced.insert(format!("{prefix}/keyed-sum/shared/{path}"));
+                        referenced.insert(format!("{deployment}/shared/{path}"));
                     }
                 }
             }
@@ -206,8 +244,11 @@ fn incremental_checkpoints_share_files_and_retention_deletes_the_rest() {
     assert!(made >= 10, "many checkpoints: {made}");
     let retained = completed(&s3, "ckpt");
     assert_eq!(retained.len(), 3, "{retained:?}");
-    let stored: std::collections::BTreeSet<String> =
-        s3.keys("ckpt/keyed-sum/shared/").into_iter().collect();
+    let stored: std::collections::BTreeSet<String> = s3
+        .keys("ckpt/keyed-sum/")
+        .into_iter()
+        .filter(|k| k.contains("/shared/"))
+        .collect();
     let referenced = referenced_shared(&s3, "ckpt");
     assert!(!stored.is_empty());
     assert_eq!(
@@ -215,8 +256,8 @@ fn incremental_checkpoints_share_files_and_retention_deletes_the_rest() {
         "shared/ holds exactly what retained checkpoints refer to"
     );
     // Incremental: some retained checkpoint uploaded less than it refers to.
-    let reused = retained.iter().any(|id| {
-        let key = format!("ckpt/keyed-sum/checkpoints/chk-{id}/_metadata");
+    let reused = checkpoints(&s3, "ckpt").iter().any(|(_, dir)| {
+        let key = format!("{dir}_metadata");
         let meta: serde_json::Value = serde_json::from_slice(&s3.read(&key)).expect("JSON");
         let uploaded = meta["uploaded_bytes"].as_u64().expect("uploaded_bytes");
         let total: u64 = meta["operators"]
@@ -233,29 +274,90 @@ fn incremental_checkpoints_share_files_and_retention_deletes_the_rest() {
 }
 
 #[test]
-fn a_damaged_latest_rocksdb_checkpoint_falls_back_to_the_previous_one() {
+fn a_damaged_latest_checkpoint_is_never_passed_over_to_rewrite_committed_output() {
     let s3 = S3Server::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    killed_run(&s3, dir.path(), "rocksdb", "ckpt", 3);
-    let latest = *completed(&s3, "ckpt").last().expect("a checkpoint");
+    // Killed once the sink committed the newest checkpoint's output.
+    let out = dir.path().join("out");
+    let committed = |id: u64| {
+        std::fs::read_dir(&out)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("-{id:010}"))
+            })
+    };
+    killed_run_when(&s3, dir.path(), "rocksdb", "ckpt", 3, committed);
+    let before = committed_lines(&dir.path().join("out"));
     // Truncate a file only the latest checkpoint has: its MANIFEST.
-    let chk = format!("ckpt/keyed-sum/checkpoints/chk-{latest}/");
     let manifest = s3
-        .keys(&chk)
+        .keys(&latest_dir(&s3, "ckpt"))
         .into_iter()
         .find(|k| k.contains("/rocksdb/MANIFEST-"))
         .expect("a MANIFEST in the latest checkpoint");
     s3.truncate(&manifest);
     let out = restore_latest(&s3, dir.path(), "rocksdb", "ckpt");
-    assert_ok(&out);
     let err = stderr(&out);
+    // The damage is found and said; the previous checkpoint is older than output
+    // the sink committed for the damaged one, so the job stops rather than write
+    // those records again.
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("skipping damaged checkpoint") && err.contains(&manifest),
         "a warning naming the file: {err}"
     );
-    // The sink may already have committed the damaged checkpoint's output, which
-    // the older checkpoint replays (as in Flink); the state is exact all the same.
-    check_final_sums(&committed_lines(&dir.path().join("out")), 200_000, 40)
+    assert!(
+        err.contains("replaying from there would write those records again"),
+        "{err}"
+    );
+    assert_eq!(
+        committed_lines(&dir.path().join("out")),
+        before,
+        "nothing written again"
+    );
+    check_keyed_sum_prefix(&before, 200_000, 40).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_get_that_fails_is_waited_for_never_taken_for_damage() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    killed_run(&s3, dir.path(), "heap", "ckpt", 3);
+    // Every GET of the latest checkpoint's state fails (500s) while its listing
+    // looks as always: storage trouble, not damage.
+    let state = format!("{}sum/0/state", latest_dir(&s3, "ckpt"));
+    s3.fail_reads(&state);
+    let mut restore = weir_s3(dir.path(), &s3);
+    restore
+        .args([
+            "run",
+            "keyed-sum",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "200ms",
+        ])
+        .args(["--checkpoint-dir", &s3.uri("ckpt"), "--restore", "latest"])
+        .args(["--storage-wait", "5m", "--"])
+        .args(ARGS)
+        .stderr(Stdio::piped());
+    let mut child = restore.spawn().expect("weir starts");
+    let log = StderrLog::follow(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log.contains("waiting for checkpoint storage") {
+        assert!(Instant::now() < deadline, "no wait: {}", log.text());
+        assert!(child.try_wait().expect("wait").is_none(), "{}", log.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s3.mend_reads(&state);
+    let status = child.wait().expect("weir exits");
+    let err = log.finish();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("skipping damaged checkpoint"), "{err}");
+    check_keyed_sum(&committed_lines(&dir.path().join("out")), 200_000, 40)
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -416,12 +518,13 @@ fn unreachable_s3_for_restore_is_a_clear_error() {
     let port = s3.port;
     drop(s3);
     cmd.args(["run", "keyed-sum", "--checkpoint-dir", "s3://weir/ckpt"])
+        .args(["--storage-wait", "1s"])
         .args(["--restore", "latest", "--", "--records", "10"]);
     let out = output(cmd);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("checkpoint store: listing s3://weir/ckpt/keyed-sum/checkpoints/"),
+        err.contains("checkpoint store: listing s3://weir/ckpt/keyed-sum/"),
         "{err}"
     );
     assert!(

@@ -162,6 +162,27 @@ impl S3Server {
         std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
     }
 
+    /// Makes every GET of object `key` fail on the server (a 500 InternalError,
+    /// which the client retries, then gives up on) while its listing is unchanged:
+    /// the object's file is moved aside and a directory put in its place.
+    pub fn fail_reads(&self, key: &str) {
+        let path = self.root.path().join(BUCKET).join(key);
+        std::fs::rename(&path, self.aside(key)).expect("move aside");
+        std::fs::create_dir(&path).expect("a directory in its place");
+    }
+
+    /// Where [`S3Server::fail_reads`] keeps an object's file meanwhile (outside the bucket).
+    fn aside(&self, key: &str) -> std::path::PathBuf {
+        self.root.path().join(key.replace('/', "%"))
+    }
+
+    /// Undoes [`S3Server::fail_reads`].
+    pub fn mend_reads(&self, key: &str) {
+        let path = self.root.path().join(BUCKET).join(key);
+        std::fs::remove_dir(&path).expect("the directory goes");
+        std::fs::rename(self.aside(key), &path).expect("move back");
+    }
+
     /// Copies every object under key prefix `from` to the same key under `to`
     /// (on the server's disk, as a bucket-to-bucket copy would); returns how many.
     pub fn copy_prefix(&self, from: &str, to: &str) -> usize {

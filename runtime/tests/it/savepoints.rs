@@ -11,7 +11,7 @@ use crate::support::{
 };
 
 /// Where keyed-sum's checkpoints go by default, under the test's directory.
-const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum/checkpoints";
+const CHECKPOINTS: &str = ".weir/checkpoints/keyed-sum";
 
 /// The local directory of a `file://` savepoint URI.
 fn local(uri: &str) -> PathBuf {
@@ -56,7 +56,7 @@ fn run_stops_with_a_savepoint_and_a_restore_from_it_finishes_exactly_once() {
     assert_ok(&out);
     let savepoint = stopped_with(&out);
     assert!(
-        savepoint.contains("/keyed-sum/savepoints/sp-"),
+        savepoint.contains("/keyed-sum/") && savepoint.contains("/savepoints/sp-"),
         "{savepoint}"
     );
     let committed = committed_lines(&dir.path().join("out"));
@@ -102,7 +102,9 @@ fn savepoint(dir: &Path, port: u16, extra: &[&str]) -> String {
 fn savepoints_through_the_api_keep_the_job_running_or_stop_it_and_a_new_cluster_resumes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let mut coord = coordinator_with(dir.path(), port, "400000", &[])
+    // Every coordinator here is the same deployment, as a pod and its replacements.
+    let ha = ["--job-id", "ha"];
+    let mut coord = coordinator_with(dir.path(), port, "400000", &ha)
         .stderr(Stdio::piped())
         .spawn()
         .expect("coordinator starts");
@@ -111,7 +113,7 @@ fn savepoints_through_the_api_keep_the_job_running_or_stop_it_and_a_new_cluster_
 
     let intermediate = savepoint(dir.path(), port, &[]);
     assert!(
-        intermediate.contains("/keyed-sum/savepoints/sp-"),
+        intermediate.contains("/keyed-sum/ha/savepoints/sp-"),
         "{intermediate}"
     );
     assert!(
@@ -135,27 +137,65 @@ fn savepoints_through_the_api_keep_the_job_running_or_stop_it_and_a_new_cluster_
 
     // A coordinator started again without that savepoint (a pod restarted after
     // the stop) holds: it must not resume from the older checkpoints.
-    let port = free_port();
-    let held = coordinator_with(dir.path(), port, "400000", &[])
-        .output()
-        .expect("coordinator runs");
-    let err = stderr(&held);
-    assert!(held.status.success(), "{err}");
-    assert!(
-        err.contains("was stopped with savepoint") && err.contains("/kept/sp-"),
-        "{err}"
-    );
+    let held = |dir: &Path| {
+        let port = free_port();
+        let held = coordinator_with(dir, port, "400000", &ha)
+            .output()
+            .expect("coordinator runs");
+        let err = stderr(&held);
+        assert!(held.status.success(), "{err}");
+        assert!(
+            err.contains("was stopped with savepoint") && err.contains("/kept/sp-"),
+            "{err}"
+        );
+    };
+    held(dir.path());
     assert_eq!(committed_lines(&dir.path().join("out")).len(), committed);
+
+    // Started from the savepoint, then lost before it checkpointed (no worker
+    // ever came): the hold stays, so a start without the savepoint still holds.
+    let restore = local(&stopped);
+    let port = free_port();
+    let mut early = coordinator_with(
+        dir.path(),
+        port,
+        "400000",
+        &[
+            "--job-id",
+            "ha",
+            "--restore",
+            restore.to_str().expect("utf-8"),
+        ],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("coordinator starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_ok_and(|_| {
+        crate::cluster::get(port + 1, "/v1/status")
+            .1
+            .contains("waiting-for-slots")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator never waited for slots"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    early.kill().expect("kill -9");
+    early.wait().expect("reaped");
+    held(dir.path());
 
     // The old run's checkpoints are still in storage, older than the savepoint:
     // the new coordinator must start from the savepoint, not from them.
     let port = free_port();
-    let restore = local(&stopped);
     let coord = coordinator_with(
         dir.path(),
         port,
         "400000",
         &[
+            "--job-id",
+            "ha",
             "--restore",
             restore.to_str().expect("utf-8"),
             "--log-level",

@@ -31,6 +31,8 @@ pub struct RemoteDeployer {
     pub spec: v1::JobSpec,
     /// Base URI of checkpoint storage.
     pub checkpoint_uri: String,
+    /// The deployment's keys in it.
+    pub paths: crate::checkpoint::paths::Paths,
     /// Attempts are numbered from here, unique to this coordinator process.
     pub attempt_base: u64,
     /// Whether subtask `k` of every chain shares slot `k` (else each has its own).
@@ -164,6 +166,8 @@ impl Deployer for RemoteDeployer {
             data_addresses,
             restore_from: restore.map(|r| r.location.clone()).unwrap_or_default(),
             checkpoint_uri: self.checkpoint_uri.clone(),
+            job_id: self.paths.id().to_string(),
+            restore_owned: restore.is_some_and(|r| r.owned),
         };
         for worker in &involved {
             inner.command(worker, Command::Deploy(deploy.clone()));

@@ -106,6 +106,7 @@ pub fn state_name(state: v1::JobState) -> &'static str {
 pub fn status_json(s: &v1::JobStatus) -> serde_json::Value {
     serde_json::json!({
         "job": s.job,
+        "job_id": s.job_id,
         "state": state_name(v1::JobState::try_from(s.state).unwrap_or(v1::JobState::Unspecified)),
         "message": s.message,
         "parallelism": s.parallelism,
@@ -117,6 +118,7 @@ pub fn status_json(s: &v1::JobStatus) -> serde_json::Value {
             "duration_ms": c.duration_ms, "size_bytes": c.size_bytes,
         })),
         "protocol_version": s.protocol_version,
+        "damaged_checkpoints_skipped": s.damaged_checkpoints_skipped,
     })
 }
 
@@ -142,6 +144,18 @@ fn prometheus(status: &StatusBoard) -> String {
         "counter",
         "Checkpoints declined or timed out.",
         &one(m.checkpoints_failed.load(Ordering::Relaxed) as f64),
+    );
+    metric(
+        "weir_checkpoints_failed_in_a_row",
+        "gauge",
+        "Checkpoints declined, timed out or not written since the last one completed.",
+        &one(m.checkpoints_failed_in_a_row.load(Ordering::Relaxed) as f64),
+    );
+    metric(
+        "weir_checkpoints_damaged_skipped_total",
+        "counter",
+        "Damaged checkpoints passed over when restoring.",
+        &one(s.damaged_checkpoints_skipped as f64),
     );
     metric(
         "weir_restarts_total",

@@ -2,8 +2,11 @@
 //! job runner as `weir run`, and serves the job control API.
 //!
 //! Step by step:
-//! 1. Build the job from the pipeline registry and open checkpoint storage; if it
-//!    holds completed checkpoints of the job, resume from the latest.
+//! 1. Build the job from the pipeline registry and open checkpoint storage. The
+//!    runner claims the deployment (its `--job-id`) and resumes its own latest
+//!    checkpoint if it wrote any (high availability), or what `--restore` names,
+//!    whichever is newer; a deployment stopped with a savepoint stays stopped
+//!    until it is started from that savepoint.
 //! 2. Serve gRPC: worker sessions ([`service::CoordinationService`]) and the API
 //!    ([`service::JobControlService`]); a monitor loses workers that stop sending
 //!    heartbeats.
@@ -26,12 +29,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use weir_proto::v1::{self, coordinator_message::Body as Command};
 
 use crate::checkpoint::paths::Paths;
-use crate::checkpoint::restore;
-use crate::checkpoint::retention::Listing;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::exec::requests::job_channel;
-use crate::exec::runner::{Ending, JobRunner, RestoreFrom, RunConfig, RunSummary};
+use crate::exec::runner::{Ending, JobRunner, RunConfig, RunSummary};
+use crate::ids::JobId;
 use crate::metrics::JobMetrics;
 
 use deployer::RemoteDeployer;
@@ -67,31 +69,6 @@ pub struct CoordinatorConfig {
     pub linger: bool,
 }
 
-/// The savepoint a stop-with-savepoint left the job stopped at, if it was.
-fn stopped_with(store: &dyn CheckpointStore, paths: &Paths) -> Result<Option<String>> {
-    if !store.list(&paths.stopped())?.contains(&paths.stopped()) {
-        return Ok(None);
-    }
-    let bytes = store.get(&paths.stopped())?;
-    let marker: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
-            path: store.uri(&paths.stopped()),
-            reason: format!("not a stop marker: {e}"),
-        })?;
-    Ok(marker["savepoint"].as_str().map(str::to_string))
-}
-
-/// Whether `restore` names the savepoint at `savepoint` (its directory or `_metadata`).
-fn restores(restore: &RestoreFrom, savepoint: &str) -> bool {
-    let norm = |p: &str| {
-        p.trim_end_matches(crate::checkpoint::paths::METADATA)
-            .trim_end_matches('/')
-            .trim_start_matches("file://")
-            .to_string()
-    };
-    matches!(restore, RestoreFrom::Path(p) if norm(p) == norm(savepoint))
-}
-
 /// Runs the job to its end with the workers that register; returns how it ended.
 pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     let graph = crate::pipelines::build(
@@ -102,36 +79,12 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     )?;
     let store: Arc<dyn CheckpointStore> = Arc::from(open_store(&config.run.checkpoint_dir)?);
     let mut run = config.run.clone();
-    // Checkpoint storage is the job's only durable state: a coordinator that finds
-    // completed checkpoints of its job (because it was restarted) resumes from the
-    // latest, whatever it was first started from.
-    // A `--restore` savepoint newer than every checkpoint still wins: the
-    // checkpoints are then an earlier deployment's, from before the savepoint.
-    let paths = Paths::new(&graph.name);
-    // A job stopped with a savepoint resumes only from that savepoint: a
-    // coordinator restarted after the stop (or started without it) holds.
-    let held = match stopped_with(store.as_ref(), &paths)? {
-        Some(savepoint) if !restores(&run.restore, &savepoint) => Some(savepoint),
-        Some(_) => {
-            store.delete(&[paths.stopped()])?;
-            None
-        }
-        None => None,
-    };
-    let listing = Listing::from_keys(&paths, &store.list(&paths.checkpoints())?);
-    if let Some(latest) = listing.complete.last() {
-        let requested = match &run.restore {
-            RestoreFrom::Path(path) => Some(restore::explicit(path)?.metadata.checkpoint_id),
-            _ => None,
-        };
-        if requested.is_none_or(|r| *latest > r) {
-            tracing::info!(
-                checkpoint = latest.0,
-                "found completed checkpoints in storage; resuming from the latest"
-            );
-            run.restore = RestoreFrom::Latest;
-        }
-    }
+    // Checkpoint storage is the job's only durable state: a coordinator outlives an
+    // outage of it, however long, rather than fail (and be restarted) over it.
+    run.start_wait = None;
+    let job_id = run.job_id.clone().unwrap_or_else(JobId::generate);
+    run.job_id = Some(job_id.clone());
+    tracing::info!(job = %graph.name, %job_id, "deployment");
     let shared = Arc::new(Shared::default());
     let (handle, requests) = job_channel();
     let spec = v1::JobSpec {
@@ -145,6 +98,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         state_backend: config.run.exec.state.backend.name().to_string(),
         state_cache_bytes: config.run.exec.state.cache_bytes as u64,
     };
+    let paths = Paths::new(&graph.name, &job_id);
     let chain_parallelism: Vec<u32> = crate::exec::deploy::chains(&graph)
         .iter()
         .map(|c| c.parallelism)
@@ -152,7 +106,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     let slots_needed = deployer::slots_needed(&chain_parallelism, config.slot_sharing);
     let metrics = Arc::new(JobMetrics::default());
     let status = Arc::new(StatusBoard::new(
-        graph.name.clone(),
+        paths.clone(),
         config.parallelism,
         slots_needed,
         metrics.clone(),
@@ -164,10 +118,11 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         status: status.clone(),
         spec,
         checkpoint_uri: store.uri(""),
+        paths,
         attempt_base: crate::exec::deploy::attempt_base(),
         slot_sharing: config.slot_sharing,
     };
-    let runner = JobRunner::with_deployer(graph, run, store, deployer)
+    let runner = JobRunner::with_deployer(graph, run, store, &job_id, deployer)
         .with_metrics(metrics)
         .with_channel((handle, requests));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -188,6 +143,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
             CoordinationService {
                 shared: shared.clone(),
                 heartbeat_interval: config.heartbeat_interval,
+                heartbeat_timeout: config.heartbeat_timeout,
             },
         ))
         .add_service(v1::job_control_server::JobControlServer::new(
@@ -214,41 +170,36 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         std::thread::Builder::new()
             .name("weir-heartbeats".into())
             .spawn(move || {
+                let mut last_ping = std::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(every.min(Duration::from_millis(250)));
                     shared.expire(timeout);
+                    if last_ping.elapsed() >= every {
+                        // Workers take a coordinator they do not hear from for lost.
+                        shared.ping();
+                        last_ping = std::time::Instant::now();
+                    }
                 }
             })
             .map_err(|e| Error::Internal(format!("spawning the heartbeat monitor: {e}")))?
     };
-    let outcome = match &held {
-        Some(savepoint) => {
-            let message = format!(
-                "the job was stopped with savepoint {savepoint}; start the coordinator with --restore {savepoint} to resume it"
-            );
-            tracing::warn!("{message}");
-            status.set(v1::JobState::Stopped, message);
-            Ok(RunSummary {
-                ending: Ending::Stopped {
-                    savepoint: savepoint.clone(),
-                },
-                restarts: 0,
-                elapsed: Duration::ZERO,
-            })
-        }
-        None => runner.run(),
-    };
+    let outcome = runner.run();
     let reason = match &outcome {
         Ok(summary) => {
-            let state = match &summary.ending {
-                Ending::Finished { .. } => v1::JobState::Finished,
+            let (state, message) = match &summary.ending {
+                Ending::Finished { .. } => (v1::JobState::Finished, summary.ending.to_string()),
                 Ending::Stopped { savepoint } => {
                     status.set_stopped(savepoint);
-                    v1::JobState::Stopped
+                    (
+                        v1::JobState::Stopped,
+                        format!(
+                            "the job was stopped with savepoint {savepoint}; start the coordinator with --restore {savepoint} to resume it"
+                        ),
+                    )
                 }
-                Ending::Canceled => v1::JobState::Canceled,
+                Ending::Canceled => (v1::JobState::Canceled, summary.ending.to_string()),
             };
-            status.set(state, summary.ending.to_string());
+            status.set(state, message);
             format!("the job {}", summary.ending)
         }
         Err(e) => {

@@ -23,8 +23,10 @@ use crate::ids::CheckpointId;
 pub struct CoordinationService {
     /// The coordinator's state.
     pub shared: Arc<Shared>,
-    /// How often workers must send heartbeats.
+    /// How often workers must send heartbeats (and the coordinator pings them).
     pub heartbeat_interval: Duration,
+    /// How long either side waits for word from the other before taking it for lost.
+    pub heartbeat_timeout: Duration,
 }
 
 type CommandStream = Pin<Box<dyn Stream<Item = Result<v1::CoordinatorMessage, Status>> + Send>>;
@@ -64,6 +66,7 @@ impl v1::coordination_server::Coordination for CoordinationService {
             body: Some(Command::Registered(v1::Registered {
                 protocol_version: PROTOCOL_VERSION,
                 heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+                heartbeat_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
             })),
         }));
         let worker = register.worker_id.clone();
@@ -128,6 +131,13 @@ fn handle(shared: &Shared, worker: &str, session: u64, message: v1::WorkerMessag
         Some(Event::Exited(e)) => inner.event(
             e.attempt,
             TaskEvent::Exited(task_from_wire(e.task.as_ref())),
+        ),
+        Some(Event::Committed(c)) => inner.event(
+            c.attempt,
+            TaskEvent::Committed(
+                task_from_wire(c.task.as_ref()),
+                CheckpointId(c.checkpoint_id),
+            ),
         ),
         Some(Event::Failed(f)) => {
             let task = task_from_wire(f.task.as_ref());

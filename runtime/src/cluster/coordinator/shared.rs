@@ -204,6 +204,14 @@ impl Shared {
         }
     }
 
+    /// Tells every worker the coordinator is alive.
+    pub fn ping(&self) {
+        let inner = self.lock();
+        for id in inner.workers.keys() {
+            inner.command(id, Command::Ping(v1::Ping {}));
+        }
+    }
+
     /// Loses every worker not heard from within `timeout`.
     pub fn expire(&self, timeout: Duration) {
         let mut inner = self.lock();

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use weir_proto::v1;
 use weir_proto::PROTOCOL_VERSION;
 
+use crate::checkpoint::paths::Paths;
 use crate::cluster::coordinator::shared::Shared;
 use crate::exec::requests::JobHandle;
 use crate::metrics::JobMetrics;
@@ -21,8 +22,8 @@ pub struct Phase {
 
 /// Everything a status report is made of.
 pub struct StatusBoard {
-    /// The job's name.
-    pub job: String,
+    /// The job's name and the deployment's identity.
+    pub paths: Paths,
     /// Its parallelism.
     pub parallelism: u32,
     /// Slots it needs.
@@ -41,7 +42,7 @@ pub struct StatusBoard {
 impl StatusBoard {
     /// A board for a job that has not started yet.
     pub fn new(
-        job: String,
+        paths: Paths,
         parallelism: u32,
         slots_needed: u32,
         metrics: Arc<JobMetrics>,
@@ -49,7 +50,7 @@ impl StatusBoard {
         handle: JobHandle,
     ) -> Self {
         StatusBoard {
-            job,
+            paths,
             parallelism,
             slots_needed,
             metrics,
@@ -95,8 +96,19 @@ impl StatusBoard {
             let inner = self.shared.lock();
             (inner.slots(), inner.attempt.number)
         };
+        // Beside a state that says nothing more, the runner's notice: what it
+        // waits for (unreachable storage) or what it skipped (a damaged checkpoint).
+        let message = match phase.message.is_empty() {
+            true => self.metrics.current_notice().unwrap_or_default(),
+            false => phase.message,
+        };
         v1::JobStatus {
-            job: self.job.clone(),
+            job: self.paths.job().to_string(),
+            job_id: self.paths.id().to_string(),
+            damaged_checkpoints_skipped: self
+                .metrics
+                .damaged_checkpoints_skipped
+                .load(Ordering::Relaxed),
             state: phase.state as i32,
             parallelism: self.parallelism,
             latest_checkpoint: self
@@ -110,7 +122,7 @@ impl StatusBoard {
                     size_bytes: c.bytes,
                 }),
             restarts: self.metrics.restarts.load(Ordering::Relaxed) as u32,
-            message: phase.message,
+            message,
             slots_registered: slots,
             slots_needed: self.slots_needed,
             attempt,

@@ -31,6 +31,10 @@ pub struct NativeRestore {
     pub files: Vec<(NativeFile, String)>,
     /// Where the files are.
     pub store: Arc<dyn CheckpointStore>,
+    /// Whether the files are the running deployment's own (see
+    /// [`crate::checkpoint::restore::RestorePoint::owned`]): only then do later
+    /// checkpoints refer to them instead of uploading them again.
+    pub owned: bool,
 }
 
 impl std::fmt::Debug for NativeRestore {
@@ -69,9 +73,13 @@ impl NativeRestore {
 
     fn download_one(&self, file: &NativeFile, key: &str, dir: &Path) -> Result<()> {
         let uri = self.store.uri(key);
-        let bytes = self.store.get(key).map_err(|e| Error::CorruptCheckpoint {
-            path: uri.clone(),
-            reason: format!("RocksDB file listed in _metadata cannot be read: {e}"),
+        let bytes = self.store.get(key).map_err(|e| match e {
+            Error::MissingObject { .. } => Error::CorruptCheckpoint {
+                path: uri.clone(),
+                reason: "RocksDB file listed in _metadata is missing".into(),
+            },
+            // Storage down or refusing: not damage, and never taken for it.
+            other => other,
         })?;
         if bytes.len() as u64 != file.size {
             return Err(Error::CorruptCheckpoint {
@@ -164,10 +172,12 @@ pub fn rebuild(
     };
     base.download(dir.path())?;
     let db = RocksDb::open(uid, dir)?;
-    let registry = if base.key_groups == range {
+    if base.key_groups != range {
+        db.retain_groups(range)?;
+    }
+    let registry = if base.key_groups == range && base.owned {
         Registry::restored(base.files.iter().map(|(f, _)| f.clone()))
     } else {
-        db.retain_groups(range)?;
         Registry::default()
     };
     for (i, other) in native.iter().enumerate() {
