@@ -260,6 +260,11 @@ pub struct DeletionSpec {
     /// Stop the job with a final savepoint before its pods go (kept in storage).
     #[serde(default)]
     pub savepoint: bool,
+    /// How long a deletion waits for that savepoint (retrying with backoff while
+    /// the job or storage is down) before it goes on without it (default `10m`).
+    /// The annotation `weir.dev/skip-final-savepoint: "true"` skips it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_timeout: Option<String>,
 }
 
 /// Where the job is in its life.
@@ -339,6 +344,14 @@ pub struct StreamJobStatus {
     /// Incremented by a stateless upgrade: state goes to a fresh directory.
     #[serde(default)]
     pub storage_epoch: u32,
+    /// The deployment's identity, which keys its storage: the StreamJob's UID
+    /// (with the storage epoch after a stateless upgrade). A StreamJob deleted and
+    /// created again under the same name has another UID, so it starts clean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The maxParallelism the job's state was deployed with (fixed for its life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_max_parallelism: Option<u32>,
     /// Restarts counted by earlier deployments' coordinators.
     #[serde(default)]
     pub restarts_before: u32,
@@ -486,6 +499,10 @@ impl StreamJobSpec {
                 &self.periodic_savepoint_interval,
             ),
             ("savepointHistory.maxAge", &self.savepoint_history.max_age),
+            (
+                "deletion.savepointTimeout",
+                &self.deletion.savepoint_timeout,
+            ),
         ] {
             if let Some(text) = value {
                 parse_duration(field, text)?;

@@ -5,7 +5,9 @@
 //! `duration` may be taken by another replica. Updates carry the resourceVersion
 //! they read, so two replicas can never both win a round. A holder that cannot
 //! renew in time stops reconciling (the process exits and is restarted), so two
-//! leaders never overlap by more than the Lease duration.
+//! leaders never overlap: every renewal has a deadline (two thirds of the
+//! duration since the last one succeeded), and one that hangs past it (an API
+//! server that accepts the connection and never answers) counts as failed.
 
 use std::time::Duration;
 
@@ -120,23 +122,34 @@ impl Election {
         }
     }
 
-    /// Renews the Lease until it cannot; returns when leadership is lost.
+    /// Renews the Lease until it cannot; returns when leadership is lost: when
+    /// another replica took it, or when no renewal succeeded for two thirds of
+    /// the duration (well before another replica may take it over).
     pub async fn keep(&self, leases: &Api<Lease>) {
-        let mut last = std::time::Instant::now();
+        let mut last = tokio::time::Instant::now();
+        let deadline = self.duration * 2 / 3;
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_hold(leases).await {
-                Ok(true) => last = std::time::Instant::now(),
-                Ok(false) => {
+            let left = deadline.saturating_sub(last.elapsed());
+            match tokio::time::timeout(left, self.try_hold(leases)).await {
+                Ok(Ok(true)) => last = tokio::time::Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("another replica took the lease");
                     return;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "could not renew the lease");
-                    if last.elapsed() > self.duration * 2 / 3 {
+                    if last.elapsed() >= deadline {
                         tracing::error!("the lease could not be renewed in time");
                         return;
                     }
+                }
+                Err(_) => {
+                    tracing::error!(
+                        waited_ms = left.as_millis() as u64,
+                        "renewing the lease hung past its deadline; stepping down"
+                    );
+                    return;
                 }
             }
         }
@@ -158,6 +171,41 @@ mod tests {
             },
         }))
         .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_hangs_steps_down_before_the_lease_expires() {
+        // An API server that takes the request and never answers.
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let hung = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((_, respond)) = handle.next_request().await {
+                held.push(respond);
+            }
+        });
+        let client = kube::Client::new(service, "default");
+        let leases: Api<Lease> = Api::namespaced(client, "default");
+        let election = Election {
+            namespace: "default".into(),
+            name: "weir-controller".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(15),
+        };
+        let started = tokio::time::Instant::now();
+        let kept = tokio::time::timeout(Duration::from_secs(60), election.keep(&leases)).await;
+        assert!(
+            kept.is_ok(),
+            "still leading a minute after renewals stopped answering"
+        );
+        let stepped_down = started.elapsed();
+        assert!(
+            stepped_down <= Duration::from_secs(11),
+            "stepped down after {stepped_down:?}, the lease lasts 15 s"
+        );
+        hung.abort();
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The reconciler: observe, ask the planner, carry out its one action, write status.
 //!
 //! Step by step, for every `StreamJob` change and every requeue:
+//! 0. Read the StreamJob afresh from the API server: the watch cache may lag the
+//!    controller's own last status write, and planning on a stale status could
+//!    undo it (a restore point, a savepoint in flight). The status is written
+//!    with that read's resourceVersion as a precondition, so a write that raced
+//!    another fails and the next pass plans again.
 //! 1. Make sure the StreamJob carries the finalizer (a deletion may need a final
 //!    savepoint before the pods go).
 //! 2. Observe: do the coordinator Deployment and the worker StatefulSet exist;
@@ -64,18 +69,23 @@ pub fn error_policy(job: Arc<StreamJob>, error: &Error, _: Arc<Context>) -> Requ
     Requeue::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
-    let ns = job
+async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
+    let ns = cached
         .namespace()
         .ok_or_else(|| Error::Invalid("a StreamJob must be namespaced".into()))?;
-    let name = job.name_any();
+    let name = cached.name_any();
     let jobs: Api<StreamJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let deleting = job.meta().deletion_timestamp.is_some();
-    if !deleting && !job.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(&jobs, job).await?;
+    let Some(mut fresh) = jobs.get_opt(&name).await? else {
+        return Ok(Requeue::await_change());
+    };
+    let deleting = fresh.meta().deletion_timestamp.is_some();
+    if !deleting && !fresh.finalizers().iter().any(|f| f == FINALIZER) {
+        // The status is written over what this patch returns (its resourceVersion).
+        fresh = add_finalizer(&jobs, &fresh).await?;
     }
+    let job = &fresh;
     let status = job.status.clone().unwrap_or_default();
-    let deployed = workloads_exist(ctx, &ns, &name).await?;
+    let (deployed, terminating) = workloads_exist(ctx, &ns, &name).await?;
     let pod = if deployed {
         coordinator_pod(ctx, &ns, &name).await?
     } else {
@@ -105,10 +115,17 @@ async fn reconcile_inner(job: &StreamJob, ctx: &Context) -> Result<Requeue> {
         (None, _) => None,
     };
     let observed = Observed {
+        uid: job.uid().unwrap_or_default(),
         deployed,
+        terminating,
         coordinator: view,
         savepoint,
         deleting,
+        deleting_since: job.meta().deletion_timestamp.as_ref().map(|t| t.0),
+        skip_final_savepoint: job
+            .annotations()
+            .get(crate::planner::SKIP_FINAL_SAVEPOINT)
+            .is_some_and(|v| v == "true"),
         generation: job.meta().generation.unwrap_or(0),
         now: jiff::Timestamp::now(),
     };
@@ -186,6 +203,8 @@ async fn write_status(
     let patch = json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "StreamJob",
+        // Written only over the status this pass planned from.
+        "metadata": {"resourceVersion": job.resource_version()},
         "status": status,
     });
     jobs.patch_status(
@@ -203,23 +222,23 @@ async fn set_finalizers(
     jobs: &Api<StreamJob>,
     job: &StreamJob,
     finalizers: Vec<String>,
-) -> Result<()> {
+) -> Result<StreamJob> {
     let patch = json!({
         "metadata": {
             "resourceVersion": job.resource_version(),
             "finalizers": finalizers,
         }
     });
-    jobs.patch(
-        &job.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(jobs
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
 }
 
-async fn add_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> {
+async fn add_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<StreamJob> {
     let mut finalizers = job.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     set_finalizers(jobs, job, finalizers).await
@@ -235,18 +254,25 @@ async fn remove_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> 
     if finalizers.len() == job.finalizers().len() {
         return Ok(());
     }
-    set_finalizers(jobs, job, finalizers).await
+    set_finalizers(jobs, job, finalizers).await.map(|_| ())
 }
 
-/// Whether the coordinator Deployment or the worker StatefulSet exists.
-async fn workloads_exist(ctx: &Context, ns: &str, name: &str) -> Result<bool> {
+/// Whether the coordinator Deployment or the worker StatefulSet exists, and
+/// whether one that exists is being deleted (its pods still stopping).
+async fn workloads_exist(ctx: &Context, ns: &str, name: &str) -> Result<(bool, bool)> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let coordinator = deployments
         .get_opt(&resources::coordinator_name(name))
         .await?;
     let workers = statefulsets.get_opt(&resources::worker_name(name)).await?;
-    Ok(coordinator.is_some() || workers.is_some())
+    let terminating = coordinator
+        .as_ref()
+        .is_some_and(|d| d.meta().deletion_timestamp.is_some())
+        || workers
+            .as_ref()
+            .is_some_and(|w| w.meta().deletion_timestamp.is_some());
+    Ok((coordinator.is_some() || workers.is_some(), terminating))
 }
 
 /// The job's coordinator pod, if one runs: its `ip:port`, and which process it is

@@ -36,11 +36,20 @@ pub const MANAGER: &str = "weir-controller";
 /// What a deployment of the job starts from, beyond its spec.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Launch {
-    /// A savepoint or checkpoint to restore (else the latest checkpoint in
-    /// storage, if any: the coordinator resumes from it by itself).
+    /// A savepoint or checkpoint to restore. The coordinator resumes its own
+    /// deployment's latest checkpoint instead when that is newer.
     pub restore: Option<String>,
-    /// Storage epoch (a stateless upgrade starts a new one).
-    pub epoch: u32,
+    /// The deployment's identity (see [`job_id`]), which keys its storage.
+    pub job_id: String,
+}
+
+/// The identity of a StreamJob's deployments: its UID, with the storage epoch
+/// after a stateless upgrade (which starts without state).
+pub fn job_id(uid: &str, epoch: u32) -> String {
+    match epoch {
+        0 => uid.to_string(),
+        e => format!("{uid}-{e}"),
+    }
 }
 
 /// Names of the children of job `name`.
@@ -98,24 +107,20 @@ fn metadata(job: &StreamJob, name: String, role: &str) -> Result<Value> {
     }))
 }
 
-/// Where the job's checkpoints and savepoints go: a directory of its own under
-/// the storage base, per epoch.
-pub fn storage_dir(job: &StreamJob, epoch: u32) -> String {
+/// Where the job's checkpoints and savepoints go: a directory named after it
+/// under the storage base; beneath it each deployment identity has its own
+/// (`{pipeline}/{job id}/checkpoints/...`, see the engine's layout).
+pub fn storage_dir(job: &StreamJob) -> String {
     let base = job.spec.checkpoints.storage.trim_end_matches('/');
     let ns = job.namespace().unwrap_or_else(|| "default".into());
-    match epoch {
-        0 => format!("{base}/{ns}/{}", job.name_any()),
-        e => format!("{base}/{ns}/{}/epoch-{e}", job.name_any()),
-    }
+    format!("{base}/{ns}/{}", job.name_any())
 }
 
 /// The ConfigMap: the environment every pod of the job reads.
 pub fn config_map(job: &StreamJob, launch: &Launch) -> Result<ConfigMap> {
     let mut data = BTreeMap::from([
-        (
-            "WEIR_CHECKPOINT_DIR".to_string(),
-            storage_dir(job, launch.epoch),
-        ),
+        ("WEIR_CHECKPOINT_DIR".to_string(), storage_dir(job)),
+        ("WEIR_JOB_ID".to_string(), launch.job_id.clone()),
         ("RUST_LOG".to_string(), "info".to_string()),
     ]);
     if let Some(s3) = &job.spec.checkpoints.s3 {
@@ -221,7 +226,9 @@ pub fn coordinator_args(job: &StreamJob, launch: &Launch) -> Vec<String> {
         "--max-parallelism".into(),
         spec.max_parallelism.to_string(),
         "--checkpoint-dir".into(),
-        storage_dir(job, launch.epoch),
+        storage_dir(job),
+        "--job-id".into(),
+        launch.job_id.clone(),
         "--checkpoint-interval".into(),
         spec.checkpoints
             .interval

@@ -27,14 +27,73 @@ impl Planner<'_> {
         self.status.coordinator_instance = None;
     }
 
+    /// Deletion: with `deletion.savepoint`, a final stop-with-savepoint first,
+    /// retried with backoff while it fails, for at most `deletion.savepointTimeout`
+    /// (or until the skip annotation is set); then the StreamJob goes.
     pub(super) fn delete(&mut self) -> Action {
         let savepoint_first = self.spec.deletion.savepoint
             && self.observed.deployed
+            && !self.observed.terminating
             && self.spec.upgrade_mode != UpgradeMode::Stateless;
-        if savepoint_first && self.coordinator_state() == Some(JobState::Running) {
-            return self.trigger(true, "delete");
+        if !savepoint_first {
+            return Action::Finalize;
         }
-        Action::Finalize
+        if self.observed.skip_final_savepoint {
+            self.note(
+                true,
+                "FinalSavepointSkipped",
+                format!("deleting without the final savepoint ({SKIP_FINAL_SAVEPOINT} is set)"),
+            );
+            return Action::Finalize;
+        }
+        if self.coordinator_state() == Some(JobState::Stopped) {
+            // Stopped at a savepoint already: nothing more to save.
+            return Action::Finalize;
+        }
+        let limit = self
+            .spec
+            .deletion
+            .savepoint_timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(DELETION_SAVEPOINT_TIMEOUT);
+        let since = self.observed.deleting_since.unwrap_or(self.now());
+        let give_up = since + jiff::SignedDuration::try_from(limit).unwrap_or_default();
+        if self.now() >= give_up {
+            let why = self
+                .status
+                .last_savepoint_failure
+                .clone()
+                .unwrap_or_else(|| "the job could not take it".into());
+            self.note(
+                true,
+                "FinalSavepointSkipped",
+                format!(
+                    "deleting without the final savepoint after waiting {} s for it: {why}",
+                    limit.as_secs()
+                ),
+            );
+            return Action::Finalize;
+        }
+        let way_out = format!(
+            "the deletion goes on without it at {give_up}, or at once with the annotation \
+             {SKIP_FINAL_SAVEPOINT}=true"
+        );
+        if self.retry_blocked() {
+            if let Some((reason, message)) = self.degraded.take() {
+                self.degrade(&reason, format!("{message}; {way_out}"));
+            }
+            return Action::Wait;
+        }
+        match self.trigger(true, "delete") {
+            Action::Wait => {
+                if let Some((reason, message)) = self.degraded.take() {
+                    self.degrade(&reason, format!("{message}; {way_out}"));
+                }
+                Action::Wait
+            }
+            other => other,
+        }
     }
 
     pub(super) fn suspend(&mut self) -> Action {
@@ -67,6 +126,24 @@ impl Planner<'_> {
                     // Stopped at a savepoint already: resume from it later.
                     return self.retire_stopped(Phase::Suspended);
                 }
+                let broken = matches!(
+                    self.coordinator_state(),
+                    Some(JobState::Restarting | JobState::Failed)
+                );
+                if broken && self.status.last_checkpoint.is_some() {
+                    // A job that does not run takes no savepoint: suspend it as
+                    // last-state does (as the Flink operator's fallback), keeping
+                    // the restore point; resuming picks the newer of it and the
+                    // deployment's latest checkpoint.
+                    self.note(
+                        true,
+                        "SuspendFromCheckpoint",
+                        "the job is not running; suspended at its latest checkpoint".into(),
+                    );
+                    self.retire_deployment();
+                    self.set_phase(Phase::Suspended);
+                    return Action::DeleteWorkloads;
+                }
                 if self.retry_blocked() {
                     return Action::Wait;
                 }
@@ -80,6 +157,13 @@ impl Planner<'_> {
         if first {
             self.status.restore_from = self.spec.initial_savepoint.clone();
         }
+        if self.status.job_id.is_none() {
+            self.status.job_id = Some(crate::resources::job_id(
+                &self.observed.uid,
+                self.status.storage_epoch,
+            ));
+        }
+        self.status.deployed_max_parallelism = Some(self.spec.max_parallelism);
         self.status.deployed_spec_hash = Some(self.spec.deployment_hash());
         self.status.deployed_at = Some(rfc3339(self.now()));
         self.status.observed_restart_nonce = self.spec.restart_nonce;
@@ -109,7 +193,7 @@ impl Planner<'_> {
             }
             return self.trigger(false, "manual");
         }
-        if self.periodic_due() {
+        if self.periodic_due() && !self.retry_blocked() {
             return self.trigger(false, "periodic");
         }
         let expired = self.expired_savepoints();
@@ -136,12 +220,16 @@ impl Planner<'_> {
                 if broken && self.status.last_checkpoint.is_some() {
                     // No savepoint can be taken from a job that is not running (a
                     // crash loop a new image may fix); its latest checkpoint holds.
+                    // The restore point stays: the coordinator takes the newer of it
+                    // and the deployment's latest checkpoint, so a job restored from
+                    // a savepoint that has not checkpointed since never rewinds
+                    // behind that savepoint.
                     self.note(
                         true,
                         "UpgradeFromCheckpoint",
                         "the job is not running; upgrading from its latest checkpoint".into(),
                     );
-                    return self.replace(None);
+                    return self.replace(self.status.restore_from.clone());
                 }
                 self.trigger(true, "upgrade")
             }
@@ -158,6 +246,10 @@ impl Planner<'_> {
             }
             UpgradeMode::Stateless => {
                 self.status.storage_epoch += 1;
+                self.status.job_id = Some(crate::resources::job_id(
+                    &self.observed.uid,
+                    self.status.storage_epoch,
+                ));
                 self.status.restore_from = None;
                 self.retire_deployment();
                 self.set_phase(Phase::Upgrading);

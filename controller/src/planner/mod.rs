@@ -83,14 +83,24 @@ pub enum SavepointProgress {
 /// What the reconciler observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
+    /// The StreamJob's UID, from which its deployments' identity is derived.
+    pub uid: String,
     /// Whether the coordinator Deployment and the worker StatefulSet exist.
     pub deployed: bool,
+    /// Whether they are being deleted (their pods still stopping): nothing
+    /// new is started, and nothing is bumped, until they are gone.
+    pub terminating: bool,
     /// The coordinator's status, when it answered.
     pub coordinator: Option<CoordinatorView>,
     /// The progress of `status.pendingSavepoint`, when there is one.
     pub savepoint: Option<SavepointProgress>,
     /// The StreamJob is being deleted.
     pub deleting: bool,
+    /// Since when (its deletionTimestamp), if it is.
+    pub deleting_since: Option<Timestamp>,
+    /// The annotation `weir.dev/skip-final-savepoint: "true"` is set: a deletion
+    /// goes on without its final savepoint.
+    pub skip_final_savepoint: bool,
     /// Its `metadata.generation`.
     pub generation: i64,
     /// Now.
@@ -145,6 +155,10 @@ pub struct Plan {
 
 /// How long a savepoint may take before it counts as failed.
 pub const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a deletion waits for its final savepoint when the spec does not say.
+pub const DELETION_SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The annotation that lets a deletion go on without its final savepoint.
+pub const SKIP_FINAL_SAVEPOINT: &str = "weir.dev/skip-final-savepoint";
 /// Savepoints kept when the spec does not say.
 const DEFAULT_KEEP: usize = 5;
 
@@ -252,7 +266,9 @@ impl Planner<'_> {
     fn launch(&self) -> Launch {
         Launch {
             restore: self.status.restore_from.clone(),
-            epoch: self.status.storage_epoch,
+            job_id: self.status.job_id.clone().unwrap_or_else(|| {
+                crate::resources::job_id(&self.observed.uid, self.status.storage_epoch)
+            }),
         }
     }
 
@@ -266,6 +282,26 @@ impl Planner<'_> {
             if !self.observed.deployed {
                 self.set_phase(Phase::Failed);
             }
+            return Action::Wait;
+        }
+        if let Some(fixed) = self.status.deployed_max_parallelism {
+            let stateless = self.spec.upgrade_mode == UpgradeMode::Stateless;
+            if fixed != self.spec.max_parallelism && !stateless {
+                self.degrade(
+                    "InvalidSpec",
+                    format!(
+                        "spec.maxParallelism: the job's state was deployed with {fixed} key \
+                         groups, fixed for its life; set it back to {fixed} (or upgrade with \
+                         upgradeMode: stateless, which starts without state)"
+                    ),
+                );
+                return Action::Wait;
+            }
+        }
+        if self.observed.terminating {
+            // The old pods are still stopping: wait for them to be gone before
+            // anything else (a new deployment, another epoch, a status claim).
+            self.requeue = Duration::from_secs(2);
             return Action::Wait;
         }
         if self.status.pending_savepoint.is_some() {

@@ -57,15 +57,39 @@ fn deployed(spec: &StreamJobSpec) -> StreamJobStatus {
     }
 }
 
+/// The StreamJob's UID in every row.
+const UID: &str = "6f1c2e9a-uid";
+
 fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
     Observed {
+        uid: UID.into(),
         deployed,
+        terminating: false,
         coordinator,
         savepoint: None,
         deleting: false,
+        deleting_since: None,
+        skip_final_savepoint: false,
         generation: 3,
         now: NOW.parse().unwrap(),
     }
+}
+
+fn deleting(since: i64, coordinator: Option<CoordinatorView>) -> Observed {
+    Observed {
+        deleting: true,
+        deleting_since: Some(at(since).parse().unwrap()),
+        ..observed(true, coordinator)
+    }
+}
+
+fn degraded(status: &StreamJobStatus) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("a Degraded condition");
+    (c.status.clone(), c.message.clone())
 }
 
 fn pending(reason: &str, stop: bool, started: i64) -> PendingSavepoint {
@@ -89,7 +113,7 @@ fn condition(status: &StreamJobStatus, kind: &str) -> (String, String) {
 fn apply(restore: Option<&str>, epoch: u32) -> Action {
     Action::Apply(Launch {
         restore: restore.map(str::to_string),
-        epoch,
+        job_id: weir_controller::resources::job_id(UID, epoch),
     })
 }
 
@@ -146,6 +170,25 @@ fn rows() -> Vec<Row> {
     };
     let mut bad = spec();
     bad.parallelism = 500;
+    let mut more_key_groups = spec();
+    more_key_groups.max_parallelism = 256;
+    let periodic = StreamJobSpec {
+        periodic_savepoint_interval: Some("1m".into()),
+        ..spec()
+    };
+    let final_savepoint = StreamJobSpec {
+        deletion: weir_controller::crd::DeletionSpec {
+            savepoint: true,
+            savepoint_timeout: Some("10m".into()),
+        },
+        ..spec()
+    };
+    let backing_off = StreamJobStatus {
+        savepoint_failures: 1,
+        savepoint_retry_at: Some(at(10)),
+        last_savepoint_failure: Some("delete savepoint failed: S3 unreachable".into()),
+        ..deployed(&base)
+    };
     let old = deployed(&base);
     let savepoint_done = |reason: &str, stop: bool| StreamJobStatus {
         pending_savepoint: Some(pending(reason, stop, -10)),
@@ -472,6 +515,121 @@ fn rows() -> Vec<Row> {
             phase: None,
         },
         Row {
+            name: "while the old workloads terminate nothing else happens",
+            spec: StreamJobSpec {
+                upgrade_mode: UpgradeMode::Stateless,
+                parallelism: 3,
+                ..spec()
+            },
+            status: StreamJobStatus {
+                phase: Some(Phase::Upgrading),
+                ..old.clone()
+            },
+            observed: Observed {
+                terminating: true,
+                ..observed(true, None)
+            },
+            action: Action::Wait,
+            phase: Some(Phase::Upgrading),
+        },
+        Row {
+            name: "a suspend of a crash-looping job in savepoint mode falls back to its checkpoint",
+            spec: StreamJobSpec {
+                state: DesiredState::Suspended,
+                ..spec()
+            },
+            status: old.clone(),
+            observed: observed(true, Some(coordinator(JobState::Restarting))),
+            action: Action::DeleteWorkloads,
+            phase: Some(Phase::Suspended),
+        },
+        Row {
+            name: "a periodic savepoint waits for the retry backoff of a failed one",
+            spec: periodic.clone(),
+            status: StreamJobStatus {
+                deployed_spec_hash: Some(periodic.deployment_hash()),
+                last_savepoint: Some(SavepointRef {
+                    path: "s3://b/sp-1".into(),
+                    time: at(-600),
+                    reason: "periodic".into(),
+                }),
+                ..backing_off.clone()
+            },
+            observed: observed(true, Some(running(-1))),
+            action: apply(None, 0),
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a periodic savepoint is taken when due",
+            spec: periodic.clone(),
+            status: StreamJobStatus {
+                deployed_spec_hash: Some(periodic.deployment_hash()),
+                last_savepoint: Some(SavepointRef {
+                    path: "s3://b/sp-1".into(),
+                    time: at(-600),
+                    reason: "periodic".into(),
+                }),
+                ..old.clone()
+            },
+            observed: observed(true, Some(running(-1))),
+            action: trigger(false, "periodic"),
+            phase: Some(Phase::Savepointing),
+        },
+        Row {
+            name: "deletion with a final savepoint takes it first",
+            spec: final_savepoint.clone(),
+            status: old.clone(),
+            observed: deleting(-5, Some(running(-1))),
+            action: trigger(true, "delete"),
+            phase: Some(Phase::Savepointing),
+        },
+        Row {
+            name: "a failed final savepoint is retried after its backoff, not at once",
+            spec: final_savepoint.clone(),
+            status: backing_off.clone(),
+            observed: deleting(-60, Some(running(-1))),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "the skip annotation lets the deletion go without the final savepoint",
+            spec: final_savepoint.clone(),
+            status: backing_off.clone(),
+            observed: Observed {
+                skip_final_savepoint: true,
+                ..deleting(-60, Some(running(-1)))
+            },
+            action: Action::Finalize,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a deletion gives up its final savepoint after the timeout",
+            spec: final_savepoint.clone(),
+            status: backing_off,
+            observed: deleting(-11 * 60, None),
+            action: Action::Finalize,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "a deletion with the coordinator down waits for it, within the timeout",
+            spec: final_savepoint,
+            status: old.clone(),
+            observed: deleting(-60, None),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
+            name: "maxParallelism cannot change once the state is deployed",
+            spec: more_key_groups,
+            status: StreamJobStatus {
+                deployed_max_parallelism: Some(128),
+                ..old.clone()
+            },
+            observed: observed(true, Some(running(-1))),
+            action: Action::Wait,
+            phase: Some(Phase::Running),
+        },
+        Row {
             name: "a failed job is reported Failed with its reason",
             spec: spec(),
             status: old,
@@ -633,6 +791,108 @@ fn a_stateless_upgrade_moves_state_to_a_new_epoch() {
     let p = plan(&s, &deployed(&spec()), &observed(true, Some(running(-1))));
     assert_eq!(p.status.storage_epoch, 1);
     assert_eq!(p.status.restore_from, None);
+    assert_eq!(
+        p.status.job_id.as_deref(),
+        Some(format!("{UID}-1").as_str()),
+        "a stateless upgrade starts a new identity, without state"
+    );
+}
+
+#[test]
+fn a_new_deployment_takes_its_identity_from_the_uid_and_fixes_max_parallelism() {
+    let p = plan(&spec(), &StreamJobStatus::default(), &observed(false, None));
+    assert_eq!(p.status.job_id.as_deref(), Some(UID));
+    assert_eq!(p.status.deployed_max_parallelism, Some(128));
+    // Deleted and created again under the same name: another UID, another identity.
+    let again = plan(
+        &spec(),
+        &StreamJobStatus::default(),
+        &Observed {
+            uid: "another-uid".into(),
+            ..observed(false, None)
+        },
+    );
+    assert_eq!(again.status.job_id.as_deref(), Some("another-uid"));
+}
+
+#[test]
+fn terminating_workloads_bump_nothing_and_degrade_nothing() {
+    let s = StreamJobSpec {
+        upgrade_mode: UpgradeMode::Stateless,
+        parallelism: 3,
+        ..spec()
+    };
+    let first = plan(&s, &deployed(&spec()), &observed(true, Some(running(-1))));
+    assert_eq!(first.action, Action::DeleteWorkloads);
+    let mut status = first.status;
+    for _ in 0..5 {
+        let p = plan(
+            &s,
+            &status,
+            &Observed {
+                terminating: true,
+                ..observed(true, None)
+            },
+        );
+        assert_eq!(p.action, Action::Wait);
+        assert_eq!(p.status.storage_epoch, 1, "one epoch per upgrade");
+        assert_eq!(degraded(&p.status).0, "False", "{:?}", degraded(&p.status));
+        status = p.status;
+    }
+}
+
+#[test]
+fn a_crash_looping_upgrade_keeps_the_savepoint_it_restored_from() {
+    let mut s = spec();
+    s.parallelism = 3;
+    let status = StreamJobStatus {
+        restore_from: Some("s3://b/sp-50".into()),
+        ..deployed(&spec())
+    };
+    let p = plan(
+        &s,
+        &status,
+        &observed(true, Some(coordinator(JobState::Restarting))),
+    );
+    assert_eq!(p.action, Action::DeleteWorkloads);
+    assert_eq!(
+        p.status.restore_from.as_deref(),
+        Some("s3://b/sp-50"),
+        "the next deployment never resumes from a checkpoint behind that savepoint"
+    );
+}
+
+#[test]
+fn a_deletion_waiting_for_its_savepoint_says_how_to_go_on_without_it() {
+    let s = StreamJobSpec {
+        deletion: weir_controller::crd::DeletionSpec {
+            savepoint: true,
+            savepoint_timeout: None,
+        },
+        ..spec()
+    };
+    let status = StreamJobStatus {
+        savepoint_failures: 1,
+        savepoint_retry_at: Some(at(10)),
+        last_savepoint_failure: Some("delete savepoint failed: S3 unreachable".into()),
+        ..deployed(&s)
+    };
+    let p = plan(&s, &status, &deleting(-30, Some(running(-1))));
+    assert_eq!(p.action, Action::Wait);
+    let (on, message) = degraded(&p.status);
+    assert_eq!(on, "True");
+    assert!(
+        message.contains("S3 unreachable")
+            && message.contains("weir.dev/skip-final-savepoint=true")
+            && message.contains("goes on without it at"),
+        "{message}"
+    );
+    let gone = plan(&s, &status, &deleting(-601, Some(running(-1))));
+    assert_eq!(gone.action, Action::Finalize);
+    assert!(gone
+        .notes
+        .iter()
+        .any(|n| n.warning && n.reason == "FinalSavepointSkipped"));
 }
 
 #[test]

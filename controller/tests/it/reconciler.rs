@@ -94,6 +94,8 @@ impl v1::job_control_server::JobControl for Coordinator {
             attempt: 1,
             protocol_version: weir_proto::PROTOCOL_VERSION,
             stopped_with: String::new(),
+            job_id: "5f3b1a2c-0000-4000-8000-000000000001".into(),
+            damaged_checkpoints_skipped: 0,
         }))
     }
 
@@ -256,6 +258,13 @@ fn status_patch(check: impl Fn(&StreamJobStatus) -> Result<(), String> + Send + 
     expect("PATCH", format!("{}/status", job_path()))
         .applied()
         .body(move |b| {
+            // Written only over the version the pass read.
+            if b["metadata"]["resourceVersion"] != "100" {
+                return Err(format!(
+                    "no resourceVersion precondition: {}",
+                    b["metadata"]
+                ));
+            }
             let status: StreamJobStatus = serde_json::from_value(b["status"].clone())
                 .map_err(|e| format!("status body: {e}"))?;
             check(&status)
@@ -340,6 +349,17 @@ async fn serve(
 
 /// Runs one reconcile of `job` against the expectations and the coordinator.
 async fn scenario(job: StreamJob, coordinator: &Coordinator, expected: Vec<Expect>) -> Duration {
+    scenario_cached(job.clone(), job, coordinator, expected).await
+}
+
+/// Runs one reconcile handed `cached` (what the watch cache had) while the API
+/// server stores `job`.
+async fn scenario_cached(
+    cached: StreamJob,
+    job: StreamJob,
+    coordinator: &Coordinator,
+    expected: Vec<Expect>,
+) -> Duration {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let address = coordinator.serve().await;
@@ -355,8 +375,12 @@ async fn scenario(job: StreamJob, coordinator: &Coordinator, expected: Vec<Expec
         metrics: Arc::new(Metrics::default()),
         coordinator_override: Some(address),
     });
-    let server = tokio::spawn(serve(handle, expected, serde_json::to_value(&job).unwrap()));
-    let requeue = reconcile(Arc::new(job), ctx)
+    // Every pass starts by reading the StreamJob afresh.
+    let as_stored = serde_json::to_value(&job).unwrap();
+    let mut expected = expected;
+    expected.insert(0, expect("GET", job_path()).reply(200, as_stored.clone()));
+    let server = tokio::spawn(serve(handle, expected, as_stored));
+    let requeue = reconcile(Arc::new(cached), ctx)
         .await
         .expect("reconcile succeeds");
     server.await.expect("every request as expected");
@@ -459,7 +483,11 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
     let s = spec();
     // The status a previous pass wrote for this coordinator's checkpoint 12.
     let observed = weir_controller::planner::Observed {
+        uid: "5f3b1a2c-0000-4000-8000-000000000001".into(),
         deployed: true,
+        terminating: false,
+        deleting_since: None,
+        skip_final_savepoint: false,
         coordinator: Some(weir_controller::planner::CoordinatorView {
             state: weir_controller::planner::JobState::Running,
             parallelism: 2,
@@ -684,6 +712,39 @@ async fn delete_removes_only_the_finalizer_and_leaves_the_rest_to_owner_referenc
     }));
     scenario(
         with_status(j, deployed(&s)),
+        &Coordinator::running(),
+        expected,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_pass_plans_from_the_stored_status_not_from_a_stale_cache() {
+    let mut rescaled = spec();
+    rescaled.parallelism = 3;
+    let j = finalized(job(rescaled));
+    // The controller's own last write: the old workloads are gone and the next
+    // deployment restores from the upgrade savepoint. The watch cache lags it.
+    let path = "s3://weir-checkpoints/prod/analytics/fraud/state-machine/savepoints/sp-13-abc";
+    let stored = StreamJobStatus {
+        restore_from: Some(path.into()),
+        phase: Some(Phase::Upgrading),
+        ..deployed(&spec())
+    };
+    let stale = deployed(&spec());
+    let mut expected = no_workloads();
+    expected.push(status_patch(move |s| {
+        (s.restore_from.as_deref() == Some(path))
+            .then_some(())
+            .ok_or(format!("the restore point was lost: {s:?}"))
+    }));
+    expected.extend(apply_children(move |b| {
+        args_contain(b, &["--restore", path])
+    }));
+    expected.push(event("Deploying"));
+    scenario_cached(
+        with_status(j.clone(), stale),
+        with_status(j, stored),
         &Coordinator::running(),
         expected,
     )

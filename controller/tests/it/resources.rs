@@ -16,7 +16,7 @@ fn the_coordinator_runs_the_job_with_its_storage_restore_and_arguments() {
         restore: Some(
             "s3://weir-checkpoints/prod/analytics/fraud/state-machine/savepoints/sp-4-abc".into(),
         ),
-        epoch: 0,
+        job_id: resources::job_id("5f3b1a2c-0000-4000-8000-000000000001", 0),
     };
     let args = resources::coordinator_args(&j, &launch);
     let joined = args.join(" ");
@@ -33,15 +33,22 @@ fn the_coordinator_runs_the_job_with_its_storage_restore_and_arguments() {
     assert!(joined.contains("--allow-non-restored-state"), "{joined}");
     assert!(joined.contains("--linger"), "{joined}");
     assert!(joined.ends_with("-- --rate 1000"), "{joined}");
-    let epoch = resources::coordinator_args(
+    assert!(
+        joined.contains("--job-id 5f3b1a2c-0000-4000-8000-000000000001 "),
+        "the deployment's identity is the StreamJob's UID: {joined}"
+    );
+    let after_stateless = resources::coordinator_args(
         &j,
         &Launch {
             restore: None,
-            epoch: 2,
+            job_id: resources::job_id("5f3b1a2c-0000-4000-8000-000000000001", 2),
         },
     )
     .join(" ");
-    assert!(epoch.contains("/analytics/fraud/epoch-2 "), "{epoch}");
+    assert!(
+        after_stateless.contains("--job-id 5f3b1a2c-0000-4000-8000-000000000001-2 "),
+        "{after_stateless}"
+    );
 }
 
 #[test]
