@@ -122,6 +122,34 @@ impl Election {
         }
     }
 
+    /// Gives the Lease up if this replica holds it (on a graceful shutdown), so
+    /// that a standby takes over at once instead of after the Lease expires.
+    pub async fn release(&self, leases: &Api<Lease>) -> Result<()> {
+        let Some(mut current) = leases.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = current.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match leases
+            .replace(&self.name, &PostParams::default(), &current)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(lease = %self.name, "released the leader lease");
+                Ok(())
+            }
+            // Someone else wrote it meanwhile: it is not ours to release any more.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Renews the Lease until it cannot; returns when leadership is lost: when
     /// another replica took it, or when no renewal succeeded for two thirds of
     /// the duration (well before another replica may take it over).

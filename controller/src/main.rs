@@ -121,7 +121,12 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("weir-controller running");
     if args.leader_election {
         tokio::select! {
-            () = controller => {}
+            () = controller => {
+                // A graceful shutdown (SIGTERM): hand over at once.
+                if let Err(e) = election.release(&leases).await {
+                    tracing::warn!(error = %e, "could not release the leader lease");
+                }
+            }
             () = election.keep(&leases) => {
                 anyhow::bail!("lost the leader lease; exiting so that another replica leads");
             }

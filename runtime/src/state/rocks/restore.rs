@@ -192,3 +192,54 @@ pub fn rebuild(
     }
     Ok((db, registry))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::store::FileStore;
+
+    fn restore_of(store: &Arc<dyn CheckpointStore>, key: &str, size: u64) -> NativeRestore {
+        let file = NativeFile {
+            name: "000009.sst".into(),
+            path: "op/a-0-000009.sst".into(),
+            shared: true,
+            size,
+            checksum: checksum(b"0123456789"),
+        };
+        NativeRestore {
+            key_groups: KeyGroupRange { start: 0, end: 8 },
+            files: vec![(file, key.to_string())],
+            store: store.clone(),
+            owned: true,
+        }
+    }
+
+    #[test]
+    fn a_download_that_fails_is_no_damage_but_a_missing_or_wrong_file_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(tmp.path().join("s")));
+        let target = tmp.path().join("local");
+        // A read that fails (a directory where the file is): storage trouble, which
+        // a restart may cure, never a reason to give the checkpoint up.
+        std::fs::create_dir_all(tmp.path().join("s/shared/x.sst")).unwrap();
+        let err = restore_of(&store, "shared/x.sst", 10)
+            .download(&target)
+            .unwrap_err();
+        assert!(matches!(err, Error::Store { .. }), "{err:?}");
+        assert_eq!(err.class(), crate::error::ErrorClass::External);
+        // Missing, or another size: damage.
+        let err = restore_of(&store, "shared/gone.sst", 10)
+            .download(&target)
+            .unwrap_err();
+        assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err:?}");
+        store.put("shared/short.sst", b"01234").unwrap();
+        let err = restore_of(&store, "shared/short.sst", 10)
+            .download(&target)
+            .unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        store.put("shared/ok.sst", b"0123456789").unwrap();
+        restore_of(&store, "shared/ok.sst", 10)
+            .download(&target)
+            .unwrap();
+    }
+}
