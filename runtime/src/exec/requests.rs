@@ -159,6 +159,17 @@ impl JobRequests {
         self.progress.lock().insert(handle.to_string(), progress);
     }
 
+    /// Fails every savepoint asked for and not yet taken, saying `why` (the job
+    /// is between attempts: restarting, or waiting for storage): nothing would
+    /// take them until it runs again, and a caller must not wait on them that long.
+    pub fn fail_queued_savepoints(&self, why: &str) {
+        for request in self.receiver.try_iter() {
+            if let JobRequest::Savepoint(r) = request {
+                self.resolve(&r.handle, SavepointProgress::Failed(why.to_string()));
+            }
+        }
+    }
+
     /// Whether the job was asked to cancel (also between attempts, when no one reads requests).
     pub fn is_canceled(&self) -> bool {
         self.progress.canceled.load(Ordering::Relaxed)
@@ -186,6 +197,19 @@ mod tests {
         );
         assert!(!handle.savepointing());
         assert_eq!(handle.savepoint("unknown"), None);
+    }
+
+    #[test]
+    fn savepoints_asked_for_between_attempts_fail_at_once_and_cancel_still_counts() {
+        let (handle, requests) = job_channel();
+        let id = handle.trigger_savepoint(None, true);
+        handle.cancel();
+        requests.fail_queued_savepoints("the job is restarting");
+        assert_eq!(
+            handle.savepoint(&id),
+            Some(SavepointProgress::Failed("the job is restarting".into()))
+        );
+        assert!(requests.is_canceled());
     }
 
     #[test]

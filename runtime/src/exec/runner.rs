@@ -422,12 +422,20 @@ impl<D: Deployer> JobRunner<D> {
                     if error.class() == ErrorClass::User || matches!(error, Error::Fenced { .. }) {
                         return Err(error);
                     }
+                    // No attempt reads requests until the next one runs: savepoints
+                    // asked for meanwhile fail at once, saying why.
+                    let between = || {
+                        self.requests.fail_queued_savepoints(&format!(
+                            "the job is restarting after a failure ({error})"
+                        ));
+                        self.requests.is_canceled()
+                    };
                     let recovered = wait_for_storage(
                         "restarting the job",
                         None,
                         max_backoff,
                         metrics,
-                        &canceled,
+                        &between,
                         || recovery.restart(initial.as_ref()),
                     )?;
                     // A completed checkpoint since the last restore is progress: the
@@ -451,12 +459,13 @@ impl<D: Deployer> JobRunner<D> {
                     self.metrics.restarts.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%error, restart = restarts, backoff_ms = backoff.as_millis() as u64, "job failed; restarting from the latest checkpoint");
                     std::thread::sleep(backoff);
+                    between();
                     if !injected {
                         failures_in_a_row += 1;
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
                     restore_point = recovered;
-                    next_id = next_id.max(ids.next_free());
+                    // next_id stays the attempt's: ids this process used were reserved.
                 }
             }
         }
