@@ -85,8 +85,11 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     }
     let job = &fresh;
     let status = job.status.clone().unwrap_or_default();
-    let (deployed, terminating) = workloads_exist(ctx, &ns, &name).await?;
-    let pod = if deployed {
+    let uid = job.uid().unwrap_or_default();
+    let (deployed, terminating) = workloads_exist(ctx, &ns, &name, &uid).await?;
+    // A coordinator on its way out (or an earlier StreamJob's) says nothing
+    // about this one.
+    let pod = if deployed && !terminating {
         coordinator_pod(ctx, &ns, &name).await?
     } else {
         None
@@ -258,20 +261,25 @@ async fn remove_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> 
 }
 
 /// Whether the coordinator Deployment or the worker StatefulSet exists, and
-/// whether one that exists is being deleted (its pods still stopping).
-async fn workloads_exist(ctx: &Context, ns: &str, name: &str) -> Result<(bool, bool)> {
+/// whether one that exists is on its way out: being deleted (its pods still
+/// stopping), or left by an earlier StreamJob of the same name (owned by
+/// another UID, waiting for the garbage collector), which this one never adopts.
+async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Result<(bool, bool)> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let coordinator = deployments
         .get_opt(&resources::coordinator_name(name))
         .await?;
     let workers = statefulsets.get_opt(&resources::worker_name(name)).await?;
-    let terminating = coordinator
-        .as_ref()
-        .is_some_and(|d| d.meta().deletion_timestamp.is_some())
-        || workers
-            .as_ref()
-            .is_some_and(|w| w.meta().deletion_timestamp.is_some());
+    let going = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let ours = meta.owner_references.iter().flatten().any(|o| o.uid == uid);
+        if !ours {
+            tracing::info!(job = name, object = ?meta.name, "waiting for a workload of an earlier StreamJob of this name to be collected");
+        }
+        meta.deletion_timestamp.is_some() || !ours
+    };
+    let terminating = coordinator.as_ref().is_some_and(|d| going(d.meta()))
+        || workers.as_ref().is_some_and(|w| going(w.meta()));
     Ok((coordinator.is_some() || workers.is_some(), terminating))
 }
 

@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from harness import NS, check_keyed_sum, committed, render, stream_job, wait_finished, wait_for
+from harness import NS, check_keyed_sum, committed, port_open, render, stream_job, wait_finished, wait_for
 
 CONTROLLER_NS = "weir-system"
 CONTROLLER_PODS = "app.kubernetes.io/name=weir,app.kubernetes.io/component=controller"
@@ -42,20 +42,9 @@ def controller_pods(env):
     return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
-def ready_pods(pods):
-    return [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                   for c in (p.get("status") or {}).get("conditions", []))]
-
-
 def lease_holder(env):
     lease = env.get("lease", LEASE, ns=CONTROLLER_NS) or {}
     return (lease.get("spec") or {}).get("holderIdentity")
-
-
-def controller_deployment(env):
-    deployments = json.loads(env.kubectl("get", "deployments", "-n", CONTROLLER_NS, "-l", CONTROLLER_PODS,
-                                         "-o", "json").stdout)["items"]
-    return deployments[0]["metadata"]["name"]
 
 
 def savepoints_in_s3(env, name):
@@ -88,30 +77,48 @@ def controller_killed_while_savepointing(env):
 
 
 def lease_handover(env):
-    """Two controller replicas: one holds the Lease; when it goes (a graceful
-    shutdown releases the Lease), the other takes over and reconciles."""
-    deployment = controller_deployment(env)
-    env.kubectl("scale", "deployment", deployment, "-n", CONTROLLER_NS, "--replicas", "2")
+    """Two controller replicas: the chart's pod and a standby started here (the
+    node agent runs pods on one host network, where two pods of one Deployment
+    would fight over the metrics port). The Lease holder deleted, the standby
+    takes the Lease (a holder releases it on SIGTERM) and reconciles; stopped in
+    turn, it hands the Lease back to the chart's new pod."""
+    import signal
+    import socket
+    import subprocess
+    holder = wait_for(lambda: lease_holder(env), 30, "a Lease holder")
+    assert holder in [p["metadata"]["name"] for p in controller_pods(env)], holder
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = os.path.join(os.path.dirname(env.weir), "weir-controller")
+    log = open(os.path.join(env.out_root, "standby-controller.log"), "wb")
+    standby = subprocess.Popen(
+        [controller, "--metrics-addr", f"127.0.0.1:{port}", "--identity", "e2e-standby",
+         "--lease-namespace", CONTROLLER_NS],
+        env={**os.environ, "KUBECONFIG": env.kubeconfig}, stderr=log)
     try:
-        wait_for(lambda: len(ready_pods(controller_pods(env))) == 2, 90, "two controller replicas Ready")
-        holder = wait_for(lambda: lease_holder(env), 30, "a Lease holder")
-        names = [p["metadata"]["name"] for p in controller_pods(env)]
-        assert holder in names, f"the holder {holder} is one of the replicas {names}"
-        standby = next(n for n in names if n != holder)
+        wait_for(lambda: port_open(port), 30, "the standby's /healthz")
+        assert lease_holder(env) == holder, "the standby waits while the holder renews"
         deleted = time.time()
         env.kubectl("delete", "pod", holder, "-n", CONTROLLER_NS, "--wait=false")
-        wait_for(lambda: lease_holder(env) == standby, 60, f"{standby} to take the Lease")
+        wait_for(lambda: lease_holder(env) == "e2e-standby", 60, "the standby to take the Lease")
         env.measured.append(f"controller leader handover (delete the holder -> the standby holds the Lease): "
                             f"{time.time() - deleted:.1f} s")
-        # The new leader reconciles: a new job becomes Ready.
+        # The new leader reconciles: a new job gets its identity and its pods.
         name = "handover"
         env.apply(render(env, stream_job(name, "state-machine", ["--rate", "5000", "--error-rate", "0"])))
-        ready(env, name)
+        wait_for(lambda: env.status(name).get("jobId") and env.get("deployment", f"{name}-coordinator"), 60,
+                 f"{name} deployed by the standby")
+        # Stopped gracefully, the standby hands the Lease to the chart's new pod.
+        standby.send_signal(signal.SIGTERM)
+        standby.wait(timeout=30)
+        pods = [p["metadata"]["name"] for p in controller_pods(env)]
+        wait_for(lambda: lease_holder(env) in pods, 60, "the chart's new pod to take the Lease back")
         delete_and_wait(env, name)
     finally:
-        env.kubectl("scale", "deployment", deployment, "-n", CONTROLLER_NS, "--replicas", "1")
-        wait_for(lambda: len(controller_pods(env)) == 1 and len(ready_pods(controller_pods(env))) == 1, 90,
-                 "one controller replica again")
+        if standby.poll() is None:
+            standby.kill()
+        log.close()
 
 
 def stateless_upgrade(env):
@@ -171,8 +178,10 @@ def periodic_savepoints(env):
     wait_for(three_taken, 90, "three periodic savepoints")
     wait_for(lambda: not os.path.exists(os.path.join(env.s3_local(seen[0]), "_metadata")), 60,
              "the oldest deleted from S3")
-    kept = [s["path"] for s in env.status(name)["savepoints"]]
-    assert len(kept) <= 2 and seen[0] not in kept, kept
+    # Deleted from storage first, then dropped from the status.
+    wait_for(lambda: seen[0] not in [s["path"] for s in env.status(name)["savepoints"]], 30,
+             "the oldest dropped from the status")
+    assert len(env.status(name)["savepoints"]) <= 2, env.status(name)["savepoints"]
     assert env.get("deployment", f"{name}-coordinator")["metadata"]["uid"] == coordinator, "no redeploy"
     assert (env.coordinator_status(name) or {}).get("state") == "running", "the job kept running"
     delete_and_wait(env, name)

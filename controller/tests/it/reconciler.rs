@@ -229,7 +229,11 @@ fn apply_children(
 }
 
 fn existing(kind: &str, name: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": "analytics"}})
+    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {
+        "name": name, "namespace": "analytics",
+        "ownerReferences": [{"apiVersion": "weir.dev/v1alpha1", "kind": "StreamJob", "name": "fraud",
+                             "uid": "5f3b1a2c-0000-4000-8000-000000000001", "controller": true}],
+    }})
 }
 
 fn workloads_exist() -> Vec<Expect> {
@@ -749,4 +753,29 @@ async fn a_pass_plans_from_the_stored_status_not_from_a_stale_cache() {
         expected,
     )
     .await;
+}
+
+#[tokio::test]
+async fn workloads_of_an_earlier_streamjob_of_the_same_name_are_never_adopted() {
+    // The StreamJob was deleted and created again; the garbage collector has not
+    // removed the old one's coordinator yet (it is owned by the old UID).
+    let stale = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        "name": "fraud-coordinator", "namespace": "analytics",
+        "ownerReferences": [{"apiVersion": "weir.dev/v1alpha1", "kind": "StreamJob", "name": "fraud",
+                             "uid": "the-old-uid", "controller": true}],
+    }});
+    let expected = vec![
+        expect("GET", deployment_path()).reply(200, stale),
+        expect("GET", statefulset_path()).not_found(),
+        // Nothing is applied, deleted or triggered: it waits for the collector.
+        status_patch(|s| {
+            (s.deployed_spec_hash.is_none() && s.pending_savepoint.is_none())
+                .then_some(())
+                .ok_or(format!("{s:?}"))
+        }),
+    ];
+    let coordinator = Coordinator::running();
+    let requeue = scenario(finalized(job(spec())), &coordinator, expected).await;
+    assert!(coordinator.calls().is_empty(), "{:?}", coordinator.calls());
+    assert!(requeue <= Duration::from_secs(2), "{requeue:?}");
 }
