@@ -47,6 +47,33 @@ def lease_holder(env):
     return (lease.get("spec") or {}).get("holderIdentity")
 
 
+def controller_kubeconfig(env):
+    """A kubeconfig with the chart's controller ServiceAccount (its RBAC, as a
+    replica of the chart has): a TokenRequest where the cluster serves it, else
+    the ServiceAccount's token Secret (Kubernetes 1.20)."""
+    import base64
+    server = env.kubectl("config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}").stdout.strip()
+    created = env.kubectl("create", "token", "weir-controller", "-n", CONTROLLER_NS, check=False)
+    secrets = json.loads(env.kubectl("get", "secrets", "-n", CONTROLLER_NS, "-o", "json").stdout)["items"]
+    sa_secrets = [x for x in secrets if x.get("type") == "kubernetes.io/service-account-token" and
+                  x["metadata"].get("annotations", {}).get("kubernetes.io/service-account.name") == "weir-controller"]
+    if created.returncode == 0:
+        token = created.stdout.strip()
+        ca = env.kubectl("config", "view", "--raw", "-o",
+                         "jsonpath={.clusters[0].cluster.certificate-authority-data}").stdout.strip()
+    else:
+        assert sa_secrets, "the controller ServiceAccount has no token"
+        token = base64.b64decode(sa_secrets[0]["data"]["token"]).decode()
+        ca = sa_secrets[0]["data"]["ca.crt"]
+    path = os.path.join(env.out_root, "standby.kubeconfig")
+    with open(path, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "standby",
+                   "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": ca}}],
+                   "users": [{"name": "u", "user": {"token": token}}],
+                   "contexts": [{"name": "standby", "context": {"cluster": "c", "user": "u"}}]}, f)
+    return path
+
+
 def savepoints_in_s3(env, name):
     job = os.path.join(env.s3_dir, "weir", "e2e", NS, name)
     return glob.glob(os.path.join(job, "*", "*", "savepoints", "sp-*", "_metadata"))
@@ -77,11 +104,12 @@ def controller_killed_while_savepointing(env):
 
 
 def lease_handover(env):
-    """Two controller replicas: the chart's pod and a standby started here (the
-    node agent runs pods on one host network, where two pods of one Deployment
-    would fight over the metrics port). The Lease holder deleted, the standby
-    takes the Lease (a holder releases it on SIGTERM) and reconciles; stopped in
-    turn, it hands the Lease back to the chart's new pod."""
+    """Two controller replicas: the chart's pod and a standby started here with
+    the controller ServiceAccount's token (the node agent runs pods on one host
+    network, where two pods of one Deployment would fight over the metrics port).
+    The chart's Deployment scaled to 0, its pod releases the Lease on SIGTERM and
+    the standby takes it and reconciles; scaled back, the new pod waits, and takes
+    the Lease when the standby stops in turn."""
     import signal
     import socket
     import subprocess
@@ -95,30 +123,40 @@ def lease_handover(env):
     standby = subprocess.Popen(
         [controller, "--metrics-addr", f"127.0.0.1:{port}", "--identity", "e2e-standby",
          "--lease-namespace", CONTROLLER_NS],
-        env={**os.environ, "KUBECONFIG": env.kubeconfig}, stderr=log)
+        env={**os.environ, "KUBECONFIG": controller_kubeconfig(env)}, stderr=log)
+    deployment = controller_deployment(env)
     try:
         wait_for(lambda: port_open(port), 30, "the standby's /healthz")
         assert lease_holder(env) == holder, "the standby waits while the holder renews"
-        deleted = time.time()
-        env.kubectl("delete", "pod", holder, "-n", CONTROLLER_NS, "--wait=false")
+        stopped = time.time()
+        env.kubectl("scale", "deployment", deployment, "-n", CONTROLLER_NS, "--replicas", "0")
         wait_for(lambda: lease_holder(env) == "e2e-standby", 60, "the standby to take the Lease")
-        env.measured.append(f"controller leader handover (delete the holder -> the standby holds the Lease): "
-                            f"{time.time() - deleted:.1f} s")
+        env.measured.append(f"controller leader handover (scale the leader's Deployment to 0 -> the standby "
+                            f"holds the Lease): {time.time() - stopped:.1f} s")
         # The new leader reconciles: a new job gets its identity and its pods.
         name = "handover"
         env.apply(render(env, stream_job(name, "state-machine", ["--rate", "5000", "--error-rate", "0"])))
         wait_for(lambda: env.status(name).get("jobId") and env.get("deployment", f"{name}-coordinator"), 60,
                  f"{name} deployed by the standby")
-        # Stopped gracefully, the standby hands the Lease to the chart's new pod.
+        # The chart's pod back as the standby; the standby stopped hands it the Lease.
+        env.kubectl("scale", "deployment", deployment, "-n", CONTROLLER_NS, "--replicas", "1")
+        wait_for(lambda: controller_pods(env), 60, "the chart's pod back")
         standby.send_signal(signal.SIGTERM)
         standby.wait(timeout=30)
-        pods = [p["metadata"]["name"] for p in controller_pods(env)]
-        wait_for(lambda: lease_holder(env) in pods, 60, "the chart's new pod to take the Lease back")
+        wait_for(lambda: lease_holder(env) in [p["metadata"]["name"] for p in controller_pods(env)], 60,
+                 "the chart's pod to take the Lease back")
         delete_and_wait(env, name)
     finally:
+        env.kubectl("scale", "deployment", deployment, "-n", CONTROLLER_NS, "--replicas", "1", check=False)
         if standby.poll() is None:
             standby.kill()
         log.close()
+
+
+def controller_deployment(env):
+    deployments = json.loads(env.kubectl("get", "deployments", "-n", CONTROLLER_NS, "-l", CONTROLLER_PODS,
+                                         "-o", "json").stdout)["items"]
+    return deployments[0]["metadata"]["name"]
 
 
 def stateless_upgrade(env):
