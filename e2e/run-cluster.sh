@@ -58,6 +58,10 @@ if [ -n "${KUBECONFIG:-}" ]; then
 fi
 
 bash e2e/cluster/build.sh
+# The node agent runs pods as processes on this host, so their emptyDir volumes
+# (/var/lib/weir, where examples/state-machine.yaml writes its output) are this
+# host's directories, kept from an earlier run: start them empty, as new pods'.
+rm -rf /var/lib/weir
 agent=""
 cleanup() {
   [ -n "$agent" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null

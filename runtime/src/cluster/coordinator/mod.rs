@@ -221,16 +221,18 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     }
     // Give the shutdown commands a moment to reach the workers.
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let _ = monitor.join();
     if config.linger {
         // Under a Deployment an exit would restart the coordinator; keep serving
-        // the job's final status until the pod is deleted.
+        // the job's final status until the pod is deleted. The monitor goes on
+        // pinging: workers restarted by their StatefulSet register and wait
+        // quietly instead of taking a silent coordinator for lost every timeout.
         tracing::info!(%reason, "the job is over; serving its status until terminated");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+    stop.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
 }
