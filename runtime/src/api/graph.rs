@@ -76,6 +76,9 @@ pub(crate) trait EdgeNode: Send + Sync {
         key: ChannelKey,
         capacity: usize,
     ) -> Result<Box<dyn Any>>;
+    /// One `Box<dyn Downstream<T>>` sending to every one of `outputs` (each a
+    /// `Box<dyn Downstream<T>>`): a stream with several consumers.
+    fn fanout(&self, outputs: Vec<Box<dyn Any>>) -> Result<Box<dyn Any>>;
     /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`).
     fn input_task(
         &self,
@@ -89,7 +92,8 @@ pub(crate) enum NodeKind {
     Operator(Arc<dyn OperatorNode>),
 }
 
-/// The input of a node: which node feeds it and how.
+/// One input edge of a node: which node feeds it and how. A node with several
+/// (a union) reads them all as one input of one record type.
 pub(crate) struct Input {
     pub from: usize,
     pub exchange: Exchange,
@@ -102,7 +106,8 @@ pub(crate) struct Node {
     pub uid: Option<String>,
     pub parallelism: Option<u32>,
     pub kind: NodeKind,
-    pub input: Option<Input>,
+    /// The edges into it: none for a source, several after a union.
+    pub inputs: Vec<Input>,
 }
 
 impl Node {
@@ -136,6 +141,15 @@ impl std::fmt::Debug for JobGraph {
 }
 
 impl JobGraph {
+    /// How many edges leave node `node` (its consumers).
+    pub(crate) fn consumers_of(&self, node: usize) -> usize {
+        self.nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .filter(|i| i.from == node)
+            .count()
+    }
+
     /// The parallelism node `node` runs at.
     pub(crate) fn parallelism_of(&self, node: usize) -> u32 {
         self.nodes[node]

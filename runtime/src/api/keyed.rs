@@ -4,7 +4,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::api::graph::{Exchange, NodeKind};
+use crate::api::graph::{EdgeNode, Exchange, NodeKind};
 use crate::api::nodes::{Edge, OperatorFactory};
 use crate::api::stream::Stream;
 use crate::data::Data;
@@ -39,7 +39,7 @@ where
     {
         let key = self.key.clone();
         let hash_key = self.key;
-        let edge = Arc::new(Edge::<T> {
+        let edge: Arc<dyn EdgeNode> = Arc::new(Edge::<T> {
             exchange: Exchange::KeyGroups,
             key: Some(Arc::new(move |r: &T| hash_key(r).stable_hash())),
         });
@@ -48,7 +48,11 @@ where
             _operator: PhantomData,
         }));
         let draft = self.stream.draft();
-        let node = self.stream.connect(name, kind, edge, Exchange::KeyGroups);
+        // Every input of a keyed operator is partitioned by key, whatever was set before.
+        let node = self
+            .stream
+            .exchange(Exchange::KeyGroups)
+            .connect(name, kind, &|_| edge.clone());
         Stream::from_node(draft, node)
     }
 

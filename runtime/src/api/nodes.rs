@@ -13,6 +13,7 @@ use crate::exec::chain::{Discard, Downstream, Link};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::exec::config::ExecConfig;
 use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
+use crate::exec::fanout::Fanout;
 use crate::exec::task::{InputTask, SourceTask, TaskBody};
 use crate::metrics::TaskMetrics;
 use crate::net::{register_inbound, ChannelKey, Connection, DataPlane, RemoteSender};
@@ -134,6 +135,15 @@ impl<T: Data> EdgeNode for Edge<T> {
         capacity: usize,
     ) -> Result<Box<dyn Any>> {
         Ok(Box::new(register_inbound::<T>(plane, conn, key, capacity)?))
+    }
+
+    fn fanout(&self, outputs: Vec<Box<dyn Any>>) -> Result<Box<dyn Any>> {
+        let outputs = outputs
+            .into_iter()
+            .map(|o| downcast::<Box<dyn Downstream<T>>>(o, "a fanned-out output"))
+            .collect::<Result<Vec<_>>>()?;
+        let fanout: Box<dyn Downstream<T>> = Box::new(Fanout::new(outputs));
+        Ok(Box::new(fanout))
     }
 
     fn input_task(

@@ -17,6 +17,8 @@ use crate::operators::{Filter, FlatMap, Map};
 /// The graph under construction, shared by the streams built from it.
 pub(crate) struct Draft {
     pub nodes: Vec<Node>,
+    /// Misuses the types cannot catch, reported by [`JobBuilder::build`].
+    pub errors: Vec<String>,
 }
 
 /// Builds a job: add sources, transform the streams they return, end them in sinks.
@@ -45,7 +47,10 @@ impl JobBuilder {
     pub fn new(name: &str) -> Self {
         JobBuilder {
             name: name.to_string(),
-            draft: Rc::new(RefCell::new(Draft { nodes: Vec::new() })),
+            draft: Rc::new(RefCell::new(Draft {
+                nodes: Vec::new(),
+                errors: Vec::new(),
+            })),
             parallelism: 1,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
         }
@@ -73,12 +78,15 @@ impl JobBuilder {
             make,
             _source: PhantomData,
         }));
-        let node = push_node(&self.draft, name, kind, None);
+        let node = push_node(&self.draft, name, kind, Vec::new());
         Stream::from_node(self.draft.clone(), node)
     }
 
     /// Finishes the job, checking what the types could not (unique uids, parallelism).
     pub fn build(self) -> Result<JobGraph> {
+        if let Some(error) = self.draft.borrow().errors.first() {
+            return Err(crate::Error::InvalidJob(error.clone()));
+        }
         let nodes = std::mem::take(&mut self.draft.borrow_mut().nodes);
         let graph = JobGraph {
             name: self.name,
@@ -91,80 +99,129 @@ impl JobBuilder {
     }
 }
 
-fn push_node(
-    draft: &Rc<RefCell<Draft>>,
-    name: &str,
-    kind: NodeKind,
-    input: Option<Input>,
-) -> usize {
+fn push_node(draft: &Rc<RefCell<Draft>>, name: &str, kind: NodeKind, inputs: Vec<Input>) -> usize {
     let mut draft = draft.borrow_mut();
     draft.nodes.push(Node {
         name: name.to_string(),
         uid: None,
         parallelism: None,
         kind,
-        input,
+        inputs,
     });
     draft.nodes.len() - 1
 }
 
-/// A stream of records of type `T`: the output of one operator.
+/// A stream of records of type `T`: the output of one operator, or the union of
+/// several streams of one type.
 ///
-/// Each method consumes the stream, so every operator has at most one consumer.
+/// Clone a stream to feed several consumers: each gets every record (fan-out).
 pub struct Stream<T> {
     draft: Rc<RefCell<Draft>>,
-    node: usize,
-    exchange: Exchange,
+    /// The operators whose output this is, each with how it reaches the next one.
+    inputs: Vec<(usize, Exchange)>,
     _records: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        Stream {
+            draft: self.draft.clone(),
+            inputs: self.inputs.clone(),
+            _records: PhantomData,
+        }
+    }
 }
 
 impl<T: Data> Stream<T> {
     pub(crate) fn from_node(draft: Rc<RefCell<Draft>>, node: usize) -> Self {
         Stream {
             draft,
-            node,
-            exchange: Exchange::Forward,
+            inputs: vec![(node, Exchange::Forward)],
             _records: PhantomData,
+        }
+    }
+
+    /// The one operator that produced this stream; a union has none (noted as an
+    /// error of the job, naming `what` was asked of it).
+    fn producer(&self, what: &str) -> Option<usize> {
+        match self.inputs.as_slice() {
+            [(node, _)] => Some(*node),
+            _ => {
+                self.draft.borrow_mut().errors.push(format!(
+                    "{what} was set on a union of streams, which is no operator: set it on each stream before the union"
+                ));
+                None
+            }
         }
     }
 
     /// Sets the uid of the operator that produced this stream (its state is stored under it).
     pub fn uid(self, uid: &str) -> Self {
-        self.draft.borrow_mut().nodes[self.node].uid = Some(uid.to_string());
+        if let Some(node) = self.producer("a uid") {
+            self.draft.borrow_mut().nodes[node].uid = Some(uid.to_string());
+        }
         self
     }
 
     /// Sets the parallelism of the operator that produced this stream.
     pub fn parallelism(self, parallelism: u32) -> Self {
-        self.draft.borrow_mut().nodes[self.node].parallelism = Some(parallelism);
+        if let Some(node) = self.producer("a parallelism") {
+            self.draft.borrow_mut().nodes[node].parallelism = Some(parallelism);
+        }
         self
     }
 
     /// Spreads the records evenly over the next operator's subtasks.
-    pub fn rebalance(mut self) -> Self {
-        self.exchange = Exchange::Rebalance;
-        self
+    pub fn rebalance(self) -> Self {
+        self.exchange(Exchange::Rebalance)
     }
 
     /// Sends every record to every subtask of the next operator.
-    pub fn broadcast(mut self) -> Self {
-        self.exchange = Exchange::Broadcast;
+    pub fn broadcast(self) -> Self {
+        self.exchange(Exchange::Broadcast)
+    }
+
+    /// Sets how every input of this stream reaches the next operator.
+    pub(crate) fn exchange(mut self, exchange: Exchange) -> Self {
+        for input in &mut self.inputs {
+            input.1 = exchange;
+        }
         self
     }
 
+    /// This stream and `other` as one: the next operator reads the records of
+    /// both (in no particular order between them), and its checkpoints align the
+    /// barriers of every input channel of both.
+    pub fn union(mut self, other: Stream<T>) -> Self {
+        if !Rc::ptr_eq(&self.draft, &other.draft) {
+            self.draft
+                .borrow_mut()
+                .errors
+                .push("a union of streams of two different jobs".into());
+            return self;
+        }
+        self.inputs.extend(other.inputs);
+        self
+    }
+
+    /// Adds the operator `name` reading this stream; `edge` makes the edge for
+    /// each of its inputs from the exchange chosen on it.
     pub(crate) fn connect(
         self,
         name: &str,
         kind: NodeKind,
-        edge: Arc<dyn EdgeNode>,
-        exchange: Exchange,
+        edge: &dyn Fn(Exchange) -> Arc<dyn EdgeNode>,
     ) -> usize {
-        let input = Input {
-            from: self.node,
-            exchange,
-            edge,
-        };
-        push_node(&self.draft, name, kind, Some(input))
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|&(from, exchange)| Input {
+                from,
+                exchange,
+                edge: edge(exchange),
+            })
+            .collect();
+        push_node(&self.draft, name, kind, inputs)
     }
 
     pub(crate) fn draft(&self) -> Rc<RefCell<Draft>> {
@@ -181,13 +238,14 @@ impl<T: Data> Stream<T> {
             make,
             _operator: PhantomData,
         }));
-        let exchange = self.exchange;
-        let edge = Arc::new(Edge::<T> {
-            exchange,
-            key: None,
-        });
         let draft = self.draft();
-        let node = self.connect(name, kind, edge, exchange);
+        let edge = |exchange| -> Arc<dyn EdgeNode> {
+            Arc::new(Edge::<T> {
+                exchange,
+                key: None,
+            })
+        };
+        let node = self.connect(name, kind, &edge);
         Stream::from_node(draft, node)
     }
 

@@ -1,8 +1,11 @@
 //! From a job graph to running tasks: chaining operators, wiring channels, restoring state.
 //!
-//! Consecutive operators joined by a forward edge at equal parallelism form one
-//! chain and run in one task as plain calls. Every other edge becomes channels,
-//! one per (upstream subtask, downstream subtask) pair.
+//! An operator joins its upstream's chain, and runs in the same task as plain
+//! calls, when it has one input, the edge is forward at equal parallelism, and
+//! it is the upstream's only consumer (as Flink chains). Every other edge becomes
+//! channels, one per (upstream subtask, downstream subtask) pair: a union reads
+//! the channels of all its inputs as one input, and a stream with several
+//! consumers sends to each through a fan-out.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -27,8 +30,9 @@ pub struct Chain {
     pub nodes: Vec<usize>,
     /// Parallelism of every node in the chain.
     pub parallelism: u32,
-    /// The chain feeding this one, if it is not a source chain.
-    pub upstream: Option<usize>,
+    /// The chains feeding this one, one per input edge of its first node, in
+    /// order (none for a source chain; several for a union).
+    pub upstreams: Vec<usize>,
 }
 
 /// Groups the graph's nodes into chains.
@@ -37,19 +41,21 @@ pub fn chains(graph: &JobGraph) -> Vec<Chain> {
     let mut chain_of = vec![0usize; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
         let p = graph.parallelism_of(i);
-        match &node.input {
-            Some(input)
-                if input.exchange == Exchange::Forward && graph.parallelism_of(input.from) == p =>
+        match node.inputs.as_slice() {
+            [input]
+                if input.exchange == Exchange::Forward
+                    && graph.parallelism_of(input.from) == p
+                    && graph.consumers_of(input.from) == 1 =>
             {
                 let c = chain_of[input.from];
                 chains[c].nodes.push(i);
                 chain_of[i] = c;
             }
-            input => {
+            inputs => {
                 chains.push(Chain {
                     nodes: vec![i],
                     parallelism: p,
-                    upstream: input.as_ref().map(|input| chain_of[input.from]),
+                    upstreams: inputs.iter().map(|input| chain_of[input.from]).collect(),
                 });
                 chain_of[i] = chains.len() - 1;
             }
@@ -145,10 +151,11 @@ pub fn attempt_base() -> u64 {
     (crate::keys::mix(nanos ^ u64::from(std::process::id())) & 0x7fff_ffff) << 32
 }
 
-/// The data-plane id of the channel from subtask `up` of chain `chain`'s upstream
-/// to subtask `down` of chain `chain`; every worker computes the same.
-pub fn channel_id(chain: usize, up: u32, down: u32) -> u64 {
-    ((chain as u64) << 40) | (u64::from(up) << 20) | u64::from(down)
+/// The data-plane id of the channel from subtask `up` of the chain feeding input
+/// `input` of chain `chain` to subtask `down` of chain `chain`; every worker
+/// computes the same. (Chains below 2^20, inputs below 16, subtasks below 2^20.)
+pub fn channel_id(chain: usize, input: usize, up: u32, down: u32) -> u64 {
+    ((chain as u64) << 44) | ((input as u64) << 40) | (u64::from(up) << 20) | u64::from(down)
 }
 
 /// Builds every task of `graph` (restoring state from `restore`) that runs here:
@@ -164,57 +171,60 @@ pub fn deploy(
 ) -> Result<Vec<DeployedTask>> {
     let local = |task: TaskId| placement.is_none_or(|p| p.is_local(task));
     let chains = chains(graph);
-    // receivers[c][j] are the inputs of subtask j of chain c; senders[c][i] the outputs
-    // of subtask i of chain c, one per subtask of its consumer.
+    // receivers[c][j]: the inputs of subtask j of chain c, every input edge's
+    // channels in order. senders[c][i]: the outputs of subtask i of chain c, per
+    // consumer edge (the consuming chain, the input of its, one sender per
+    // subtask of it).
     let mut receivers: Vec<Vec<Vec<Box<dyn Any>>>> = chains
         .iter()
         .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
         .collect();
-    let mut senders: Vec<Vec<Vec<Box<dyn Any>>>> = receivers
+    type Outputs = Vec<(usize, usize, Vec<Box<dyn Any>>)>;
+    let mut senders: Vec<Vec<Outputs>> = chains
         .iter()
-        .map(|r| r.iter().map(|_| Vec::new()).collect())
+        .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
         .collect();
     for (c, chain) in chains.iter().enumerate() {
-        let Some(up) = chain.upstream else { continue };
-        let edge = input_edge(graph, chain)?;
-        for (i, outputs) in senders[up].iter_mut().enumerate() {
-            for (j, inputs) in receivers[c].iter_mut().enumerate() {
-                let from = TaskId {
-                    chain: up as u32,
-                    subtask: i as u32,
-                };
-                let to = TaskId {
-                    chain: c as u32,
-                    subtask: j as u32,
-                };
-                match (local(from), local(to), placement) {
-                    (true, true, _) => {
-                        let (tx, rx) = edge.channel(config.channel_capacity);
-                        outputs.push(tx);
-                        inputs.push(rx);
+        for (k, &up) in chain.upstreams.iter().enumerate() {
+            let edge = input_edge(graph, chain, k)?;
+            for (i, outputs) in senders[up].iter_mut().enumerate() {
+                let mut edge_outputs = Vec::new();
+                for (j, inputs) in receivers[c].iter_mut().enumerate() {
+                    let from = TaskId {
+                        chain: up as u32,
+                        subtask: i as u32,
+                    };
+                    let to = TaskId {
+                        chain: c as u32,
+                        subtask: j as u32,
+                    };
+                    match (local(from), local(to), placement) {
+                        (true, true, _) => {
+                            let (tx, rx) = edge.channel(config.channel_capacity);
+                            edge_outputs.push(tx);
+                            inputs.push(rx);
+                        }
+                        (true, false, Some(p)) => {
+                            let key = (p.attempt, channel_id(c, k, from.subtask, to.subtask));
+                            edge_outputs.push(edge.remote_sender(p.connection(to)?, key));
+                        }
+                        (false, true, Some(p)) => {
+                            let key = (p.attempt, channel_id(c, k, from.subtask, to.subtask));
+                            let conn = p.connection(from)?;
+                            inputs.push(edge.remote_receiver(
+                                &p.plane,
+                                &conn,
+                                key,
+                                config.channel_capacity,
+                            )?);
+                        }
+                        _ => {}
                     }
-                    (true, false, Some(p)) => {
-                        let key = (p.attempt, channel_id(c, from.subtask, to.subtask));
-                        outputs.push(edge.remote_sender(p.connection(to)?, key));
-                    }
-                    (false, true, Some(p)) => {
-                        let key = (p.attempt, channel_id(c, from.subtask, to.subtask));
-                        let conn = p.connection(from)?;
-                        inputs.push(edge.remote_receiver(
-                            &p.plane,
-                            &conn,
-                            key,
-                            config.channel_capacity,
-                        )?);
-                    }
-                    _ => {}
                 }
+                outputs.push((c, k, edge_outputs));
             }
         }
     }
-    let consumer: Vec<Option<usize>> = (0..chains.len())
-        .map(|c| chains.iter().position(|d| d.upstream == Some(c)))
-        .collect();
 
     let mut tasks = Vec::new();
     for (c, chain) in chains.iter().enumerate() {
@@ -226,18 +236,30 @@ pub fn deploy(
                 continue;
             }
             let task_metrics = metrics.task();
-            let outputs = std::mem::take(&mut senders[c][i as usize]);
-            let mut downstream: Box<dyn Any> = match consumer[c] {
-                Some(d) => input_edge(graph, &chains[d])?.output(
-                    outputs,
+            let mut outputs = Vec::new();
+            for (d, k, channels) in std::mem::take(&mut senders[c][i as usize]) {
+                let edge = input_edge(graph, &chains[d], k)?;
+                let output = edge.output(
+                    channels,
                     graph.max_parallelism,
                     config,
                     task_metrics.clone(),
-                )?,
-                None => match &graph.nodes[chain.nodes[chain.nodes.len() - 1]].kind {
+                )?;
+                outputs.push((edge, output));
+            }
+            let mut downstream: Box<dyn Any> = match outputs.len() {
+                0 => match &graph.nodes[chain.nodes[chain.nodes.len() - 1]].kind {
                     NodeKind::Source(s) => s.discard(),
                     NodeKind::Operator(o) => o.discard(),
                 },
+                1 => outputs
+                    .pop()
+                    .map(|(_, o)| o)
+                    .ok_or_else(|| Error::Internal("an output vanished".into()))?,
+                _ => {
+                    let edge = outputs[0].0.clone();
+                    edge.fanout(outputs.into_iter().map(|(_, o)| o).collect())?
+                }
             };
             let subtask = Subtask {
                 index: i,
@@ -260,7 +282,7 @@ pub fn deploy(
                 crate::api::downcast_task(downstream)?
             } else {
                 let inputs = std::mem::take(&mut receivers[c][i as usize]);
-                input_edge(graph, chain)?.input_task(inputs, downstream)?
+                input_edge(graph, chain, 0)?.input_task(inputs, downstream)?
             };
             tasks.push(DeployedTask {
                 id: TaskId {
@@ -276,12 +298,17 @@ pub fn deploy(
     Ok(tasks)
 }
 
-fn input_edge<'g>(graph: &'g JobGraph, chain: &Chain) -> Result<&'g Arc<dyn crate::api::EdgeNode>> {
+/// The edge of input `k` of `chain`'s first node.
+fn input_edge<'g>(
+    graph: &'g JobGraph,
+    chain: &Chain,
+    k: usize,
+) -> Result<&'g Arc<dyn crate::api::EdgeNode>> {
     graph.nodes[chain.nodes[0]]
-        .input
-        .as_ref()
+        .inputs
+        .get(k)
         .map(|i| &i.edge)
-        .ok_or_else(|| Error::Internal("a non-source chain has no input".into()))
+        .ok_or_else(|| Error::Internal(format!("a chain has no input {k}")))
 }
 
 fn build_ctx<'c>(
@@ -338,18 +365,62 @@ mod tests {
             .sink("out", |_| DiscardSink::new())
             .parallelism(3);
         let graph = job.build().unwrap();
-        let plan: Vec<(Vec<usize>, u32, Option<usize>)> = chains(&graph)
+        let plan: Vec<(Vec<usize>, u32, Vec<usize>)> = chains(&graph)
             .into_iter()
-            .map(|c| (c.nodes, c.parallelism, c.upstream))
+            .map(|c| (c.nodes, c.parallelism, c.upstreams))
             .collect();
         assert_eq!(
             plan,
             vec![
-                (vec![0, 1], 2, None), // numbers -> double: forward, both 2
-                (vec![2], 2, Some(0)), // sum: behind the key exchange
-                (vec![3], 3, Some(1)), // print: forward but parallelism 2 -> 3
-                (vec![4], 3, Some(2)), // out: behind a rebalance
+                (vec![0, 1], 2, vec![]), // numbers -> double: forward, both 2
+                (vec![2], 2, vec![0]),   // sum: behind the key exchange
+                (vec![3], 3, vec![1]),   // print: forward but parallelism 2 -> 3
+                (vec![4], 3, vec![2]),   // out: behind a rebalance
             ]
         );
+    }
+
+    #[test]
+    fn a_stream_with_several_consumers_and_a_union_end_chains() {
+        let job = JobBuilder::new("dag");
+        let numbers = job.source("numbers", |_| SequenceSource::new(0..10));
+        let evens = numbers
+            .clone()
+            .filter("evens", |n: &u64| n.is_multiple_of(2));
+        let odds = numbers.filter("odds", |n: &u64| !n.is_multiple_of(2));
+        let more = job.source("more", |_| SequenceSource::new(10..20));
+        evens
+            .union(odds)
+            .union(more)
+            .map("all", |n: u64| n)
+            .sink("out", |_| DiscardSink::new());
+        let graph = job.build().unwrap();
+        let plan: Vec<(Vec<usize>, Vec<usize>)> = chains(&graph)
+            .into_iter()
+            .map(|c| (c.nodes, c.upstreams))
+            .collect();
+        assert_eq!(
+            plan,
+            vec![
+                (vec![0], vec![]),           // numbers: two consumers, so no chaining
+                (vec![1], vec![0]),          // evens
+                (vec![2], vec![0]),          // odds
+                (vec![3], vec![]),           // more
+                (vec![4, 5], vec![1, 2, 3]), // all <- evens + odds + more, then out
+            ]
+        );
+        assert_ne!(channel_id(4, 0, 1, 1), channel_id(4, 1, 1, 1));
+    }
+
+    #[test]
+    fn settings_on_a_union_are_refused_naming_them() {
+        let job = JobBuilder::new("dag");
+        let a = job.source("a", |_| SequenceSource::new(0..10));
+        let b = job.source("b", |_| SequenceSource::new(0..10));
+        a.union(b)
+            .parallelism(2)
+            .sink("out", |_| DiscardSink::new());
+        let err = job.build().unwrap_err().to_string();
+        assert!(err.contains("a parallelism was set on a union"), "{err}");
     }
 }

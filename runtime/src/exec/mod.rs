@@ -7,6 +7,7 @@ pub mod config;
 pub mod coordinate;
 pub mod deploy;
 pub mod exchange;
+pub mod fanout;
 pub mod inject;
 pub mod local;
 pub mod recover;

@@ -22,7 +22,7 @@ use weir_runtime::pipelines::{keyed_sum, GeneratorArgs, Target};
 
 use crate::support::{check_keyed_sum, committed_lines};
 
-/// Places chain 0 (the sources) on worker `a` and every other chain on worker `b`.
+/// Places even chains (the first holds a source) on worker `a` and odd ones on worker `b`.
 struct TwoWorkers {
     planes: [Arc<DataPlane>; 2],
     attempt: AtomicU64,
@@ -50,7 +50,7 @@ impl Deployer for TwoWorkers {
                         chain: c as u32,
                         subtask: s,
                     },
-                    if c == 0 { "a" } else { "b" }.to_string(),
+                    if c % 2 == 0 { "a" } else { "b" }.to_string(),
                 );
             }
         }
@@ -94,6 +94,39 @@ impl Deployer for TwoWorkers {
     }
 }
 
+/// Runs `graph` on two data planes in this process with `failures` injected and
+/// batches of `batch_size`, checkpoints every 100 ms to `dir`; returns its restarts.
+pub fn run_on_two_workers(
+    graph: JobGraph,
+    dir: &std::path::Path,
+    failures: u32,
+    batch_size: usize,
+) -> u32 {
+    let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(dir.join("chk")));
+    let mut config = RunConfig {
+        checkpoint_dir: dir.join("chk").display().to_string(),
+        checkpoint_interval: Some(Duration::from_millis(100)),
+        inject_failures: failures,
+        seed: 11,
+        restart_backoff: Duration::from_millis(10),
+        ..RunConfig::default()
+    };
+    config.exec.batch_size = batch_size;
+    let id = JobId("two-workers".into());
+    let deployer = TwoWorkers {
+        planes: [
+            DataPlane::bind("a", "127.0.0.1:0").unwrap(),
+            DataPlane::bind("b", "127.0.0.1:0").unwrap(),
+        ],
+        attempt: AtomicU64::new(0),
+        store: store.clone(),
+        paths: Paths::new(&graph.name, &id),
+        exec: config.exec.clone(),
+    };
+    let runner = JobRunner::with_deployer(graph, config, store, &id, deployer);
+    runner.run().unwrap().restarts
+}
+
 #[test]
 fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,28 +139,6 @@ fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
         discard: false,
     };
     let graph = keyed_sum::job(&common, 50, 2, &Target::Files(out.clone())).unwrap();
-    let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(dir.path().join("chk")));
-    let config = RunConfig {
-        checkpoint_dir: dir.path().join("chk").display().to_string(),
-        checkpoint_interval: Some(Duration::from_millis(100)),
-        inject_failures: 3,
-        seed: 11,
-        restart_backoff: Duration::from_millis(10),
-        ..RunConfig::default()
-    };
-    let deployer = TwoWorkers {
-        planes: [
-            DataPlane::bind("a", "127.0.0.1:0").unwrap(),
-            DataPlane::bind("b", "127.0.0.1:0").unwrap(),
-        ],
-        attempt: AtomicU64::new(0),
-        store: store.clone(),
-        paths: Paths::new("keyed-sum", &JobId("two-workers".into())),
-        exec: config.exec.clone(),
-    };
-    let id = JobId("two-workers".into());
-    let runner = JobRunner::with_deployer(graph, config, store, &id, deployer);
-    let summary = runner.run().unwrap();
-    assert_eq!(summary.restarts, 3);
+    assert_eq!(run_on_two_workers(graph, dir.path(), 3, 1024), 3);
     check_keyed_sum(&committed_lines(&out), 200_000, 50).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -7,6 +7,7 @@ mod backpressure;
 mod bad_input;
 mod bench;
 mod cluster;
+mod dag;
 mod data_plane;
 mod engine;
 mod exactly_once;
