@@ -48,13 +48,36 @@ impl Barrier {
     }
 }
 
-/// The one message enum on every channel between tasks.
+/// Event time: milliseconds since the Unix epoch, as records carry it.
+pub type EventTime = i64;
+
+/// A watermark: event time on a stream has reached `.0`, so no record with an
+/// event time at or before it is expected any more (a later one is late).
+/// Watermarks only grow on a channel; the end of input is [`Watermark::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Watermark(pub EventTime);
+
+impl Watermark {
+    /// Before any event time: what a stream starts at.
+    pub const MIN: Watermark = Watermark(EventTime::MIN);
+    /// After every event time: what a stream ends at.
+    pub const MAX: Watermark = Watermark(EventTime::MAX);
+}
+
+/// The one message enum on every channel between tasks. Records, barriers and
+/// watermarks travel in one ordered stream: a watermark never overtakes the
+/// records sent before it.
 #[derive(Debug)]
 pub enum Message<T> {
     /// A batch of records.
     Batch(Batch<T>),
     /// A checkpoint barrier; the sender emits nothing of the next checkpoint before it.
     Barrier(Barrier),
+    /// Event time on this channel reached the watermark.
+    Watermark(Watermark),
+    /// The sender has no records for now and holds no one's event time back: the
+    /// receiver leaves this channel out of its minimum until its next watermark.
+    Idle,
     /// The sender will send nothing more on this channel.
     EndOfInput,
 }

@@ -1,15 +1,27 @@
 //! Counters the runner updates per batch and the progress line and summaries read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Records in and out of one operator subtask, updated once per batch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OperatorMetrics {
     /// Records delivered to the operator.
     pub records_in: AtomicU64,
     /// Records the operator emitted.
     pub records_out: AtomicU64,
+    /// The last watermark that reached it (ms of event time; `i64::MIN`: none yet).
+    pub watermark: AtomicI64,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        OperatorMetrics {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 /// Time one task spent waiting, in nanoseconds.

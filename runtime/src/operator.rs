@@ -7,8 +7,9 @@
 
 use std::time::Instant;
 
-use crate::data::{Barrier, Batch, Data};
+use crate::data::{Barrier, Batch, Data, Watermark};
 use crate::error::Result;
+use crate::exec::watermarks::Progress;
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
 use crate::state::{OperatorSnapshot, RestoredState, StateConfig};
@@ -80,9 +81,33 @@ pub trait Operator: Send + 'static {
     }
 
     /// Called once when every input has ended; emit what is still buffered.
-    /// A snapshot for the job's final checkpoint may follow.
+    /// A snapshot for the job's final checkpoint may follow. The last watermark,
+    /// [`Watermark::MAX`], comes before it.
     fn end_of_input(&mut self, _output: &mut Batch<Self::Out>) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether the watermarks that reach this operator pass on downstream after
+    /// [`Operator::on_watermark`]. An operator that generates watermarks itself
+    /// (see [`Operator::progress_due`]) sets it false: then only the final
+    /// [`Watermark::MAX`] of upstream passes.
+    const FORWARDS_WATERMARKS: bool = true;
+
+    /// Called when event time reached `watermark` on every input of the task
+    /// (the minimum over them), after every record before it was processed. An
+    /// event-time operator fires what is due (windows, timers) into `output`.
+    fn on_watermark(
+        &mut self,
+        _watermark: Watermark,
+        _output: &mut Batch<Self::Out>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// A watermark or idleness this operator generates itself (a watermark
+    /// assigner), polled after every batch and timer; `None` when nothing is due.
+    fn progress_due(&mut self) -> Option<Progress> {
+        None
     }
 }
 

@@ -12,7 +12,7 @@ use crate::data::Data;
 use crate::error::Result;
 use crate::keys::{StableHash, DEFAULT_MAX_PARALLELISM};
 use crate::operator::{Operator, OperatorContext, Source};
-use crate::operators::{Filter, FlatMap, Map};
+use crate::operators::{Filter, FlatMap, Map, WatermarkAssigner, WatermarkStrategy};
 
 /// The graph under construction, shared by the streams built from it.
 pub(crate) struct Draft {
@@ -276,6 +276,12 @@ impl<T: Data> Stream<T> {
     {
         let f = Arc::new(f);
         self.transform(name, move |_| FlatMap::new(f.clone()))
+    }
+
+    /// Gives the stream event time: watermarks made from the records' event times
+    /// by `strategy`, which replace any from upstream (see [`WatermarkStrategy`]).
+    pub fn assign_watermarks(self, name: &str, strategy: WatermarkStrategy<T>) -> Stream<T> {
+        self.transform(name, move |_| WatermarkAssigner::new(strategy.clone()))
     }
 
     /// Partitions the stream by the key `key` returns, for keyed operators.

@@ -255,6 +255,12 @@ fn heartbeat(metrics: &JobMetrics) -> v1::Heartbeat {
                     .metrics
                     .records_out
                     .load(std::sync::atomic::Ordering::Relaxed),
+                watermark_ms: Some(
+                    o.metrics
+                        .watermark
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+                .filter(|w| *w != i64::MIN),
             })
             .collect(),
         tasks: vec![v1::TaskWaits {

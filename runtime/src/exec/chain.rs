@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{Barrier, Batch, Data};
+use crate::data::{Barrier, Batch, Data, Watermark};
 use crate::error::Result;
+use crate::exec::watermarks::Progress;
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
 use crate::metrics::{add, OperatorMetrics};
@@ -42,6 +43,13 @@ pub trait Downstream<T>: Send {
     fn on_time(&mut self, now: Instant) -> Result<()>;
     /// Flushes everything and signals the end of input downstream.
     fn end_of_input(&mut self) -> Result<()>;
+    /// Event time reached `watermark` on every input of the task: each operator
+    /// from here on sees it in order, after every record before it, and it goes
+    /// downstream (unless an operator generates its own watermarks).
+    fn watermark(&mut self, watermark: Watermark) -> Result<()>;
+    /// Every input of the task is idle: downstream stops waiting on this task's
+    /// event time until its next watermark.
+    fn idle(&mut self) -> Result<()>;
 }
 
 /// An operator linked to the next step of its chain.
@@ -82,6 +90,21 @@ impl<O: Operator> Link<O> {
         Ok(())
     }
 
+    /// Passes on a watermark or idleness the operator generates itself, once due.
+    fn emit_progress(&mut self) -> Result<()> {
+        match self.op.progress_due() {
+            Some(Progress::Advanced(w)) => {
+                self.flush_out()?;
+                self.next.watermark(w)
+            }
+            Some(Progress::Idle) => {
+                self.flush_out()?;
+                self.next.idle()
+            }
+            None => Ok(()),
+        }
+    }
+
     fn snapshot_self(&mut self, barrier: &Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
         let snapshot = self.op.snapshot(barrier)?;
         if !snapshot.is_empty() {
@@ -101,7 +124,8 @@ impl<O: Operator> Downstream<O::In> for Link<O> {
         add(&self.metrics.records_in, batch.len() as u64);
         self.op.process(batch, &mut self.out)?;
         batch.clear();
-        self.flush_out()
+        self.flush_out()?;
+        self.emit_progress()
     }
 
     fn barrier(&mut self, barrier: Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
@@ -136,6 +160,7 @@ impl<O: Operator> Downstream<O::In> for Link<O> {
         {
             self.op.on_time(now, &mut self.out)?;
             self.flush_out()?;
+            self.emit_progress()?;
         }
         self.next.on_time(now)
     }
@@ -144,6 +169,28 @@ impl<O: Operator> Downstream<O::In> for Link<O> {
         self.op.end_of_input(&mut self.out)?;
         self.flush_out()?;
         self.next.end_of_input()
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.metrics
+            .watermark
+            .store(watermark.0, std::sync::atomic::Ordering::Relaxed);
+        self.op.on_watermark(watermark, &mut self.out)?;
+        self.flush_out()?;
+        // The end of event time always passes, even a generator's.
+        if O::FORWARDS_WATERMARKS || watermark == Watermark::MAX {
+            self.next.watermark(watermark)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        if O::FORWARDS_WATERMARKS {
+            self.next.idle()
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -171,6 +218,12 @@ impl<T: Data> Downstream<T> for Discard {
         Ok(())
     }
     fn end_of_input(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn watermark(&mut self, _: Watermark) -> Result<()> {
+        Ok(())
+    }
+    fn idle(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
-use crate::data::{Barrier, Batch, Data, Message};
+use crate::data::{Barrier, Batch, Data, Message, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::chain::{Downstream, SnapshotPart};
 use crate::exec::channel::ChannelSender;
@@ -235,6 +235,17 @@ impl<T: Data> Downstream<T> for Output<T> {
     fn end_of_input(&mut self) -> Result<()> {
         self.flush_all()?;
         self.broadcast(|| Message::EndOfInput)
+    }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        // Never ahead of the records before it.
+        self.flush_all()?;
+        self.broadcast(|| Message::Watermark(watermark))
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.flush_all()?;
+        self.broadcast(|| Message::Idle)
     }
 }
 

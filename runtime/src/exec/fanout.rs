@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::data::{Barrier, Batch, Data};
+use crate::data::{Barrier, Batch, Data, Watermark};
 use crate::error::Result;
 use crate::exec::chain::{Downstream, SnapshotPart};
 use crate::ids::CheckpointId;
@@ -69,6 +69,16 @@ impl<T: Data> Downstream<T> for Fanout<T> {
     fn end_of_input(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.end_of_input())
     }
+
+    fn watermark(&mut self, watermark: Watermark) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.watermark(watermark))
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.idle())
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +115,13 @@ mod tests {
             self.0.lock().unwrap().push("end".into());
             Ok(())
         }
+        fn watermark(&mut self, w: Watermark) -> Result<()> {
+            self.0.lock().unwrap().push(format!("watermark {}", w.0));
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
@@ -122,11 +139,12 @@ mod tests {
             .barrier(Barrier::checkpoint(CheckpointId(4), None), &mut Vec::new())
             .unwrap();
         fanout.push(&mut vec![3]).unwrap();
+        fanout.watermark(Watermark(7)).unwrap();
         fanout.end_of_input().unwrap();
         for tap in &taps {
             assert_eq!(
                 *tap.lock().unwrap(),
-                ["1", "2", "barrier 4", "3", "end"],
+                ["1", "2", "barrier 4", "3", "watermark 7", "end"],
                 "each consumer, in order"
             );
         }

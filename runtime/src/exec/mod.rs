@@ -15,3 +15,4 @@ pub mod requests;
 pub mod runner;
 pub mod task;
 pub mod upload;
+pub mod watermarks;

@@ -8,9 +8,13 @@
 //! 3. A barrier blocks its channel; once every live channel has delivered it, the
 //!    chain snapshots and forwards it ([`Downstream::barrier`]), the snapshot goes
 //!    to the uploader, and every channel opens again.
-//! 4. When every channel has ended, the chain flushes ([`Downstream::end_of_input`]),
-//!    the coordinator is told, and from then on the task only answers control
-//!    messages: direct snapshots, completion notices, finish or cancel.
+//! 4. A watermark, an idle mark or an end of input updates the task's event time
+//!    ([`WatermarkTracker`]: the minimum over its channels); when that advances
+//!    the chain sees the new watermark ([`Downstream::watermark`]).
+//! 5. When every channel has ended, the chain gets [`Watermark::MAX`] and flushes
+//!    ([`Downstream::end_of_input`]), the coordinator is told, and from then on
+//!    the task only answers control messages: direct snapshots, completion
+//!    notices, finish or cancel.
 //!
 //! A source task polls its source for a batch at a time and checks its control
 //! channel between batches; a trigger makes it snapshot its position and emit the
@@ -21,11 +25,12 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
 
-use crate::data::{Barrier, Batch, Data, Message};
+use crate::data::{Barrier, Batch, Data, Message, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::align::{Aligner, Alignment};
 use crate::exec::chain::{Downstream, SnapshotPart};
 use crate::exec::channel::CreditReturn;
+use crate::exec::watermarks::{Progress, WatermarkTracker};
 use crate::ids::{CheckpointId, TaskId};
 use crate::ids::{OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
@@ -231,6 +236,7 @@ impl<T: Data> TaskBody for InputTask<T> {
             mut head,
         } = *self;
         let mut aligner = Aligner::new(inputs.len());
+        let mut clock = WatermarkTracker::new(inputs.len());
         let mut align_started: Option<Instant> = None;
         // The barrier being aligned: what the chain snapshots once every channel has it.
         let mut aligning: Option<Barrier> = None;
@@ -281,7 +287,18 @@ impl<T: Data> TaskBody for InputTask<T> {
                     aligning = Some(barrier);
                     aligner.on_barrier(channel, barrier.id)?
                 }
-                Message::EndOfInput => aligner.on_end(channel),
+                Message::Watermark(watermark) => {
+                    advance(head.as_mut(), clock.on_watermark(channel, watermark))?;
+                    Alignment::Wait
+                }
+                Message::Idle => {
+                    advance(head.as_mut(), clock.on_idle(channel))?;
+                    Alignment::Wait
+                }
+                Message::EndOfInput => {
+                    advance(head.as_mut(), clock.on_end(channel))?;
+                    aligner.on_end(channel)
+                }
             };
             if let Alignment::Aligned(id) = alignment {
                 let barrier = aligning
@@ -306,6 +323,15 @@ impl<T: Data> TaskBody for InputTask<T> {
         head.end_of_input()?;
         rt.ended()?;
         rt.serve_control(head.as_mut())
+    }
+}
+
+/// Tells the chain what a channel's news did to the task's event time.
+fn advance<T>(head: &mut dyn Downstream<T>, progress: Option<Progress>) -> Result<()> {
+    match progress {
+        Some(Progress::Advanced(watermark)) => head.watermark(watermark),
+        Some(Progress::Idle) => head.idle(),
+        None => Ok(()),
     }
 }
 
@@ -429,6 +455,8 @@ impl<S: Source> TaskBody for SourceTask<S> {
                 SourceStatus::Finished => break,
             }
         }
+        // The end of the input is the end of event time.
+        self.head.watermark(Watermark::MAX)?;
         self.head.end_of_input()?;
         rt.ended()?;
         loop {

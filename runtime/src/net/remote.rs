@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
 
-use crate::data::{Barrier, Data, Message, SnapshotKind};
+use crate::data::{Barrier, Data, Message, SnapshotKind, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::ids::CheckpointId;
@@ -15,6 +15,8 @@ use crate::net::plane::{ChannelKey, Connection, DataPlane};
 const BATCH: u8 = 0;
 const BARRIER: u8 = 1;
 const END: u8 = 2;
+const WATERMARK: u8 = 3;
+const IDLE: u8 = 4;
 
 fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
@@ -30,6 +32,11 @@ fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
             buf.extend_from_slice(&b.last_completed.map_or(0, |c| c.0).to_le_bytes());
             buf.push(u8::from(b.kind == SnapshotKind::Savepoint));
         }
+        Message::Watermark(w) => {
+            buf.push(WATERMARK);
+            buf.extend_from_slice(&w.0.to_le_bytes());
+        }
+        Message::Idle => buf.push(IDLE),
         Message::EndOfInput => buf.push(END),
     }
     Ok(())
@@ -60,6 +67,12 @@ fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
                 last_completed: (last_completed > 0).then_some(CheckpointId(last_completed)),
             }))
         }
+        Some((&WATERMARK, rest)) => rest
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| Message::Watermark(Watermark(i64::from_le_bytes(b))))
+            .ok_or_else(|| bad("short watermark".into())),
+        Some((&IDLE, _)) => Ok(Message::Idle),
         Some((&END, _)) => Ok(Message::EndOfInput),
         _ => Err(bad("unknown message tag".into())),
     }
@@ -192,9 +205,12 @@ mod tests {
                 last_completed: Some(CheckpointId(8)),
             }))
             .unwrap();
+            tx.send(Message::Watermark(Watermark(-5))).unwrap();
+            tx.send(Message::Idle).unwrap();
             tx.send(Message::EndOfInput).unwrap();
         });
         let mut next = 0u64;
+        let mut watermarks = 0;
         loop {
             std::thread::sleep(Duration::from_millis(1));
             assert!(rx.len() <= 4, "more in flight than credited: {}", rx.len());
@@ -216,9 +232,18 @@ mod tests {
                         }
                     );
                 }
+                Message::Watermark(w) => {
+                    assert_eq!(w, Watermark(-5));
+                    watermarks += 1;
+                }
+                Message::Idle => watermarks += 1,
                 Message::EndOfInput => break,
             }
         }
+        assert_eq!(
+            watermarks, 2,
+            "the watermark and the idle mark, after the barrier"
+        );
         sender.join().unwrap();
     }
 

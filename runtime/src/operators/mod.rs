@@ -12,6 +12,7 @@ mod reduce;
 mod sequence_source;
 mod stdout_sink;
 mod text_source;
+mod watermark_assigner;
 mod window;
 
 pub use collect_sink::CollectSink;
@@ -28,4 +29,5 @@ pub use reduce::{KeyedReduce, KeyedSum};
 pub use sequence_source::SequenceSource;
 pub use stdout_sink::StdoutSink;
 pub use text_source::TextFileSource;
+pub use watermark_assigner::{TimestampFn, WatermarkAssigner, WatermarkStrategy};
 pub use window::{Aggregate, Count, Sum, WindowOperator, WindowResult, WindowSpec};

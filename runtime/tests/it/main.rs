@@ -10,6 +10,7 @@ mod cluster;
 mod dag;
 mod data_plane;
 mod engine;
+mod event_time;
 mod exactly_once;
 mod examples;
 mod identity;

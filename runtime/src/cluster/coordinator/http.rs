@@ -233,6 +233,26 @@ fn prometheus(status: &StatusBoard) -> String {
         "Records out of each operator subtask.",
         &ops(|o| o.records_out),
     );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let lags: Vec<(String, f64)> = counters
+        .operators
+        .iter()
+        .filter_map(|o| {
+            let watermark = o.watermark_ms.filter(|w| *w != i64::MAX)?;
+            Some((
+                format!("{{operator=\"{}\",subtask=\"{}\"}}", o.uid, o.subtask),
+                now_ms.saturating_sub(watermark) as f64 / 1e3,
+            ))
+        })
+        .collect();
+    metric(
+        "weir_watermark_lag_seconds",
+        "gauge",
+        "Wall-clock time minus the last watermark that reached each operator subtask (event-time jobs).",
+        &lags,
+    );
     metric(
         "weir_backpressured_seconds_total",
         "counter",

@@ -56,6 +56,7 @@ impl Counters {
                 Some(x) => {
                     x.records_in += o.records_in;
                     x.records_out += o.records_out;
+                    x.watermark_ms = x.watermark_ms.max(o.watermark_ms);
                 }
                 None => self.operators.push(o.clone()),
             }
