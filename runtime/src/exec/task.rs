@@ -240,22 +240,32 @@ impl<T: Data> TaskBody for InputTask<T> {
         let mut align_started: Option<Instant> = None;
         // The barrier being aligned: what the chain snapshots once every channel has it.
         let mut aligning: Option<Barrier> = None;
+        // The select over the readable channels and the control channel is built
+        // again only when the readable set changes (a barrier blocks a channel,
+        // alignment ends, a channel ends), not for every message.
+        let control = rt.control.clone();
         let mut readable: Vec<usize> = Vec::with_capacity(inputs.len());
+        let mut select = Select::new();
+        let mut control_index = 0;
+        let mut stale = true;
         while !aligner.all_ended() {
             let wakeup = head.next_wakeup();
             if wakeup.is_some_and(|t| t <= Instant::now()) {
                 head.on_time(Instant::now())?;
                 continue;
             }
-            let mut select = Select::new();
-            readable.clear();
-            for (channel, input) in inputs.iter().enumerate() {
-                if !aligner.is_blocked(channel) {
-                    readable.push(channel);
-                    select.recv(input);
+            if stale {
+                select = Select::new();
+                readable.clear();
+                for (channel, input) in inputs.iter().enumerate() {
+                    if !aligner.is_blocked(channel) {
+                        readable.push(channel);
+                        select.recv(input);
+                    }
                 }
+                control_index = select.recv(&control);
+                stale = false;
             }
-            let control_index = select.recv(&rt.control);
             let op = match wakeup {
                 Some(deadline) => match select.select_deadline(deadline) {
                     Ok(op) => op,
@@ -264,7 +274,7 @@ impl<T: Data> TaskBody for InputTask<T> {
                 None => select.select(),
             };
             if op.index() == control_index {
-                let control = op.recv(&rt.control).map_err(|_| Error::ChannelClosed)?;
+                let control = op.recv(&control).map_err(|_| Error::ChannelClosed)?;
                 if rt.on_control(control, head.as_mut(), false)? == Flow::Exit {
                     return Ok(());
                 }
@@ -285,6 +295,7 @@ impl<T: Data> TaskBody for InputTask<T> {
                 Message::Barrier(barrier) => {
                     align_started.get_or_insert_with(Instant::now);
                     aligning = Some(barrier);
+                    stale = true;
                     aligner.on_barrier(channel, barrier.id)?
                 }
                 Message::Watermark(watermark) => {
@@ -297,10 +308,12 @@ impl<T: Data> TaskBody for InputTask<T> {
                 }
                 Message::EndOfInput => {
                     advance(head.as_mut(), clock.on_end(channel))?;
+                    stale = true;
                     aligner.on_end(channel)
                 }
             };
             if let Alignment::Aligned(id) = alignment {
+                stale = true;
                 let barrier = aligning
                     .take()
                     .filter(|b| b.id == id)
