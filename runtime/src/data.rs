@@ -81,3 +81,23 @@ pub enum Message<T> {
     /// The sender will send nothing more on this channel.
     EndOfInput,
 }
+
+/// A record of an operator with a side output: a main record or a side one.
+/// [`crate::api::Stream::split`] turns a stream of them into two streams.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tagged<M, S> {
+    /// A record of the main output.
+    Main(M),
+    /// A record of the side output.
+    Side(S),
+}
+
+/// A record of one of two inputs: how a two-input operator reads its inputs
+/// as one stream (see [`crate::api::ConnectedStreams`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Either<L, R> {
+    /// A record of the first input.
+    Left(L),
+    /// A record of the second input.
+    Right(R),
+}

@@ -137,4 +137,10 @@ pub trait Source: Send + 'static {
 
     /// Snapshots the position after the last record returned by `poll`.
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot>;
+
+    /// A watermark or idleness the source generates itself (per split, say),
+    /// polled after every `poll`; `None` when nothing is due.
+    fn progress_due(&mut self) -> Option<Progress> {
+        None
+    }
 }

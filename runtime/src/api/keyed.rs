@@ -4,15 +4,16 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::api::connected::ConnectedStreams;
 use crate::api::graph::{EdgeNode, Exchange, NodeKind};
 use crate::api::nodes::{Edge, OperatorFactory};
 use crate::api::stream::Stream;
-use crate::data::Data;
+use crate::data::{Data, Tagged};
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::{
-    Aggregate, Count, KeyFn, KeyedProcess, KeyedProcessOperator, KeyedReduce, KeyedSum, Sum,
-    WindowOperator, WindowResult, WindowSpec,
+    Aggregate, Aggregated, AllRecords, Count, KeyFn, KeyedProcess, KeyedProcessOperator,
+    KeyedReduce, KeyedSum, Sum, Window, WindowFunction, WindowProcess, WindowResult, Windows,
 };
 
 /// A stream partitioned by key: every record of a key reaches the same subtask,
@@ -29,6 +30,22 @@ where
 {
     pub(crate) fn new(stream: Stream<T>, key: KeyFn<T, K>) -> Self {
         KeyedStream { stream, key }
+    }
+
+    /// The stream and its key function.
+    pub(crate) fn into_parts(self) -> (Stream<T>, KeyFn<T, K>) {
+        (self.stream, self.key)
+    }
+
+    /// Notes a misuse the types cannot catch, reported by `JobBuilder::build`.
+    pub(crate) fn note_error(&self, error: String) {
+        self.stream.draft().borrow_mut().errors.push(error);
+    }
+
+    /// This stream and `other`, keyed by the same key type, for a two-input
+    /// operator (a join, or a [`crate::operators::KeyedCoProcess`]).
+    pub fn connect<U: Data>(self, other: KeyedStream<U, K>) -> ConnectedStreams<T, U, K> {
+        ConnectedStreams::new(self, other)
     }
 
     /// Applies a keyed operator; `make` builds one instance per subtask and gets the key function.
@@ -86,16 +103,20 @@ where
         self.transform(name, move |_, key| KeyedSum::new(value.clone(), key))
     }
 
-    /// Groups the records of each key into windows on processing time.
-    pub fn window(self, spec: WindowSpec) -> WindowedStream<T, K> {
-        WindowedStream { keyed: self, spec }
+    /// Cuts the records of each key into `windows` (event time, processing time
+    /// or counts; see [`Windows`]); finish with an aggregate or a function.
+    pub fn window(self, windows: Windows<T>) -> WindowedStream<T, K> {
+        WindowedStream {
+            keyed: self,
+            windows,
+        }
     }
 }
 
-/// A keyed stream cut into windows; finish it with an aggregate.
+/// A keyed stream cut into windows; finish it with an aggregate or a function.
 pub struct WindowedStream<T, K> {
     keyed: KeyedStream<T, K>,
-    spec: WindowSpec,
+    windows: Windows<T>,
 }
 
 impl<T, K> WindowedStream<T, K>
@@ -103,17 +124,49 @@ where
     T: Data,
     K: Data + StableHash + Eq + Hash,
 {
-    /// Aggregates each window of each key with `aggregate`.
+    /// The window operator computing `function`; late records on the side if `late`.
+    pub fn apply<F: WindowFunction<T, K>>(
+        self,
+        name: &str,
+        function: F,
+        late: bool,
+    ) -> Stream<Tagged<F::Out, T>> {
+        if let Err(e) = self.windows.validate() {
+            self.keyed.note_error(format!("window {name}: {e}"));
+        }
+        self.keyed.process(
+            name,
+            WindowProcess::new(self.windows, Arc::new(function), late),
+        )
+    }
+
+    /// Aggregates each window of each key with `aggregate`; late records are dropped.
     pub fn aggregate<A: Aggregate<T>>(
         self,
         name: &str,
         aggregate: A,
-    ) -> Stream<WindowResult<K, A::Acc>> {
-        let spec = self.spec;
-        let aggregate = Arc::new(aggregate);
-        self.keyed.transform(name, move |_, key| {
-            WindowOperator::new(spec, key, aggregate.clone())
-        })
+    ) -> Stream<WindowResult<K, A::Out>> {
+        main_only(self.apply(name, Aggregated(aggregate), false), name)
+    }
+
+    /// Aggregates each window of each key with `aggregate`, and returns the
+    /// records too late for every window they fall into as a second stream.
+    pub fn aggregate_with_late<A: Aggregate<T>>(
+        self,
+        name: &str,
+        aggregate: A,
+    ) -> (Stream<WindowResult<K, A::Out>>, Stream<T>) {
+        self.apply(name, Aggregated(aggregate), true).split(name)
+    }
+
+    /// Calls `function` with all the records of each window of each key when it
+    /// fires (they are kept until then: prefer an aggregate where one will do).
+    pub fn process<O, F>(self, name: &str, function: F) -> Stream<O>
+    where
+        O: Data,
+        F: Fn(&K, Window, &[T], &mut Vec<O>) + Send + Sync + 'static,
+    {
+        main_only(self.apply(name, AllRecords::new(function), false), name)
     }
 
     /// Counts the records of each window of each key.
@@ -128,4 +181,13 @@ where
     {
         self.aggregate(name, Sum(value))
     }
+}
+
+/// The main records of a window operator that has no side output, chained to it.
+fn main_only<M: Data, S: Data>(stream: Stream<Tagged<M, S>>, name: &str) -> Stream<M> {
+    stream.flat_map(&format!("{name}-results"), |t, out| {
+        if let Tagged::Main(m) = t {
+            out.push(m);
+        }
+    })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::api::graph::{EdgeNode, Exchange, Input, JobGraph, Node, NodeKind};
 use crate::api::keyed::KeyedStream;
 use crate::api::nodes::{Edge, OperatorFactory, SourceFactory};
-use crate::data::Data;
+use crate::data::{Data, Tagged};
 use crate::error::Result;
 use crate::keys::{StableHash, DEFAULT_MAX_PARALLELISM};
 use crate::operator::{Operator, OperatorContext, Source};
@@ -300,5 +300,23 @@ impl<T: Data> Stream<T> {
         F: Fn(&OperatorContext) -> O + Send + Sync + 'static,
     {
         self.transform(name, make)
+    }
+}
+
+impl<M: Data, S: Data> Stream<Tagged<M, S>> {
+    /// The main and the side records of an operator with a side output, as two
+    /// streams (operators `{name}-main` and `{name}-side`, chained to it).
+    pub fn split(self, name: &str) -> (Stream<M>, Stream<S>) {
+        let main = self.clone().flat_map(&format!("{name}-main"), |t, out| {
+            if let Tagged::Main(m) = t {
+                out.push(m);
+            }
+        });
+        let side = self.flat_map(&format!("{name}-side"), |t, out| {
+            if let Tagged::Side(s) = t {
+                out.push(s);
+            }
+        });
+        (main, side)
     }
 }

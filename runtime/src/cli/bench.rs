@@ -34,6 +34,8 @@ pub enum Scenario {
     /// Large keyed state: full and incremental checkpoint, savepoint, restore and
     /// rescale from 2 to 3 (see --keys, --value-bytes, --state-backend).
     StateSize,
+    /// A Nexmark query over generated auction events (see --query, --events).
+    Nexmark,
 }
 
 /// Options of `weir bench`.
@@ -49,9 +51,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "off", value_parser = parse_interval)]
     pub checkpoint_interval: Interval,
     /// Input records (default: 200 M for grep, 300 M for keyed-sum, 100 M on
-    /// workers, 10 s worth with --rate).
-    #[arg(long)]
+    /// workers, 10 M Nexmark events, 10 s worth with --rate).
+    #[arg(long, visible_alias = "events")]
     pub records: Option<u64>,
+    /// nexmark: the query.
+    #[arg(long, value_enum, default_value = "q0")]
+    pub query: crate::pipelines::nexmark::Query,
     /// grep: substring or regex.
     #[arg(long, value_enum, default_value = "substring")]
     pub mode: Mode,
@@ -88,7 +93,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.scenario == Scenario::StateSize {
         return state_size(&args);
     }
-    if args.scenario == Scenario::Grep && (args.workers > 0 || args.rate.is_some()) {
+    if args.scenario != Scenario::KeyedSum && (args.workers > 0 || args.rate.is_some()) {
         return Err(Error::Usage(
             "--workers and --rate apply to keyed-sum only".into(),
         ));
@@ -105,6 +110,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         (Scenario::KeyedSum, None) if args.workers > 0 => 100_000_000,
         (Scenario::KeyedSum, None) => 300_000_000,
         (Scenario::StateSize, None) => 0,
+        (Scenario::Nexmark, None) => 10_000_000,
     });
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
@@ -131,6 +137,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 } else {
                     "substring"
                 }
+            ),
+        ),
+        Scenario::Nexmark => (
+            "nexmark",
+            vec!["--query".to_string(), args.query.name()],
+            format!(
+                "nexmark-{} state={}",
+                args.query.name(),
+                args.state.state_backend.name()
             ),
         ),
         Scenario::KeyedSum => (

@@ -457,6 +457,11 @@ impl<S: Source> TaskBody for SourceTask<S> {
                 add(&self.metrics.records_out, batch.len() as u64);
                 self.head.push(&mut batch)?;
             }
+            match self.source.progress_due() {
+                Some(Progress::Advanced(watermark)) => self.head.watermark(watermark)?,
+                Some(Progress::Idle) => self.head.idle()?,
+                None => {}
+            }
             match status {
                 SourceStatus::Ready => {}
                 SourceStatus::Idle(until) => {

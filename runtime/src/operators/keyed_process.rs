@@ -1,9 +1,10 @@
 //! Keyed `process`: a user function called per record with the state of the record's key.
 //!
 //! A function declares its per-key state as a type: [`ValueState`] for one value,
-//! [`MapState`] for a map, or a tuple of them. The operator keeps that state in the
-//! job's state backend ([`KeyedState`]), drops a key whose state is cleared, and
-//! snapshots it by key group so it can be restored at another parallelism.
+//! [`MapState`] for a map, or a tuple of them, and may set event-time and
+//! processing-time timers per key. The operator keeps state and timers in the
+//! job's state backend ([`TimedState`]), drops a key whose state is cleared, and
+//! snapshots both by key group so they can be restored at another parallelism.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -11,11 +12,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Barrier, Batch, Data};
+use std::time::{Duration, Instant};
+
+use crate::data::{Barrier, Batch, Data, EventTime, Watermark};
 use crate::error::Result;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
-use crate::state::{KeyedState, OperatorSnapshot, RestoredState};
+use crate::state::timers::wall_clock_ms;
+use crate::state::{OperatorSnapshot, RestoredState, TimeDomain, TimedState, Timers};
 
 /// Extracts a record's key.
 pub type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -114,7 +118,8 @@ impl<A: KeyedValue, B: KeyedValue> KeyedValue for (A, B) {
     }
 }
 
-/// A function of keyed records with per-key state.
+/// A function of keyed records with per-key state and timers (Flink's
+/// `KeyedProcessFunction`).
 pub trait KeyedProcess: Send + Sync + 'static {
     /// The key type.
     type Key: Data + StableHash + Eq + Hash;
@@ -125,21 +130,40 @@ pub trait KeyedProcess: Send + Sync + 'static {
     /// The state kept per key.
     type State: KeyedValue;
 
-    /// Handles one record of `key`, with that key's state; appends output to `out`.
+    /// Handles one record of `key`, with that key's state and timers; appends
+    /// output to `out`.
     fn process(
         &self,
         key: &Self::Key,
         state: &mut Self::State,
         record: Self::In,
+        timers: &mut Timers<'_, Self::Key>,
         out: &mut Vec<Self::Out>,
     ) -> Result<()>;
+
+    /// Called when a timer of `key` set at `time` in `domain` fires: event-time
+    /// timers once the watermark reached `time` (all of them at the end of
+    /// input), processing-time ones once the wall clock did (all of them at the
+    /// end of input too, so nothing stays buffered). A timer fires once per key
+    /// and time, after a restore too.
+    fn on_timer(
+        &self,
+        _key: &Self::Key,
+        _state: &mut Self::State,
+        _time: EventTime,
+        _domain: TimeDomain,
+        _timers: &mut Timers<'_, Self::Key>,
+        _out: &mut Vec<Self::Out>,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs a [`KeyedProcess`] function over a keyed stream.
 pub struct KeyedProcessOperator<P: KeyedProcess> {
     function: Arc<P>,
     key: KeyFn<P::In, P::Key>,
-    state: KeyedState<P::Key, P::State>,
+    state: TimedState<P::Key, P::State>,
 }
 
 impl<P: KeyedProcess> KeyedProcessOperator<P> {
@@ -148,7 +172,29 @@ impl<P: KeyedProcess> KeyedProcessOperator<P> {
         KeyedProcessOperator {
             function,
             key,
-            state: KeyedState::default(),
+            state: TimedState::default(),
+        }
+    }
+
+    fn fire(
+        &mut self,
+        domain: TimeDomain,
+        until: EventTime,
+        output: &mut Batch<P::Out>,
+    ) -> Result<()> {
+        let function = &self.function;
+        let on_timer =
+            |key: &P::Key, slot: &mut Option<P::State>, time, timers: &mut Timers<'_, P::Key>| {
+                let state = slot.get_or_insert_with(P::State::default);
+                function.on_timer(key, state, time, domain, timers, output)?;
+                if state.is_cleared() {
+                    *slot = None;
+                }
+                Ok(())
+            };
+        match domain {
+            TimeDomain::EventTime => self.state.advance_watermark(until, on_timer),
+            TimeDomain::ProcessingTime => self.state.advance_processing_time(until, on_timer),
         }
     }
 }
@@ -166,15 +212,33 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
         self.state.update(
             input,
             |r| (self.key)(r),
-            |key, slot, record| {
+            |key, slot, record, timers| {
                 let state = slot.get_or_insert_with(P::State::default);
-                function.process(key, state, record, output)?;
+                function.process(key, state, record, timers, output)?;
                 if state.is_cleared() {
                     *slot = None;
                 }
                 Ok(())
             },
         )
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<P::Out>) -> Result<()> {
+        self.fire(TimeDomain::EventTime, watermark.0, output)
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let due = self.state.next_processing_timer()?;
+        let wait = due.saturating_sub(wall_clock_ms()).max(0) as u64;
+        Some(Instant::now() + Duration::from_millis(wait))
+    }
+
+    fn on_time(&mut self, _now: Instant, output: &mut Batch<P::Out>) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, wall_clock_ms(), output)
+    }
+
+    fn end_of_input(&mut self, output: &mut Batch<P::Out>) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, EventTime::MAX, output)
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {

@@ -5,6 +5,7 @@ mod discard_sink;
 mod file_sink;
 mod filter;
 mod flat_map;
+mod join;
 mod keyed_process;
 mod latency_sink;
 mod map;
@@ -20,6 +21,9 @@ pub use discard_sink::DiscardSink;
 pub use file_sink::{FileSink, LineFormat};
 pub use filter::Filter;
 pub use flat_map::FlatMap;
+pub use join::{
+    CoProcess, IntervalBuffers, IntervalJoin, KeyedCoProcess, WindowJoin, WindowJoinPanes,
+};
 pub use keyed_process::{
     KeyFn, KeyedProcess, KeyedProcessOperator, KeyedValue, MapState, ValueState,
 };
@@ -30,4 +34,7 @@ pub use sequence_source::SequenceSource;
 pub use stdout_sink::StdoutSink;
 pub use text_source::TextFileSource;
 pub use watermark_assigner::{TimestampFn, WatermarkAssigner, WatermarkStrategy};
-pub use window::{Aggregate, Count, Sum, WindowOperator, WindowResult, WindowSpec};
+pub use window::{
+    Aggregate, Aggregated, AllRecords, Count, Panes, Shape, Sum, Window, WindowFunction,
+    WindowProcess, WindowResult, WindowTime, Windows,
+};

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Barrier, Batch, Data};
+use crate::data::{Barrier, Batch, Data, EventTime, Watermark};
 use crate::error::{Error, Result};
+use crate::exec::watermarks::Progress;
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::operator::{OperatorContext, Source, SourceStatus};
+use crate::operators::TimestampFn;
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// Produces one split's records in order; the same state always produces the same records.
@@ -52,10 +54,23 @@ struct Split<G> {
     generator: G,
     emitted: u64,
     limit: u64,
+    /// The newest event time among its records so far.
+    newest: Option<EventTime>,
+}
+
+/// Watermarks made per split: bounded out-of-orderness of each split's records,
+/// the source's watermark the minimum over its splits that have records left.
+pub struct SplitWatermarks<T> {
+    /// A record's event time.
+    pub timestamp: TimestampFn<T>,
+    /// How far behind the newest record of its split a record may come, ms.
+    pub max_delay: EventTime,
+    /// The least time between two watermarks.
+    pub interval: Duration,
 }
 
 /// A source driving a [`Generator`] per split, optionally bounded and rate-limited.
-pub struct GeneratorSource<G> {
+pub struct GeneratorSource<G: Generator> {
     template: G,
     total: Option<u64>,
     rate: Option<f64>,
@@ -66,6 +81,10 @@ pub struct GeneratorSource<G> {
     emitted: u64,
     started: Option<Instant>,
     uid: String,
+    watermarks: Option<SplitWatermarks<G::Out>>,
+    /// The last watermark emitted, and when.
+    watermark: Watermark,
+    watermark_at: Option<Instant>,
 }
 
 impl<G: Generator> GeneratorSource<G> {
@@ -81,7 +100,16 @@ impl<G: Generator> GeneratorSource<G> {
             emitted: 0,
             started: None,
             uid: String::new(),
+            watermarks: None,
+            watermark: Watermark::MIN,
+            watermark_at: None,
         }
+    }
+
+    /// Emits watermarks per split (see [`SplitWatermarks`]).
+    pub fn with_watermarks(mut self, watermarks: SplitWatermarks<G::Out>) -> Self {
+        self.watermarks = Some(watermarks);
+        self
     }
 
     fn bad(&self, reason: String) -> Error {
@@ -117,6 +145,7 @@ impl<G: Generator> Source for GeneratorSource<G> {
                 generator,
                 emitted: state.emitted,
                 limit,
+                newest: None,
             });
         }
         if let Some((group, _)) = next_state {
@@ -151,15 +180,39 @@ impl<G: Generator> Source for GeneratorSource<G> {
                 continue;
             }
             let take = left.min(count);
+            let before = output.len();
             split
                 .generator
                 .generate(split.emitted, take as usize, output);
+            if let Some(w) = &self.watermarks {
+                let newest = output[before..].iter().map(|r| (w.timestamp)(r)).max();
+                split.newest = split.newest.max(newest);
+            }
             split.emitted += take;
             self.emitted += take;
             self.next = (i + 1) % n;
             return Ok(SourceStatus::Ready);
         }
         Ok(SourceStatus::Finished)
+    }
+
+    fn progress_due(&mut self) -> Option<Progress> {
+        let w = self.watermarks.as_ref()?;
+        let now = Instant::now();
+        if self.watermark_at.is_some_and(|at| now < at + w.interval) {
+            return None;
+        }
+        // A split with records left that has emitted none holds the watermark back.
+        let mut least = EventTime::MAX;
+        for split in self.splits.iter().filter(|s| s.emitted < s.limit) {
+            least = least.min(split.newest?.saturating_sub(w.max_delay).saturating_sub(1));
+        }
+        if least == EventTime::MAX || Watermark(least) <= self.watermark {
+            return None;
+        }
+        self.watermark = Watermark(least);
+        self.watermark_at = Some(now);
+        Some(Progress::Advanced(self.watermark))
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {

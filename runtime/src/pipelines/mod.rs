@@ -3,6 +3,7 @@
 pub mod generator;
 pub mod grep;
 pub mod keyed_sum;
+pub mod nexmark;
 pub mod state_machine;
 pub mod wordcount;
 
@@ -47,6 +48,12 @@ pub fn all() -> Vec<Pipeline> {
             about: "generated (key, value) records, a running sum per key, (key, sum) out per record",
             build: keyed_sum::build,
             command: keyed_sum::KeyedSumArgs::command,
+        },
+        Pipeline {
+            name: "nexmark",
+            about: "the Nexmark auction events (persons, auctions, bids) and one of its queries q0-q12",
+            build: nexmark::build,
+            command: nexmark::NexmarkArgs::command,
         },
         Pipeline {
             name: "state-machine",

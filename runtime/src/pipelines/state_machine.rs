@@ -29,6 +29,7 @@ use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
 use crate::pipelines::{sink_lines, GeneratorArgs};
 use crate::rng::Rng;
+use crate::state::Timers;
 
 const STATE_NAMES: [&str; 6] = ["Initial", "W", "X", "Y", "Z", "Terminal"];
 const INITIAL: u8 = 0;
@@ -177,6 +178,7 @@ impl KeyedProcess for StateMachine {
         key: &u64,
         state: &mut ValueState<u8>,
         event: Event,
+        _timers: &mut Timers<'_, u64>,
         out: &mut Vec<Alert>,
     ) -> Result<()> {
         let current = state.get().copied().unwrap_or(INITIAL);

@@ -28,7 +28,7 @@ use crate::state::backend::Backend;
 use crate::state::codec::{decode_keyed, encode_keyed, entries};
 use crate::state::rocks::restore::{rebuild, BatchWriter};
 use crate::state::rocks::{
-    LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
+    encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
 };
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -221,6 +221,80 @@ where
             .is_some_and(|r| self.map.len() > r.cache_bytes / r.entry_bytes);
         if over {
             self.evict()?;
+        }
+        Ok(())
+    }
+
+    /// Sets `k`'s value to `value` (`None` deletes it) without reading the old one.
+    pub fn put(&mut self, k: K, value: Option<V>) -> Result<()> {
+        let Some(rocks) = self.rocks.as_ref() else {
+            match value {
+                Some(value) => {
+                    self.map.insert(
+                        k,
+                        Slot {
+                            value: Some(value),
+                            dirty: false,
+                        },
+                    );
+                }
+                None => {
+                    self.map.remove(&k);
+                }
+            }
+            return Ok(());
+        };
+        let capacity = rocks.cache_bytes / rocks.entry_bytes;
+        self.map.insert(k, Slot { value, dirty: true });
+        if self.map.len() > capacity {
+            self.evict()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the state is in RocksDB (else on the heap).
+    pub fn in_rocksdb(&self) -> bool {
+        self.rocks.is_some()
+    }
+
+    /// Every key and value, heap backend only (RocksDB yields nothing: use
+    /// [`KeyedState::scan_between`]).
+    pub fn heap_entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map
+            .iter()
+            .filter(|_| self.rocks.is_none())
+            .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v)))
+    }
+
+    /// RocksDB backend only: in each key group of the subtask, the entries whose
+    /// encoded key (after the key group) lies in `[from, to)`, in order, handed to
+    /// `each` until it returns false for that group. Updates are written back first.
+    pub fn scan_between(
+        &mut self,
+        from: &[u8],
+        to: &[u8],
+        mut each: impl FnMut(KeyGroup, K, V) -> Result<bool>,
+    ) -> Result<()> {
+        if self.rocks.is_none() {
+            return Ok(());
+        }
+        self.write_back()?;
+        let Some(rocks) = self.rocks.as_ref() else {
+            return Ok(());
+        };
+        let (mut lower, mut upper) = (Vec::new(), Vec::new());
+        for group in rocks.key_groups.start..rocks.key_groups.end {
+            encode_key(KeyGroup(group), from, &mut lower);
+            encode_key(KeyGroup(group), to, &mut upper);
+            let mut more = true;
+            rocks.db.scan_keys(&lower, &upper, |k, v| {
+                if !more {
+                    return Ok(false);
+                }
+                let (key, value) = decode(&self.uid, k, v)?;
+                more = each(KeyGroup(group), key, value)?;
+                Ok(more)
+            })?;
         }
         Ok(())
     }

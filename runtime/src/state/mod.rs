@@ -6,8 +6,10 @@ pub mod codec;
 mod keyed;
 pub mod rocks;
 mod snapshot;
+pub mod timers;
 
 pub use backend::{Backend, StateConfig};
 pub use codec::{decode_keyed, encode_keyed};
 pub use keyed::{KeyedMap, KeyedState};
 pub use snapshot::{OperatorSnapshot, RestoredState, UnionState};
+pub use timers::{TimeDomain, TimedState, Timers};

@@ -12,9 +12,9 @@ use weir_runtime::exec::runner::{LocalRunner, RunConfig, RunSummary};
 use weir_runtime::ids::{CheckpointId, JobId};
 use weir_runtime::operator::{Operator, OperatorContext, Source, SourceStatus};
 use weir_runtime::operators::{
-    CollectSink, KeyedProcess, MapState, SequenceSource, WindowResult, WindowSpec,
+    CollectSink, KeyedProcess, MapState, SequenceSource, WindowResult, Windows,
 };
-use weir_runtime::state::{OperatorSnapshot, RestoredState};
+use weir_runtime::state::{OperatorSnapshot, RestoredState, Timers};
 use weir_runtime::{Error, Result};
 
 pub fn config(dir: &std::path::Path) -> RunConfig {
@@ -134,6 +134,7 @@ impl KeyedProcess for Distinct {
         key: &u64,
         state: &mut MapState<u64, ()>,
         r: (u64, u64),
+        _timers: &mut Timers<'_, u64>,
         out: &mut Vec<(u64, usize)>,
     ) -> Result<()> {
         if state.insert(r.1, ()).is_none() {
@@ -183,17 +184,17 @@ fn tumbling_and_sliding_windows_count_and_sum_every_record() {
         PacedSource::new(SequenceSource::new(0..30_000), Duration::from_millis(3))
     })
     .key_by(|n: &u64| n % 3)
-    .window(WindowSpec::Tumbling(Duration::from_millis(20)))
+    .window(Windows::tumbling_processing_time(Duration::from_millis(20)))
     .count("count")
     .sink("out-t", move |_| CollectSink::new(t.clone()));
     job.source("n2", |_| {
         PacedSource::new(SequenceSource::new(0..30_000), Duration::from_millis(3))
     })
     .key_by(|n: &u64| n % 3)
-    .window(WindowSpec::Sliding {
-        size: Duration::from_millis(40),
-        slide: Duration::from_millis(20),
-    })
+    .window(Windows::sliding_processing_time(
+        Duration::from_millis(40),
+        Duration::from_millis(20),
+    ))
     .sum("sum", |n: &u64| *n as i64)
     .sink("out-s", move |_| CollectSink::new(s.clone()));
     run(job.build().unwrap(), config(dir.path())).unwrap();

@@ -14,6 +14,8 @@ mod event_time;
 mod exactly_once;
 mod examples;
 mod identity;
+mod joins;
+mod nexmark;
 mod recovery;
 mod rescale;
 mod restore;

@@ -244,6 +244,32 @@ impl RocksDb {
     }
 }
 
+impl RocksDb {
+    /// Calls `each(key, value)` (the key after its key group) for the entries
+    /// with keys in `[from, to)`, in order, while it returns true.
+    pub fn scan_keys(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut read = ReadOptions::default();
+        read.set_iterate_upper_bound(to.to_vec());
+        for item in self
+            .db
+            .iterator_opt(IteratorMode::From(from, Direction::Forward), read)
+        {
+            let (key, value) = item.map_err(|e| failed(&self.uid, "iterating", e))?;
+            let (_, key) = split_key(&key)
+                .ok_or_else(|| failed(&self.uid, "iterating", "a key without its key group"))?;
+            if !each(key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a scan calls for each entry: its key group, key and value (raw bytes).
 type EachEntry<'a> = dyn FnMut(KeyGroup, &[u8], &[u8]) -> Result<()> + 'a;
 

@@ -1,0 +1,337 @@
+//! Nexmark's events and their generator, as `bench/nexmark/SPEC.md` defines
+//! them: persons, auctions and bids in proportion 1:3:46, each a pure function
+//! of its event number and the seed, so that any split of the numbers yields the
+//! same events and a restore at another parallelism replays them exactly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Batch, EventTime};
+use crate::error::Result;
+use crate::keys::mix;
+use crate::pipelines::generator::{block_share, generate_blocks, Generator};
+
+/// A person who can sell and bid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Person id (from 1000).
+    pub id: u64,
+    /// First and last name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+    /// Credit card number, four groups of four digits.
+    pub credit_card: String,
+    /// City.
+    pub city: String,
+    /// US state code.
+    pub state: String,
+    /// Event time, ms since the Unix epoch.
+    pub date_time: EventTime,
+}
+
+/// An item put up for auction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auction {
+    /// Auction id (from 1000).
+    pub id: u64,
+    /// Item name.
+    pub item_name: String,
+    /// Starting price, cents.
+    pub initial_bid: u64,
+    /// Reserve price, cents.
+    pub reserve: u64,
+    /// Event time, ms since the Unix epoch.
+    pub date_time: EventTime,
+    /// When the auction closes, ms since the Unix epoch.
+    pub expires: EventTime,
+    /// The selling person's id.
+    pub seller: u64,
+    /// Category id (10..15).
+    pub category: u64,
+}
+
+/// A bid on an auction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// The auction's id.
+    pub auction: u64,
+    /// The bidding person's id.
+    pub bidder: u64,
+    /// Price, cents.
+    pub price: u64,
+    /// Where the bid came from.
+    pub channel: String,
+    /// The page it was made on.
+    pub url: String,
+    /// Event time, ms since the Unix epoch.
+    pub date_time: EventTime,
+}
+
+/// One Nexmark event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A new person.
+    Person(Person),
+    /// A new auction.
+    Auction(Auction),
+    /// A bid.
+    Bid(Bid),
+}
+
+impl Event {
+    /// The event's time, ms since the Unix epoch.
+    pub fn date_time(&self) -> EventTime {
+        match self {
+            Event::Person(p) => p.date_time,
+            Event::Auction(a) => a.date_time,
+            Event::Bid(b) => b.date_time,
+        }
+    }
+}
+
+/// How events are made (see SPEC.md's configuration table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NexmarkConfig {
+    /// Seed of every event's random numbers.
+    pub seed: u64,
+    /// Events per second of event time.
+    pub rate: u64,
+    /// Event time of event 0, ms since the Unix epoch.
+    pub base_time: EventTime,
+    /// Events in a thousand whose event time is set back.
+    pub delayed_per_mille: u64,
+    /// The most such an event is set back, ms.
+    pub max_delay_ms: u64,
+}
+
+impl Default for NexmarkConfig {
+    fn default() -> Self {
+        NexmarkConfig {
+            seed: 0,
+            rate: 100_000,
+            base_time: 1_577_836_800_000,
+            delayed_per_mille: 0,
+            max_delay_ms: 2000,
+        }
+    }
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+const FIRST: [&str; 10] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter",
+];
+const LAST: [&str; 10] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris", "Cohen",
+];
+const CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
+const STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
+const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
+
+/// One event's SplitMix64 stream.
+struct Draws(u64);
+
+impl Draws {
+    fn draw(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
+    }
+    fn pick(&mut self, k: u64) -> u64 {
+        let d = self.draw();
+        if k == 0 {
+            0
+        } else {
+            d % k
+        }
+    }
+    fn unit(&mut self) -> f64 {
+        (self.draw() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn price(&mut self) -> u64 {
+        (10f64.powf(self.unit() * 6.0) * 100.0).round() as u64
+    }
+    /// A recent id: the hot one of its hundred, or one of the `window` newest.
+    fn recent(&mut self, count: u64, window: u64) -> u64 {
+        1000 + (count - 1) - self.pick(count.min(window))
+    }
+}
+
+fn hot(count: u64) -> u64 {
+    1000 + ((count - 1) / 100) * 100
+}
+
+/// Event number `n`.
+pub fn event(n: u64, config: &NexmarkConfig) -> Event {
+    let mut d = Draws(config.seed ^ n.wrapping_mul(GOLDEN));
+    let mut date_time = config.base_time + (n.wrapping_mul(1000) / config.rate.max(1)) as EventTime;
+    if d.pick(1000) < config.delayed_per_mille {
+        date_time -= d.pick(config.max_delay_ms) as EventTime;
+    }
+    let (group, r) = (n / 50, n % 50);
+    let persons = group + 1;
+    if r == 0 {
+        let first = FIRST[d.pick(10) as usize];
+        let last = LAST[d.pick(10) as usize];
+        let card: Vec<String> = (0..4).map(|_| format!("{:04}", d.pick(10_000))).collect();
+        return Event::Person(Person {
+            id: 1000 + group,
+            name: format!("{first} {last}"),
+            email: format!("{}@{}.com", first.to_lowercase(), last.to_lowercase()),
+            credit_card: card.join(" "),
+            city: CITIES[d.pick(10) as usize].to_string(),
+            state: STATES[d.pick(6) as usize].to_string(),
+            date_time,
+        });
+    }
+    if r <= 3 {
+        let id = 1000 + group * 3 + (r - 1);
+        let initial_bid = d.price();
+        let reserve = initial_bid + d.price();
+        let seller = if d.pick(4) == 0 {
+            hot(persons)
+        } else {
+            d.recent(persons, 1000)
+        };
+        let category = 10 + d.pick(5);
+        let expires = date_time + 1000 + d.pick(20_000) as EventTime;
+        return Event::Auction(Auction {
+            id,
+            item_name: format!("item-{id}"),
+            initial_bid,
+            reserve,
+            date_time,
+            expires,
+            seller,
+            category,
+        });
+    }
+    let auctions = group * 3 + 3;
+    let auction = if d.pick(2) == 0 {
+        hot(auctions)
+    } else {
+        d.recent(auctions, 100)
+    };
+    let bidder = if d.pick(4) != 0 {
+        hot(persons)
+    } else {
+        d.recent(persons, 1000)
+    };
+    let price = d.price();
+    let channel = CHANNELS[d.pick(4) as usize];
+    let url = format!(
+        "https://www.nexmark.com/item.htm?channel={channel}&id={}",
+        d.pick(1000)
+    );
+    Event::Bid(Bid {
+        auction,
+        bidder,
+        price,
+        channel: channel.to_string(),
+        url,
+        date_time,
+    })
+}
+
+/// The [`Generator`] of Nexmark events: a split's events are its blocks of
+/// event numbers (see [`generate_blocks`]).
+#[derive(Clone)]
+pub struct NexmarkEvents {
+    config: NexmarkConfig,
+    split: u32,
+    splits: u32,
+}
+
+impl NexmarkEvents {
+    /// Events made as `config` says.
+    pub fn new(config: NexmarkConfig) -> Self {
+        NexmarkEvents {
+            config,
+            split: 0,
+            splits: 1,
+        }
+    }
+}
+
+impl Generator for NexmarkEvents {
+    type Out = Event;
+
+    fn open(&mut self, split: u32, splits: u32, _state: Option<&[u8]>) -> Result<()> {
+        (self.split, self.splits) = (split, splits);
+        Ok(())
+    }
+
+    fn generate(&mut self, position: u64, count: usize, out: &mut Batch<Event>) {
+        let config = self.config;
+        generate_blocks(position, count, self.split, self.splits, out, |n| {
+            event(n, &config)
+        });
+    }
+
+    fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
+        block_share(total, split, splits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_come_in_proportion_one_three_forty_six() {
+        let config = NexmarkConfig::default();
+        let (mut p, mut a, mut b) = (0, 0, 0);
+        for n in 0..5000 {
+            match event(n, &config) {
+                Event::Person(_) => p += 1,
+                Event::Auction(_) => a += 1,
+                Event::Bid(_) => b += 1,
+            }
+        }
+        assert_eq!((p, a, b), (100, 300, 4600));
+    }
+
+    #[test]
+    fn bids_and_auctions_refer_to_earlier_persons_and_auctions() {
+        let config = NexmarkConfig::default();
+        for n in 0..20_000 {
+            let persons = n / 50 + 1;
+            match event(n, &config) {
+                Event::Bid(b) => {
+                    assert!(b.bidder >= 1000 && b.bidder < 1000 + persons);
+                    assert!(b.auction >= 1000 && b.auction < 1000 + (n / 50) * 3 + 3);
+                    assert!((1..=100_000_000).contains(&b.price));
+                }
+                Event::Auction(a) => {
+                    assert!(a.seller < 1000 + persons && a.expires > a.date_time);
+                    assert!((10..15).contains(&a.category));
+                }
+                Event::Person(p) => assert_eq!(p.id, 1000 + n / 50),
+            }
+        }
+    }
+
+    #[test]
+    fn delayed_events_are_set_back_by_at_most_the_maximum() {
+        let config = NexmarkConfig {
+            delayed_per_mille: 100,
+            ..NexmarkConfig::default()
+        };
+        let on_time = |n: u64| config.base_time + (n * 1000 / config.rate) as i64;
+        let delays: Vec<i64> = (0..10_000)
+            .map(|n| on_time(n) - event(n, &config).date_time())
+            .collect();
+        assert!(delays.iter().all(|d| (0..2000).contains(d)));
+        let delayed = delays.iter().filter(|d| **d > 0).count();
+        assert!((800..1200).contains(&delayed), "{delayed} of 10000 delayed");
+    }
+}

@@ -1,0 +1,481 @@
+//! The Nexmark queries as jobs of the typed API, each from the stream of
+//! events to the lines it writes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Stream;
+use crate::data::EventTime;
+use crate::error::Result;
+use crate::operators::{Aggregate, KeyedCoProcess, KeyedProcess, ValueState, Windows};
+use crate::pipelines::nexmark::model::{Auction, Bid, Event, Person};
+use crate::pipelines::{sink_lines, Target};
+use crate::state::{TimeDomain, Timers};
+
+const TEN_SECONDS: Duration = Duration::from_secs(10);
+
+fn bids(events: Stream<Event>) -> Stream<Bid> {
+    events.flat_map("bids", |e, out| {
+        if let Event::Bid(b) = e {
+            out.push(b);
+        }
+    })
+}
+
+fn persons(events: Stream<Event>) -> Stream<Person> {
+    events.flat_map("persons", |e, out| {
+        if let Event::Person(p) = e {
+            out.push(p);
+        }
+    })
+}
+
+fn auctions(events: Stream<Event>) -> Stream<Auction> {
+    events.flat_map("auctions", |e, out| {
+        if let Event::Auction(a) = e {
+            out.push(a);
+        }
+    })
+}
+
+fn line(out: &mut Vec<u8>, fields: &[&dyn std::fmt::Display]) {
+    use std::io::Write;
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "{f}");
+    }
+}
+
+fn bid_line(b: &Bid, out: &mut Vec<u8>) {
+    line(
+        out,
+        &[
+            &b.auction,
+            &b.bidder,
+            &b.price,
+            &b.channel,
+            &b.url,
+            &b.date_time,
+        ],
+    );
+}
+
+/// q0: every bid, unchanged (the cost of moving events through).
+pub fn q0(events: Stream<Event>, target: &Target) {
+    sink_lines(bids(events), target, bid_line);
+}
+
+/// q1: every bid with its price in euro (`price * 908 / 1000`).
+pub fn q1(events: Stream<Event>, target: &Target) {
+    let euro = bids(events).map("euro", |mut b: Bid| {
+        b.price = b.price * 908 / 1000;
+        b
+    });
+    sink_lines(euro, target, bid_line);
+}
+
+/// q2: `(auction, price)` of the bids on every 123rd auction.
+pub fn q2(events: Stream<Event>, target: &Target) {
+    let picked = bids(events).flat_map("select", |b: Bid, out| {
+        if b.auction.is_multiple_of(123) {
+            out.push((b.auction, b.price));
+        }
+    });
+    sink_lines(picked, target, |r: &(u64, u64), out| {
+        line(out, &[&r.0, &r.1])
+    });
+}
+
+/// A seller and the auctions that waited for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SellerState {
+    seller: Option<Person>,
+    waiting: Vec<u64>,
+}
+
+/// q3's incremental join: each auction with its seller, whichever came first.
+struct LocalItems;
+
+impl KeyedCoProcess for LocalItems {
+    type Key = u64;
+    type Left = Person;
+    type Right = Auction;
+    type Out = (String, String, String, u64);
+    type State = ValueState<SellerState>;
+
+    fn process_left(
+        &self,
+        _: &u64,
+        state: &mut Self::State,
+        person: Person,
+        _: &mut Timers<'_, u64>,
+        out: &mut Vec<Self::Out>,
+    ) -> Result<()> {
+        let s = state.get_or_insert_with(|| SellerState {
+            seller: None,
+            waiting: Vec::new(),
+        });
+        for auction in s.waiting.drain(..) {
+            out.push((
+                person.name.clone(),
+                person.city.clone(),
+                person.state.clone(),
+                auction,
+            ));
+        }
+        s.seller = Some(person);
+        Ok(())
+    }
+
+    fn process_right(
+        &self,
+        _: &u64,
+        state: &mut Self::State,
+        auction: Auction,
+        _: &mut Timers<'_, u64>,
+        out: &mut Vec<Self::Out>,
+    ) -> Result<()> {
+        let s = state.get_or_insert_with(|| SellerState {
+            seller: None,
+            waiting: Vec::new(),
+        });
+        match &s.seller {
+            Some(p) => out.push((p.name.clone(), p.city.clone(), p.state.clone(), auction.id)),
+            None => s.waiting.push(auction.id),
+        }
+        Ok(())
+    }
+}
+
+/// q3: `(name, city, state, auction)` for auctions of category 10 by sellers
+/// in Oregon, Idaho or California: an unbounded incremental join.
+pub fn q3(events: Stream<Event>, target: &Target) {
+    let sellers = persons(events.clone())
+        .filter("local-persons", |p: &Person| {
+            matches!(p.state.as_str(), "OR" | "ID" | "CA")
+        })
+        .key_by(|p: &Person| p.id);
+    let items = auctions(events)
+        .filter("category-10", |a: &Auction| a.category == 10)
+        .key_by(|a: &Auction| a.seller);
+    let joined = sellers.connect(items).process("local-items", LocalItems);
+    sink_lines(joined, target, |r: &(String, String, String, u64), out| {
+        line(out, &[&r.0, &r.1, &r.2, &r.3])
+    });
+}
+
+/// An auction's state while it is open: the auction once seen, and the
+/// highest valid bid so far (bids may come before their auction).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenAuction {
+    auction: Option<Auction>,
+    early_bids: Vec<(EventTime, u64)>,
+    best: Option<u64>,
+}
+
+/// q4's first step: the winning bid of each auction, emitted when it closes
+/// (a bid wins if it is the highest made between the auction's start and end).
+struct WinningBids;
+
+impl KeyedCoProcess for WinningBids {
+    type Key = u64;
+    type Left = Auction;
+    type Right = Bid;
+    type Out = (u64, u64);
+    type State = ValueState<OpenAuction>;
+
+    fn process_left(
+        &self,
+        _: &u64,
+        state: &mut Self::State,
+        auction: Auction,
+        timers: &mut Timers<'_, u64>,
+        _: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        let open = state.get_or_insert_with(|| OpenAuction {
+            auction: None,
+            early_bids: Vec::new(),
+            best: None,
+        });
+        for (t, price) in open.early_bids.drain(..) {
+            if (auction.date_time..=auction.expires).contains(&t) {
+                open.best = open.best.max(Some(price));
+            }
+        }
+        timers.register_event_time(auction.expires);
+        open.auction = Some(auction);
+        Ok(())
+    }
+
+    fn process_right(
+        &self,
+        _: &u64,
+        state: &mut Self::State,
+        bid: Bid,
+        timers: &mut Timers<'_, u64>,
+        _: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        if bid.date_time <= timers.watermark() && state.get().is_none() {
+            return Ok(());
+        }
+        let open = state.get_or_insert_with(|| OpenAuction {
+            auction: None,
+            early_bids: Vec::new(),
+            best: None,
+        });
+        match &open.auction {
+            Some(a) if (a.date_time..=a.expires).contains(&bid.date_time) => {
+                open.best = open.best.max(Some(bid.price));
+            }
+            Some(_) => {}
+            None => {
+                // A bid before its auction: kept until the auction comes (or
+                // dropped once no auction made after the bid can still be open).
+                open.early_bids.push((bid.date_time, bid.price));
+                timers.register_event_time(bid.date_time + 21_000);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &self,
+        _: &u64,
+        state: &mut Self::State,
+        time: EventTime,
+        _: TimeDomain,
+        _: &mut Timers<'_, u64>,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        let Some(open) = state.get_mut() else {
+            return Ok(());
+        };
+        match &open.auction {
+            Some(a) if a.expires <= time => {
+                if let Some(price) = open.best {
+                    out.push((a.category, price));
+                }
+                state.clear();
+            }
+            Some(_) => {}
+            None => {
+                open.early_bids.retain(|(t, _)| t + 21_000 > time);
+                if open.early_bids.is_empty() {
+                    state.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// q4's second step: the running average of winning prices per category.
+struct CategoryAverage;
+
+impl KeyedProcess for CategoryAverage {
+    type Key = u64;
+    type In = (u64, u64);
+    type Out = (u64, u64);
+    type State = ValueState<(u64, u64)>;
+
+    fn process(
+        &self,
+        category: &u64,
+        state: &mut Self::State,
+        (_, price): (u64, u64),
+        _: &mut Timers<'_, u64>,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        let (sum, count) = state.get_or_insert_with(|| (0, 0));
+        *sum += price;
+        *count += 1;
+        out.push((*category, *sum / *count));
+        Ok(())
+    }
+}
+
+/// q4: the average winning price per category, updated as auctions close.
+pub fn q4(events: Stream<Event>, target: &Target) {
+    let open = auctions(events.clone()).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    let averages = open
+        .connect(bids)
+        .process("winning-bids", WinningBids)
+        .key_by(|w: &(u64, u64)| w.0)
+        .process("category-average", CategoryAverage);
+    sink_lines(averages, target, |r: &(u64, u64), out| {
+        line(out, &[&r.0, &r.1])
+    });
+}
+
+/// The records of one window with the largest value, found once the window is
+/// complete: keyed by window end, a timer at the end fires when every upstream
+/// result of the window has arrived (they precede the watermark that passes it).
+struct WindowMax<T>(std::marker::PhantomData<fn(T)>);
+
+/// A window's candidates: the largest value so far and the records that have it.
+type Leaders<T> = ValueState<(u64, Vec<T>)>;
+
+impl<T: crate::data::Data> KeyedProcess for WindowMax<T> {
+    type Key = EventTime;
+    type In = (EventTime, u64, T);
+    type Out = (EventTime, u64, T);
+    type State = Leaders<T>;
+
+    fn process(
+        &self,
+        end: &EventTime,
+        state: &mut Self::State,
+        (_, value, record): Self::In,
+        timers: &mut Timers<'_, EventTime>,
+        _: &mut Vec<Self::Out>,
+    ) -> Result<()> {
+        if state.get().is_none() {
+            timers.register_event_time(end - 1);
+        }
+        let (best, leaders) = state.get_or_insert_with(|| (0, Vec::new()));
+        if value > *best {
+            *best = value;
+            leaders.clear();
+        }
+        if value == *best {
+            leaders.push(record);
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &self,
+        end: &EventTime,
+        state: &mut Self::State,
+        _: EventTime,
+        _: TimeDomain,
+        _: &mut Timers<'_, EventTime>,
+        out: &mut Vec<Self::Out>,
+    ) -> Result<()> {
+        if let Some((best, leaders)) = state.get_mut() {
+            for record in leaders.drain(..) {
+                out.push((*end, *best, record));
+            }
+        }
+        state.clear();
+        Ok(())
+    }
+}
+
+fn window_max<T: crate::data::Data>(
+    candidates: Stream<(EventTime, u64, T)>,
+    name: &str,
+) -> Stream<(EventTime, u64, T)> {
+    candidates
+        .key_by(|c: &(EventTime, u64, T)| c.0)
+        .process(name, WindowMax(std::marker::PhantomData))
+}
+
+/// q5: per 10 s window sliding every 2 s, the auctions with the most bids.
+pub fn q5(events: Stream<Event>, target: &Target) {
+    let counts = bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .window(Windows::sliding(
+            TEN_SECONDS,
+            Duration::from_secs(2),
+            |b: &Bid| b.date_time,
+        ))
+        .count("bids-per-auction")
+        .map("by-window", |w| (w.end_ms, w.value, w.key));
+    let hot = window_max(counts, "hottest");
+    sink_lines(hot, target, |r: &(EventTime, u64, u64), out| {
+        line(out, &[&r.0, &r.2, &r.1])
+    });
+}
+
+/// The highest price of a window and the bids that bid it.
+struct HighestBids;
+
+impl Aggregate<Bid> for HighestBids {
+    type Acc = (u64, Vec<Bid>);
+    type Out = (u64, Vec<Bid>);
+    fn add(&self, acc: &mut Self::Acc, bid: &Bid) {
+        if bid.price > acc.0 {
+            acc.0 = bid.price;
+            acc.1.clear();
+        }
+        if bid.price == acc.0 {
+            acc.1.push(bid.clone());
+        }
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        if other.0 > acc.0 {
+            *acc = other;
+        } else if other.0 == acc.0 {
+            acc.1.extend(other.1);
+        }
+    }
+    fn result(&self, acc: &Self::Acc) -> Self::Out {
+        acc.clone()
+    }
+}
+
+/// q7: per 10 s tumbling window, the bids with the highest price: the highest
+/// per auction first (in parallel), then the highest of those per window.
+pub fn q7(events: Stream<Event>, target: &Target) {
+    let per_auction = bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .window(Windows::tumbling(TEN_SECONDS, |b: &Bid| b.date_time))
+        .aggregate("highest-per-auction", HighestBids)
+        .flat_map("candidates", |w, out| {
+            for bid in w.value.1 {
+                out.push((w.end_ms, w.value.0, bid));
+            }
+        });
+    let highest = window_max(per_auction, "highest");
+    sink_lines(highest, target, |r: &(EventTime, u64, Bid), out| {
+        line(
+            out,
+            &[&r.0, &r.2.auction, &r.2.bidder, &r.1, &r.2.date_time],
+        )
+    });
+}
+
+/// q8: per 10 s tumbling window, the persons who opened an auction in it:
+/// `(id, name, window start)` per auction, by a window join.
+pub fn q8(events: Stream<Event>, target: &Target) {
+    let people = persons(events.clone()).key_by(|p: &Person| p.id);
+    let sellers = auctions(events).key_by(|a: &Auction| a.seller);
+    let joined = people.connect(sellers).window_join(
+        "new-sellers",
+        TEN_SECONDS,
+        None,
+        |p: &Person| p.date_time,
+        |a: &Auction| a.date_time,
+        |id, window, p, _| (*id, p.name.clone(), window.start),
+    );
+    sink_lines(joined, target, |r: &(u64, String, EventTime), out| {
+        line(out, &[&r.0, &r.1, &r.2])
+    });
+}
+
+/// q11: the number of bids of each bidder's sessions (10 s gap).
+pub fn q11(events: Stream<Event>, target: &Target) {
+    let sessions = bids(events)
+        .key_by(|b: &Bid| b.bidder)
+        .window(Windows::session(TEN_SECONDS, |b: &Bid| b.date_time))
+        .count("bids-per-session");
+    sink_lines(sessions, target, |w, out| {
+        line(out, &[&w.key, &w.start_ms, &w.end_ms, &w.value])
+    });
+}
+
+/// q12: the number of bids of each bidder per 10 s of processing time.
+pub fn q12(events: Stream<Event>, target: &Target) {
+    let counts = bids(events)
+        .key_by(|b: &Bid| b.bidder)
+        .window(Windows::tumbling_processing_time(TEN_SECONDS))
+        .count("bids-per-bidder");
+    sink_lines(counts, target, |w, out| {
+        line(out, &[&w.key, &w.start_ms, &w.end_ms, &w.value])
+    });
+}
