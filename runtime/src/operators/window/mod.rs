@@ -323,6 +323,11 @@ pub trait Aggregate<T>: Send + Sync + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The window's result.
     fn result(&self, acc: &Self::Acc) -> Self::Out;
+    /// The window's result from its last firing, which may take the
+    /// accumulator apart instead of copying it.
+    fn result_last(&self, acc: Self::Acc) -> Self::Out {
+        self.result(&acc)
+    }
 }
 
 /// Counts records.
@@ -371,6 +376,10 @@ pub trait WindowFunction<T, K>: Send + Sync + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// Emits the firing of `window` of `key`.
     fn emit(&self, key: &K, window: Window, acc: &Self::Acc, out: &mut dyn FnMut(Self::Out));
+    /// Emits the last firing of `window` of `key`, after which `acc` is dropped.
+    fn emit_last(&self, key: &K, window: Window, acc: Self::Acc, out: &mut dyn FnMut(Self::Out)) {
+        self.emit(key, window, &acc, out);
+    }
 }
 
 /// An [`Aggregate`] as a window function: one [`WindowResult`] per firing.
@@ -391,6 +400,14 @@ impl<T, K: Data, A: Aggregate<T>> WindowFunction<T, K> for Aggregated<A> {
             start_ms: window.start,
             end_ms: window.end,
             value: self.0.result(acc),
+        });
+    }
+    fn emit_last(&self, key: &K, window: Window, acc: A::Acc, out: &mut dyn FnMut(Self::Out)) {
+        out(WindowResult {
+            key: key.clone(),
+            start_ms: window.start,
+            end_ms: window.end,
+            value: self.0.result_last(acc),
         });
     }
 }

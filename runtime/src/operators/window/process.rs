@@ -98,6 +98,14 @@ where
         });
     }
 
+    /// Emits a pane that is dropped right after, moving its contents.
+    fn emit_last(&self, key: &K, pane: Pane<F::Acc>, out: &mut Vec<Tagged<F::Out, T>>) {
+        self.function
+            .emit_last(key, pane.window, pane.acc, &mut |r| {
+                out.push(Tagged::Main(r))
+            });
+    }
+
     /// Sets the timers of a new pane.
     fn arm(&self, window: Window, timers: &mut Timers<'_, K>) {
         if let Shape::Count(_) = self.windows.shape {
@@ -239,7 +247,7 @@ where
             if panes.panes.first().is_some_and(|p| p.records >= n) {
                 let pane = panes.panes.remove(0);
                 if !pane.fired && self.windows.early_every_count != Some(n) {
-                    self.emit(key, &pane, out);
+                    self.emit_last(key, pane, out);
                 }
                 panes.completed += 1;
             }
@@ -286,17 +294,21 @@ where
         }
         let mut i = 0;
         while i < panes.panes.len() {
-            let pane = &mut panes.panes[i];
-            if !pane.fired && pane.window.max_timestamp() <= time {
-                pane.fired = true;
-                let pane = &panes.panes[i];
-                self.emit(key, pane, out);
+            let pane = &panes.panes[i];
+            let due = !pane.fired && pane.window.max_timestamp() <= time;
+            if self.cleanup_time(pane.window) <= time {
+                // Its last firing: the pane's contents move into the result.
+                let pane = panes.panes.swap_remove(i);
+                if due {
+                    self.emit_last(key, pane, out);
+                }
+                continue;
             }
-            if self.cleanup_time(panes.panes[i].window) <= time {
-                panes.panes.swap_remove(i);
-            } else {
-                i += 1;
+            if due {
+                panes.panes[i].fired = true;
+                self.emit(key, &panes.panes[i], out);
             }
+            i += 1;
         }
         // Keep the panes in window order: sessions and tests read them so.
         panes.panes.sort_by_key(|p| p.window);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Stream;
-use crate::data::EventTime;
+use crate::data::{EventTime, Tagged};
 use crate::error::Result;
 use crate::operators::{Aggregate, KeyedCoProcess, KeyedProcess, ValueState, Windows};
 use crate::pipelines::nexmark::model::{Auction, Bid, Event, Person};
@@ -23,18 +23,23 @@ fn bids(events: Stream<Event>) -> Stream<Bid> {
     })
 }
 
-fn persons(events: Stream<Event>) -> Stream<Person> {
-    events.flat_map("persons", |e, out| {
-        if let Event::Person(p) = e {
-            out.push(p);
-        }
-    })
+/// Persons and auctions as two streams: picked out of the events by one
+/// operator, so that only they (not the bids too) are copied for the second
+/// consumer.
+fn persons_and_auctions(events: Stream<Event>) -> (Stream<Person>, Stream<Auction>) {
+    events
+        .flat_map("persons-and-auctions", |e, out| match e {
+            Event::Person(p) => out.push(Tagged::Main(*p)),
+            Event::Auction(a) => out.push(Tagged::Side(*a)),
+            Event::Bid(_) => {}
+        })
+        .split("by-kind")
 }
 
 fn auctions(events: Stream<Event>) -> Stream<Auction> {
     events.flat_map("auctions", |e, out| {
         if let Event::Auction(a) = e {
-            out.push(a);
+            out.push(*a);
         }
     })
 }
@@ -153,12 +158,13 @@ impl KeyedCoProcess for LocalItems {
 /// q3: `(name, city, state, auction)` for auctions of category 10 by sellers
 /// in Oregon, Idaho or California: an unbounded incremental join.
 pub fn q3(events: Stream<Event>, target: &Target) {
-    let sellers = persons(events.clone())
+    let (persons, auctions) = persons_and_auctions(events);
+    let sellers = persons
         .filter("local-persons", |p: &Person| {
             matches!(p.state.as_str(), "OR" | "ID" | "CA")
         })
         .key_by(|p: &Person| p.id);
-    let items = auctions(events)
+    let items = auctions
         .filter("category-10", |a: &Auction| a.category == 10)
         .key_by(|a: &Auction| a.seller);
     let joined = sellers.connect(items).process("local-items", LocalItems);
@@ -417,6 +423,9 @@ impl Aggregate<Bid> for HighestBids {
     fn result(&self, acc: &Self::Acc) -> Self::Out {
         acc.clone()
     }
+    fn result_last(&self, acc: Self::Acc) -> Self::Out {
+        acc
+    }
 }
 
 /// q7: per 10 s tumbling window, the bids with the highest price: the highest
@@ -443,8 +452,9 @@ pub fn q7(events: Stream<Event>, target: &Target) {
 /// q8: per 10 s tumbling window, the persons who opened an auction in it:
 /// `(id, name, window start)` per auction, by a window join.
 pub fn q8(events: Stream<Event>, target: &Target) {
-    let people = persons(events.clone()).key_by(|p: &Person| p.id);
-    let sellers = auctions(events).key_by(|a: &Auction| a.seller);
+    let (persons, auctions) = persons_and_auctions(events);
+    let people = persons.key_by(|p: &Person| p.id);
+    let sellers = auctions.key_by(|a: &Auction| a.seller);
     let joined = people.connect(sellers).window_join(
         "new-sellers",
         TEN_SECONDS,

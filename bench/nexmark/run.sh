@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Nexmark, weir against Apache Flink 2.3.0 on this machine: for each query and parallelism,
+# runs the Flink job (bench/nexmark/flink, a local MiniCluster in one JVM) and
+# `weir bench nexmark`, collects their RESULT lines and prints a table of events per
+# CPU-second (rps_per_core) side by side. See README.md.
+#
+#   bench/nexmark/run.sh [--events N] [--queries "q0 q1 q2 q5 q7 q8"] [--parallelism "1 2"]
+#                        [--checkpoint-interval 10s] [--state-backend hashmap|rocksdb]
+#                        [--flink-only] [--weir-only] [--results FILE]
+#
+# Environment: WEIR (the weir binary, default `weir` on PATH), FLINK_JAVA_OPTS (JVM options
+# of the Flink runs, default "-Xmx4g"), JAVA (default `java`), MVN (default `mvn`).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+events=10000000
+queries="q0 q1 q2 q5 q7 q8"
+parallelisms="1 2"
+interval=10s
+backend=hashmap
+flink=1
+weir=1
+results=""
+
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --events) events="${2//[_,]/}"; shift 2 ;;
+        --queries) queries="$2"; shift 2 ;;
+        --parallelism) parallelisms="$2"; shift 2 ;;
+        --checkpoint-interval) interval="$2"; shift 2 ;;
+        --state-backend) backend="$2"; shift 2 ;;
+        --flink-only) weir=0; shift ;;
+        --weir-only) flink=0; shift ;;
+        --results) results="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+case "$backend" in
+    hashmap|heap) flink_backend=hashmap; weir_backend=heap ;;
+    rocksdb) flink_backend=rocksdb; weir_backend=rocksdb ;;
+    *) echo "--state-backend is hashmap (weir: heap) or rocksdb, not $backend" >&2; exit 2 ;;
+esac
+
+JAVA="${JAVA:-java}"
+MVN="${MVN:-mvn}"
+WEIR="${WEIR:-weir}"
+read -r -a java_opts <<< "${FLINK_JAVA_OPTS:--Xmx4g}"
+
+# The Flink job's jar and class path, built once per version of its sources into
+# ~/.cache/weir/flink-nexmark/<hash>/ (dependencies from Maven Central into ~/.m2).
+flink_classpath() {
+    local src="$here/flink" key dir cp
+    key="$(cd "$src" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
+    dir="${XDG_CACHE_HOME:-$HOME/.cache}/weir/flink-nexmark/$key"
+    if [ -f "$dir/classpath.txt" ] && [ -f "$dir/flink-nexmark-0.1.jar" ]; then
+        cp="$dir/flink-nexmark-0.1.jar:$(cat "$dir/classpath.txt")"
+        # Still there, unless ~/.m2 was cleaned.
+        local missing=0 entry
+        IFS=: read -r -a entries <<< "$cp"
+        for entry in "${entries[@]}"; do [ -e "$entry" ] || { missing=1; break; }; done
+        if [ "$missing" = 0 ]; then echo "$cp"; return; fi
+    fi
+    echo "building the Flink job into $dir" >&2
+    mkdir -p "$dir"
+    local args=(-B -q -f "$src/pom.xml" "-Dnexmark.build.dir=$dir/target" package
+        dependency:build-classpath "-Dmdep.outputFile=$dir/classpath.txt" -Dmdep.includeScope=runtime)
+    # Offline first (everything may be in ~/.m2 already), then online.
+    "$MVN" -o "${args[@]}" >/dev/null 2>&1 || "$MVN" "${args[@]}" >&2
+    cp "$dir/target/flink-nexmark-0.1.jar" "$dir/flink-nexmark-0.1.jar"
+    rm -rf "$dir/target"
+    # Builds of earlier versions of the sources.
+    find "$(dirname "$dir")" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
+    echo "$dir/flink-nexmark-0.1.jar:$(cat "$dir/classpath.txt")"
+}
+
+# The value of key= in a RESULT line.
+field() { tr ' ' '\n' <<< "$1" | sed -n "s/^$2=//p" | head -1; }
+
+if [ "$flink" = 1 ]; then
+    command -v "$JAVA" >/dev/null || { echo "no java (17+) on PATH" >&2; exit 1; }
+    classpath="$(flink_classpath)"
+fi
+if [ "$weir" = 1 ] && ! command -v "$WEIR" >/dev/null; then
+    echo "weir binary '$WEIR' not found: set WEIR=/path/to/weir, or use --flink-only" >&2
+    exit 1
+fi
+
+lines=()
+declare -A weir_rpc flink_rpc
+for q in $queries; do
+    for p in $parallelisms; do
+        if [ "$flink" = 1 ]; then
+            out="$("$JAVA" "${java_opts[@]}" -cp "$classpath" weir.bench.Nexmark --query "$q" \
+                --events "$events" --parallelism "$p" --checkpoint-interval "$interval" \
+                --state-backend "$flink_backend")" || { echo "flink $q p=$p failed" >&2; out=""; }
+            line="$(grep '^RESULT ' <<< "$out" || true)"
+            grep '^INFO ' <<< "$out" >&2 || true
+            if [ -n "$line" ]; then
+                echo "$line"
+                lines+=("$line")
+                flink_rpc["$q/$p"]="$(field "$line" rps_per_core)"
+            fi
+        fi
+        if [ "$weir" = 1 ]; then
+            wargs=(bench nexmark --query "$q" --events "$events" --parallelism "$p"
+                --checkpoint-interval "$interval")
+            [ "$weir_backend" = heap ] || wargs+=(--state-backend "$weir_backend")
+            out="$("$WEIR" "${wargs[@]}")" || { echo "weir $q p=$p failed" >&2; out=""; }
+            line="$(grep '^RESULT ' <<< "$out" || true)"
+            if [ -n "$line" ]; then
+                echo "$line"
+                lines+=("$line")
+                weir_rpc["$q/$p"]="$(field "$line" rps_per_core)"
+            fi
+        fi
+    done
+done
+
+if [ -n "$results" ]; then
+    printf '%s\n' "${lines[@]}" > "$results"
+fi
+
+echo
+echo "Nexmark, $events events, checkpoints every $interval, state: $backend"
+printf '%-6s %11s %18s %18s %11s\n' query parallelism weir_rps_per_core flink_rps_per_core weir/flink
+for q in $queries; do
+    for p in $parallelisms; do
+        w="${weir_rpc["$q/$p"]:-}"
+        f="${flink_rpc["$q/$p"]:-}"
+        ratio="-"
+        if [ -n "$w" ] && [ -n "$f" ] && [ "$f" != 0 ]; then
+            ratio="$(awk -v w="$w" -v f="$f" 'BEGIN { printf "%.2f", w / f }')"
+        fi
+        printf '%-6s %11s %18s %18s %11s\n' "$q" "$p" "${w:--}" "${f:--}" "$ratio"
+    done
+done
