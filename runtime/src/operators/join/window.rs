@@ -67,16 +67,21 @@ where
     L: Clone,
     R: Clone,
 {
-    /// Adds a record at `ts` to each of its windows with `put`.
-    fn add(
+    /// Adds `record` (at `ts`) to each of its windows with `put`: a copy to
+    /// all but the last, which takes it.
+    fn add<T: Clone>(
         &self,
         state: &mut WindowJoinPanes<L, R>,
         ts: EventTime,
+        record: T,
         timers: &mut Timers<'_, K>,
-        mut put: impl FnMut(&mut (Window, Vec<L>, Vec<R>)),
+        put: impl Fn(&mut (Window, Vec<L>, Vec<R>), T),
     ) {
         let watermark = timers.watermark();
+        let windows = self.shape.windows_per_record();
+        let (mut record, mut seen) = (Some(record), 0);
         self.shape.assign(ts, |window| {
+            seen += 1;
             if window.max_timestamp() <= watermark {
                 return;
             }
@@ -89,7 +94,14 @@ where
                     &mut state.panes[last]
                 }
             };
-            put(pane);
+            let copy = if seen >= windows {
+                record.take()
+            } else {
+                record.clone()
+            };
+            if let Some(copy) = copy {
+                put(pane, copy);
+            }
         });
     }
 }
@@ -117,7 +129,7 @@ where
         _out: &mut Vec<O>,
     ) -> Result<()> {
         let ts = (self.left_time)(&record);
-        self.add(state, ts, timers, |pane| pane.1.push(record.clone()));
+        self.add(state, ts, record, timers, |pane, r| pane.1.push(r));
         Ok(())
     }
 
@@ -130,7 +142,7 @@ where
         _out: &mut Vec<O>,
     ) -> Result<()> {
         let ts = (self.right_time)(&record);
-        self.add(state, ts, timers, |pane| pane.2.push(record.clone()));
+        self.add(state, ts, record, timers, |pane, r| pane.2.push(r));
         Ok(())
     }
 

@@ -96,6 +96,14 @@ impl Shape {
         }
     }
 
+    /// How many windows a record falls into (before sessions merge).
+    pub fn windows_per_record(self) -> u64 {
+        match self {
+            Shape::Sliding { size, slide, .. } => (size / slide.max(1)).max(1) as u64,
+            Shape::Tumbling { .. } | Shape::Session { .. } | Shape::Count(_) => 1,
+        }
+    }
+
     /// Calls `each` with every window a record at `time` falls into (its own
     /// window for sessions, before merging).
     #[inline]
