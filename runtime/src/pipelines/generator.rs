@@ -165,8 +165,11 @@ impl<G: Generator> Source for GeneratorSource<G> {
             let t0 = *self.started.get_or_insert(now);
             let allowed = (now.duration_since(t0).as_secs_f64() * rate) as u64;
             if allowed <= self.emitted {
+                // Wake at most once per PACING: the records due meanwhile go out
+                // together, so a record's cost does not grow as the rate falls.
                 let wait = (self.emitted + 1) as f64 / rate;
-                return Ok(SourceStatus::Idle(t0 + Duration::from_secs_f64(wait)));
+                let due = t0 + Duration::from_secs_f64(wait);
+                return Ok(SourceStatus::Idle(due.max(now + PACING)));
             }
             count = count.min(allowed - self.emitted);
         }
@@ -235,6 +238,9 @@ impl<G: Generator> Source for GeneratorSource<G> {
         })
     }
 }
+
+/// The shortest wait of a rate-limited source between polls.
+const PACING: Duration = Duration::from_millis(1);
 
 /// Records are numbered globally and dealt to splits in blocks of this many.
 pub const BLOCK: u64 = 1024;

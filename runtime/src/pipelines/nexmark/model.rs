@@ -159,8 +159,21 @@ impl Draws {
     fn unit(&mut self) -> f64 {
         (self.draw() >> 11) as f64 / (1u64 << 53) as f64
     }
+    /// About `10^(unit() * 6) * 100`, by SPEC.md's arithmetic (the same bits in Java).
     fn price(&mut self) -> u64 {
-        (10f64.powf(self.unit() * 6.0) * 100.0).round() as u64
+        const POW10: [f64; 6] = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0];
+        let x = self.unit() * 6.0;
+        let i = (x as usize).min(5);
+        let y = (x - i as f64) * 2.302585092994046 / 8.0;
+        // Estrin's scheme: a short chain of dependent operations.
+        let y2 = y * y;
+        let y4 = y2 * y2;
+        let mut e = ((1.0 + y) + y2 * (1.0 / 2.0 + y * (1.0 / 6.0)))
+            + y4 * ((1.0 / 24.0 + y * (1.0 / 120.0)) + y2 * (1.0 / 720.0 + y * (1.0 / 5040.0)));
+        e *= e;
+        e *= e;
+        e *= e;
+        (e * POW10[i] * 100.0 + 0.5) as u64
     }
     /// A recent id: the hot one of its hundred, or one of the `window` newest.
     fn recent(&mut self, count: u64, window: u64) -> u64 {

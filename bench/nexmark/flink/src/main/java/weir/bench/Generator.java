@@ -67,6 +67,9 @@ public final class Generator implements Serializable {
         return out;
     }
 
+    /** Powers of ten, exact. */
+    static final double[] POW10 = {1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0};
+
     /** One event's SplitMix64 stream. */
     static final class Rng {
         long s;
@@ -99,7 +102,17 @@ public final class Generator implements Serializable {
 
         /** {@code round(10^(unit() * 6) * 100)} cents. */
         long price() {
-            return Math.round(Math.pow(10.0, unit() * 6.0) * 100.0);
+            double x = unit() * 6.0;
+            int i = (int) x;
+            double y = (x - i) * 2.302585092994046 / 8.0;
+            double y2 = y * y;
+            double y4 = y2 * y2;
+            double e = ((1.0 + y) + y2 * (1.0 / 2.0 + y * (1.0 / 6.0)))
+                    + y4 * ((1.0 / 24.0 + y * (1.0 / 120.0)) + y2 * (1.0 / 720.0 + y * (1.0 / 5040.0)));
+            e = e * e;
+            e = e * e;
+            e = e * e;
+            return (long) (e * POW10[i] * 100.0 + 0.5);
         }
     }
 
