@@ -164,7 +164,7 @@ impl Draws {
         const POW10: [f64; 6] = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0];
         let x = self.unit() * 6.0;
         let i = (x as usize).min(5);
-        let y = (x - i as f64) * 2.302585092994046 / 8.0;
+        let y = (x - i as f64) * std::f64::consts::LN_10 / 8.0;
         // Estrin's scheme: a short chain of dependent operations.
         let y2 = y * y;
         let y4 = y2 * y2;
