@@ -71,6 +71,10 @@ impl Watermark {
 pub enum Message<T> {
     /// A batch of records.
     Batch(Batch<T>),
+    /// A batch from another process, still in its wire encoding: the consuming
+    /// task decodes it (see [`crate::net::decode_batch`]), so that one reader
+    /// thread per connection does not decode for every task it feeds.
+    Encoded(Vec<u8>),
     /// A checkpoint barrier; the sender emits nothing of the next checkpoint before it.
     Barrier(Barrier),
     /// Event time on this channel reached the watermark.

@@ -292,6 +292,10 @@ impl<T: Data> TaskBody for InputTask<T> {
                     head.push(&mut batch)?;
                     Alignment::Wait
                 }
+                Message::Encoded(bytes) => {
+                    head.push(&mut crate::net::decode_batch(&bytes)?)?;
+                    Alignment::Wait
+                }
                 Message::Barrier(barrier) => {
                     align_started.get_or_insert_with(Instant::now);
                     aligning = Some(barrier);

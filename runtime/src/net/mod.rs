@@ -15,4 +15,4 @@ mod remote;
 
 pub use frame::{Frame, FrameKind};
 pub use plane::{ChannelKey, Connection, DataPlane};
-pub use remote::{register_inbound, RemoteSender};
+pub use remote::{decode_batch, register_inbound, RemoteSender};

@@ -2,7 +2,7 @@
 //! registry of inbound logical channels that reader threads deliver into.
 //!
 //! A frame is never dropped silently while its channel lives: one that cannot be
-//! delivered (it does not decode, or the peer sent beyond its credit) fails its
+//! delivered (an unknown kind, or the peer sent beyond its credit) fails its
 //! channel, and a connection that breaks fails every channel it carried. A failed
 //! channel is one whose receiving task sees it disconnected, so that task fails
 //! and the job recovers from its latest checkpoint, instead of aligning a barrier

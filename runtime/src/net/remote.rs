@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
 
-use crate::data::{Barrier, Data, Message, SnapshotKind, Watermark};
+use crate::data::{Barrier, Batch, Data, Message, SnapshotKind, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::ids::CheckpointId;
@@ -36,18 +36,26 @@ fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
             buf.push(WATERMARK);
             buf.extend_from_slice(&w.0.to_le_bytes());
         }
+        Message::Encoded(bytes) => {
+            buf.push(BATCH);
+            buf.extend_from_slice(bytes);
+        }
         Message::Idle => buf.push(IDLE),
         Message::EndOfInput => buf.push(END),
     }
     Ok(())
 }
 
+/// Decodes a batch a peer sent ([`Message::Encoded`]'s bytes).
+pub fn decode_batch<T: Data>(bytes: &[u8]) -> Result<Batch<T>> {
+    bincode::deserialize(bytes).map_err(|e| Error::Internal(format!("decoding a data frame: {e}")))
+}
+
 fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
     let bad = |what: String| Error::Internal(format!("decoding a data frame: {what}"));
     match payload.split_first() {
-        Some((&BATCH, rest)) => bincode::deserialize(rest)
-            .map(Message::Batch)
-            .map_err(|e| bad(e.to_string())),
+        // Left encoded: the consuming task decodes batches.
+        Some((&BATCH, rest)) => Ok(Message::Encoded(rest.to_vec())),
         Some((&BARRIER, rest)) => {
             let word = |at: usize| {
                 rest.get(at..at + 8)
@@ -217,10 +225,11 @@ mod tests {
             let message = rx.recv_timeout(Duration::from_secs(5)).unwrap();
             credit();
             match message {
-                Message::Batch(b) => {
-                    assert_eq!(b, vec![next; 3]);
+                Message::Encoded(bytes) => {
+                    assert_eq!(decode_batch::<u64>(&bytes).unwrap(), vec![next; 3]);
                     next += 1;
                 }
+                Message::Batch(_) => panic!("a remote batch arrives encoded"),
                 Message::Barrier(b) => {
                     assert_eq!(next, 100);
                     assert_eq!(
@@ -263,7 +272,7 @@ mod tests {
         for i in 0..50 {
             free.send(Message::Batch(vec![i])).unwrap();
             assert!(
-                matches!(free_rx.recv_timeout(Duration::from_secs(5)), Ok(Message::Batch(b)) if b == vec![i])
+                matches!(free_rx.recv_timeout(Duration::from_secs(5)), Ok(Message::Encoded(b)) if decode_batch::<u64>(&b).unwrap() == vec![i])
             );
             free_credit();
         }
@@ -275,7 +284,7 @@ mod tests {
         let mut got = Vec::new();
         loop {
             match rx.recv_timeout(Duration::from_secs(5)) {
-                Ok(Message::Batch(b)) => got.push(b),
+                Ok(Message::Encoded(bytes)) => got.push(decode_batch(&bytes).unwrap()),
                 Ok(_) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return (got, true),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => return (got, false),
@@ -319,6 +328,20 @@ mod tests {
         let (got, failed) = drain(&rx);
         assert_eq!(got, [vec![1]]);
         assert!(failed);
+    }
+
+    #[test]
+    fn a_batch_arrives_encoded_and_a_damaged_one_does_not_decode() {
+        let (_a, b, a_to_b, b_to_a) = planes();
+        let (rx, _credit) = register_inbound::<u64>(&b, &b_to_a, (1, 7), 8).unwrap();
+        let mut damaged = data(&[1, 2, 3]);
+        damaged.truncate(damaged.len() - 3);
+        a_to_b.write(FrameKind::Data, (1, 7), &damaged).unwrap();
+        let Ok(Message::Encoded(bytes)) = rx.recv_timeout(Duration::from_secs(5)) else {
+            panic!("the reader hands a batch on encoded");
+        };
+        let error = decode_batch::<u64>(&bytes).unwrap_err().to_string();
+        assert!(error.contains("decoding a data frame"), "{error}");
     }
 
     #[test]

@@ -155,6 +155,35 @@ impl<K: Clone> Timers<'_, K> {
     }
 }
 
+/// Calls `f` with the key that `key` names, its value in `slot` (taken out of
+/// its [`TimedValue`] and put back), `arg`, and the key's timers; `clock` is the
+/// watermark and the wall clock.
+fn with_value<K, V, A>(
+    key: &TimedKey<K>,
+    slot: &mut Option<TimedValue<V>>,
+    changes: &mut Vec<Change<K>>,
+    clock: (EventTime, EventTime),
+    arg: A,
+    f: &mut impl FnMut(&K, &mut Option<V>, A, &mut Timers<'_, K>) -> Result<()>,
+) -> Result<()> {
+    let TimedKey::Value(k) = key else {
+        return Err(Error::Internal("a value under a timer's key".into()));
+    };
+    let mut value = match slot.take() {
+        Some(TimedValue::Value(v)) => Some(v),
+        _ => None,
+    };
+    let mut timers = Timers {
+        key: k,
+        changes,
+        watermark: clock.0,
+        now: clock.1,
+    };
+    f(k, &mut value, arg, &mut timers)?;
+    *slot = value.map(TimedValue::Value);
+    Ok(())
+}
+
 /// The heap backend's ordered index of one domain's timers.
 type Index<K> = BTreeMap<EventTime, KeyedMap<K, ()>>;
 
@@ -255,30 +284,12 @@ where
         key: impl Fn(&T) -> K,
         mut f: impl FnMut(&K, &mut Option<V>, T, &mut Timers<'_, K>) -> Result<()>,
     ) -> Result<()> {
-        let (watermark, now) = (self.watermark, wall_clock_ms());
+        let clock = (self.watermark, wall_clock_ms());
         let changes = &mut self.changes;
-        let mut value = None;
         self.state.update(
             input,
             |r| TimedKey::Value(key(r)),
-            |k, slot, record| {
-                let TimedKey::Value(k) = k else {
-                    return Err(Error::Internal("a value under a timer's key".into()));
-                };
-                value = match slot.take() {
-                    Some(TimedValue::Value(v)) => Some(v),
-                    _ => None,
-                };
-                let mut timers = Timers {
-                    key: k,
-                    changes: &mut *changes,
-                    watermark,
-                    now,
-                };
-                f(k, &mut value, record, &mut timers)?;
-                *slot = value.take().map(TimedValue::Value);
-                Ok(())
-            },
+            |k, slot, record| with_value(k, slot, changes, clock, record, &mut f),
         )?;
         self.apply_changes()
     }
@@ -356,30 +367,12 @@ where
             // Timers at one time fire in the order the backend listed them.
             let mut firing = std::mem::take(&mut self.due);
             firing.sort_by_key(|(time, _)| *time);
-            let (watermark, now) = (self.watermark, wall_clock_ms());
+            let clock = (self.watermark, wall_clock_ms());
             let changes = &mut self.changes;
-            let mut value = None;
             self.state.update(
                 &mut firing,
                 |(_, k)| TimedKey::Value(k.clone()),
-                |k, slot, (time, _)| {
-                    let TimedKey::Value(k) = k else {
-                        return Err(Error::Internal("a timer under a value's key".into()));
-                    };
-                    value = match slot.take() {
-                        Some(TimedValue::Value(v)) => Some(v),
-                        _ => None,
-                    };
-                    let mut timers = Timers {
-                        key: k,
-                        changes: &mut *changes,
-                        watermark,
-                        now,
-                    };
-                    f(k, &mut value, time, &mut timers)?;
-                    *slot = value.take().map(TimedValue::Value);
-                    Ok(())
-                },
+                |k, slot, (time, _)| with_value(k, slot, changes, clock, time, &mut f),
             )?;
             self.due = firing;
             self.apply_changes()?;

@@ -23,3 +23,4 @@ mod s3;
 mod s3_server;
 mod savepoints;
 mod support;
+mod windows;

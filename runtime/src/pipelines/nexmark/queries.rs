@@ -95,7 +95,7 @@ pub fn q2(events: Stream<Event>, target: &Target) {
 }
 
 /// A seller and the auctions that waited for them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct SellerState {
     seller: Option<Person>,
     waiting: Vec<u64>,
@@ -119,10 +119,7 @@ impl KeyedCoProcess for LocalItems {
         _: &mut Timers<'_, u64>,
         out: &mut Vec<Self::Out>,
     ) -> Result<()> {
-        let s = state.get_or_insert_with(|| SellerState {
-            seller: None,
-            waiting: Vec::new(),
-        });
+        let s = state.get_or_insert_with(SellerState::default);
         for auction in s.waiting.drain(..) {
             out.push((
                 person.name.clone(),
@@ -143,10 +140,7 @@ impl KeyedCoProcess for LocalItems {
         _: &mut Timers<'_, u64>,
         out: &mut Vec<Self::Out>,
     ) -> Result<()> {
-        let s = state.get_or_insert_with(|| SellerState {
-            seller: None,
-            waiting: Vec::new(),
-        });
+        let s = state.get_or_insert_with(SellerState::default);
         match &s.seller {
             Some(p) => out.push((p.name.clone(), p.city.clone(), p.state.clone(), auction.id)),
             None => s.waiting.push(auction.id),
@@ -175,7 +169,7 @@ pub fn q3(events: Stream<Event>, target: &Target) {
 
 /// An auction's state while it is open: the auction once seen, and the
 /// highest valid bid so far (bids may come before their auction).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct OpenAuction {
     auction: Option<Auction>,
     early_bids: Vec<(EventTime, u64)>,
@@ -201,11 +195,7 @@ impl KeyedCoProcess for WinningBids {
         timers: &mut Timers<'_, u64>,
         _: &mut Vec<(u64, u64)>,
     ) -> Result<()> {
-        let open = state.get_or_insert_with(|| OpenAuction {
-            auction: None,
-            early_bids: Vec::new(),
-            best: None,
-        });
+        let open = state.get_or_insert_with(OpenAuction::default);
         for (t, price) in open.early_bids.drain(..) {
             if (auction.date_time..=auction.expires).contains(&t) {
                 open.best = open.best.max(Some(price));
@@ -227,11 +217,7 @@ impl KeyedCoProcess for WinningBids {
         if bid.date_time <= timers.watermark() && state.get().is_none() {
             return Ok(());
         }
-        let open = state.get_or_insert_with(|| OpenAuction {
-            auction: None,
-            early_bids: Vec::new(),
-            best: None,
-        });
+        let open = state.get_or_insert_with(OpenAuction::default);
         match &open.auction {
             Some(a) if (a.date_time..=a.expires).contains(&bid.date_time) => {
                 open.best = open.best.max(Some(bid.price));
