@@ -51,7 +51,7 @@ pub fn all() -> Vec<Pipeline> {
         },
         Pipeline {
             name: "nexmark",
-            about: "the Nexmark auction events (persons, auctions, bids) and one of its queries q0-q12",
+            about: "the Nexmark auction events (persons, auctions, bids) and one query: q0-q5, q7, q8, q11, q12",
             build: nexmark::build,
             command: nexmark::NexmarkArgs::command,
         },
