@@ -5,6 +5,7 @@
 //! event-time results are the same at any parallelism, batch size and after
 //! any failure.
 
+pub mod joins;
 pub mod model;
 pub mod queries;
 
@@ -110,11 +111,11 @@ pub fn job(args: &NexmarkArgs, parallelism: u32, target: &Target) -> Result<JobG
         Query::Q0 => queries::q0(events, target),
         Query::Q1 => queries::q1(events, target),
         Query::Q2 => queries::q2(events, target),
-        Query::Q3 => queries::q3(events, target),
-        Query::Q4 => queries::q4(events, target),
+        Query::Q3 => joins::q3(events, target),
+        Query::Q4 => joins::q4(events, target),
         Query::Q5 => queries::q5(events, target),
         Query::Q7 => queries::q7(events, target),
-        Query::Q8 => queries::q8(events, target),
+        Query::Q8 => joins::q8(events, target),
         Query::Q11 => queries::q11(events, target),
         Query::Q12 => queries::q12(events, target),
     }
