@@ -8,6 +8,7 @@ use crate::api::keyed::KeyedStream;
 use crate::api::stream::Stream;
 use crate::data::{Data, Either, EventTime};
 use crate::keys::StableHash;
+use crate::operators::window::millis;
 use crate::operators::{CoProcess, IntervalJoin, KeyedCoProcess, Shape, Window, WindowJoin};
 
 /// Two streams keyed by the same key type, for two-input operators: every
@@ -16,10 +17,6 @@ use crate::operators::{CoProcess, IntervalJoin, KeyedCoProcess, Shape, Window, W
 pub struct ConnectedStreams<L, R, K> {
     left: KeyedStream<L, K>,
     right: KeyedStream<R, K>,
-}
-
-fn millis(d: Duration) -> EventTime {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl<L, R, K> ConnectedStreams<L, R, K>

@@ -14,7 +14,7 @@ mod sequence_source;
 mod stdout_sink;
 mod text_source;
 mod watermark_assigner;
-mod window;
+pub(crate) mod window;
 
 pub use collect_sink::CollectSink;
 pub use discard_sink::DiscardSink;

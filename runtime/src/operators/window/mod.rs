@@ -70,7 +70,8 @@ pub enum Shape {
     Count(u64),
 }
 
-fn millis(d: Duration) -> i64 {
+/// `d` in whole milliseconds, as event times count (saturating).
+pub(crate) fn millis(d: Duration) -> EventTime {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
