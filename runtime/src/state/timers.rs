@@ -297,7 +297,9 @@ where
     /// Stores the timers registered and deleted since the last call.
     fn apply_changes(&mut self) -> Result<()> {
         let rocks = self.state.in_rocksdb();
-        for change in std::mem::take(&mut self.changes) {
+        // The buffer goes back afterwards, keeping its allocation.
+        let mut changes = std::mem::take(&mut self.changes);
+        for change in changes.drain(..) {
             let at = SortableTime::new(change.time);
             let i = slot(change.domain);
             if change.register {
@@ -325,6 +327,7 @@ where
             self.state
                 .put(key, change.register.then_some(TimedValue::Timer))?;
         }
+        self.changes = changes;
         Ok(())
     }
 
