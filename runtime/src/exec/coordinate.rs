@@ -29,7 +29,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Select, TryRecvError};
+use crossbeam_channel::{Receiver, Select, TryRecvError};
 
 use crate::api::JobGraph;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, PendingCheckpoint};
@@ -126,6 +126,30 @@ pub fn collect_shared(
 struct Savepoints {
     queued: VecDeque<SavepointRequest>,
     in_flight: Option<(CheckpointId, SavepointRequest)>,
+}
+
+/// How long a failure that only follows from another task's (a closed channel)
+/// waits for that task to report what went wrong.
+const CAUSE_GRACE: Duration = Duration::from_millis(500);
+
+/// The error that ends an attempt. A task whose channel closed failed only
+/// because another one did, and the two reports race; so the cause, if it arrives
+/// within `grace`, wins, and whether the job restarts follows from it: a bad
+/// record must fail the job, not restart it because a neighbour saw it go.
+fn cause_of(first: Error, events: &Receiver<TaskEvent>, grace: Duration) -> Error {
+    if !matches!(first, Error::ChannelClosed) {
+        return first;
+    }
+    let deadline = Instant::now() + grace;
+    while let Ok(event) = events.recv_deadline(deadline) {
+        if let TaskEvent::Failed(task, error) = event {
+            if !matches!(error, Error::ChannelClosed) {
+                tracing::debug!(%task, %error, "the failure that closed the channels");
+                return error;
+            }
+        }
+    }
+    first
 }
 
 /// The final checkpoint, completed, waiting for every task to confirm its commit.
@@ -346,7 +370,7 @@ impl Coordination<'_> {
             }
             TaskEvent::Failed(task, error) => {
                 tracing::debug!(%task, %error, "task failed");
-                return Err(error);
+                return Err(cause_of(error, running.events(), CAUSE_GRACE));
             }
             TaskEvent::Exited(task) => {
                 return Err(Error::Internal(format!(
@@ -609,5 +633,47 @@ impl Coordination<'_> {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(chain: u32) -> TaskId {
+        TaskId { chain, subtask: 0 }
+    }
+
+    fn bad_record() -> Error {
+        Error::BadRecord {
+            operator: "text source".into(),
+            reason: "bin.txt at byte 3: not UTF-8".into(),
+        }
+    }
+
+    #[test]
+    fn a_closed_channel_yields_to_the_failure_that_closed_it() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        tx.send(TaskEvent::Failed(task(2), Error::ChannelClosed))
+            .expect("send");
+        tx.send(TaskEvent::Ended(task(3))).expect("send");
+        tx.send(TaskEvent::Failed(task(1), bad_record()))
+            .expect("send");
+        let error = cause_of(Error::ChannelClosed, &rx, Duration::from_secs(5));
+        assert!(matches!(error, Error::BadRecord { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_closed_channel_with_no_other_failure_is_reported_after_the_grace() {
+        let (_tx, rx) = crossbeam_channel::unbounded();
+        let error = cause_of(Error::ChannelClosed, &rx, Duration::from_millis(10));
+        assert!(matches!(error, Error::ChannelClosed));
+    }
+
+    #[test]
+    fn a_failure_of_its_own_does_not_wait() {
+        let (_tx, rx) = crossbeam_channel::unbounded::<TaskEvent>();
+        let error = cause_of(bad_record(), &rx, Duration::from_secs(3600));
+        assert!(matches!(error, Error::BadRecord { .. }));
     }
 }
