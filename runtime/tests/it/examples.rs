@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[test]
 fn every_local_example_runs() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/local");
+    let root = crate::support::manifest_dir().join("../examples/local");
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("examples/local")
         .flatten()

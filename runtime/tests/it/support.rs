@@ -1,10 +1,18 @@
 //! Shared helpers: running the binary, reading outputs, the keyed-sum oracle.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use weir_runtime::keys::mix;
+
+/// This package's directory, as `cargo test` gives it to the tests it runs
+/// (the path compiled in may be another checkout's: checkouts share a target
+/// directory).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
 
 /// The `weir` binary under test.
 pub fn weir() -> Command {

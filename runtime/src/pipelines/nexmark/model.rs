@@ -330,11 +330,7 @@ mod tests {
 
     #[test]
     fn the_first_events_are_those_the_flink_generator_makes() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../bench/nexmark/flink/expected-first-60.txt"
-        );
-        let expected = std::fs::read_to_string(path).unwrap();
+        let expected = include_str!("../../../../bench/nexmark/flink/expected-first-60.txt");
         let config = NexmarkConfig::default();
         let ours: Vec<String> = (0..60).map(|n| dump(n, &event(n, &config))).collect();
         assert_eq!(ours, expected.lines().collect::<Vec<_>>());
