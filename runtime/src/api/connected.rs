@@ -14,7 +14,7 @@ use crate::operators::{CoProcess, IntervalJoin, KeyedCoProcess, Shape, Window, W
 /// Two streams keyed by the same key type, for two-input operators: every
 /// record of a key reaches the same subtask whichever side it comes from, and
 /// both sides share the key's state and timers.
-pub struct ConnectedStreams<L, R, K> {
+pub struct ConnectedStreams<L, R, K: Clone> {
     left: KeyedStream<L, K>,
     right: KeyedStream<R, K>,
 }
@@ -37,10 +37,13 @@ where
         let (right, right_key) = self.right.into_parts();
         let left = left.map(&format!("{name}-left"), Either::Left);
         let right = right.map(&format!("{name}-right"), Either::Right);
-        left.union(right).key_by(move |e: &Either<L, R>| match e {
-            Either::Left(l) => left_key(l),
-            Either::Right(r) => right_key(r),
-        })
+        KeyedStream::new(
+            left.union(right),
+            Arc::new(move |e: &Either<L, R>| match e {
+                Either::Left(l) => left_key(l),
+                Either::Right(r) => right_key(r),
+            }),
+        )
     }
 
     /// Applies a two-input keyed function.

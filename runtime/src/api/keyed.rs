@@ -18,7 +18,7 @@ use crate::operators::{
 
 /// A stream partitioned by key: every record of a key reaches the same subtask,
 /// the one owning the key's key group.
-pub struct KeyedStream<T, K> {
+pub struct KeyedStream<T, K: Clone> {
     stream: Stream<T>,
     key: KeyFn<T, K>,
 }
@@ -114,7 +114,7 @@ where
 }
 
 /// A keyed stream cut into windows; finish it with an aggregate or a function.
-pub struct WindowedStream<T, K> {
+pub struct WindowedStream<T, K: Clone> {
     keyed: KeyedStream<T, K>,
     windows: Windows<T>,
 }

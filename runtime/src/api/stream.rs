@@ -1,5 +1,6 @@
 //! [`JobBuilder`] and [`Stream`]: the typed API for sources, transformations and sinks.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -285,12 +286,25 @@ impl<T: Data> Stream<T> {
     }
 
     /// Partitions the stream by the key `key` returns, for keyed operators.
+    /// For a key that is a field of the record, such as a `String`,
+    /// [`Stream::key_by_ref`] avoids building it for every record.
     pub fn key_by<K, F>(self, key: F) -> KeyedStream<T, K>
     where
         K: Data + StableHash + Eq + std::hash::Hash,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        KeyedStream::new(self, Arc::new(key))
+        KeyedStream::new(self, Arc::new(move |r: &T| Cow::Owned(key(r))))
+    }
+
+    /// Partitions the stream by a key the record holds, such as
+    /// `|w: &Word| &w.text`: the exchange hashes it and keyed state finds it
+    /// in place, so a key is copied only when it is new to a subtask's state.
+    pub fn key_by_ref<K, F>(self, key: F) -> KeyedStream<T, K>
+    where
+        K: Data + StableHash + Eq + std::hash::Hash,
+        F: Fn(&T) -> &K + Send + Sync + 'static,
+    {
+        KeyedStream::new(self, Arc::new(move |r: &T| Cow::Borrowed(key(r))))
     }
 
     /// Ends the stream in a sink; `make` builds one instance per subtask.

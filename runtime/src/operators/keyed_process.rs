@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use crate::data::{Barrier, Batch, Data, EventTime, Watermark};
@@ -21,8 +22,9 @@ use crate::operator::{Operator, OperatorContext};
 use crate::state::timers::wall_clock_ms;
 use crate::state::{OperatorSnapshot, RestoredState, TimeDomain, TimedState, Timers};
 
-/// Extracts a record's key.
-pub type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+/// Gives a record's key: borrowed from the record where it can be, so that
+/// neither the exchange nor a state lookup builds a key per record.
+pub type KeyFn<T, K> = Arc<dyn for<'a> Fn(&'a T) -> Cow<'a, K> + Send + Sync>;
 
 /// Per-key state: serializable, empty by default, and able to say when it is empty again.
 pub trait KeyedValue: Data + Default {
@@ -209,18 +211,15 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
 
     fn process(&mut self, input: &mut Batch<P::In>, output: &mut Batch<P::Out>) -> Result<()> {
         let function = &self.function;
-        self.state.update(
-            input,
-            |r| (self.key)(r),
-            |key, slot, record, timers| {
+        self.state
+            .update(input, &*self.key, |key, slot, record, timers| {
                 let state = slot.get_or_insert_with(P::State::default);
                 function.process(key, state, record, timers, output)?;
                 if state.is_cleared() {
                     *slot = None;
                 }
                 Ok(())
-            },
-        )
+            })
     }
 
     fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<P::Out>) -> Result<()> {

@@ -12,13 +12,13 @@ use crate::state::{KeyedState, OperatorSnapshot, RestoredState};
 
 /// Keeps one accumulator per key; each record is folded in with `f(&mut acc, record)`
 /// (the first record of a key becomes its accumulator) and the new accumulator is emitted.
-pub struct KeyedReduce<T, K, F> {
+pub struct KeyedReduce<T, K: Clone, F> {
     f: Arc<F>,
     key: KeyFn<T, K>,
     state: KeyedState<K, T>,
 }
 
-impl<T, K, F> KeyedReduce<T, K, F> {
+impl<T, K: Clone, F> KeyedReduce<T, K, F> {
     /// A reduce folding with `f`, keyed by `key`.
     pub fn new(f: Arc<F>, key: KeyFn<T, K>) -> Self {
         KeyedReduce {
@@ -45,23 +45,19 @@ where
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<T>) -> Result<()> {
         output.reserve(input.len());
         let f = &self.f;
-        self.state.update(
-            input,
-            |r| (self.key)(r),
-            |_, acc, record| {
-                match acc {
-                    Some(acc) => {
-                        f(acc, record);
-                        output.push(acc.clone());
-                    }
-                    None => {
-                        output.push(record.clone());
-                        *acc = Some(record);
-                    }
+        self.state.update(input, &*self.key, |_, acc, record| {
+            match acc {
+                Some(acc) => {
+                    f(acc, record);
+                    output.push(acc.clone());
                 }
-                Ok(())
-            },
-        )
+                None => {
+                    output.push(record.clone());
+                    *acc = Some(record);
+                }
+            }
+            Ok(())
+        })
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
@@ -70,13 +66,13 @@ where
 }
 
 /// Keeps a sum per key; adds each record's value and emits `(key, sum)`.
-pub struct KeyedSum<T, K, F> {
+pub struct KeyedSum<T, K: Clone, F> {
     value: Arc<F>,
     key: KeyFn<T, K>,
     state: KeyedState<K, i64>,
 }
 
-impl<T, K, F> KeyedSum<T, K, F> {
+impl<T, K: Clone, F> KeyedSum<T, K, F> {
     /// A sum of `value` per key.
     pub fn new(value: Arc<F>, key: KeyFn<T, K>) -> Self {
         KeyedSum {
@@ -103,16 +99,12 @@ where
     fn process(&mut self, input: &mut Batch<T>, output: &mut Batch<(K, i64)>) -> Result<()> {
         output.reserve(input.len());
         let value = &self.value;
-        self.state.update(
-            input,
-            |r| (self.key)(r),
-            |key, sum, record| {
-                let sum = sum.get_or_insert(0);
-                *sum += value(&record);
-                output.push((key.clone(), *sum));
-                Ok(())
-            },
-        )
+        self.state.update(input, &*self.key, |key, sum, record| {
+            let sum = sum.get_or_insert(0);
+            *sum += value(&record);
+            output.push((key.clone(), *sum));
+            Ok(())
+        })
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {

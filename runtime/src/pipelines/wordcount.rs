@@ -55,7 +55,7 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
                 out.push((word.to_lowercase(), 1));
             }
         })
-        .key_by(|r: &(String, u64)| r.0.clone())
+        .key_by_ref(|r: &(String, u64)| &r.0)
         .reduce("count", |acc: &mut (String, u64), r: (String, u64)| {
             acc.1 += r.1
         });

@@ -12,7 +12,7 @@
 //! local checkpoint that the uploader stores incrementally, or converts to
 //! canonical blobs for a savepoint.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::hash::{BuildHasherDefault, Hash};
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +26,7 @@ use crate::keys::{KeyGroup, KeyGroupRange, StableHash};
 use crate::operator::OperatorContext;
 use crate::state::backend::Backend;
 use crate::state::codec::{decode_keyed, encode_keyed, entries};
+use crate::state::lookup::{KeyOf, Query};
 use crate::state::rocks::restore::{rebuild, BatchWriter};
 use crate::state::rocks::{
     encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb, MAX_KEY_GROUPS,
@@ -34,7 +35,7 @@ use crate::state::{OperatorSnapshot, RestoredState};
 
 /// The hash map keyed operators keep their state in (a fast, unseeded hasher:
 /// placement across subtasks uses [`StableHash`], not this).
-pub type KeyedMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub type KeyedMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A key's value in the map, and whether RocksDB has yet to see it.
 struct Slot<V> {
@@ -169,23 +170,33 @@ where
 
     /// Hands each record of `input` (emptied) to `f` with its key and that key's
     /// value (`None` if it has none; set it to `None` to delete it), in order.
-    pub fn update<T>(
+    /// `key` gives a record's key as the record lends it (`Q` names a `K`), so
+    /// a key is built only when it is new to the state.
+    pub fn update<T, Q>(
         &mut self,
         input: &mut Batch<T>,
-        key: impl Fn(&T) -> K,
+        key: impl for<'a> Fn(&'a T) -> Cow<'a, Q>,
         mut f: impl FnMut(&K, &mut Option<V>, T) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        K: KeyOf<Q>,
+        Q: Hash + Clone,
+    {
         if self.rocks.is_none() {
             for record in input.drain(..) {
-                let k = key(&record);
-                match self.map.get_mut(&k) {
-                    Some(slot) => {
-                        f(&k, &mut slot.value, record)?;
+                let query = key(&record);
+                match self.map.get_key_value_mut(&Query(&*query)) {
+                    Some((k, slot)) => {
+                        drop(query);
+                        f(k, &mut slot.value, record)?;
                         if slot.value.is_none() {
+                            let k = k.clone();
                             self.map.remove(&k);
                         }
                     }
                     None => {
+                        let k = K::from_query(&query);
+                        drop(query);
                         let mut value = None;
                         f(&k, &mut value, record)?;
                         if value.is_some() {
@@ -203,16 +214,33 @@ where
             return Ok(());
         }
         self.keys.clear();
-        self.keys.extend(input.iter().map(key));
+        for record in input.iter() {
+            let query = key(record);
+            if !self.map.contains_key(&Query(&*query)) {
+                // A placeholder, so that the key is read once however often
+                // the batch names it.
+                let k = K::from_query(&query);
+                self.map.insert(
+                    k.clone(),
+                    Slot {
+                        value: None,
+                        dirty: false,
+                    },
+                );
+                self.keys.push(k);
+            }
+        }
         self.load_missing()?;
-        for (record, k) in input.drain(..).zip(self.keys.drain(..)) {
-            let slot = self.map.get_mut(&k).ok_or_else(|| {
+        for record in input.drain(..) {
+            let query = key(&record);
+            let (k, slot) = self.map.get_key_value_mut(&Query(&*query)).ok_or_else(|| {
                 Error::Internal(format!(
                     "state of {}: a loaded key left the cache",
                     self.uid
                 ))
             })?;
-            f(&k, &mut slot.value, record)?;
+            drop(query);
+            f(k, &mut slot.value, record)?;
             slot.dirty = true;
         }
         let over = self
@@ -299,44 +327,32 @@ where
         Ok(())
     }
 
-    /// Reads the keys of `self.keys` the cache lacks from RocksDB, in one multi-get.
+    /// Reads the keys of `self.keys` (in the cache with no value yet) from
+    /// RocksDB, in one multi-get.
     fn load_missing(&mut self) -> Result<()> {
         let Some(rocks) = self.rocks.as_mut() else {
             return Ok(());
         };
+        if self.keys.is_empty() {
+            return Ok(());
+        }
         rocks.keys.clear();
         rocks.offsets.clear();
-        let mut missing: Vec<K> = Vec::new();
         for k in &self.keys {
-            if self.map.contains_key(k) {
-                continue;
-            }
-            self.map.insert(
-                k.clone(),
-                Slot {
-                    value: None,
-                    dirty: false,
-                },
-            );
             rocks.value.clear();
             bincode::serialize_into(&mut rocks.value, k)
                 .map_err(|e| encode_failed(&self.uid, e))?;
-            let start = rocks.keys.len();
+            rocks.offsets.push(rocks.keys.len());
             rocks
                 .keys
                 .extend_from_slice(&(KeyGroup::of(k, self.max_parallelism).0 as u16).to_be_bytes());
             rocks.keys.extend_from_slice(&rocks.value);
-            rocks.offsets.push(start);
-            missing.push(k.clone());
-        }
-        if missing.is_empty() {
-            return Ok(());
         }
         rocks.offsets.push(rocks.keys.len());
         let buffer = &rocks.keys;
         let slices = rocks.offsets.windows(2).map(|w| &buffer[w[0]..w[1]]);
         let values = rocks.db.multi_get(slices)?;
-        for (k, value) in missing.iter().zip(values) {
+        for (k, value) in self.keys.iter().zip(values) {
             if let Some(bytes) = value {
                 let v = bincode::deserialize(&bytes).map_err(|e| Error::State {
                     uid: self.uid.clone(),
@@ -577,13 +593,69 @@ mod tests {
 
     const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
 
+    // How many `Counted` keys have been cloned, per test thread.
+    thread_local!(static CLONES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+    /// A string key that counts its clones.
+    #[derive(Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+    struct Counted(String);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            CLONES.with(|c| c.set(c.get() + 1));
+            Counted(self.0.clone())
+        }
+    }
+
+    impl StableHash for Counted {
+        fn stable_hash(&self) -> u64 {
+            self.0.stable_hash()
+        }
+    }
+
+    #[test]
+    fn a_borrowed_key_is_built_only_when_it_is_new_to_the_state() {
+        for backend in [Backend::Heap, Backend::Rocksdb] {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut state = KeyedState::<Counted, i64>::default();
+            state
+                .open(&ctx(tmp.path(), backend, ALL, 1000), None)
+                .unwrap();
+            let words = ["a", "b", "a", "c", "b", "a"];
+            let mut batch: Vec<(Counted, i64)> =
+                words.iter().map(|w| (Counted(w.to_string()), 1)).collect();
+            CLONES.with(|c| c.set(0));
+            let mut sums = Vec::new();
+            state
+                .update(
+                    &mut batch,
+                    |r| Cow::Borrowed(&r.0),
+                    |k, sum, r| {
+                        let sum = sum.get_or_insert(0);
+                        *sum += r.1;
+                        sums.push((k.0.clone(), *sum));
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            // RocksDB lists the key for its read besides caching it.
+            let per_new_key = if backend == Backend::Heap { 1 } else { 2 };
+            assert_eq!(CLONES.with(|c| c.get()), 3 * per_new_key, "{backend:?}");
+            assert_eq!(
+                sums,
+                [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3)]
+                    .map(|(w, s)| (w.to_string(), s))
+            );
+        }
+    }
+
     /// Adds each record's value to its key's sum.
     fn add(state: &mut KeyedState<u64, i64>, records: &[(u64, i64)]) {
         let mut batch = records.to_vec();
         state
             .update(
                 &mut batch,
-                |r| r.0,
+                |r| Cow::Owned(r.0),
                 |_, sum, r| {
                     *sum.get_or_insert(0) += r.1;
                     Ok(())
@@ -598,7 +670,7 @@ mod tests {
         state
             .update(
                 &mut probe,
-                |r| r.0,
+                |r| Cow::Owned(r.0),
                 |k, sum, _| {
                     if let Some(v) = sum {
                         seen.push((*k, *v));
@@ -629,7 +701,7 @@ mod tests {
         state
             .update(
                 &mut batch,
-                |r| r.0,
+                |r| Cow::Owned(r.0),
                 |_, v, _| {
                     *v = None;
                     Ok(())

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod codec;
 mod keyed;
+pub mod lookup;
 pub mod rocks;
 mod snapshot;
 pub mod timers;
@@ -11,5 +12,6 @@ pub mod timers;
 pub use backend::{Backend, StateConfig};
 pub use codec::{decode_keyed, encode_keyed};
 pub use keyed::{KeyedMap, KeyedState};
+pub use lookup::{KeyOf, Query};
 pub use snapshot::{OperatorSnapshot, RestoredState, UnionState};
 pub use timers::{TimeDomain, TimedState, Timers};

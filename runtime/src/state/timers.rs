@@ -9,8 +9,9 @@
 //! Only the earliest pending time of each kind is kept in memory, so that a
 //! watermark with nothing due costs no scan.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ use crate::data::{Barrier, Batch, EventTime};
 use crate::error::{Error, Result};
 use crate::keys::StableHash;
 use crate::operator::OperatorContext;
-use crate::state::{KeyedMap, KeyedState, OperatorSnapshot, RestoredState};
+use crate::state::{KeyOf, KeyedMap, KeyedState, OperatorSnapshot, RestoredState};
 
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ impl SortableTime {
 /// key order within a key group: bincode writes the variant index as a `u32`
 /// little-endian before the fields, so event-time timers (index 0) come first,
 /// sorted by time, then processing-time timers, then the keys' values.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimedKey<K> {
     /// An event-time timer of a key.
     EventTimer(SortableTime, K),
@@ -57,6 +58,31 @@ pub enum TimedKey<K> {
     ProcessingTimer(SortableTime, K),
     /// A key's value.
     Value(K),
+}
+
+impl<K: Hash> Hash for TimedKey<K> {
+    /// A value hashes as its key alone, so that a borrowed key finds it
+    /// ([`KeyOf`]); a timer hashes its time too.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            TimedKey::EventTimer(at, k) | TimedKey::ProcessingTimer(at, k) => {
+                at.hash(state);
+                k.hash(state);
+            }
+            TimedKey::Value(k) => k.hash(state),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> KeyOf<K> for TimedKey<K> {
+    #[inline]
+    fn is(&self, query: &K) -> bool {
+        matches!(self, TimedKey::Value(k) if k == query)
+    }
+
+    fn from_query(query: &K) -> Self {
+        TimedKey::Value(query.clone())
+    }
 }
 
 impl<K: StableHash> StableHash for TimedKey<K> {
@@ -281,16 +307,14 @@ where
     pub fn update<T>(
         &mut self,
         input: &mut Batch<T>,
-        key: impl Fn(&T) -> K,
+        key: impl for<'a> Fn(&'a T) -> Cow<'a, K>,
         mut f: impl FnMut(&K, &mut Option<V>, T, &mut Timers<'_, K>) -> Result<()>,
     ) -> Result<()> {
         let clock = (self.watermark, wall_clock_ms());
         let changes = &mut self.changes;
-        self.state.update(
-            input,
-            |r| TimedKey::Value(key(r)),
-            |k, slot, record| with_value(k, slot, changes, clock, record, &mut f),
-        )?;
+        self.state.update(input, key, |k, slot, record| {
+            with_value(k, slot, changes, clock, record, &mut f)
+        })?;
         self.apply_changes()
     }
 
@@ -374,7 +398,7 @@ where
             let changes = &mut self.changes;
             self.state.update(
                 &mut firing,
-                |(_, k)| TimedKey::Value(k.clone()),
+                |(_, k): &(EventTime, K)| Cow::Borrowed(k),
                 |k, slot, (time, _)| with_value(k, slot, changes, clock, time, &mut f),
             )?;
             self.due = firing;

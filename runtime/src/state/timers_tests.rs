@@ -7,6 +7,7 @@ use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::rocks::{native, NativeFormat};
 use crate::state::{Backend, StateConfig};
+use std::borrow::Cow;
 
 const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
 
@@ -35,7 +36,7 @@ fn register(state: &mut TimedState<u64, u64>, records: &[(u64, EventTime)]) {
     state
         .update(
             &mut batch,
-            |r| r.0,
+            |r| Cow::Owned(r.0),
             |_, value, (_, time), timers| {
                 *value.get_or_insert(0) += 1;
                 timers.register_event_time(time);
@@ -146,7 +147,7 @@ fn processing_time_timers_are_their_own_queue() {
         state
             .update(
                 &mut batch,
-                |k| *k,
+                |k| Cow::Borrowed(k),
                 |_, _, k, timers| {
                     timers.register_processing_time(1000 + k as i64);
                     Ok(())

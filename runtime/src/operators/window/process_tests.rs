@@ -1,6 +1,7 @@
 //! The window operator driven by hand: records, watermarks and the clock in a
 //! chosen order, on both backends.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ fn operator(
     dir: &std::path::Path,
 ) -> KeyedProcessOperator<WindowProcess<Record, u64, Aggregated<Count>>> {
     let process = WindowProcess::new(windows, Arc::new(Aggregated(Count)), true);
-    let mut op = KeyedProcessOperator::new(Arc::new(process), Arc::new(|r: &Record| r.0));
+    let mut op =
+        KeyedProcessOperator::new(Arc::new(process), Arc::new(|r: &Record| Cow::Owned(r.0)));
     let ctx = OperatorContext {
         uid: OperatorUid("w".into()),
         name: "w".into(),
