@@ -72,7 +72,7 @@ pub enum Message<T> {
     /// A batch of records.
     Batch(Batch<T>),
     /// A batch from another process, still in its wire encoding: the consuming
-    /// task decodes it (see [`crate::net::decode_batch`]), so that one reader
+    /// task decodes it (see [`crate::net::decode_batch_into`]), so that one reader
     /// thread per connection does not decode for every task it feeds.
     Encoded(Vec<u8>),
     /// A checkpoint barrier; the sender emits nothing of the next checkpoint before it.

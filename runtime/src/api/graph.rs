@@ -79,11 +79,13 @@ pub(crate) trait EdgeNode: Send + Sync {
     /// One `Box<dyn Downstream<T>>` sending to every one of `outputs` (each a
     /// `Box<dyn Downstream<T>>`): a stream with several consumers.
     fn fanout(&self, outputs: Vec<Box<dyn Any>>) -> Result<Box<dyn Any>>;
-    /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`).
+    /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`),
+    /// recycling batches of about `batch_size` records.
     fn input_task(
         &self,
         receivers: Vec<Box<dyn Any>>,
         head: Box<dyn Any>,
+        batch_size: usize,
     ) -> Result<Box<dyn TaskBody>>;
 }
 

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::api::graph::{downcast, BuildCtx, EdgeNode, Exchange, OperatorNode, SourceNode};
 use crate::data::{Data, Message};
@@ -14,6 +14,7 @@ use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::exec::config::ExecConfig;
 use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
 use crate::exec::fanout::Fanout;
+use crate::exec::pool::{local_channel, LocalReceiver, LocalSender};
 use crate::exec::task::{InputTask, SourceTask, TaskBody};
 use crate::metrics::TaskMetrics;
 use crate::net::{register_inbound, ChannelKey, Connection, DataPlane, RemoteSender};
@@ -85,7 +86,7 @@ pub(crate) struct Edge<T> {
 
 impl<T: Data> EdgeNode for Edge<T> {
     fn channel(&self, capacity: usize) -> (Box<dyn Any>, Box<dyn Any>) {
-        let (tx, rx) = bounded::<Message<T>>(capacity);
+        let (tx, rx) = local_channel::<T>(capacity);
         (Box::new(tx), Box::new(rx))
     }
 
@@ -96,10 +97,10 @@ impl<T: Data> EdgeNode for Edge<T> {
         config: &ExecConfig,
         metrics: Arc<TaskMetrics>,
     ) -> Result<Box<dyn Any>> {
-        // In-process channels come as crossbeam senders, remote ones already boxed.
+        // In-process channels come as local senders, remote ones already boxed.
         let senders: Vec<Box<dyn ChannelSender<T>>> = senders
             .into_iter()
-            .map(|s| match s.downcast::<Sender<Message<T>>>() {
+            .map(|s| match s.downcast::<LocalSender<T>>() {
                 Ok(tx) => Ok(Box::new(*tx) as Box<dyn ChannelSender<T>>),
                 Err(other) => downcast::<Box<dyn ChannelSender<T>>>(other, "an output channel"),
             })
@@ -150,15 +151,19 @@ impl<T: Data> EdgeNode for Edge<T> {
         &self,
         receivers: Vec<Box<dyn Any>>,
         head: Box<dyn Any>,
+        batch_size: usize,
     ) -> Result<Box<dyn TaskBody>> {
         // In-process inputs come as receivers, remote ones with their credit return.
         let mut inputs = Vec::with_capacity(receivers.len());
         let mut credits = Vec::with_capacity(receivers.len());
+        let mut pools = Vec::with_capacity(receivers.len());
         for r in receivers {
-            match r.downcast::<Receiver<Message<T>>>() {
-                Ok(rx) => {
-                    inputs.push(*rx);
+            match r.downcast::<LocalReceiver<T>>() {
+                Ok(local) => {
+                    let LocalReceiver { rx, pool } = *local;
+                    inputs.push(rx);
                     credits.push(None);
+                    pools.push(Some(pool));
                 }
                 Err(other) => {
                     let (rx, credit) = downcast::<(Receiver<Message<T>>, CreditReturn)>(
@@ -167,10 +172,15 @@ impl<T: Data> EdgeNode for Edge<T> {
                     )?;
                     inputs.push(rx);
                     credits.push(Some(credit));
+                    pools.push(None);
                 }
             }
         }
         let head: Box<dyn Downstream<T>> = downcast(head, "a task's first operator")?;
-        Ok(Box::new(InputTask::new(inputs, head).with_credits(credits)))
+        Ok(Box::new(
+            InputTask::new(inputs, head)
+                .with_credits(credits)
+                .with_pools(pools, batch_size),
+        ))
     }
 }

@@ -2,7 +2,7 @@
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::data::Message;
+use crate::data::{Batch, Message};
 use crate::error::{Error, Result};
 
 /// Called after the receiving task took a message out of a remote channel: the
@@ -19,6 +19,11 @@ pub trait ChannelSender<T>: Send {
     ) -> std::result::Result<(), TrySendError<Message<T>>>;
     /// Sends, waiting while the receiver has no room.
     fn send(&mut self, message: Message<T>) -> Result<()>;
+    /// An empty batch to fill for this channel: one its consumer returned,
+    /// where it can ([`crate::exec::pool`]).
+    fn empty_batch(&mut self, capacity: usize) -> Batch<T> {
+        Vec::with_capacity(capacity)
+    }
 }
 
 impl<T: Send> ChannelSender<T> for Sender<Message<T>> {

@@ -282,7 +282,7 @@ pub fn deploy(
                 crate::api::downcast_task(downstream)?
             } else {
                 let inputs = std::mem::take(&mut receivers[c][i as usize]);
-                input_edge(graph, chain, 0)?.input_task(inputs, downstream)?
+                input_edge(graph, chain, 0)?.input_task(inputs, downstream, config.batch_size)?
             };
             tasks.push(DeployedTask {
                 id: TaskId {

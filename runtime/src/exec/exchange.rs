@@ -4,7 +4,8 @@
 //! when it holds `batch_size` records, or when `buffer_timeout` has passed since
 //! the first record that is still buffered (0 sends after every pushed batch).
 //! Sending blocks while the channel is full: that is how backpressure reaches
-//! the sources, and the time spent blocked is counted.
+//! the sources, and the time spent blocked is counted. A buffer that is sent is
+//! replaced by one its consumer returned ([`crate::exec::pool`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,10 +117,8 @@ impl<T: Data> Output<T> {
     }
 
     fn send_buffer(&mut self, channel: usize) -> Result<()> {
-        let batch = std::mem::replace(
-            &mut self.buffers[channel],
-            Vec::with_capacity(self.batch_size),
-        );
+        let fresh = self.senders[channel].empty_batch(self.batch_size);
+        let batch = std::mem::replace(&mut self.buffers[channel], fresh);
         self.send(channel, Message::Batch(batch))
     }
 
@@ -185,7 +184,8 @@ impl<T: Data> Downstream<T> for Output<T> {
                     let buffer = &mut self.buffers[channel];
                     buffer.push(record);
                     if buffer.len() >= self.batch_size {
-                        let full = std::mem::replace(buffer, Vec::with_capacity(self.batch_size));
+                        let fresh = self.senders[channel].empty_batch(self.batch_size);
+                        let full = std::mem::replace(buffer, fresh);
                         self.ready.push((channel, full));
                     }
                 }

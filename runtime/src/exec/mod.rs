@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod fanout;
 pub mod inject;
 pub mod local;
+pub mod pool;
 pub mod recover;
 pub mod requests;
 pub mod runner;

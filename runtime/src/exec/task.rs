@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::exec::align::{Aligner, Alignment};
 use crate::exec::chain::{Downstream, SnapshotPart};
 use crate::exec::channel::CreditReturn;
+use crate::exec::pool::BatchPool;
 use crate::exec::watermarks::{Progress, WatermarkTracker};
 use crate::ids::{CheckpointId, TaskId};
 use crate::ids::{OperatorUid, Subtask};
@@ -207,6 +208,10 @@ pub struct InputTask<T> {
     inputs: Vec<Receiver<Message<T>>>,
     /// Per input, how to tell a remote sender that a message was taken.
     credits: Vec<Option<CreditReturn>>,
+    /// Per input, where its emptied batches go back (`None`: remote; those
+    /// are decoded into `spare`, this task's own).
+    pools: Vec<Option<BatchPool<T>>>,
+    batch_size: usize,
     head: Box<dyn Downstream<T>>,
 }
 
@@ -214,11 +219,22 @@ impl<T: Data> InputTask<T> {
     /// A task reading `inputs` (one per upstream subtask) into `head`.
     pub fn new(inputs: Vec<Receiver<Message<T>>>, head: Box<dyn Downstream<T>>) -> Self {
         let credits = inputs.iter().map(|_| None).collect();
+        let pools = inputs.iter().map(|_| None).collect();
         InputTask {
             inputs,
             credits,
+            pools,
+            batch_size: 0,
             head,
         }
+    }
+
+    /// Sets, per input, the pool its emptied batches go back to (`None` for
+    /// remote ones), and the batch size they are made for.
+    pub fn with_pools(mut self, pools: Vec<Option<BatchPool<T>>>, batch_size: usize) -> Self {
+        self.pools = pools;
+        self.batch_size = batch_size;
+        self
     }
 
     /// Sets, per input, the credit return of a remote channel (`None` for local ones).
@@ -233,8 +249,11 @@ impl<T: Data> TaskBody for InputTask<T> {
         let InputTask {
             inputs,
             mut credits,
+            pools,
+            batch_size,
             mut head,
         } = *self;
+        let mut spare: Batch<T> = Vec::new();
         let mut aligner = Aligner::new(inputs.len());
         let mut clock = WatermarkTracker::new(inputs.len());
         let mut align_started: Option<Instant> = None;
@@ -290,10 +309,15 @@ impl<T: Data> TaskBody for InputTask<T> {
             let alignment = match message {
                 Message::Batch(mut batch) => {
                     head.push(&mut batch)?;
+                    if let Some(Some(pool)) = pools.get(channel) {
+                        pool.give(batch, batch_size);
+                    }
                     Alignment::Wait
                 }
                 Message::Encoded(bytes) => {
-                    head.push(&mut crate::net::decode_batch(&bytes)?)?;
+                    crate::net::decode_batch_into(&bytes, &mut spare)?;
+                    head.push(&mut spare)?;
+                    spare.clear();
                     Alignment::Wait
                 }
                 Message::Barrier(barrier) => {

@@ -9,10 +9,12 @@
 //! id; frames of an attempt that is not (or no longer) registered are dropped,
 //! which fences off workers that come back from a stall.
 
+mod batch;
 mod frame;
 mod plane;
 mod remote;
 
+pub use batch::{decode_batch, decode_batch_into};
 pub use frame::{Frame, FrameKind};
 pub use plane::{ChannelKey, Connection, DataPlane};
-pub use remote::{decode_batch, register_inbound, RemoteSender};
+pub use remote::{register_inbound, RemoteSender};

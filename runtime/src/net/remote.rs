@@ -1,6 +1,5 @@
 //! The typed ends of a logical channel that crosses the data plane.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
@@ -46,11 +45,6 @@ fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Decodes a batch a peer sent ([`Message::Encoded`]'s bytes).
-pub fn decode_batch<T: Data>(bytes: &[u8]) -> Result<Batch<T>> {
-    bincode::deserialize(bytes).map_err(|e| Error::Internal(format!("decoding a data frame: {e}")))
-}
-
 fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
     let bad = |what: String| Error::Internal(format!("decoding a data frame: {what}"));
     match payload.split_first() {
@@ -93,7 +87,8 @@ pub struct RemoteSender<T> {
     key: ChannelKey,
     credits: Receiver<()>,
     buf: Vec<u8>,
-    _records: PhantomData<fn(T)>,
+    /// The last batch sent, emptied: the next one to fill.
+    spare: Batch<T>,
 }
 
 impl<T: Data> RemoteSender<T> {
@@ -105,13 +100,18 @@ impl<T: Data> RemoteSender<T> {
             key,
             credits,
             buf: Vec::new(),
-            _records: PhantomData,
+            spare: Vec::new(),
         }
     }
 
-    fn write(&mut self, message: &Message<T>) -> Result<()> {
-        encode(message, &mut self.buf)?;
-        self.conn.write(FrameKind::Data, self.key, &self.buf)
+    fn write(&mut self, message: Message<T>) -> Result<()> {
+        encode(&message, &mut self.buf)?;
+        self.conn.write(FrameKind::Data, self.key, &self.buf)?;
+        if let Message::Batch(mut batch) = message {
+            batch.clear();
+            self.spare = batch;
+        }
+        Ok(())
     }
 }
 
@@ -121,9 +121,10 @@ impl<T: Data> ChannelSender<T> for RemoteSender<T> {
         message: Message<T>,
     ) -> std::result::Result<(), TrySendError<Message<T>>> {
         match self.credits.try_recv() {
+            // A failed write means the connection is gone: nothing to hand back.
             Ok(()) => self
-                .write(&message)
-                .map_err(|_| TrySendError::Disconnected(message)),
+                .write(message)
+                .map_err(|_| TrySendError::Disconnected(Message::EndOfInput)),
             Err(TryRecvError::Empty) => Err(TrySendError::Full(message)),
             Err(TryRecvError::Disconnected) => Err(TrySendError::Disconnected(message)),
         }
@@ -131,7 +132,13 @@ impl<T: Data> ChannelSender<T> for RemoteSender<T> {
 
     fn send(&mut self, message: Message<T>) -> Result<()> {
         self.credits.recv().map_err(|_| Error::ChannelClosed)?;
-        self.write(&message)
+        self.write(message)
+    }
+
+    fn empty_batch(&mut self, capacity: usize) -> Batch<T> {
+        let mut batch = std::mem::take(&mut self.spare);
+        batch.reserve(capacity);
+        batch
     }
 }
 
@@ -176,6 +183,7 @@ pub fn register_inbound<T: Data>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::decode_batch;
     use std::time::Duration;
 
     fn planes() -> (
