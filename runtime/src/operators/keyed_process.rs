@@ -178,13 +178,12 @@ impl<P: KeyedProcess> KeyedProcessOperator<P> {
         }
     }
 
-    fn fire(
-        &mut self,
-        domain: TimeDomain,
-        until: EventTime,
-        output: &mut Batch<P::Out>,
-    ) -> Result<()> {
+    fn fire(&mut self, due: Due, output: &mut Batch<P::Out>) -> Result<()> {
         let function = &self.function;
+        let domain = match due {
+            Due::Watermark(_) => TimeDomain::EventTime,
+            Due::Clock(_) | Due::EndOfInput => TimeDomain::ProcessingTime,
+        };
         let on_timer =
             |key: &P::Key, slot: &mut Option<P::State>, time, timers: &mut Timers<'_, P::Key>| {
                 let state = slot.get_or_insert_with(P::State::default);
@@ -194,11 +193,23 @@ impl<P: KeyedProcess> KeyedProcessOperator<P> {
                 }
                 Ok(())
             };
-        match domain {
-            TimeDomain::EventTime => self.state.advance_watermark(until, on_timer),
-            TimeDomain::ProcessingTime => self.state.advance_processing_time(until, on_timer),
+        match due {
+            Due::Watermark(until) => self.state.advance_watermark(until, on_timer),
+            Due::Clock(now) => self.state.advance_processing_time(now, on_timer),
+            Due::EndOfInput => self.state.end_processing_time(on_timer),
         }
     }
+}
+
+/// What makes timers due.
+#[derive(Clone, Copy)]
+enum Due {
+    /// The watermark reached this time.
+    Watermark(EventTime),
+    /// The wall clock reached this time.
+    Clock(EventTime),
+    /// The input ended: every pending processing-time timer fires once.
+    EndOfInput,
 }
 
 impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
@@ -223,7 +234,7 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
     }
 
     fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<P::Out>) -> Result<()> {
-        self.fire(TimeDomain::EventTime, watermark.0, output)
+        self.fire(Due::Watermark(watermark.0), output)
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
@@ -233,11 +244,11 @@ impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
     }
 
     fn on_time(&mut self, _now: Instant, output: &mut Batch<P::Out>) -> Result<()> {
-        self.fire(TimeDomain::ProcessingTime, wall_clock_ms(), output)
+        self.fire(Due::Clock(wall_clock_ms()), output)
     }
 
     fn end_of_input(&mut self, output: &mut Batch<P::Out>) -> Result<()> {
-        self.fire(TimeDomain::ProcessingTime, EventTime::MAX, output)
+        self.fire(Due::EndOfInput, output)
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {

@@ -369,7 +369,7 @@ where
         f: impl FnMut(&K, &mut Option<V>, EventTime, &mut Timers<'_, K>) -> Result<()>,
     ) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
-        self.fire(TimeDomain::EventTime, watermark, f)
+        self.fire(TimeDomain::EventTime, watermark, false, f)
     }
 
     /// Fires the processing-time timers due at `now` (ms since the Unix epoch).
@@ -378,17 +378,32 @@ where
         now: EventTime,
         f: impl FnMut(&K, &mut Option<V>, EventTime, &mut Timers<'_, K>) -> Result<()>,
     ) -> Result<()> {
-        self.fire(TimeDomain::ProcessingTime, now, f)
+        self.fire(TimeDomain::ProcessingTime, now, false, f)
     }
 
+    /// At the end of input: fires every pending processing-time timer, once.
+    /// Timers that firing registers stay pending: they would never come due
+    /// (a periodic timer would fire forever), and the job is ending.
+    pub fn end_processing_time(
+        &mut self,
+        f: impl FnMut(&K, &mut Option<V>, EventTime, &mut Timers<'_, K>) -> Result<()>,
+    ) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, EventTime::MAX, true, f)
+    }
+
+    /// Fires the timers of `domain` due by `until`, and those that firing
+    /// registers by then too, unless `once`.
     fn fire(
         &mut self,
         domain: TimeDomain,
         until: EventTime,
+        once: bool,
         mut f: impl FnMut(&K, &mut Option<V>, EventTime, &mut Timers<'_, K>) -> Result<()>,
     ) -> Result<()> {
         let i = slot(domain);
-        while self.earliest[i].is_some_and(|e| e <= until) {
+        let mut rounds = 0;
+        while self.earliest[i].is_some_and(|e| e <= until) && !(once && rounds == 1) {
+            rounds += 1;
             self.take_due(domain, until)?;
             self.earliest[i] = self.first_pending(domain)?;
             // Timers at one time fire in the order the backend listed them.

@@ -118,8 +118,7 @@ where
                     timers.register_event_time(self.cleanup_time(window));
                 }
                 if let Some(every) = self.windows.early_every {
-                    let now = timers.now();
-                    timers.register_processing_time(now - now.rem_euclid(every) + every);
+                    timers.register_processing_time(next_period(timers.now(), every));
                 }
             }
             TimeDomain::ProcessingTime => timers.register_processing_time(window.max_timestamp()),
@@ -285,9 +284,11 @@ where
             for pane in panes.panes.iter().filter(|p| !p.fired) {
                 self.emit(key, pane, out);
             }
+            // The next firing is the next period after now: periods missed
+            // while the task was busy or stopped are not made up in a burst.
             if let Some(every) = self.windows.early_every {
                 if panes.panes.iter().any(|p| !p.fired) {
-                    timers.register_processing_time(time + every);
+                    timers.register_processing_time(next_period(timers.now(), every));
                 }
             }
             return Ok(());
@@ -314,6 +315,11 @@ where
         panes.panes.sort_by_key(|p| p.window);
         Ok(())
     }
+}
+
+/// The first multiple of `every` (ms) after `now`: when an early firing is due.
+fn next_period(now: EventTime, every: i64) -> EventTime {
+    now - now.rem_euclid(every) + every
 }
 
 #[cfg(test)]

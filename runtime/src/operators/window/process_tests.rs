@@ -154,3 +154,64 @@ fn sliding_windows_count_a_record_in_each_window() {
     fired.sort();
     assert_eq!(fired, vec![(1, 0, 1), (1, 5, 2), (1, 10, 1)]);
 }
+
+/// Runs the operator's processing-time timers due by now.
+fn tick<O: Operator<In = Record, Out = Out>>(op: &mut O) -> Vec<(u64, i64, u64)> {
+    let mut out: Batch<Out> = Vec::new();
+    op.on_time(std::time::Instant::now(), &mut out).unwrap();
+    out.into_iter()
+        .map(|t| match t {
+            Tagged::Main(r) => (r.key, r.start_ms, r.value),
+            Tagged::Side((k, t)) => (k, -t, 0),
+        })
+        .collect()
+}
+
+#[test]
+fn early_firings_follow_the_wall_clock_once_per_period_until_the_window_fires() {
+    for backend in [Backend::Heap, Backend::Rocksdb] {
+        let dir = tempfile::tempdir().unwrap();
+        let every = Duration::from_millis(20);
+        let windows = Windows::tumbling(Duration::from_millis(100), ts(|r| r.1)).early_every(every);
+        let mut op = operator(windows, backend, dir.path());
+        assert_eq!(step(&mut op, &[(1, 3), (1, 5)], 0), vec![]);
+        let due = op.next_wakeup().expect("an early firing is scheduled");
+        assert!(due <= std::time::Instant::now() + every, "{backend:?}");
+        // Two periods pass: one firing with what the window holds, not two.
+        std::thread::sleep(every * 2 + Duration::from_millis(5));
+        assert_eq!(tick(&mut op), vec![(1, 0, 2)], "{backend:?}");
+        assert_eq!(
+            tick(&mut op),
+            vec![],
+            "{backend:?}: the next is a period away"
+        );
+        assert_eq!(step(&mut op, &[(1, 7)], 0), vec![]);
+        std::thread::sleep(every + Duration::from_millis(5));
+        assert_eq!(tick(&mut op), vec![(1, 0, 3)], "{backend:?}");
+        // On time, by the watermark; then no early firing is left.
+        assert_eq!(step(&mut op, &[], 99), vec![(1, 0, 3)], "{backend:?}");
+        std::thread::sleep(every + Duration::from_millis(5));
+        assert_eq!(tick(&mut op), vec![], "{backend:?}: the window has fired");
+    }
+}
+
+#[test]
+fn at_the_end_of_input_a_window_without_watermarks_fires_early_once() {
+    for backend in [Backend::Heap, Backend::Rocksdb] {
+        let dir = tempfile::tempdir().unwrap();
+        let windows = Windows::tumbling(Duration::from_millis(100), ts(|r| r.1))
+            .early_every(Duration::from_secs(3600));
+        let mut op = operator(windows, backend, dir.path());
+        assert_eq!(step(&mut op, &[(1, 3), (1, 5)], EventTime::MIN), vec![]);
+        let mut out: Batch<Out> = Vec::new();
+        op.end_of_input(&mut out).unwrap();
+        let counts: Vec<u64> = out
+            .iter()
+            .filter_map(|t| match t {
+                Tagged::Main(r) => Some(r.value),
+                Tagged::Side(_) => None,
+            })
+            .collect();
+        assert_eq!(counts, vec![2], "{backend:?}: one firing, and it ends");
+    }
+}
