@@ -3,6 +3,8 @@
 //! of its event number and the seed, so that any split of the numbers yields the
 //! same events and a restore at another parallelism replays them exactly.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, EventTime};
@@ -59,8 +61,9 @@ pub struct Bid {
     pub bidder: u64,
     /// Price, cents.
     pub price: u64,
-    /// Where the bid came from.
-    pub channel: String,
+    /// Where the bid came from: one of four names, which the generator lends
+    /// (as Java shares a string constant) rather than allocating per bid.
+    pub channel: Cow<'static, str>,
     /// The page it was made on.
     pub url: String,
     /// Event time, ms since the Unix epoch.
@@ -148,6 +151,7 @@ impl Draws {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix(self.0)
     }
+    #[inline(always)]
     fn pick(&mut self, k: u64) -> u64 {
         let d = self.draw();
         if k == 0 {
@@ -176,8 +180,16 @@ impl Draws {
         (e * POW10[i] * 100.0 + 0.5) as u64
     }
     /// A recent id: the hot one of its hundred, or one of the `window` newest.
+    #[inline(always)]
     fn recent(&mut self, count: u64, window: u64) -> u64 {
-        1000 + (count - 1) - self.pick(count.min(window))
+        // Once there are `window` ids (soon), the modulus is the constant
+        // `window`, which compiles to a multiplication, not a division.
+        let back = if count >= window {
+            self.pick(window)
+        } else {
+            self.pick(count)
+        };
+        1000 + (count - 1) - back
     }
 }
 
@@ -253,7 +265,7 @@ pub fn event(n: u64, config: &NexmarkConfig) -> Event {
         auction,
         bidder,
         price,
-        channel: channel.to_string(),
+        channel: Cow::Borrowed(channel),
         url,
         date_time,
     })
