@@ -1,0 +1,265 @@
+//! Keyed state on both backends: caching in front of RocksDB, borrowed-key
+//! lookups, and restoring checkpoints into any key-group range.
+
+use super::*;
+use crate::checkpoint::paths::Paths;
+use crate::checkpoint::store::{CheckpointStore, FileStore};
+use crate::ids::{CheckpointId, OperatorUid, Subtask};
+use crate::state::rocks::{native, NativeRestore};
+use crate::state::StateConfig;
+
+fn ctx(
+    local: &std::path::Path,
+    backend: Backend,
+    range: KeyGroupRange,
+    keys: usize,
+) -> OperatorContext {
+    OperatorContext {
+        uid: OperatorUid("sum".into()),
+        name: "sum".into(),
+        subtask: Subtask {
+            index: 0,
+            parallelism: 1,
+        },
+        max_parallelism: 16,
+        key_groups: range,
+        attempt: 3,
+        state: StateConfig {
+            backend,
+            local_dir: local.to_path_buf(),
+            // Room for about `keys` keys of this test's types.
+            cache_bytes: keys * (std::mem::size_of::<(u64, Slot<i64>)>() + 16),
+        },
+    }
+}
+
+const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
+
+// How many `Counted` keys have been cloned, per test thread.
+thread_local!(static CLONES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+/// A string key that counts its clones.
+#[derive(Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+struct Counted(String);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.with(|c| c.set(c.get() + 1));
+        Counted(self.0.clone())
+    }
+}
+
+impl StableHash for Counted {
+    fn stable_hash(&self) -> u64 {
+        self.0.stable_hash()
+    }
+}
+
+#[test]
+fn a_borrowed_key_is_built_only_when_it_is_new_to_the_state() {
+    for backend in [Backend::Heap, Backend::Rocksdb] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::<Counted, i64>::default();
+        state
+            .open(&ctx(tmp.path(), backend, ALL, 1000), None)
+            .unwrap();
+        let words = ["a", "b", "a", "c", "b", "a"];
+        let mut batch: Vec<(Counted, i64)> =
+            words.iter().map(|w| (Counted(w.to_string()), 1)).collect();
+        CLONES.with(|c| c.set(0));
+        let mut sums = Vec::new();
+        state
+            .update(
+                &mut batch,
+                |r| Cow::Borrowed(&r.0),
+                |k, sum, r| {
+                    let sum = sum.get_or_insert(0);
+                    *sum += r.1;
+                    sums.push((k.0.clone(), *sum));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        // RocksDB lists the key for its read besides caching it.
+        let per_new_key = if backend == Backend::Heap { 1 } else { 2 };
+        assert_eq!(CLONES.with(|c| c.get()), 3 * per_new_key, "{backend:?}");
+        assert_eq!(
+            sums,
+            [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3)]
+                .map(|(w, s)| (w.to_string(), s))
+        );
+    }
+}
+
+/// Adds each record's value to its key's sum.
+fn add(state: &mut KeyedState<u64, i64>, records: &[(u64, i64)]) {
+    let mut batch = records.to_vec();
+    state
+        .update(
+            &mut batch,
+            |r| Cow::Owned(r.0),
+            |_, sum, r| {
+                *sum.get_or_insert(0) += r.1;
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+fn contents(state: &mut KeyedState<u64, i64>, keys: u64) -> Vec<(u64, i64)> {
+    let mut seen = Vec::new();
+    let mut probe: Vec<(u64, i64)> = (0..keys).map(|k| (k, 0)).collect();
+    state
+        .update(
+            &mut probe,
+            |r| Cow::Owned(r.0),
+            |k, sum, _| {
+                if let Some(v) = sum {
+                    seen.push((*k, *v));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    seen
+}
+
+#[test]
+fn rocksdb_behind_a_small_cache_keeps_every_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = KeyedState::<u64, i64>::default();
+    state
+        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 10), None)
+        .unwrap();
+    for round in 0..5 {
+        let records: Vec<(u64, i64)> = (0..100).map(|k| (k, round + k as i64)).collect();
+        add(&mut state, &records);
+        assert!(state.cached_keys() <= 100);
+    }
+    let expected: Vec<(u64, i64)> = (0..100).map(|k| (k, 10 + 5 * k as i64)).collect();
+    assert_eq!(contents(&mut state, 100), expected);
+    // Deleting a key through the cache reaches RocksDB too.
+    let mut batch = vec![(7u64, 0i64)];
+    state
+        .update(
+            &mut batch,
+            |r| Cow::Owned(r.0),
+            |_, v, _| {
+                *v = None;
+                Ok(())
+            },
+        )
+        .unwrap();
+    for filler in 0..4 {
+        add(&mut state, &[(1000 + filler, 1); 1]);
+        add(&mut state, &(200..260).map(|k| (k, 1)).collect::<Vec<_>>());
+    }
+    assert!(!contents(&mut state, 100).iter().any(|(k, _)| *k == 7));
+}
+
+#[test]
+fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::new(tmp.path().join("store"));
+    let paths = Paths::new("job", &crate::ids::JobId("r".into()));
+    let mut state = KeyedState::<u64, i64>::default();
+    state
+        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
+        .unwrap();
+    add(
+        &mut state,
+        &(0..200).map(|k| (k, k as i64)).collect::<Vec<_>>(),
+    );
+    let snapshot = state
+        .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+        .unwrap();
+    let native_snapshot = snapshot.native.unwrap();
+    let NativeFormat::Incremental { registry, attempt } = &native_snapshot.format else {
+        panic!("a checkpoint is incremental");
+    };
+    let uid = OperatorUid("sum".into());
+    let chk = paths.checkpoint_dir(CheckpointId(1));
+    let uploaded = native::upload(
+        &store,
+        &paths,
+        &chk,
+        CheckpointId(1),
+        &uid,
+        0,
+        native_snapshot.dir.path(),
+        registry,
+        *attempt,
+    )
+    .unwrap();
+    assert!(uploaded.bytes > 0);
+    let store: Arc<dyn CheckpointStore> = Arc::new(store);
+    let handle = NativeRestore {
+        key_groups: ALL,
+        files: uploaded
+            .state
+            .files
+            .iter()
+            .map(|f| {
+                let key = if f.shared {
+                    format!("{}{}", paths.shared(), f.path)
+                } else {
+                    format!("{chk}{}", f.path)
+                };
+                (f.clone(), key)
+            })
+            .collect(),
+        store,
+        owned: true,
+    };
+    let part = KeyGroupRange { start: 4, end: 11 };
+    let expected: Vec<(u64, i64)> = (0..200u64)
+        .filter(|k| part.contains(KeyGroup::of(k, 16)))
+        .map(|k| (k, k as i64))
+        .collect();
+    for backend in [Backend::Rocksdb, Backend::Heap] {
+        let restored = RestoredState {
+            native: vec![handle.clone()],
+            key_groups: part,
+            ..Default::default()
+        };
+        let mut back = KeyedState::<u64, i64>::default();
+        let local = tmp.path().join(format!("{backend:?}"));
+        back.open(&ctx(&local, backend, part, 1000), Some(restored))
+            .unwrap();
+        assert_eq!(contents(&mut back, 200), expected, "{backend:?}");
+    }
+}
+
+#[test]
+fn a_rocksdb_savepoint_is_canonical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = KeyedState::<u64, i64>::default();
+    state
+        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
+        .unwrap();
+    add(
+        &mut state,
+        &(0..50).map(|k| (k, 2 * k as i64)).collect::<Vec<_>>(),
+    );
+    let barrier = Barrier {
+        id: CheckpointId(2),
+        kind: SnapshotKind::Savepoint,
+        last_completed: None,
+    };
+    let snapshot = state.snapshot(&barrier).unwrap().native.unwrap();
+    let NativeFormat::Canonical { key_groups } = snapshot.format else {
+        panic!("a savepoint is canonical");
+    };
+    let blobs =
+        native::to_canonical(&OperatorUid("sum".into()), snapshot.dir.path(), key_groups).unwrap();
+    let mut heap = KeyedState::<u64, i64>::default();
+    let restored = RestoredState {
+        keyed: blobs,
+        key_groups: ALL,
+        ..Default::default()
+    };
+    heap.open(&ctx(tmp.path(), Backend::Heap, ALL, 1), Some(restored))
+        .unwrap();
+    let expected: Vec<(u64, i64)> = (0..50).map(|k| (k, 2 * k as i64)).collect();
+    assert_eq!(contents(&mut heap, 50), expected);
+}
