@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the tests, the chaos suite and the cluster suite need, installed once and
 # cached outside the clone: sourced by .ci/run and e2e/run-cluster.sh. Exports
-# CARGO_TARGET_DIR, WEIR_S3S_FS, ROCKSDB_LIB_DIR/ROCKSDB_STATIC and HELM_VENV.
+# CARGO_TARGET_DIR, WEIR_S3S_FS, ROCKSDB_LIB_DIR/ROCKSDB_STATIC, HELM_VENV and
+# WEIR_KAFKA_LIBS.
 
 # Long builds live outside the clone so that later runs on this machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
@@ -12,6 +13,9 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# librdkafka (the Kafka client) is compiled from source by rdkafka-sys.
+command -v make >/dev/null || missing+=(make)
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 # librocksdb-sys generates its bindings with libclang.
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -47,4 +51,22 @@ export HELM_VENV="$HOME/.cache/weir/helm-venv"
 if [ ! -x "$HELM_VENV/bin/python" ] || ! "$HELM_VENV/bin/python" -c "import helm_sdkpy" 2>/dev/null; then
   python3 -m venv "$HELM_VENV"
   "$HELM_VENV/bin/pip" install -q --ignore-requires-python helm-sdkpy
+fi
+
+# Apache Kafka, the broker the Kafka tests start on 127.0.0.1: its jars from Maven
+# Central (e2e/kafka/pom.xml), copied once into a cache; Java 17 runs it.
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' e2e/kafka/pom.xml)
+export WEIR_KAFKA_LIBS="$HOME/.cache/weir/kafka-$kafka_version/libs"
+if [ ! -f "$WEIR_KAFKA_LIBS/kafka_2.13-$kafka_version.jar" ]; then
+  rm -rf "$WEIR_KAFKA_LIBS.tmp"
+  mvn -q -f e2e/kafka/pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$WEIR_KAFKA_LIBS.tmp"
+  mv "$WEIR_KAFKA_LIBS.tmp" "$WEIR_KAFKA_LIBS"
 fi

@@ -162,6 +162,9 @@ pub enum Error {
         /// The newest epoch in storage.
         successor: u64,
     },
+    /// A Kafka broker refused or did not answer a request.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A channel to another task closed: the job is being torn down.
     #[error("a channel to another task closed (the job is being cancelled)")]
     ChannelClosed,
@@ -194,7 +197,7 @@ impl Error {
             | Error::OutputConflict { .. }
             | Error::TaskFailed { user: true, .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
-            Error::Io { .. } | Error::Store { .. } => ErrorClass::External,
+            Error::Io { .. } | Error::Store { .. } | Error::Kafka(_) => ErrorClass::External,
             _ => ErrorClass::Internal,
         }
     }

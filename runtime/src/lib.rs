@@ -34,6 +34,7 @@ pub mod error;
 pub mod exec;
 pub mod histogram;
 pub mod ids;
+pub mod kafka;
 pub mod keys;
 pub mod metrics;
 pub mod net;

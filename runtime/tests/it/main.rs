@@ -15,6 +15,8 @@ mod exactly_once;
 mod examples;
 mod identity;
 mod joins;
+mod kafka;
+mod kafka_broker;
 mod nexmark;
 mod recovery;
 mod rescale;

@@ -1,0 +1,94 @@
+//! Apache Kafka in and out: where a topic's partitions live in a job (each a
+//! split placed in a key group, so its offset moves with the key group when a
+//! job is restored at another parallelism), the client settings, and the source.
+
+mod source;
+
+pub use source::{KafkaMessage, KafkaSource};
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::error::Error;
+use crate::keys::{KeyGroup, StableHash};
+
+/// How long a metadata or offset request to the brokers may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the brokers are and how to talk to them.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,...` of one or more brokers.
+    pub bootstrap_servers: String,
+    /// Further client properties (`security.protocol`, `sasl.*`, ...), as librdkafka
+    /// names them.
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// Brokers at `bootstrap_servers`, with no further properties.
+    pub fn new(bootstrap_servers: &str) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.to_string(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// Adds a client property.
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        self.properties.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The librdkafka configuration: the brokers, then the properties.
+    pub(crate) fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// The key group of a topic's partition: partitions `0, 1, 2, ...` of a topic
+/// are spread evenly over the key groups (golden-ratio steps from a start the
+/// topic's name gives), so that any parallelism gets its share of them. It is
+/// part of the checkpoint format: a restore finds a partition's offset there.
+pub fn partition_key_group(topic: &str, partition: i32, max_parallelism: u32) -> KeyGroup {
+    const STEP: f64 = 0.618_033_988_749_894_9;
+    let start = (topic.stable_hash() >> 11) as f64 / (1u64 << 53) as f64;
+    let at = (start + f64::from(partition) * STEP).fract();
+    KeyGroup(((at * f64::from(max_parallelism)) as u32).min(max_parallelism - 1))
+}
+
+/// A client error, naming what was being done.
+pub(crate) fn kafka_error(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::Kafka(format!("{what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_over_the_subtasks_of_any_parallelism() {
+        for parallelism in [1u32, 2, 3, 4] {
+            let mut per_subtask = vec![0; parallelism as usize];
+            for partition in 0..12 {
+                let group = partition_key_group("orders", partition, 128);
+                per_subtask[group.owner(128, parallelism) as usize] += 1;
+            }
+            let (least, most) = (
+                per_subtask.iter().min().copied().unwrap_or(0),
+                per_subtask.iter().max().copied().unwrap_or(0),
+            );
+            assert!(most - least <= 2, "p{parallelism}: {per_subtask:?}");
+        }
+        assert_eq!(
+            partition_key_group("orders", 5, 128),
+            partition_key_group("orders", 5, 128)
+        );
+    }
+}
