@@ -143,4 +143,10 @@ pub trait Source: Send + 'static {
     fn progress_due(&mut self) -> Option<Progress> {
         None
     }
+
+    /// Called when checkpoint `id` is complete: a source may tell an outside
+    /// system how far it has read (never to be relied on for recovery).
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
+        Ok(())
+    }
 }

@@ -446,6 +446,10 @@ impl<S: Source> SourceTask<S> {
                     }
                 }
             }
+            Control::Complete(id) => {
+                self.source.checkpoint_complete(id)?;
+                rt.on_control(control, self.head.as_mut(), ended)
+            }
             other => rt.on_control(other, self.head.as_mut(), ended),
         }
     }

@@ -2,8 +2,9 @@
 //! ([`partition_key_group`]); a subtask reads the partitions of its key-group
 //! range, and every checkpoint holds each partition's next offset, so a restore
 //! at any parallelism resumes every partition exactly where the checkpoint left
-//! it. Reads are `read_committed`. Offsets in the consumer group play no part in
-//! recovery.
+//! it. Reads are `read_committed`. When a checkpoint completes, its offsets are
+//! committed to the consumer group (the `group.id` property, else
+//! `weir-<operator uid>`) for lag tools; they play no part in recovery.
 //!
 //! A bounded source stops at the end offsets its partitions had when the job
 //! first opened them; those ends are checkpointed too, so a restore stops at the
@@ -12,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
 use crate::kafka::{kafka_error, partition_key_group, KafkaConfig, REQUEST_TIMEOUT};
 use crate::keys::KeyGroup;
 use crate::operator::{OperatorContext, Source, SourceStatus};
@@ -65,6 +67,9 @@ pub struct KafkaSource<T> {
     uid: String,
     consumer: Option<BaseConsumer>,
     partitions: Vec<(KeyGroup, PartitionState)>,
+    /// The offsets each checkpoint in flight holds, to commit to the group
+    /// when it completes.
+    pending: Vec<(CheckpointId, TopicPartitionList)>,
 }
 
 impl<T: Data> KafkaSource<T> {
@@ -83,6 +88,7 @@ impl<T: Data> KafkaSource<T> {
             uid: String::new(),
             consumer: None,
             partitions: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -135,8 +141,10 @@ impl<T: Data> Source for KafkaSource<T> {
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.uid = ctx.uid.0.clone();
         let mut client = self.config.client();
+        if client.get("group.id").is_none() {
+            client.set("group.id", format!("weir-{}", ctx.uid.0));
+        }
         client
-            .set("group.id", format!("weir-{}", ctx.uid.0))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed");
@@ -256,7 +264,29 @@ impl<T: Data> Source for KafkaSource<T> {
         Ok(SourceStatus::Ready)
     }
 
-    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let Some(at) = self.pending.iter().rposition(|(c, _)| *c <= id) else {
+            return Ok(());
+        };
+        let offsets = self.pending.swap_remove(at).1;
+        self.pending.retain(|(c, _)| *c > id);
+        if let Some(consumer) = &self.consumer {
+            // For lag tools only: a commit that fails is logged, not retried.
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+                tracing::warn!(source = %self.uid, %error, "committing offsets to the consumer group");
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        let mut offsets = TopicPartitionList::new();
+        for (_, p) in &self.partitions {
+            offsets
+                .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))
+                .map_err(|e| kafka_error("listing offsets to commit", e))?;
+        }
+        self.pending.push((barrier.id, offsets));
         let mut keyed: Vec<(KeyGroup, Vec<PartitionState>)> = Vec::new();
         let mut sorted: Vec<&(KeyGroup, PartitionState)> = self.partitions.iter().collect();
         sorted.sort_by_key(|(g, p)| (g.0, p.topic.clone(), p.partition));

@@ -247,6 +247,9 @@ impl<S: Source> Source for PacedSource<S> {
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
         self.inner.snapshot(barrier)
     }
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        self.inner.checkpoint_complete(id)
+    }
 }
 
 /// Passes records on; its first snapshot takes longer than the checkpoint timeout.

@@ -4,12 +4,13 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_runtime::api::{JobBuilder, JobGraph};
 use weir_runtime::error::Error;
 use weir_runtime::exec::runner::{Ending, LocalRunner, RestoreFrom};
@@ -131,6 +132,40 @@ fn keyed_sums_over_a_topic_are_exactly_once_through_failures() {
         .unwrap();
     assert_eq!(summary.restarts, 3);
     check_keyed_sum(&committed_lines(&out), RECORDS, KEYS).unwrap();
+    // The consumer group shows the whole topic read, for lag tools.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group_offsets(&broker, "weir-numbers", "numbers") != RECORDS as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "the group's offsets add up to {}, not {RECORDS}",
+            group_offsets(&broker, "weir-numbers", "numbers")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sum over `topic`'s partitions of `group`'s committed offsets.
+fn group_offsets(broker: &KafkaBroker, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        partitions.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
 }
 
 #[test]
