@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -147,7 +147,10 @@ impl<T: Data> Source for KafkaSource<T> {
         client
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            // An offset the broker no longer has (retention deleted it) is an
+            // error, never a silent jump to the earliest or latest record.
+            .set("auto.offset.reset", "error");
         let consumer: BaseConsumer = client
             .create()
             .map_err(|e| kafka_error("creating a consumer", e))?;
@@ -228,6 +231,9 @@ impl<T: Data> Source for KafkaSource<T> {
             let message = match received {
                 Ok(message) => message,
                 Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                )) => return Err(out_of_range(consumer, &self.partitions)),
                 Err(e) => return Err(kafka_error("reading records", e)),
             };
             let Some((_, state)) = self
@@ -309,6 +315,31 @@ impl<T: Data> Source for KafkaSource<T> {
             ..Default::default()
         })
     }
+}
+
+/// The error for a position the brokers no longer hold, naming the partitions
+/// whose next offset lies below what the broker keeps.
+fn out_of_range(consumer: &BaseConsumer, partitions: &[(KeyGroup, PartitionState)]) -> Error {
+    let mut lost = Vec::new();
+    for (_, p) in partitions {
+        if let Ok((low, _)) = consumer.fetch_watermarks(&p.topic, p.partition, REQUEST_TIMEOUT) {
+            if p.next < low {
+                lost.push(format!(
+                    "{}/{} resumes at offset {} but the broker keeps offsets from {low}",
+                    p.topic, p.partition, p.next
+                ));
+            }
+        }
+    }
+    let which = if lost.is_empty() {
+        "a partition's next offset is out of range".to_string()
+    } else {
+        lost.join("; ")
+    };
+    kafka_error(
+        "records the job has not read are gone (retention deleted them?)",
+        which,
+    )
 }
 
 /// How long a source with nothing to read waits before it asks again.

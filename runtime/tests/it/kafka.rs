@@ -200,3 +200,47 @@ fn a_savepoint_at_two_restores_at_three_with_every_partition_where_it_was() {
         .unwrap();
     check_keyed_sum(&committed_lines(&out), RECORDS, KEYS).unwrap();
 }
+
+#[test]
+fn records_deleted_before_a_restore_fail_the_job_and_name_the_partition() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "numbers", 1);
+    produce(&broker, "numbers", RECORDS);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cfg = config(&dir.path().join("chk"));
+    cfg.exec.batch_size = 16;
+    let runner = LocalRunner::new(keyed_sum(&broker, "numbers", 1, &out), cfg.clone()).unwrap();
+    let (handle, metrics) = (runner.handle(), runner.metrics());
+    let running = std::thread::spawn(move || runner.run());
+    while metrics.checkpoints_completed.load(Ordering::Relaxed) < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.trigger_savepoint(None, true);
+    let Ending::Stopped { savepoint } = running.join().unwrap().unwrap().ending else {
+        panic!("stopped with a savepoint");
+    };
+    // Retention (here, a deletion) takes every record, read or not.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    let mut everything = TopicPartitionList::new();
+    everything
+        .add_partition_offset("numbers", 0, Offset::End)
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(admin.delete_records(&everything, &AdminOptions::new()))
+        .unwrap();
+    cfg.restore = RestoreFrom::Path(savepoint);
+    cfg.max_restarts = 1;
+    let error = LocalRunner::new(keyed_sum(&broker, "numbers", 1, &out), cfg)
+        .unwrap()
+        .run()
+        .expect_err("the unread records are gone")
+        .to_string();
+    assert!(error.contains("numbers"), "{error}");
+}
