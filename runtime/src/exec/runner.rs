@@ -31,7 +31,7 @@ use crate::checkpoint::runs;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
-use crate::exec::coordinate::{AttemptEnd, Coordination};
+use crate::exec::coordinate::{collect_shared, AttemptEnd, Coordination};
 use crate::exec::deploy::check_restore;
 use crate::exec::inject::FailureInjector;
 use crate::exec::local::LocalDeployer;
@@ -396,10 +396,13 @@ impl<D: Deployer> JobRunner<D> {
             match self.attempt(restore_point.as_deref(), next_id, &mut injector, &guards) {
                 Ok(end) => {
                     let ending = match end {
-                        AttemptEnd::Finished(checkpoint) => Ending::Finished {
-                            checkpoint,
-                            uri: self.store.uri(&self.paths.checkpoint_dir(checkpoint)),
-                        },
+                        AttemptEnd::Finished(checkpoint) => {
+                            self.sweep_shared(&fence);
+                            Ending::Finished {
+                                checkpoint,
+                                uri: self.store.uri(&self.paths.checkpoint_dir(checkpoint)),
+                            }
+                        }
                         AttemptEnd::Stopped(savepoint) => Ending::Stopped { savepoint },
                         AttemptEnd::Canceled => Ending::Canceled,
                     };
@@ -468,6 +471,23 @@ impl<D: Deployer> JobRunner<D> {
                     // next_id stays the attempt's: ids this process used were reserved.
                 }
             }
+        }
+    }
+
+    /// Once a job has finished, nothing is in flight: the shared files that no
+    /// retained checkpoint refers to (an upload that landed after the last
+    /// completion's collection, say) are deleted too. Failing here only warns.
+    fn sweep_shared(&self, fence: &Fence) {
+        let swept = fence.check().and_then(|()| {
+            let listing = runs::listing(self.store.as_ref(), &self.paths)?;
+            collect_shared(
+                self.store.as_ref(),
+                &self.paths,
+                listing.complete.iter().copied(),
+            )
+        });
+        if let Err(error) = swept {
+            tracing::warn!(%error, "could not delete unreferenced shared files");
         }
     }
 
