@@ -67,6 +67,8 @@ pub struct KafkaSource<T> {
     uid: String,
     consumer: Option<BaseConsumer>,
     partitions: Vec<(KeyGroup, PartitionState)>,
+    /// The partition of the last record read.
+    last: usize,
     /// The offsets each checkpoint in flight holds, to commit to the group
     /// when it completes.
     pending: Vec<(CheckpointId, TopicPartitionList)>,
@@ -88,6 +90,7 @@ impl<T: Data> KafkaSource<T> {
             uid: String::new(),
             consumer: None,
             partitions: Vec::new(),
+            last: 0,
             pending: Vec::new(),
         }
     }
@@ -236,13 +239,21 @@ impl<T: Data> Source for KafkaSource<T> {
                 )) => return Err(out_of_range(consumer, &self.partitions)),
                 Err(e) => return Err(kafka_error("reading records", e)),
             };
-            let Some((_, state)) = self
-                .partitions
-                .iter_mut()
-                .find(|(_, p)| p.partition == message.partition() && p.topic == message.topic())
-            else {
-                continue;
+            // Records come in runs per partition: try the last one read first.
+            let is_it = |p: &PartitionState| {
+                p.partition == message.partition() && p.topic == message.topic()
             };
+            if !self
+                .partitions
+                .get(self.last)
+                .is_some_and(|(_, p)| is_it(p))
+            {
+                match self.partitions.iter().position(|(_, p)| is_it(p)) {
+                    Some(i) => self.last = i,
+                    None => continue,
+                }
+            }
+            let state = &mut self.partitions[self.last].1;
             // Past a bounded read's end (records written since it began): not ours.
             if state.end.is_some_and(|end| message.offset() >= end) {
                 continue;

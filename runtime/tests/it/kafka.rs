@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_runtime::api::{JobBuilder, JobGraph};
 use weir_runtime::error::Error;
-use weir_runtime::exec::runner::{Ending, LocalRunner, RestoreFrom};
+use weir_runtime::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
 use weir_runtime::kafka::{KafkaConfig, KafkaMessage, KafkaSource};
 use weir_runtime::keys::mix;
 use weir_runtime::operators::{FileSink, LineFormat};
@@ -168,16 +168,10 @@ fn group_offsets(broker: &KafkaBroker, group: &str, topic: &str) -> i64 {
         .sum()
 }
 
-#[test]
-fn a_savepoint_at_two_restores_at_three_with_every_partition_where_it_was() {
-    let broker = KafkaBroker::start();
-    create_topic(&broker, "numbers", PARTITIONS);
-    produce(&broker, "numbers", RECORDS);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let mut cfg = config(&dir.path().join("chk"));
-    cfg.exec.batch_size = 16;
-    let runner = LocalRunner::new(keyed_sum(&broker, "numbers", 2, &out), cfg.clone()).unwrap();
+/// Runs `job` until two checkpoints completed, stops it with a savepoint and
+/// returns the savepoint's directory.
+fn stop_with_savepoint(job: JobGraph, cfg: RunConfig) -> String {
+    let runner = LocalRunner::new(job, cfg).unwrap();
     let (handle, metrics) = (runner.handle(), runner.metrics());
     let running = std::thread::spawn(move || runner.run());
     while metrics.checkpoints_completed.load(Ordering::Relaxed) < 2 {
@@ -188,6 +182,19 @@ fn a_savepoint_at_two_restores_at_three_with_every_partition_where_it_was() {
     let Ending::Stopped { savepoint } = summary.ending else {
         panic!("stopped with a savepoint: {:?}", summary.ending);
     };
+    savepoint
+}
+
+#[test]
+fn a_savepoint_at_two_restores_at_three_with_every_partition_where_it_was() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "numbers", PARTITIONS);
+    produce(&broker, "numbers", RECORDS);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cfg = config(&dir.path().join("chk"));
+    cfg.exec.batch_size = 16;
+    let savepoint = stop_with_savepoint(keyed_sum(&broker, "numbers", 2, &out), cfg.clone());
     let partial = committed_lines(&out);
     assert!(
         !partial.is_empty() && check_keyed_sum(&partial, RECORDS, KEYS).is_err(),
@@ -210,16 +217,7 @@ fn records_deleted_before_a_restore_fail_the_job_and_name_the_partition() {
     let out = dir.path().join("out");
     let mut cfg = config(&dir.path().join("chk"));
     cfg.exec.batch_size = 16;
-    let runner = LocalRunner::new(keyed_sum(&broker, "numbers", 1, &out), cfg.clone()).unwrap();
-    let (handle, metrics) = (runner.handle(), runner.metrics());
-    let running = std::thread::spawn(move || runner.run());
-    while metrics.checkpoints_completed.load(Ordering::Relaxed) < 2 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    handle.trigger_savepoint(None, true);
-    let Ending::Stopped { savepoint } = running.join().unwrap().unwrap().ending else {
-        panic!("stopped with a savepoint");
-    };
+    let savepoint = stop_with_savepoint(keyed_sum(&broker, "numbers", 1, &out), cfg.clone());
     // Retention (here, a deletion) takes every record, read or not.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())

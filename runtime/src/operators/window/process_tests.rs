@@ -55,6 +55,11 @@ fn step<O: Operator<In = Record, Out = Out>>(
     let mut out: Batch<Out> = Vec::new();
     op.process(&mut records.to_vec(), &mut out).unwrap();
     op.on_watermark(Watermark(watermark), &mut out).unwrap();
+    rows(out)
+}
+
+/// Output as `(key, start, count)` for results and `(key, -time, 0)` for late records.
+fn rows(out: Batch<Out>) -> Vec<(u64, i64, u64)> {
     out.into_iter()
         .map(|t| match t {
             Tagged::Main(r) => (r.key, r.start_ms, r.value),
@@ -159,12 +164,7 @@ fn sliding_windows_count_a_record_in_each_window() {
 fn tick<O: Operator<In = Record, Out = Out>>(op: &mut O) -> Vec<(u64, i64, u64)> {
     let mut out: Batch<Out> = Vec::new();
     op.on_time(std::time::Instant::now(), &mut out).unwrap();
-    out.into_iter()
-        .map(|t| match t {
-            Tagged::Main(r) => (r.key, r.start_ms, r.value),
-            Tagged::Side((k, t)) => (k, -t, 0),
-        })
-        .collect()
+    rows(out)
 }
 
 #[test]
