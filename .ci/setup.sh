@@ -64,9 +64,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' e2e/kafka/pom.xml)
 export WEIR_KAFKA_LIBS="$HOME/.cache/weir/kafka-$kafka_version/libs"
-if [ ! -f "$WEIR_KAFKA_LIBS/kafka_2.13-$kafka_version.jar" ]; then
+# The newest jar the pom added says whether the cache is complete.
+if [ ! -f "$WEIR_KAFKA_LIBS/kafka-tools-$kafka_version.jar" ]; then
   rm -rf "$WEIR_KAFKA_LIBS.tmp"
   mvn -q -f e2e/kafka/pom.xml dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$WEIR_KAFKA_LIBS.tmp"
+  rm -rf "$WEIR_KAFKA_LIBS"
   mv "$WEIR_KAFKA_LIBS.tmp" "$WEIR_KAFKA_LIBS"
 fi

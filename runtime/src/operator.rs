@@ -5,7 +5,7 @@
 //! [`Operator::snapshot`] at a point where every record before the barrier has
 //! been processed and none after it has been delivered.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::data::{Barrier, Batch, Data, Watermark};
 use crate::error::Result;
@@ -17,6 +17,8 @@ use crate::state::{OperatorSnapshot, RestoredState, StateConfig};
 /// Where an operator subtask runs: its identity and the key groups it owns.
 #[derive(Debug, Clone)]
 pub struct OperatorContext {
+    /// The job's name.
+    pub job: String,
     /// The operator's stable uid.
     pub uid: OperatorUid,
     /// Its display name.
@@ -32,6 +34,9 @@ pub struct OperatorContext {
     pub attempt: u64,
     /// The job's state backend, for operators with keyed state.
     pub state: StateConfig,
+    /// Time between the job's checkpoints (`None`: only a final one), for
+    /// operators whose settings must fit it (a transaction timeout).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 /// A transformation from batches of `In` to batches of `Out`, possibly with state.

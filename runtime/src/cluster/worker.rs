@@ -402,6 +402,8 @@ impl Executor {
                 local_dir: self.state_dir.clone(),
                 cache_bytes: (spec.state_cache_bytes as usize).max(1),
             },
+            checkpoint_interval: (spec.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(spec.checkpoint_interval_ms)),
         };
         let restore = match d.restore_from.as_str() {
             "" => None,

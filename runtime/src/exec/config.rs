@@ -16,6 +16,9 @@ pub struct ExecConfig {
     pub buffer_timeout: Duration,
     /// Where keyed state lives.
     pub state: StateConfig,
+    /// Time between checkpoints, as the runner's configuration sets it (the
+    /// runner fills it in; operators check their settings against it).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for ExecConfig {
@@ -25,6 +28,7 @@ impl Default for ExecConfig {
             channel_capacity: 8,
             buffer_timeout: Duration::from_millis(100),
             state: StateConfig::default(),
+            checkpoint_interval: None,
         }
     }
 }

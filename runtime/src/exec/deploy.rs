@@ -332,6 +332,7 @@ fn build_ctx<'c>(
     Ok(BuildCtx {
         metrics: metrics.operator(&uid.0, subtask.index, is_source),
         op: OperatorContext {
+            job: graph.name.clone(),
             uid,
             name: n.name.clone(),
             subtask,
@@ -339,6 +340,7 @@ fn build_ctx<'c>(
             key_groups,
             attempt,
             state: config.state.clone(),
+            checkpoint_interval: config.checkpoint_interval,
         },
         restored,
         config,

@@ -229,7 +229,10 @@ impl LocalRunner {
         let deployer = LocalDeployer {
             store: store.clone(),
             paths: paths.clone(),
-            exec: config.exec.clone(),
+            exec: ExecConfig {
+                checkpoint_interval: config.checkpoint_interval,
+                ..config.exec.clone()
+            },
             attempt: crate::exec::deploy::attempt_base().into(),
         };
         Ok(JobRunner {

@@ -552,6 +552,7 @@ mod tests {
 
     fn ctx() -> OperatorContext {
         OperatorContext {
+            job: "job".into(),
             uid: OperatorUid("recorder".into()),
             name: "recorder".into(),
             subtask: Subtask {
@@ -562,6 +563,7 @@ mod tests {
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt: 1,
             state: Default::default(),
+            checkpoint_interval: None,
         }
     }
 

@@ -1,10 +1,22 @@
 //! Apache Kafka in and out: where a topic's partitions live in a job (each a
 //! split placed in a key group, so its offset moves with the key group when a
-//! job is restored at another parallelism), the client settings, and the source.
+//! job is restored at another parallelism), the client settings, the source
+//! (librdkafka) and the exactly-once sink (its own protocol client, which can
+//! commit a transaction another process pre-committed).
 
+mod cluster;
+mod partitioner;
+mod producer;
+mod record_batch;
+mod sink;
 mod source;
+mod txn;
+mod wire;
 
+pub use partitioner::{key_partition, Partitioning};
+pub use sink::{Guarantee, KafkaSink, Serializer, SLOTS};
 pub use source::{KafkaMessage, KafkaSource};
+pub use txn::Transaction;
 
 use std::time::Duration;
 

@@ -308,6 +308,7 @@ mod tests {
 
     fn ctx(attempt: u64) -> OperatorContext {
         OperatorContext {
+            job: "job".into(),
             uid: OperatorUid("sink".into()),
             name: "sink".into(),
             subtask: Subtask {
@@ -318,6 +319,7 @@ mod tests {
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt,
             state: Default::default(),
+            checkpoint_interval: None,
         }
     }
 

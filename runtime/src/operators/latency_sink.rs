@@ -98,6 +98,7 @@ mod tests {
         let path = dir.path().join("latency");
         let mut sink = LatencySink::new(&path, |r: &u64| *r, Duration::ZERO);
         let ctx = OperatorContext {
+            job: "job".into(),
             uid: OperatorUid("sink".into()),
             name: "sink".into(),
             subtask: Subtask {
@@ -108,6 +109,7 @@ mod tests {
             key_groups: KeyGroupRange { start: 0, end: 128 },
             attempt: 1,
             state: Default::default(),
+            checkpoint_interval: None,
         };
         sink.open(&ctx, None).unwrap();
         let stamp = now_nanos() - 2_000_000;

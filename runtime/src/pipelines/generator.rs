@@ -331,6 +331,7 @@ mod tests {
 
     fn ctx(index: u32, parallelism: u32) -> OperatorContext {
         OperatorContext {
+            job: "job".into(),
             uid: OperatorUid("gen".into()),
             name: "gen".into(),
             subtask: Subtask { index, parallelism },
@@ -338,6 +339,7 @@ mod tests {
             key_groups: splits_of(index, parallelism, 8),
             attempt: 1,
             state: Default::default(),
+            checkpoint_interval: None,
         }
     }
 

@@ -15,6 +15,7 @@ fn ctx(
     keys: usize,
 ) -> OperatorContext {
     OperatorContext {
+        job: "job".into(),
         uid: OperatorUid("sum".into()),
         name: "sum".into(),
         subtask: Subtask {
@@ -30,6 +31,7 @@ fn ctx(
             // Room for about `keys` keys of this test's types.
             cache_bytes: keys * (std::mem::size_of::<(u64, Slot<i64>)>() + 16),
         },
+        checkpoint_interval: None,
     }
 }
 

@@ -13,6 +13,7 @@ const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
 
 fn ctx(local: &std::path::Path, backend: Backend, range: KeyGroupRange) -> OperatorContext {
     OperatorContext {
+        job: "job".into(),
         uid: OperatorUid("timers".into()),
         name: "timers".into(),
         subtask: Subtask {
@@ -27,6 +28,7 @@ fn ctx(local: &std::path::Path, backend: Backend, range: KeyGroupRange) -> Opera
             local_dir: local.to_path_buf(),
             cache_bytes: 4096,
         },
+        checkpoint_interval: None,
     }
 }
 

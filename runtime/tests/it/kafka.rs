@@ -22,12 +22,12 @@ use crate::engine::{config, PacedSource};
 use crate::kafka_broker::KafkaBroker;
 use crate::support::{check_keyed_sum, committed_lines};
 
-const RECORDS: u64 = 20_000;
-const KEYS: u64 = 50;
-const PARTITIONS: i32 = 6;
+pub(crate) const RECORDS: u64 = 20_000;
+pub(crate) const KEYS: u64 = 50;
+pub(crate) const PARTITIONS: i32 = 6;
 
 /// Creates `topic` with `partitions` partitions.
-fn create_topic(broker: &KafkaBroker, topic: &str, partitions: i32) {
+pub(crate) fn create_topic(broker: &KafkaBroker, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()
@@ -49,7 +49,7 @@ fn create_topic(broker: &KafkaBroker, topic: &str, partitions: i32) {
 
 /// Writes record `i` as `key,i` for `i` in `0..records`, keys as the keyed-sum
 /// oracle expects them, spread over the partitions by Kafka's own partitioner.
-fn produce(broker: &KafkaBroker, topic: &str, records: u64) {
+pub(crate) fn produce(broker: &KafkaBroker, topic: &str, records: u64) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "5")
@@ -76,7 +76,7 @@ fn produce(broker: &KafkaBroker, topic: &str, records: u64) {
 }
 
 /// `key,value` text to a pair; anything else is a bad record.
-fn pair(message: &KafkaMessage<'_>) -> weir_runtime::error::Result<(u64, u64)> {
+pub(crate) fn pair(message: &KafkaMessage<'_>) -> weir_runtime::error::Result<(u64, u64)> {
     let bad = || Error::BadRecord {
         operator: "kafka source".into(),
         reason: format!(

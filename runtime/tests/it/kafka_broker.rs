@@ -34,10 +34,12 @@ fn libs() -> PathBuf {
     let home = PathBuf::from(std::env::var("HOME").expect("HOME"));
     let libs = home.join(format!(".cache/weir/kafka-{version}/libs"));
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    if libs.join(format!("kafka_2.13-{version}.jar")).is_file() {
+    if libs.join(format!("kafka-tools-{version}.jar")).is_file() {
         return libs;
     }
     let partial = libs.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&partial);
+    let _ = std::fs::remove_dir_all(&libs);
     let status = Command::new("mvn")
         .args(["-q", "-f"])
         .arg(&pom)
@@ -134,6 +136,32 @@ impl KafkaBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The transactions the broker lists as not complete, as Kafka's own
+    /// `kafka-transactions list` tool prints them: (transactional id, state).
+    pub fn open_transactions(&self) -> Vec<(String, String)> {
+        let output = java(self.dir.path())
+            .arg("org.apache.kafka.tools.TransactionsCommand")
+            .args(["--bootstrap-server", &self.bootstrap(), "list"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("java runs kafka-transactions");
+        assert!(output.status.success(), "kafka-transactions list failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                Some((fields.first()?.to_string(), fields.get(3)?.to_string()))
+            })
+            .filter(|(_, state)| {
+                !matches!(
+                    state.as_str(),
+                    "CompleteCommit" | "CompleteAbort" | "Empty" | "Dead"
+                )
+            })
+            .collect()
     }
 
     /// Starts the broker again on the same ports and data; returns once it

@@ -97,6 +97,10 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         buffer_timeout_us: config.run.exec.buffer_timeout.as_micros() as u64,
         state_backend: config.run.exec.state.backend.name().to_string(),
         state_cache_bytes: config.run.exec.state.cache_bytes as u64,
+        checkpoint_interval_ms: config
+            .run
+            .checkpoint_interval
+            .map_or(0, |i| i.as_millis().max(1) as u64),
     };
     let paths = Paths::new(&graph.name, &job_id);
     let chain_parallelism: Vec<u32> = crate::exec::deploy::chains(&graph)

@@ -26,6 +26,7 @@ fn operator(
     let mut op =
         KeyedProcessOperator::new(Arc::new(process), Arc::new(|r: &Record| Cow::Owned(r.0)));
     let ctx = OperatorContext {
+        job: "job".into(),
         uid: OperatorUid("w".into()),
         name: "w".into(),
         subtask: Subtask {
@@ -40,6 +41,7 @@ fn operator(
             local_dir: dir.to_path_buf(),
             cache_bytes: 1 << 20,
         },
+        checkpoint_interval: None,
     };
     op.open(&ctx, None).unwrap();
     op

@@ -1,0 +1,427 @@
+//! The Kafka sink, exactly once by two-phase commit over Kafka transactions.
+//!
+//! Per subtask `s`, with exactly-once:
+//! - the first record after a barrier opens a transaction on the id
+//!   `{prefix}-{s}-{slot}`, `slot` the lowest of [`SLOTS`] ids no pending
+//!   transaction holds. `InitProducerId` on it bumps the epoch (and aborts
+//!   whatever a dead predecessor left open on that id), so each transaction
+//!   has a producer id and epoch of its own;
+//! - at the barrier of checkpoint `n` (pre-commit) every record is flushed and
+//!   acknowledged, and the transaction (id, producer id, epoch) joins the
+//!   pending list that the snapshot holds;
+//! - when `n` completes (commit), every pending transaction up to `n` is
+//!   committed with `EndTxn`;
+//! - on restore from checkpoint `c`, the pending transactions in `c` are
+//!   committed from their producer id and epoch, by whichever process restores
+//!   (librdkafka cannot, so the sink speaks the protocol itself: [`super::txn`]).
+//!   Committing one committed already is harmless. Then every transaction of
+//!   the job still open on the brokers whose id belongs to this subtask (or, at
+//!   another parallelism, to an old subtask `j` with `j % parallelism == s`) is
+//!   aborted: it holds records after `c`, which the sources replay.
+//!
+//! The prefix is `weir-{job}-{operator uid}` unless set: two deployments of one
+//! job fence each other's transactions, so only one may run at a time.
+//! At-least-once flushes at each barrier; none only sends.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Barrier, Batch, Data};
+use crate::error::{Error, Result};
+use crate::ids::CheckpointId;
+use crate::kafka::cluster::Cluster;
+use crate::kafka::partitioner::{key_partition, Partitioning};
+use crate::kafka::producer::Producer;
+use crate::kafka::record_batch::Writer;
+use crate::kafka::txn::{self, Ended, Transaction};
+use crate::kafka::KafkaConfig;
+use crate::operator::{Operator, OperatorContext};
+use crate::state::{OperatorSnapshot, RestoredState};
+
+/// Transactional ids per subtask: a transaction per checkpoint in flight
+/// (pre-committed, not yet committed) and the one being written.
+pub const SLOTS: u32 = 8;
+/// Bytes a partition's batch holds before it is sent within a transaction.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Writes a record's key or value bytes into a buffer.
+pub type Serializer<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
+
+/// What the sink promises about its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Each record once, visible to `read_committed` readers when its
+    /// checkpoint completes.
+    ExactlyOnce,
+    /// Each record at least once: flushed at every barrier.
+    AtLeastOnce,
+    /// Sent, never waited for.
+    None,
+}
+
+/// A pre-committed transaction, as the checkpoint holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Committable {
+    checkpoint: CheckpointId,
+    slot: u32,
+    txn: Transaction,
+}
+
+/// Writes records to one Kafka topic; see the module docs.
+pub struct KafkaSink<T> {
+    config: KafkaConfig,
+    topic: String,
+    guarantee: Guarantee,
+    value: Serializer<T>,
+    key: Option<Serializer<T>>,
+    partitioning: Partitioning,
+    transaction_timeout: Duration,
+    prefix: Option<String>,
+    subtask: u32,
+    producer: Option<Producer>,
+    open: Option<(u32, Transaction)>,
+    pending: Vec<Committable>,
+    next_partition: i32,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<T: Data> KafkaSink<T> {
+    /// A sink writing each record's `value` bytes to `topic`, exactly once,
+    /// round-robin over the partitions, with no key.
+    pub fn new(
+        config: KafkaConfig,
+        topic: &str,
+        value: impl Fn(&T, &mut Vec<u8>) + Send + Sync + 'static,
+    ) -> Self {
+        KafkaSink {
+            config,
+            topic: topic.to_string(),
+            guarantee: Guarantee::ExactlyOnce,
+            value: Arc::new(value),
+            key: None,
+            partitioning: Partitioning::RoundRobin,
+            transaction_timeout: Duration::from_secs(15 * 60),
+            prefix: None,
+            subtask: 0,
+            producer: None,
+            open: None,
+            pending: Vec::new(),
+            next_partition: 0,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+
+    /// Gives records a key, written by `key`, and partitions by it.
+    pub fn key(mut self, key: impl Fn(&T, &mut Vec<u8>) + Send + Sync + 'static) -> Self {
+        self.key = Some(Arc::new(key));
+        self.partitioning = Partitioning::ByKey;
+        self
+    }
+
+    /// Spreads records over partitions this way.
+    pub fn partitioning(mut self, partitioning: Partitioning) -> Self {
+        self.partitioning = partitioning;
+        self
+    }
+
+    /// Promises this instead of exactly once.
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// How long the brokers keep a transaction open before aborting it
+    /// (default 15 minutes, the brokers' default limit).
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self
+    }
+
+    /// Starts transactional ids with `prefix` instead of `weir-{job}-{uid}`.
+    pub fn transactional_id_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_string());
+        self
+    }
+
+    fn producer(&mut self) -> Result<&mut Producer> {
+        self.producer
+            .as_mut()
+            .ok_or_else(|| Error::Internal("the Kafka sink used before open".into()))
+    }
+
+    fn prefix(&self) -> Result<&str> {
+        self.prefix
+            .as_deref()
+            .ok_or_else(|| Error::Internal("the Kafka sink used before open".into()))
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        self.transaction_timeout.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// Refuses settings that cannot work, naming them.
+    fn check(&self, ctx: &OperatorContext) -> Result<()> {
+        let protocol = self
+            .config
+            .properties
+            .iter()
+            .find(|(k, _)| k == "security.protocol")
+            .map(|(_, v)| v.to_ascii_lowercase());
+        if protocol.is_some_and(|p| p != "plaintext") {
+            return Err(Error::Usage(format!(
+                "the Kafka sink of topic {} speaks the PLAINTEXT protocol only; \
+                 security.protocol must be unset or plaintext",
+                self.topic
+            )));
+        }
+        if self.key.is_none() && self.partitioning == Partitioning::ByKey {
+            return Err(Error::Usage(format!(
+                "the Kafka sink of topic {} partitions by key but has no key format",
+                self.topic
+            )));
+        }
+        if self.guarantee != Guarantee::ExactlyOnce {
+            return Ok(());
+        }
+        match ctx.checkpoint_interval {
+            None => Err(Error::Usage(format!(
+                "the exactly-once Kafka sink of topic {} commits at checkpoints: give the job \
+                 a checkpoint interval, or choose at-least-once",
+                self.topic
+            ))),
+            Some(interval) if self.transaction_timeout < interval * 2 => {
+                Err(Error::Usage(format!(
+                    "the Kafka sink's transaction timeout ({}) must be at least twice the \
+                 checkpoint interval ({}): a transaction stays open from one barrier until \
+                 the next checkpoint completes, and the broker aborts it at the timeout",
+                    humantime::format_duration(self.transaction_timeout),
+                    humantime::format_duration(interval)
+                )))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Opens a transaction on the lowest free slot.
+    fn begin(&mut self) -> Result<()> {
+        let busy: Vec<u32> = self.pending.iter().map(|c| c.slot).collect();
+        let Some(slot) = (0..SLOTS).find(|s| !busy.contains(s)) else {
+            return Err(Error::Kafka(format!(
+                "{SLOTS} transactions of the sink of topic {} wait for their checkpoints to \
+                 complete; checkpoints are failing",
+                self.topic
+            )));
+        };
+        let id = format!("{}-{}-{slot}", self.prefix()?, self.subtask);
+        let (timeout, topic) = (self.timeout_ms(), self.topic.clone());
+        let producer = self.producer()?;
+        let txn = txn::init_producer(producer.cluster(), &id, timeout)?;
+        let partitions: Vec<i32> = (0..producer.partitions()).collect();
+        txn::add_partitions(producer.cluster(), &txn, &topic, &partitions)?;
+        let writer = Writer {
+            producer_id: txn.producer_id,
+            epoch: txn.epoch,
+            transactional: true,
+        };
+        producer.start(writer, Some(&id))?;
+        self.open = Some((slot, txn));
+        Ok(())
+    }
+
+    /// Commits what the restored checkpoint pre-committed for the old subtasks
+    /// this one takes over, then aborts their transactions still open.
+    fn recover(&mut self, ctx: &OperatorContext, inherited: Vec<Committable>) -> Result<()> {
+        let prefix = format!("{}-", self.prefix()?);
+        let (index, parallelism, timeout) = (
+            ctx.subtask.index,
+            ctx.subtask.parallelism,
+            self.timeout_ms(),
+        );
+        let cluster = self.producer()?.cluster();
+        for c in &inherited {
+            match txn::end(cluster, &c.txn, true)? {
+                Ended::Done => tracing::info!(
+                    transaction = %c.txn.transactional_id, checkpoint = c.checkpoint.0,
+                    "committed the transaction of the restored checkpoint"
+                ),
+                Ended::Superseded(why) => tracing::warn!(
+                    transaction = %c.txn.transactional_id, checkpoint = c.checkpoint.0, %why,
+                    "the restored checkpoint's transaction was ended before: committed by the \
+                     run that wrote it, unless the broker aborted it at its timeout"
+                ),
+            }
+        }
+        for id in txn::list_open(cluster, &prefix)? {
+            let owner = id
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('-'))
+                .filter(|(_, slot)| slot.parse::<u32>().is_ok())
+                .and_then(|(j, _)| j.parse::<u32>().ok());
+            if owner.is_some_and(|j| j % parallelism == index) {
+                txn::init_producer(cluster, &id, timeout)?;
+                tracing::info!(transaction = %id, "aborted a transaction the restored checkpoint does not hold");
+            }
+        }
+        Ok(())
+    }
+
+    /// The pre-committed transactions of the old subtasks this one takes over.
+    fn inherited(
+        &self,
+        ctx: &OperatorContext,
+        restored: Option<RestoredState>,
+    ) -> Result<Vec<Committable>> {
+        let decode = |bytes: &[u8]| -> Result<Vec<Committable>> {
+            bincode::deserialize(bytes).map_err(|e| Error::State {
+                uid: ctx.uid.0.clone(),
+                reason: format!("pending Kafka transactions: {e}"),
+            })
+        };
+        let Some(restored) = restored else {
+            return Ok(Vec::new());
+        };
+        let mut inherited = Vec::new();
+        if let Some(bytes) = &restored.operator_state {
+            inherited.extend(decode(bytes)?);
+        }
+        for (old, bytes) in restored.union.iter().flat_map(|u| &u.states) {
+            if old % ctx.subtask.parallelism == ctx.subtask.index {
+                inherited.extend(decode(bytes)?);
+            }
+        }
+        Ok(inherited)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl<T: Data> Operator for KafkaSink<T> {
+    type In = T;
+    type Out = ();
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.check(ctx)?;
+        self.subtask = ctx.subtask.index;
+        if self.prefix.is_none() {
+            self.prefix = Some(format!("weir-{}-{}", ctx.job, ctx.uid.0));
+        }
+        let producer = Producer::new(Cluster::new(&self.config.bootstrap_servers), &self.topic)?;
+        if let Partitioning::Fixed(p) = self.partitioning {
+            if !(0..producer.partitions()).contains(&p) {
+                return Err(Error::Usage(format!(
+                    "partition {p} of topic {} does not exist (it has {})",
+                    self.topic,
+                    producer.partitions()
+                )));
+            }
+        }
+        self.next_partition = (ctx.subtask.index as i32) % producer.partitions();
+        self.producer = Some(producer);
+        if self.guarantee == Guarantee::ExactlyOnce {
+            let inherited = self.inherited(ctx, restored)?;
+            self.recover(ctx, inherited)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<T>, _output: &mut Batch<()>) -> Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        if self.guarantee == Guarantee::ExactlyOnce && self.open.is_none() {
+            self.begin()?;
+        }
+        let timestamp = now_ms();
+        let Some(producer) = self.producer.as_mut() else {
+            return Err(Error::Internal("the Kafka sink used before open".into()));
+        };
+        let partitions = producer.partitions();
+        for record in input.drain(..) {
+            self.value_buf.clear();
+            (self.value)(&record, &mut self.value_buf);
+            let key = match &self.key {
+                Some(write) => {
+                    self.key_buf.clear();
+                    write(&record, &mut self.key_buf);
+                    Some(&self.key_buf[..])
+                }
+                None => None,
+            };
+            let partition = match self.partitioning {
+                Partitioning::ByKey => key_partition(key.unwrap_or_default(), partitions),
+                Partitioning::RoundRobin => self.next_partition,
+                Partitioning::Fixed(p) => p,
+            };
+            producer.push(partition, key, &self.value_buf, timestamp);
+        }
+        self.next_partition = (self.next_partition + 1) % partitions;
+        match self.guarantee {
+            Guarantee::ExactlyOnce => producer.send(BATCH_BYTES),
+            Guarantee::AtLeastOnce | Guarantee::None => producer.send(0),
+        }
+    }
+
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        match self.guarantee {
+            Guarantee::ExactlyOnce => {
+                if let Some((slot, txn)) = self.open.take() {
+                    self.producer()?.flush()?;
+                    self.pending.push(Committable {
+                        checkpoint: barrier.id,
+                        slot,
+                        txn,
+                    });
+                }
+                let state = bincode::serialize(&self.pending)
+                    .map_err(|e| Error::Internal(format!("encoding Kafka transactions: {e}")))?;
+                Ok(OperatorSnapshot {
+                    operator_state: Some(state),
+                    ..Default::default()
+                })
+            }
+            Guarantee::AtLeastOnce => {
+                self.producer()?.flush()?;
+                Ok(OperatorSnapshot::default())
+            }
+            Guarantee::None => Ok(OperatorSnapshot::default()),
+        }
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        let (done, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|c| c.checkpoint <= id);
+        self.pending = later;
+        let topic = self.topic.clone();
+        let cluster = self.producer()?.cluster();
+        for c in done {
+            if let Ended::Superseded(why) = txn::end(cluster, &c.txn, true)? {
+                return Err(Error::Kafka(format!(
+                    "transaction {} of checkpoint {} (topic {topic}) was ended by another \
+                     producer of its id or by the broker's transaction timeout ({why}) before \
+                     it could commit: its records are lost. Is another deployment of this job \
+                     running?",
+                    c.txn.transactional_id, c.checkpoint
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn end_of_input(&mut self, _output: &mut Batch<()>) -> Result<()> {
+        if self.guarantee != Guarantee::ExactlyOnce {
+            self.producer()?.flush()?;
+        }
+        Ok(())
+    }
+}
