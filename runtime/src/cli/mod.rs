@@ -6,6 +6,7 @@ mod bench_state;
 mod checkpoints;
 mod cluster;
 mod control;
+mod kafka_load;
 mod progress;
 pub mod run;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Savepoint(control::SavepointArgs),
     /// Cancel a running job without a savepoint.
     Cancel(control::CancelArgs),
+    /// Write generated keyed-sum records into a Kafka topic at a given rate.
+    KafkaLoad(kafka_load::KafkaLoadArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -59,6 +62,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::bench(args),
+        Command::KafkaLoad(args) => kafka_load::kafka_load(&args),
         Command::Checkpoints(args) => checkpoints::checkpoints(&args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),

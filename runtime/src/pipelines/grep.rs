@@ -197,7 +197,8 @@ pub struct GrepArgs {
 /// Builds the `grep` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<GrepArgs>("grep", args)?;
-    let target = args.common.target();
+    args.common.refuse_input_topic("grep")?;
+    let target = args.common.target()?;
     job(&args.common, args.mode, args.pattern, parallelism, &target)
 }
 

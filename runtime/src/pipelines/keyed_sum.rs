@@ -2,15 +2,17 @@
 //!
 //! Record `i` is `key = (mix(i) >> 1) % keys`, `value = i`. The job hashes records
 //! to the subtask owning the key's key group, adds each value to its key's sum and
-//! emits `(key, sum)` for every record.
+//! emits `(key, sum)` for every record. With `--input-topic` the records are
+//! the `key,value` lines of a Kafka topic instead.
 
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::api::{JobBuilder, JobGraph};
+use crate::api::{JobBuilder, JobGraph, Stream};
 use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::kafka::{KafkaMessage, KafkaSource};
 use crate::keys::mix;
 use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
@@ -67,9 +69,71 @@ impl Generator for KeyedRecords {
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<KeyedSumArgs>("keyed-sum", args)?;
     if let Some(path) = args.latency_file {
+        args.common.refuse_input_topic("keyed-sum --latency-file")?;
         return latency_job(&args.common, args.keys, parallelism, path);
     }
-    job(&args.common, args.keys, parallelism, &args.common.target())
+    let target = args.common.target()?;
+    match &args.common.kafka.input_topic {
+        Some(topic) => topic_job(&args.common, topic, parallelism, &target),
+        None => job(&args.common, args.keys, parallelism, &target),
+    }
+}
+
+/// The `keyed-sum` job over the `key,value` records of a Kafka topic (as
+/// `weir kafka-load` writes them) instead of generated ones.
+pub fn topic_job(
+    common: &GeneratorArgs,
+    topic: &str,
+    parallelism: u32,
+    target: &Target,
+) -> Result<JobGraph> {
+    let mut job = JobBuilder::new("keyed-sum");
+    job.parallelism(parallelism);
+    let (config, topic, bounded) = (
+        common.kafka.config()?,
+        topic.to_string(),
+        common.kafka.input_bounded,
+    );
+    let records = job.source("records", move |_| {
+        let source = KafkaSource::new(config.clone(), &[&topic], key_value);
+        if bounded {
+            source.bounded()
+        } else {
+            source
+        }
+    });
+    sum_into(records, target);
+    job.build()
+}
+
+/// A `key,value` record of unsigned integers; anything else is a bad record,
+/// named by its topic, partition and offset.
+fn key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64)> {
+    let parsed = message
+        .value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|text| text.split_once(','))
+        .and_then(|(k, v)| Some((k.trim().parse().ok()?, v.trim().parse().ok()?)));
+    parsed.ok_or_else(|| Error::BadRecord {
+        operator: "records".into(),
+        reason: format!(
+            "{}/{} at offset {}: not `key,value` (two unsigned integers)",
+            message.topic, message.partition, message.offset
+        ),
+    })
+}
+
+/// Sums the values per key and writes `key,sum` lines to `target`.
+fn sum_into(records: Stream<(u64, u64)>, target: &Target) {
+    let sums = records
+        .key_by(|r: &(u64, u64)| r.0)
+        .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
+    sink_lines(sums, target, |r: &(u64, u64), out| {
+        let mut buf = itoa_buf();
+        out.extend_from_slice(buf.format(r.0).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(buf.format(r.1).as_bytes());
+    });
 }
 
 /// The `keyed-sum` job writing to `target`.
@@ -87,23 +151,15 @@ pub fn job(
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let (total, rate) = (common.records, common.rate);
-    let sums = job
-        .source("records", move |_| {
-            let generator = KeyedRecords {
-                keys,
-                split: 0,
-                splits: 1,
-            };
-            GeneratorSource::new(generator, total, rate)
-        })
-        .key_by(|r: &(u64, u64)| r.0)
-        .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
-    sink_lines(sums, target, |r: &(u64, u64), out| {
-        let mut buf = itoa_buf();
-        out.extend_from_slice(buf.format(r.0).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(buf.format(r.1).as_bytes());
+    let records = job.source("records", move |_| {
+        let generator = KeyedRecords {
+            keys,
+            split: 0,
+            splits: 1,
+        };
+        GeneratorSource::new(generator, total, rate)
     });
+    sum_into(records, target);
     job.build()
 }
 

@@ -2,6 +2,7 @@
 
 pub mod generator;
 pub mod grep;
+pub mod kafka_io;
 pub mod keyed_sum;
 pub mod nexmark;
 pub mod state_machine;
@@ -14,6 +15,7 @@ use clap::{CommandFactory, Parser};
 use crate::api::{JobGraph, Stream};
 use crate::data::Data;
 use crate::error::{Error, Result};
+use crate::kafka::KafkaSink;
 use crate::operators::{DiscardSink, FileSink, LineFormat, StdoutSink};
 
 /// A pipeline the binary can run by name.
@@ -107,20 +109,35 @@ pub struct GeneratorArgs {
     /// Drop the output instead of writing it (for benchmarks).
     #[arg(long, conflicts_with = "output")]
     pub discard: bool,
+    /// Kafka input and output.
+    #[command(flatten)]
+    pub kafka: kafka_io::KafkaArgs,
 }
 
 impl GeneratorArgs {
-    /// Where the output goes: dropped, the file sink, or stdout.
-    pub fn target(&self) -> Target {
+    /// Where the output goes: dropped, a Kafka topic, the file sink, or stdout.
+    pub fn target(&self) -> Result<Target> {
         if self.discard {
-            Target::Discard
-        } else {
-            Target::from_output(self.output.as_deref())
+            return Ok(Target::Discard);
+        }
+        if let Some(output) = self.kafka.output()? {
+            return Ok(Target::Kafka(Box::new(output)));
+        }
+        Ok(Target::from_output(self.output.as_deref()))
+    }
+
+    /// Fails if an input topic is given to `pipeline`, which only generates.
+    pub fn refuse_input_topic(&self, pipeline: &str) -> Result<()> {
+        match &self.kafka.input_topic {
+            Some(topic) => Err(Error::Usage(format!(
+                "pipeline {pipeline} generates its input; it cannot read topic {topic}"
+            ))),
+            None => Ok(()),
         }
     }
 }
 
-fn positive_rate(s: &str) -> std::result::Result<f64, String> {
+pub(crate) fn positive_rate(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
         _ => Err(format!(
@@ -152,7 +169,7 @@ pub fn parse<A: Parser>(pipeline: &str, args: &[String]) -> Result<A> {
 }
 
 /// Where a pipeline's results go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// Lines on standard output (at least once).
     Stdout,
@@ -160,6 +177,8 @@ pub enum Target {
     Files(PathBuf),
     /// Nowhere (benchmarks).
     Discard,
+    /// A Kafka topic, each line a record's value (no key, round-robin).
+    Kafka(Box<kafka_io::KafkaOutput>),
 }
 
 impl Target {
@@ -181,6 +200,16 @@ pub fn sink_lines<T: Data>(stream: Stream<T>, target: &Target, format: LineForma
         }
         Target::Discard => {
             stream.sink("sink", |_| DiscardSink::new());
+        }
+        Target::Kafka(output) => {
+            let output = output.clone();
+            stream.sink("sink", move |_| {
+                KafkaSink::new(output.config.clone(), &output.topic, move |r: &T, out| {
+                    format(r, out)
+                })
+                .guarantee(output.guarantee)
+                .transaction_timeout(output.transaction_timeout)
+            });
         }
     }
 }

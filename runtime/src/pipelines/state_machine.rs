@@ -222,7 +222,8 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             args.error_rate
         )));
     }
-    let target = args.common.target();
+    args.common.refuse_input_topic("state-machine")?;
+    let target = args.common.target()?;
     let mut job = JobBuilder::new("state-machine");
     job.parallelism(parallelism);
     let (total, rate, seed, error_rate) = (

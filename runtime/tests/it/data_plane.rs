@@ -18,7 +18,8 @@ use weir_runtime::exec::runner::{Deployer, Deployment, JobRunner, RunConfig};
 use weir_runtime::ids::{JobId, TaskId};
 use weir_runtime::metrics::JobMetrics;
 use weir_runtime::net::DataPlane;
-use weir_runtime::pipelines::{keyed_sum, GeneratorArgs, Target};
+use weir_runtime::pipelines::keyed_sum::{self, KeyedSumArgs};
+use weir_runtime::pipelines::{parse, Target};
 
 use crate::support::{check_keyed_sum, committed_lines};
 
@@ -131,13 +132,10 @@ pub fn run_on_two_workers(
 fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let common = GeneratorArgs {
-        records: Some(200_000),
-        rate: Some(200_000.0),
-        seed: 0,
-        output: None,
-        discard: false,
-    };
+    let args: Vec<String> = ["--records", "200000", "--rate", "200000"]
+        .map(String::from)
+        .to_vec();
+    let common = parse::<KeyedSumArgs>("keyed-sum", &args).unwrap().common;
     let graph = keyed_sum::job(&common, 50, 2, &Target::Files(out.clone())).unwrap();
     assert_eq!(run_on_two_workers(graph, dir.path(), 3, 1024), 3);
     check_keyed_sum(&committed_lines(&out), 200_000, 50).unwrap_or_else(|e| panic!("{e}"));

@@ -26,7 +26,7 @@ use weir_runtime::state::{OperatorSnapshot, RestoredState};
 use crate::engine::{config, PacedSource};
 use crate::kafka::{create_topic, pair, produce, KEYS, PARTITIONS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
-use crate::support::check_keyed_sum;
+use crate::support::{assert_ok, check_keyed_sum, restarts, run_in, stderr};
 
 const OUT_PARTITIONS: i32 = 4;
 /// The transactional ids of the jobs below start with this.
@@ -303,4 +303,104 @@ fn transaction_timeouts_that_cannot_work_are_refused_with_the_reason() {
         .expect_err("a timeout over the broker's limit")
         .to_string();
     assert!(error.contains("transaction.max.timeout.ms"), "{error}");
+}
+
+#[test]
+fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "numbers", PARTITIONS);
+    create_topic(&broker, "sums", OUT_PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    let records = RECORDS.to_string();
+    let keys = KEYS.to_string();
+    let load = run_in(
+        dir.path(),
+        &[
+            "kafka-load",
+            "--kafka-brokers",
+            &bootstrap,
+            "--topic",
+            "numbers",
+            "--records",
+            &records,
+            "--keys",
+            &keys,
+            "--rate",
+            "200000",
+        ],
+    );
+    assert_ok(&load);
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "keyed-sum",
+            "--parallelism",
+            "2",
+            "--checkpoint-interval",
+            "100ms",
+            "--inject-failures",
+            "1",
+            "--",
+            "--kafka-brokers",
+            &bootstrap,
+            "--input-topic",
+            "numbers",
+            "--input-bounded",
+            "--output-topic",
+            "sums",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(restarts(&out), 1, "{}", stderr(&out));
+    check_keyed_sum(
+        &read_topic(&broker, "sums", "read_committed"),
+        RECORDS,
+        KEYS,
+    )
+    .unwrap();
+    let prefix = "weir-keyed-sum-sink-";
+    let open: Vec<_> = broker
+        .open_transactions()
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(prefix))
+        .collect();
+    assert_eq!(open, []);
+}
+
+#[test]
+fn a_record_that_is_not_key_value_fails_the_job_naming_where_it_is() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "numbers", 1);
+    create_topic(&broker, "sums", OUT_PARTITIONS);
+    produce(&broker, "numbers", 10);
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), _>::to("numbers").payload("seven,8"))
+        .unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "keyed-sum",
+            "--",
+            "--kafka-brokers",
+            &bootstrap,
+            "--input-topic",
+            "numbers",
+            "--input-bounded",
+            "--output-topic",
+            "sums",
+        ],
+    );
+    assert!(!out.status.success(), "a bad record must fail the job");
+    let error = stderr(&out);
+    assert!(error.contains("numbers/0 at offset 10"), "{error}");
 }

@@ -76,7 +76,8 @@ pub struct NexmarkArgs {
 /// Builds the `nexmark` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<NexmarkArgs>("nexmark", args)?;
-    job(&args, parallelism, &args.common.target())
+    args.common.refuse_input_topic("nexmark")?;
+    job(&args, parallelism, &args.common.target()?)
 }
 
 /// The `nexmark` job for `args` writing to `target`.
