@@ -170,7 +170,7 @@ fn group_offsets(broker: &KafkaBroker, group: &str, topic: &str) -> i64 {
 
 /// Runs `job` until two checkpoints completed, stops it with a savepoint and
 /// returns the savepoint's directory.
-fn stop_with_savepoint(job: JobGraph, cfg: RunConfig) -> String {
+pub(crate) fn stop_with_savepoint(job: JobGraph, cfg: RunConfig) -> String {
     let runner = LocalRunner::new(job, cfg).unwrap();
     let (handle, metrics) = (runner.handle(), runner.metrics());
     let running = std::thread::spawn(move || runner.run());

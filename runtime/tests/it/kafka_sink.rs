@@ -2,8 +2,9 @@
 //! topic, and a `read_committed` consumer reads back every record of it: each
 //! key's sums step up by exactly its values, each once. It holds through
 //! injected failures, through a crash between a checkpoint's completion and the
-//! sink's commit, and through a restore at a lower parallelism. Afterwards Kafka's
-//! own `kafka-transactions list` shows no transaction of the job left open.
+//! sink's commit, through a restore at a lower parallelism, and through a stop
+//! with a savepoint and a restore at a higher one. Afterwards Kafka's own
+//! `kafka-transactions list` shows no transaction of the job left open.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +25,11 @@ use weir_runtime::operator::{Operator, OperatorContext};
 use weir_runtime::state::{OperatorSnapshot, RestoredState};
 
 use crate::engine::{config, PacedSource};
-use crate::kafka::{create_topic, pair, produce, KEYS, PARTITIONS, RECORDS};
+use crate::kafka::{create_topic, pair, produce, stop_with_savepoint, KEYS, PARTITIONS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
-use crate::support::{assert_ok, check_keyed_sum, restarts, run_in, stderr};
+use crate::support::{
+    assert_ok, check_keyed_sum, check_keyed_sum_prefix, restarts, run_in, stderr,
+};
 
 const OUT_PARTITIONS: i32 = 4;
 /// The transactional ids of the jobs below start with this.
@@ -403,4 +406,32 @@ fn a_record_that_is_not_key_value_fails_the_job_naming_where_it_is() {
     assert!(!out.status.success(), "a bad record must fail the job");
     let error = stderr(&out);
     assert!(error.contains("numbers/0 at offset 10"), "{error}");
+}
+
+#[test]
+fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishes_once() {
+    let broker = broker_with_numbers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path());
+    let savepoint = stop_with_savepoint(
+        sums_to_topic(&broker, 2, Output::exactly_once()),
+        cfg.clone(),
+    );
+    // Stopped: what it wrote up to the savepoint is committed, nothing is open.
+    assert_eq!(open_transactions(&broker), []);
+    let before = read_topic(&broker, "sums", "read_committed");
+    assert!(!before.is_empty(), "the savepoint was taken mid-topic");
+    check_keyed_sum_prefix(&before, RECORDS, KEYS).unwrap();
+    cfg.restore = RestoreFrom::Path(savepoint);
+    LocalRunner::new(sums_to_topic(&broker, 3, Output::exactly_once()), cfg)
+        .unwrap()
+        .run()
+        .unwrap();
+    check_keyed_sum(
+        &read_topic(&broker, "sums", "read_committed"),
+        RECORDS,
+        KEYS,
+    )
+    .unwrap();
+    assert_eq!(open_transactions(&broker), []);
 }
