@@ -20,6 +20,11 @@ Cases:
   worker-stall           SIGSTOP a worker past the heartbeat timeout, then SIGCONT:
                          its attempt is fenced off (its session is dropped and it
                          stops its tasks), and the output stays exact.
+  kafka-state-machine    state-machine from a Kafka topic filled at 100,000
+                         events/s to a topic, exactly once, through a crash
+                         between a checkpoint's completion and the commit, worker
+                         kills, a coordinator kill and a broker outage
+                         (kafka_chaos.py).
 
 Every case prints its recovery times (fault -> first checkpoint completed after
 it). The last line is "N passed, N failed".
@@ -160,11 +165,11 @@ class Cluster:
             self.coordinator = process
         return process
 
-    def start_worker(self, port=None):
+    def start_worker(self, port=None, env=None):
         port = port or self.port
         name = f"worker-{len(self.workers)}"
         cmd = [self.weir, "worker", "--coordinator", f"127.0.0.1:{port}", "--log-level", "info"]
-        w = subprocess.Popen(cmd, cwd=self.dir, stderr=self.log(name))
+        w = subprocess.Popen(cmd, cwd=self.dir, stderr=self.log(name), env={**os.environ, **(env or {})})
         self.workers.append(w)
         return w
 
@@ -363,6 +368,26 @@ def stall_worker(cluster, seconds):
     return [recovered if status else None], problems
 
 
+def run_kafka_case(weir, seconds):
+    """The Kafka case (kafka_chaos.py), reported as the others are."""
+    import kafka_chaos  # beside this file
+    name = "kafka-state-machine"
+    try:
+        times, problems, workdir = kafka_chaos.run(weir, seconds)
+    except Exception as e:
+        print(f"{name}: FAILED: {e}", flush=True)
+        return False
+    if None in times:
+        problems.append("a fault was not followed by a completed checkpoint")
+    print(f"{name}: {summary([t for t in times if t is not None])}", flush=True)
+    if problems:
+        print(f"{name}: FAILED: " + "; ".join(problems) + f" (logs in {workdir})", flush=True)
+        return False
+    print(f"{name}: passed", flush=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return True
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weir", required=True, help="path to the weir binary (a release build)")
@@ -388,6 +413,9 @@ def main():
         except Exception as e:  # a crashed case is a failed case, and the others still run
             print(f"{name}: FAILED: {e}", flush=True)
             ok = False
+        passed, failed = passed + ok, failed + (not ok)
+    if not args.case or "kafka-state-machine" in args.case:
+        ok = run_kafka_case(args.weir, args.seconds)
         passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

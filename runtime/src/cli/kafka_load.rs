@@ -1,16 +1,23 @@
-//! `weir kafka-load`: writes `keyed-sum` records into a Kafka topic at a given
-//! rate, for demos and benchmarks. Record `i` is the line `key,i` with
-//! `key = (mix(i) >> 1) % keys` (the generator's records), the key also the
-//! record's key, so `weir run keyed-sum --input-topic` sums what it wrote.
+//! `weir kafka-load`: writes a pipeline's generated input into a Kafka topic at
+//! a given rate, for demos and benchmarks, as the pipelines read it back with
+//! `--input-topic`:
+//! - `keyed-sum`: record `i` is the line `key,i` with `key = (mix(i) >> 1) % keys`
+//!   (the generator's records), keyed by `key`;
+//! - `state-machine`: the generator's events as `address,letter` lines, keyed by
+//!   address, so each address's events stay in order in one partition.
 
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Error, Result};
 use crate::kafka::REQUEST_TIMEOUT;
 use crate::keys::mix;
+use crate::pipelines::generator::Generator;
 use crate::pipelines::kafka_io::client_config;
+use crate::pipelines::state_machine::{format_event, Event, Events};
 
 /// Arguments of `weir kafka-load`.
 #[derive(Debug, clap::Args)]
@@ -24,25 +31,107 @@ pub struct KafkaLoadArgs {
     /// The topic to write.
     #[arg(long)]
     pub topic: String,
+    /// Whose input to write: keyed-sum or state-machine.
+    #[arg(long, default_value = "keyed-sum", value_parser = ["keyed-sum", "state-machine"])]
+    pub workload: String,
     /// Records to write.
     #[arg(long)]
     pub records: u64,
-    /// The index of the first record (to append to an earlier load).
+    /// keyed-sum: the index of the first record (to append to an earlier load).
     #[arg(long, default_value_t = 0)]
     pub first: u64,
     /// Records per second (as fast as possible if not given).
     #[arg(long, value_parser = crate::pipelines::positive_rate)]
     pub rate: Option<f64>,
-    /// Number of distinct keys.
+    /// keyed-sum: number of distinct keys.
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
+    /// state-machine: probability that an event is an invalid transition.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// state-machine: seed of the generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Makes the load's records one at a time: key and value bytes.
+enum Workload {
+    KeyedSum {
+        keys: u64,
+        next: u64,
+    },
+    StateMachine {
+        events: Events,
+        buffered: Vec<Event>,
+        at: usize,
+        position: u64,
+    },
+}
+
+impl Workload {
+    fn new(args: &KafkaLoadArgs) -> Result<Self> {
+        if args.workload == "state-machine" {
+            if !(0.0..=1.0).contains(&args.error_rate) {
+                return Err(Error::Usage(format!(
+                    "--error-rate {} must be between 0 and 1",
+                    args.error_rate
+                )));
+            }
+            let mut events = Events::new(args.seed, args.error_rate);
+            events.open(0, 1, None)?;
+            return Ok(Workload::StateMachine {
+                events,
+                buffered: Vec::new(),
+                at: 0,
+                position: 0,
+            });
+        }
+        if args.keys == 0 {
+            return Err(Error::Usage("--keys must be at least 1".into()));
+        }
+        Ok(Workload::KeyedSum {
+            keys: args.keys,
+            next: args.first,
+        })
+    }
+
+    /// Writes the next record's key and value.
+    fn next(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) {
+        key.clear();
+        value.clear();
+        match self {
+            Workload::KeyedSum { keys, next } => {
+                let i = *next;
+                *next += 1;
+                key.extend_from_slice(itoa::Buffer::new().format((mix(i) >> 1) % *keys).as_bytes());
+                value.extend_from_slice(key);
+                value.push(b',');
+                value.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            }
+            Workload::StateMachine {
+                events,
+                buffered,
+                at,
+                position,
+            } => {
+                if *at == buffered.len() {
+                    buffered.clear();
+                    events.generate(*position, 1024, buffered);
+                    *position += 1024;
+                    *at = 0;
+                }
+                let event = buffered[*at];
+                *at += 1;
+                key.extend_from_slice(itoa::Buffer::new().format(event.address).as_bytes());
+                format_event(&event, value);
+            }
+        }
+    }
 }
 
 /// Runs `weir kafka-load`.
 pub fn kafka_load(args: &KafkaLoadArgs) -> Result<()> {
-    if args.keys == 0 {
-        return Err(Error::Usage("--keys must be at least 1".into()));
-    }
+    let mut workload = Workload::new(args)?;
     let mut client = client_config(&args.kafka_brokers, &args.kafka_properties)?.client();
     client
         .set("linger.ms", "5")
@@ -54,26 +143,14 @@ pub fn kafka_load(args: &KafkaLoadArgs) -> Result<()> {
         .map_err(|e| Error::Kafka(format!("creating a producer: {e}")))?;
     let started = Instant::now();
     let mut last_report = started;
-    let (mut key_buf, mut index_buf) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let mut value = Vec::with_capacity(48);
+    let (mut key, mut value) = (Vec::with_capacity(24), Vec::with_capacity(48));
     for n in 0..args.records {
-        let i = args.first + n;
-        let key = (mix(i) >> 1) % args.keys;
-        let key_text = key_buf.format(key);
-        value.clear();
-        value.extend_from_slice(key_text.as_bytes());
-        value.push(b',');
-        value.extend_from_slice(index_buf.format(i).as_bytes());
-        let mut record = BaseRecord::to(&args.topic).key(key_text).payload(&value);
+        workload.next(&mut key, &mut value);
+        let mut record = BaseRecord::to(&args.topic).key(&key).payload(&value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    back,
-                )) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }

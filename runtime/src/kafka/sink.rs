@@ -45,6 +45,11 @@ use crate::state::{OperatorSnapshot, RestoredState};
 pub const SLOTS: u32 = 8;
 /// Bytes a partition's batch holds before it is sent within a transaction.
 const BATCH_BYTES: usize = 256 << 10;
+/// The chaos suite's test hook: a process with `WEIR_CRASH_BEFORE_COMMIT=<n>` in
+/// its environment aborts when checkpoint `n` or a later one completes, before
+/// its Kafka sinks commit (a crash between a checkpoint's completion and the
+/// commit). Never set it in production.
+pub const CRASH_BEFORE_COMMIT: &str = "WEIR_CRASH_BEFORE_COMMIT";
 
 /// Writes a record's key or value bytes into a buffer.
 pub type Serializer<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
@@ -86,6 +91,8 @@ pub struct KafkaSink<T> {
     next_partition: i32,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
+    /// [`CRASH_BEFORE_COMMIT`], read at open.
+    crash_at: Option<u64>,
 }
 
 impl<T: Data> KafkaSink<T> {
@@ -112,6 +119,7 @@ impl<T: Data> KafkaSink<T> {
             next_partition: 0,
             key_buf: Vec::new(),
             value_buf: Vec::new(),
+            crash_at: None,
         }
     }
 
@@ -312,6 +320,9 @@ impl<T: Data> Operator for KafkaSink<T> {
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.check(ctx)?;
         self.subtask = ctx.subtask.index;
+        self.crash_at = std::env::var(CRASH_BEFORE_COMMIT)
+            .ok()
+            .and_then(|v| v.parse().ok());
         if self.prefix.is_none() {
             self.prefix = Some(format!("weir-{}-{}", ctx.job, ctx.uid.0));
         }
@@ -402,6 +413,13 @@ impl<T: Data> Operator for KafkaSink<T> {
             .into_iter()
             .partition(|c| c.checkpoint <= id);
         self.pending = later;
+        if !done.is_empty() && self.crash_at.is_some_and(|n| id.0 >= n) {
+            tracing::error!(
+                checkpoint = id.0,
+                "{CRASH_BEFORE_COMMIT} is set: aborting after the checkpoint completed, before the commit"
+            );
+            std::process::abort();
+        }
         let topic = self.topic.clone();
         let cluster = self.producer()?.cluster();
         for c in done {

@@ -17,6 +17,10 @@
 //! replay after a restore (at any parallelism) emits exactly the same events, and
 //! each address belongs to one split, so its events stay in order through the key
 //! exchange. With `--error-rate 0` no alert can ever be raised, whatever fails.
+//!
+//! With `--input-topic` the events are the `address,letter` lines of a Kafka topic
+//! instead (`weir kafka-load --workload state-machine` writes them, keyed by
+//! address, so each address's events stay in order in one partition).
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::kafka::{KafkaMessage, KafkaSource};
 use crate::keys::mix;
 use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
@@ -89,6 +94,17 @@ pub struct Events {
 }
 
 impl Events {
+    /// A generator from `seed` with invalid events at `error_rate`; [`Generator::open`]
+    /// it with its split before generating.
+    pub fn new(seed: u64, error_rate: f64) -> Self {
+        Events {
+            seed,
+            error_rate,
+            split: 0,
+            state: GeneratorState::default(),
+        }
+    }
+
     /// A random event from `state` that is valid (or, with `valid` false, invalid).
     fn pick(rng: &mut Rng, state: u8, valid: bool) -> u8 {
         let fits = move |e: &u8| transition(state, *e).is_some() == valid;
@@ -222,7 +238,6 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             args.error_rate
         )));
     }
-    args.common.refuse_input_topic("state-machine")?;
     let target = args.common.target()?;
     let mut job = JobBuilder::new("state-machine");
     job.parallelism(parallelism);
@@ -232,16 +247,27 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
         args.common.seed,
         args.error_rate,
     );
-    let alerts = job
-        .source("events", move |_| {
-            let events = Events {
-                seed,
-                error_rate,
-                split: 0,
-                state: GeneratorState::default(),
-            };
-            GeneratorSource::new(events, total, rate)
-        })
+    let events = match &args.common.kafka.input_topic {
+        Some(topic) => {
+            let (config, topic, bounded) = (
+                args.common.kafka.config()?,
+                topic.clone(),
+                args.common.kafka.input_bounded,
+            );
+            job.source("events", move |_| {
+                let source = KafkaSource::new(config.clone(), &[&topic], parse_event);
+                if bounded {
+                    source.bounded()
+                } else {
+                    source
+                }
+            })
+        }
+        None => job.source("events", move |_| {
+            GeneratorSource::new(Events::new(seed, error_rate), total, rate)
+        }),
+    };
+    let alerts = events
         .key_by(|e: &Event| e.address)
         .process("machine", StateMachine);
     sink_lines(alerts, &target, |a: &Alert, out| {
@@ -256,16 +282,69 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     job.build()
 }
 
+/// Writes `event` as the line `address,letter` (`a` to `g`), as `weir kafka-load`
+/// puts events into a topic.
+pub fn format_event(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(event.address).as_bytes());
+    out.push(b',');
+    out.push(b'a' + event.event);
+}
+
+/// An event from its line `address,letter`; anything else is a bad record,
+/// named by its topic, partition and offset.
+fn parse_event(message: &KafkaMessage<'_>) -> Result<Event> {
+    let parsed = message
+        .value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|text| text.split_once(','))
+        .and_then(|(address, letter)| {
+            let event = match letter.as_bytes() {
+                [l @ b'a'..=b'g'] => l - b'a',
+                _ => return None,
+            };
+            Some(Event {
+                address: address.parse().ok()?,
+                event,
+            })
+        });
+    parsed.ok_or_else(|| Error::BadRecord {
+        operator: "events".into(),
+        reason: format!(
+            "{}/{} at offset {}: not `address,event` (an unsigned integer and a letter a-g)",
+            message.topic, message.partition, message.offset
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn events(error_rate: f64) -> Events {
-        Events {
-            seed: 7,
-            error_rate,
-            split: 0,
-            state: GeneratorState::default(),
+        Events::new(7, error_rate)
+    }
+
+    #[test]
+    fn events_read_back_from_their_lines() {
+        let event = Event {
+            address: (3 << 48) | 17,
+            event: 6,
+        };
+        let mut line = Vec::new();
+        format_event(&event, &mut line);
+        assert_eq!(line, b"844424930131985,g");
+        let message = |value: &'static [u8]| KafkaMessage {
+            topic: "events",
+            partition: 2,
+            offset: 9,
+            timestamp: None,
+            key: None,
+            value: Some(value),
+        };
+        assert_eq!(parse_event(&message(b"844424930131985,g")).unwrap(), event);
+        for bad in [&b"17,h"[..], b"17", b"x,a", b"17,ab"] {
+            let error = parse_event(&message(bad)).unwrap_err().to_string();
+            assert!(error.contains("events/2 at offset 9"), "{error}");
         }
     }
 
