@@ -86,6 +86,60 @@ pub struct BenchArgs {
     /// The state backend.
     #[command(flatten)]
     pub state: StateOptions,
+    /// keyed-sum: read `key,value` records from Kafka instead of generating them.
+    #[command(flatten)]
+    pub kafka: KafkaBench,
+}
+
+/// keyed-sum from a Kafka topic (filled by `weir kafka-load`; `--records` must be
+/// its record count) to a Kafka topic.
+#[derive(Debug, clap::Args)]
+pub struct KafkaBench {
+    /// Kafka bootstrap servers.
+    #[arg(long, requires = "input_topic")]
+    pub kafka_brokers: Option<String>,
+    /// The topic to read, to its end offsets at the start.
+    #[arg(long, requires = "kafka_brokers")]
+    pub input_topic: Option<String>,
+    /// The topic to write (else the sums are dropped).
+    #[arg(long, requires = "input_topic")]
+    pub output_topic: Option<String>,
+    /// The output's guarantee: exactly-once, at-least-once or none.
+    #[arg(long, default_value = "exactly-once")]
+    pub kafka_guarantee: String,
+}
+
+impl KafkaBench {
+    /// The keyed-sum arguments that read and write Kafka, and the label's words.
+    fn pipeline_args(&self) -> Option<(Vec<String>, String)> {
+        let (brokers, input) = (self.kafka_brokers.as_ref()?, self.input_topic.as_ref()?);
+        let mut args = vec![
+            "--kafka-brokers".to_string(),
+            brokers.clone(),
+            "--input-topic".to_string(),
+            input.clone(),
+            "--input-bounded".to_string(),
+        ];
+        let label = match &self.output_topic {
+            Some(output) => {
+                args.extend([
+                    "--output-topic".to_string(),
+                    output.clone(),
+                    "--kafka-guarantee".to_string(),
+                    self.kafka_guarantee.clone(),
+                ]);
+                format!(
+                    " input=kafka output=kafka guarantee={}",
+                    self.kafka_guarantee
+                )
+            }
+            None => {
+                args.push("--discard".to_string());
+                " input=kafka output=discard".to_string()
+            }
+        };
+        Some((args, label))
+    }
 }
 
 /// Runs `weir bench`.
@@ -163,14 +217,29 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ),
     };
     pipeline_args.extend(["--records".to_string(), records.to_string()]);
-    match args.rate {
-        Some(rate) => pipeline_args.extend([
-            "--rate".to_string(),
-            rate.to_string(),
-            "--latency-file".to_string(),
-            latency_file.display().to_string(),
-        ]),
-        None => pipeline_args.push("--discard".to_string()),
+    let kafka = match args.scenario {
+        Scenario::KeyedSum => args.kafka.pipeline_args(),
+        _ => None,
+    };
+    if kafka.is_some() && args.rate.is_some() {
+        return Err(Error::Usage(
+            "--rate generates records; it does not apply to --input-topic".into(),
+        ));
+    }
+    let mut label = label;
+    if let Some((kafka_args, words)) = &kafka {
+        pipeline_args.extend(kafka_args.iter().cloned());
+        label.push_str(words);
+    } else {
+        match args.rate {
+            Some(rate) => pipeline_args.extend([
+                "--rate".to_string(),
+                rate.to_string(),
+                "--latency-file".to_string(),
+                latency_file.display().to_string(),
+            ]),
+            None => pipeline_args.push("--discard".to_string()),
+        }
     }
     let config = RunConfig {
         checkpoint_dir: args

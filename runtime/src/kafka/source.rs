@@ -147,6 +147,12 @@ impl<T: Data> Source for KafkaSource<T> {
         if client.get("group.id").is_none() {
             client.set("group.id", format!("weir-{}", ctx.uid.0));
         }
+        // librdkafka pauses a partition's fetches for this long once its local
+        // queue is full (1 s by default), which starves a fast reader between
+        // pauses: resume after 10 ms unless the user chose otherwise.
+        if client.get("fetch.queue.backoff.ms").is_none() {
+            client.set("fetch.queue.backoff.ms", "10");
+        }
         client
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
