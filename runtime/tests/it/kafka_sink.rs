@@ -435,3 +435,43 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
     .unwrap();
     assert_eq!(open_transactions(&broker), []);
 }
+
+#[test]
+fn weir_bench_measures_keyed_sum_from_a_topic_to_a_topic() {
+    let broker = broker_with_numbers();
+    let dir = tempfile::tempdir().unwrap();
+    let (bootstrap, records) = (broker.bootstrap(), RECORDS.to_string());
+    let out = run_in(
+        dir.path(),
+        &[
+            "bench",
+            "keyed-sum",
+            "--kafka-brokers",
+            &bootstrap,
+            "--input-topic",
+            "numbers",
+            "--output-topic",
+            "sums",
+            "--records",
+            &records,
+            "--keys",
+            "50",
+            "--checkpoint-interval",
+            "1s",
+        ],
+    );
+    assert_ok(&out);
+    let result = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        result.contains("input=kafka output=kafka guarantee=exactly-once")
+            && result.contains(&format!("records={RECORDS}"))
+            && result.contains("rps_per_core="),
+        "{result}"
+    );
+    check_keyed_sum(
+        &read_topic(&broker, "sums", "read_committed"),
+        RECORDS,
+        KEYS,
+    )
+    .unwrap();
+}
