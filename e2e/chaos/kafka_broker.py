@@ -18,7 +18,10 @@ def _free_port():
 
 
 class Broker:
-    def __init__(self, workdir):
+    """A formatted and started broker. It listens on `listen` and tells clients to
+    reach it at `advertised` (another host's view of this one, for pods)."""
+
+    def __init__(self, workdir, listen="127.0.0.1", advertised="127.0.0.1"):
         libs = os.environ.get("WEIR_KAFKA_LIBS")
         if not libs or not os.path.isdir(libs):
             raise RuntimeError("WEIR_KAFKA_LIBS must name the Kafka jars (.ci/setup.sh copies them)")
@@ -26,13 +29,14 @@ class Broker:
         os.makedirs(self.dir, exist_ok=True)
         self.classpath = os.path.join(libs, "*")
         self.port, controller = _free_port(), _free_port()
+        self.advertised = advertised
         self.config = os.path.join(self.dir, "server.properties")
         with open(self.config, "w") as f:
             f.write(
                 "process.roles=broker,controller\nnode.id=1\n"
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n"
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}\n"
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+                f"listeners=PLAINTEXT://{listen}:{self.port},CONTROLLER://127.0.0.1:{controller}\n"
+                f"advertised.listeners=PLAINTEXT://{advertised}:{self.port}\n"
                 "controller.listener.names=CONTROLLER\n"
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
                 f"log.dirs={os.path.join(self.dir, 'data')}\n"
@@ -53,7 +57,7 @@ class Broker:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.advertised}:{self.port}"
 
     def _java(self, main, *args):
         return ["java", "-Xmx384m", "-XX:+UseSerialGC", "-cp", self.classpath,

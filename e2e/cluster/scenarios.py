@@ -23,6 +23,7 @@ import traceback
 
 from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render,
                      stream_job, ts, wait_finished, wait_for)
+import kafka_scenarios
 import restart_scenarios
 
 # ---- scenarios ----
@@ -264,7 +265,7 @@ def invalid_manifests(env):
 
 SCENARIOS = [install, apply_and_run, rescale_with_savepoint, upgrade_last_state, pod_deletions,
              savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete, invalid_manifests,
-             *restart_scenarios.SCENARIOS]
+             *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS]
 
 
 def main():
