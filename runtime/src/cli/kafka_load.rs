@@ -52,6 +52,9 @@ pub struct KafkaLoadArgs {
     /// state-machine: seed of the generator.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// How long the producer waits to fill a batch (0 for latency runs).
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub linger: Duration,
 }
 
 /// Makes the load's records one at a time: key and value bytes.
@@ -134,7 +137,7 @@ pub fn kafka_load(args: &KafkaLoadArgs) -> Result<()> {
     let mut workload = Workload::new(args)?;
     let mut client = client_config(&args.kafka_brokers, &args.kafka_properties)?.client();
     client
-        .set("linger.ms", "5")
+        .set("linger.ms", args.linger.as_millis().to_string())
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .set("enable.idempotence", "true");

@@ -6,6 +6,7 @@ mod bench_state;
 mod checkpoints;
 mod cluster;
 mod control;
+mod kafka_latency;
 mod kafka_load;
 mod progress;
 pub mod run;
@@ -49,8 +50,10 @@ pub enum Command {
     Savepoint(control::SavepointArgs),
     /// Cancel a running job without a savepoint.
     Cancel(control::CancelArgs),
-    /// Write generated keyed-sum records into a Kafka topic at a given rate.
+    /// Write a pipeline's generated input into a Kafka topic at a given rate.
     KafkaLoad(kafka_load::KafkaLoadArgs),
+    /// Measure the end-to-end latency of the records arriving on a Kafka topic.
+    KafkaLatency(kafka_latency::KafkaLatencyArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -63,6 +66,7 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::bench(args),
         Command::KafkaLoad(args) => kafka_load::kafka_load(&args),
+        Command::KafkaLatency(args) => kafka_latency::kafka_latency(&args),
         Command::Checkpoints(args) => checkpoints::checkpoints(&args),
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Worker(args) => cluster::worker(args),

@@ -14,7 +14,7 @@ mod txn;
 mod wire;
 
 pub use partitioner::{key_partition, Partitioning};
-pub use sink::{Guarantee, KafkaSink, Serializer, CRASH_BEFORE_COMMIT, SLOTS};
+pub use sink::{Guarantee, KafkaSink, Serializer, Stamp, CRASH_BEFORE_COMMIT, SLOTS};
 pub use source::{KafkaMessage, KafkaSource};
 pub use txn::Transaction;
 

@@ -54,6 +54,9 @@ pub const CRASH_BEFORE_COMMIT: &str = "WEIR_CRASH_BEFORE_COMMIT";
 /// Writes a record's key or value bytes into a buffer.
 pub type Serializer<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 
+/// A record's Kafka timestamp, ms since the Unix epoch.
+pub type Stamp<T> = Arc<dyn Fn(&T) -> i64 + Send + Sync>;
+
 /// What the sink promises about its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarantee {
@@ -81,6 +84,7 @@ pub struct KafkaSink<T> {
     guarantee: Guarantee,
     value: Serializer<T>,
     key: Option<Serializer<T>>,
+    timestamp: Option<Stamp<T>>,
     partitioning: Partitioning,
     transaction_timeout: Duration,
     prefix: Option<String>,
@@ -109,6 +113,7 @@ impl<T: Data> KafkaSink<T> {
             guarantee: Guarantee::ExactlyOnce,
             value: Arc::new(value),
             key: None,
+            timestamp: None,
             partitioning: Partitioning::RoundRobin,
             transaction_timeout: Duration::from_secs(15 * 60),
             prefix: None,
@@ -127,6 +132,13 @@ impl<T: Data> KafkaSink<T> {
     pub fn key(mut self, key: impl Fn(&T, &mut Vec<u8>) + Send + Sync + 'static) -> Self {
         self.key = Some(Arc::new(key));
         self.partitioning = Partitioning::ByKey;
+        self
+    }
+
+    /// Stamps each record with `timestamp` (ms since the Unix epoch), say the
+    /// timestamp of the input it comes from, instead of the time it is written.
+    pub fn timestamp(mut self, timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
+        self.timestamp = Some(Arc::new(timestamp));
         self
     }
 
@@ -352,7 +364,7 @@ impl<T: Data> Operator for KafkaSink<T> {
         if self.guarantee == Guarantee::ExactlyOnce && self.open.is_none() {
             self.begin()?;
         }
-        let timestamp = now_ms();
+        let now = now_ms();
         let Some(producer) = self.producer.as_mut() else {
             return Err(Error::Internal("the Kafka sink used before open".into()));
         };
@@ -373,6 +385,7 @@ impl<T: Data> Operator for KafkaSink<T> {
                 Partitioning::RoundRobin => self.next_partition,
                 Partitioning::Fixed(p) => p,
             };
+            let timestamp = self.timestamp.as_ref().map_or(now, |stamp| stamp(&record));
             producer.push(partition, key, &self.value_buf, timestamp);
         }
         self.next_partition = (self.next_partition + 1) % partitions;

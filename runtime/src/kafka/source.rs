@@ -360,4 +360,4 @@ fn out_of_range(consumer: &BaseConsumer, partitions: &[(KeyGroup, PartitionState
 }
 
 /// How long a source with nothing to read waits before it asks again.
-const IDLE_WAIT: Duration = Duration::from_millis(5);
+const IDLE_WAIT: Duration = Duration::from_millis(1);

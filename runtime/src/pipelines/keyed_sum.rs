@@ -12,7 +12,7 @@ use clap::Parser;
 use crate::api::{JobBuilder, JobGraph, Stream};
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::kafka::{KafkaMessage, KafkaSource};
+use crate::kafka::{KafkaMessage, KafkaSink, KafkaSource};
 use crate::keys::mix;
 use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
@@ -80,7 +80,10 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
 }
 
 /// The `keyed-sum` job over the `key,value` records of a Kafka topic (as
-/// `weir kafka-load` writes them) instead of generated ones.
+/// `weir kafka-load` writes them) instead of generated ones. Each sum carries
+/// the Kafka timestamp of the record that updated it last; written to a topic,
+/// it is keyed by its key and stamped with that timestamp, so a consumer
+/// measures the end-to-end latency (`weir kafka-latency`).
 pub fn topic_job(
     common: &GeneratorArgs,
     topic: &str,
@@ -94,33 +97,63 @@ pub fn topic_job(
         topic.to_string(),
         common.kafka.input_bounded,
     );
-    let records = job.source("records", move |_| {
-        let source = KafkaSource::new(config.clone(), &[&topic], key_value);
-        if bounded {
-            source.bounded()
-        } else {
-            source
+    let sums = job
+        .source("records", move |_| {
+            let source = KafkaSource::new(config.clone(), &[&topic], stamped_key_value);
+            if bounded {
+                source.bounded()
+            } else {
+                source
+            }
+        })
+        .key_by(|r: &(u64, u64, i64)| r.0)
+        .reduce("sum", |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
+            acc.1 += r.1;
+            acc.2 = r.2;
+        });
+    let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| {
+        let mut buf = itoa_buf();
+        out.extend_from_slice(buf.format(r.0).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(buf.format(r.1).as_bytes());
+    };
+    match target {
+        Target::Kafka(output) => {
+            let output = output.clone();
+            sums.sink("sink", move |_| {
+                KafkaSink::new(output.config.clone(), &output.topic, line)
+                    .key(|r: &(u64, u64, i64), out| {
+                        out.extend_from_slice(itoa_buf().format(r.0).as_bytes())
+                    })
+                    .timestamp(|r: &(u64, u64, i64)| r.2)
+                    .guarantee(output.guarantee)
+                    .transaction_timeout(output.transaction_timeout)
+            });
         }
-    });
-    sum_into(records, target);
+        other => sink_lines(sums, other, line),
+    }
     job.build()
 }
 
-/// A `key,value` record of unsigned integers; anything else is a bad record,
-/// named by its topic, partition and offset.
-fn key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64)> {
+/// A `key,value` record of unsigned integers with its Kafka timestamp (0 if
+/// it has none); anything else is a bad record, named by its topic, partition
+/// and offset.
+fn stamped_key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
     let parsed = message
         .value
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|text| text.split_once(','))
         .and_then(|(k, v)| Some((k.trim().parse().ok()?, v.trim().parse().ok()?)));
-    parsed.ok_or_else(|| Error::BadRecord {
-        operator: "records".into(),
-        reason: format!(
-            "{}/{} at offset {}: not `key,value` (two unsigned integers)",
-            message.topic, message.partition, message.offset
-        ),
-    })
+    match parsed {
+        Some((key, value)) => Ok((key, value, message.timestamp.unwrap_or(0))),
+        None => Err(Error::BadRecord {
+            operator: "records".into(),
+            reason: format!(
+                "{}/{} at offset {}: not `key,value` (two unsigned integers)",
+                message.topic, message.partition, message.offset
+            ),
+        }),
+    }
 }
 
 /// Sums the values per key and writes `key,sum` lines to `target`.
