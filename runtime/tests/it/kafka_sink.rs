@@ -28,7 +28,7 @@ use crate::engine::{config, PacedSource};
 use crate::kafka::{create_topic, pair, produce, stop_with_savepoint, KEYS, PARTITIONS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
 use crate::support::{
-    assert_ok, check_keyed_sum, check_keyed_sum_prefix, restarts, run_in, stderr,
+    assert_ok, check_keyed_sum, check_keyed_sum_prefix, restarts, run_in, stderr, weir,
 };
 
 const OUT_PARTITIONS: i32 = 4;
@@ -334,6 +334,7 @@ fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
         ],
     );
     assert_ok(&load);
+    let loaded = now_ms();
     let out = run_in(
         dir.path(),
         &[
@@ -363,6 +364,14 @@ fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
         KEYS,
     )
     .unwrap();
+    // Each sum carries the timestamp of the input record that updated it last,
+    // all written before the job started, not the time the sum was written.
+    let stamps = timestamps(&broker, "sums");
+    assert_eq!(stamps.len(), RECORDS as usize);
+    assert!(
+        stamps.iter().all(|&t| t > 0 && t <= loaded),
+        "stamps after {loaded}"
+    );
     let prefix = "weir-keyed-sum-sink-";
     let open: Vec<_> = broker
         .open_transactions()
@@ -474,4 +483,93 @@ fn weir_bench_measures_keyed_sum_from_a_topic_to_a_topic() {
         KEYS,
     )
     .unwrap();
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The Kafka timestamps of every committed record of `topic`.
+fn timestamps(broker: &KafkaBroker, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "test-stamps")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..OUT_PARTITIONS {
+        partitions
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
+    let (mut stamps, mut ended) = (Vec::new(), HashSet::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < OUT_PARTITIONS as usize && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => stamps.push(m.timestamp().to_millis().unwrap_or(0)),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    stamps
+}
+
+#[test]
+fn weir_kafka_latency_reads_a_topic_from_its_end_and_reports_percentiles() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "sums", OUT_PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    let latency = weir()
+        .current_dir(dir.path())
+        .args([
+            "kafka-latency",
+            "--kafka-brokers",
+            &bootstrap,
+            "--topic",
+            "sums",
+            "--duration",
+            "6s",
+            "--warmup",
+            "0s",
+            "--isolation",
+            "read_uncommitted",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // 100 records stamped a second in the past: each is read about 1 s late.
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        let record = rdkafka::producer::BaseRecord::<(), _>::to("sums")
+            .payload("1,1")
+            .partition(i % OUT_PARTITIONS)
+            .timestamp(now_ms() - 1000);
+        producer.send(record).unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let out = latency.wait_with_output().unwrap();
+    assert_ok(&out);
+    let result = String::from_utf8_lossy(&out.stdout).to_string();
+    let p50: f64 = result
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("p50_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no p50 in {result}"));
+    assert!(result.contains("samples=100 "), "{result}");
+    assert!((1000.0..2500.0).contains(&p50), "{result}");
 }
