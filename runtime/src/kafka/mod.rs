@@ -8,6 +8,7 @@ mod cluster;
 mod partitioner;
 mod producer;
 mod record_batch;
+mod recovery;
 mod sink;
 mod source;
 mod txn;

@@ -26,8 +26,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
 use crate::ids::CheckpointId;
@@ -35,6 +33,7 @@ use crate::kafka::cluster::Cluster;
 use crate::kafka::partitioner::{key_partition, Partitioning};
 use crate::kafka::producer::Producer;
 use crate::kafka::record_batch::Writer;
+use crate::kafka::recovery::{self, Committable};
 use crate::kafka::txn::{self, Ended, Transaction};
 use crate::kafka::KafkaConfig;
 use crate::operator::{Operator, OperatorContext};
@@ -67,14 +66,6 @@ pub enum Guarantee {
     AtLeastOnce,
     /// Sent, never waited for.
     None,
-}
-
-/// A pre-committed transaction, as the checkpoint holds it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Committable {
-    checkpoint: CheckpointId,
-    slot: u32,
-    txn: Transaction,
 }
 
 /// Writes records to one Kafka topic; see the module docs.
@@ -251,70 +242,6 @@ impl<T: Data> KafkaSink<T> {
         self.open = Some((slot, txn));
         Ok(())
     }
-
-    /// Commits what the restored checkpoint pre-committed for the old subtasks
-    /// this one takes over, then aborts their transactions still open.
-    fn recover(&mut self, ctx: &OperatorContext, inherited: Vec<Committable>) -> Result<()> {
-        let prefix = format!("{}-", self.prefix()?);
-        let (index, parallelism, timeout) = (
-            ctx.subtask.index,
-            ctx.subtask.parallelism,
-            self.timeout_ms(),
-        );
-        let cluster = self.producer()?.cluster();
-        for c in &inherited {
-            match txn::end(cluster, &c.txn, true)? {
-                Ended::Done => tracing::info!(
-                    transaction = %c.txn.transactional_id, checkpoint = c.checkpoint.0,
-                    "committed the transaction of the restored checkpoint"
-                ),
-                Ended::Superseded(why) => tracing::warn!(
-                    transaction = %c.txn.transactional_id, checkpoint = c.checkpoint.0, %why,
-                    "the restored checkpoint's transaction was ended before: committed by the \
-                     run that wrote it, unless the broker aborted it at its timeout"
-                ),
-            }
-        }
-        for id in txn::list_open(cluster, &prefix)? {
-            let owner = id
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once('-'))
-                .filter(|(_, slot)| slot.parse::<u32>().is_ok())
-                .and_then(|(j, _)| j.parse::<u32>().ok());
-            if owner.is_some_and(|j| j % parallelism == index) {
-                txn::init_producer(cluster, &id, timeout)?;
-                tracing::info!(transaction = %id, "aborted a transaction the restored checkpoint does not hold");
-            }
-        }
-        Ok(())
-    }
-
-    /// The pre-committed transactions of the old subtasks this one takes over.
-    fn inherited(
-        &self,
-        ctx: &OperatorContext,
-        restored: Option<RestoredState>,
-    ) -> Result<Vec<Committable>> {
-        let decode = |bytes: &[u8]| -> Result<Vec<Committable>> {
-            bincode::deserialize(bytes).map_err(|e| Error::State {
-                uid: ctx.uid.0.clone(),
-                reason: format!("pending Kafka transactions: {e}"),
-            })
-        };
-        let Some(restored) = restored else {
-            return Ok(Vec::new());
-        };
-        let mut inherited = Vec::new();
-        if let Some(bytes) = &restored.operator_state {
-            inherited.extend(decode(bytes)?);
-        }
-        for (old, bytes) in restored.union.iter().flat_map(|u| &u.states) {
-            if old % ctx.subtask.parallelism == ctx.subtask.index {
-                inherited.extend(decode(bytes)?);
-            }
-        }
-        Ok(inherited)
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -351,8 +278,16 @@ impl<T: Data> Operator for KafkaSink<T> {
         self.next_partition = (ctx.subtask.index as i32) % producer.partitions();
         self.producer = Some(producer);
         if self.guarantee == Guarantee::ExactlyOnce {
-            let inherited = self.inherited(ctx, restored)?;
-            self.recover(ctx, inherited)?;
+            let inherited = recovery::inherited(ctx, restored)?;
+            let prefix = self.prefix()?.to_string();
+            let timeout = self.timeout_ms();
+            recovery::settle(
+                self.producer()?.cluster(),
+                &prefix,
+                ctx,
+                &inherited,
+                timeout,
+            )?;
         }
         Ok(())
     }

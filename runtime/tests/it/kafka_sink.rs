@@ -27,11 +27,9 @@ use weir_runtime::state::{OperatorSnapshot, RestoredState};
 use crate::engine::{config, PacedSource};
 use crate::kafka::{create_topic, pair, produce, stop_with_savepoint, KEYS, PARTITIONS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
-use crate::support::{
-    assert_ok, check_keyed_sum, check_keyed_sum_prefix, restarts, run_in, stderr, weir,
-};
+use crate::support::{check_keyed_sum, check_keyed_sum_prefix};
 
-const OUT_PARTITIONS: i32 = 4;
+pub(crate) const OUT_PARTITIONS: i32 = 4;
 /// The transactional ids of the jobs below start with this.
 const PREFIX: &str = "weir-kafka-sums-out-";
 
@@ -125,7 +123,7 @@ fn sums_to_topic(broker: &KafkaBroker, parallelism: u32, output: Output) -> JobG
 }
 
 /// Every record of `topic`, as a consumer at `isolation` reads them to the end.
-fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<String> {
+pub(crate) fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "test-reader")
@@ -158,7 +156,7 @@ fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<String>
 }
 
 /// The job's transactions the broker still lists as open.
-fn open_transactions(broker: &KafkaBroker) -> Vec<(String, String)> {
+pub(crate) fn open_transactions(broker: &KafkaBroker) -> Vec<(String, String)> {
     broker
         .open_transactions()
         .into_iter()
@@ -166,7 +164,7 @@ fn open_transactions(broker: &KafkaBroker) -> Vec<(String, String)> {
         .collect()
 }
 
-fn broker_with_numbers() -> KafkaBroker {
+pub(crate) fn broker_with_numbers() -> KafkaBroker {
     let broker = KafkaBroker::start();
     create_topic(&broker, "numbers", PARTITIONS);
     create_topic(&broker, "sums", OUT_PARTITIONS);
@@ -309,115 +307,6 @@ fn transaction_timeouts_that_cannot_work_are_refused_with_the_reason() {
 }
 
 #[test]
-fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
-    let broker = KafkaBroker::start();
-    create_topic(&broker, "numbers", PARTITIONS);
-    create_topic(&broker, "sums", OUT_PARTITIONS);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = broker.bootstrap();
-    let records = RECORDS.to_string();
-    let keys = KEYS.to_string();
-    let load = run_in(
-        dir.path(),
-        &[
-            "kafka-load",
-            "--kafka-brokers",
-            &bootstrap,
-            "--topic",
-            "numbers",
-            "--records",
-            &records,
-            "--keys",
-            &keys,
-            "--rate",
-            "200000",
-        ],
-    );
-    assert_ok(&load);
-    let loaded = now_ms();
-    let out = run_in(
-        dir.path(),
-        &[
-            "run",
-            "keyed-sum",
-            "--parallelism",
-            "2",
-            "--checkpoint-interval",
-            "100ms",
-            "--inject-failures",
-            "1",
-            "--",
-            "--kafka-brokers",
-            &bootstrap,
-            "--input-topic",
-            "numbers",
-            "--input-bounded",
-            "--output-topic",
-            "sums",
-        ],
-    );
-    assert_ok(&out);
-    assert_eq!(restarts(&out), 1, "{}", stderr(&out));
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-    // Each sum carries the timestamp of the input record that updated it last,
-    // all written before the job started, not the time the sum was written.
-    let stamps = timestamps(&broker, "sums");
-    assert_eq!(stamps.len(), RECORDS as usize);
-    assert!(
-        stamps.iter().all(|&t| t > 0 && t <= loaded),
-        "stamps after {loaded}"
-    );
-    let prefix = "weir-keyed-sum-sink-";
-    let open: Vec<_> = broker
-        .open_transactions()
-        .into_iter()
-        .filter(|(id, _)| id.starts_with(prefix))
-        .collect();
-    assert_eq!(open, []);
-}
-
-#[test]
-fn a_record_that_is_not_key_value_fails_the_job_naming_where_it_is() {
-    let broker = KafkaBroker::start();
-    create_topic(&broker, "numbers", 1);
-    create_topic(&broker, "sums", OUT_PARTITIONS);
-    produce(&broker, "numbers", 10);
-    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .create()
-        .unwrap();
-    producer
-        .send(rdkafka::producer::BaseRecord::<(), _>::to("numbers").payload("seven,8"))
-        .unwrap();
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = broker.bootstrap();
-    let out = run_in(
-        dir.path(),
-        &[
-            "run",
-            "keyed-sum",
-            "--",
-            "--kafka-brokers",
-            &bootstrap,
-            "--input-topic",
-            "numbers",
-            "--input-bounded",
-            "--output-topic",
-            "sums",
-        ],
-    );
-    assert!(!out.status.success(), "a bad record must fail the job");
-    let error = stderr(&out);
-    assert!(error.contains("numbers/0 at offset 10"), "{error}");
-}
-
-#[test]
 fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishes_once() {
     let broker = broker_with_numbers();
     let dir = tempfile::tempdir().unwrap();
@@ -443,133 +332,4 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
     )
     .unwrap();
     assert_eq!(open_transactions(&broker), []);
-}
-
-#[test]
-fn weir_bench_measures_keyed_sum_from_a_topic_to_a_topic() {
-    let broker = broker_with_numbers();
-    let dir = tempfile::tempdir().unwrap();
-    let (bootstrap, records) = (broker.bootstrap(), RECORDS.to_string());
-    let out = run_in(
-        dir.path(),
-        &[
-            "bench",
-            "keyed-sum",
-            "--kafka-brokers",
-            &bootstrap,
-            "--input-topic",
-            "numbers",
-            "--output-topic",
-            "sums",
-            "--records",
-            &records,
-            "--keys",
-            "50",
-            "--checkpoint-interval",
-            "1s",
-        ],
-    );
-    assert_ok(&out);
-    let result = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        result.contains("input=kafka output=kafka guarantee=exactly-once")
-            && result.contains(&format!("records={RECORDS}"))
-            && result.contains("rps_per_core="),
-        "{result}"
-    );
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// The Kafka timestamps of every committed record of `topic`.
-fn timestamps(broker: &KafkaBroker, topic: &str) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "test-stamps")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..OUT_PARTITIONS {
-        partitions
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&partitions).unwrap();
-    let (mut stamps, mut ended) = (Vec::new(), HashSet::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ended.len() < OUT_PARTITIONS as usize && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => stamps.push(m.timestamp().to_millis().unwrap_or(0)),
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    stamps
-}
-
-#[test]
-fn weir_kafka_latency_reads_a_topic_from_its_end_and_reports_percentiles() {
-    let broker = KafkaBroker::start();
-    create_topic(&broker, "sums", OUT_PARTITIONS);
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = broker.bootstrap();
-    let latency = weir()
-        .current_dir(dir.path())
-        .args([
-            "kafka-latency",
-            "--kafka-brokers",
-            &bootstrap,
-            "--topic",
-            "sums",
-            "--duration",
-            "6s",
-            "--warmup",
-            "0s",
-            "--isolation",
-            "read_uncommitted",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // 100 records stamped a second in the past: each is read about 1 s late.
-    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .create()
-        .unwrap();
-    for i in 0..100 {
-        let record = rdkafka::producer::BaseRecord::<(), _>::to("sums")
-            .payload("1,1")
-            .partition(i % OUT_PARTITIONS)
-            .timestamp(now_ms() - 1000);
-        producer.send(record).unwrap();
-    }
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
-    let out = latency.wait_with_output().unwrap();
-    assert_ok(&out);
-    let result = String::from_utf8_lossy(&out.stdout).to_string();
-    let p50: f64 = result
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("p50_ms="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no p50 in {result}"));
-    assert!(result.contains("samples=100 "), "{result}");
-    assert!((1000.0..2500.0).contains(&p50), "{result}");
 }

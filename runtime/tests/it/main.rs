@@ -17,6 +17,7 @@ mod identity;
 mod joins;
 mod kafka;
 mod kafka_broker;
+mod kafka_cli;
 mod kafka_sink;
 mod nexmark;
 mod recovery;
