@@ -16,17 +16,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::error::{Error, Result};
 use crate::histogram::Histogram;
 use crate::kafka::REQUEST_TIMEOUT;
-use crate::pipelines::kafka_io::client_config;
+use crate::pipelines::kafka_io::KafkaClientArgs;
 
 /// Arguments of `weir kafka-latency`.
 #[derive(Debug, clap::Args)]
 pub struct KafkaLatencyArgs {
-    /// Kafka bootstrap servers, `host:port,...`.
-    #[arg(long, env = "WEIR_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
-    /// A Kafka client property `key=value` (repeatable); `key=env:NAME` reads NAME.
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
+    /// Brokers and client properties.
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// The topic to read.
     #[arg(long)]
     pub topic: String,
@@ -50,7 +47,7 @@ fn now_micros() -> i64 {
 
 /// Runs `weir kafka-latency`.
 pub fn kafka_latency(args: &KafkaLatencyArgs) -> Result<()> {
-    let mut client = client_config(&args.kafka_brokers, &args.kafka_properties)?.client();
+    let mut client = args.kafka.config()?.client();
     client
         .set("group.id", format!("weir-latency-{}", std::process::id()))
         .set("enable.auto.commit", "false")

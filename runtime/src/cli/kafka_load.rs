@@ -16,18 +16,15 @@ use crate::error::{Error, Result};
 use crate::kafka::REQUEST_TIMEOUT;
 use crate::keys::mix;
 use crate::pipelines::generator::Generator;
-use crate::pipelines::kafka_io::client_config;
+use crate::pipelines::kafka_io::KafkaClientArgs;
 use crate::pipelines::state_machine::{format_event, Event, Events};
 
 /// Arguments of `weir kafka-load`.
 #[derive(Debug, clap::Args)]
 pub struct KafkaLoadArgs {
-    /// Kafka bootstrap servers, `host:port,...`.
-    #[arg(long, env = "WEIR_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
-    /// A Kafka client property `key=value` (repeatable); `key=env:NAME` reads NAME.
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
+    /// Brokers and client properties.
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// The topic to write.
     #[arg(long)]
     pub topic: String,
@@ -135,7 +132,7 @@ impl Workload {
 /// Runs `weir kafka-load`.
 pub fn kafka_load(args: &KafkaLoadArgs) -> Result<()> {
     let mut workload = Workload::new(args)?;
-    let mut client = client_config(&args.kafka_brokers, &args.kafka_properties)?.client();
+    let mut client = args.kafka.config()?.client();
     client
         .set("linger.ms", args.linger.as_millis().to_string())
         .set("batch.size", "1000000")

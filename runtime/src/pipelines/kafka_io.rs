@@ -57,6 +57,26 @@ impl KafkaArgs {
     }
 }
 
+/// The brokers and client properties of a command that talks to Kafka
+/// directly (`weir kafka-load`, `weir kafka-latency`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaClientArgs {
+    /// Kafka bootstrap servers, `host:port,...`.
+    #[arg(long, env = "WEIR_KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// A Kafka client property `key=value` (repeatable); `key=env:NAME` takes
+    /// the value from environment variable NAME.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+}
+
+impl KafkaClientArgs {
+    /// The client configuration, `env:` values resolved.
+    pub fn config(&self) -> Result<KafkaConfig> {
+        client_config(&self.kafka_brokers, &self.kafka_properties)
+    }
+}
+
 /// Brokers and `key=value` properties as a client configuration; a value
 /// `env:NAME` is read from environment variable NAME.
 pub fn client_config(brokers: &str, properties: &[String]) -> Result<KafkaConfig> {

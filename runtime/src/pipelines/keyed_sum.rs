@@ -111,12 +111,7 @@ pub fn topic_job(
             acc.1 += r.1;
             acc.2 = r.2;
         });
-    let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| {
-        let mut buf = itoa_buf();
-        out.extend_from_slice(buf.format(r.0).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(buf.format(r.1).as_bytes());
-    };
+    let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| sum_line(r.0, r.1, out);
     match target {
         Target::Kafka(output) => {
             let output = output.clone();
@@ -161,12 +156,15 @@ fn sum_into(records: Stream<(u64, u64)>, target: &Target) {
     let sums = records
         .key_by(|r: &(u64, u64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
-    sink_lines(sums, target, |r: &(u64, u64), out| {
-        let mut buf = itoa_buf();
-        out.extend_from_slice(buf.format(r.0).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(buf.format(r.1).as_bytes());
-    });
+    sink_lines(sums, target, |r: &(u64, u64), out| sum_line(r.0, r.1, out));
+}
+
+/// Writes the line `key,sum`.
+fn sum_line(key: u64, sum: u64, out: &mut Vec<u8>) {
+    let mut buf = itoa_buf();
+    out.extend_from_slice(buf.format(key).as_bytes());
+    out.push(b',');
+    out.extend_from_slice(buf.format(sum).as_bytes());
 }
 
 /// The `keyed-sum` job writing to `target`.

@@ -4,17 +4,15 @@
 //! the job naming where it is; `weir bench` measures the job over topics; and
 //! `weir kafka-latency` reports the latency of what arrives on a topic.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 use crate::kafka::{create_topic, produce, KEYS, PARTITIONS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
-use crate::kafka_sink::{broker_with_numbers, read_topic, OUT_PARTITIONS};
+use crate::kafka_sink::{
+    broker_with_numbers, open_transactions, read_records, read_topic, OUT_PARTITIONS,
+};
 use crate::support::{assert_ok, check_keyed_sum, restarts, run_in, stderr, weir};
 
 #[test]
@@ -75,19 +73,16 @@ fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
     .unwrap();
     // Each sum carries the timestamp of the input record that updated it last,
     // all written before the job started, not the time the sum was written.
-    let stamps = timestamps(&broker, "sums");
+    let stamps: Vec<i64> = read_records(&broker, "sums", "read_committed")
+        .into_iter()
+        .map(|(_, stamp)| stamp)
+        .collect();
     assert_eq!(stamps.len(), RECORDS as usize);
     assert!(
         stamps.iter().all(|&t| t > 0 && t <= loaded),
         "stamps after {loaded}"
     );
-    let prefix = "weir-keyed-sum-sink-";
-    let open: Vec<_> = broker
-        .open_transactions()
-        .into_iter()
-        .filter(|(id, _)| id.starts_with(prefix))
-        .collect();
-    assert_eq!(open, []);
+    assert_eq!(open_transactions(&broker, "weir-keyed-sum-sink-"), []);
 }
 
 #[test]
@@ -172,37 +167,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// The Kafka timestamps of every committed record of `topic`.
-fn timestamps(broker: &KafkaBroker, topic: &str) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "test-stamps")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..OUT_PARTITIONS {
-        partitions
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&partitions).unwrap();
-    let (mut stamps, mut ended) = (Vec::new(), HashSet::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ended.len() < OUT_PARTITIONS as usize && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => stamps.push(m.timestamp().to_millis().unwrap_or(0)),
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    stamps
 }
 
 #[test]

@@ -122,8 +122,13 @@ fn sums_to_topic(broker: &KafkaBroker, parallelism: u32, output: Output) -> JobG
     job.build().unwrap()
 }
 
-/// Every record of `topic`, as a consumer at `isolation` reads them to the end.
-pub(crate) fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<String> {
+/// Every record of `topic` (its value and its Kafka timestamp), as a consumer
+/// at `isolation` reads them to the end.
+pub(crate) fn read_records(
+    broker: &KafkaBroker,
+    topic: &str,
+    isolation: &str,
+) -> Vec<(String, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "test-reader")
@@ -139,12 +144,15 @@ pub(crate) fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> 
             .unwrap();
     }
     consumer.assign(&partitions).unwrap();
-    let (mut lines, mut ended) = (Vec::new(), HashSet::new());
+    let (mut records, mut ended) = (Vec::new(), HashSet::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while ended.len() < OUT_PARTITIONS as usize {
         assert!(Instant::now() < deadline, "{topic} was not read to its end");
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => lines.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap()),
+            Some(Ok(m)) => records.push((
+                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+                m.timestamp().to_millis().unwrap_or(0),
+            )),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 ended.insert(p);
             }
@@ -152,16 +160,31 @@ pub(crate) fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> 
             None => {}
         }
     }
-    lines
+    records
 }
 
-/// The job's transactions the broker still lists as open.
-pub(crate) fn open_transactions(broker: &KafkaBroker) -> Vec<(String, String)> {
+/// The values of every record of `topic`, as a consumer at `isolation` reads them.
+pub(crate) fn read_topic(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<String> {
+    read_records(broker, topic, isolation)
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect()
+}
+
+/// The transactions of ids starting with `prefix` the broker still lists as open.
+pub(crate) fn open_transactions(broker: &KafkaBroker, prefix: &str) -> Vec<(String, String)> {
     broker
         .open_transactions()
         .into_iter()
-        .filter(|(id, _)| id.starts_with(PREFIX))
+        .filter(|(id, _)| id.starts_with(prefix))
         .collect()
+}
+
+/// Every committed record of topic `sums` is a step of the keyed sums, each
+/// input record counted once, and no transaction of the jobs below is open.
+fn assert_sums_exactly_once(broker: &KafkaBroker) {
+    check_keyed_sum(&read_topic(broker, "sums", "read_committed"), RECORDS, KEYS).unwrap();
+    assert_eq!(open_transactions(broker, PREFIX), []);
 }
 
 pub(crate) fn broker_with_numbers() -> KafkaBroker {
@@ -189,13 +212,7 @@ fn keyed_sums_written_to_a_topic_are_exactly_once_through_failures() {
         .run()
         .unwrap();
     assert_eq!(summary.restarts, 3);
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-    assert_eq!(open_transactions(&broker), []);
+    assert_sums_exactly_once(&broker);
 }
 
 #[test]
@@ -212,13 +229,7 @@ fn a_crash_between_a_checkpoints_completion_and_its_commit_is_committed_by_the_r
         .run()
         .unwrap();
     assert!(crashed.load(Ordering::SeqCst) && summary.restarts == 1);
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-    assert_eq!(open_transactions(&broker), []);
+    assert_sums_exactly_once(&broker);
 }
 
 #[test]
@@ -243,13 +254,7 @@ fn restored_at_a_lower_parallelism_the_transactions_of_every_old_subtask_are_set
         .unwrap()
         .run()
         .unwrap();
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-    assert_eq!(open_transactions(&broker), []);
+    assert_sums_exactly_once(&broker);
 }
 
 #[test]
@@ -316,7 +321,7 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
         cfg.clone(),
     );
     // Stopped: what it wrote up to the savepoint is committed, nothing is open.
-    assert_eq!(open_transactions(&broker), []);
+    assert_eq!(open_transactions(&broker, PREFIX), []);
     let before = read_topic(&broker, "sums", "read_committed");
     assert!(!before.is_empty(), "the savepoint was taken mid-topic");
     check_keyed_sum_prefix(&before, RECORDS, KEYS).unwrap();
@@ -325,11 +330,5 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
         .unwrap()
         .run()
         .unwrap();
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
-    assert_eq!(open_transactions(&broker), []);
+    assert_sums_exactly_once(&broker);
 }
