@@ -9,6 +9,9 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::kafka::{create_topic, produce, KEYS, PARTITIONS, RECORDS};
+
+/// Records `weir kafka-load` writes for the command-line run.
+const LOADED: u64 = 200_000;
 use crate::kafka_broker::KafkaBroker;
 use crate::kafka_sink::{
     broker_with_numbers, open_transactions, read_records, read_topic, OUT_PARTITIONS,
@@ -22,7 +25,9 @@ fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
     create_topic(&broker, "sums", OUT_PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = broker.bootstrap();
-    let records = RECORDS.to_string();
+    // Enough that the injected failure (within 2 checkpoint intervals of the
+    // start) comes while the job still reads: the source reads 20,000 in 0.1 s.
+    let records = LOADED.to_string();
     let keys = KEYS.to_string();
     let load = run_in(
         dir.path(),
@@ -65,19 +70,14 @@ fn weir_sums_a_loaded_topic_into_another_exactly_once_from_the_command_line() {
     );
     assert_ok(&out);
     assert_eq!(restarts(&out), 1, "{}", stderr(&out));
-    check_keyed_sum(
-        &read_topic(&broker, "sums", "read_committed"),
-        RECORDS,
-        KEYS,
-    )
-    .unwrap();
+    check_keyed_sum(&read_topic(&broker, "sums", "read_committed"), LOADED, KEYS).unwrap();
     // Each sum carries the timestamp of the input record that updated it last,
     // all written before the job started, not the time the sum was written.
     let stamps: Vec<i64> = read_records(&broker, "sums", "read_committed")
         .into_iter()
         .map(|(_, stamp)| stamp)
         .collect();
-    assert_eq!(stamps.len(), RECORDS as usize);
+    assert_eq!(stamps.len(), LOADED as usize);
     assert!(
         stamps.iter().all(|&t| t > 0 && t <= loaded),
         "stamps after {loaded}"
