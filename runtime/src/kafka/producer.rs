@@ -136,6 +136,12 @@ impl Producer {
     /// Sends everything buffered and waits until every record is acknowledged.
     pub fn flush(&mut self) -> Result<()> {
         self.send(0)?;
+        self.acknowledge()
+    }
+
+    /// Waits until every record sent is acknowledged, leaving the buffered
+    /// ones unsent, so that other requests may go to the brokers.
+    pub fn acknowledge(&mut self) -> Result<()> {
         for broker in std::mem::take(&mut self.waiting) {
             loop {
                 let connection = self.connection(broker)?;

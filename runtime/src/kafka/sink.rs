@@ -361,7 +361,10 @@ impl<T: Data> Operator for KafkaSink<T> {
             .into_iter()
             .partition(|c| c.checkpoint <= id);
         self.pending = later;
-        if !done.is_empty() && self.crash_at.is_some_and(|n| id.0 >= n) {
+        if done.is_empty() {
+            return Ok(());
+        }
+        if self.crash_at.is_some_and(|n| id.0 >= n) {
             tracing::error!(
                 checkpoint = id.0,
                 "{CRASH_BEFORE_COMMIT} is set: aborting after the checkpoint completed, before the commit"
@@ -369,7 +372,10 @@ impl<T: Data> Operator for KafkaSink<T> {
             std::process::abort();
         }
         let topic = self.topic.clone();
-        let cluster = self.producer()?.cluster();
+        let producer = self.producer()?;
+        // The open transaction's records may be in flight to the coordinator.
+        producer.acknowledge()?;
+        let cluster = producer.cluster();
         for c in done {
             if let Ended::Superseded(why) = txn::end(cluster, &c.txn, true)? {
                 return Err(Error::Kafka(format!(

@@ -19,8 +19,9 @@ use weir_runtime::api::{JobBuilder, JobGraph};
 use weir_runtime::data::{Barrier, Batch};
 use weir_runtime::error::{Error, Result};
 use weir_runtime::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
-use weir_runtime::ids::CheckpointId;
+use weir_runtime::ids::{CheckpointId, OperatorUid, Subtask};
 use weir_runtime::kafka::{Guarantee, KafkaConfig, KafkaSink, KafkaSource};
+use weir_runtime::keys::KeyGroupRange;
 use weir_runtime::operator::{Operator, OperatorContext};
 use weir_runtime::state::{OperatorSnapshot, RestoredState};
 
@@ -331,4 +332,58 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
         .run()
         .unwrap();
     assert_sums_exactly_once(&broker);
+}
+
+/// The sink driven by hand, as the runner would: a checkpoint completes while
+/// the next transaction's records are still in flight to the broker. The sink
+/// commits the finished transaction, keeps the open one, and every record is
+/// committed once. (Committing used to fail on the unread produce replies and
+/// restart the job.)
+#[test]
+fn a_checkpoint_completing_while_records_are_in_flight_commits_without_a_restart() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "lines", OUT_PARTITIONS);
+    let ctx = OperatorContext {
+        job: "in-flight".into(),
+        uid: OperatorUid("sink".into()),
+        name: "sink".into(),
+        subtask: Subtask {
+            index: 0,
+            parallelism: 1,
+        },
+        max_parallelism: 128,
+        key_groups: KeyGroupRange { start: 0, end: 128 },
+        attempt: 1,
+        state: Default::default(),
+        checkpoint_interval: Some(Duration::from_secs(1)),
+    };
+    let mut sink = KafkaSink::new(
+        KafkaConfig::new(&broker.bootstrap()),
+        "lines",
+        |line: &String, out: &mut Vec<u8>| out.extend_from_slice(line.as_bytes()),
+    );
+    sink.open(&ctx, None).unwrap();
+    let mut written = Vec::new();
+    let mut write = |sink: &mut KafkaSink<String>, records: usize| {
+        let mut batch: Vec<String> = (written.len()..written.len() + records)
+            .map(|i| format!("{i:0>100}"))
+            .collect();
+        written.extend(batch.iter().cloned());
+        sink.process(&mut batch, &mut Vec::new()).unwrap();
+    };
+    write(&mut sink, 10);
+    sink.snapshot(&Barrier::checkpoint(CheckpointId(1), None))
+        .unwrap();
+    // Half a megabyte: more than the sink buffers, so it is sent at once.
+    write(&mut sink, 5_000);
+    sink.checkpoint_complete(CheckpointId(1)).unwrap();
+    write(&mut sink, 10);
+    sink.snapshot(&Barrier::checkpoint(CheckpointId(2), Some(CheckpointId(1))))
+        .unwrap();
+    sink.checkpoint_complete(CheckpointId(2)).unwrap();
+
+    let mut committed = read_topic(&broker, "lines", "read_committed");
+    committed.sort();
+    assert_eq!(committed, written);
+    assert_eq!(open_transactions(&broker, "weir-in-flight-"), []);
 }
