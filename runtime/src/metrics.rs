@@ -12,6 +12,13 @@ pub struct OperatorMetrics {
     pub records_out: AtomicU64,
     /// The last watermark that reached it (ms of event time; `i64::MIN`: none yet).
     pub watermark: AtomicI64,
+    /// Bytes a source read from outside (keys and values of Kafka records).
+    pub bytes_read: AtomicU64,
+    /// Records a source could not decode (failed on, or sent to a dead-letter topic).
+    pub bad_records: AtomicU64,
+    /// How far each split of a source is behind its end (a Kafka partition's
+    /// records not read yet), by split name; replaced as a whole now and then.
+    pub split_lags: Mutex<Vec<(String, i64)>>,
 }
 
 impl Default for OperatorMetrics {
@@ -20,6 +27,9 @@ impl Default for OperatorMetrics {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            bytes_read: AtomicU64::new(0),
+            bad_records: AtomicU64::new(0),
+            split_lags: Mutex::new(Vec::new()),
         }
     }
 }
@@ -31,6 +41,21 @@ pub struct TaskMetrics {
     pub backpressured_ns: AtomicU64,
     /// Holding channels back while aligning barriers.
     pub alignment_ns: AtomicU64,
+}
+
+impl OperatorMetrics {
+    /// Replaces the lags of the splits.
+    pub fn set_split_lags(&self, lags: Vec<(String, i64)>) {
+        *self.split_lags.lock().unwrap_or_else(|e| e.into_inner()) = lags;
+    }
+
+    /// A copy of the lags of the splits.
+    pub fn split_lags(&self) -> Vec<(String, i64)> {
+        self.split_lags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Adds `n` to a relaxed counter.

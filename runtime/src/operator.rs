@@ -5,6 +5,7 @@
 //! [`Operator::snapshot`] at a point where every record before the barrier has
 //! been processed and none after it has been delivered.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::data::{Barrier, Batch, Data, Watermark};
@@ -12,6 +13,7 @@ use crate::error::Result;
 use crate::exec::watermarks::Progress;
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
+use crate::metrics::OperatorMetrics;
 use crate::state::{OperatorSnapshot, RestoredState, StateConfig};
 
 /// Where an operator subtask runs: its identity and the key groups it owns.
@@ -37,6 +39,9 @@ pub struct OperatorContext {
     /// Time between the job's checkpoints (`None`: only a final one), for
     /// operators whose settings must fit it (a transaction timeout).
     pub checkpoint_interval: Option<Duration>,
+    /// The subtask's counters, for operators that report more than records in
+    /// and out (a source's bytes read and split lags).
+    pub metrics: Arc<OperatorMetrics>,
 }
 
 /// A transformation from batches of `In` to batches of `Out`, possibly with state.

@@ -261,6 +261,20 @@ fn heartbeat(metrics: &JobMetrics) -> v1::Heartbeat {
                         .load(std::sync::atomic::Ordering::Relaxed),
                 )
                 .filter(|w| *w != i64::MIN),
+                bytes_read: o
+                    .metrics
+                    .bytes_read
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                bad_records: o
+                    .metrics
+                    .bad_records
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                split_lags: o
+                    .metrics
+                    .split_lags()
+                    .into_iter()
+                    .map(|(split, lag)| v1::SplitLag { split, lag })
+                    .collect(),
             })
             .collect(),
         tasks: vec![v1::TaskWaits {

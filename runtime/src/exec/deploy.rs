@@ -329,8 +329,9 @@ fn build_ctx<'c>(
         None => None,
     };
     let is_source = matches!(n.kind, NodeKind::Source(_));
+    let metrics = metrics.operator(&uid.0, subtask.index, is_source);
     Ok(BuildCtx {
-        metrics: metrics.operator(&uid.0, subtask.index, is_source),
+        metrics: metrics.clone(),
         op: OperatorContext {
             job: graph.name.clone(),
             uid,
@@ -341,6 +342,7 @@ fn build_ctx<'c>(
             attempt,
             state: config.state.clone(),
             checkpoint_interval: config.checkpoint_interval,
+            metrics,
         },
         restored,
         config,

@@ -564,6 +564,7 @@ mod tests {
             attempt: 1,
             state: Default::default(),
             checkpoint_interval: None,
+            metrics: Default::default(),
         }
     }
 

@@ -5,22 +5,35 @@
 //! commit a transaction another process pre-committed).
 
 mod cluster;
+mod dead_letter;
+mod event_time;
+mod message;
+mod offsets;
 mod partitioner;
+mod partitions;
 mod producer;
 mod record_batch;
 mod recovery;
 mod sink;
 mod source;
+mod subscription;
+mod transactions;
 mod txn;
 mod wire;
 
+pub use dead_letter::{BadRecords, ERROR_HEADER, OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
+pub use message::{Decode, KafkaMessage};
+pub use offsets::{NoCommit, StartFrom, StopAt};
 pub use partitioner::{key_partition, Partitioning};
-pub use sink::{Guarantee, KafkaSink, Serializer, Stamp, CRASH_BEFORE_COMMIT, SLOTS};
-pub use source::{KafkaMessage, KafkaSource};
+pub use sink::{Guarantee, KafkaSink, Serializer, Stamp};
+pub use source::KafkaSource;
+pub use subscription::Subscription;
+pub use transactions::{CRASH_BEFORE_COMMIT, SLOTS};
 pub use txn::Transaction;
 
 use std::time::Duration;
 
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
@@ -52,6 +65,32 @@ impl KafkaConfig {
     pub fn property(mut self, key: &str, value: &str) -> Self {
         self.properties.push((key.to_string(), value.to_string()));
         self
+    }
+
+    /// A consumer that reads `read_committed`, commits only when told, and
+    /// fails on an offset the broker no longer has; in consumer group
+    /// `group` unless the properties name one.
+    pub(crate) fn consumer(&self, group: &str) -> Result<BaseConsumer, Error> {
+        let mut client = self.client();
+        if client.get("group.id").is_none() {
+            client.set("group.id", group);
+        }
+        // librdkafka pauses a partition's fetches for this long once its local
+        // queue is full (1 s by default), which starves a fast reader between
+        // pauses: resume after 10 ms unless the user chose otherwise.
+        if client.get("fetch.queue.backoff.ms").is_none() {
+            client.set("fetch.queue.backoff.ms", "10");
+        }
+        client
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            // An offset the broker no longer has (retention deleted it) is an
+            // error, never a silent jump to the earliest or latest record.
+            .set("auto.offset.reset", "error");
+        client
+            .create()
+            .map_err(|e| kafka_error("creating a consumer", e))
     }
 
     /// The librdkafka configuration: the brokers, then the properties.

@@ -60,6 +60,11 @@ impl Producer {
         &mut self.cluster
     }
 
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Partitions of the topic.
     pub fn partitions(&self) -> i32 {
         self.leaders.len() as i32
@@ -80,10 +85,17 @@ impl Producer {
         Ok(())
     }
 
-    /// Buffers a record for `partition`.
-    pub fn push(&mut self, partition: i32, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+    /// Buffers a record for `partition`, with `headers` (name, value).
+    pub fn push(
+        &mut self,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) {
         if let Some(batch) = self.batches.get_mut(partition as usize) {
-            batch.push(key, Some(value), timestamp);
+            batch.push(key, value, timestamp, headers);
         }
     }
 

@@ -66,8 +66,15 @@ impl RecordBatch {
         self.buf.len()
     }
 
-    /// Appends a record with `key` and `value` (`None`: null) at `timestamp` (ms).
-    pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) {
+    /// Appends a record with `key` and `value` (`None`: null) at `timestamp`
+    /// (ms), with `headers` (name, value).
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &[(&str, &[u8])],
+    ) {
         if self.records == 0 {
             self.buf.clear();
             self.buf.put_bytes(0, HEADER);
@@ -86,7 +93,11 @@ impl RecordBatch {
             + varint_len(offset_delta)
             + field(key)
             + field(value)
-            + varint_len(0);
+            + varint_len(headers.len() as i64)
+            + headers
+                .iter()
+                .map(|(name, value)| field(Some(name.as_bytes())) + field(Some(value)))
+                .sum::<usize>();
         put_varint(&mut self.buf, body as i64);
         self.buf.put_u8(0);
         put_varint(&mut self.buf, timestamp_delta);
@@ -100,7 +111,13 @@ impl RecordBatch {
                 None => put_varint(&mut self.buf, -1),
             }
         }
-        put_varint(&mut self.buf, 0);
+        put_varint(&mut self.buf, headers.len() as i64);
+        for (name, value) in headers {
+            for bytes in [name.as_bytes(), value] {
+                put_varint(&mut self.buf, bytes.len() as i64);
+                self.buf.put_slice(bytes);
+            }
+        }
         self.records += 1;
     }
 
@@ -165,9 +182,9 @@ mod tests {
     fn a_sealed_batch_decodes_to_its_records_and_writer() {
         let mut batch = RecordBatch::new();
         let long = vec![7u8; 300];
-        batch.push(Some(b"k1"), Some(b"v1"), 1_000);
-        batch.push(None, Some(&long), 1_250);
-        batch.push(Some(b""), None, 990);
+        batch.push(Some(b"k1"), Some(b"v1"), 1_000, &[]);
+        batch.push(None, Some(&long), 1_250, &[("why", b"bad"), ("n", b"")]);
+        batch.push(Some(b""), None, 990, &[]);
         assert_eq!(batch.len(), 3);
         let writer = Writer {
             producer_id: 42,
@@ -183,6 +200,15 @@ mod tests {
         assert_eq!(records[0].value.as_deref(), Some(&b"v1"[..]));
         assert_eq!(records[1].key, None);
         assert_eq!(records[1].value.as_deref(), Some(&long[..]));
+        let headers: Vec<(String, Option<Vec<u8>>)> = records[1]
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_ref().map(|b| b.to_vec())))
+            .collect();
+        assert_eq!(headers.len(), 2, "both headers decode: {headers:?}");
+        assert!(headers.contains(&("why".to_string(), Some(b"bad".to_vec()))));
+        assert!(headers.contains(&("n".to_string(), Some(Vec::new()))));
+        assert!(records[0].headers.is_empty());
         assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
         assert_eq!(records[2].value, None);
         assert_eq!(
@@ -202,9 +228,9 @@ mod tests {
     #[test]
     fn a_batch_is_reused_after_sealing() {
         let mut batch = RecordBatch::new();
-        batch.push(Some(b"a"), Some(b"1"), 5);
+        batch.push(Some(b"a"), Some(b"1"), 5, &[]);
         let _ = batch.seal(Writer::NONE, 0);
-        batch.push(Some(b"b"), Some(b"2"), 6);
+        batch.push(Some(b"b"), Some(b"2"), 6, &[]);
         let mut bytes = batch.seal(Writer::NONE, 0);
         let set = RecordBatchDecoder::decode(&mut bytes).expect("a valid batch");
         assert_eq!(set.records.len(), 1);

@@ -2,7 +2,7 @@
 //!
 //! Per subtask `s`, with exactly-once:
 //! - the first record after a barrier opens a transaction on the id
-//!   `{prefix}-{s}-{slot}`, `slot` the lowest of [`SLOTS`] ids no pending
+//!   `{prefix}-{s}-{slot}`, `slot` the lowest of [`super::SLOTS`] ids no pending
 //!   transaction holds. `InitProducerId` on it bumps the epoch (and aborts
 //!   whatever a dead predecessor left open on that id), so each transaction
 //!   has a producer id and epoch of its own;
@@ -32,23 +32,10 @@ use crate::ids::CheckpointId;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::partitioner::{key_partition, Partitioning};
 use crate::kafka::producer::Producer;
-use crate::kafka::record_batch::Writer;
-use crate::kafka::recovery::{self, Committable};
-use crate::kafka::txn::{self, Ended, Transaction};
+use crate::kafka::transactions::{Delivery, Transactions};
 use crate::kafka::KafkaConfig;
 use crate::operator::{Operator, OperatorContext};
 use crate::state::{OperatorSnapshot, RestoredState};
-
-/// Transactional ids per subtask: a transaction per checkpoint in flight
-/// (pre-committed, not yet committed) and the one being written.
-pub const SLOTS: u32 = 8;
-/// Bytes a partition's batch holds before it is sent within a transaction.
-const BATCH_BYTES: usize = 256 << 10;
-/// The chaos suite's test hook: a process with `WEIR_CRASH_BEFORE_COMMIT=<n>` in
-/// its environment aborts when checkpoint `n` or a later one completes, before
-/// its Kafka sinks commit (a crash between a checkpoint's completion and the
-/// commit). Never set it in production.
-pub const CRASH_BEFORE_COMMIT: &str = "WEIR_CRASH_BEFORE_COMMIT";
 
 /// Writes a record's key or value bytes into a buffer.
 pub type Serializer<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
@@ -79,15 +66,10 @@ pub struct KafkaSink<T> {
     partitioning: Partitioning,
     transaction_timeout: Duration,
     prefix: Option<String>,
-    subtask: u32,
-    producer: Option<Producer>,
-    open: Option<(u32, Transaction)>,
-    pending: Vec<Committable>,
+    output: Option<Delivery>,
     next_partition: i32,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
-    /// [`CRASH_BEFORE_COMMIT`], read at open.
-    crash_at: Option<u64>,
 }
 
 impl<T: Data> KafkaSink<T> {
@@ -108,14 +90,10 @@ impl<T: Data> KafkaSink<T> {
             partitioning: Partitioning::RoundRobin,
             transaction_timeout: Duration::from_secs(15 * 60),
             prefix: None,
-            subtask: 0,
-            producer: None,
-            open: None,
-            pending: Vec::new(),
+            output: None,
             next_partition: 0,
             key_buf: Vec::new(),
             value_buf: Vec::new(),
-            crash_at: None,
         }
     }
 
@@ -156,18 +134,6 @@ impl<T: Data> KafkaSink<T> {
     pub fn transactional_id_prefix(mut self, prefix: &str) -> Self {
         self.prefix = Some(prefix.to_string());
         self
-    }
-
-    fn producer(&mut self) -> Result<&mut Producer> {
-        self.producer
-            .as_mut()
-            .ok_or_else(|| Error::Internal("the Kafka sink used before open".into()))
-    }
-
-    fn prefix(&self) -> Result<&str> {
-        self.prefix
-            .as_deref()
-            .ok_or_else(|| Error::Internal("the Kafka sink used before open".into()))
     }
 
     fn timeout_ms(&self) -> i32 {
@@ -216,32 +182,6 @@ impl<T: Data> KafkaSink<T> {
             Some(_) => Ok(()),
         }
     }
-
-    /// Opens a transaction on the lowest free slot.
-    fn begin(&mut self) -> Result<()> {
-        let busy: Vec<u32> = self.pending.iter().map(|c| c.slot).collect();
-        let Some(slot) = (0..SLOTS).find(|s| !busy.contains(s)) else {
-            return Err(Error::Kafka(format!(
-                "{SLOTS} transactions of the sink of topic {} wait for their checkpoints to \
-                 complete; checkpoints are failing",
-                self.topic
-            )));
-        };
-        let id = format!("{}-{}-{slot}", self.prefix()?, self.subtask);
-        let (timeout, topic) = (self.timeout_ms(), self.topic.clone());
-        let producer = self.producer()?;
-        let txn = txn::init_producer(producer.cluster(), &id, timeout)?;
-        let partitions: Vec<i32> = (0..producer.partitions()).collect();
-        txn::add_partitions(producer.cluster(), &txn, &topic, &partitions)?;
-        let writer = Writer {
-            producer_id: txn.producer_id,
-            epoch: txn.epoch,
-            transactional: true,
-        };
-        producer.start(writer, Some(&id))?;
-        self.open = Some((slot, txn));
-        Ok(())
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -258,13 +198,10 @@ impl<T: Data> Operator for KafkaSink<T> {
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.check(ctx)?;
-        self.subtask = ctx.subtask.index;
-        self.crash_at = std::env::var(CRASH_BEFORE_COMMIT)
-            .ok()
-            .and_then(|v| v.parse().ok());
-        if self.prefix.is_none() {
-            self.prefix = Some(format!("weir-{}-{}", ctx.job, ctx.uid.0));
-        }
+        let prefix = self
+            .prefix
+            .get_or_insert_with(|| format!("weir-{}-{}", ctx.job, ctx.uid.0))
+            .clone();
         let producer = Producer::new(Cluster::new(&self.config.bootstrap_servers), &self.topic)?;
         if let Partitioning::Fixed(p) = self.partitioning {
             if !(0..producer.partitions()).contains(&p) {
@@ -276,19 +213,20 @@ impl<T: Data> Operator for KafkaSink<T> {
             }
         }
         self.next_partition = (ctx.subtask.index as i32) % producer.partitions();
-        self.producer = Some(producer);
-        if self.guarantee == Guarantee::ExactlyOnce {
-            let inherited = recovery::inherited(ctx, restored)?;
-            let prefix = self.prefix()?.to_string();
-            let timeout = self.timeout_ms();
-            recovery::settle(
-                self.producer()?.cluster(),
+        self.output = Some(match self.guarantee {
+            Guarantee::ExactlyOnce => Delivery::Transactional(Transactions::open(
+                producer,
                 &prefix,
+                &format!("the sink of topic {}", self.topic),
+                self.timeout_ms(),
                 ctx,
-                &inherited,
-                timeout,
-            )?;
-        }
+                restored,
+            )?),
+            Guarantee::AtLeastOnce | Guarantee::None => Delivery::Plain {
+                producer,
+                flush_at_barriers: self.guarantee == Guarantee::AtLeastOnce,
+            },
+        });
         Ok(())
     }
 
@@ -296,13 +234,11 @@ impl<T: Data> Operator for KafkaSink<T> {
         if input.is_empty() {
             return Ok(());
         }
-        if self.guarantee == Guarantee::ExactlyOnce && self.open.is_none() {
-            self.begin()?;
-        }
         let now = now_ms();
-        let Some(producer) = self.producer.as_mut() else {
-            return Err(Error::Internal("the Kafka sink used before open".into()));
+        let Some(output) = self.output.as_mut() else {
+            return Err(unopened());
         };
+        let (producer, min_bytes) = output.writing()?;
         let partitions = producer.partitions();
         for record in input.drain(..) {
             self.value_buf.clear();
@@ -321,79 +257,29 @@ impl<T: Data> Operator for KafkaSink<T> {
                 Partitioning::Fixed(p) => p,
             };
             let timestamp = self.timestamp.as_ref().map_or(now, |stamp| stamp(&record));
-            producer.push(partition, key, &self.value_buf, timestamp);
+            producer.push(partition, key, Some(&self.value_buf), timestamp, &[]);
         }
         self.next_partition = (self.next_partition + 1) % partitions;
-        match self.guarantee {
-            Guarantee::ExactlyOnce => producer.send(BATCH_BYTES),
-            Guarantee::AtLeastOnce | Guarantee::None => producer.send(0),
-        }
+        producer.send(min_bytes)
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
-        match self.guarantee {
-            Guarantee::ExactlyOnce => {
-                if let Some((slot, txn)) = self.open.take() {
-                    self.producer()?.flush()?;
-                    self.pending.push(Committable {
-                        checkpoint: barrier.id,
-                        slot,
-                        txn,
-                    });
-                }
-                let state = bincode::serialize(&self.pending)
-                    .map_err(|e| Error::Internal(format!("encoding Kafka transactions: {e}")))?;
-                Ok(OperatorSnapshot {
-                    operator_state: Some(state),
-                    ..Default::default()
-                })
-            }
-            Guarantee::AtLeastOnce => {
-                self.producer()?.flush()?;
-                Ok(OperatorSnapshot::default())
-            }
-            Guarantee::None => Ok(OperatorSnapshot::default()),
-        }
+        let output = self.output.as_mut().ok_or_else(unopened)?;
+        Ok(OperatorSnapshot {
+            operator_state: output.precommit(barrier)?,
+            ..Default::default()
+        })
     }
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
-        let (done, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|c| c.checkpoint <= id);
-        self.pending = later;
-        if done.is_empty() {
-            return Ok(());
-        }
-        if self.crash_at.is_some_and(|n| id.0 >= n) {
-            tracing::error!(
-                checkpoint = id.0,
-                "{CRASH_BEFORE_COMMIT} is set: aborting after the checkpoint completed, before the commit"
-            );
-            std::process::abort();
-        }
-        let topic = self.topic.clone();
-        let producer = self.producer()?;
-        // The open transaction's records may be in flight to the coordinator.
-        producer.acknowledge()?;
-        let cluster = producer.cluster();
-        for c in done {
-            if let Ended::Superseded(why) = txn::end(cluster, &c.txn, true)? {
-                return Err(Error::Kafka(format!(
-                    "transaction {} of checkpoint {} (topic {topic}) was ended by another \
-                     producer of its id or by the broker's transaction timeout ({why}) before \
-                     it could commit: its records are lost. Is another deployment of this job \
-                     running?",
-                    c.txn.transactional_id, c.checkpoint
-                )));
-            }
-        }
-        Ok(())
+        self.output.as_mut().ok_or_else(unopened)?.commit(id)
     }
 
     fn end_of_input(&mut self, _output: &mut Batch<()>) -> Result<()> {
-        if self.guarantee != Guarantee::ExactlyOnce {
-            self.producer()?.flush()?;
-        }
-        Ok(())
+        self.output.as_mut().ok_or_else(unopened)?.finish()
     }
+}
+
+fn unopened() -> Error {
+    Error::Internal("the Kafka sink used before open".into())
 }

@@ -6,72 +6,71 @@
 //! committed to the consumer group (the `group.id` property, else
 //! `weir-<operator uid>`) for lag tools; they play no part in recovery.
 //!
-//! A bounded source stops at the end offsets its partitions had when the job
-//! first opened them; those ends are checkpointed too, so a restore stops at the
-//! same records.
+//! A partition no checkpoint holds starts where [`StartFrom`] says; one found
+//! while the job runs (partition discovery, every five minutes unless set
+//! otherwise) starts at its earliest offset. A bounded source ([`StopAt`])
+//! stops at offsets resolved when the job first reads a partition; those ends
+//! are checkpointed too, so a restore stops at the same records. With a
+//! watermark strategy the source makes event time per partition
+//! ([`super::event_time`]). A record the decoder refuses fails the job or goes
+//! to a dead-letter topic ([`BadRecords`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
-use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use rdkafka::TopicPartitionList;
 
 use crate::data::{Barrier, Batch, Data};
 use crate::error::{Error, Result};
+use crate::exec::watermarks::Progress;
 use crate::ids::CheckpointId;
-use crate::kafka::{kafka_error, partition_key_group, KafkaConfig, REQUEST_TIMEOUT};
-use crate::keys::KeyGroup;
+use crate::kafka::dead_letter::{BadRecords, DeadLetters};
+use crate::kafka::event_time::{Pace, PartitionClocks};
+use crate::kafka::message::{Decode, KafkaMessage};
+use crate::kafka::offsets::{StartFrom, StopAt};
+use crate::kafka::partitions::Partitions;
+use crate::kafka::subscription::Subscription;
+use crate::kafka::{kafka_error, KafkaConfig};
 use crate::operator::{OperatorContext, Source, SourceStatus};
+use crate::operators::WatermarkStrategy;
 use crate::state::{OperatorSnapshot, RestoredState};
 
-/// A record as the broker handed it, borrowed for decoding.
-#[derive(Debug, Clone, Copy)]
-pub struct KafkaMessage<'a> {
-    /// Its topic.
-    pub topic: &'a str,
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset in the partition.
-    pub offset: i64,
-    /// Its timestamp, ms since the Unix epoch, if it has one.
-    pub timestamp: Option<i64>,
-    /// Its key.
-    pub key: Option<&'a [u8]>,
-    /// Its value (`None`: a tombstone).
-    pub value: Option<&'a [u8]>,
-}
+mod discovery;
 
-/// Turns a broker's record into the job's record.
-pub type Decode<T> = Arc<dyn Fn(&KafkaMessage<'_>) -> Result<T> + Send + Sync>;
-
-/// Where one partition stands, as checkpointed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct PartitionState {
-    topic: String,
-    partition: i32,
-    /// The offset of the next record to read.
-    next: i64,
-    /// Where a bounded read stops (exclusive).
-    end: Option<i64>,
-}
+/// How often a source looks for new partitions unless told otherwise
+/// (Flink's KafkaSource default).
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the partitions' lags are published.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a source with nothing to read waits before it asks again.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How long dead letters' transactions may stay open (the brokers' default limit).
+const DEAD_LETTER_TRANSACTION_TIMEOUT_MS: i32 = 15 * 60 * 1000;
 
 /// Reads topics of a Kafka cluster; see the module docs.
 pub struct KafkaSource<T> {
     config: KafkaConfig,
-    topics: Vec<String>,
-    bounded: bool,
+    subscription: Subscription,
+    start: StartFrom,
+    stop: StopAt,
+    discovery: Option<Duration>,
+    watermarks: Option<WatermarkStrategy<T>>,
+    bad_records: BadRecords,
     decode: Decode<T>,
-    uid: String,
+    ctx: Option<OperatorContext>,
     consumer: Option<BaseConsumer>,
-    partitions: Vec<(KeyGroup, PartitionState)>,
-    /// The partition of the last record read.
-    last: usize,
+    partitions: Partitions,
+    clocks: Option<PartitionClocks>,
+    dead_letters: Option<DeadLetters>,
     /// The offsets each checkpoint in flight holds, to commit to the group
     /// when it completes.
     pending: Vec<(CheckpointId, TopicPartitionList)>,
+    next_discovery: Instant,
+    next_lag: Instant,
 }
 
 impl<T: Data> KafkaSource<T> {
@@ -82,59 +81,103 @@ impl<T: Data> KafkaSource<T> {
         topics: &[&str],
         decode: impl Fn(&KafkaMessage<'_>) -> Result<T> + Send + Sync + 'static,
     ) -> Self {
+        let topics = topics.iter().map(|t| t.to_string()).collect();
+        Self::subscribed(config, Subscription::Topics(topics), decode)
+    }
+
+    /// A source of every topic whose name matches `pattern`, now or later.
+    pub fn pattern(
+        config: KafkaConfig,
+        pattern: &str,
+        decode: impl Fn(&KafkaMessage<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        Ok(Self::subscribed(
+            config,
+            Subscription::pattern(pattern)?,
+            decode,
+        ))
+    }
+
+    fn subscribed(
+        config: KafkaConfig,
+        subscription: Subscription,
+        decode: impl Fn(&KafkaMessage<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Self {
         KafkaSource {
             config,
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            bounded: false,
+            subscription,
+            start: StartFrom::Earliest,
+            stop: StopAt::Never,
+            discovery: Some(DISCOVERY_INTERVAL),
+            watermarks: None,
+            bad_records: BadRecords::Fail,
             decode: Arc::new(decode),
-            uid: String::new(),
+            ctx: None,
             consumer: None,
-            partitions: Vec::new(),
-            last: 0,
+            partitions: Partitions::default(),
+            clocks: None,
+            dead_letters: None,
             pending: Vec::new(),
+            next_discovery: Instant::now(),
+            next_lag: Instant::now(),
         }
     }
 
     /// Stops at the end offsets the partitions have when the job first reads
-    /// them (a backfill, a test).
-    pub fn bounded(mut self) -> Self {
-        self.bounded = true;
+    /// them (a backfill, a test): `stop_at(StopAt::Latest)`.
+    pub fn bounded(self) -> Self {
+        self.stop_at(StopAt::Latest)
+    }
+
+    /// Where partitions no checkpoint holds start (default: earliest).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
         self
+    }
+
+    /// Where the source stops (default: never). A bounded source looks for no
+    /// new partitions.
+    pub fn stop_at(mut self, stop: StopAt) -> Self {
+        self.stop = stop;
+        if stop != StopAt::Never {
+            self.discovery = None;
+        }
+        self
+    }
+
+    /// How often to look for new partitions (`None`: never).
+    pub fn partition_discovery(mut self, every: Option<Duration>) -> Self {
+        self.discovery = every;
+        self
+    }
+
+    /// Makes event time per partition with `strategy`.
+    pub fn watermarks(mut self, strategy: WatermarkStrategy<T>) -> Self {
+        self.watermarks = Some(strategy);
+        self
+    }
+
+    /// What to do with a record the decoder refuses (default: fail the job).
+    pub fn bad_records(mut self, policy: BadRecords) -> Self {
+        self.bad_records = policy;
+        self
+    }
+
+    fn ctx(&self) -> Result<&OperatorContext> {
+        self.ctx
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the Kafka source used before open".into()))
     }
 
     fn bad_state(&self, reason: String) -> Error {
         Error::State {
-            uid: self.uid.clone(),
+            uid: self
+                .ctx
+                .as_ref()
+                .map(|c| c.uid.0.clone())
+                .unwrap_or_default(),
             reason,
         }
-    }
-
-    /// The partitions of `topic` the brokers know.
-    fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-            .map_err(|e| kafka_error(&format!("listing the partitions of topic {topic}"), e))?;
-        let found = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .filter(|t| t.error().is_none() && !t.partitions().is_empty());
-        match found {
-            Some(t) => Ok(t.partitions().iter().map(|p| p.id()).collect()),
-            None => Err(kafka_error(
-                &format!("topic {topic}"),
-                "it does not exist or has no partitions",
-            )),
-        }
-    }
-
-    /// Whether every partition has reached its end (never, unbounded).
-    fn finished(&self) -> bool {
-        self.bounded
-            && self
-                .partitions
-                .iter()
-                .all(|(_, p)| p.end.is_some_and(|end| p.next >= end))
     }
 }
 
@@ -142,97 +185,68 @@ impl<T: Data> Source for KafkaSource<T> {
     type Out = T;
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
-        self.uid = ctx.uid.0.clone();
-        let mut client = self.config.client();
-        if client.get("group.id").is_none() {
-            client.set("group.id", format!("weir-{}", ctx.uid.0));
-        }
-        // librdkafka pauses a partition's fetches for this long once its local
-        // queue is full (1 s by default), which starves a fast reader between
-        // pauses: resume after 10 ms unless the user chose otherwise.
-        if client.get("fetch.queue.backoff.ms").is_none() {
-            client.set("fetch.queue.backoff.ms", "10");
-        }
-        client
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            // An offset the broker no longer has (retention deleted it) is an
-            // error, never a silent jump to the earliest or latest record.
-            .set("auto.offset.reset", "error");
-        let consumer: BaseConsumer = client
-            .create()
-            .map_err(|e| kafka_error("creating a consumer", e))?;
-        let mut restored_partitions = Vec::new();
-        for (group, bytes) in restored.map(|r| r.keyed).unwrap_or_default() {
-            let states: Vec<PartitionState> = bincode::deserialize(&bytes)
-                .map_err(|e| self.bad_state(format!("key group {}: {e}", group.0)))?;
-            for state in states {
-                if !ctx.key_groups.contains(group) {
-                    return Err(self.bad_state(format!(
-                        "restored partition {}/{} lies outside this subtask's {:?}",
-                        state.topic, state.partition, ctx.key_groups
-                    )));
-                }
-                restored_partitions.push((group, state));
-            }
-        }
-        for topic in &self.topics {
-            for partition in Self::partitions_of(&consumer, topic)? {
-                let group = partition_key_group(topic, partition, ctx.max_parallelism);
-                if !ctx.key_groups.contains(group) {
-                    continue;
-                }
-                let known = restored_partitions
-                    .iter()
-                    .position(|(_, s)| s.topic == *topic && s.partition == partition);
-                let state = match known {
-                    Some(i) => restored_partitions.swap_remove(i).1,
-                    None => {
-                        let (low, high) = consumer
-                            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-                            .map_err(|e| {
-                                kafka_error(&format!("the offsets of {topic}/{partition}"), e)
-                            })?;
-                        PartitionState {
-                            topic: topic.clone(),
-                            partition,
-                            next: low,
-                            end: self.bounded.then_some(high),
-                        }
-                    }
-                };
-                self.partitions.push((group, state));
-            }
-        }
-        if let Some((_, lost)) = restored_partitions.first() {
+        self.ctx = Some(ctx.clone());
+        let consumer = self.config.consumer(&format!("weir-{}", ctx.uid.0))?;
+        let mut restored = restored;
+        let keyed = restored
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.keyed))
+            .unwrap_or_default();
+        let mut inherited = Partitions::decode(keyed).map_err(|e| self.bad_state(e.to_string()))?;
+        if let Some((_, stray)) = inherited
+            .iter()
+            .find(|(group, _)| !ctx.key_groups.contains(*group))
+        {
             return Err(self.bad_state(format!(
-                "the checkpoint reads partition {}/{}, which the brokers no longer list",
-                lost.topic, lost.partition
+                "restored partition {} lies outside this subtask's {:?}",
+                stray.name(),
+                ctx.key_groups
             )));
         }
-        let mut assignment = TopicPartitionList::new();
-        for (_, p) in &self.partitions {
-            assignment
-                .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))
-                .map_err(|e| kafka_error("assigning partitions", e))?;
+        self.clocks = self
+            .watermarks
+            .as_ref()
+            .map(|w| PartitionClocks::new(Pace::of(w), 0));
+        self.adopt(&consumer, &mut inherited, self.start)?;
+        if let Some((_, lost)) = inherited.first() {
+            return Err(self.bad_state(format!(
+                "the checkpoint reads partition {}, which the brokers no longer list",
+                lost.name()
+            )));
         }
         consumer
-            .assign(&assignment)
+            .assign(&self.partitions.offsets()?)
             .map_err(|e| kafka_error("assigning partitions", e))?;
         self.consumer = Some(consumer);
+        self.dead_letters = Some(DeadLetters::open(
+            &self.bad_records,
+            &self.config,
+            DEAD_LETTER_TRANSACTION_TIMEOUT_MS,
+            ctx,
+            restored,
+        )?);
+        let now = Instant::now();
+        self.next_discovery = now + self.discovery.unwrap_or_default();
+        self.next_lag = now;
         Ok(())
     }
 
     fn poll(&mut self, output: &mut Batch<T>, max: usize) -> Result<SourceStatus> {
-        if self.finished() {
-            return Ok(SourceStatus::Finished);
-        }
-        let Some(consumer) = self.consumer.as_ref() else {
+        let now = Instant::now();
+        self.discover(now)?;
+        let metrics = self.ctx()?.metrics.clone();
+        let (Some(consumer), Some(dead_letters)) =
+            (self.consumer.as_ref(), self.dead_letters.as_mut())
+        else {
             return Err(Error::Internal(
                 "the Kafka source polled before open".into(),
             ));
         };
+        if self.stop != StopAt::Never && self.partitions.all_ended() {
+            dead_letters.finish()?;
+            return Ok(SourceStatus::Finished);
+        }
+        let mut bytes = 0;
         for _ in 0..max {
             let Some(received) = consumer.poll(Duration::ZERO) else {
                 break;
@@ -242,24 +256,15 @@ impl<T: Data> Source for KafkaSource<T> {
                 Err(KafkaError::PartitionEOF(_)) => continue,
                 Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                )) => return Err(out_of_range(consumer, &self.partitions)),
+                )) => return Err(self.partitions.out_of_range(consumer)),
                 Err(e) => return Err(kafka_error("reading records", e)),
             };
-            // Records come in runs per partition: try the last one read first.
-            let is_it = |p: &PartitionState| {
-                p.partition == message.partition() && p.topic == message.topic()
+            let Some(index) = self.partitions.find(message.topic(), message.partition()) else {
+                continue;
             };
-            if !self
-                .partitions
-                .get(self.last)
-                .is_some_and(|(_, p)| is_it(p))
-            {
-                match self.partitions.iter().position(|(_, p)| is_it(p)) {
-                    Some(i) => self.last = i,
-                    None => continue,
-                }
-            }
-            let state = &mut self.partitions[self.last].1;
+            let Some(state) = self.partitions.state(index) else {
+                continue;
+            };
             // Past a bounded read's end (records written since it began): not ours.
             if state.end.is_some_and(|end| message.offset() >= end) {
                 continue;
@@ -275,19 +280,54 @@ impl<T: Data> Source for KafkaSource<T> {
                 key: message.key(),
                 value: message.payload(),
             };
-            output.push((self.decode)(&view)?);
+            bytes += view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len);
             state.next = message.offset() + 1;
+            match (self.decode)(&view) {
+                Ok(record) => {
+                    if let (Some(clocks), Some(strategy)) = (&mut self.clocks, &self.watermarks) {
+                        clocks.observe(index, strategy.event_time(&record));
+                    }
+                    output.push(record);
+                }
+                Err(error) => dead_letters.refuse(&view, error)?,
+            }
         }
-        if self.finished() {
-            return Ok(SourceStatus::Finished);
+        metrics
+            .bytes_read
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let ended = self.stop != StopAt::Never && self.partitions.all_ended();
+        if now >= self.next_lag || ended {
+            self.next_lag = now + LAG_INTERVAL;
+            metrics.set_split_lags(self.partitions.lags(consumer));
+        }
+        if ended {
+            return Ok(if output.is_empty() {
+                dead_letters.finish()?;
+                SourceStatus::Finished
+            } else {
+                SourceStatus::Ready
+            });
         }
         if output.is_empty() {
-            return Ok(SourceStatus::Idle(Instant::now() + IDLE_WAIT));
+            return Ok(SourceStatus::Idle(now + IDLE_WAIT));
         }
         Ok(SourceStatus::Ready)
     }
 
+    fn progress_due(&mut self) -> Option<Progress> {
+        let clocks = self.clocks.as_mut()?;
+        for (index, state) in self.partitions.iter().enumerate() {
+            if state.ended() {
+                clocks.end(index);
+            }
+        }
+        clocks.due(Instant::now())
+    }
+
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<()> {
+        if let Some(dead_letters) = &mut self.dead_letters {
+            dead_letters.commit(id)?;
+        }
         let Some(at) = self.pending.iter().rposition(|(c, _)| *c <= id) else {
             return Ok(());
         };
@@ -296,68 +336,22 @@ impl<T: Data> Source for KafkaSource<T> {
         if let Some(consumer) = &self.consumer {
             // For lag tools only: a commit that fails is logged, not retried.
             if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
-                tracing::warn!(source = %self.uid, %error, "committing offsets to the consumer group");
+                tracing::warn!(source = %self.ctx()?.uid.0, %error, "committing offsets to the consumer group");
             }
         }
         Ok(())
     }
 
     fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
-        let mut offsets = TopicPartitionList::new();
-        for (_, p) in &self.partitions {
-            offsets
-                .add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next))
-                .map_err(|e| kafka_error("listing offsets to commit", e))?;
-        }
-        self.pending.push((barrier.id, offsets));
-        let mut keyed: Vec<(KeyGroup, Vec<PartitionState>)> = Vec::new();
-        let mut sorted: Vec<&(KeyGroup, PartitionState)> = self.partitions.iter().collect();
-        sorted.sort_by_key(|(g, p)| (g.0, p.topic.clone(), p.partition));
-        for (group, state) in sorted {
-            match keyed.last_mut() {
-                Some((g, states)) if g == group => states.push(state.clone()),
-                _ => keyed.push((*group, vec![state.clone()])),
-            }
-        }
-        let keyed = keyed
-            .into_iter()
-            .map(|(group, states)| {
-                bincode::serialize(&states)
-                    .map(|bytes| (group, bytes))
-                    .map_err(|e| self.bad_state(format!("encoding offsets: {e}")))
-            })
-            .collect::<Result<_>>()?;
+        self.pending.push((barrier.id, self.partitions.offsets()?));
+        let operator_state = match &mut self.dead_letters {
+            Some(dead_letters) => dead_letters.precommit(barrier)?,
+            None => None,
+        };
         Ok(OperatorSnapshot {
-            keyed,
+            keyed: self.partitions.snapshot()?,
+            operator_state,
             ..Default::default()
         })
     }
 }
-
-/// The error for a position the brokers no longer hold, naming the partitions
-/// whose next offset lies below what the broker keeps.
-fn out_of_range(consumer: &BaseConsumer, partitions: &[(KeyGroup, PartitionState)]) -> Error {
-    let mut lost = Vec::new();
-    for (_, p) in partitions {
-        if let Ok((low, _)) = consumer.fetch_watermarks(&p.topic, p.partition, REQUEST_TIMEOUT) {
-            if p.next < low {
-                lost.push(format!(
-                    "{}/{} resumes at offset {} but the broker keeps offsets from {low}",
-                    p.topic, p.partition, p.next
-                ));
-            }
-        }
-    }
-    let which = if lost.is_empty() {
-        "a partition's next offset is out of range".to_string()
-    } else {
-        lost.join("; ")
-    };
-    kafka_error(
-        "records the job has not read are gone (retention deleted them?)",
-        which,
-    )
-}
-
-/// How long a source with nothing to read waits before it asks again.
-const IDLE_WAIT: Duration = Duration::from_millis(1);

@@ -320,6 +320,7 @@ mod tests {
             attempt,
             state: Default::default(),
             checkpoint_interval: None,
+            metrics: Default::default(),
         }
     }
 

@@ -110,6 +110,7 @@ mod tests {
             attempt: 1,
             state: Default::default(),
             checkpoint_interval: None,
+            metrics: Default::default(),
         };
         sink.open(&ctx, None).unwrap();
         let stamp = now_nanos() - 2_000_000;

@@ -68,6 +68,29 @@ impl<T> WatermarkStrategy<T> {
     }
 }
 
+impl<T> WatermarkStrategy<T> {
+    /// A record's event time.
+    #[inline]
+    pub fn event_time(&self, record: &T) -> EventTime {
+        (self.timestamp)(record)
+    }
+
+    /// How far records may come behind the newest one.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// After how long without records a subtask (or a split) is idle.
+    pub fn idle_after(&self) -> Option<Duration> {
+        self.idle_after
+    }
+
+    /// How often a watermark goes out at most.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
 /// The operator of a [`WatermarkStrategy`].
 pub struct WatermarkAssigner<T> {
     strategy: WatermarkStrategy<T>,

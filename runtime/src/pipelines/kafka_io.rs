@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::kafka::{Guarantee, KafkaConfig};
+use crate::kafka::{
+    BadRecords, Guarantee, KafkaConfig, KafkaMessage, KafkaSource, StartFrom, StopAt,
+};
 
 /// Kafka options every pipeline that can read or write Kafka takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,9 +24,25 @@ pub struct KafkaArgs {
     /// Read the input from this topic instead of generating it.
     #[arg(long, requires = "kafka_brokers")]
     pub input_topic: Option<String>,
-    /// Stop at the end offsets the input topic has when the job first reads it.
-    #[arg(long, requires = "input_topic")]
+    /// Where to start reading partitions no checkpoint holds: earliest,
+    /// latest, group (the consumer group's committed offsets),
+    /// group-or-earliest, group-or-latest, or a time (RFC 3339 or ms since
+    /// the Unix epoch: the first record stamped at or after it).
+    #[arg(long, default_value = "earliest", requires = "input_topic")]
+    pub input_start: StartFrom,
+    /// Where to stop reading: never, latest (the end offsets when the job
+    /// first reads the topic), or a time (before the first record stamped at
+    /// or after it).
+    #[arg(long, default_value = "never", requires = "input_topic")]
+    pub input_stop: StopAt,
+    /// Stop at the end offsets the input topic has when the job first reads
+    /// it (`--input-stop latest`).
+    #[arg(long, requires = "input_topic", conflicts_with = "input_stop")]
     pub input_bounded: bool,
+    /// Write input records that cannot be decoded to this topic (with
+    /// headers saying where they came from and why) instead of failing.
+    #[arg(long, requires = "input_topic")]
+    pub dead_letter_topic: Option<String>,
     /// Write the output to this topic.
     #[arg(long, requires = "kafka_brokers", conflicts_with_all = ["output", "discard"])]
     pub output_topic: Option<String>,
@@ -98,6 +117,34 @@ pub fn client_config(brokers: &str, properties: &[String]) -> Result<KafkaConfig
     Ok(config)
 }
 
+/// What a pipeline reads when it reads Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaInput {
+    /// The client configuration.
+    pub config: KafkaConfig,
+    /// The topic.
+    pub topic: String,
+    /// Where partitions no checkpoint holds start.
+    pub start: StartFrom,
+    /// Where reading stops.
+    pub stop: StopAt,
+    /// What happens to records that cannot be decoded.
+    pub bad_records: BadRecords,
+}
+
+impl KafkaInput {
+    /// A source of the topic, its records made by `decode`.
+    pub fn source<T: Data>(
+        &self,
+        decode: impl Fn(&KafkaMessage<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> KafkaSource<T> {
+        KafkaSource::new(self.config.clone(), &[&self.topic], decode)
+            .start_from(self.start)
+            .stop_at(self.stop)
+            .bad_records(self.bad_records.clone())
+    }
+}
+
 /// Where a pipeline writes when it writes Kafka.
 #[derive(Debug, Clone)]
 pub struct KafkaOutput {
@@ -112,6 +159,27 @@ pub struct KafkaOutput {
 }
 
 impl KafkaArgs {
+    /// The input topic, if one is given.
+    pub fn input(&self) -> Result<Option<KafkaInput>> {
+        let Some(topic) = &self.input_topic else {
+            return Ok(None);
+        };
+        Ok(Some(KafkaInput {
+            config: self.config()?,
+            topic: topic.clone(),
+            start: self.input_start,
+            stop: if self.input_bounded {
+                StopAt::Latest
+            } else {
+                self.input_stop
+            },
+            bad_records: match &self.dead_letter_topic {
+                Some(topic) => BadRecords::DeadLetter(topic.clone()),
+                None => BadRecords::Fail,
+            },
+        }))
+    }
+
     /// The output topic, if one is given.
     pub fn output(&self) -> Result<Option<KafkaOutput>> {
         let Some(topic) = &self.output_topic else {
@@ -174,6 +242,52 @@ mod tests {
         .unwrap();
         let error = missing.kafka.config().unwrap_err().to_string();
         assert!(error.contains("WEIR_TEST_NOT_SET_ANYWHERE"), "{error}");
+    }
+
+    #[test]
+    fn input_start_stop_and_dead_letters_are_parsed() {
+        let args = parse(&[
+            "--kafka-brokers",
+            "b:1",
+            "--input-topic",
+            "in",
+            "--input-start",
+            "group-or-latest",
+            "--input-stop",
+            "2026-12-01T00:00:00Z",
+            "--dead-letter-topic",
+            "bad",
+        ])
+        .unwrap();
+        let input = args.kafka.input().unwrap().unwrap();
+        assert_eq!(
+            input.start,
+            StartFrom::Committed(crate::kafka::NoCommit::Latest)
+        );
+        assert_eq!(input.stop, StopAt::Timestamp(1_796_083_200_000));
+        assert_eq!(input.bad_records, BadRecords::DeadLetter("bad".into()));
+        let bounded = parse(&[
+            "--kafka-brokers",
+            "b:1",
+            "--input-topic",
+            "in",
+            "--input-bounded",
+        ])
+        .unwrap();
+        assert_eq!(bounded.kafka.input().unwrap().unwrap().stop, StopAt::Latest);
+        assert!(parse(&["--kafka-brokers", "b:1", "--input-start", "latest"]).is_err());
+        let error = parse(&[
+            "--kafka-brokers",
+            "b:1",
+            "--input-topic",
+            "in",
+            "--input-start",
+            "soon",
+        ])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(error.contains("earliest, latest, group"), "{error}");
     }
 
     #[test]

@@ -12,10 +12,11 @@ use clap::Parser;
 use crate::api::{JobBuilder, JobGraph, Stream};
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::kafka::{KafkaMessage, KafkaSink, KafkaSource};
+use crate::kafka::{KafkaMessage, KafkaSink};
 use crate::keys::mix;
 use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
+use crate::pipelines::kafka_io::KafkaInput;
 use crate::pipelines::{sink_lines, GeneratorArgs, Target};
 
 /// Arguments of `keyed-sum`.
@@ -73,8 +74,8 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
         return latency_job(&args.common, args.keys, parallelism, path);
     }
     let target = args.common.target()?;
-    match &args.common.kafka.input_topic {
-        Some(topic) => topic_job(&args.common, topic, parallelism, &target),
+    match args.common.kafka.input()? {
+        Some(input) => topic_job(input, parallelism, &target),
         None => job(&args.common, args.keys, parallelism, &target),
     }
 }
@@ -84,28 +85,11 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
 /// the Kafka timestamp of the record that updated it last; written to a topic,
 /// it is keyed by its key and stamped with that timestamp, so a consumer
 /// measures the end-to-end latency (`weir kafka-latency`).
-pub fn topic_job(
-    common: &GeneratorArgs,
-    topic: &str,
-    parallelism: u32,
-    target: &Target,
-) -> Result<JobGraph> {
+pub fn topic_job(input: KafkaInput, parallelism: u32, target: &Target) -> Result<JobGraph> {
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
-    let (config, topic, bounded) = (
-        common.kafka.config()?,
-        topic.to_string(),
-        common.kafka.input_bounded,
-    );
     let sums = job
-        .source("records", move |_| {
-            let source = KafkaSource::new(config.clone(), &[&topic], stamped_key_value);
-            if bounded {
-                source.bounded()
-            } else {
-                source
-            }
-        })
+        .source("records", move |_| input.source(stamped_key_value))
         .key_by(|r: &(u64, u64, i64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
             acc.1 += r.1;
@@ -131,8 +115,7 @@ pub fn topic_job(
 }
 
 /// A `key,value` record of unsigned integers with its Kafka timestamp (0 if
-/// it has none); anything else is a bad record, named by its topic, partition
-/// and offset.
+/// it has none); anything else is a bad record (the source names where it is).
 fn stamped_key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
     let parsed = message
         .value
@@ -143,10 +126,7 @@ fn stamped_key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
         Some((key, value)) => Ok((key, value, message.timestamp.unwrap_or(0))),
         None => Err(Error::BadRecord {
             operator: "records".into(),
-            reason: format!(
-                "{}/{} at offset {}: not `key,value` (two unsigned integers)",
-                message.topic, message.partition, message.offset
-            ),
+            reason: "not `key,value` (two unsigned integers)".into(),
         }),
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::kafka::{KafkaMessage, KafkaSource};
+use crate::kafka::KafkaMessage;
 use crate::keys::mix;
 use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
@@ -247,22 +247,8 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
         args.common.seed,
         args.error_rate,
     );
-    let events = match &args.common.kafka.input_topic {
-        Some(topic) => {
-            let (config, topic, bounded) = (
-                args.common.kafka.config()?,
-                topic.clone(),
-                args.common.kafka.input_bounded,
-            );
-            job.source("events", move |_| {
-                let source = KafkaSource::new(config.clone(), &[&topic], parse_event);
-                if bounded {
-                    source.bounded()
-                } else {
-                    source
-                }
-            })
-        }
+    let events = match args.common.kafka.input()? {
+        Some(input) => job.source("events", move |_| input.source(parse_event)),
         None => job.source("events", move |_| {
             GeneratorSource::new(Events::new(seed, error_rate), total, rate)
         }),
@@ -290,8 +276,8 @@ pub fn format_event(event: &Event, out: &mut Vec<u8>) {
     out.push(b'a' + event.event);
 }
 
-/// An event from its line `address,letter`; anything else is a bad record,
-/// named by its topic, partition and offset.
+/// An event from its line `address,letter`; anything else is a bad record
+/// (the source names where it is).
 fn parse_event(message: &KafkaMessage<'_>) -> Result<Event> {
     let parsed = message
         .value
@@ -309,10 +295,7 @@ fn parse_event(message: &KafkaMessage<'_>) -> Result<Event> {
         });
     parsed.ok_or_else(|| Error::BadRecord {
         operator: "events".into(),
-        reason: format!(
-            "{}/{} at offset {}: not `address,event` (an unsigned integer and a letter a-g)",
-            message.topic, message.partition, message.offset
-        ),
+        reason: "not `address,event` (an unsigned integer and a letter a-g)".into(),
     })
 }
 
@@ -344,7 +327,7 @@ mod tests {
         assert_eq!(parse_event(&message(b"844424930131985,g")).unwrap(), event);
         for bad in [&b"17,h"[..], b"17", b"x,a", b"17,ab"] {
             let error = parse_event(&message(bad)).unwrap_err().to_string();
-            assert!(error.contains("events/2 at offset 9"), "{error}");
+            assert!(error.contains("not `address,event`"), "{error}");
         }
     }
 

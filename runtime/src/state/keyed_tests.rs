@@ -32,6 +32,7 @@ fn ctx(
             cache_bytes: keys * (std::mem::size_of::<(u64, Slot<i64>)>() + 16),
         },
         checkpoint_interval: None,
+        metrics: Default::default(),
     }
 }
 

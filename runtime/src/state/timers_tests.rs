@@ -29,6 +29,7 @@ fn ctx(local: &std::path::Path, backend: Backend, range: KeyGroupRange) -> Opera
             cache_bytes: 4096,
         },
         checkpoint_interval: None,
+        metrics: Default::default(),
     }
 }
 

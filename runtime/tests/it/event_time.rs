@@ -20,16 +20,16 @@ use crate::engine::{config, PacedSource};
 /// What a probe subtask saw: each watermark and when, and the records that came
 /// at or behind the watermark before them (late).
 #[derive(Debug, Default)]
-struct Seen {
-    watermarks: Vec<(Instant, Watermark)>,
-    late: Vec<u64>,
-    records: usize,
+pub(crate) struct Seen {
+    pub watermarks: Vec<(Instant, Watermark)>,
+    pub late: Vec<u64>,
+    pub records: usize,
 }
 
 /// Records the watermarks that reach it and checks every record against them.
-struct Probe {
-    seen: Arc<Mutex<Seen>>,
-    current: Watermark,
+pub(crate) struct Probe {
+    pub seen: Arc<Mutex<Seen>>,
+    pub current: Watermark,
 }
 
 impl Operator for Probe {

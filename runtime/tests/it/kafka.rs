@@ -79,10 +79,7 @@ pub(crate) fn produce(broker: &KafkaBroker, topic: &str, records: u64) {
 pub(crate) fn pair(message: &KafkaMessage<'_>) -> weir_runtime::error::Result<(u64, u64)> {
     let bad = || Error::BadRecord {
         operator: "kafka source".into(),
-        reason: format!(
-            "{}/{} at offset {}: not `key,value`",
-            message.topic, message.partition, message.offset
-        ),
+        reason: "not `key,value`".into(),
     };
     let text = std::str::from_utf8(message.value.unwrap_or_default()).map_err(|_| bad())?;
     let (k, v) = text.split_once(',').ok_or_else(bad)?;

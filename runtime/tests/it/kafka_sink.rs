@@ -356,6 +356,7 @@ fn a_checkpoint_completing_while_records_are_in_flight_commits_without_a_restart
         attempt: 1,
         state: Default::default(),
         checkpoint_interval: Some(Duration::from_secs(1)),
+        metrics: Default::default(),
     };
     let mut sink = KafkaSink::new(
         KafkaConfig::new(&broker.bootstrap()),

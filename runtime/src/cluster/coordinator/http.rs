@@ -233,6 +233,48 @@ fn prometheus(status: &StatusBoard) -> String {
         "Records out of each operator subtask.",
         &ops(|o| o.records_out),
     );
+    let sources: Vec<&v1::OperatorCounters> =
+        counters.operators.iter().filter(|o| o.is_source).collect();
+    let per_source = |f: fn(&v1::OperatorCounters) -> u64| -> Vec<(String, f64)> {
+        sources
+            .iter()
+            .map(|o| {
+                (
+                    format!("{{operator=\"{}\",subtask=\"{}\"}}", o.uid, o.subtask),
+                    f(o) as f64,
+                )
+            })
+            .collect()
+    };
+    metric(
+        "weir_source_bytes_read_total",
+        "counter",
+        "Bytes each source subtask read (keys and values of Kafka records).",
+        &per_source(|o| o.bytes_read),
+    );
+    metric(
+        "weir_source_bad_records_total",
+        "counter",
+        "Records each source subtask could not decode (failed on or sent to a dead-letter topic).",
+        &per_source(|o| o.bad_records),
+    );
+    let split_lags: Vec<(String, f64)> = sources
+        .iter()
+        .flat_map(|o| {
+            o.split_lags.iter().map(|l| {
+                (
+                    format!("{{operator=\"{}\",split=\"{}\"}}", o.uid, l.split),
+                    l.lag as f64,
+                )
+            })
+        })
+        .collect();
+    metric(
+        "weir_source_split_lag_records",
+        "gauge",
+        "Records of each source split not read yet (a Kafka partition's consumer lag).",
+        &split_lags,
+    );
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

@@ -42,6 +42,7 @@ fn operator(
             cache_bytes: 1 << 20,
         },
         checkpoint_interval: None,
+        metrics: Default::default(),
     };
     op.open(&ctx, None).unwrap();
     op
