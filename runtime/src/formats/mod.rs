@@ -159,6 +159,15 @@ pub fn shape<T: Record>() -> String {
     format!("{} {{{}}}", T::NAME, fields.join(", "))
 }
 
+impl std::str::FromStr for FormatName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<FormatName> {
+        <FormatName as clap::ValueEnum>::from_str(s, false)
+            .map_err(|_| Error::Usage(format!("{s:?} is not a format: text, json or avro")))
+    }
+}
+
 impl fmt::Display for FormatName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -294,6 +303,15 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("-3 is negative"), "{error}");
+    }
+
+    #[test]
+    fn format_names_parse_and_print_as_the_command_line_has_them() {
+        for name in [FormatName::Text, FormatName::Json, FormatName::Avro] {
+            assert_eq!(name.to_string().parse::<FormatName>().unwrap(), name);
+        }
+        let error = "xml".parse::<FormatName>().unwrap_err().to_string();
+        assert_eq!(error, r#""xml" is not a format: text, json or avro"#);
     }
 
     #[test]

@@ -339,6 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sum_beyond_a_long_cannot_be_written_as_json_or_avro() {
+        let sum = KeySum {
+            key: 1,
+            sum: u64::MAX,
+        };
+        for format in &formats::<KeySum>("keyed-sum-output")[1..] {
+            let mut out = b"kept".to_vec();
+            let error = format
+                .encode("encode", &sum, &mut out)
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("bad record in encode: "), "{error}");
+            assert!(
+                error.contains("18446744073709551615 is beyond a long"),
+                "{error}"
+            );
+            if matches!(format, Format::Avro(_)) {
+                assert_eq!(out, b"kept", "a failed datum leaves nothing behind");
+            }
+        }
+    }
+
+    #[test]
     fn a_schema_that_does_not_fit_the_record_is_refused_at_start() {
         // The keyed-sum output schema has `sum` where the input has `value`.
         let error = Format::new::<KeyValue>(
