@@ -18,6 +18,7 @@
 //! - [`keys`]: the stable key hash and key-group ranges.
 //! - [`cluster`]: the coordinator and worker processes.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
+//! - [`formats`]: records as bytes on Kafka: text lines, JSON, Avro.
 //! - [`cli`]: the `weir` command line.
 //! - [`clock`]: UTC calendar dates for identities and listings.
 //! - [`histogram`]: latency percentiles for `weir bench`.
@@ -32,6 +33,7 @@ pub mod data;
 pub mod durable;
 pub mod error;
 pub mod exec;
+pub mod formats;
 pub mod histogram;
 pub mod ids;
 pub mod kafka;

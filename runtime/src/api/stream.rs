@@ -13,7 +13,7 @@ use crate::data::{Data, Tagged};
 use crate::error::Result;
 use crate::keys::{StableHash, DEFAULT_MAX_PARALLELISM};
 use crate::operator::{Operator, OperatorContext, Source};
-use crate::operators::{Filter, FlatMap, Map, WatermarkAssigner, WatermarkStrategy};
+use crate::operators::{Filter, FlatMap, Map, TryMap, WatermarkAssigner, WatermarkStrategy};
 
 /// The graph under construction, shared by the streams built from it.
 pub(crate) struct Draft {
@@ -258,6 +258,17 @@ impl<T: Data> Stream<T> {
     {
         let f = Arc::new(f);
         self.transform(name, move |_| Map::new(f.clone()))
+    }
+
+    /// Transforms each record with `f`; an error fails the task, as a record
+    /// the job cannot go on with (one a format cannot encode) should.
+    pub fn try_map<U, F>(self, name: &str, f: F) -> Stream<U>
+    where
+        U: Data,
+        F: Fn(T) -> Result<U> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        self.transform(name, move |_| TryMap::new(f.clone()))
     }
 
     /// Keeps the records for which `f` is true.

@@ -5,7 +5,11 @@
 //!   (the generator's records), keyed by `key`;
 //! - `state-machine`: the generator's events as `address,letter` lines, keyed by
 //!   address, so each address's events stay in order in one partition.
+//!
+//! `--format json|avro` writes the values as the pipelines' `--input-format`
+//! reads them instead (Avro with the writer schema `--schema`); keys stay text.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -13,11 +17,13 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Error, Result};
+use crate::formats::{Format, FormatName};
 use crate::kafka::REQUEST_TIMEOUT;
 use crate::keys::mix;
 use crate::pipelines::generator::Generator;
 use crate::pipelines::kafka_io::KafkaClientArgs;
-use crate::pipelines::state_machine::{format_event, Event, Events};
+use crate::pipelines::kafka_records::{EventRecord, KeyValue};
+use crate::pipelines::state_machine::{Event, Events};
 
 /// Arguments of `weir kafka-load`.
 #[derive(Debug, clap::Args)]
@@ -52,6 +58,13 @@ pub struct KafkaLoadArgs {
     /// How long the producer waits to fill a batch (0 for latency runs).
     #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
     pub linger: Duration,
+    /// How the values are encoded: text (the pipelines' lines), json, or avro
+    /// (a plain binary datum written with --schema).
+    #[arg(long, value_enum, default_value_t = FormatName::Text)]
+    pub format: FormatName,
+    /// The Avro writer schema (`.avsc`) of --format avro.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
 }
 
 /// Makes the load's records one at a time: key and value bytes.
@@ -59,8 +72,10 @@ enum Workload {
     KeyedSum {
         keys: u64,
         next: u64,
+        format: Format,
     },
     StateMachine {
+        format: Format,
         events: Events,
         buffered: Vec<Event>,
         at: usize,
@@ -80,6 +95,12 @@ impl Workload {
             let mut events = Events::new(args.seed, args.error_rate);
             events.open(0, 1, None)?;
             return Ok(Workload::StateMachine {
+                format: Format::new::<EventRecord>(
+                    args.format,
+                    args.schema.as_deref(),
+                    "--format",
+                    "--schema",
+                )?,
                 events,
                 buffered: Vec::new(),
                 at: 0,
@@ -92,23 +113,33 @@ impl Workload {
         Ok(Workload::KeyedSum {
             keys: args.keys,
             next: args.first,
+            format: Format::new::<KeyValue>(
+                args.format,
+                args.schema.as_deref(),
+                "--format",
+                "--schema",
+            )?,
         })
     }
 
-    /// Writes the next record's key and value.
-    fn next(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) {
+    /// Writes the next record's key and value; fails on a value the format
+    /// cannot carry.
+    fn next(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<()> {
         key.clear();
         value.clear();
         match self {
-            Workload::KeyedSum { keys, next } => {
+            Workload::KeyedSum { keys, next, format } => {
                 let i = *next;
                 *next += 1;
-                key.extend_from_slice(itoa::Buffer::new().format((mix(i) >> 1) % *keys).as_bytes());
-                value.extend_from_slice(key);
-                value.push(b',');
-                value.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                let record = KeyValue {
+                    key: (mix(i) >> 1) % *keys,
+                    value: i,
+                };
+                key.extend_from_slice(itoa::Buffer::new().format(record.key).as_bytes());
+                format.encode("kafka-load", &record, value)
             }
             Workload::StateMachine {
+                format,
                 events,
                 buffered,
                 at,
@@ -123,7 +154,7 @@ impl Workload {
                 let event = buffered[*at];
                 *at += 1;
                 key.extend_from_slice(itoa::Buffer::new().format(event.address).as_bytes());
-                format_event(&event, value);
+                format.encode("kafka-load", &EventRecord::from(&event), value)
             }
         }
     }
@@ -145,7 +176,7 @@ pub fn kafka_load(args: &KafkaLoadArgs) -> Result<()> {
     let mut last_report = started;
     let (mut key, mut value) = (Vec::with_capacity(24), Vec::with_capacity(48));
     for n in 0..args.records {
-        workload.next(&mut key, &mut value);
+        workload.next(&mut key, &mut value)?;
         let mut record = BaseRecord::to(&args.topic).key(&key).payload(&value);
         loop {
             match producer.send(record) {

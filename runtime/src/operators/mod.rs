@@ -13,6 +13,7 @@ mod reduce;
 mod sequence_source;
 mod stdout_sink;
 mod text_source;
+mod try_map;
 mod watermark_assigner;
 pub(crate) mod window;
 
@@ -33,6 +34,7 @@ pub use reduce::{KeyedReduce, KeyedSum};
 pub use sequence_source::SequenceSource;
 pub use stdout_sink::StdoutSink;
 pub use text_source::TextFileSource;
+pub use try_map::TryMap;
 pub use watermark_assigner::{TimestampFn, WatermarkAssigner, WatermarkStrategy};
 pub use window::{
     Aggregate, Aggregated, AllRecords, Count, Panes, Shape, Sum, Window, WindowFunction,

@@ -198,6 +198,7 @@ pub struct GrepArgs {
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<GrepArgs>("grep", args)?;
     args.common.refuse_input_topic("grep")?;
+    args.common.kafka.formats.refuse("grep")?;
     let target = args.common.target()?;
     job(&args.common, args.mode, args.pattern, parallelism, &target)
 }

@@ -1,7 +1,7 @@
 //! The built-in pipelines' Kafka options: brokers, client properties (a value
 //! `env:NAME` is read from the environment, so a StreamJob can take secrets
-//! from a Secret), an input topic to read instead of generating, and an output
-//! topic to write with a chosen guarantee.
+//! from a Secret), an input topic to read instead of generating, an output
+//! topic to write with a chosen guarantee, and their record formats.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kafka::{
     BadRecords, Guarantee, KafkaConfig, KafkaMessage, KafkaSource, StartFrom, StopAt,
 };
+use crate::pipelines::kafka_formats::KafkaFormatArgs;
 
 /// Kafka options every pipeline that can read or write Kafka takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,6 +53,9 @@ pub struct KafkaArgs {
     /// How long brokers keep an output transaction open before aborting it.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub kafka_transaction_timeout: Duration,
+    /// The record formats of the input and output topics.
+    #[command(flatten)]
+    pub formats: KafkaFormatArgs,
 }
 
 fn guarantee(s: &str) -> std::result::Result<Guarantee, String> {

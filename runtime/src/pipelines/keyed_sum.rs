@@ -3,7 +3,9 @@
 //! Record `i` is `key = (mix(i) >> 1) % keys`, `value = i`. The job hashes records
 //! to the subtask owning the key's key group, adds each value to its key's sum and
 //! emits `(key, sum)` for every record. With `--input-topic` the records are
-//! the `key,value` lines of a Kafka topic instead.
+//! the `key,value` lines of a Kafka topic instead, or its JSON or Avro
+//! records with `--input-format` ([`KeyValue`]); `--output-format` writes
+//! the sums as JSON or Avro ([`KeySum`]).
 
 use std::time::Duration;
 
@@ -12,12 +14,15 @@ use clap::Parser;
 use crate::api::{JobBuilder, JobGraph, Stream};
 use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::formats::{Format, Record};
 use crate::kafka::{KafkaMessage, KafkaSink};
 use crate::keys::mix;
 use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
-use crate::pipelines::kafka_io::KafkaInput;
-use crate::pipelines::{sink_lines, GeneratorArgs, Target};
+use crate::pipelines::kafka_formats::{decode_value, encode_value, sink_records};
+use crate::pipelines::kafka_io::{KafkaInput, KafkaOutput};
+use crate::pipelines::kafka_records::{KeySum, KeyValue};
+use crate::pipelines::{GeneratorArgs, Target};
 
 /// Arguments of `keyed-sum`.
 #[derive(Debug, Parser)]
@@ -71,80 +76,107 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<KeyedSumArgs>("keyed-sum", args)?;
     if let Some(path) = args.latency_file {
         args.common.refuse_input_topic("keyed-sum --latency-file")?;
+        args.common
+            .kafka
+            .formats
+            .refuse("keyed-sum --latency-file")?;
         return latency_job(&args.common, args.keys, parallelism, path);
     }
     let target = args.common.target()?;
     match args.common.kafka.input()? {
-        Some(input) => topic_job(input, parallelism, &target),
+        Some(input) => topic_job(&args.common, input, parallelism, &target),
         None => job(&args.common, args.keys, parallelism, &target),
     }
 }
 
-/// The `keyed-sum` job over the `key,value` records of a Kafka topic (as
-/// `weir kafka-load` writes them) instead of generated ones. Each sum carries
+/// The `keyed-sum` job over the records of a Kafka topic (as `weir
+/// kafka-load` writes them) instead of generated ones. Each sum carries
 /// the Kafka timestamp of the record that updated it last; written to a topic,
 /// it is keyed by its key and stamped with that timestamp, so a consumer
 /// measures the end-to-end latency (`weir kafka-latency`).
-pub fn topic_job(input: KafkaInput, parallelism: u32, target: &Target) -> Result<JobGraph> {
+pub fn topic_job(
+    common: &GeneratorArgs,
+    kafka: KafkaInput,
+    parallelism: u32,
+    target: &Target,
+) -> Result<JobGraph> {
+    let input = common.kafka.formats.input::<KeyValue>()?;
+    let output = common.kafka.formats.output::<KeySum>()?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let sums = job
-        .source("records", move |_| input.source(stamped_key_value))
+        .source("records", move |_| {
+            let input = input.clone();
+            kafka.source(move |message: &KafkaMessage<'_>| stamped_key_value(&input, message))
+        })
         .key_by(|r: &(u64, u64, i64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
             acc.1 += r.1;
             acc.2 = r.2;
         });
-    let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| sum_line(r.0, r.1, out);
     match target {
-        Target::Kafka(output) => {
-            let output = output.clone();
-            sums.sink("sink", move |_| {
-                KafkaSink::new(output.config.clone(), &output.topic, line)
-                    .key(|r: &(u64, u64, i64), out| {
-                        out.extend_from_slice(itoa_buf().format(r.0).as_bytes())
-                    })
-                    .timestamp(|r: &(u64, u64, i64)| r.2)
-                    .guarantee(output.guarantee)
-                    .transaction_timeout(output.transaction_timeout)
-            });
+        Target::Kafka(kafka) if output.is_text() => {
+            let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| KeySum::from(r).write_text(out);
+            sums.sink("sink", stamped_sink(kafka, line, |r| (r.0, r.2)));
         }
-        other => sink_lines(sums, other, line),
+        Target::Kafka(kafka) => {
+            // Encoded in a step of its own, which can fail the job: the
+            // sink's formats cannot.
+            let values = sums.try_map("encode", move |r: (u64, u64, i64)| {
+                Ok((r.0, r.2, encode_value(&output, &KeySum::from(&r))?))
+            });
+            let value = |r: &(u64, i64, Vec<u8>), out: &mut Vec<u8>| out.extend_from_slice(&r.2);
+            values.sink("sink", stamped_sink(kafka, value, |r| (r.0, r.1)));
+        }
+        other => sink_records::<_, KeySum>(sums, other, output),
     }
     job.build()
 }
 
-/// A `key,value` record of unsigned integers with its Kafka timestamp (0 if
-/// it has none); anything else is a bad record (the source names where it is).
-fn stamped_key_value(message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
-    let parsed = message
-        .value
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|text| text.split_once(','))
-        .and_then(|(k, v)| Some((k.trim().parse().ok()?, v.trim().parse().ok()?)));
-    match parsed {
-        Some((key, value)) => Ok((key, value, message.timestamp.unwrap_or(0))),
-        None => Err(Error::BadRecord {
-            operator: "records".into(),
-            reason: "not `key,value` (two unsigned integers)".into(),
-        }),
+/// A Kafka sink factory writing each record's `value`, keyed by its key and
+/// stamped with its input's timestamp (`key_stamp`).
+fn stamped_sink<T: crate::data::Data>(
+    output: &KafkaOutput,
+    value: fn(&T, &mut Vec<u8>),
+    key_stamp: fn(&T) -> (u64, i64),
+) -> impl Fn(&crate::operator::OperatorContext) -> KafkaSink<T> + Send + Sync + 'static {
+    let output = output.clone();
+    move |_| {
+        KafkaSink::new(output.config.clone(), &output.topic, value)
+            .key(move |r: &T, out| {
+                out.extend_from_slice(itoa_buf().format(key_stamp(r).0).as_bytes())
+            })
+            .timestamp(move |r: &T| key_stamp(r).1)
+            .guarantee(output.guarantee)
+            .transaction_timeout(output.transaction_timeout)
     }
 }
 
-/// Sums the values per key and writes `key,sum` lines to `target`.
-fn sum_into(records: Stream<(u64, u64)>, target: &Target) {
+/// A [`KeyValue`] in `format` with its Kafka timestamp (0 if it has none);
+/// anything else is a bad record (the source names where it is).
+fn stamped_key_value(format: &Format, message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
+    let record: KeyValue = decode_value(format, "records", message)?;
+    Ok((record.key, record.value, message.timestamp.unwrap_or(0)))
+}
+
+impl From<&(u64, u64)> for KeySum {
+    fn from(&(key, sum): &(u64, u64)) -> Self {
+        KeySum { key, sum }
+    }
+}
+
+impl From<&(u64, u64, i64)> for KeySum {
+    fn from(&(key, sum, _): &(u64, u64, i64)) -> Self {
+        KeySum { key, sum }
+    }
+}
+
+/// Sums the values per key and writes the sums to `target` in `format`.
+fn sum_into(records: Stream<(u64, u64)>, target: &Target, format: Format) {
     let sums = records
         .key_by(|r: &(u64, u64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
-    sink_lines(sums, target, |r: &(u64, u64), out| sum_line(r.0, r.1, out));
-}
-
-/// Writes the line `key,sum`.
-fn sum_line(key: u64, sum: u64, out: &mut Vec<u8>) {
-    let mut buf = itoa_buf();
-    out.extend_from_slice(buf.format(key).as_bytes());
-    out.push(b',');
-    out.extend_from_slice(buf.format(sum).as_bytes());
+    sink_records::<_, KeySum>(sums, target, format);
 }
 
 /// The `keyed-sum` job writing to `target`.
@@ -159,6 +191,7 @@ pub fn job(
             "pipeline keyed-sum: --keys must be at least 1".into(),
         ));
     }
+    let output = common.kafka.formats.output::<KeySum>()?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let (total, rate) = (common.records, common.rate);
@@ -170,7 +203,7 @@ pub fn job(
         };
         GeneratorSource::new(generator, total, rate)
     });
-    sum_into(records, target);
+    sum_into(records, target, output);
     job.build()
 }
 

@@ -2,7 +2,9 @@
 
 pub mod generator;
 pub mod grep;
+pub mod kafka_formats;
 pub mod kafka_io;
+pub mod kafka_records;
 pub mod keyed_sum;
 pub mod nexmark;
 pub mod state_machine;

@@ -20,7 +20,9 @@
 //!
 //! With `--input-topic` the events are the `address,letter` lines of a Kafka topic
 //! instead (`weir kafka-load --workload state-machine` writes them, keyed by
-//! address, so each address's events stay in order in one partition).
+//! address, so each address's events stay in order in one partition), or its
+//! JSON or Avro records with `--input-format` ([`EventRecord`]);
+//! `--output-format` writes the alerts as JSON or Avro ([`AlertRecord`]).
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -28,11 +30,14 @@ use serde::{Deserialize, Serialize};
 use crate::api::{JobBuilder, JobGraph};
 use crate::data::Batch;
 use crate::error::{Error, Result};
+use crate::formats::Format;
 use crate::kafka::KafkaMessage;
 use crate::keys::mix;
 use crate::operators::{KeyedProcess, ValueState};
 use crate::pipelines::generator::{Generator, GeneratorSource};
-use crate::pipelines::{sink_lines, GeneratorArgs};
+use crate::pipelines::kafka_formats::{decode_value, sink_records};
+use crate::pipelines::kafka_records::{AlertRecord, EventRecord};
+use crate::pipelines::GeneratorArgs;
 use crate::rng::Rng;
 use crate::state::Timers;
 
@@ -239,6 +244,7 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
         )));
     }
     let target = args.common.target()?;
+    let output = args.common.kafka.formats.output::<AlertRecord>()?;
     let mut job = JobBuilder::new("state-machine");
     job.parallelism(parallelism);
     let (total, rate, seed, error_rate) = (
@@ -248,7 +254,13 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
         args.error_rate,
     );
     let events = match args.common.kafka.input()? {
-        Some(input) => job.source("events", move |_| input.source(parse_event)),
+        Some(kafka) => {
+            let input = args.common.kafka.formats.input::<EventRecord>()?;
+            job.source("events", move |_| {
+                let input = input.clone();
+                kafka.source(move |message: &KafkaMessage<'_>| parse_event(&input, message))
+            })
+        }
         None => job.source("events", move |_| {
             GeneratorSource::new(Events::new(seed, error_rate), total, rate)
         }),
@@ -256,46 +268,55 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let alerts = events
         .key_by(|e: &Event| e.address)
         .process("machine", StateMachine);
-    sink_lines(alerts, &target, |a: &Alert, out| {
-        out.extend_from_slice(b"alert address=");
-        out.extend_from_slice(itoa::Buffer::new().format(a.address).as_bytes());
-        out.extend_from_slice(b" state=");
-        out.extend_from_slice(STATE_NAMES[usize::from(a.state.min(TERMINAL))].as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(b"event=");
-        out.push(b'a' + a.event);
-    });
+    sink_records::<_, AlertRecord>(alerts, &target, output);
     job.build()
 }
 
-/// Writes `event` as the line `address,letter` (`a` to `g`), as `weir kafka-load`
-/// puts events into a topic.
-pub fn format_event(event: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(itoa::Buffer::new().format(event.address).as_bytes());
-    out.push(b',');
-    out.push(b'a' + event.event);
+/// The letter of event `event`: `a` to `g`.
+fn letter(event: u8) -> char {
+    char::from(b'a' + event.min(EVENTS - 1))
 }
 
-/// An event from its line `address,letter`; anything else is a bad record
-/// (the source names where it is).
-fn parse_event(message: &KafkaMessage<'_>) -> Result<Event> {
-    let parsed = message
-        .value
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|text| text.split_once(','))
-        .and_then(|(address, letter)| {
-            let event = match letter.as_bytes() {
-                [l @ b'a'..=b'g'] => l - b'a',
-                _ => return None,
-            };
-            Some(Event {
-                address: address.parse().ok()?,
-                event,
-            })
-        });
-    parsed.ok_or_else(|| Error::BadRecord {
+impl From<&Event> for EventRecord {
+    fn from(event: &Event) -> Self {
+        EventRecord {
+            address: event.address,
+            letter: letter(event.event),
+        }
+    }
+}
+
+impl TryFrom<EventRecord> for Event {
+    type Error = String;
+
+    fn try_from(record: EventRecord) -> std::result::Result<Event, String> {
+        match record.letter {
+            l @ 'a'..='g' => Ok(Event {
+                address: record.address,
+                event: l as u8 - b'a',
+            }),
+            other => Err(format!("event {other:?} is not a letter a-g")),
+        }
+    }
+}
+
+impl From<&Alert> for AlertRecord {
+    fn from(alert: &Alert) -> Self {
+        AlertRecord {
+            address: alert.address,
+            state: STATE_NAMES[usize::from(alert.state.min(TERMINAL))].to_string(),
+            event: letter(alert.event),
+        }
+    }
+}
+
+/// An event from its record in `format`; anything else is a bad record (the
+/// source names where it is).
+fn parse_event(format: &Format, message: &KafkaMessage<'_>) -> Result<Event> {
+    let record: EventRecord = decode_value(format, "events", message)?;
+    Event::try_from(record).map_err(|reason| Error::BadRecord {
         operator: "events".into(),
-        reason: "not `address,event` (an unsigned integer and a letter a-g)".into(),
+        reason,
     })
 }
 
@@ -314,7 +335,9 @@ mod tests {
             event: 6,
         };
         let mut line = Vec::new();
-        format_event(&event, &mut line);
+        Format::Text
+            .encode("load", &EventRecord::from(&event), &mut line)
+            .unwrap();
         assert_eq!(line, b"844424930131985,g");
         let message = |value: &'static [u8]| KafkaMessage {
             topic: "events",
@@ -324,11 +347,40 @@ mod tests {
             key: None,
             value: Some(value),
         };
-        assert_eq!(parse_event(&message(b"844424930131985,g")).unwrap(), event);
-        for bad in [&b"17,h"[..], b"17", b"x,a", b"17,ab"] {
-            let error = parse_event(&message(bad)).unwrap_err().to_string();
-            assert!(error.contains("not `address,event`"), "{error}");
+        let parse = |value| parse_event(&Format::Text, &message(value));
+        assert_eq!(parse(b"844424930131985,g").unwrap(), event);
+        for bad in [&b"17"[..], b"x,a", b"17,ab"] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                "bad record in events: not `address,event` \
+                 (an unsigned integer and a letter a-g)"
+            );
         }
+        let error = parse(b"17,h").unwrap_err().to_string();
+        assert_eq!(error, "bad record in events: event 'h' is not a letter a-g");
+        let json = parse_event(
+            &Format::Json,
+            &message(br#"{"address": 17, "letter": "h"}"#),
+        );
+        assert!(json
+            .unwrap_err()
+            .to_string()
+            .ends_with("event 'h' is not a letter a-g"));
+    }
+
+    #[test]
+    fn alerts_are_written_with_their_state_names() {
+        let alert = Alert {
+            address: 17,
+            state: 3,
+            event: 0,
+        };
+        let mut line = Vec::new();
+        Format::Text
+            .encode("encode", &AlertRecord::from(&alert), &mut line)
+            .unwrap();
+        assert_eq!(line, b"alert address=17 state=Y event=a");
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub struct NexmarkArgs {
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<NexmarkArgs>("nexmark", args)?;
     args.common.refuse_input_topic("nexmark")?;
+    args.common.kafka.formats.refuse("nexmark")?;
     job(&args, parallelism, &args.common.target()?)
 }
 
