@@ -7,6 +7,14 @@
 # Long builds live outside the clone so that later runs on this machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# A long-lived cache grows without bound: incremental state (useless to CI) and
+# the test binaries of earlier commits. Neither is written from here on, and
+# stale binaries older than a day go (each run relinks its own).
+export CARGO_INCREMENTAL=0
+rm -rf "$CARGO_TARGET_DIR"/debug/incremental "$CARGO_TARGET_DIR"/release/incremental
+find "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/release/deps -maxdepth 1 -type f \
+  \( -name 'it-*' -o -name 'weir-*' -o -name 'weir_runtime-*' -o -name 'weir_controller-*' \) \
+  -mtime +1 -delete 2>/dev/null || true
 
 # The Rust toolchain, a C compiler (for -sys crates) and protoc (for the wire contract).
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
