@@ -7,6 +7,7 @@
 mod cluster;
 mod dead_letter;
 mod event_time;
+mod fetch;
 mod message;
 mod offsets;
 mod partitioner;

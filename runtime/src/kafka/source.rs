@@ -20,8 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, Timestamp};
 use rdkafka::TopicPartitionList;
 
 use crate::data::{Barrier, Batch, Data};
@@ -30,6 +28,7 @@ use crate::exec::watermarks::Progress;
 use crate::ids::CheckpointId;
 use crate::kafka::dead_letter::{BadRecords, DeadLetters};
 use crate::kafka::event_time::{Pace, PartitionClocks};
+use crate::kafka::fetch::{Fetch, Fetcher};
 use crate::kafka::message::{Decode, KafkaMessage};
 use crate::kafka::offsets::{StartFrom, StopAt};
 use crate::kafka::partitions::Partitions;
@@ -62,6 +61,9 @@ pub struct KafkaSource<T> {
     bad_records: BadRecords,
     decode: Decode<T>,
     ctx: Option<OperatorContext>,
+    /// Reads the consumer's records; declared first so that it is dropped
+    /// before the consumer.
+    fetcher: Option<Fetcher>,
     consumer: Option<BaseConsumer>,
     partitions: Partitions,
     clocks: Option<PartitionClocks>,
@@ -113,6 +115,7 @@ impl<T: Data> KafkaSource<T> {
             bad_records: BadRecords::Fail,
             decode: Arc::new(decode),
             ctx: None,
+            fetcher: None,
             consumer: None,
             partitions: Partitions::default(),
             clocks: None,
@@ -217,6 +220,7 @@ impl<T: Data> Source for KafkaSource<T> {
         consumer
             .assign(&self.partitions.offsets()?)
             .map_err(|e| kafka_error("assigning partitions", e))?;
+        self.fetcher = Some(Fetcher::new(&consumer)?);
         self.consumer = Some(consumer);
         self.dead_letters = Some(DeadLetters::open(
             &self.bad_records,
@@ -235,9 +239,11 @@ impl<T: Data> Source for KafkaSource<T> {
         let now = Instant::now();
         self.discover(now)?;
         let metrics = self.ctx()?.metrics.clone();
-        let (Some(consumer), Some(dead_letters)) =
-            (self.consumer.as_ref(), self.dead_letters.as_mut())
-        else {
+        let (Some(consumer), Some(fetcher), Some(dead_letters)) = (
+            self.consumer.as_ref(),
+            self.fetcher.as_mut(),
+            self.dead_letters.as_mut(),
+        ) else {
             return Err(Error::Internal(
                 "the Kafka source polled before open".into(),
             ));
@@ -247,50 +253,38 @@ impl<T: Data> Source for KafkaSource<T> {
             return Ok(SourceStatus::Finished);
         }
         let mut bytes = 0;
-        for _ in 0..max {
-            let Some(received) = consumer.poll(Duration::ZERO) else {
-                break;
+        let (partitions, decode, clocks, watermarks) = (
+            &mut self.partitions,
+            &self.decode,
+            &mut self.clocks,
+            &self.watermarks,
+        );
+        let fetched = fetcher.fetch(max, |message| {
+            let Some(index) = partitions.find(message.topic, message.partition) else {
+                return Ok(());
             };
-            let message = match received {
-                Ok(message) => message,
-                Err(KafkaError::PartitionEOF(_)) => continue,
-                Err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                )) => return Err(self.partitions.out_of_range(consumer)),
-                Err(e) => return Err(kafka_error("reading records", e)),
-            };
-            let Some(index) = self.partitions.find(message.topic(), message.partition()) else {
-                continue;
-            };
-            let Some(state) = self.partitions.state(index) else {
-                continue;
+            let Some(state) = partitions.state(index) else {
+                return Ok(());
             };
             // Past a bounded read's end (records written since it began): not ours.
-            if state.end.is_some_and(|end| message.offset() >= end) {
-                continue;
+            if state.end.is_some_and(|end| message.offset >= end) {
+                return Ok(());
             }
-            let view = KafkaMessage {
-                topic: message.topic(),
-                partition: message.partition(),
-                offset: message.offset(),
-                timestamp: match message.timestamp() {
-                    Timestamp::NotAvailable => None,
-                    t => t.to_millis(),
-                },
-                key: message.key(),
-                value: message.payload(),
-            };
-            bytes += view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len);
-            state.next = message.offset() + 1;
-            match (self.decode)(&view) {
+            bytes += message.key.map_or(0, <[u8]>::len) + message.value.map_or(0, <[u8]>::len);
+            state.next = message.offset + 1;
+            match decode(message) {
                 Ok(record) => {
-                    if let (Some(clocks), Some(strategy)) = (&mut self.clocks, &self.watermarks) {
+                    if let (Some(clocks), Some(strategy)) = (clocks.as_mut(), watermarks) {
                         clocks.observe(index, strategy.event_time(&record));
                     }
                     output.push(record);
+                    Ok(())
                 }
-                Err(error) => dead_letters.refuse(&view, error)?,
+                Err(error) => dead_letters.refuse(message, error),
             }
+        })?;
+        if fetched == Fetch::OutOfRange {
+            return Err(self.partitions.out_of_range(consumer));
         }
         metrics
             .bytes_read
