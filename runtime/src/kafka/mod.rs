@@ -2,15 +2,20 @@
 //! split placed in a key group, so its offset moves with the key group when a
 //! job is restored at another parallelism), the client settings, the source
 //! (librdkafka) and the exactly-once sink (its own protocol client, which can
-//! commit a transaction another process pre-committed).
+//! commit a transaction another process pre-committed, and reads the same
+//! `security.protocol`, `sasl.*` and `ssl.*` properties as librdkafka).
 
 mod cluster;
 mod partitioner;
 mod producer;
 mod record_batch;
 mod recovery;
+mod sasl;
+mod scram;
+mod security;
 mod sink;
 mod source;
+mod tls;
 mod txn;
 mod wire;
 
@@ -35,7 +40,8 @@ pub struct KafkaConfig {
     /// `host:port,...` of one or more brokers.
     pub bootstrap_servers: String,
     /// Further client properties (`security.protocol`, `sasl.*`, ...), as librdkafka
-    /// names them.
+    /// names them. The sink's own client honours the security ones it supports
+    /// and refuses the others.
     pub properties: Vec<(String, String)>,
 }
 
