@@ -18,6 +18,7 @@ mod joins;
 mod kafka;
 mod kafka_broker;
 mod kafka_cli;
+mod kafka_secured;
 mod kafka_sink;
 mod nexmark;
 mod recovery;
