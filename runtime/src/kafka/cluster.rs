@@ -142,6 +142,7 @@ impl Cluster {
         };
         match connection.call(request, version) {
             Ok(reply) => Ok(Step::Done(reply)),
+            Err(e) if connection.refused() => Err(e),
             Err(Error::Kafka(why)) => {
                 self.drop_connection(id);
                 Ok(Step::Again(why))
@@ -168,6 +169,7 @@ impl Cluster {
                 }
             };
             match connection.call(&request, METADATA_VERSION) {
+                Err(e) if connection.refused() => return Err(e),
                 Ok(reply) => {
                     for broker in &reply.brokers {
                         let addr = format!("{}:{}", broker.host.as_str(), broker.port);

@@ -45,7 +45,8 @@ pub(crate) struct Session {
 pub(crate) fn authenticate(connection: &mut Connection, sasl: &Sasl) -> Result<Step<Session>> {
     let handshake = SaslHandshakeRequest::default()
         .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
-    let reply = match transient(connection.call(&handshake, HANDSHAKE_VERSION))? {
+    let reply = connection.call(&handshake, HANDSHAKE_VERSION);
+    let reply = match transient(connection, reply)? {
         Step::Done(reply) => reply,
         Step::Again(why) => return Ok(Step::Again(why)),
     };
@@ -106,7 +107,8 @@ fn exchange(
     message: String,
 ) -> Result<Step<(String, Session)>> {
     let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
-    let reply = match transient(connection.call(&request, AUTHENTICATE_VERSION))? {
+    let reply = connection.call(&request, AUTHENTICATE_VERSION);
+    let reply = match transient(connection, reply)? {
         Step::Done(reply) => reply,
         Step::Again(why) => return Ok(Step::Again(why)),
     };
@@ -128,11 +130,12 @@ fn exchange(
     Ok(Step::Done((message, session)))
 }
 
-/// A call's outcome with a broken connection (`Error::Kafka`) made transient.
-fn transient<T>(result: Result<T>) -> Result<Step<T>> {
+/// A call's outcome with a broken connection (`Error::Kafka`) made transient,
+/// unless the broker refused the TLS session.
+fn transient<T>(connection: &Connection, result: Result<T>) -> Result<Step<T>> {
     match result {
         Ok(value) => Ok(Step::Done(value)),
-        Err(Error::Kafka(why)) => Ok(Step::Again(why)),
+        Err(Error::Kafka(why)) if !connection.refused() => Ok(Step::Again(why)),
         Err(e) => Err(e),
     }
 }

@@ -86,6 +86,8 @@ pub(crate) struct Connection {
     /// When to replace the connection: before the broker ends its SASL
     /// session (unless it keeps sessions for as long as they are open).
     renew_at: Option<Instant>,
+    /// See [`Connection::refused`].
+    refused: bool,
     /// Correlation ids and API keys of the requests whose replies are unread.
     in_flight: VecDeque<(i32, i16)>,
     frame: BytesMut,
@@ -116,6 +118,7 @@ impl Connection {
             stream: BufReader::with_capacity(64 << 10, stream),
             next_correlation: 0,
             renew_at: None,
+            refused: false,
             in_flight: VecDeque::new(),
             frame: BytesMut::with_capacity(64 << 10),
         };
@@ -173,7 +176,7 @@ impl Connection {
         self.frame[..4].copy_from_slice(&size.to_be_bytes());
         let stream = self.stream.get_mut();
         let sent = stream.write_all(&self.frame).and_then(|()| stream.flush());
-        sent.map_err(|e| self.failed("sending a request", e))?;
+        sent.map_err(|e| self.broken("sending a request", e))?;
         self.in_flight.push_back((correlation, R::KEY));
         Ok(())
     }
@@ -196,7 +199,7 @@ impl Connection {
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
-            .map_err(|e| self.failed("reading a reply", e))?;
+            .map_err(|e| self.broken("reading a reply", e))?;
         let size = i32::from_be_bytes(size);
         if size < 4 || size as usize > MAX_FRAME {
             return Err(self.failed("reading a reply", format!("a frame of {size} bytes")));
@@ -204,7 +207,7 @@ impl Connection {
         let mut body = vec![0u8; size as usize];
         self.stream
             .read_exact(&mut body)
-            .map_err(|e| self.failed("reading a reply", e))?;
+            .map_err(|e| self.broken("reading a reply", e))?;
         let mut body = Bytes::from(body);
         let header = kafka_protocol::messages::ResponseHeader::decode(
             &mut body,
@@ -233,6 +236,31 @@ impl Connection {
         }
         self.send(request, version)?;
         self.receive::<R>(version)
+    }
+
+    /// Whether the broker refused the TLS session (say, for want of a client
+    /// certificate, which TLS 1.3 reports only after the handshake): trying
+    /// again cannot help.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// The error of a failed read or write, noting a TLS refusal.
+    fn broken(&mut self, what: &str, error: std::io::Error) -> Error {
+        let tls = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        match tls {
+            Some(refusal) => {
+                self.refused = true;
+                let why = format!(
+                    "the TLS session was refused: {refusal} (does the broker require a client \
+                     certificate: ssl.certificate.location and ssl.key.location?)"
+                );
+                self.failed(what, why)
+            }
+            None => self.failed(what, error),
+        }
     }
 
     fn failed(&self, what: &str, error: impl std::fmt::Display) -> Error {

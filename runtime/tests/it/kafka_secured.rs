@@ -2,8 +2,9 @@
 //! topic over SASL_SSL with SCRAM-SHA-256, source (librdkafka) and sink (its
 //! own protocol client) alike, exactly once through an injected failure. The
 //! sink also writes through every other listener and mechanism it supports; a
-//! wrong password fails it at once with the broker's reason, and a mechanism it
-//! does not speak is refused before it connects.
+//! wrong password or a missing client certificate fails it at once with the
+//! broker's reason, and a mechanism it does not speak is refused before it
+//! connects.
 
 use std::time::{Duration, Instant};
 
@@ -113,27 +114,47 @@ fn the_sink_writes_through_every_listener_and_mechanism_it_supports() {
 }
 
 #[test]
-fn a_wrong_password_fails_the_sink_at_once_with_the_brokers_reason() {
+fn a_broker_refusing_the_password_or_the_certificate_fails_the_sink_at_once_with_its_reason() {
     let broker = KafkaBroker::start_secured();
+    let secured = broker.secured.as_ref().unwrap();
     create_topic(&broker, "lines", OUT_PARTITIONS);
-    let started = Instant::now();
-    let error = open_sink(sasl_ssl(&broker, "not-the-password"), "lines")
-        .err()
-        .expect("a wrong password is refused");
-    // Well within the minute an unreachable broker is retried for.
-    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
-    assert!(matches!(error, Error::Kafka(_)), "{error:?}");
-    let message = error.to_string();
-    let port = broker.secured.as_ref().unwrap().sasl_ssl;
-    for part in [
-        format!("broker 127.0.0.1:{port}"),
-        "authentication failed".into(),
-        format!("SCRAM-SHA-256 as user {USER}"),
-        "invalid credentials".into(),
-    ] {
-        assert!(message.contains(&part), "{part:?} not in {message}");
+    let no_certificate = KafkaConfig::new(&format!("127.0.0.1:{}", secured.ssl))
+        .property("security.protocol", "ssl")
+        .property("ssl.ca.location", secured.ca.to_str().unwrap());
+    let cases = [
+        (
+            sasl_ssl(&broker, "not-the-password"),
+            vec![
+                format!("broker 127.0.0.1:{}", secured.sasl_ssl),
+                "authentication failed".into(),
+                format!("SCRAM-SHA-256 as user {USER}"),
+                "invalid credentials".into(),
+            ],
+        ),
+        // TLS 1.3 reports a missing client certificate after the handshake.
+        (
+            no_certificate,
+            vec![
+                format!("broker 127.0.0.1:{}", secured.ssl),
+                "TLS session was refused: received fatal alert".into(),
+                "ssl.certificate.location".into(),
+            ],
+        ),
+    ];
+    for (kafka, expected) in cases {
+        let started = Instant::now();
+        let error = open_sink(kafka, "lines")
+            .err()
+            .expect("the broker refuses the client");
+        // Well within the minute an unreachable broker is retried for.
+        assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+        assert!(matches!(error, Error::Kafka(_)), "{error:?}");
+        let message = error.to_string();
+        for part in expected {
+            assert!(message.contains(&part), "{part:?} not in {message}");
+        }
+        assert!(!message.contains("not-the-password"), "{message}");
     }
-    assert!(!message.contains("not-the-password"), "{message}");
 }
 
 #[test]
