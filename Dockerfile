@@ -7,7 +7,8 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin weir && strip target/release/weir
 
-# distroless/cc has glibc and libstdc++ (RocksDB), no shell; the user is 65532.
+# distroless/cc has glibc, libstdc++ (RocksDB) and OpenSSL's libssl3 (librdkafka's TLS
+# and SCRAM), no shell; the user is 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/weir /usr/local/bin/weir
 # A text the wordcount example reads.

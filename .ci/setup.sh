@@ -24,6 +24,11 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 # librdkafka (the Kafka client) is compiled from source by rdkafka-sys.
 command -v make >/dev/null || missing+=(make)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+# librdkafka's TLS and SCRAM use the system's OpenSSL (found with pkg-config);
+# the secured test broker's certificates are made with the openssl tool.
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v openssl >/dev/null || missing+=(openssl)
 # librocksdb-sys generates its bindings with libclang.
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -3,6 +3,7 @@
 //! each partition of a topic and the coordinator of each transactional id.
 //! Calls that fail on a broken connection or on a broker that is not ready yet
 //! ask to be tried again ([`Step::Again`]); [`retry`] does so until a deadline.
+//! A broker that refuses the client (authentication, TLS) fails at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::error::{Error, Result};
-use crate::kafka::wire::Connection;
+use crate::kafka::wire::{Connection, Dialer};
 
 /// The metadata version asked for (Kafka 2.8 and later).
 const METADATA_VERSION: i16 = 12;
@@ -65,21 +66,23 @@ pub(crate) fn retry<T>(
 /// Brokers and connections; see the module docs.
 pub(crate) struct Cluster {
     bootstrap: Vec<String>,
+    dialer: Dialer,
     addrs: HashMap<i32, String>,
     connections: HashMap<i32, Connection>,
     coordinators: HashMap<String, i32>,
 }
 
 impl Cluster {
-    /// A cluster reached through `bootstrap` (`host:port,...`); nothing is
-    /// connected until a call needs it.
-    pub fn new(bootstrap: &str) -> Self {
+    /// A cluster reached through `bootstrap` (`host:port,...`), connections
+    /// opened by `dialer`; nothing is connected until a call needs it.
+    pub fn new(bootstrap: &str, dialer: Dialer) -> Self {
         Cluster {
             bootstrap: bootstrap
                 .split(',')
                 .map(|a| a.trim().to_string())
                 .filter(|a| !a.is_empty())
                 .collect(),
+            dialer,
             addrs: HashMap::new(),
             connections: HashMap::new(),
             coordinators: HashMap::new(),
@@ -93,17 +96,25 @@ impl Cluster {
         ids
     }
 
-    /// The connection to broker `id`, opened if need be.
+    /// The connection to broker `id`, opened if need be (or renewed, when its
+    /// SASL session is about to end).
     pub fn connection(&mut self, id: i32) -> Result<Step<&mut Connection>> {
+        if self
+            .connections
+            .get(&id)
+            .is_some_and(Connection::should_renew)
+        {
+            self.connections.remove(&id);
+        }
         if !self.connections.contains_key(&id) {
             let Some(addr) = self.addrs.get(&id) else {
                 return Ok(Step::Again(format!("broker {id} is not in the metadata")));
             };
-            match Connection::open(addr) {
-                Ok(connection) => {
+            match Connection::open(addr, &self.dialer)? {
+                Step::Done(connection) => {
                     self.connections.insert(id, connection);
                 }
-                Err(e) => return Ok(Step::Again(e.to_string())),
+                Step::Again(why) => return Ok(Step::Again(why)),
             }
         }
         match self.connections.get_mut(&id) {
@@ -131,6 +142,7 @@ impl Cluster {
         };
         match connection.call(request, version) {
             Ok(reply) => Ok(Step::Done(reply)),
+            Err(e) if connection.refused() => Err(e),
             Err(Error::Kafka(why)) => {
                 self.drop_connection(id);
                 Ok(Step::Again(why))
@@ -149,9 +161,15 @@ impl Cluster {
             .with_allow_auto_topic_creation(false);
         let mut last = String::from("no bootstrap servers given");
         for addr in self.bootstrap.clone() {
-            let reply =
-                Connection::open(&addr).and_then(|mut c| c.call(&request, METADATA_VERSION));
-            match reply {
+            let mut connection = match Connection::open(&addr, &self.dialer)? {
+                Step::Done(connection) => connection,
+                Step::Again(why) => {
+                    last = why;
+                    continue;
+                }
+            };
+            match connection.call(&request, METADATA_VERSION) {
+                Err(e) if connection.refused() => return Err(e),
                 Ok(reply) => {
                     for broker in &reply.brokers {
                         let addr = format!("{}:{}", broker.host.as_str(), broker.port);

@@ -18,7 +18,9 @@ use crate::ids::CheckpointId;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::message::KafkaMessage;
 use crate::kafka::producer::Producer;
+use crate::kafka::security::Security;
 use crate::kafka::transactions::{Delivery, Transactions};
+use crate::kafka::wire::Dialer;
 use crate::kafka::KafkaConfig;
 use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
@@ -74,7 +76,10 @@ impl DeadLetters {
         let BadRecords::DeadLetter(topic) = policy else {
             return Ok(letters);
         };
-        let producer = Producer::new(Cluster::new(&config.bootstrap_servers), topic)?;
+        let security = Security::from_properties(&config.properties)
+            .map_err(|e| Error::Usage(format!("the dead letters of source {}: {e}", ctx.uid.0)))?;
+        let cluster = Cluster::new(&config.bootstrap_servers, Dialer::new(&security)?);
+        let producer = Producer::new(cluster, topic)?;
         let delivery = match ctx.checkpoint_interval {
             Some(_) => Delivery::Transactional(Transactions::open(
                 producer,

@@ -2,7 +2,8 @@
 //! split placed in a key group, so its offset moves with the key group when a
 //! job is restored at another parallelism), the client settings, the source
 //! (librdkafka) and the exactly-once sink (its own protocol client, which can
-//! commit a transaction another process pre-committed).
+//! commit a transaction another process pre-committed, and reads the same
+//! `security.protocol`, `sasl.*` and `ssl.*` properties as librdkafka).
 
 mod cluster;
 mod dead_letter;
@@ -15,9 +16,13 @@ mod partitions;
 mod producer;
 mod record_batch;
 mod recovery;
+mod sasl;
+mod scram;
+mod security;
 mod sink;
 mod source;
 mod subscription;
+mod tls;
 mod transactions;
 mod txn;
 mod wire;
@@ -49,7 +54,8 @@ pub struct KafkaConfig {
     /// `host:port,...` of one or more brokers.
     pub bootstrap_servers: String,
     /// Further client properties (`security.protocol`, `sasl.*`, ...), as librdkafka
-    /// names them.
+    /// names them. The sink's own client honours the security ones it supports
+    /// and refuses the others.
     pub properties: Vec<(String, String)>,
 }
 

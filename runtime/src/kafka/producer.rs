@@ -131,8 +131,15 @@ impl Producer {
                 .with_topic_data(vec![TopicProduceData::default()
                     .with_name(self.name.clone())
                     .with_partition_data(partition_data)]);
-            let connection = self.connection(broker)?;
-            if connection.in_flight() >= MAX_IN_FLIGHT {
+            // Room for the request; and a connection whose SASL session is
+            // ending has its replies read, so that it is renewed before the
+            // broker closes it.
+            loop {
+                let connection = self.connection(broker)?;
+                let pending = connection.in_flight();
+                if pending < MAX_IN_FLIGHT && (pending == 0 || !connection.session_ending()) {
+                    break;
+                }
                 let reply = connection.receive::<ProduceRequest>(PRODUCE_VERSION);
                 self.check(reply)?;
             }

@@ -32,7 +32,9 @@ use crate::ids::CheckpointId;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::partitioner::{key_partition, Partitioning};
 use crate::kafka::producer::Producer;
+use crate::kafka::security::Security;
 use crate::kafka::transactions::{Delivery, Transactions};
+use crate::kafka::wire::Dialer;
 use crate::kafka::KafkaConfig;
 use crate::operator::{Operator, OperatorContext};
 use crate::state::{OperatorSnapshot, RestoredState};
@@ -140,21 +142,11 @@ impl<T: Data> KafkaSink<T> {
         self.transaction_timeout.as_millis().min(i32::MAX as u128) as i32
     }
 
-    /// Refuses settings that cannot work, naming them.
-    fn check(&self, ctx: &OperatorContext) -> Result<()> {
-        let protocol = self
-            .config
-            .properties
-            .iter()
-            .find(|(k, _)| k == "security.protocol")
-            .map(|(_, v)| v.to_ascii_lowercase());
-        if protocol.is_some_and(|p| p != "plaintext") {
-            return Err(Error::Usage(format!(
-                "the Kafka sink of topic {} speaks the PLAINTEXT protocol only; \
-                 security.protocol must be unset or plaintext",
-                self.topic
-            )));
-        }
+    /// Refuses settings that cannot work, naming them; returns the client's
+    /// security settings.
+    fn check(&self, ctx: &OperatorContext) -> Result<Security> {
+        let security = Security::from_properties(&self.config.properties)
+            .map_err(|e| Error::Usage(format!("the Kafka sink of topic {}: {e}", self.topic)))?;
         if self.key.is_none() && self.partitioning == Partitioning::ByKey {
             return Err(Error::Usage(format!(
                 "the Kafka sink of topic {} partitions by key but has no key format",
@@ -162,7 +154,7 @@ impl<T: Data> KafkaSink<T> {
             )));
         }
         if self.guarantee != Guarantee::ExactlyOnce {
-            return Ok(());
+            return Ok(security);
         }
         match ctx.checkpoint_interval {
             None => Err(Error::Usage(format!(
@@ -179,7 +171,7 @@ impl<T: Data> KafkaSink<T> {
                     humantime::format_duration(interval)
                 )))
             }
-            Some(_) => Ok(()),
+            Some(_) => Ok(security),
         }
     }
 }
@@ -197,12 +189,13 @@ impl<T: Data> Operator for KafkaSink<T> {
     type Out = ();
 
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
-        self.check(ctx)?;
+        let security = self.check(ctx)?;
         let prefix = self
             .prefix
             .get_or_insert_with(|| format!("weir-{}-{}", ctx.job, ctx.uid.0))
             .clone();
-        let producer = Producer::new(Cluster::new(&self.config.bootstrap_servers), &self.topic)?;
+        let cluster = Cluster::new(&self.config.bootstrap_servers, Dialer::new(&security)?);
+        let producer = Producer::new(cluster, &self.topic)?;
         if let Partitioning::Fixed(p) = self.partitioning {
             if !(0..producer.partitions()).contains(&p) {
                 return Err(Error::Usage(format!(

@@ -1,5 +1,8 @@
 //! A real Apache Kafka broker for the tests: one KRaft node (broker and
 //! controller) on free ports of 127.0.0.1, its log in a temporary directory.
+//! [`KafkaBroker::start_secured`] adds SASL and TLS listeners, with a CA and
+//! certificates made by `openssl` at start and SCRAM users formatted into the
+//! broker's storage.
 //!
 //! The jars come from `WEIR_KAFKA_LIBS`, else `$HOME/.cache/weir/kafka-<v>/libs`
 //! (where `.ci/setup.sh` copies them); if neither holds them they are fetched
@@ -62,30 +65,90 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The user the secured listeners know, with [`PASSWORD`] for every mechanism.
+pub const USER: &str = "alice";
+/// [`USER`]'s password.
+pub const PASSWORD: &str = "alice-secret";
+
+/// The secured listeners of a broker from [`KafkaBroker::start_secured`], on
+/// 127.0.0.1 beside its PLAINTEXT one, and what their clients need.
+pub struct Secured {
+    /// SASL over TLS: SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN.
+    pub sasl_ssl: u16,
+    /// SASL without TLS: the same mechanisms.
+    pub sasl_plaintext: u16,
+    /// TLS that requires a client certificate signed by the CA.
+    pub ssl: u16,
+    /// The CA that signed the broker's certificate (for 127.0.0.1 and
+    /// localhost) and the client's, PEM.
+    pub ca: PathBuf,
+    /// A client certificate the `ssl` listener accepts, PEM.
+    pub client_certificate: PathBuf,
+    /// Its private key, PEM.
+    pub client_key: PathBuf,
+}
+
 /// A running single-node broker; stopped when dropped.
 pub struct KafkaBroker {
     child: Option<Child>,
     /// The client port on 127.0.0.1.
     pub port: u16,
+    /// The secured listeners, if started with them.
+    pub secured: Option<Secured>,
     dir: tempfile::TempDir,
 }
 
 impl KafkaBroker {
     /// Formats a fresh broker and starts it; returns once it accepts clients.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A broker with [`Secured`] listeners as well as the PLAINTEXT one (which
+    /// the brokers' own traffic and the tests' tools keep using).
+    pub fn start_secured() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(secure: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, controller) = (free_port(), free_port());
         let config = dir.path().join("server.properties");
+        let secured = secure.then(|| Secured {
+            sasl_ssl: free_port(),
+            sasl_plaintext: free_port(),
+            ssl: free_port(),
+            ca: dir.path().join("ca.pem"),
+            client_certificate: dir.path().join("client.pem"),
+            client_key: dir.path().join("client.key"),
+        });
+        let (mut listeners, mut advertised) = (
+            format!("PLAINTEXT://127.0.0.1:{port}"),
+            format!("PLAINTEXT://127.0.0.1:{port}"),
+        );
+        let mut security = String::new();
+        if let Some(secured) = &secured {
+            let extra = format!(
+                ",SASL_SSL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{},SSL://127.0.0.1:{}",
+                secured.sasl_ssl, secured.sasl_plaintext, secured.ssl
+            );
+            listeners.push_str(&extra);
+            advertised.push_str(&extra);
+            security = secured_config(dir.path());
+        }
         std::fs::write(
             &config,
             format!(
                 "process.roles=broker,controller\n\
                  node.id=1\n\
                  controller.quorum.bootstrap.servers=127.0.0.1:{controller}\n\
-                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 listeners={listeners},CONTROLLER://127.0.0.1:{controller}\n\
+                 advertised.listeners={advertised}\n\
                  controller.listener.names=CONTROLLER\n\
-                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 inter.broker.listener.name=PLAINTEXT\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,\
+                 SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL\n\
+                 {security}\
                  log.dirs={}\n\
                  num.partitions=1\n\
                  offsets.topic.replication.factor=1\n\
@@ -107,11 +170,20 @@ impl KafkaBroker {
              appender.file.layout.pattern=%d %p %c{1} %m%n\n",
         )
         .expect("log4j2.properties");
-        let format = java(dir.path())
+        let mut format = java(dir.path());
+        format
             .args(["kafka.tools.StorageTool", "format", "--standalone"])
             .args(["--cluster-id", "MkU3OEVBNTcwNTJENDM2Qg"])
             .arg("--config")
-            .arg(&config)
+            .arg(&config);
+        if secure {
+            for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                format
+                    .arg("--add-scram")
+                    .arg(format!("{mechanism}=[name={USER},password={PASSWORD}]"));
+            }
+        }
+        let format = format
             .stdout(Stdio::null())
             .status()
             .expect("java runs the storage tool");
@@ -119,6 +191,7 @@ impl KafkaBroker {
         let mut broker = KafkaBroker {
             child: None,
             port,
+            secured,
             dir,
         };
         broker.resume();
@@ -191,6 +264,79 @@ impl Drop for KafkaBroker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How long the broker keeps a SCRAM-SHA-256 session on the SASL_SSL listener
+/// before the client must authenticate again (KIP-368): short, so that a job's
+/// connections outlive their sessions.
+const REAUTH_MS: u64 = 2_000;
+
+/// The secured listeners' settings, after making their certificates in `dir`:
+/// SCRAM on both SASL listeners (the users are in the storage), PLAIN with
+/// [`USER`] in its JAAS line, a client certificate required on `SSL`, and
+/// SCRAM-SHA-256 sessions on SASL_SSL that end after [`REAUTH_MS`].
+fn secured_config(dir: &Path) -> String {
+    certificates(dir);
+    let mut config = format!(
+        "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN\n\
+         ssl.keystore.type=PEM\n\
+         ssl.keystore.location={}\n\
+         ssl.truststore.type=PEM\n\
+         ssl.truststore.location={}\n\
+         listener.name.ssl.ssl.client.auth=required\n\
+         listener.name.sasl_ssl.scram-sha-256.connections.max.reauth.ms={REAUTH_MS}\n",
+        dir.join("broker.pem").display(),
+        dir.join("ca.pem").display()
+    );
+    for listener in ["sasl_ssl", "sasl_plaintext"] {
+        for mechanism in ["scram-sha-256", "scram-sha-512"] {
+            config.push_str(&format!(
+                "listener.name.{listener}.{mechanism}.sasl.jaas.config=\
+                 org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+            ));
+        }
+        config.push_str(&format!(
+            "listener.name.{listener}.plain.sasl.jaas.config=\
+             org.apache.kafka.common.security.plain.PlainLoginModule required \
+             user_{USER}=\"{PASSWORD}\";\n"
+        ));
+    }
+    config
+}
+
+/// A CA (`ca.pem`), the broker's key and certificate for 127.0.0.1 and
+/// localhost (`broker.pem`, as Kafka's PEM key store wants them), and a
+/// client's (`client.pem`, `client.key`), all made with `openssl`.
+fn certificates(dir: &Path) {
+    let openssl = |args: &str| {
+        let status = Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs (install it)");
+        assert!(status.success(), "openssl {args} failed");
+    };
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -noenc";
+    openssl(&format!(
+        "req -x509 -days 2 -subj /CN=weir-test-ca {key} -keyout ca.key -out ca.pem"
+    ));
+    for (name, extension) in [
+        ("broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        openssl(&format!(
+            "req -subj /CN={name} {key} -keyout {name}.key -out {name}.csr"
+        ));
+        std::fs::write(dir.join(format!("{name}.ext")), extension).expect("extension file");
+        openssl(&format!(
+            "x509 -req -days 2 -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+             -extfile {name}.ext -out {name}.pem"
+        ));
+    }
+    let key = std::fs::read_to_string(dir.join("broker.key")).expect("broker.key");
+    let cert = std::fs::read_to_string(dir.join("broker.pem")).expect("broker.pem");
+    std::fs::write(dir.join("broker.pem"), key + &cert).expect("broker.pem");
 }
 
 /// `java` with the broker's class path, a small heap, and logs in `dir`.

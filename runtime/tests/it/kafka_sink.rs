@@ -32,7 +32,7 @@ use crate::support::{check_keyed_sum, check_keyed_sum_prefix};
 
 pub(crate) const OUT_PARTITIONS: i32 = 4;
 /// The transactional ids of the jobs below start with this.
-const PREFIX: &str = "weir-kafka-sums-out-";
+pub(crate) const PREFIX: &str = "weir-kafka-sums-out-";
 
 /// A fault between a checkpoint's completion and the sink's commit: subtask 0
 /// fails, once in the test, when told that checkpoint `at` or a later one
@@ -72,7 +72,7 @@ impl<S: Operator<Out = ()>> Operator for CrashBeforeCommit<S> {
 
 /// How the job below writes.
 #[derive(Clone)]
-struct Output {
+pub(crate) struct Output {
     guarantee: Guarantee,
     transaction_timeout: Duration,
     /// Crash subtask 0 before its commit of this checkpoint (once).
@@ -81,7 +81,7 @@ struct Output {
 }
 
 impl Output {
-    fn exactly_once() -> Self {
+    pub(crate) fn exactly_once() -> Self {
         Output {
             guarantee: Guarantee::ExactlyOnce,
             transaction_timeout: Duration::from_secs(60),
@@ -94,9 +94,13 @@ impl Output {
 /// Keyed sums of the records of topic `input` into topic `sums` as `key,sum`,
 /// keyed by the key.
 fn sums_to_topic(broker: &KafkaBroker, parallelism: u32, output: Output) -> JobGraph {
+    sums_through(KafkaConfig::new(&broker.bootstrap()), parallelism, output)
+}
+
+/// [`sums_to_topic`] with the brokers and client settings of `kafka`.
+pub(crate) fn sums_through(kafka: KafkaConfig, parallelism: u32, output: Output) -> JobGraph {
     let mut job = JobBuilder::new("kafka-sums");
     job.parallelism(parallelism);
-    let kafka = KafkaConfig::new(&broker.bootstrap());
     let source_kafka = kafka.clone();
     job.source("numbers", move |_| {
         PacedSource::new(
@@ -183,20 +187,24 @@ pub(crate) fn open_transactions(broker: &KafkaBroker, prefix: &str) -> Vec<(Stri
 
 /// Every committed record of topic `sums` is a step of the keyed sums, each
 /// input record counted once, and no transaction of the jobs below is open.
-fn assert_sums_exactly_once(broker: &KafkaBroker) {
+pub(crate) fn assert_sums_exactly_once(broker: &KafkaBroker) {
     check_keyed_sum(&read_topic(broker, "sums", "read_committed"), RECORDS, KEYS).unwrap();
     assert_eq!(open_transactions(broker, PREFIX), []);
 }
 
 pub(crate) fn broker_with_numbers() -> KafkaBroker {
-    let broker = KafkaBroker::start();
+    with_numbers(KafkaBroker::start())
+}
+
+/// `broker` with topic `numbers` filled and an empty `sums`.
+pub(crate) fn with_numbers(broker: KafkaBroker) -> KafkaBroker {
     create_topic(&broker, "numbers", PARTITIONS);
     create_topic(&broker, "sums", OUT_PARTITIONS);
     produce(&broker, "numbers", RECORDS);
     broker
 }
 
-fn run_config(dir: &std::path::Path) -> RunConfig {
+pub(crate) fn run_config(dir: &std::path::Path) -> RunConfig {
     let mut cfg = config(&dir.join("chk"));
     cfg.exec.batch_size = 16;
     cfg
@@ -343,21 +351,7 @@ fn a_stop_with_savepoint_commits_its_output_and_the_job_rescaled_from_it_finishe
 fn a_checkpoint_completing_while_records_are_in_flight_commits_without_a_restart() {
     let broker = KafkaBroker::start();
     create_topic(&broker, "lines", OUT_PARTITIONS);
-    let ctx = OperatorContext {
-        job: "in-flight".into(),
-        uid: OperatorUid("sink".into()),
-        name: "sink".into(),
-        subtask: Subtask {
-            index: 0,
-            parallelism: 1,
-        },
-        max_parallelism: 128,
-        key_groups: KeyGroupRange { start: 0, end: 128 },
-        attempt: 1,
-        state: Default::default(),
-        checkpoint_interval: Some(Duration::from_secs(1)),
-        metrics: Default::default(),
-    };
+    let ctx = sink_context("in-flight");
     let mut sink = KafkaSink::new(
         KafkaConfig::new(&broker.bootstrap()),
         "lines",
@@ -387,4 +381,23 @@ fn a_checkpoint_completing_while_records_are_in_flight_commits_without_a_restart
     committed.sort();
     assert_eq!(committed, written);
     assert_eq!(open_transactions(&broker, "weir-in-flight-"), []);
+}
+
+/// The context of a sink's only subtask in job `job`, opened by hand.
+pub(crate) fn sink_context(job: &str) -> OperatorContext {
+    OperatorContext {
+        job: job.into(),
+        uid: OperatorUid("sink".into()),
+        name: "sink".into(),
+        subtask: Subtask {
+            index: 0,
+            parallelism: 1,
+        },
+        max_parallelism: 128,
+        key_groups: KeyGroupRange { start: 0, end: 128 },
+        attempt: 1,
+        state: Default::default(),
+        checkpoint_interval: Some(Duration::from_secs(1)),
+        metrics: Default::default(),
+    }
 }

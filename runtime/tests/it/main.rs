@@ -20,6 +20,7 @@ mod kafka_broker;
 mod kafka_cli;
 mod kafka_formats;
 mod kafka_reading;
+mod kafka_secured;
 mod kafka_sink;
 mod nexmark;
 mod recovery;
