@@ -4,6 +4,12 @@
 //! and allocates once per record (a quarter of the Kafka source's CPU time in a
 //! profile of keyed-sum from topic to topic). The crate does not wrap the batch
 //! call, so this module does: the only `unsafe` code of the source.
+//!
+//! Only records and consumer errors (an offset out of range) come back from
+//! the batch call: librdkafka serves its other operations itself (client
+//! errors such as a broker going away are logged while it reconnects), the
+//! source assigns its partitions (no rebalances) and commits offsets
+//! asynchronously without a callback (no commit results are queued).
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
