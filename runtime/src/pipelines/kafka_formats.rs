@@ -1,9 +1,10 @@
 //! The built-in pipelines' record formats on Kafka: `--input-format`,
 //! `--output-format` (text, json or avro) and the Avro writer schemas.
 //!
-//! Formats apply to record values; keys stay the decimal text they were (the
-//! sink partitions by them, and any consumer reads them as strings). The
-//! schema files are read where the job is built: by `weir run`, and by every
+//! Formats apply to record values, and to the keys of keyed-sum's output
+//! (`--output-key-format`: the sum's key, by default its decimal digits; the
+//! sink partitions by the encoded key). The pipelines read no input keys.
+//! The schema files are read where the job is built: by `weir run`, and by every
 //! worker of a cluster, whose pods must have them (a ConfigMap volume).
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,13 @@ pub struct KafkaFormatArgs {
     /// The Avro schema (`.avsc`) the output topic's values are written with.
     #[arg(long, value_name = "FILE", requires = "output_topic")]
     pub output_schema: Option<PathBuf>,
+    /// How the output topic's keys are encoded (keyed-sum: the sum's key):
+    /// text (its digits), json, or avro (with --output-key-schema).
+    #[arg(long, value_enum, default_value_t = FormatName::Text, requires = "output_topic")]
+    pub output_key_format: FormatName,
+    /// The Avro schema (`.avsc`) the output topic's keys are written with.
+    #[arg(long, value_name = "FILE", requires = "output_topic")]
+    pub output_key_schema: Option<PathBuf>,
 }
 
 impl KafkaFormatArgs {
@@ -55,10 +63,18 @@ impl KafkaFormatArgs {
         )
     }
 
-    /// Fails unless both formats are text: `pipeline` reads and writes lines only.
+    /// The output topic's key format for keys `T`, its schema checked.
+    pub fn output_key<T: Record>(&self) -> Result<Format> {
+        Format::new::<T>(
+            self.output_key_format,
+            self.output_key_schema.as_deref(),
+            "--output-key-format",
+            "--output-key-schema",
+        )
+    }
+
+    /// Fails unless every format is text: `pipeline` reads and writes lines only.
     pub fn refuse(&self, pipeline: &str) -> Result<()> {
-        let given =
-            |name: FormatName, schema: Option<&Path>| name != FormatName::Text || schema.is_some();
         if given(self.input_format, self.input_schema.as_deref())
             || given(self.output_format, self.output_schema.as_deref())
         {
@@ -67,8 +83,24 @@ impl KafkaFormatArgs {
                  are for keyed-sum and state-machine"
             )));
         }
+        self.refuse_output_key(pipeline)
+    }
+
+    /// Fails if an output key format is given: `pipeline` writes no keys.
+    pub fn refuse_output_key(&self, pipeline: &str) -> Result<()> {
+        if given(self.output_key_format, self.output_key_schema.as_deref()) {
+            return Err(Error::Usage(format!(
+                "pipeline {pipeline} writes records without keys; --output-key-format \
+                 is for keyed-sum"
+            )));
+        }
         Ok(())
     }
+}
+
+/// Whether a format other than the default (text, no schema) is given.
+fn given(name: FormatName, schema: Option<&Path>) -> bool {
+    name != FormatName::Text || schema.is_some()
 }
 
 /// Decodes `message`'s value as a `T` in `format`; the source adds where a
@@ -148,6 +180,23 @@ mod tests {
             error.starts_with("pipeline grep writes text lines"),
             "{error}"
         );
+        let keyed = parse(&[
+            "--kafka-brokers",
+            "b:1",
+            "--output-topic",
+            "t",
+            "--output-key-format",
+            "json",
+        ])
+        .unwrap();
+        for refused in [
+            keyed.kafka.formats.refuse("grep"),
+            keyed.kafka.formats.refuse_output_key("state-machine"),
+        ] {
+            let error = refused.unwrap_err().to_string();
+            assert!(error.contains("writes records without keys"), "{error}");
+        }
+        assert!(parse(&[&IN[..], &["--output-key-format", "json"]].concat()).is_err());
     }
 
     #[test]

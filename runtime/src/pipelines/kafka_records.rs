@@ -28,6 +28,15 @@ pub struct KeySum {
     pub sum: u64,
 }
 
+/// A keyed-sum output record's Kafka key: `3`, `{"key": 3}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename = "Key")]
+pub struct KeyRecord {
+    /// The key.
+    #[serde(with = "long")]
+    pub key: u64,
+}
+
 /// A state-machine event: `address,letter`, `{"address": 5, "letter": "a"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename = "Event")]
@@ -118,6 +127,26 @@ impl Record for KeySum {
             key: WIDEST,
             sum: WIDEST,
         }
+    }
+}
+
+impl Record for KeyRecord {
+    const TEXT: &'static str = "`key` (an unsigned integer)";
+    const NAME: &'static str = "Key";
+    const FIELDS: &'static [(&'static str, &'static str)] = &[("key", "long")];
+
+    fn from_text(line: &str) -> Option<Self> {
+        Some(KeyRecord {
+            key: line.trim().parse().ok()?,
+        })
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(itoa::Buffer::new().format(self.key).as_bytes());
+    }
+
+    fn sample() -> Self {
+        KeyRecord { key: WIDEST }
     }
 }
 
@@ -244,6 +273,10 @@ mod tests {
             ],
         );
         round_trip(
+            "keyed-sum-key",
+            &[KeyRecord { key: 0 }, KeyRecord::sample()],
+        );
+        round_trip(
             "state-machine-event",
             &[EventRecord {
                 address: 3 << 48,
@@ -275,6 +308,7 @@ mod tests {
             "3,70"
         );
         assert_eq!(line(&|o| KeySum { key: 3, sum: 71 }.write_text(o)), "3,71");
+        assert_eq!(line(&|o| KeyRecord { key: 3 }.write_text(o)), "3");
         assert_eq!(
             line(&|o| EventRecord {
                 address: 9,
@@ -315,6 +349,10 @@ mod tests {
         assert_eq!(
             json(&|o| f.encode("e", &KeySum { key: 3, sum: 71 }, o)),
             r#"{"key":3,"sum":71}"#
+        );
+        assert_eq!(
+            json(&|o| f.encode("e", &KeyRecord { key: 3 }, o)),
+            r#"{"key":3}"#
         );
         assert_eq!(
             json(&|o| f.encode(

@@ -5,14 +5,15 @@
 //! emits `(key, sum)` for every record. With `--input-topic` the records are
 //! the `key,value` lines of a Kafka topic instead, or its JSON or Avro
 //! records with `--input-format` ([`KeyValue`]); `--output-format` writes
-//! the sums as JSON or Avro ([`KeySum`]).
+//! the sums as JSON or Avro ([`KeySum`]). On a Kafka topic each sum is keyed
+//! by its key ([`KeyRecord`], digits unless `--output-key-format` says otherwise).
 
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::api::{JobBuilder, JobGraph, Stream};
-use crate::data::Batch;
+use crate::data::{Batch, Data};
 use crate::error::{Error, Result};
 use crate::formats::{Format, Record};
 use crate::kafka::{KafkaMessage, KafkaSink};
@@ -21,7 +22,7 @@ use crate::operators::{now_nanos, LatencySink};
 use crate::pipelines::generator::{block_share, generate_blocks, Generator, GeneratorSource};
 use crate::pipelines::kafka_formats::{decode_value, encode_value, sink_records};
 use crate::pipelines::kafka_io::{KafkaInput, KafkaOutput};
-use crate::pipelines::kafka_records::{KeySum, KeyValue};
+use crate::pipelines::kafka_records::{KeyRecord, KeySum, KeyValue};
 use crate::pipelines::{GeneratorArgs, Target};
 
 /// Arguments of `keyed-sum`.
@@ -101,7 +102,7 @@ pub fn topic_job(
     target: &Target,
 ) -> Result<JobGraph> {
     let input = common.kafka.formats.input::<KeyValue>()?;
-    let output = common.kafka.formats.output::<KeySum>()?;
+    let output = SumFormats::of(common)?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let sums = job
@@ -114,41 +115,79 @@ pub fn topic_job(
             acc.1 += r.1;
             acc.2 = r.2;
         });
-    match target {
-        Target::Kafka(kafka) if output.is_text() => {
-            let line = |r: &(u64, u64, i64), out: &mut Vec<u8>| KeySum::from(r).write_text(out);
-            sums.sink("sink", stamped_sink(kafka, line, |r| (r.0, r.2)));
-        }
-        Target::Kafka(kafka) => {
-            // Encoded in a step of its own, which can fail the job: the
-            // sink's formats cannot.
-            let values = sums.try_map("encode", move |r: (u64, u64, i64)| {
-                Ok((r.0, r.2, encode_value(&output, &KeySum::from(&r))?))
-            });
-            let value = |r: &(u64, i64, Vec<u8>), out: &mut Vec<u8>| out.extend_from_slice(&r.2);
-            values.sink("sink", stamped_sink(kafka, value, |r| (r.0, r.1)));
-        }
-        other => sink_records::<_, KeySum>(sums, other, output),
-    }
+    sink_sums(sums, target, output, Some(|r: &(u64, u64, i64)| r.2));
     job.build()
 }
 
-/// A Kafka sink factory writing each record's `value`, keyed by its key and
-/// stamped with its input's timestamp (`key_stamp`).
-fn stamped_sink<T: crate::data::Data>(
+/// The formats of keyed-sum's output: its sums, and on a Kafka topic their keys.
+#[derive(Clone)]
+struct SumFormats {
+    value: Format,
+    key: Format,
+}
+
+impl SumFormats {
+    /// The formats the command line names, their schemas checked.
+    fn of(common: &GeneratorArgs) -> Result<Self> {
+        Ok(SumFormats {
+            value: common.kafka.formats.output::<KeySum>()?,
+            key: common.kafka.formats.output_key::<KeyRecord>()?,
+        })
+    }
+}
+
+/// Writes `sums` to `target`. On a Kafka topic each sum is a record keyed by
+/// its key, stamped by `stamp` where the job has one (the Kafka timestamp of
+/// the input that updated it last) and else with the time it is written.
+fn sink_sums<T>(sums: Stream<T>, target: &Target, formats: SumFormats, stamp: Option<fn(&T) -> i64>)
+where
+    T: Data,
+    KeySum: for<'a> From<&'a T>,
+{
+    let Target::Kafka(kafka) = target else {
+        return sink_records::<_, KeySum>(sums, target, formats.value);
+    };
+    if formats.value.is_text() && formats.key.is_text() {
+        let value = |r: &T, out: &mut Vec<u8>| KeySum::from(r).write_text(out);
+        let key = |r: &T, out: &mut Vec<u8>| KeyRecord::from(&KeySum::from(r)).write_text(out);
+        sums.sink("sink", kafka_sink(kafka, key, value, stamp));
+        return;
+    }
+    // Encoded in a step of its own, which can fail the job: the sink's
+    // closures cannot.
+    let encoded = sums.try_map("encode", move |r: T| {
+        let sum = KeySum::from(&r);
+        let key = encode_value(&formats.key, &KeyRecord::from(&sum))?;
+        let value = encode_value(&formats.value, &sum)?;
+        Ok((key, value, stamp.map_or(0, |stamp| stamp(&r))))
+    });
+    let key = |r: &Encoded, out: &mut Vec<u8>| out.extend_from_slice(&r.0);
+    let value = |r: &Encoded, out: &mut Vec<u8>| out.extend_from_slice(&r.1);
+    let stamp = stamp.map(|_| (|r: &Encoded| r.2) as fn(&Encoded) -> i64);
+    encoded.sink("sink", kafka_sink(kafka, key, value, stamp));
+}
+
+/// A sum encoded for Kafka: its key, its value and its timestamp.
+type Encoded = (Vec<u8>, Vec<u8>, i64);
+
+/// A Kafka sink factory writing each record's `key` and `value`, stamped by
+/// `stamp` if given.
+fn kafka_sink<T: Data>(
     output: &KafkaOutput,
+    key: fn(&T, &mut Vec<u8>),
     value: fn(&T, &mut Vec<u8>),
-    key_stamp: fn(&T) -> (u64, i64),
+    stamp: Option<fn(&T) -> i64>,
 ) -> impl Fn(&crate::operator::OperatorContext) -> KafkaSink<T> + Send + Sync + 'static {
     let output = output.clone();
     move |_| {
-        KafkaSink::new(output.config.clone(), &output.topic, value)
-            .key(move |r: &T, out| {
-                out.extend_from_slice(itoa_buf().format(key_stamp(r).0).as_bytes())
-            })
-            .timestamp(move |r: &T| key_stamp(r).1)
+        let sink = KafkaSink::new(output.config.clone(), &output.topic, value)
+            .key(key)
             .guarantee(output.guarantee)
-            .transaction_timeout(output.transaction_timeout)
+            .transaction_timeout(output.transaction_timeout);
+        match stamp {
+            Some(stamp) => sink.timestamp(stamp),
+            None => sink,
+        }
     }
 }
 
@@ -157,6 +196,12 @@ fn stamped_sink<T: crate::data::Data>(
 fn stamped_key_value(format: &Format, message: &KafkaMessage<'_>) -> Result<(u64, u64, i64)> {
     let record: KeyValue = decode_value(format, "records", message)?;
     Ok((record.key, record.value, message.timestamp.unwrap_or(0)))
+}
+
+impl From<&KeySum> for KeyRecord {
+    fn from(sum: &KeySum) -> Self {
+        KeyRecord { key: sum.key }
+    }
 }
 
 impl From<&(u64, u64)> for KeySum {
@@ -171,12 +216,12 @@ impl From<&(u64, u64, i64)> for KeySum {
     }
 }
 
-/// Sums the values per key and writes the sums to `target` in `format`.
-fn sum_into(records: Stream<(u64, u64)>, target: &Target, format: Format) {
+/// Sums the values per key and writes the sums to `target` in `formats`.
+fn sum_into(records: Stream<(u64, u64)>, target: &Target, formats: SumFormats) {
     let sums = records
         .key_by(|r: &(u64, u64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
-    sink_records::<_, KeySum>(sums, target, format);
+    sink_sums(sums, target, formats, None);
 }
 
 /// The `keyed-sum` job writing to `target`.
@@ -191,7 +236,7 @@ pub fn job(
             "pipeline keyed-sum: --keys must be at least 1".into(),
         ));
     }
-    let output = common.kafka.formats.output::<KeySum>()?;
+    let output = SumFormats::of(common)?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let (total, rate) = (common.records, common.rate);
@@ -274,8 +319,4 @@ pub fn latency_job(
         )
     });
     job.build()
-}
-
-fn itoa_buf() -> itoa::Buffer {
-    itoa::Buffer::new()
 }

@@ -245,6 +245,10 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     }
     let target = args.common.target()?;
     let output = args.common.kafka.formats.output::<AlertRecord>()?;
+    args.common
+        .kafka
+        .formats
+        .refuse_output_key("state-machine")?;
     let mut job = JobBuilder::new("state-machine");
     job.parallelism(parallelism);
     let (total, rate, seed, error_rate) = (

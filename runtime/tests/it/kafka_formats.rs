@@ -1,19 +1,22 @@
 //! Record formats on Kafka from the command line, against a real broker:
 //! `weir kafka-load --format avro|json` fills a topic that `weir run keyed-sum
 //! --input-format ...` sums exactly once (into JSON records, through a
-//! failure), `state-machine` reads Avro events and raises every alert once,
+//! failure; with Avro keys that partition the output), `state-machine` reads Avro events and raises every alert once,
 //! and a record that is not JSON fails the job naming what and where.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use weir_runtime::formats::{Format, FormatName};
+use weir_runtime::kafka::key_partition;
 use weir_runtime::pipelines::generator::Generator;
+use weir_runtime::pipelines::kafka_records::KeyRecord;
 use weir_runtime::pipelines::state_machine::{transition, Events};
 
 use crate::kafka::{create_topic, KEYS, RECORDS};
 use crate::kafka_broker::KafkaBroker;
-use crate::kafka_sink::{open_transactions, read_topic, OUT_PARTITIONS};
+use crate::kafka_sink::{open_transactions, read_messages, read_topic, OUT_PARTITIONS};
 use crate::support::{assert_ok, check_keyed_sum, manifest_dir, restarts, run_in, stderr};
 
 /// Records loaded for the run with a failure: enough that the failure
@@ -130,6 +133,59 @@ fn keyed_sum_reads_avro_and_writes_json_exactly_once_through_a_failure() {
     );
     check_keyed_sum(&sums, LOADED, KEYS).unwrap();
     assert_eq!(open_transactions(&broker, "weir-keyed-sum-sink-"), []);
+}
+
+#[test]
+fn keyed_sum_keys_each_sum_by_its_key_in_the_key_format() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "numbers", 3);
+    create_topic(&broker, "out", OUT_PARTITIONS);
+    load(&broker, "numbers", RECORDS, &[]);
+    let key_schema = schema("keyed-sum-key");
+    let out = run(
+        &broker,
+        "keyed-sum",
+        &["--parallelism", "2"],
+        &[
+            "--output-key-format",
+            "avro",
+            "--output-key-schema",
+            &key_schema,
+        ],
+    );
+    assert_ok(&out);
+    let keys = Format::new::<KeyRecord>(
+        FormatName::Avro,
+        Some(Path::new(&key_schema)),
+        "--output-key-format",
+        "--output-key-schema",
+    )
+    .unwrap();
+    let records = read_messages(&broker, "out", "read_committed");
+    for record in &records {
+        let key: KeyRecord = keys.decode("test", Some(&record.key)).unwrap();
+        let (sum_key, _) = record.value.split_once(',').unwrap();
+        assert_eq!(key.key.to_string(), sum_key, "{:?}", record.key);
+        assert_eq!(
+            record.partition,
+            key_partition(&record.key, OUT_PARTITIONS),
+            "partitioned by the encoded key"
+        );
+    }
+    let sums: Vec<String> = records.into_iter().map(|r| r.value).collect();
+    check_keyed_sum(&sums, RECORDS, KEYS).unwrap();
+    let state_machine = run(
+        &broker,
+        "state-machine",
+        &[],
+        &["--output-key-format", "json"],
+    );
+    assert!(!state_machine.status.success());
+    assert!(
+        stderr(&state_machine).contains("state-machine writes records without keys"),
+        "{}",
+        stderr(&state_machine)
+    );
 }
 
 #[test]

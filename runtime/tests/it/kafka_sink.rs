@@ -127,13 +127,20 @@ pub(crate) fn sums_through(kafka: KafkaConfig, parallelism: u32, output: Output)
     job.build().unwrap()
 }
 
-/// Every record of `topic` (its value and its Kafka timestamp), as a consumer
-/// at `isolation` reads them to the end.
-pub(crate) fn read_records(
-    broker: &KafkaBroker,
-    topic: &str,
-    isolation: &str,
-) -> Vec<(String, i64)> {
+/// A record read back from a topic.
+pub(crate) struct ReadRecord {
+    /// Its key's bytes (empty if it has none).
+    pub key: Vec<u8>,
+    /// Its value, as text.
+    pub value: String,
+    /// Its Kafka timestamp, ms since the Unix epoch.
+    pub timestamp: i64,
+    /// Its partition.
+    pub partition: i32,
+}
+
+/// Every record of `topic`, as a consumer at `isolation` reads them.
+pub(crate) fn read_messages(broker: &KafkaBroker, topic: &str, isolation: &str) -> Vec<ReadRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "test-reader")
@@ -154,10 +161,12 @@ pub(crate) fn read_records(
     while ended.len() < OUT_PARTITIONS as usize {
         assert!(Instant::now() < deadline, "{topic} was not read to its end");
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => records.push((
-                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
-                m.timestamp().to_millis().unwrap_or(0),
-            )),
+            Some(Ok(m)) => records.push(ReadRecord {
+                key: m.key().unwrap_or_default().to_vec(),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                timestamp: m.timestamp().to_millis().unwrap_or(0),
+                partition: m.partition(),
+            }),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 ended.insert(p);
             }
@@ -166,6 +175,19 @@ pub(crate) fn read_records(
         }
     }
     records
+}
+
+/// The values and timestamps of every record of `topic`, as a consumer at
+/// `isolation` reads them.
+pub(crate) fn read_records(
+    broker: &KafkaBroker,
+    topic: &str,
+    isolation: &str,
+) -> Vec<(String, i64)> {
+    read_messages(broker, topic, isolation)
+        .into_iter()
+        .map(|r| (r.value, r.timestamp))
+        .collect()
 }
 
 /// The values of every record of `topic`, as a consumer at `isolation` reads them.
