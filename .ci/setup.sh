@@ -50,7 +50,10 @@ export WEIR_S3S_FS="$S3S_FS"
 rocksdb_version=$(grep -A1 '^name = "librocksdb-sys"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 ROCKSDB_LIB="$HOME/.cache/weir/rocksdb-$rocksdb_version"
 if [ ! -f "$ROCKSDB_LIB/librocksdb.a" ]; then
-  (unset ROCKSDB_LIB_DIR ROCKSDB_STATIC; cargo build --release -p librocksdb-sys)
+  # Without debug info: the archive is stripped of it below anyway, and g++
+  # writing it (-g1) took 12 % longer (24.0 s against 21.4 s for one file).
+  (unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
+   CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release -p librocksdb-sys)
   built=$(ls -t "$CARGO_TARGET_DIR"/release/build/librocksdb-sys-*/out/librocksdb.a | head -1)
   mkdir -p "$ROCKSDB_LIB"
   cp "$built" "$ROCKSDB_LIB/librocksdb.a.tmp"
