@@ -122,6 +122,22 @@ pub fn status_json(s: &v1::JobStatus) -> serde_json::Value {
     })
 }
 
+/// One sample per operator subtask of `ops`: the counter `f` of each, labelled
+/// by operator and subtask.
+fn per_subtask(
+    ops: &[&v1::OperatorCounters],
+    f: fn(&v1::OperatorCounters) -> u64,
+) -> Vec<(String, f64)> {
+    ops.iter()
+        .map(|o| {
+            (
+                format!("{{operator=\"{}\",subtask=\"{}\"}}", o.uid, o.subtask),
+                f(o) as f64,
+            )
+        })
+        .collect()
+}
+
 fn prometheus(status: &StatusBoard) -> String {
     let m = &status.metrics;
     let s = status.snapshot();
@@ -209,18 +225,8 @@ fn prometheus(status: &StatusBoard) -> String {
         &[(format!("{{state=\"{}\"}}", state_name(state)), 1.0)],
     );
     let counters = status.shared.lock().counters();
-    let ops = |f: fn(&v1::OperatorCounters) -> u64| -> Vec<(String, f64)> {
-        counters
-            .operators
-            .iter()
-            .map(|o| {
-                (
-                    format!("{{operator=\"{}\",subtask=\"{}\"}}", o.uid, o.subtask),
-                    f(o) as f64,
-                )
-            })
-            .collect()
-    };
+    let all: Vec<&v1::OperatorCounters> = counters.operators.iter().collect();
+    let ops = |f: fn(&v1::OperatorCounters) -> u64| per_subtask(&all, f);
     metric(
         "weir_records_in_total",
         "counter",
@@ -235,17 +241,7 @@ fn prometheus(status: &StatusBoard) -> String {
     );
     let sources: Vec<&v1::OperatorCounters> =
         counters.operators.iter().filter(|o| o.is_source).collect();
-    let per_source = |f: fn(&v1::OperatorCounters) -> u64| -> Vec<(String, f64)> {
-        sources
-            .iter()
-            .map(|o| {
-                (
-                    format!("{{operator=\"{}\",subtask=\"{}\"}}", o.uid, o.subtask),
-                    f(o) as f64,
-                )
-            })
-            .collect()
-    };
+    let per_source = |f: fn(&v1::OperatorCounters) -> u64| per_subtask(&sources, f);
     metric(
         "weir_source_bytes_read_total",
         "counter",
