@@ -165,6 +165,10 @@ pub enum Error {
     /// A Kafka broker refused or did not answer a request.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The data dictionary refused a table or a SQL statement, or its files
+    /// could not be read.
+    #[error(transparent)]
+    Catalog(#[from] weir_catalog::Error),
     /// A channel to another task closed: the job is being torn down.
     #[error("a channel to another task closed (the job is being cancelled)")]
     ChannelClosed,
@@ -197,6 +201,8 @@ impl Error {
             | Error::OutputConflict { .. }
             | Error::TaskFailed { user: true, .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
+            Error::Catalog(weir_catalog::Error::Io { .. }) => ErrorClass::External,
+            Error::Catalog(_) => ErrorClass::User,
             Error::Io { .. } | Error::Store { .. } | Error::Kafka(_) => ErrorClass::External,
             _ => ErrorClass::Internal,
         }

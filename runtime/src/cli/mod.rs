@@ -1,8 +1,9 @@
-//! The `weir` command line: `run`, `pipelines`, `checkpoints`, `bench`, the cluster processes and their control.
+//! The `weir` command line: `run`, `pipelines`, `catalog`, `checkpoints`, `bench`, the cluster processes and their control.
 
 mod bench;
 mod bench_cluster;
 mod bench_state;
+mod catalog;
 mod checkpoints;
 mod cluster;
 mod control;
@@ -50,6 +51,8 @@ pub enum Command {
     Savepoint(control::SavepointArgs),
     /// Cancel a running job without a savepoint.
     Cancel(control::CancelArgs),
+    /// Register, list, show and drop the tables SQL jobs read and write (the data dictionary).
+    Catalog(catalog::CatalogArgs),
     /// Write a pipeline's generated input into a Kafka topic at a given rate.
     KafkaLoad(kafka_load::KafkaLoadArgs),
     /// Measure the end-to-end latency of the records arriving on a Kafka topic.
@@ -65,6 +68,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::bench(args),
+        Command::Catalog(args) => catalog::catalog(&args),
         Command::KafkaLoad(args) => kafka_load::kafka_load(&args),
         Command::KafkaLatency(args) => kafka_latency::kafka_latency(&args),
         Command::Checkpoints(args) => checkpoints::checkpoints(&args),

@@ -6,6 +6,7 @@
 mod backpressure;
 mod bad_input;
 mod bench;
+mod catalog_cli;
 mod cluster;
 mod dag;
 mod data_plane;
