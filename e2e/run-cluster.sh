@@ -30,7 +30,10 @@ S3_PORT=9101
 
 # The toolchain, s3s-fs, the cached RocksDB library and Helm's library.
 source .ci/setup.sh
-cargo build --release --bin weir --bin weir-controller 2>&1 | tail -1
+# The test profile's binaries (dependencies optimised): the ones `.ci/run`
+# has built for the tests already, where a release build would compile every
+# dependency again.
+cargo build --bin weir --bin weir-controller 2>&1 | tail -1
 
 if [ -n "${KUBECONFIG:-}" ]; then
   kubectl cluster-info >/dev/null || { echo "KUBECONFIG=$KUBECONFIG: the cluster does not answer"; exit 2; }
@@ -48,7 +51,7 @@ if [ -n "${KUBECONFIG:-}" ]; then
   echo "running on the cluster of $KUBECONFIG; pods reach S3 at $endpoint"
   "$HELM_VENV/bin/python" e2e/cluster/scenarios.py \
     --kubectl "$(command -v kubectl)" --kubeconfig "$KUBECONFIG" \
-    --weir "$CARGO_TARGET_DIR/release/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
+    --weir "$CARGO_TARGET_DIR/debug/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
     --s3-host 0.0.0.0 --s3-port "$S3_PORT" --s3-endpoint "$endpoint" \
     $([ "${WEIR_E2E_PROXY:-1}" = 1 ] && echo --proxy) \
     --image "${WEIR_E2E_IMAGE:-weir:dev}" \
@@ -74,12 +77,12 @@ trap cleanup EXIT
 bash e2e/cluster/up.sh "$WORK/cluster" "$API_PORT"
 python3 e2e/cluster/node_agent.py --kubeconfig "$WORK/cluster/admin.kubeconfig" --work "$WORK/node" \
   --api-port "$API_PORT" \
-  --image "weir:dev=$CARGO_TARGET_DIR/release/weir" \
-  --image "weir-controller:0.1.0=$CARGO_TARGET_DIR/release/weir-controller" \
+  --image "weir:dev=$CARGO_TARGET_DIR/debug/weir" \
+  --image "weir-controller:0.1.0=$CARGO_TARGET_DIR/debug/weir-controller" \
   2> "$WORK/node-agent.log" &
 agent=$!
 
 "$HELM_VENV/bin/python" e2e/cluster/scenarios.py \
   --kubectl "$K8S_BIN/kubectl" --kubeconfig "$WORK/cluster/admin.kubeconfig" \
-  --weir "$CARGO_TARGET_DIR/release/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
+  --weir "$CARGO_TARGET_DIR/debug/weir" --s3-server "$WEIR_S3S_FS" --s3-dir "$WORK/s3" \
   --s3-port "$S3_PORT" --out "$WORK/out" --chart "$REPO/charts/weir" --repo "$REPO" "$@"

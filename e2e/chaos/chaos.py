@@ -390,7 +390,7 @@ def run_kafka_case(weir, seconds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weir", required=True, help="path to the weir binary (a release build)")
+    p.add_argument("--weir", required=True, help="path to the weir binary (the test build or a release build)")
     p.add_argument("--seconds", type=int, default=int(os.environ.get("WEIR_CHAOS_SECONDS", "60")))
     p.add_argument("--case", action="append", help="run only these cases (default: all)")
     args = p.parse_args()
