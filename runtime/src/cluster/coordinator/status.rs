@@ -56,9 +56,11 @@ impl StatusBoard {
             metrics,
             shared,
             handle,
+            // What the deployer says first, so that a probe answered before it
+            // runs reads the same and never an empty reason.
             phase: Mutex::new(Phase {
                 state: v1::JobState::WaitingForSlots,
-                message: String::new(),
+                message: format!("waiting for worker slots: 0 registered, {slots_needed} needed"),
             }),
             stopped_with: Mutex::new(String::new()),
         }
