@@ -45,8 +45,8 @@ fi
 export WEIR_S3S_FS="$S3S_FS"
 
 # RocksDB's C++ library (15-20 min on two cores) is built once and cached; every
-# profile (clippy's check, the tests, the release build) links that archive
-# instead of compiling RocksDB again.
+# profile (the tests here, a developer's check and release builds) links that
+# archive instead of compiling RocksDB again.
 rocksdb_version=$(grep -A1 '^name = "librocksdb-sys"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 ROCKSDB_LIB="$HOME/.cache/weir/rocksdb-$rocksdb_version"
 if [ ! -f "$ROCKSDB_LIB/librocksdb.a" ]; then

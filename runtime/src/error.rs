@@ -169,6 +169,10 @@ pub enum Error {
     /// could not be read.
     #[error(transparent)]
     Catalog(#[from] weir_catalog::Error),
+    /// A SQL script cannot be planned: the message names the construct and,
+    /// where the planner knows it, its line and column.
+    #[error("SQL: {0}")]
+    Sql(String),
     /// A channel to another task closed: the job is being torn down.
     #[error("a channel to another task closed (the job is being cancelled)")]
     ChannelClosed,
@@ -202,7 +206,7 @@ impl Error {
             | Error::TaskFailed { user: true, .. }
             | Error::RestartLimit { .. } => ErrorClass::User,
             Error::Catalog(weir_catalog::Error::Io { .. }) => ErrorClass::External,
-            Error::Catalog(_) => ErrorClass::User,
+            Error::Catalog(_) | Error::Sql(_) => ErrorClass::User,
             Error::Io { .. } | Error::Store { .. } | Error::Kafka(_) => ErrorClass::External,
             _ => ErrorClass::Internal,
         }

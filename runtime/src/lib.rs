@@ -19,6 +19,7 @@
 //! - [`cluster`]: the coordinator and worker processes.
 //! - [`pipelines`]: the jobs shipped in the `weir` binary.
 //! - [`formats`]: records as bytes on Kafka: text lines, JSON, Avro.
+//! - [`sql`]: SQL jobs over the data dictionary, planned with DataFusion.
 //! - [`cli`]: the `weir` command line.
 //! - [`clock`]: UTC calendar dates for identities and listings.
 //! - [`histogram`]: latency percentiles for `weir bench`.
@@ -44,6 +45,7 @@ pub mod operator;
 pub mod operators;
 pub mod pipelines;
 pub mod rng;
+pub mod sql;
 pub mod state;
 
 pub use error::{Error, Result};

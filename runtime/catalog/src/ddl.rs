@@ -31,7 +31,8 @@ pub enum ScriptStatement {
 /// checked as [`parse_table`] checks it.
 pub fn parse_script(sql: &str) -> Result<Vec<ScriptStatement>> {
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql).map_err(syntax)?;
+    let tokens = crate::dialect::tokens(&dialect, sql).map_err(|e| Error::Syntax(e.to_string()))?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}

@@ -10,6 +10,7 @@
 //! - [`types`]: column types as Flink SQL spells them.
 //! - [`table`]: a table: columns, watermark, key, connector options.
 //! - [`ddl`]: reads `CREATE TABLE` and splits a script into statements.
+//! - [`dialect`]: Flink's window table-function arguments in sqlparser's terms.
 //! - [`validate`]: what makes a table hold together, per connector.
 //! - [`render`]: a table back as its `CREATE TABLE`.
 //! - [`interval`]: interval literals as milliseconds.
@@ -18,6 +19,7 @@
 //! - [`dir`]: the catalog on a local directory.
 
 pub mod ddl;
+pub mod dialect;
 pub mod dir;
 pub mod error;
 pub mod infer;

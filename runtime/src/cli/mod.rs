@@ -11,6 +11,7 @@ mod kafka_latency;
 mod kafka_load;
 mod progress;
 pub mod run;
+mod sql;
 
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Cancel(control::CancelArgs),
     /// Register, list, show and drop the tables SQL jobs read and write (the data dictionary).
     Catalog(catalog::CatalogArgs),
+    /// Plan a SQL script over the data dictionary (--explain prints the plan).
+    Sql(sql::SqlArgs),
     /// Write a pipeline's generated input into a Kafka topic at a given rate.
     KafkaLoad(kafka_load::KafkaLoadArgs),
     /// Measure the end-to-end latency of the records arriving on a Kafka topic.
@@ -69,6 +72,7 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::bench(args),
         Command::Catalog(args) => catalog::catalog(&args),
+        Command::Sql(args) => sql::sql(&args),
         Command::KafkaLoad(args) => kafka_load::kafka_load(&args),
         Command::KafkaLatency(args) => kafka_latency::kafka_latency(&args),
         Command::Checkpoints(args) => checkpoints::checkpoints(&args),

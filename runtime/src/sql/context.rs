@@ -1,0 +1,141 @@
+//! What DataFusion's SQL planner looks names up in: the job's tables (from
+//! the catalog and the script's own `CREATE TABLE`s) and DataFusion's
+//! library of scalar, aggregate and window functions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{plan_err, Result, TableReference};
+use datafusion_expr::logical_plan::builder::LogicalTableSource;
+use datafusion_expr::planner::{ContextProvider, RelationPlanner};
+use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+use weir_catalog::Table;
+
+use crate::sql::arrow_types::table_schema;
+use crate::sql::window_tvf::WindowTvfPlanner;
+
+/// The tables a job can name, by name.
+pub type Tables = BTreeMap<String, Table>;
+
+/// The planner's view of the job's tables and functions.
+pub struct Context {
+    tables: Arc<Tables>,
+    scalars: HashMap<String, Arc<ScalarUDF>>,
+    aggregates: HashMap<String, Arc<AggregateUDF>>,
+    windows: HashMap<String, Arc<WindowUDF>>,
+    relation_planners: Vec<Arc<dyn RelationPlanner>>,
+    options: ConfigOptions,
+}
+
+impl Context {
+    /// A context over `tables` with DataFusion's functions.
+    pub fn new(tables: Tables) -> Self {
+        let tables = Arc::new(tables);
+        let mut scalars = HashMap::new();
+        for function in datafusion_functions::all_default_functions()
+            .into_iter()
+            .chain(datafusion_functions_nested::all_default_nested_functions())
+        {
+            for name in std::iter::once(function.name())
+                .chain(function.aliases().iter().map(String::as_str))
+            {
+                scalars.insert(name.to_string(), Arc::clone(&function));
+            }
+        }
+        let mut aggregates = HashMap::new();
+        for function in datafusion_functions_aggregate::all_default_aggregate_functions() {
+            for name in std::iter::once(function.name())
+                .chain(function.aliases().iter().map(String::as_str))
+            {
+                aggregates.insert(name.to_string(), Arc::clone(&function));
+            }
+        }
+        let mut windows = HashMap::new();
+        for function in datafusion_functions_window::all_default_window_functions() {
+            for name in std::iter::once(function.name())
+                .chain(function.aliases().iter().map(String::as_str))
+            {
+                windows.insert(name.to_string(), Arc::clone(&function));
+            }
+        }
+        let planner = WindowTvfPlanner {
+            tables: Arc::clone(&tables),
+        };
+        Context {
+            tables,
+            scalars,
+            aggregates,
+            windows,
+            relation_planners: vec![Arc::new(planner)],
+            options: ConfigOptions::default(),
+        }
+    }
+
+    /// The table `name`, if the job has it.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+}
+
+impl ContextProvider for Context {
+    fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
+        let Some(table) = self.tables.get(name.table()) else {
+            let known: Vec<_> = self.tables.keys().map(String::as_str).collect();
+            return plan_err!(
+                "table `{name}` is neither in the catalog nor created in the script (tables: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        };
+        Ok(Arc::new(LogicalTableSource::new(table_schema(table))))
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        &self.relation_planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.scalars.get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.aggregates.get(name).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.windows.get(name).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        &self.options
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.scalars.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.aggregates.keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.windows.keys().cloned().collect()
+    }
+}

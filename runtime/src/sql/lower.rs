@@ -1,0 +1,226 @@
+//! Lowers DataFusion's logical plan of each `INSERT INTO` onto weir's
+//! streaming operators ([`StreamPlan`]), refusing what a stream cannot run
+//! (or weir cannot yet) with the construct's name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion_common::{plan_err, Column, DFSchema, DFSchemaRef, Result};
+use datafusion_expr::logical_plan::{Aggregate, Distinct, DmlStatement, WriteOp};
+use datafusion_expr::{Expr, LogicalPlan};
+
+use crate::sql::context::Context;
+use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
+use crate::sql::window_tvf::{WindowSpec, WindowTvf};
+
+/// Builds one [`StreamPlan`] from the `INSERT INTO`s of a script.
+pub struct Lowering<'a> {
+    context: &'a Context,
+    plan: StreamPlan,
+    /// Source nodes by table: every insert reading a table shares its source.
+    sources: HashMap<String, usize>,
+}
+
+impl<'a> Lowering<'a> {
+    /// An empty plan over `context`'s tables.
+    pub fn new(context: &'a Context) -> Self {
+        Lowering {
+            context,
+            plan: StreamPlan::default(),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// The plan of every insert added.
+    pub fn finish(self) -> StreamPlan {
+        self.plan
+    }
+
+    /// Adds the plan of one `INSERT INTO`.
+    pub fn insert(&mut self, plan: &LogicalPlan) -> Result<()> {
+        let LogicalPlan::Dml(DmlStatement {
+            table_name,
+            op: WriteOp::Insert(_),
+            input,
+            output_schema,
+            ..
+        }) = plan
+        else {
+            return plan_err!("a SQL job's statements after its CREATE TABLEs are INSERT INTO ... SELECT ...; this is {}", plan.display());
+        };
+        let table = table_name.table().to_string();
+        let Some(target) = self.context.table(&table) else {
+            return plan_err!("INSERT INTO `{table}`: no such table");
+        };
+        let connector = target.connector().to_string();
+        let input = self.lower(input)?;
+        let updating = self.plan.nodes[input].updating;
+        if updating && matches!(connector.as_str(), "kafka" | "filesystem") {
+            return plan_err!(
+                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
+            );
+        }
+        if self
+            .plan
+            .nodes
+            .iter()
+            .any(|n| matches!(&n.operator, Operator::Sink { table: t } if *t == table))
+        {
+            return plan_err!(
+                "table `{table}` is inserted into twice: UNION ALL the queries into one INSERT"
+            );
+        }
+        self.add(
+            Operator::Sink { table },
+            vec![input],
+            output_schema.clone(),
+            updating,
+        );
+        Ok(())
+    }
+
+    /// Appends a node after its inputs; returns its index.
+    fn add(
+        &mut self,
+        operator: Operator,
+        inputs: Vec<usize>,
+        schema: DFSchemaRef,
+        updating: bool,
+    ) -> usize {
+        let input_uids: Vec<&str> = inputs
+            .iter()
+            .map(|&i| self.plan.nodes[i].uid.as_str())
+            .collect();
+        let uid = uid(&operator, &input_uids);
+        self.plan.nodes.push(PlanNode {
+            uid,
+            operator,
+            inputs,
+            schema,
+            updating,
+        });
+        self.plan.nodes.len() - 1
+    }
+
+    /// Lowers `plan`; returns the index of the node that emits its rows.
+    fn lower(&mut self, plan: &LogicalPlan) -> Result<usize> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let table = scan.table_name.table().to_string();
+                let source = match self.sources.get(&table) {
+                    Some(&source) => source,
+                    None => {
+                        let schema = Arc::new(DFSchema::try_from_qualified_schema(
+                            scan.table_name.clone(),
+                            &scan.source.schema(),
+                        )?);
+                        let node = self.add(Operator::Source { table: table.clone(), projection: None }, vec![], schema, false);
+                        self.sources.insert(table, node);
+                        node
+                    }
+                };
+                let mut node = source;
+                if let Some(projection) = &scan.projection {
+                    let exprs = projection
+                        .iter()
+                        .map(|&i| Expr::Column(Column::new(Some(scan.table_name.clone()), scan.source.schema().field(i).name())))
+                        .collect();
+                    node = self.add(Operator::Project { exprs }, vec![node], scan.projected_schema.clone(), false);
+                }
+                for predicate in &scan.filters {
+                    node = self.add(Operator::Filter { predicate: predicate.clone() }, vec![node], scan.projected_schema.clone(), false);
+                }
+                Ok(node)
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.lower(&filter.input)?;
+                let updating = self.plan.nodes[input].updating;
+                Ok(self.add(Operator::Filter { predicate: filter.predicate.clone() }, vec![input], filter.input.schema().clone(), updating))
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.lower(&projection.input)?;
+                let updating = self.plan.nodes[input].updating;
+                Ok(self.add(Operator::Project { exprs: projection.expr.clone() }, vec![input], projection.schema.clone(), updating))
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
+            LogicalPlan::Extension(extension) => {
+                let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvf>() else {
+                    return plan_err!("{} is not supported in a streaming query", extension.node.name());
+                };
+                let input = self.lower(&tvf.input)?;
+                Ok(self.add(Operator::Windows { spec: tvf.spec.clone() }, vec![input], tvf.schema.clone(), false))
+            }
+            LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate),
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let node = self.lower(input)?;
+                let keys = input.schema().columns().into_iter().map(Expr::Column).collect();
+                Ok(self.add(Operator::Aggregate { keys, aggregates: vec![] }, vec![node], input.schema().clone(), true))
+            }
+            LogicalPlan::Union(union) => {
+                let inputs = union.inputs.iter().map(|i| self.lower(i)).collect::<Result<Vec<_>>>()?;
+                let updating = inputs.iter().any(|&i| self.plan.nodes[i].updating);
+                Ok(self.add(Operator::Union, inputs, union.schema.clone(), updating))
+            }
+            LogicalPlan::Join(_) => plan_err!("JOIN is not supported yet: interval joins and regular joins with state TTL come next"),
+            LogicalPlan::Window(_) => plan_err!("OVER windows (ROW_NUMBER() top-N and deduplication) are not supported yet"),
+            LogicalPlan::Sort(_) => plan_err!("ORDER BY is not supported on an unbounded stream: sort inside ROW_NUMBER() OVER (... ORDER BY ...) for a top-N"),
+            LogicalPlan::Limit(_) => plan_err!("LIMIT is not supported on an unbounded stream: use ROW_NUMBER() OVER (...) with WHERE rn <= N for a top-N"),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => plan_err!("a query without a table (VALUES or SELECT of constants) is not a stream"),
+            other => plan_err!("{} is not supported in a streaming query", other.display()),
+        }
+    }
+
+    /// `GROUP BY`: over a window table function's `window_start` and
+    /// `window_end`, a window aggregate; otherwise an updating one.
+    fn aggregate(&mut self, aggregate: &Aggregate) -> Result<usize> {
+        let input = self.lower(&aggregate.input)?;
+        let window = upstream_window(&aggregate.input);
+        let is_column = |expr: &Expr, name: &str| matches!(expr, Expr::Column(c) if c.name == name);
+        let groups_window = ["window_start", "window_end"]
+            .iter()
+            .all(|name| aggregate.group_expr.iter().any(|e| is_column(e, name)));
+        let aggregates = aggregate.aggr_expr.clone();
+        if self.plan.nodes[input].updating {
+            return plan_err!(
+                "GROUP BY over an updating result (another unbounded GROUP BY) is not supported"
+            );
+        }
+        match (window, groups_window) {
+            (Some(spec), true) => {
+                let keys = aggregate
+                    .group_expr
+                    .iter()
+                    .filter(|e| !["window_start", "window_end", "window_time"].iter().any(|n| is_column(e, n)))
+                    .cloned()
+                    .collect();
+                Ok(self.add(Operator::WindowAggregate { spec, keys, aggregates }, vec![input], aggregate.schema.clone(), false))
+            }
+            (Some(spec), false) => plan_err!(
+                "GROUP BY over {spec} must group by window_start and window_end (as in Flink), not only {}",
+                aggregate.group_expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            (None, _) => Ok(self.add(
+                Operator::Aggregate { keys: aggregate.group_expr.clone(), aggregates },
+                vec![input],
+                aggregate.schema.clone(),
+                true,
+            )),
+        }
+    }
+}
+
+/// The window table function feeding `plan` through filters, projections and
+/// aliases, if any.
+fn upstream_window(plan: &LogicalPlan) -> Option<WindowSpec> {
+    match plan {
+        LogicalPlan::Extension(extension) => extension
+            .node
+            .as_any()
+            .downcast_ref::<WindowTvf>()
+            .map(|tvf| tvf.spec.clone()),
+        LogicalPlan::Filter(f) => upstream_window(&f.input),
+        LogicalPlan::Projection(p) => upstream_window(&p.input),
+        LogicalPlan::SubqueryAlias(a) => upstream_window(&a.input),
+        _ => None,
+    }
+}

@@ -1,0 +1,139 @@
+//! SQL jobs: a script of `CREATE TABLE`s and `INSERT INTO ... SELECT`s over
+//! the data dictionary, planned by DataFusion and lowered onto weir's
+//! streaming operators.
+//!
+//! What is DataFusion's and what is weir's:
+//! - sqlparser (DataFusion's parser) reads the statements; weir reads
+//!   `CREATE TABLE` itself on top of it (`weir_catalog::ddl`: sqlparser has no
+//!   `WATERMARK FOR`) and rewrites Flink's `TABLE t` window-function arguments;
+//! - DataFusion's SQL planner resolves names, types, implicit casts and its
+//!   library of scalar and aggregate functions into a logical plan, with the
+//!   window table functions planned by weir ([`window_tvf`]);
+//! - weir lowers that plan onto its own streaming operators ([`lower`]),
+//!   whose state lives in weir's backends and checkpoints: DataFusion's
+//!   executor is for bounded batches and has no watermarks, barriers or
+//!   keyed state.
+//!
+//! # Layout
+//!
+//! - [`arrow_types`]: catalog column types as Arrow types.
+//! - [`context`]: the tables and functions the planner looks names up in.
+//! - [`window_tvf`]: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION`.
+//! - [`plan`]: weir's streaming plan and its operators' uids.
+//! - [`lower`]: DataFusion's logical plan onto the streaming plan.
+//! - [`locate`]: where a refused construct is in the SQL.
+//! - [`explain`]: the plan as `weir sql --explain` prints it.
+
+pub mod arrow_types;
+pub mod context;
+pub mod explain;
+pub mod locate;
+pub mod lower;
+pub mod plan;
+pub mod window_tvf;
+
+#[cfg(test)]
+mod tests;
+
+use datafusion_sql::planner::SqlToRel;
+use datafusion_sql::sqlparser::ast::Statement;
+use weir_catalog::{parse_script, Catalog, ScriptStatement};
+
+use crate::error::{Error, Result};
+use crate::sql::context::{Context, Tables};
+use crate::sql::locate::locate;
+use crate::sql::lower::Lowering;
+use crate::sql::plan::StreamPlan;
+
+/// A planned SQL script: its tables and its streaming plan.
+pub struct PlannedScript {
+    /// Every table the script can name: the catalog's, and its own.
+    pub tables: Tables,
+    /// The operators of all its inserts.
+    pub plan: StreamPlan,
+}
+
+/// Plans the script `sql` over the tables of `catalog` (if any) and its own
+/// `CREATE TABLE`s, which shadow catalog tables of the same name.
+pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript> {
+    let statements = parse_script(sql)?;
+    let mut tables = Tables::new();
+    if let Some(catalog) = catalog {
+        for table in catalog.list()? {
+            tables.insert(table.name.clone(), table);
+        }
+    }
+    let mut inserts = Vec::new();
+    for statement in statements {
+        match statement {
+            ScriptStatement::CreateTable(table) => {
+                tables.insert(table.name.clone(), table);
+            }
+            ScriptStatement::Other(statement) => match *statement {
+                insert @ Statement::Insert(_) => inserts.push(insert),
+                other => {
+                    return Err(Error::Sql(format!(
+                        "a SQL job holds CREATE TABLE and INSERT INTO statements; `{}` is neither",
+                        first_line(&other.to_string())
+                    )))
+                }
+            },
+        }
+    }
+    if inserts.is_empty() {
+        return Err(Error::Sql(
+            "the script has no INSERT INTO: nothing would run".to_string(),
+        ));
+    }
+    let context = Context::new(tables.clone());
+    let planner = SqlToRel::new(&context);
+    let mut lowering = Lowering::new(&context);
+    for insert in inserts {
+        let text = first_line(&insert.to_string());
+        let planned = planner
+            .sql_statement_to_plan(insert.clone())
+            .and_then(|logical| lowering.insert(&logical));
+        if let Err(error) = planned {
+            let mut message = planner_message(&error);
+            let construct = ["ORDER BY", "LIMIT", "JOIN", "OVER"]
+                .into_iter()
+                .find(|c| message.starts_with(c));
+            if let Some(span) = construct.and_then(|c| locate(&insert, c)) {
+                message = format!("{message}{}", span.start);
+            }
+            return Err(Error::Sql(format!("{message}: in `{text}`")));
+        }
+    }
+    Ok(PlannedScript {
+        tables,
+        plan: lowering.finish(),
+    })
+}
+
+/// DataFusion's message without its `Error during planning: ` prefix, with
+/// the place in the SQL when DataFusion knows it.
+fn planner_message(error: &datafusion_common::DataFusionError) -> String {
+    let message = error.to_string();
+    let message = message
+        .strip_prefix("Error during planning: ")
+        .or_else(|| message.strip_prefix("This feature is not implemented: "))
+        .unwrap_or(&message)
+        .to_string();
+    match error.diagnostic().and_then(|d| d.span) {
+        Some(span) if !message.contains("Line: ") => format!(
+            "{message} at Line: {}, Column: {}",
+            span.start.line, span.start.column
+        ),
+        _ => message,
+    }
+}
+
+/// The first line of a statement, shortened, to say which one an error is in.
+fn first_line(statement: &str) -> String {
+    let line = statement.lines().next().unwrap_or_default();
+    if line.chars().count() > 80 {
+        format!("{}...", line.chars().take(77).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}

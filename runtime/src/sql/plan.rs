@@ -1,0 +1,177 @@
+//! weir's streaming plan of a SQL job: the operators DataFusion's logical
+//! plan is lowered to, each with a uid derived from what it computes, so that
+//! the same query restores the same state.
+
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::Expr;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::sql::window_tvf::WindowSpec;
+
+/// The streaming plan of a whole SQL script: every `INSERT INTO`, sharing
+/// the sources of the tables they read.
+#[derive(Debug, Default)]
+pub struct StreamPlan {
+    /// The operators, each after its inputs.
+    pub nodes: Vec<PlanNode>,
+}
+
+/// One operator of the plan.
+#[derive(Debug)]
+pub struct PlanNode {
+    /// Its uid: what its state is matched by in checkpoints and savepoints.
+    pub uid: String,
+    /// What it does.
+    pub operator: Operator,
+    /// The nodes it reads, by index.
+    pub inputs: Vec<usize>,
+    /// The columns it emits.
+    pub schema: DFSchemaRef,
+    /// Whether its output is a changelog with updates and deletes (an
+    /// unbounded `GROUP BY`), rather than rows that are only ever appended.
+    pub updating: bool,
+}
+
+/// What an operator does.
+#[derive(Debug)]
+pub enum Operator {
+    /// Reads a table's records (the columns in `projection`, all without one).
+    Source {
+        /// The table.
+        table: String,
+        /// The columns read, by index, if not all.
+        projection: Option<Vec<usize>>,
+    },
+    /// Keeps the rows for which `predicate` holds.
+    Filter {
+        /// The condition.
+        predicate: Expr,
+    },
+    /// Computes the output columns.
+    Project {
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+    },
+    /// Adds `window_start`, `window_end` and `window_time` to each row, once
+    /// per window it falls in.
+    Windows {
+        /// The windows.
+        spec: WindowSpec,
+    },
+    /// Aggregates each key's rows per window and emits a window's result once
+    /// the watermark (or the clock) passes its end.
+    WindowAggregate {
+        /// The windows.
+        spec: WindowSpec,
+        /// The grouping columns besides the window's.
+        keys: Vec<Expr>,
+        /// The aggregate calls.
+        aggregates: Vec<Expr>,
+    },
+    /// Aggregates each key's rows without end, emitting an update of the
+    /// key's result for every change.
+    Aggregate {
+        /// The grouping columns.
+        keys: Vec<Expr>,
+        /// The aggregate calls.
+        aggregates: Vec<Expr>,
+    },
+    /// Merges its inputs (`UNION ALL`).
+    Union,
+    /// Writes into a table.
+    Sink {
+        /// The table.
+        table: String,
+    },
+}
+
+impl Operator {
+    /// Its kind, the first part of its uid.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operator::Source { .. } => "source",
+            Operator::Filter { .. } => "filter",
+            Operator::Project { .. } => "project",
+            Operator::Windows { .. } => "windows",
+            Operator::WindowAggregate { .. } => "window-aggregate",
+            Operator::Aggregate { .. } => "aggregate",
+            Operator::Union => "union",
+            Operator::Sink { .. } => "sink",
+        }
+    }
+
+    /// What it computes, in one line.
+    pub fn describe(&self) -> String {
+        let list = |exprs: &[Expr]| {
+            exprs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Operator::Source { table, .. } => format!("Source {table}"),
+            Operator::Filter { predicate } => format!("Filter {predicate}"),
+            Operator::Project { exprs } => format!("Project {}", list(exprs)),
+            Operator::Windows { spec } => format!("Windows {spec}"),
+            Operator::WindowAggregate {
+                spec,
+                keys,
+                aggregates,
+            } => {
+                format!(
+                    "WindowAggregate {spec} by [{}]: {}",
+                    list(keys),
+                    list(aggregates)
+                )
+            }
+            Operator::Aggregate { keys, aggregates } => {
+                format!("Aggregate by [{}]: {}", list(keys), list(aggregates))
+            }
+            Operator::Union => "Union".to_string(),
+            Operator::Sink { table } => format!("Sink {table}"),
+        }
+    }
+
+    /// The state it keeps, if any, for `--explain`.
+    pub fn state(&self) -> Option<String> {
+        let keys = |keys: &[Expr]| {
+            if keys.is_empty() {
+                "one global key".to_string()
+            } else {
+                keys.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        match self {
+            Operator::Source { .. } => Some("read positions, per split".to_string()),
+            Operator::WindowAggregate { keys: k, .. } => Some(format!(
+                "keyed by {} and window: accumulators, timers",
+                keys(k)
+            )),
+            Operator::Aggregate { keys: k, .. } => {
+                Some(format!("keyed by {}: accumulators", keys(k)))
+            }
+            Operator::Sink { .. } => Some("pending transactions or files".to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// The uid of a node: sources and sinks by their table (a changed query
+/// still resumes reading where it was and commits what it wrote), every
+/// other operator by a hash of what it computes and of its inputs' uids, so
+/// an operator keeps its state exactly when it computes the same thing from
+/// the same input.
+pub fn uid(operator: &Operator, input_uids: &[&str]) -> String {
+    match operator {
+        Operator::Source { table, .. } => format!("source-{table}"),
+        Operator::Sink { table } => format!("sink-{table}"),
+        other => {
+            let definition = format!("{}|{}", other.describe(), input_uids.join(","));
+            format!("{}-{:016x}", other.kind(), xxh3_64(definition.as_bytes()))
+        }
+    }
+}

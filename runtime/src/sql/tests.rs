@@ -1,0 +1,189 @@
+//! Planning tests: scripts in, streaming plans or named refusals out.
+
+use crate::error::Error;
+use crate::sql::explain::explain;
+use crate::sql::plan::Operator;
+use crate::sql::plan_script;
+
+const TABLES: &str = "
+CREATE TABLE bid (
+    auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
+    date_time TIMESTAMP(3), proc AS PROCTIME(),
+    WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'bids', 'properties.bootstrap.servers' = 'localhost:9092', 'format' = 'json');
+CREATE TABLE counts (auction BIGINT, window_end TIMESTAMP(3), bids BIGINT)
+    WITH ('connector' = 'kafka', 'topic' = 'counts', 'properties.bootstrap.servers' = 'localhost:9092', 'format' = 'json');
+CREATE TABLE totals (bidder BIGINT, total BIGINT, PRIMARY KEY (bidder) NOT ENFORCED)
+    WITH ('connector' = 'upsert-kafka', 'topic' = 'totals', 'properties.bootstrap.servers' = 'localhost:9092',
+          'key.format' = 'json', 'value.format' = 'json');
+";
+
+const WINDOWED: &str = "INSERT INTO counts
+    SELECT auction, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+    WHERE price > 10 GROUP BY auction, window_start, window_end";
+
+fn error(script: &str) -> String {
+    match plan_script(&format!("{TABLES}{script}"), None) {
+        Ok(_) => panic!("planned: {script}"),
+        Err(Error::Sql(message) | Error::Catalog(weir_catalog::Error::Syntax(message))) => message,
+        Err(other) => other.to_string(),
+    }
+}
+
+fn kinds(script: &str) -> Vec<&'static str> {
+    let planned = plan_script(&format!("{TABLES}{script}"), None).unwrap();
+    planned
+        .plan
+        .nodes
+        .iter()
+        .map(|n| n.operator.kind())
+        .collect()
+}
+
+#[test]
+fn a_tumbling_window_count_lowers_to_a_window_aggregate_between_source_and_sink() {
+    let planned = plan_script(&format!("{TABLES}{WINDOWED}"), None).unwrap();
+    let kinds: Vec<_> = planned
+        .plan
+        .nodes
+        .iter()
+        .map(|n| n.operator.kind())
+        .collect();
+    // The second projection is DataFusion's cast of the SELECT list to the
+    // target table's columns.
+    assert_eq!(
+        kinds,
+        [
+            "source",
+            "windows",
+            "filter",
+            "window-aggregate",
+            "project",
+            "project",
+            "sink"
+        ]
+    );
+    let aggregate = &planned.plan.nodes[3];
+    let Operator::WindowAggregate {
+        spec,
+        keys,
+        aggregates,
+    } = &aggregate.operator
+    else {
+        panic!("{:?}", aggregate.operator);
+    };
+    assert_eq!(spec.to_string(), "TUMBLE(date_time, 10 s) on event time");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(aggregates.len(), 1);
+    let text = explain(&planned.plan, &planned.tables);
+    assert!(text.contains("INSERT INTO counts (kafka)"), "{text}");
+    assert!(
+        text.contains("source-bid") && text.contains("watermark date_time - 4 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("state: keyed by bid.auction and window"),
+        "{text}"
+    );
+}
+
+#[test]
+fn uids_follow_what_an_operator_computes() {
+    let uids = |script: &str| -> Vec<String> {
+        let planned = plan_script(&format!("{TABLES}{script}"), None).unwrap();
+        planned.plan.nodes.iter().map(|n| n.uid.clone()).collect()
+    };
+    assert_eq!(
+        uids(WINDOWED),
+        uids(WINDOWED),
+        "the same query, the same uids"
+    );
+    let changed = uids(&WINDOWED.replace("INTERVAL '10' SECOND", "INTERVAL '20' SECOND"));
+    let before = uids(WINDOWED);
+    assert_eq!(
+        changed[0], before[0],
+        "the source keeps its uid (and offsets)"
+    );
+    assert_ne!(
+        changed[3], before[3],
+        "another window is another aggregate's state"
+    );
+    assert_eq!(
+        changed[6], before[6],
+        "the sink keeps its uid (and transactions)"
+    );
+}
+
+#[test]
+fn window_kinds_and_processing_time_are_read_from_flink_syntax() {
+    let hop = "INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end";
+    assert!(kinds(hop).contains(&"window-aggregate"));
+    let cumulate = "INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(CUMULATE(DATA => TABLE bid, TIMECOL => DESCRIPTOR(proc), STEP => INTERVAL '1' SECOND, SIZE => INTERVAL '4' SECOND)) GROUP BY auction, window_start, window_end";
+    let planned = plan_script(&format!("{TABLES}{cumulate}"), None).unwrap();
+    let text = explain(&planned.plan, &planned.tables);
+    assert!(
+        text.contains("CUMULATE(proc, step 1 s, size 4 s) on processing time"),
+        "{text}"
+    );
+    let session = "INSERT INTO counts SELECT bidder, window_end, COUNT(*) FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY bidder, window_start, window_end";
+    let planned = plan_script(&format!("{TABLES}{session}"), None).unwrap();
+    let text = explain(&planned.plan, &planned.tables);
+    assert!(
+        text.contains("SESSION(date_time, gap 5 s, partition by bidder)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unbounded_group_by_is_an_updating_result_only_an_upsert_table_takes() {
+    let query = "SELECT bidder, SUM(price) FROM bid GROUP BY bidder";
+    assert!(kinds(&format!("INSERT INTO totals {query}")).contains(&"aggregate"));
+    let refused = error("INSERT INTO counts SELECT bidder, CAST(NULL AS TIMESTAMP(3)), SUM(price) FROM bid GROUP BY bidder");
+    assert!(
+        refused.contains(
+            "INSERT INTO `counts` (connector 'kafka', append only) cannot take an updating result"
+        ),
+        "{refused}"
+    );
+}
+
+#[test]
+fn unsupported_and_wrong_sql_is_refused_by_name() {
+    let cases = [
+        ("INSERT INTO counts SELECT auction, date_time, price FROM bid ORDER BY price", "ORDER BY is not supported on an unbounded stream"),
+        ("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b JOIN counts c ON b.auction = c.auction", "JOIN is not supported yet"),
+        ("INSERT INTO counts SELECT auction, date_time, nope FROM bid", "nope"),
+        ("INSERT INTO counts SELECT auction, date_time, price FROM nowhere", "table `nowhere` is neither in the catalog nor created in the script"),
+        ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(price), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end", "DESCRIPTOR(price) is not a time attribute of `bid`"),
+        ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '3' SECOND, INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end", "HOP's size (10 s) must be a multiple of its slide (3 s)"),
+        ("INSERT INTO counts SELECT auction, MAX(window_end), COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY auction", "must group by window_start and window_end"),
+        ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' MONTH)) GROUP BY auction, window_start, window_end", "not a fixed length of time"),
+        ("SELECT * FROM bid", "is neither"),
+        ("DROP TABLE bid", "is neither"),
+        ("INSERT INTO counts SELECT auction,, price FROM bid", "Expected"),
+    ];
+    for (script, message) in cases {
+        let got = error(script);
+        assert!(
+            got.contains(message),
+            "{script}\n  wanted: {message}\n  got: {got}"
+        );
+    }
+    assert!(error("").contains("no INSERT INTO"));
+}
+
+#[test]
+fn where_a_tvf_mistake_is_is_said() {
+    let got = error("INSERT INTO counts SELECT auction, window_end, COUNT(*)\nFROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(price), INTERVAL '10' SECOND))\nGROUP BY auction, window_start, window_end");
+    assert!(got.contains("Line: 13, Column: 12"), "{got}");
+    let got = error("INSERT INTO counts SELECT auction, date_time, price FROM bid\nORDER BY price");
+    assert!(
+        got.contains("ORDER BY is not supported") && got.contains("Line: 13"),
+        "{got}"
+    );
+    let got = error("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b\nJOIN counts c ON b.auction = c.auction");
+    assert!(
+        got.contains("JOIN is not supported yet") && got.contains("Line: 13, Column: 6"),
+        "{got}"
+    );
+}
