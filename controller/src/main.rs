@@ -1,11 +1,11 @@
-//! `weir-controller`: watches StreamJobs and their children and reconciles them.
+//! `weir-controller`: watches StreamJobs (and their children) and StreamTables, and reconciles them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
@@ -15,7 +15,8 @@ use kube::{Api, Client};
 use weir_controller::leader::Election;
 use weir_controller::metrics::{self, Metrics};
 use weir_controller::reconcile::{error_policy, reconcile, Context};
-use weir_controller::StreamJob;
+use weir_controller::table_reconcile::{reconcile_table, table_error_policy};
+use weir_controller::{StreamJob, StreamTable};
 
 /// The weir operator.
 #[derive(Debug, Parser)]
@@ -108,7 +109,19 @@ async fn main() -> anyhow::Result<()> {
     });
     let children =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=weir-controller");
-    let controller = Controller::new(jobs, watcher::Config::default())
+    let tables: Api<StreamTable> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let table_controller = Controller::new(tables, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile_table, table_error_policy, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "StreamTable reconcile did not complete");
+            }
+        });
+    let job_controller = Controller::new(jobs, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(statefulsets, children)
         .shutdown_on_signal()
@@ -118,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "reconcile did not complete");
             }
         });
+    let controller = futures::future::join(job_controller, table_controller).map(|_| ());
     tracing::info!("weir-controller running");
     if args.leader_election {
         tokio::select! {

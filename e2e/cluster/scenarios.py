@@ -242,6 +242,30 @@ def suspend_resume_delete(env):
     assert os.path.exists(os.path.join(local, "_metadata")), "savepoints are kept"
 
 
+def stream_tables(env):
+    """examples/streamtable.yaml as a user applies it: the controller checks the
+    table and fills the columns of kubectl get streamtables; a table whose SQL is
+    wrong turns Ready False with the reason, line and column."""
+    example = open(os.path.join(env.repo, "examples", "streamtable.yaml")).read()
+    env.kubectl("apply", "-n", NS, "-f", "-", input=example)
+
+    def ready(name):
+        table = env.get("streamtable", name, ns=NS) or {}
+        return next((c for c in (table.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), {})
+
+    wait_for(lambda: ready("clicks").get("status") == "True", 60, "StreamTable clicks Ready")
+    header, row = env.kubectl("get", "streamtables", "-n", NS, "clicks").stdout.strip().splitlines()[:2]
+    for col in ("TABLE", "CONNECTOR", "TOPIC", "FORMAT", "COLUMNS", "READY"):
+        assert col in header, f"column {col}: {header}"
+    assert "kafka" in row and "clicks" in row and "True" in row, f"columns filled: {row}"
+    broken = example.replace("BIGINT NOT NULL", "BIGNUM NOT NULL").replace("name: clicks", "name: broken-clicks")
+    env.kubectl("apply", "-n", NS, "-f", "-", input=broken)
+    wait_for(lambda: ready("broken-clicks").get("status") == "False", 60, "StreamTable broken-clicks refused")
+    message = ready("broken-clicks").get("message", "")
+    assert "unsupported column type BIGNUM at Line: 2" in message, message
+    env.kubectl("delete", "streamtable", "-n", NS, "clicks", "broken-clicks")
+
+
 def invalid_manifests(env):
     """examples/invalid/: the API server refuses what its schema can say, naming the
     field; what it cannot (cross-field rules, durations: no CEL on 1.20) the
@@ -263,7 +287,7 @@ def invalid_manifests(env):
         env.kubectl("delete", "streamjob", name, "-n", NS)
 
 
-SCENARIOS = [install, apply_and_run, rescale_with_savepoint, upgrade_last_state, pod_deletions,
+SCENARIOS = [install, apply_and_run, stream_tables, rescale_with_savepoint, upgrade_last_state, pod_deletions,
              savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete, invalid_manifests,
              *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS]
 

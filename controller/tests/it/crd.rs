@@ -43,6 +43,32 @@ fn check(yaml: &str) -> Result<(), String> {
 }
 
 #[test]
+fn the_checked_in_table_crd_is_what_crdgen_prints_and_the_chart_carries() {
+    for path in ["crds/streamtable.yaml", "charts/weir/crds/streamtable.yaml"] {
+        let checked_in = std::fs::read_to_string(root().join(path)).expect(path);
+        assert!(
+            checked_in == weir_controller::table_crd_yaml(),
+            "{path} is stale: run `cargo run -p weir-controller --bin crdgen streamtable > {path}`"
+        );
+    }
+}
+
+#[test]
+fn every_example_table_declares_a_valid_table() {
+    let text = std::fs::read_to_string(root().join("examples/streamtable.yaml")).unwrap();
+    let mut seen = 0;
+    for doc in text
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: StreamTable"))
+    {
+        let table: weir_controller::StreamTable = serde_yaml::from_str(doc).unwrap();
+        weir_controller::table::declared_table(&table).unwrap_or_else(|e| panic!("{e}"));
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
+
+#[test]
 fn every_example_is_valid() {
     let dir = root().join("examples");
     let mut seen = 0;

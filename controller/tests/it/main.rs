@@ -9,3 +9,4 @@ mod fixtures;
 mod planner;
 mod reconciler;
 mod resources;
+mod tables;
