@@ -114,12 +114,8 @@ pub fn table_status(resource: &StreamTable, now: &str) -> StreamTableStatus {
         }],
         table: table.map(|t| t.name.clone()),
         connector: table.map(|t| t.connector().to_string()),
-        topic: table.and_then(|t| t.option("topic").or(t.option("path")).map(str::to_string)),
-        format: table.and_then(|t| {
-            t.option("format")
-                .or(t.option("value.format"))
-                .map(str::to_string)
-        }),
+        topic: table.and_then(|t| t.location().map(str::to_string)),
+        format: table.and_then(|t| t.format().map(str::to_string)),
         columns: table.map(|t| u32::try_from(t.columns.len()).unwrap_or(u32::MAX)),
     }
 }

@@ -82,6 +82,16 @@ impl Table {
     pub fn connector(&self) -> &str {
         self.option("connector").unwrap_or_default()
     }
+
+    /// Where its records are: the Kafka topic, or the filesystem path.
+    pub fn location(&self) -> Option<&str> {
+        self.option("topic").or(self.option("path"))
+    }
+
+    /// The format of its records' values (`format`, or `value.format`).
+    pub fn format(&self) -> Option<&str> {
+        self.option("format").or(self.option("value.format"))
+    }
 }
 
 /// Whether `name` is a valid table name: a letter or `_`, then letters,

@@ -213,12 +213,7 @@ fn options(table: &Table) -> Result<()> {
 /// a discriminator as a field and a value together, on a column.
 fn kafka_rules(table: &Table) -> Result<()> {
     let name = &table.name;
-    if table.connector() == "kafka"
-        && table
-            .option("format")
-            .or(table.option("value.format"))
-            .is_none()
-    {
+    if table.connector() == "kafka" && table.format().is_none() {
         return Err(Error::invalid(
             name,
             "connector 'kafka' needs option 'format' (or 'value.format'): json or avro",

@@ -285,14 +285,8 @@ fn listing(tables: &[Table]) -> String {
         "NAME", "CONNECTOR", "TOPIC", "FORMAT", "COLUMNS"
     );
     for table in tables {
-        let format = table
-            .option("format")
-            .or(table.option("value.format"))
-            .unwrap_or("-");
-        let topic = table
-            .option("topic")
-            .or(table.option("path"))
-            .unwrap_or("-");
+        let format = table.format().unwrap_or("-");
+        let topic = table.location().unwrap_or("-");
         let columns: Vec<_> = table
             .columns
             .iter()

@@ -32,14 +32,8 @@ fn tree(plan: &StreamPlan, tables: &Tables, index: usize, depth: usize, text: &m
     let mut line = format!("{indent}{:<34} {}", node.uid, node.operator.describe());
     if let Operator::Source { table, .. } = &node.operator {
         if let Some(table) = tables.get(table) {
-            let topic = table
-                .option("topic")
-                .or(table.option("path"))
-                .unwrap_or("-");
-            let format = table
-                .option("format")
-                .or(table.option("value.format"))
-                .unwrap_or("-");
+            let topic = table.location().unwrap_or("-");
+            let format = table.format().unwrap_or("-");
             let _ = write!(line, " ({}: {topic}, {format}", table.connector());
             if let Some(watermark) = &table.watermark {
                 let _ = write!(
