@@ -33,33 +33,20 @@ impl Context {
     /// A context over `tables` with DataFusion's functions.
     pub fn new(tables: Tables) -> Self {
         let tables = Arc::new(tables);
-        let mut scalars = HashMap::new();
-        for function in datafusion_functions::all_default_functions()
-            .into_iter()
-            .chain(datafusion_functions_nested::all_default_nested_functions())
-        {
-            for name in std::iter::once(function.name())
-                .chain(function.aliases().iter().map(String::as_str))
-            {
-                scalars.insert(name.to_string(), Arc::clone(&function));
-            }
-        }
-        let mut aggregates = HashMap::new();
-        for function in datafusion_functions_aggregate::all_default_aggregate_functions() {
-            for name in std::iter::once(function.name())
-                .chain(function.aliases().iter().map(String::as_str))
-            {
-                aggregates.insert(name.to_string(), Arc::clone(&function));
-            }
-        }
-        let mut windows = HashMap::new();
-        for function in datafusion_functions_window::all_default_window_functions() {
-            for name in std::iter::once(function.name())
-                .chain(function.aliases().iter().map(String::as_str))
-            {
-                windows.insert(name.to_string(), Arc::clone(&function));
-            }
-        }
+        let scalars = by_name(
+            datafusion_functions::all_default_functions()
+                .into_iter()
+                .chain(datafusion_functions_nested::all_default_nested_functions()),
+            |f| (f.name(), f.aliases()),
+        );
+        let aggregates = by_name(
+            datafusion_functions_aggregate::all_default_aggregate_functions(),
+            |f| (f.name(), f.aliases()),
+        );
+        let windows = by_name(
+            datafusion_functions_window::all_default_window_functions(),
+            |f| (f.name(), f.aliases()),
+        );
         let planner = WindowTvfPlanner {
             tables: Arc::clone(&tables),
         };
@@ -77,6 +64,21 @@ impl Context {
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
     }
+}
+
+/// `functions` by their names and aliases, as SQL looks them up.
+fn by_name<F: ?Sized>(
+    functions: impl IntoIterator<Item = Arc<F>>,
+    names: impl Fn(&F) -> (&str, &[String]),
+) -> HashMap<String, Arc<F>> {
+    let mut map = HashMap::new();
+    for function in functions {
+        let (name, aliases) = names(&function);
+        for name in std::iter::once(name).chain(aliases.iter().map(String::as_str)) {
+            map.insert(name.to_string(), Arc::clone(&function));
+        }
+    }
+    map
 }
 
 impl ContextProvider for Context {

@@ -193,23 +193,12 @@ impl RelationPlanner for WindowTvfPlanner {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
         let name = function.name.to_string().to_ascii_uppercase();
+        let place = at(function.name.span());
         if !matches!(name.as_str(), "TUMBLE" | "HOP" | "CUMULATE" | "SESSION") {
             return plan_err!(
-                "table function {name} is not supported (TUMBLE, HOP, CUMULATE and SESSION are){}",
-                at(function
-                    .name
-                    .0
-                    .first()
-                    .map(|p| p.span())
-                    .unwrap_or(Span::empty()))
+                "table function {name} is not supported (TUMBLE, HOP, CUMULATE and SESSION are){place}"
             );
         }
-        let place = at(function
-            .name
-            .0
-            .first()
-            .map(|p| p.span())
-            .unwrap_or(Span::empty()));
         let arguments = Arguments::read(&function.args, &name, &place)?;
         let table_name = arguments.table.clone();
         let Some(table) = self.tables.get(&table_name) else {
@@ -380,13 +369,7 @@ impl Arguments {
                     needed(nth("SLIDE", 0), "slide")?,
                     needed(nth("SIZE", 1), "size")?,
                 );
-                if size_ms % slide_ms != 0 {
-                    return plan_err!(
-                        "HOP's size ({}) must be a multiple of its slide ({}){place}",
-                        ms(size_ms),
-                        ms(slide_ms)
-                    );
-                }
+                divides(name, "slide", slide_ms, size_ms, place)?;
                 WindowKind::Hop { slide_ms, size_ms }
             }
             "CUMULATE" => {
@@ -394,13 +377,7 @@ impl Arguments {
                     needed(nth("STEP", 0), "step")?,
                     needed(nth("SIZE", 1), "size")?,
                 );
-                if size_ms % step_ms != 0 {
-                    return plan_err!(
-                        "CUMULATE's size ({}) must be a multiple of its step ({}){place}",
-                        ms(size_ms),
-                        ms(step_ms)
-                    );
-                }
+                divides(name, "step", step_ms, size_ms, place)?;
                 WindowKind::Cumulate { step_ms, size_ms }
             }
             _ => WindowKind::Session {
@@ -409,6 +386,19 @@ impl Arguments {
             },
         })
     }
+}
+
+/// Refuses a window `size_ms` that is not a multiple of its `what` (`HOP`'s
+/// slide, `CUMULATE`'s step): windows would not line up with the epoch.
+fn divides(name: &str, what: &str, part_ms: u64, size_ms: u64, place: &str) -> Result<()> {
+    if size_ms.is_multiple_of(part_ms) {
+        return Ok(());
+    }
+    plan_err!(
+        "{name}'s size ({}) must be a multiple of its {what} ({}){place}",
+        ms(size_ms),
+        ms(part_ms)
+    )
 }
 
 /// The one column of `DESCRIPTOR(column)`.
