@@ -93,6 +93,21 @@ const CONNECTORS: &[ConnectorSpec] = &[
         passthrough: &[],
         needs_key: false,
     },
+    ConnectorSpec {
+        name: "nexmark",
+        required: &["kind"],
+        optional: &[
+            ("kind", &["person", "auction", "bid"]),
+            ("events.num", &[]),
+            ("events.per-second", &[]),
+            ("seed", &[]),
+            ("delayed.per-mille", &[]),
+            ("delayed.max-ms", &[]),
+            ("rate-limit", &[]),
+        ],
+        passthrough: &[],
+        needs_key: false,
+    },
 ];
 
 /// Checks `table`, naming the first thing wrong with it.
@@ -151,7 +166,7 @@ pub fn validate(table: &Table) -> Result<()> {
 fn options(table: &Table) -> Result<()> {
     let name = &table.name;
     let connector = table.option("connector").ok_or_else(|| {
-        Error::invalid(name, "WITH ('connector' = ...) is missing: kafka, upsert-kafka, filesystem, print or blackhole")
+        Error::invalid(name, "WITH ('connector' = ...) is missing: kafka, upsert-kafka, filesystem, print, blackhole or nexmark")
     })?;
     let spec = CONNECTORS
         .iter()

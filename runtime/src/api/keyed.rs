@@ -56,10 +56,10 @@ where
     {
         let key = self.key.clone();
         let hash_key = self.key;
-        let edge: Arc<dyn EdgeNode> = Arc::new(Edge::<T> {
-            exchange: Exchange::KeyGroups,
-            key: Some(Arc::new(move |r: &T| hash_key(r).stable_hash())),
-        });
+        let edge: Arc<dyn EdgeNode> = Arc::new(Edge::<T>::new(
+            Exchange::KeyGroups,
+            Some(Arc::new(move |r: &T| hash_key(r).stable_hash())),
+        ));
         let kind = NodeKind::Operator(Arc::new(OperatorFactory {
             make: move |ctx: &OperatorContext| make(ctx, key.clone()),
             _operator: PhantomData,

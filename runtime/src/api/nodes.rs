@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::exec::chain::{Discard, Downstream, Link};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::exec::config::ExecConfig;
-use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route};
+use crate::exec::exchange::{KeyHash, KeyRouter, Output, Route, RowSplitter, SplitRouter, Weigh};
 use crate::exec::fanout::Fanout;
 use crate::exec::pool::{local_channel, LocalReceiver, LocalSender};
 use crate::exec::task::{InputTask, SourceTask, TaskBody};
@@ -82,6 +82,22 @@ pub(crate) struct Edge<T> {
     pub exchange: Exchange,
     /// The key hash, for [`Exchange::KeyGroups`].
     pub key: Option<KeyHash<T>>,
+    /// For [`Exchange::KeyGroups`] of records that hold many rows: how they split.
+    pub split: Option<Arc<dyn RowSplitter<T>>>,
+    /// How much of a buffer a record fills, if not 1.
+    pub weigh: Option<Weigh<T>>,
+}
+
+impl<T> Edge<T> {
+    /// An edge of `exchange`, hashing keys with `key` if keyed.
+    pub fn new(exchange: Exchange, key: Option<KeyHash<T>>) -> Self {
+        Edge {
+            exchange,
+            key,
+            split: None,
+            weigh: None,
+        }
+    }
 }
 
 impl<T: Data> EdgeNode for Edge<T> {
@@ -106,21 +122,27 @@ impl<T: Data> EdgeNode for Edge<T> {
             })
             .collect::<Result<_>>()?;
         let channels = senders.len() as u32;
-        let route = match (self.exchange, &self.key) {
-            (Exchange::KeyGroups, Some(hash)) => {
+        let route = match (self.exchange, &self.key, &self.split) {
+            (Exchange::KeyGroups, Some(hash), _) => {
                 Route::KeyGroups(KeyRouter::new(hash.clone(), max_parallelism, channels))
             }
-            (_, _) if channels == 1 => Route::Forward,
-            (Exchange::Broadcast, _) => Route::Broadcast,
+            (Exchange::KeyGroups, None, Some(split)) => {
+                Route::Split(SplitRouter::new(split.clone(), max_parallelism, channels))
+            }
+            _ if channels == 1 => Route::Forward,
+            (Exchange::Broadcast, _, _) => Route::Broadcast,
             _ => Route::Rebalance,
         };
-        let output: Box<dyn Downstream<T>> = Box::new(Output::new(
-            senders,
-            route,
-            config.batch_size,
-            config.buffer_timeout,
-            metrics,
-        ));
+        let output: Box<dyn Downstream<T>> = Box::new(
+            Output::new(
+                senders,
+                route,
+                config.batch_size,
+                config.buffer_timeout,
+                metrics,
+            )
+            .weighed(self.weigh),
+        );
         Ok(Box::new(output))
     }
 

@@ -11,6 +11,7 @@ use crate::api::keyed::KeyedStream;
 use crate::api::nodes::{Edge, OperatorFactory, SourceFactory};
 use crate::data::{Data, Tagged};
 use crate::error::Result;
+use crate::exec::exchange::{RowSplitter, Weigh};
 use crate::keys::{StableHash, DEFAULT_MAX_PARALLELISM};
 use crate::operator::{Operator, OperatorContext, Source};
 use crate::operators::{Filter, FlatMap, Map, TryMap, WatermarkAssigner, WatermarkStrategy};
@@ -120,6 +121,8 @@ pub struct Stream<T> {
     draft: Rc<RefCell<Draft>>,
     /// The operators whose output this is, each with how it reaches the next one.
     inputs: Vec<(usize, Exchange)>,
+    /// How much of an output buffer a record fills, if not 1.
+    weigh: Option<Weigh<T>>,
     _records: PhantomData<fn() -> T>,
 }
 
@@ -128,6 +131,7 @@ impl<T> Clone for Stream<T> {
         Stream {
             draft: self.draft.clone(),
             inputs: self.inputs.clone(),
+            weigh: self.weigh,
             _records: PhantomData,
         }
     }
@@ -138,6 +142,7 @@ impl<T: Data> Stream<T> {
         Stream {
             draft,
             inputs: vec![(node, Exchange::Forward)],
+            weigh: None,
             _records: PhantomData,
         }
     }
@@ -169,6 +174,13 @@ impl<T: Data> Stream<T> {
         if let Some(node) = self.producer("a parallelism") {
             self.draft.borrow_mut().nodes[node].parallelism = Some(parallelism);
         }
+        self
+    }
+
+    /// Fills the buffers between tasks by `weigh` (the rows a record holds,
+    /// for records that are batches of rows) instead of one per record.
+    pub fn weighed(mut self, weigh: Weigh<T>) -> Self {
+        self.weigh = Some(weigh);
         self
     }
 
@@ -240,13 +252,42 @@ impl<T: Data> Stream<T> {
             _operator: PhantomData,
         }));
         let draft = self.draft();
+        let weigh = self.weigh;
         let edge = |exchange| -> Arc<dyn EdgeNode> {
-            Arc::new(Edge::<T> {
-                exchange,
-                key: None,
+            Arc::new(Edge {
+                weigh,
+                ..Edge::<T>::new(exchange, None)
             })
         };
         let node = self.connect(name, kind, &edge);
+        Stream::from_node(draft, node)
+    }
+
+    /// Applies a keyed operator to records that each hold many rows:
+    /// `splitter` sends every row to the subtask owning its key group.
+    pub fn transform_split<O, F>(
+        self,
+        name: &str,
+        splitter: Arc<dyn RowSplitter<T>>,
+        make: F,
+    ) -> Stream<O::Out>
+    where
+        O: Operator<In = T>,
+        F: Fn(&OperatorContext) -> O + Send + Sync + 'static,
+    {
+        let kind = NodeKind::Operator(Arc::new(OperatorFactory {
+            make,
+            _operator: PhantomData,
+        }));
+        let draft = self.draft();
+        let edge: Arc<dyn EdgeNode> = Arc::new(Edge {
+            split: Some(splitter),
+            weigh: self.weigh,
+            ..Edge::<T>::new(Exchange::KeyGroups, None)
+        });
+        let node = self
+            .exchange(Exchange::KeyGroups)
+            .connect(name, kind, &|_| edge.clone());
         Stream::from_node(draft, node)
     }
 

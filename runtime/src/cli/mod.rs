@@ -54,7 +54,7 @@ pub enum Command {
     Cancel(control::CancelArgs),
     /// Register, list, show and drop the tables SQL jobs read and write (the data dictionary).
     Catalog(catalog::CatalogArgs),
-    /// Plan a SQL script over the data dictionary (--explain prints the plan).
+    /// Run a SQL script over the data dictionary (--explain prints its plan instead).
     Sql(sql::SqlArgs),
     /// Write a pipeline's generated input into a Kafka topic at a given rate.
     KafkaLoad(kafka_load::KafkaLoadArgs),
@@ -72,7 +72,7 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::bench(args),
         Command::Catalog(args) => catalog::catalog(&args),
-        Command::Sql(args) => sql::sql(&args),
+        Command::Sql(args) => sql::sql(args),
         Command::KafkaLoad(args) => kafka_load::kafka_load(&args),
         Command::KafkaLatency(args) => kafka_latency::kafka_latency(&args),
         Command::Checkpoints(args) => checkpoints::checkpoints(&args),

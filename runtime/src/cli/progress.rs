@@ -19,7 +19,8 @@ pub struct Progress {
 impl Progress {
     /// Starts drawing for job `name`: in place every 0.5 s on a terminal, a new line
     /// every 10 s otherwise.
-    pub fn start(name: &'static str, metrics: Arc<JobMetrics>) -> Self {
+    pub fn start(name: &str, metrics: Arc<JobMetrics>) -> Self {
+        let name = name.to_string();
         let (stop, stopped) = mpsc::channel();
         let started = Instant::now();
         let tty = std::io::stderr().is_terminal();

@@ -183,11 +183,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.options.parallelism,
         args.options.max_parallelism,
     )?;
+    let job = graph.name.clone();
     let runner = LocalRunner::new(graph, args.options.config())?;
     let deployment = runner.job_id().clone();
-    tracing::info!(job = pipeline.name, %deployment, checkpoints = %runner.checkpoints_uri(), "starting");
+    tracing::info!(%job, %deployment, checkpoints = %runner.checkpoints_uri(), "starting");
     let metrics = runner.metrics();
-    let progress = Progress::start(pipeline.name, metrics.clone());
+    let progress = Progress::start(&job, metrics.clone());
     let (done, ended) = crossbeam_channel::bounded::<()>(0);
     let stopper = args.stop_with_savepoint_after.map(|after| {
         let (handle, target) = (runner.handle(), args.savepoint_dir.clone());
@@ -214,8 +215,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Ending::Canceled => "was cancelled",
     };
     eprintln!(
-        "weir: {} {verb} in {:.2} s: {records} records read ({:.2} M/s, replays included), {} checkpoints ({} failed), {} restarts, {:.2} s backpressured, {:.3} s aligning",
-        pipeline.name,
+        "weir: {job} {verb} in {:.2} s: {records} records read ({:.2} M/s, replays included), {} checkpoints ({} failed), {} restarts, {:.2} s backpressured, {:.3} s aligning",
         secs,
         records as f64 / secs / 1e6,
         metrics.checkpoints_completed.load(Ordering::Relaxed),
@@ -225,10 +225,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         aligning as f64 / 1e9,
     );
     eprintln!("weir: {}", summary.ending);
-    eprintln!(
-        "weir: deployment {deployment}; its checkpoints: weir checkpoints {}",
-        pipeline.name
-    );
+    eprintln!("weir: deployment {deployment}; its checkpoints: weir checkpoints {job}");
     Ok(())
 }
 

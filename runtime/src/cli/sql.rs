@@ -1,43 +1,67 @@
-//! `weir sql`: plans a SQL script over the data dictionary; `--explain`
-//! prints the streaming plan with each operator's uid and state.
+//! `weir sql`: runs a SQL script over the data dictionary on the embedded
+//! default (as `weir run sql` would); `--explain` prints the streaming plan
+//! with each operator's uid and state instead.
 
-use std::fs;
-use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use weir_catalog::Catalog;
 
-use crate::error::{Error, Result};
+use crate::cli::parse_duration;
+use crate::cli::run::{run, JobOptions, RunArgs};
+use crate::error::Result;
+use crate::pipelines::sql::SqlJobArgs;
 use crate::sql::explain::explain;
 use crate::sql::plan_script;
 
-/// Which script, over which catalog.
+/// Which script, over which catalog, and how it runs.
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// The script: CREATE TABLEs (or tables of the catalog, by name), then INSERT INTOs.
-    #[arg(short = 'f', long)]
-    pub file: PathBuf,
-    /// The catalog directory whose tables the script may name.
-    #[arg(long, env = "WEIR_CATALOG", default_value = "catalog")]
-    pub catalog: PathBuf,
+    /// The script and its catalog.
+    #[command(flatten)]
+    pub script: SqlJobArgs,
     /// Print the streaming plan (operators, uids, state) instead of running it.
     #[arg(long)]
     pub explain: bool,
+    /// How the job runs.
+    #[command(flatten)]
+    pub options: JobOptions,
+    /// Take a savepoint after this long, then stop the job and print the savepoint's path.
+    #[arg(long, value_parser = parse_duration)]
+    pub stop_with_savepoint_after: Option<Duration>,
+    /// Where --stop-with-savepoint-after writes (default: CHECKPOINT_DIR/<job>/savepoints).
+    #[arg(long, requires = "stop_with_savepoint_after")]
+    pub savepoint_dir: Option<String>,
 }
 
-/// Plans the script; prints the plan with `--explain`.
-pub fn sql(args: &SqlArgs) -> Result<()> {
-    let text = fs::read_to_string(&args.file)
-        .map_err(|source| Error::io("reading", &args.file, source))?;
-    let catalog = Catalog::new(&args.catalog);
-    let planned = plan_script(&text, Some(&catalog))?;
-    if !args.explain {
-        return Err(Error::Usage(
-            "running SQL jobs comes with weir's SQL operators, which are not built yet; \
-             `weir sql --explain -f FILE` checks the script and prints the plan it will run"
-                .to_string(),
-        ));
+/// Runs the script, or prints its plan with `--explain`.
+pub fn sql(args: SqlArgs) -> Result<()> {
+    let script = args.script.script()?;
+    let catalog = Catalog::new(&args.script.catalog);
+    let planned = plan_script(&script, Some(&catalog))?;
+    if args.explain {
+        print!("{}", explain(&planned.plan, &planned.tables));
+        return Ok(());
     }
-    print!("{}", explain(&planned.plan, &planned.tables));
-    Ok(())
+    let mut pipeline_args = Vec::new();
+    for file in &args.script.files {
+        pipeline_args.push("--file".to_string());
+        pipeline_args.push(file.to_string_lossy().into_owned());
+    }
+    if let Some(sql) = &args.script.sql {
+        pipeline_args.extend(["--sql".to_string(), sql.clone()]);
+    }
+    pipeline_args.extend([
+        "--catalog".to_string(),
+        args.script.catalog.to_string_lossy().into_owned(),
+        "--name".to_string(),
+        args.script.job_name(),
+    ]);
+    run(RunArgs {
+        pipeline: "sql".to_string(),
+        options: args.options,
+        stop_with_savepoint_after: args.stop_with_savepoint_after,
+        savepoint_dir: args.savepoint_dir,
+        args: pipeline_args,
+    })
 }

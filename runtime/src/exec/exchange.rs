@@ -30,7 +30,40 @@ pub enum Route<T> {
     Broadcast,
     /// Each record goes to the subtask owning its key's key group.
     KeyGroups(KeyRouter<T>),
+    /// Each record holds many rows (an Arrow batch) and is split so that
+    /// every row goes to the subtask owning its key group.
+    Split(SplitRouter<T>),
 }
+
+/// Splits a record holding many rows by the key groups of its rows.
+pub trait RowSplitter<T>: Send + Sync {
+    /// Appends to `parts`, for each channel that gets rows of `record`, the
+    /// record of those rows: a row of key group `g` goes to channel `owners[g]`.
+    fn split(&self, record: T, owners: &[u32], parts: &mut Vec<(usize, T)>) -> Result<()>;
+}
+
+/// Routes the rows of records to the subtasks owning their key groups.
+pub struct SplitRouter<T> {
+    splitter: Arc<dyn RowSplitter<T>>,
+    /// Owner subtask of each key group, precomputed.
+    owners: Vec<u32>,
+}
+
+impl<T> SplitRouter<T> {
+    /// A router for `channels` downstream subtasks, splitting with `splitter`.
+    pub fn new(splitter: Arc<dyn RowSplitter<T>>, max_parallelism: u32, channels: u32) -> Self {
+        SplitRouter {
+            splitter,
+            owners: (0..max_parallelism)
+                .map(|g| KeyGroup(g).owner(max_parallelism, channels))
+                .collect(),
+        }
+    }
+}
+
+/// How much of a buffer a record fills: 1 by default; the rows it holds for
+/// records that are batches of rows.
+pub type Weigh<T> = fn(&T) -> usize;
 
 /// The stable hash of a record's key.
 pub type KeyHash<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -66,6 +99,9 @@ impl<T> KeyRouter<T> {
 pub struct Output<T> {
     senders: Vec<Box<dyn ChannelSender<T>>>,
     buffers: Vec<Batch<T>>,
+    /// How much of each buffer is filled: records, or their [`Weigh`].
+    filled: Vec<usize>,
+    weigh: Option<Weigh<T>>,
     route: Route<T>,
     batch_size: usize,
     buffer_timeout: Duration,
@@ -88,6 +124,8 @@ impl<T: Data> Output<T> {
     ) -> Self {
         let buffers = senders.iter().map(|_| Vec::new()).collect();
         Output {
+            filled: vec![0; senders.len()],
+            weigh: None,
             senders,
             buffers,
             route,
@@ -98,6 +136,26 @@ impl<T: Data> Output<T> {
             ready: Vec::new(),
             metrics,
         }
+    }
+
+    /// Fills buffers by `weigh` instead of by record count.
+    pub fn weighed(mut self, weigh: Option<Weigh<T>>) -> Self {
+        self.weigh = weigh;
+        self
+    }
+
+    /// How much of a buffer `records` fill.
+    fn weight(&self, records: &[T]) -> usize {
+        match self.weigh {
+            None => records.len(),
+            Some(weigh) => records.iter().map(weigh).sum(),
+        }
+    }
+
+    /// Adds `weight` to the buffer of `channel`; whether it is full now.
+    fn fill(&mut self, channel: usize, weight: usize) -> bool {
+        self.filled[channel] += weight;
+        self.filled[channel] >= self.batch_size
     }
 
     fn send(&mut self, channel: usize, message: Message<T>) -> Result<()> {
@@ -119,6 +177,7 @@ impl<T: Data> Output<T> {
     fn send_buffer(&mut self, channel: usize) -> Result<()> {
         let fresh = self.senders[channel].empty_batch(self.batch_size);
         let batch = std::mem::replace(&mut self.buffers[channel], fresh);
+        self.filled[channel] = 0;
         self.send(channel, Message::Batch(batch))
     }
 
@@ -133,15 +192,28 @@ impl<T: Data> Output<T> {
     }
 
     fn append(&mut self, channel: usize, batch: &mut Batch<T>) -> Result<()> {
+        let weight = self.weight(batch);
         let buffer = &mut self.buffers[channel];
         if buffer.is_empty() {
             std::mem::swap(buffer, batch);
         } else {
             buffer.append(batch);
         }
-        if self.buffers[channel].len() >= self.batch_size {
+        if self.fill(channel, weight) {
             self.send_buffer(channel)?;
         }
+        Ok(())
+    }
+
+    /// Sends the full buffers routing set aside. Routing a whole batch comes
+    /// first: sending may block, and a blocked send must not leave records
+    /// half-routed.
+    fn send_ready(&mut self) -> Result<()> {
+        let mut ready = std::mem::take(&mut self.ready);
+        for (channel, full) in ready.drain(..) {
+            self.send(channel, Message::Batch(full))?;
+        }
+        self.ready = ready;
         Ok(())
     }
 
@@ -168,15 +240,14 @@ impl<T: Data> Downstream<T> for Output<T> {
                 }
             }
             Route::Broadcast => {
+                let weight = self.weight(batch);
                 for channel in 1..self.buffers.len() {
                     self.buffers[channel].extend_from_slice(batch);
-                }
-                self.append(0, batch)?;
-                for channel in 1..self.buffers.len() {
-                    if self.buffers[channel].len() >= self.batch_size {
+                    if self.fill(channel, weight) {
                         self.send_buffer(channel)?;
                     }
                 }
+                self.append(0, batch)?;
             }
             Route::KeyGroups(router) => {
                 for record in batch.drain(..) {
@@ -189,13 +260,24 @@ impl<T: Data> Downstream<T> for Output<T> {
                         self.ready.push((channel, full));
                     }
                 }
-                // Send after routing the whole batch: sending may block, and a
-                // blocked send must not leave records half-routed.
-                let mut ready = std::mem::take(&mut self.ready);
-                for (channel, full) in ready.drain(..) {
-                    self.send(channel, Message::Batch(full))?;
+                self.send_ready()?;
+            }
+            Route::Split(router) => {
+                let mut parts = Vec::new();
+                for record in batch.drain(..) {
+                    router.splitter.split(record, &router.owners, &mut parts)?;
                 }
-                self.ready = ready;
+                for (channel, part) in parts {
+                    let weight = self.weight(std::slice::from_ref(&part));
+                    self.buffers[channel].push(part);
+                    if self.fill(channel, weight) {
+                        let fresh = self.senders[channel].empty_batch(self.batch_size);
+                        let full = std::mem::replace(&mut self.buffers[channel], fresh);
+                        self.filled[channel] = 0;
+                        self.ready.push((channel, full));
+                    }
+                }
+                self.send_ready()?;
             }
         }
         if self.buffer_timeout.is_zero() {
@@ -291,6 +373,62 @@ mod tests {
             for r in drain(rx) {
                 assert_eq!(KeyGroup::of(&r, 128).owner(128, 3), i as u32);
                 all.push(r);
+            }
+        }
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// Splits a record of many numbers by the key group of each number.
+    struct Numbers;
+
+    impl RowSplitter<Vec<u64>> for Numbers {
+        fn split(
+            &self,
+            record: Vec<u64>,
+            owners: &[u32],
+            parts: &mut Vec<(usize, Vec<u64>)>,
+        ) -> Result<()> {
+            let mut by_channel: Vec<Vec<u64>> = vec![Vec::new(); 3];
+            for n in record {
+                let group = KeyGroup::of(&n, owners.len() as u32).0 as usize;
+                by_channel[owners[group] as usize].push(n);
+            }
+            parts.extend(
+                by_channel
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.is_empty()),
+            );
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn split_records_send_each_row_to_its_owner_and_fill_buffers_by_rows() {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..3).map(|_| bounded(64)).unzip();
+        let senders: Vec<Box<dyn ChannelSender<Vec<u64>>>> = tx
+            .into_iter()
+            .map(|t: Sender<Message<Vec<u64>>>| Box::new(t) as Box<dyn ChannelSender<Vec<u64>>>)
+            .collect();
+        let route = Route::Split(SplitRouter::new(Arc::new(Numbers), 128, 3));
+        let mut out = Output::new(senders, route, 100, Duration::from_secs(60), Arc::default())
+            .weighed(Some(|r: &Vec<u64>| r.len()));
+        out.push(&mut vec![(0..1000).collect()]).unwrap();
+        let mut all = Vec::new();
+        for (i, rx) in rx.iter().enumerate() {
+            // Each channel got about 333 rows in one record: a full buffer, sent at once.
+            let sent: Vec<Vec<u64>> = rx
+                .try_iter()
+                .flat_map(|m| match m {
+                    Message::Batch(b) => b,
+                    _ => vec![],
+                })
+                .collect();
+            assert_eq!(sent.len(), 1, "channel {i}");
+            for n in sent.into_iter().flatten() {
+                assert_eq!(KeyGroup::of(&n, 128).owner(128, 3), i as u32);
+                all.push(n);
             }
         }
         all.sort();

@@ -7,6 +7,7 @@ pub mod kafka_io;
 pub mod kafka_records;
 pub mod keyed_sum;
 pub mod nexmark;
+pub mod sql;
 pub mod state_machine;
 pub mod wordcount;
 
@@ -58,6 +59,12 @@ pub fn all() -> Vec<Pipeline> {
             about: "the Nexmark auction events (persons, auctions, bids) and one query: q0-q5, q7, q8, q11, q12",
             build: nexmark::build,
             command: nexmark::NexmarkArgs::command,
+        },
+        Pipeline {
+            name: "sql",
+            about: "a SQL script (CREATE TABLEs, INSERT INTOs) over the data dictionary; `weir sql` runs one",
+            build: sql::build,
+            command: sql::SqlJobArgs::command,
         },
         Pipeline {
             name: "state-machine",

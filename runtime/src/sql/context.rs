@@ -9,7 +9,7 @@ use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{plan_err, Result, TableReference};
 use datafusion_expr::logical_plan::builder::LogicalTableSource;
-use datafusion_expr::planner::{ContextProvider, RelationPlanner};
+use datafusion_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
 use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
 use weir_catalog::Table;
 
@@ -26,6 +26,8 @@ pub struct Context {
     aggregates: HashMap<String, Arc<AggregateUDF>>,
     windows: HashMap<String, Arc<WindowUDF>>,
     relation_planners: Vec<Arc<dyn RelationPlanner>>,
+    /// How function calls plan: `COUNT(*)`, `a.b` field access, `POSITION`, ...
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
     options: ConfigOptions,
 }
 
@@ -56,6 +58,15 @@ impl Context {
             aggregates,
             windows,
             relation_planners: vec![Arc::new(planner)],
+            expr_planners: vec![
+                Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+                Arc::new(datafusion_functions_window::planner::WindowFunctionPlanner),
+                Arc::new(datafusion_functions_nested::planner::NestedFunctionPlanner),
+                Arc::new(datafusion_functions_nested::planner::FieldAccessPlanner),
+                Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+                Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+                Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+            ],
             options: ConfigOptions::default(),
         }
     }
@@ -95,6 +106,10 @@ impl ContextProvider for Context {
             );
         };
         Ok(Arc::new(LogicalTableSource::new(table_schema(table))))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.expr_planners
     }
 
     fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {

@@ -19,7 +19,7 @@ pub fn explain(plan: &StreamPlan, tables: &Tables) -> String {
         }
     }
     text.push_str(
-        "Keyed state lives in the job's state backend (--state-backend heap or rocksdb), by key group;\n\
+        "SQL aggregates keep their state on the heap, checkpointed by key group as Arrow IPC;\n\
          it is restored by uid from a checkpoint or savepoint of the same query.\n",
     );
     text

@@ -92,6 +92,11 @@ impl<'a> Lowering<'a> {
             .map(|&i| self.plan.nodes[i].uid.as_str())
             .collect();
         let uid = uid(&operator, &input_uids);
+        // The same computation over the same input is one operator, whichever
+        // inserts read it.
+        if let Some(existing) = self.plan.nodes.iter().position(|n| n.uid == uid) {
+            return existing;
+        }
         self.plan.nodes.push(PlanNode {
             uid,
             operator,
@@ -187,13 +192,8 @@ impl<'a> Lowering<'a> {
         }
         match (window, groups_window) {
             (Some(spec), true) => {
-                let keys = aggregate
-                    .group_expr
-                    .iter()
-                    .filter(|e| !["window_start", "window_end", "window_time"].iter().any(|n| is_column(e, n)))
-                    .cloned()
-                    .collect();
-                Ok(self.add(Operator::WindowAggregate { spec, keys, aggregates }, vec![input], aggregate.schema.clone(), false))
+                let groups = aggregate.group_expr.clone();
+                Ok(self.add(Operator::WindowAggregate { spec, groups, aggregates }, vec![input], aggregate.schema.clone(), false))
             }
             (Some(spec), false) => plan_err!(
                 "GROUP BY over {spec} must group by window_start and window_end (as in Flink), not only {}",

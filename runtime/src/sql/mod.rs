@@ -16,6 +16,7 @@
 //!
 //! # Layout
 //!
+//! Planning:
 //! - [`arrow_types`]: catalog column types as Arrow types.
 //! - [`context`]: the tables and functions the planner looks names up in.
 //! - [`window_tvf`]: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION`.
@@ -23,19 +24,46 @@
 //! - [`lower`]: DataFusion's logical plan onto the streaming plan.
 //! - [`locate`]: where a refused construct is in the SQL.
 //! - [`explain`]: the plan as `weir sql --explain` prints it.
+//!
+//! Running:
+//! - [`build`]: the streaming plan as a job graph.
+//! - [`rows`]: [`rows::Rows`], the record of SQL operators: an Arrow batch.
+//! - [`calc`]: filters and projections (DataFusion's physical expressions).
+//! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
+//! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
+//!   window aggregates on [`aggregates`] (DataFusion's accumulators).
+//! - [`nexmark`], [`json_rows`], [`encode`]: connectors' rows in and out.
 
+pub mod aggregates;
 pub mod arrow_types;
+pub mod build;
+pub mod calc;
 pub mod context;
+pub mod encode;
 pub mod explain;
+pub mod groups;
+pub mod json_rows;
+pub mod key_groups;
 pub mod locate;
 pub mod lower;
+pub mod nexmark;
 pub mod plan;
+pub mod rows;
+pub mod window_aggregate;
 pub mod window_tvf;
+pub mod windows;
 
 #[cfg(test)]
 mod tests;
 
-use datafusion_sql::planner::SqlToRel;
+use std::sync::Arc;
+
+use datafusion_common::config::ConfigOptions;
+use datafusion_expr::LogicalPlan;
+use datafusion_optimizer::analyzer::Analyzer;
+use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion_optimizer::{Optimizer, OptimizerContext};
+use datafusion_sql::planner::{ContextProvider, SqlToRel};
 use datafusion_sql::sqlparser::ast::Statement;
 use weir_catalog::{parse_script, Catalog, ScriptStatement};
 
@@ -92,6 +120,7 @@ pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript
         let text = first_line(&insert.to_string());
         let planned = planner
             .sql_statement_to_plan(insert.clone())
+            .and_then(|logical| analyze(logical, context.options()))
             .and_then(|logical| lowering.insert(&logical));
         if let Err(error) = planned {
             let mut message = planner_message(&error);
@@ -108,6 +137,18 @@ pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript
         tables,
         plan: lowering.finish(),
     })
+}
+
+/// DataFusion's analysis and the optimizations that keep the plan's shape:
+/// implicit casts made explicit (the physical expressions need them), and
+/// expressions simplified (constants folded).
+fn analyze(plan: LogicalPlan, options: &ConfigOptions) -> datafusion_common::Result<LogicalPlan> {
+    let analyzed = Analyzer::new().execute_and_check(plan, options, |_, _| {})?;
+    Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]).optimize(
+        analyzed,
+        &OptimizerContext::new(),
+        |_, _| {},
+    )
 }
 
 /// DataFusion's message without its `Error during planning: ` prefix, with

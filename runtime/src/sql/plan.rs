@@ -63,8 +63,8 @@ pub enum Operator {
     WindowAggregate {
         /// The windows.
         spec: WindowSpec,
-        /// The grouping columns besides the window's.
-        keys: Vec<Expr>,
+        /// The grouping expressions, `window_start` and `window_end` among them.
+        groups: Vec<Expr>,
         /// The aggregate calls.
         aggregates: Vec<Expr>,
     },
@@ -116,12 +116,12 @@ impl Operator {
             Operator::Windows { spec } => format!("Windows {spec}"),
             Operator::WindowAggregate {
                 spec,
-                keys,
+                groups,
                 aggregates,
             } => {
                 format!(
                     "WindowAggregate {spec} by [{}]: {}",
-                    list(keys),
+                    list(&window_keys(groups)),
                     list(aggregates)
                 )
             }
@@ -147,9 +147,9 @@ impl Operator {
         };
         match self {
             Operator::Source { .. } => Some("read positions, per split".to_string()),
-            Operator::WindowAggregate { keys: k, .. } => Some(format!(
-                "keyed by {} and window: accumulators, timers",
-                keys(k)
+            Operator::WindowAggregate { groups, .. } => Some(format!(
+                "keyed by {} and window: accumulators",
+                keys(&window_keys(groups))
             )),
             Operator::Aggregate { keys: k, .. } => {
                 Some(format!("keyed by {}: accumulators", keys(k)))
@@ -158,6 +158,20 @@ impl Operator {
             _ => None,
         }
     }
+}
+
+/// Whether `expr` is one of the columns a window table function adds.
+pub fn is_window_column(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if ["window_start", "window_end", "window_time"].contains(&c.name.as_str()))
+}
+
+/// The grouping expressions of a window aggregate besides the window's columns.
+pub fn window_keys(groups: &[Expr]) -> Vec<Expr> {
+    groups
+        .iter()
+        .filter(|e| !is_window_column(e))
+        .cloned()
+        .collect()
 }
 
 /// The uid of a node: sources and sinks by their table (a changed query

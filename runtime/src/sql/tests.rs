@@ -66,14 +66,14 @@ fn a_tumbling_window_count_lowers_to_a_window_aggregate_between_source_and_sink(
     let aggregate = &planned.plan.nodes[3];
     let Operator::WindowAggregate {
         spec,
-        keys,
+        groups,
         aggregates,
     } = &aggregate.operator
     else {
         panic!("{:?}", aggregate.operator);
     };
     assert_eq!(spec.to_string(), "TUMBLE(date_time, 10 s) on event time");
-    assert_eq!(keys.len(), 1);
+    assert_eq!(crate::sql::plan::window_keys(groups).len(), 1);
     assert_eq!(aggregates.len(), 1);
     let text = explain(&planned.plan, &planned.tables);
     assert!(text.contains("INSERT INTO counts (kafka)"), "{text}");

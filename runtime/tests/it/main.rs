@@ -30,5 +30,6 @@ mod restore;
 mod s3;
 mod s3_server;
 mod savepoints;
+mod sql_jobs;
 mod support;
 mod windows;

@@ -1,0 +1,110 @@
+//! Aggregate calls (`COUNT`, `SUM`, `AVG`, `COUNT(DISTINCT ...)`,
+//! `FILTER (WHERE ...)`, ...) on DataFusion's accumulators: a call lowered to
+//! its physical form, its arguments evaluated over a batch, and a fresh
+//! accumulator for many groups at once.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion_common::arrow::datatypes::FieldRef;
+use datafusion_common::DFSchema;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{Expr, GroupsAccumulator};
+use datafusion_physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
+use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+
+use crate::error::{Error, Result};
+use crate::sql::calc::evaluate;
+
+/// One aggregate call of a `GROUP BY`, ready to run.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    function: Arc<AggregateFunctionExpr>,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The fields of its accumulators' state, as checkpoints store it.
+    pub state_fields: Vec<FieldRef>,
+}
+
+/// A call's arguments over one batch.
+pub struct CallInputs {
+    /// One array per argument.
+    pub values: Vec<ArrayRef>,
+    /// Which rows `FILTER (WHERE ...)` lets in, if it has one.
+    pub filter: Option<BooleanArray>,
+}
+
+impl AggregateCall {
+    /// Lowers the call `expr` over rows of `input`.
+    pub fn lower(expr: &Expr, input: &DFSchema) -> Result<Self> {
+        let props = ExecutionProps::new();
+        let planning = PhysicalPlanningContext::default();
+        let lowered =
+            LoweredAggregateBuilder::new(expr, input, input.as_arrow(), &props, &planning)
+                .build()
+                .map_err(|e| Error::Sql(format!("aggregate `{expr}`: {e}")))?;
+        if !lowered.order_bys.is_empty() {
+            return Err(Error::Sql(format!(
+                "aggregate `{expr}`: ORDER BY inside an aggregate call is not supported"
+            )));
+        }
+        let state_fields = lowered
+            .aggregate
+            .state_fields()
+            .map_err(|e| Error::Sql(format!("aggregate `{expr}`: {e}")))?;
+        let call = AggregateCall {
+            function: lowered.aggregate,
+            filter: lowered.filter,
+            state_fields,
+        };
+        // Made once here, so that an accumulator that cannot be made fails the plan.
+        call.accumulator()?;
+        Ok(call)
+    }
+
+    /// The field of its result.
+    pub fn field(&self) -> FieldRef {
+        self.function.field()
+    }
+
+    /// A fresh accumulator of many groups.
+    pub fn accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
+        let failed = |e: datafusion_common::DataFusionError| {
+            Error::Sql(format!("aggregate `{}`: {e}", self.function.name()))
+        };
+        if self.function.groups_accumulator_supported() {
+            return self.function.create_groups_accumulator().map_err(failed);
+        }
+        let function = self.function.clone();
+        // Checked once here so that the adapter's factory cannot fail later.
+        function.create_accumulator().map_err(failed)?;
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            function.create_accumulator()
+        })))
+    }
+
+    /// Its arguments and filter over `batch`.
+    pub fn inputs(&self, batch: &RecordBatch) -> Result<CallInputs> {
+        let values = self
+            .function
+            .expressions()
+            .iter()
+            .map(|e| evaluate(e.as_ref(), batch))
+            .collect::<Result<Vec<_>>>()?;
+        let filter = match &self.filter {
+            None => None,
+            Some(filter) => {
+                let mask = evaluate(filter.as_ref(), batch)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::Sql(format!("FILTER (WHERE {filter}) is not a condition"))
+                    })?;
+                Some(mask)
+            }
+        };
+        Ok(CallInputs { values, filter })
+    }
+}

@@ -1,0 +1,347 @@
+//! Builds the job graph of a planned SQL script: each node of the
+//! [`StreamPlan`] becomes weir operators over [`Rows`] with the node's uid,
+//! sources and sinks become their connectors'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_expr::{Expr, ExprSchemable};
+use weir_catalog::Table;
+
+use crate::api::{JobBuilder, JobGraph, Stream};
+use crate::error::{Error, Result};
+use crate::kafka::{Guarantee, KafkaConfig, KafkaSink};
+use crate::operators::{DiscardSink, FileSink, StdoutSink, TextFileSource, WatermarkStrategy};
+use crate::pipelines::generator::{GeneratorSource, SplitWatermarks};
+use crate::pipelines::nexmark::model::{Event, NexmarkEvents};
+use crate::sql::aggregates::AggregateCall;
+use crate::sql::arrow_types::table_schema;
+use crate::sql::calc::{physical, Calc};
+use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords};
+use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
+use crate::sql::key_groups::{hashable, KeySplitter};
+use crate::sql::nexmark::NexmarkTable;
+use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
+use crate::sql::rows::Rows;
+use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
+use crate::sql::windows::{millis, AssignWindows, Assigner};
+use crate::sql::PlannedScript;
+
+/// How much of a buffer between tasks a [`Rows`] fills: its rows.
+fn weight(rows: &Rows) -> usize {
+    rows.len()
+}
+
+/// The job `name` running `planned` at `parallelism`.
+pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Result<JobGraph> {
+    let mut job = JobBuilder::new(name);
+    job.parallelism(parallelism);
+    let plan = &planned.plan;
+    let mut streams: Vec<Option<Stream<Rows>>> = Vec::with_capacity(plan.nodes.len());
+    for node in &plan.nodes {
+        let input = |i: usize| -> Result<Stream<Rows>> {
+            node.inputs
+                .get(i)
+                .and_then(|&n| streams[n].clone())
+                .ok_or_else(|| Error::Internal(format!("operator {} lacks its input", node.uid)))
+        };
+        let table = |name: &str| -> Result<&Table> {
+            planned
+                .tables
+                .get(name)
+                .ok_or_else(|| Error::Sql(format!("no table `{name}`")))
+        };
+        let stream = match &node.operator {
+            Operator::Source { table: name, .. } => Some(source(&job, table(name)?, node)?),
+            Operator::Filter { predicate } => {
+                let predicate = physical(predicate, input_schema(plan, node)?)?;
+                Some(input(0)?.transform(node.operator.kind(), move |_| Calc::Filter(predicate.clone())).uid(&node.uid))
+            }
+            Operator::Project { exprs } => {
+                let schema = input_schema(plan, node)?;
+                let exprs = exprs.iter().map(|e| physical(e, schema)).collect::<Result<Vec<_>>>()?;
+                let output = Arc::clone(node.schema.inner());
+                Some(input(0)?.transform(node.operator.kind(), move |_| Calc::Project(exprs.clone(), output.clone())).uid(&node.uid))
+            }
+            Operator::Windows { spec } => {
+                let assigner = Assigner::new(&spec.kind, spec.offset_ms)?;
+                if spec.processing_time {
+                    return Err(Error::Sql(format!("{spec}: windows on processing time are planned but do not run yet; use an event-time attribute (WATERMARK FOR)")));
+                }
+                let schema = input_schema(plan, node)?;
+                let time = schema
+                    .index_of_column_by_name(None, &spec.time_column)
+                    .ok_or_else(|| Error::Sql(format!("{spec}: no column `{}`", spec.time_column)))?;
+                let output = Arc::clone(node.schema.inner());
+                Some(input(0)?.transform(node.operator.kind(), move |_| AssignWindows::new(assigner, time, output.clone())).uid(&node.uid))
+            }
+            Operator::WindowAggregate { groups, aggregates, .. } => {
+                let spec = Arc::new(window_aggregate(plan, node, groups, aggregates)?);
+                let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
+                let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                    WindowAggregate::new(spec.clone())
+                });
+                Some(stream.uid(&node.uid))
+            }
+            Operator::Aggregate { .. } => {
+                return Err(Error::Sql(
+                    "an unbounded GROUP BY (an updating result) is planned but does not run yet; group by a window (TUMBLE, HOP, CUMULATE)".into(),
+                ))
+            }
+            Operator::Union => {
+                let mut union = input(0)?;
+                for i in 1..node.inputs.len() {
+                    union = union.union(input(i)?);
+                }
+                Some(union)
+            }
+            Operator::Sink { table: name } => {
+                sink(input(0)?, table(name)?, node)?;
+                None
+            }
+        };
+        streams.push(stream.map(|s| s.weighed(weight)));
+    }
+    job.build()
+}
+
+/// The schema of `node`'s first input.
+fn input_schema<'a>(
+    plan: &'a StreamPlan,
+    node: &PlanNode,
+) -> Result<&'a datafusion_common::DFSchema> {
+    node.inputs
+        .first()
+        .map(|&i| plan.nodes[i].schema.as_ref())
+        .ok_or_else(|| Error::Internal(format!("operator {} has no input", node.uid)))
+}
+
+/// The window aggregate of `node`, its expressions made physical.
+fn window_aggregate(
+    plan: &StreamPlan,
+    node: &PlanNode,
+    groups: &[Expr],
+    aggregates: &[Expr],
+) -> Result<WindowAggregateSpec> {
+    let input = input_schema(plan, node)?;
+    let column = |name: &str| -> Result<_> {
+        let expr = groups
+            .iter()
+            .find(|e| matches!(e, Expr::Column(c) if c.name == name))
+            .cloned()
+            .unwrap_or_else(|| Expr::Column(datafusion_common::Column::new_unqualified(name)));
+        physical(&expr, input)
+    };
+    let mut columns = Vec::with_capacity(groups.len());
+    let mut keys = Vec::new();
+    let mut key_types = Vec::new();
+    for group in groups {
+        columns.push(match group {
+            Expr::Column(c) if is_window_column(group) => match c.name.as_str() {
+                "window_start" => GroupColumn::Start,
+                "window_end" => GroupColumn::End,
+                _ => GroupColumn::Time,
+            },
+            key => {
+                let data_type = key
+                    .get_type(input)
+                    .map_err(|e| Error::Sql(format!("GROUP BY {key}: {e}")))?;
+                if !hashable(&data_type) {
+                    return Err(Error::Sql(format!(
+                        "GROUP BY {key}: a key of type {data_type} is not supported"
+                    )));
+                }
+                keys.push(physical(key, input)?);
+                key_types.push(data_type);
+                GroupColumn::Key(keys.len() - 1)
+            }
+        });
+    }
+    let window_type = input
+        .field_with_unqualified_name("window_start")
+        .map(|f| f.data_type().clone())
+        .unwrap_or(DataType::Timestamp(
+            datafusion_common::arrow::datatypes::TimeUnit::Millisecond,
+            None,
+        ));
+    let calls = aggregates
+        .iter()
+        .map(|a| AggregateCall::lower(a, input))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WindowAggregateSpec {
+        columns,
+        keys,
+        start: column("window_start")?,
+        end: column("window_end")?,
+        window_type,
+        calls,
+        schema: Arc::clone(node.schema.inner()),
+        converter: WindowAggregateSpec::converter(&key_types)?,
+        key_types,
+    })
+}
+
+/// The source of `table`.
+fn source(job: &JobBuilder, table: &Table, node: &PlanNode) -> Result<Stream<Rows>> {
+    match table.connector() {
+        "nexmark" => {
+            let nexmark = NexmarkTable::new(table)?;
+            let (config, events, rate) = (nexmark.config, nexmark.events, nexmark.rate_limit);
+            let max_delay = nexmark.max_delay_ms;
+            let generated: Stream<Event> = job
+                .source(&format!("{}-events", node.uid), move |_| {
+                    GeneratorSource::new(NexmarkEvents::new(config), events, rate).with_watermarks(SplitWatermarks {
+                        timestamp: Arc::new(Event::date_time),
+                        max_delay,
+                        interval: Duration::from_millis(200),
+                    })
+                })
+                .uid(&node.uid);
+            let uid = format!("{}-rows", node.uid);
+            Ok(generated.transform(&uid, move |_| nexmark.to_rows()).uid(&uid))
+        }
+        "filesystem" => {
+            let files = input_files(table)?;
+            let lines: Stream<String> = job
+                .source(&format!("{}-lines", node.uid), move |_| TextFileSource::new(files.clone()))
+                .uid(&node.uid);
+            let decoded = format!("{}-decode", node.uid);
+            let spec = JsonRowsSpec::new(table, "filesystem")?;
+            let rows = lines
+                .transform(&decoded, move |_| JsonRows::new(spec.clone()))
+                .uid(&decoded);
+            Ok(with_watermarks(rows, table, node)?)
+        }
+        other => Err(Error::Sql(format!(
+            "table `{}` (connector '{other}') cannot be read by a SQL job yet: the nexmark and filesystem connectors can",
+            table.name
+        ))),
+    }
+}
+
+/// The files of a `filesystem` table: its path's, if a directory (sorted,
+/// hidden ones left out), else the path itself.
+fn input_files(table: &Table) -> Result<Vec<std::path::PathBuf>> {
+    let path = table.option("path").unwrap_or_default();
+    let path = std::path::PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+    if !path.is_dir() {
+        return match path.exists() {
+            true => Ok(vec![path]),
+            false => Err(Error::Sql(format!(
+                "table `{}`: 'path' {} does not exist",
+                table.name,
+                path.display()
+            ))),
+        };
+    }
+    let entries = std::fs::read_dir(&path).map_err(|e| Error::io("listing", &path, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", &path, e))?;
+        let hidden = entry.file_name().to_string_lossy().starts_with(['.', '_']);
+        if !hidden && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `rows` with the watermarks of `table`'s `WATERMARK FOR`, if it has one:
+/// the largest event time seen less the delay.
+fn with_watermarks(rows: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<Stream<Rows>> {
+    let Some(watermark) = &table.watermark else {
+        return Ok(rows);
+    };
+    let schema = table_schema(table);
+    let column = schema.index_of(&watermark.column).map_err(|_| {
+        Error::Sql(format!(
+            "table `{}`: no column `{}`",
+            table.name, watermark.column
+        ))
+    })?;
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(
+        Duration::from_millis(watermark.delay_ms),
+        move |rows: &Rows| newest(rows, column),
+    )
+    .with_interval(Duration::from_millis(200));
+    let uid = format!("{}-watermarks", node.uid);
+    Ok(rows.assign_watermarks(&uid, strategy).uid(&uid))
+}
+
+/// The newest event time in column `column` of `rows`, ms.
+fn newest(rows: &Rows, column: usize) -> i64 {
+    millis(rows.0.column(column))
+        .ok()
+        .and_then(|times| datafusion_common::arrow::compute::max(&times))
+        .unwrap_or(i64::MIN)
+}
+
+/// Ends `stream` in `table`.
+fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
+    let uid = &node.uid;
+    let encoded = format!("{uid}-encode");
+    match table.connector() {
+        "blackhole" => {
+            stream.sink(uid, |_| DiscardSink::new()).uid(uid);
+        }
+        "print" => {
+            let prefix = table.option("print-identifier").map(|p| format!("{p}> ")).unwrap_or_default();
+            stream
+                .try_map(&encoded, move |rows: Rows| lines(&rows, |b, out| print_lines(b, &prefix, out)))
+                .uid(&encoded)
+                .sink(uid, |_| StdoutSink::new(|line: &String, out| out.extend_from_slice(line.as_bytes())))
+                .uid(uid);
+        }
+        "filesystem" => {
+            let path = table.option("path").unwrap_or_default();
+            let dir = path.strip_prefix("file://").unwrap_or(path).to_string();
+            stream
+                .try_map(&encoded, |rows: Rows| lines(&rows, json_lines))
+                .uid(&encoded)
+                .sink(uid, move |_| FileSink::new(dir.clone(), |line: &String, out| out.extend_from_slice(line.as_bytes())))
+                .uid(uid);
+        }
+        "kafka" => {
+            let (config, topic, guarantee) = kafka_output(table)?;
+            stream
+                .transform(&encoded, |_| JsonRecords)
+                .uid(&encoded)
+                .sink(uid, move |_| {
+                    KafkaSink::new(config.clone(), &topic, |row: &String, out| out.extend_from_slice(row.as_bytes()))
+                        .guarantee(guarantee)
+                })
+                .uid(uid);
+        }
+        other => {
+            return Err(Error::Sql(format!(
+                "table `{}` (connector '{other}') cannot be written by a SQL job yet: print, blackhole, filesystem and kafka can",
+                table.name
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The brokers, topic and guarantee of a Kafka table.
+fn kafka_output(table: &Table) -> Result<(KafkaConfig, String, Guarantee)> {
+    let bootstrap = table
+        .option("properties.bootstrap.servers")
+        .unwrap_or_default();
+    let mut config = KafkaConfig::new(bootstrap);
+    for (key, value) in &table.options {
+        if let Some(property) = key.strip_prefix("properties.") {
+            if property != "bootstrap.servers" {
+                config = config.property(property, value);
+            }
+        }
+    }
+    let guarantee = match table.option("sink.delivery-guarantee") {
+        None | Some("exactly-once") => Guarantee::ExactlyOnce,
+        Some("at-least-once") => Guarantee::AtLeastOnce,
+        Some(_) => Guarantee::None,
+    };
+    let topic = table.option("topic").unwrap_or_default().to_string();
+    Ok((config, topic, guarantee))
+}

@@ -1,0 +1,346 @@
+//! SQL jobs as a user runs them with `weir sql -f`: a golden output per
+//! construct over a small file of clicks, and windowed queries over the
+//! Nexmark generator that give the same rows through injected failures and
+//! through a rescale from a savepoint as without.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::{assert_ok, committed_lines, run_in, stderr};
+
+/// Six clicks by three users over 25 seconds, in order.
+const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100, "ts": "2026-01-01 00:00:01"}
+{"user_id": "bob", "url": "/b", "bytes": 250, "ts": "2026-01-01 00:00:04"}
+{"user_id": "ann", "url": "/c", "bytes": 50, "ts": "2026-01-01 00:00:07"}
+{"user_id": "ann", "url": "/a", "bytes": 300, "ts": "2026-01-01 00:00:12"}
+{"user_id": "cy", "url": "/d", "bytes": 10, "ts": "2026-01-01 00:00:13"}
+{"user_id": "bob", "url": "/b", "bytes": 20, "ts": "2026-01-01 00:00:25"}
+"#;
+
+const CLICKS_TABLE: &str =
+    "CREATE TABLE clicks (user_id STRING, url STRING, bytes BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+WITH ('connector' = 'filesystem', 'path' = 'clicks.jsonl', 'format' = 'json');";
+
+/// Runs `columns` (the output table's) filled by `query` over the clicks in
+/// a fresh directory; returns the committed output lines, sorted.
+fn golden(columns: &str, query: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE result ({columns}) WITH ('connector' = 'filesystem', 'path' = 'out', 'format' = 'json');\nINSERT INTO result {query};"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    let out = run_in(dir.path(), &["sql", "-f", "job.sql", "-p", "2"]);
+    assert_ok(&out);
+    committed_lines(&dir.path().join("out"))
+}
+
+fn sorted(lines: &[&str]) -> Vec<String> {
+    let mut lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn projections_and_scalar_functions() {
+    let out = golden(
+        "who STRING, kb DOUBLE, size STRING, page STRING, n INT",
+        "SELECT UPPER(user_id), CAST(bytes AS DOUBLE) / 100, CASE WHEN bytes >= 100 THEN 'big' ELSE 'small' END, \
+         CONCAT(user_id, url), CHAR_LENGTH(url) FROM clicks WHERE user_id = 'ann'",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"who":"ANN","kb":1.0,"size":"big","page":"ann/a","n":2}"#,
+            r#"{"who":"ANN","kb":0.5,"size":"small","page":"ann/c","n":2}"#,
+            r#"{"who":"ANN","kb":3.0,"size":"big","page":"ann/a","n":2}"#,
+        ])
+    );
+}
+
+#[test]
+fn filters_keep_the_rows_their_condition_holds_for() {
+    let out = golden(
+        "user_id STRING, bytes BIGINT",
+        "SELECT user_id, bytes FROM clicks WHERE bytes >= 100 AND user_id <> 'bob' OR url = '/d'",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"user_id":"ann","bytes":100}"#,
+            r#"{"user_id":"ann","bytes":300}"#,
+            r#"{"user_id":"cy","bytes":10}"#,
+        ])
+    );
+}
+
+#[test]
+fn tumbling_windows_aggregate_each_key_once_per_window() {
+    let out = golden(
+        "user_id STRING, window_start TIMESTAMP(3), clicks BIGINT, total BIGINT, avg_bytes DOUBLE, urls BIGINT, big BIGINT, least BIGINT",
+        "SELECT user_id, window_start, COUNT(*), SUM(bytes), AVG(bytes), COUNT(DISTINCT url), \
+         COUNT(*) FILTER (WHERE bytes > 60), MIN(bytes) \
+         FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+         GROUP BY user_id, window_start, window_end",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"user_id":"ann","window_start":"2026-01-01T00:00:00","clicks":2,"total":150,"avg_bytes":75.0,"urls":2,"big":1,"least":50}"#,
+            r#"{"user_id":"bob","window_start":"2026-01-01T00:00:00","clicks":1,"total":250,"avg_bytes":250.0,"urls":1,"big":1,"least":250}"#,
+            r#"{"user_id":"ann","window_start":"2026-01-01T00:00:10","clicks":1,"total":300,"avg_bytes":300.0,"urls":1,"big":1,"least":300}"#,
+            r#"{"user_id":"cy","window_start":"2026-01-01T00:00:10","clicks":1,"total":10,"avg_bytes":10.0,"urls":1,"big":0,"least":10}"#,
+            r#"{"user_id":"bob","window_start":"2026-01-01T00:00:20","clicks":1,"total":20,"avg_bytes":20.0,"urls":1,"big":0,"least":20}"#,
+        ])
+    );
+}
+
+#[test]
+fn hopping_windows_count_a_row_in_every_window_it_falls_in() {
+    let out = golden(
+        "user_id STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), clicks BIGINT",
+        "SELECT user_id, window_start, window_end, COUNT(*) \
+         FROM TABLE(HOP(TABLE clicks, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY user_id, window_start, window_end",
+    );
+    let row = |user: &str, start: &str, end: &str, n: u32| {
+        format!(
+            r#"{{"user_id":"{user}","window_start":"{start}","window_end":"{end}","clicks":{n}}}"#
+        )
+    };
+    let (m5, z, s5, s10, s15, s20, s25, s30, s35) = (
+        "2025-12-31T23:59:55",
+        "2026-01-01T00:00:00",
+        "2026-01-01T00:00:05",
+        "2026-01-01T00:00:10",
+        "2026-01-01T00:00:15",
+        "2026-01-01T00:00:20",
+        "2026-01-01T00:00:25",
+        "2026-01-01T00:00:30",
+        "2026-01-01T00:00:35",
+    );
+    let mut expected = vec![
+        row("ann", m5, s5, 1),
+        row("bob", m5, s5, 1),
+        row("ann", z, s10, 2),
+        row("bob", z, s10, 1),
+        row("ann", s5, s15, 2),
+        row("cy", s5, s15, 1),
+        row("ann", s10, s20, 1),
+        row("cy", s10, s20, 1),
+        row("bob", s20, s30, 1),
+        row("bob", s25, s35, 1),
+    ];
+    expected.sort();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn cumulating_windows_grow_by_their_step() {
+    let out = golden(
+        "user_id STRING, window_end TIMESTAMP(3), total BIGINT",
+        "SELECT user_id, window_end, SUM(bytes) \
+         FROM TABLE(CUMULATE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY user_id, window_start, window_end",
+    );
+    let row = |user: &str, end: &str, total: u32| {
+        format!(r#"{{"user_id":"{user}","window_end":"2026-01-01T00:00:{end}","total":{total}}}"#)
+    };
+    let mut expected = vec![
+        row("ann", "05", 100),
+        row("ann", "10", 150),
+        row("ann", "15", 300),
+        row("ann", "20", 300),
+        row("bob", "05", 250),
+        row("bob", "10", 250),
+        row("bob", "30", 20),
+        row("cy", "15", 10),
+        row("cy", "20", 10),
+    ];
+    expected.sort();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn union_all_keeps_every_row_of_both_queries() {
+    let out = golden(
+        "user_id STRING, why STRING",
+        "SELECT user_id, 'big' FROM clicks WHERE bytes > 200 \
+         UNION ALL SELECT user_id, 'late' FROM clicks WHERE ts > TIMESTAMP '2026-01-01 00:00:20'",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"user_id":"bob","why":"big"}"#,
+            r#"{"user_id":"ann","why":"big"}"#,
+            r#"{"user_id":"bob","why":"late"}"#,
+        ])
+    );
+}
+
+#[test]
+fn a_window_table_function_alone_tags_each_row_with_its_window() {
+    let out = golden(
+        "url STRING, window_start TIMESTAMP(3), window_time TIMESTAMP(3)",
+        "SELECT url, window_start, window_time FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) WHERE user_id = 'cy'",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"url":"/d","window_start":"2026-01-01T00:00:10","window_time":"2026-01-01T00:00:19.999"}"#
+        ])
+    );
+}
+
+#[test]
+fn the_print_connector_writes_flinks_change_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE shown (user_id STRING, bytes BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'big');\n\
+         INSERT INTO shown SELECT user_id, bytes FROM clicks WHERE bytes > 200;"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    let out = run_in(dir.path(), &["sql", "-f", "job.sql"]);
+    assert_ok(&out);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed, "big> +I[bob, 250]\nbig> +I[ann, 300]\n");
+}
+
+#[test]
+fn a_record_that_does_not_fit_its_table_fails_the_job_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = CLICKS.replace(r#""bytes": 50"#, r#""bytes": "fifty""#);
+    fs::write(dir.path().join("clicks.jsonl"), bad).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE shown (user_id STRING) WITH ('connector' = 'blackhole');\nINSERT INTO shown SELECT user_id FROM clicks;"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    let out = run_in(dir.path(), &["sql", "-f", "job.sql", "--max-restarts", "0"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not fit the table") && err.contains("fifty"),
+        "{err}"
+    );
+}
+
+/// A windowed Nexmark query writing into `out`: bids per auction per second.
+fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> String {
+    let tables = fs::read_to_string(
+        crate::support::manifest_dir().join("../examples/sql/nexmark/tables.sql"),
+    )
+    .unwrap();
+    // 20 s of event time, so that windows fire before a savepoint 1 s in
+    // (with 8 key groups, the generator's splits are 0.8 s of event time apart).
+    let mut tables = tables.replace(
+        "'events.num' = '100000'",
+        "'events.num' = '200000', 'events.per-second' = '10000'",
+    );
+    if let Some(rate) = rate_limit {
+        tables = tables.replace(
+            "'kind' = 'bid',",
+            &format!("'kind' = 'bid', 'rate-limit' = '{rate}',"),
+        );
+    }
+    let script = format!(
+        "{tables}\nCREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');\n\
+         INSERT INTO counts SELECT auction, window_start, COUNT(*), MAX(price) \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) \
+         GROUP BY auction, window_start, window_end;"
+    );
+    let path = dir.join(format!("{out}.sql"));
+    fs::write(&path, script).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = nexmark_windows(dir.path(), "clean", None);
+    assert_ok(&run_in(
+        dir.path(),
+        &["sql", "-f", &clean, "--max-parallelism", "8"],
+    ));
+    let expected = committed_lines(&dir.path().join("clean"));
+    assert!(expected.len() > 1000, "{} rows", expected.len());
+
+    let failing = nexmark_windows(dir.path(), "failing", Some(100_000));
+    let out = run_in(
+        dir.path(),
+        &[
+            "sql",
+            "-f",
+            &failing,
+            "--max-parallelism",
+            "8",
+            "-p",
+            "2",
+            "--checkpoint-interval",
+            "150ms",
+            "--inject-failures",
+            "3",
+            "--name",
+            "nexmark-windows",
+        ],
+    );
+    assert_ok(&out);
+    assert!(crate::support::restarts(&out) >= 1, "{}", stderr(&out));
+    assert_eq!(committed_lines(&dir.path().join("failing")), expected);
+
+    let before = nexmark_windows(dir.path(), "before", Some(100_000));
+    let stopped = run_in(
+        dir.path(),
+        &[
+            "sql",
+            "-f",
+            &before,
+            "--max-parallelism",
+            "8",
+            "-p",
+            "1",
+            "--checkpoint-interval",
+            "200ms",
+            "--stop-with-savepoint-after",
+            "1s",
+            "--name",
+            "rescaled",
+        ],
+    );
+    assert_ok(&stopped);
+    let err = stderr(&stopped);
+    let savepoint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
+        .unwrap_or_else(|| panic!("no savepoint in: {err}"))
+        .trim()
+        .to_string();
+    let first = committed_lines(&dir.path().join("before"));
+    assert!(
+        !first.is_empty() && first.len() < expected.len(),
+        "the savepoint came after {} of {} rows",
+        first.len(),
+        expected.len()
+    );
+    // The restored sink commits the savepoint's pending file where it was.
+    let after = nexmark_windows(dir.path(), "before", None);
+    assert_ok(&run_in(
+        dir.path(),
+        &[
+            "sql",
+            "-f",
+            &after,
+            "--max-parallelism",
+            "8",
+            "-p",
+            "3",
+            "--restore",
+            &savepoint,
+            "--name",
+            "rescaled",
+        ],
+    ));
+    assert_eq!(committed_lines(&dir.path().join("before")), expected);
+}
