@@ -36,6 +36,8 @@ pub enum Scenario {
     StateSize,
     /// A Nexmark query over generated auction events (see --query, --events).
     Nexmark,
+    /// A SQL script over the built-in Nexmark tables (see --query-file, --events).
+    Sql,
 }
 
 /// Options of `weir bench`.
@@ -57,6 +59,9 @@ pub struct BenchArgs {
     /// nexmark: the query.
     #[arg(long, value_enum, default_value = "q0")]
     pub query: crate::pipelines::nexmark::Query,
+    /// sql: the script (a Nexmark query in SQL, such as examples/sql/nexmark/q5.sql).
+    #[arg(long, required_if_eq("scenario", "sql"))]
+    pub query_file: Option<std::path::PathBuf>,
     /// grep: substring or regex.
     #[arg(long, value_enum, default_value = "substring")]
     pub mode: Mode,
@@ -164,7 +169,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         (Scenario::KeyedSum, None) if args.workers > 0 => 100_000_000,
         (Scenario::KeyedSum, None) => 300_000_000,
         (Scenario::StateSize, None) => 0,
-        (Scenario::Nexmark, None) => 10_000_000,
+        (Scenario::Nexmark | Scenario::Sql, None) => 10_000_000,
     });
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
@@ -202,6 +207,27 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 args.state.state_backend.name()
             ),
         ),
+        Scenario::Sql => {
+            let file = args.query_file.clone().unwrap_or_default();
+            let query = file
+                .file_stem()
+                .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned());
+            let mut sql = vec!["--file".to_string(), file.display().to_string()];
+            for table in ["person", "auction", "bid"] {
+                sql.extend([
+                    "--option".to_string(),
+                    format!("{table}.events.num={records}"),
+                ]);
+            }
+            (
+                "sql",
+                sql,
+                format!(
+                    "sql-nexmark-{query} state={}",
+                    args.state.state_backend.name()
+                ),
+            )
+        }
         Scenario::KeyedSum => (
             "keyed-sum",
             vec!["--keys".to_string(), keys.to_string()],
@@ -216,7 +242,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             ),
         ),
     };
-    pipeline_args.extend(["--records".to_string(), records.to_string()]);
+    if args.scenario != Scenario::Sql {
+        pipeline_args.extend(["--records".to_string(), records.to_string()]);
+    }
     let kafka = match args.scenario {
         Scenario::KeyedSum => args.kafka.pipeline_args(),
         _ => None,
@@ -238,6 +266,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "--latency-file".to_string(),
                 latency_file.display().to_string(),
             ]),
+            None if args.scenario == Scenario::Sql => {}
             None => pipeline_args.push("--discard".to_string()),
         }
     }

@@ -38,30 +38,16 @@ pub struct SqlArgs {
 pub fn sql(args: SqlArgs) -> Result<()> {
     let script = args.script.script()?;
     let catalog = Catalog::new(&args.script.catalog);
-    let planned = plan_script(&script, Some(&catalog))?;
+    let planned = plan_script(&script, Some(&catalog), &args.script.options)?;
     if args.explain {
         print!("{}", explain(&planned.plan, &planned.tables));
         return Ok(());
     }
-    let mut pipeline_args = Vec::new();
-    for file in &args.script.files {
-        pipeline_args.push("--file".to_string());
-        pipeline_args.push(file.to_string_lossy().into_owned());
-    }
-    if let Some(sql) = &args.script.sql {
-        pipeline_args.extend(["--sql".to_string(), sql.clone()]);
-    }
-    pipeline_args.extend([
-        "--catalog".to_string(),
-        args.script.catalog.to_string_lossy().into_owned(),
-        "--name".to_string(),
-        args.script.job_name(),
-    ]);
     run(RunArgs {
         pipeline: "sql".to_string(),
         options: args.options,
         stop_with_savepoint_after: args.stop_with_savepoint_after,
         savepoint_dir: args.savepoint_dir,
-        args: pipeline_args,
+        args: args.script.to_args(),
     })
 }

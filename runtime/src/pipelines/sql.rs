@@ -29,6 +29,10 @@ pub struct SqlJobArgs {
     /// The job's name (default: the last file's name without `.sql`, or `sql`).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sets a table's `WITH` option, over the script's and the catalog's:
+    /// `bid.events.num=1000000`, `orders.properties.bootstrap.servers=...`.
+    #[arg(long = "option", value_name = "TABLE.KEY=VALUE")]
+    pub options: Vec<String>,
 }
 
 impl SqlJobArgs {
@@ -54,18 +58,46 @@ impl SqlJobArgs {
 
     /// The job's name.
     pub fn job_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            self.files
-                .last()
-                .and_then(|f| f.file_stem())
-                .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned())
-        })
+        self.name.clone().unwrap_or_else(|| self.default_name())
+    }
+
+    /// The job's name by default: the last file's name without `.sql`, or `sql`.
+    fn default_name(&self) -> String {
+        self.files
+            .last()
+            .and_then(|f| f.file_stem())
+            .map_or("sql".to_string(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// These arguments on a command line (how a worker builds the same job).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for file in &self.files {
+            args.extend(["--file".to_string(), file.to_string_lossy().into_owned()]);
+        }
+        if let Some(sql) = &self.sql {
+            args.extend(["--sql".to_string(), sql.clone()]);
+        }
+        args.extend([
+            "--catalog".to_string(),
+            self.catalog.to_string_lossy().into_owned(),
+            "--name".to_string(),
+            self.job_name(),
+        ]);
+        for option in &self.options {
+            args.extend(["--option".to_string(), option.clone()]);
+        }
+        args
     }
 }
 
 /// Builds the `sql` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<SqlJobArgs>("sql", args)?;
-    let planned = plan_script(&args.script()?, Some(&Catalog::new(&args.catalog)))?;
+    let planned = plan_script(
+        &args.script()?,
+        Some(&Catalog::new(&args.catalog)),
+        &args.options,
+    )?;
     build_job(&args.job_name(), &planned, parallelism)
 }

@@ -81,11 +81,20 @@ pub struct PlannedScript {
     pub plan: StreamPlan,
 }
 
-/// Plans the script `sql` over the tables of `catalog` (if any) and its own
-/// `CREATE TABLE`s, which shadow catalog tables of the same name.
-pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript> {
+/// Plans the script `sql` over the built-in Nexmark tables, the tables of
+/// `catalog` (if any) and its own `CREATE TABLE`s, each shadowing the ones
+/// before of the same name; `options` (`TABLE.KEY=VALUE`) then override
+/// tables' `WITH` options.
+pub fn plan_script(
+    sql: &str,
+    catalog: Option<&Catalog>,
+    options: &[String],
+) -> Result<PlannedScript> {
     let statements = parse_script(sql)?;
     let mut tables = Tables::new();
+    for table in nexmark::builtin_tables()? {
+        tables.insert(table.name.clone(), table);
+    }
     if let Some(catalog) = catalog {
         for table in catalog.list()? {
             tables.insert(table.name.clone(), table);
@@ -113,6 +122,9 @@ pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript
             "the script has no INSERT INTO: nothing would run".to_string(),
         ));
     }
+    for option in options {
+        override_option(&mut tables, option)?;
+    }
     let context = Context::new(tables.clone());
     let planner = SqlToRel::new(&context);
     let mut lowering = Lowering::new(&context);
@@ -137,6 +149,22 @@ pub fn plan_script(sql: &str, catalog: Option<&Catalog>) -> Result<PlannedScript
         tables,
         plan: lowering.finish(),
     })
+}
+
+/// Sets one table's option from `TABLE.KEY=VALUE`, checking the table after.
+fn override_option(tables: &mut Tables, option: &str) -> Result<()> {
+    let bad = |why: String| Error::Usage(format!("--option {option}: {why}"));
+    let (target, value) = option
+        .split_once('=')
+        .ok_or_else(|| bad("expected TABLE.KEY=VALUE".into()))?;
+    let (name, key) = target
+        .split_once('.')
+        .ok_or_else(|| bad("expected TABLE.KEY=VALUE".into()))?;
+    let table = tables
+        .get_mut(name)
+        .ok_or_else(|| bad(format!("no table `{name}`")))?;
+    table.options.insert(key.to_string(), value.to_string());
+    weir_catalog::validate::validate(table).map_err(|e| bad(e.to_string()))
 }
 
 /// DataFusion's analysis and the optimizations that keep the plan's shape:

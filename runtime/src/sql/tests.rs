@@ -23,7 +23,7 @@ const WINDOWED: &str = "INSERT INTO counts
     WHERE price > 10 GROUP BY auction, window_start, window_end";
 
 fn error(script: &str) -> String {
-    match plan_script(&format!("{TABLES}{script}"), None) {
+    match plan_script(&format!("{TABLES}{script}"), None, &[]) {
         Ok(_) => panic!("planned: {script}"),
         Err(Error::Sql(message) | Error::Catalog(weir_catalog::Error::Syntax(message))) => message,
         Err(other) => other.to_string(),
@@ -31,7 +31,7 @@ fn error(script: &str) -> String {
 }
 
 fn kinds(script: &str) -> Vec<&'static str> {
-    let planned = plan_script(&format!("{TABLES}{script}"), None).unwrap();
+    let planned = plan_script(&format!("{TABLES}{script}"), None, &[]).unwrap();
     planned
         .plan
         .nodes
@@ -42,7 +42,7 @@ fn kinds(script: &str) -> Vec<&'static str> {
 
 #[test]
 fn a_tumbling_window_count_lowers_to_a_window_aggregate_between_source_and_sink() {
-    let planned = plan_script(&format!("{TABLES}{WINDOWED}"), None).unwrap();
+    let planned = plan_script(&format!("{TABLES}{WINDOWED}"), None, &[]).unwrap();
     let kinds: Vec<_> = planned
         .plan
         .nodes
@@ -90,7 +90,7 @@ fn a_tumbling_window_count_lowers_to_a_window_aggregate_between_source_and_sink(
 #[test]
 fn uids_follow_what_an_operator_computes() {
     let uids = |script: &str| -> Vec<String> {
-        let planned = plan_script(&format!("{TABLES}{script}"), None).unwrap();
+        let planned = plan_script(&format!("{TABLES}{script}"), None, &[]).unwrap();
         planned.plan.nodes.iter().map(|n| n.uid.clone()).collect()
     };
     assert_eq!(
@@ -119,14 +119,14 @@ fn window_kinds_and_processing_time_are_read_from_flink_syntax() {
     let hop = "INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end";
     assert!(kinds(hop).contains(&"window-aggregate"));
     let cumulate = "INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(CUMULATE(DATA => TABLE bid, TIMECOL => DESCRIPTOR(proc), STEP => INTERVAL '1' SECOND, SIZE => INTERVAL '4' SECOND)) GROUP BY auction, window_start, window_end";
-    let planned = plan_script(&format!("{TABLES}{cumulate}"), None).unwrap();
+    let planned = plan_script(&format!("{TABLES}{cumulate}"), None, &[]).unwrap();
     let text = explain(&planned.plan, &planned.tables);
     assert!(
         text.contains("CUMULATE(proc, step 1 s, size 4 s) on processing time"),
         "{text}"
     );
     let session = "INSERT INTO counts SELECT bidder, window_end, COUNT(*) FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY bidder, window_start, window_end";
-    let planned = plan_script(&format!("{TABLES}{session}"), None).unwrap();
+    let planned = plan_script(&format!("{TABLES}{session}"), None, &[]).unwrap();
     let text = explain(&planned.plan, &planned.tables);
     assert!(
         text.contains("SESSION(date_time, gap 5 s, partition by bidder)"),

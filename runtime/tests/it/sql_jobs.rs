@@ -226,26 +226,45 @@ fn a_record_that_does_not_fit_its_table_fails_the_job_by_name() {
     );
 }
 
-/// A windowed Nexmark query writing into `out`: bids per auction per second.
-fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> String {
-    let tables = fs::read_to_string(
-        crate::support::manifest_dir().join("../examples/sql/nexmark/tables.sql"),
-    )
-    .unwrap();
-    // 20 s of event time, so that windows fire before a savepoint 1 s in
-    // (with 8 key groups, the generator's splits are 0.8 s of event time apart).
-    let mut tables = tables.replace(
-        "'events.num' = '100000'",
-        "'events.num' = '200000', 'events.per-second' = '10000'",
+#[test]
+fn a_table_option_set_on_the_command_line_is_checked_like_the_tables_own() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("job.sql"), "CREATE TABLE out (price BIGINT) WITH ('connector' = 'blackhole');\nINSERT INTO out SELECT price FROM bid;").unwrap();
+    let unknown = run_in(
+        dir.path(),
+        &["sql", "-f", "job.sql", "--option", "bids.events.num=10"],
     );
-    if let Some(rate) = rate_limit {
-        tables = tables.replace(
-            "'kind' = 'bid',",
-            &format!("'kind' = 'bid', 'rate-limit' = '{rate}',"),
-        );
-    }
+    assert!(
+        stderr(&unknown).contains("--option bids.events.num=10: no table `bids`"),
+        "{}",
+        stderr(&unknown)
+    );
+    let wrong = run_in(
+        dir.path(),
+        &["sql", "-f", "job.sql", "--option", "bid.kind=bids"],
+    );
+    assert!(
+        !wrong.status.success() && stderr(&wrong).contains("kind"),
+        "{}",
+        stderr(&wrong)
+    );
+    let bounded = run_in(
+        dir.path(),
+        &["sql", "-f", "job.sql", "--option", "bid.events.num=5000"],
+    );
+    assert_ok(&bounded);
+    assert!(
+        stderr(&bounded).contains("5000 records read"),
+        "{}",
+        stderr(&bounded)
+    );
+}
+
+/// A windowed Nexmark query writing into `out`: bids per auction per
+/// second; `weir sql` arguments to run it, at `rate_limit` events per second.
+fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> Vec<String> {
     let script = format!(
-        "{tables}\nCREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT) \
+        "CREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT) \
          WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');\n\
          INSERT INTO counts SELECT auction, window_start, COUNT(*), MAX(price) \
          FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) \
@@ -253,37 +272,55 @@ fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> String {
     );
     let path = dir.join(format!("{out}.sql"));
     fs::write(&path, script).unwrap();
-    path.to_string_lossy().into_owned()
+    // 20 s of event time, so that windows fire before a savepoint 1 s in
+    // (with 8 key groups, the generator's splits are 0.8 s of event time apart).
+    let mut args: Vec<String> = [
+        "sql",
+        "-f",
+        &path.to_string_lossy(),
+        "--max-parallelism",
+        "8",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for option in ["bid.events.num=200000", "bid.events.per-second=10000"] {
+        args.extend(["--option".to_string(), option.to_string()]);
+    }
+    if let Some(rate) = rate_limit {
+        args.extend(["--option".to_string(), format!("bid.rate-limit={rate}")]);
+    }
+    args
+}
+
+/// Runs `weir` with `args` and then `more` in `dir`.
+fn run_sql(dir: &Path, args: &[String], more: &[&str]) -> std::process::Output {
+    let all: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect();
+    run_in(dir, &all)
 }
 
 #[test]
 fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
     let clean = nexmark_windows(dir.path(), "clean", None);
-    assert_ok(&run_in(
-        dir.path(),
-        &["sql", "-f", &clean, "--max-parallelism", "8"],
-    ));
+    assert_ok(&run_sql(dir.path(), &clean, &[]));
     let expected = committed_lines(&dir.path().join("clean"));
     assert!(expected.len() > 1000, "{} rows", expected.len());
 
     let failing = nexmark_windows(dir.path(), "failing", Some(100_000));
-    let out = run_in(
+    let out = run_sql(
         dir.path(),
+        &failing,
         &[
-            "sql",
-            "-f",
-            &failing,
-            "--max-parallelism",
-            "8",
             "-p",
             "2",
             "--checkpoint-interval",
             "150ms",
             "--inject-failures",
             "3",
-            "--name",
-            "nexmark-windows",
         ],
     );
     assert_ok(&out);
@@ -291,14 +328,10 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
     assert_eq!(committed_lines(&dir.path().join("failing")), expected);
 
     let before = nexmark_windows(dir.path(), "before", Some(100_000));
-    let stopped = run_in(
+    let stopped = run_sql(
         dir.path(),
+        &before,
         &[
-            "sql",
-            "-f",
-            &before,
-            "--max-parallelism",
-            "8",
             "-p",
             "1",
             "--checkpoint-interval",
@@ -326,21 +359,10 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
     );
     // The restored sink commits the savepoint's pending file where it was.
     let after = nexmark_windows(dir.path(), "before", None);
-    assert_ok(&run_in(
+    assert_ok(&run_sql(
         dir.path(),
-        &[
-            "sql",
-            "-f",
-            &after,
-            "--max-parallelism",
-            "8",
-            "-p",
-            "3",
-            "--restore",
-            &savepoint,
-            "--name",
-            "rescaled",
-        ],
+        &after,
+        &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
     ));
     assert_eq!(committed_lines(&dir.path().join("before")), expected);
 }
