@@ -10,7 +10,7 @@ use datafusion_common::arrow::datatypes::FieldRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion_expr::{Expr, GroupsAccumulator};
+use datafusion_expr::{Accumulator, Expr, GroupsAccumulator};
 use datafusion_physical_expr::aggregate::{AggregateFunctionExpr, LoweredAggregateBuilder};
 use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
@@ -81,6 +81,13 @@ impl AggregateCall {
         Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
             function.create_accumulator()
         })))
+    }
+
+    /// A fresh accumulator of one group.
+    pub fn single_accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        self.function
+            .create_accumulator()
+            .map_err(|e| Error::Sql(format!("aggregate `{}`: {e}", self.function.name())))
     }
 
     /// Its arguments and filter over `batch`.

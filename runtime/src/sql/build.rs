@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use datafusion_common::arrow::datatypes::DataType;
 use datafusion_expr::{Expr, ExprSchemable};
+use datafusion_physical_expr::PhysicalExpr;
 use weir_catalog::Table;
 
 use crate::api::{JobBuilder, JobGraph, Stream};
@@ -18,12 +19,13 @@ use crate::pipelines::nexmark::model::{Event, NexmarkEvents};
 use crate::sql::aggregates::AggregateCall;
 use crate::sql::arrow_types::table_schema;
 use crate::sql::calc::{physical, Calc};
-use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords};
+use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
 use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
 use crate::sql::key_groups::{hashable, KeySplitter};
 use crate::sql::nexmark::NexmarkTable;
 use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
 use crate::sql::rows::Rows;
+use crate::sql::updating_aggregate::{UpdatingAggregate, UpdatingAggregateSpec};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
 use crate::sql::windows::{millis, AssignWindows, Assigner};
 use crate::sql::PlannedScript;
@@ -56,13 +58,28 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
             Operator::Source { table: name, .. } => Some(source(&job, table(name)?, node)?),
             Operator::Filter { predicate } => {
                 let predicate = physical(predicate, input_schema(plan, node)?)?;
-                Some(input(0)?.transform(node.operator.kind(), move |_| Calc::Filter(predicate.clone())).uid(&node.uid))
+                Some(
+                    input(0)?
+                        .transform(node.operator.kind(), move |_| {
+                            Calc::Filter(predicate.clone())
+                        })
+                        .uid(&node.uid),
+                )
             }
             Operator::Project { exprs } => {
                 let schema = input_schema(plan, node)?;
-                let exprs = exprs.iter().map(|e| physical(e, schema)).collect::<Result<Vec<_>>>()?;
+                let exprs = exprs
+                    .iter()
+                    .map(|e| physical(e, schema))
+                    .collect::<Result<Vec<_>>>()?;
                 let output = Arc::clone(node.schema.inner());
-                Some(input(0)?.transform(node.operator.kind(), move |_| Calc::Project(exprs.clone(), output.clone())).uid(&node.uid))
+                Some(
+                    input(0)?
+                        .transform(node.operator.kind(), move |_| {
+                            Calc::Project(exprs.clone(), output.clone())
+                        })
+                        .uid(&node.uid),
+                )
             }
             Operator::Windows { spec } => {
                 let assigner = Assigner::new(&spec.kind, spec.offset_ms)?;
@@ -72,11 +89,21 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 let schema = input_schema(plan, node)?;
                 let time = schema
                     .index_of_column_by_name(None, &spec.time_column)
-                    .ok_or_else(|| Error::Sql(format!("{spec}: no column `{}`", spec.time_column)))?;
+                    .ok_or_else(|| {
+                        Error::Sql(format!("{spec}: no column `{}`", spec.time_column))
+                    })?;
                 let output = Arc::clone(node.schema.inner());
-                Some(input(0)?.transform(node.operator.kind(), move |_| AssignWindows::new(assigner, time, output.clone())).uid(&node.uid))
+                Some(
+                    input(0)?
+                        .transform(node.operator.kind(), move |_| {
+                            AssignWindows::new(assigner, time, output.clone())
+                        })
+                        .uid(&node.uid),
+                )
             }
-            Operator::WindowAggregate { groups, aggregates, .. } => {
+            Operator::WindowAggregate {
+                groups, aggregates, ..
+            } => {
                 let spec = Arc::new(window_aggregate(plan, node, groups, aggregates)?);
                 let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
                 let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
@@ -84,10 +111,13 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 });
                 Some(stream.uid(&node.uid))
             }
-            Operator::Aggregate { .. } => {
-                return Err(Error::Sql(
-                    "an unbounded GROUP BY (an updating result) is planned but does not run yet; group by a window (TUMBLE, HOP, CUMULATE)".into(),
-                ))
+            Operator::Aggregate { keys, aggregates } => {
+                let spec = Arc::new(updating_aggregate(plan, node, keys, aggregates)?);
+                let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
+                let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                    UpdatingAggregate::new(spec.clone())
+                });
+                Some(stream.uid(&node.uid))
             }
             Operator::Union => {
                 let mut union = input(0)?;
@@ -182,13 +212,65 @@ fn window_aggregate(
     })
 }
 
+/// Grouping keys made physical, and their types.
+type PhysicalKeys = (Vec<Arc<dyn PhysicalExpr>>, Vec<DataType>);
+
+/// The keys `groups` over `input` made physical, with their types; a
+/// constant key when there are none (one group for all rows).
+fn physical_keys(groups: &[&Expr], input: &datafusion_common::DFSchema) -> Result<PhysicalKeys> {
+    let mut keys = Vec::with_capacity(groups.len().max(1));
+    let mut types = Vec::with_capacity(groups.len().max(1));
+    for key in groups {
+        let data_type = key
+            .get_type(input)
+            .map_err(|e| Error::Sql(format!("GROUP BY {key}: {e}")))?;
+        if !hashable(&data_type) {
+            return Err(Error::Sql(format!(
+                "GROUP BY {key}: a key of type {data_type} is not supported"
+            )));
+        }
+        keys.push(physical(key, input)?);
+        types.push(data_type);
+    }
+    if keys.is_empty() {
+        keys.push(physical(&datafusion_expr::lit(0i64), input)?);
+        types.push(DataType::Int64);
+    }
+    Ok((keys, types))
+}
+
+/// The updating aggregate of `node`, its expressions made physical.
+fn updating_aggregate(
+    plan: &StreamPlan,
+    node: &PlanNode,
+    groups: &[Expr],
+    aggregates: &[Expr],
+) -> Result<UpdatingAggregateSpec> {
+    let input = input_schema(plan, node)?;
+    let (keys, key_types) = physical_keys(&groups.iter().collect::<Vec<_>>(), input)?;
+    let calls = aggregates
+        .iter()
+        .map(|a| AggregateCall::lower(a, input))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(UpdatingAggregateSpec {
+        converter: WindowAggregateSpec::converter(&key_types)?,
+        keys,
+        key_types,
+        calls,
+        schema: Arc::clone(node.schema.inner()),
+        visible_keys: groups.len(),
+    })
+}
+
 /// The source of `table`.
 fn source(job: &JobBuilder, table: &Table, node: &PlanNode) -> Result<Stream<Rows>> {
     match table.connector() {
         "nexmark" => {
             let nexmark = NexmarkTable::new(table)?;
             let (config, events, rate) = (nexmark.config, nexmark.events, nexmark.rate_limit);
-            let max_delay = nexmark.max_delay_ms;
+            // Flink SQL's watermark is the newest event time less the delay;
+            // the generator's trails it by one millisecond more.
+            let max_delay = (nexmark.max_delay_ms - 1).max(0);
             let generated: Stream<Event> = job
                 .source(&format!("{}-events", node.uid), move |_| {
                     GeneratorSource::new(NexmarkEvents::new(config), events, rate).with_watermarks(SplitWatermarks {
@@ -261,8 +343,10 @@ fn with_watermarks(rows: Stream<Rows>, table: &Table, node: &PlanNode) -> Result
             table.name, watermark.column
         ))
     })?;
+    // Flink SQL's watermark is the newest event time less the delay; the
+    // assigner's trails it by one millisecond more.
     let strategy = WatermarkStrategy::bounded_out_of_orderness(
-        Duration::from_millis(watermark.delay_ms),
+        Duration::from_millis(watermark.delay_ms.saturating_sub(1)),
         move |rows: &Rows| newest(rows, column),
     )
     .with_interval(Duration::from_millis(200));
@@ -272,7 +356,7 @@ fn with_watermarks(rows: Stream<Rows>, table: &Table, node: &PlanNode) -> Result
 
 /// The newest event time in column `column` of `rows`, ms.
 fn newest(rows: &Rows, column: usize) -> i64 {
-    millis(rows.0.column(column))
+    millis(rows.batch.column(column))
         .ok()
         .and_then(|times| datafusion_common::arrow::compute::max(&times))
         .unwrap_or(i64::MIN)
@@ -314,9 +398,34 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
                 })
                 .uid(uid);
         }
+        "upsert-kafka" => {
+            let (config, topic, guarantee) = kafka_output(table)?;
+            let key = table
+                .primary_key
+                .iter()
+                .map(|k| {
+                    table
+                        .columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(k))
+                        .ok_or_else(|| Error::Sql(format!("table `{}`: no key column `{k}`", table.name)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stream
+                .transform(&encoded, move |_| UpsertRecords { key: key.clone() })
+                .uid(&encoded)
+                .sink(uid, move |_| {
+                    KafkaSink::new(config.clone(), &topic, |(_, value): &(String, String), out| {
+                        out.extend_from_slice(value.as_bytes())
+                    })
+                    .key(|(key, _): &(String, String), out| out.extend_from_slice(key.as_bytes()))
+                    .guarantee(guarantee)
+                })
+                .uid(uid);
+        }
         other => {
             return Err(Error::Sql(format!(
-                "table `{}` (connector '{other}') cannot be written by a SQL job yet: print, blackhole, filesystem and kafka can",
+                "table `{}` (connector '{other}') cannot be written by a SQL job yet: print, blackhole, filesystem, kafka and upsert-kafka can",
                 table.name
             )))
         }

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions};
-use datafusion_common::arrow::compute::filter_record_batch;
+use datafusion_common::arrow::array::{
+    Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+};
+use datafusion_common::arrow::compute::{filter, filter_record_batch};
+use datafusion_common::arrow::datatypes::Int8Type;
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
@@ -44,12 +47,13 @@ pub enum Calc {
 }
 
 impl Calc {
-    fn apply(&self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+    fn apply(&self, rows: Rows) -> Result<Option<Rows>> {
+        let batch = &rows.batch;
         match self {
             Calc::Filter(predicate) => {
                 let mask = match predicate.evaluate(batch) {
                     Ok(ColumnarValue::Scalar(value)) => {
-                        return Ok((value == true.into()).then(|| batch.clone()))
+                        return Ok((value == true.into()).then_some(rows))
                     }
                     Ok(ColumnarValue::Array(mask)) => mask,
                     Err(e) => return Err(Error::Sql(format!("evaluating `{predicate}`: {e}"))),
@@ -63,9 +67,19 @@ impl Calc {
                             mask.data_type()
                         ))
                     })?;
-                let kept = filter_record_batch(batch, mask)
-                    .map_err(|e| Error::Sql(format!("filtering by `{predicate}`: {e}")))?;
-                Ok((kept.num_rows() > 0).then_some(kept))
+                let failed = |e| Error::Sql(format!("filtering by `{predicate}`: {e}"));
+                let kept = filter_record_batch(batch, mask).map_err(failed)?;
+                // A changelog's kinds go with their rows.
+                let kinds = match &rows.kinds {
+                    None => None,
+                    Some(kinds) => Some(
+                        filter(kinds, mask)
+                            .map_err(failed)?
+                            .as_primitive::<Int8Type>()
+                            .clone(),
+                    ),
+                };
+                Ok((kept.num_rows() > 0).then_some(Rows { batch: kept, kinds }))
             }
             Calc::Project(exprs, schema) => {
                 let columns = exprs
@@ -73,9 +87,12 @@ impl Calc {
                     .map(|e| evaluate(e.as_ref(), batch))
                     .collect::<Result<Vec<_>>>()?;
                 let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                RecordBatch::try_new_with_options(schema.clone(), columns, &options)
-                    .map(Some)
-                    .map_err(|e| Error::Sql(format!("projecting: {e}")))
+                let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+                    .map_err(|e| Error::Sql(format!("projecting: {e}")))?;
+                Ok(Some(Rows {
+                    batch,
+                    kinds: rows.kinds,
+                }))
             }
         }
     }
@@ -86,10 +103,8 @@ impl Operator for Calc {
     type Out = Rows;
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
-        for Rows(batch) in input.drain(..) {
-            if let Some(batch) = self.apply(&batch)? {
-                output.push(Rows(batch));
-            }
+        for rows in input.drain(..) {
+            output.extend(self.apply(rows)?);
         }
         Ok(())
     }

@@ -38,7 +38,9 @@ impl Context {
         let scalars = by_name(
             datafusion_functions::all_default_functions()
                 .into_iter()
-                .chain(datafusion_functions_nested::all_default_nested_functions()),
+                .chain(datafusion_functions_nested::all_default_nested_functions())
+                // Flink's, last: its DATE_FORMAT replaces DataFusion's alias.
+                .chain(crate::sql::flink_functions::all()),
             |f| (f.name(), f.aliases()),
         );
         let aggregates = by_name(
@@ -67,7 +69,7 @@ impl Context {
                 Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
                 Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
             ],
-            options: ConfigOptions::default(),
+            options: flink_options(),
         }
     }
 
@@ -75,6 +77,14 @@ impl Context {
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
     }
+}
+
+/// DataFusion's options set as Flink SQL behaves: a literal with a decimal
+/// point (`0.908`) is an exact `DECIMAL`, not a `DOUBLE`.
+fn flink_options() -> ConfigOptions {
+    let mut options = ConfigOptions::default();
+    options.sql_parser.parse_float_as_decimal = true;
+    options
 }
 
 /// `functions` by their names and aliases, as SQL looks them up.

@@ -2,27 +2,27 @@
 //! `filesystem` and `kafka` connectors' `json` format), or Flink's `print`
 //! lines (`+I[1, alice, 2020-01-01T00:00:00]`).
 
-use datafusion_common::arrow::array::RecordBatch;
 use datafusion_common::arrow::json::LineDelimitedWriter;
 use datafusion_common::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::operator::Operator;
-use crate::sql::rows::Rows;
+use crate::sql::rows::{RowKind, Rows};
 
-/// The rows of `batch` as JSON objects, one per line, each line ended.
-pub fn json_lines(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
+/// The rows as JSON objects, one per line, each line ended.
+pub fn json_lines(rows: &Rows, out: &mut Vec<u8>) -> Result<()> {
     let mut writer = LineDelimitedWriter::new(out);
     writer
-        .write(batch)
+        .write(&rows.batch)
         .and_then(|()| writer.finish())
         .map_err(|e| Error::Sql(format!("encoding rows as JSON: {e}")))
 }
 
-/// The rows of `batch` as Flink's print connector writes them: the change
-/// kind (`+I`, an insert), then the values in brackets, after `prefix`.
-pub fn print_lines(batch: &RecordBatch, prefix: &str, out: &mut Vec<u8>) -> Result<()> {
+/// The rows as Flink's print connector writes them: the change kind (`+I`,
+/// `-U`, `+U`, `-D`), then the values in brackets, after `prefix`.
+pub fn print_lines(rows: &Rows, prefix: &str, out: &mut Vec<u8>) -> Result<()> {
+    let batch = &rows.batch;
     let options = FormatOptions::default().with_null("NULL");
     let formatters = batch
         .columns()
@@ -33,7 +33,8 @@ pub fn print_lines(batch: &RecordBatch, prefix: &str, out: &mut Vec<u8>) -> Resu
     use std::io::Write;
     for row in 0..batch.num_rows() {
         out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(b"+I[");
+        out.extend_from_slice(rows.kind(row).short().as_bytes());
+        out.push(b'[');
         for (i, f) in formatters.iter().enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");
@@ -48,12 +49,9 @@ pub fn print_lines(batch: &RecordBatch, prefix: &str, out: &mut Vec<u8>) -> Resu
 
 /// Lines for a line sink: `rows` encoded by `encode`, without the last
 /// newline (the sink ends each record with one).
-pub fn lines(
-    rows: &Rows,
-    encode: impl Fn(&RecordBatch, &mut Vec<u8>) -> Result<()>,
-) -> Result<String> {
+pub fn lines(rows: &Rows, encode: impl Fn(&Rows, &mut Vec<u8>) -> Result<()>) -> Result<String> {
     let mut out = Vec::with_capacity(rows.len() * 64);
-    encode(&rows.0, &mut out)?;
+    encode(rows, &mut out)?;
     if out.last() == Some(&b'\n') {
         out.pop();
     }
@@ -76,12 +74,55 @@ impl Operator for JsonRecords {
     }
 }
 
+/// An upsert table's records: each insert and update as its key's JSON
+/// (the `PRIMARY KEY` columns) and the row's JSON; an update's old row
+/// (`-U`) is not written, as Flink's upsert sinks do not.
+pub struct UpsertRecords {
+    /// The key columns, by index.
+    pub key: Vec<usize>,
+}
+
+impl Operator for UpsertRecords {
+    type In = Rows;
+    type Out = (String, String);
+
+    fn process(
+        &mut self,
+        input: &mut Batch<Rows>,
+        output: &mut Batch<(String, String)>,
+    ) -> Result<()> {
+        for rows in input.drain(..) {
+            let keys = rows
+                .batch
+                .project(&self.key)
+                .map_err(|e| Error::Sql(format!("upsert keys: {e}")))?;
+            let keys = lines(&Rows::inserts(keys), json_lines)?;
+            let values = lines(&Rows::inserts(rows.batch.clone()), json_lines)?;
+            for (row, (key, value)) in keys.split('\n').zip(values.split('\n')).enumerate() {
+                match rows.kind(row) {
+                    RowKind::Insert | RowKind::UpdateAfter => {
+                        output.push((key.to_string(), value.to_string()))
+                    }
+                    RowKind::UpdateBefore => {}
+                    RowKind::Delete => return Err(Error::Sql(
+                        "a deletion reached an upsert table, whose sink writes no tombstones yet"
+                            .into(),
+                    )),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use datafusion_common::arrow::array::{Int64Array, StringArray};
     use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
+
+    use datafusion_common::arrow::array::RecordBatch;
 
     use super::*;
 
@@ -90,7 +131,7 @@ mod tests {
             Field::new("id", DataType::Int64, false),
             Field::new("name", DataType::Utf8, true),
         ]));
-        Rows(
+        Rows::inserts(
             RecordBatch::try_new(
                 schema,
                 vec![

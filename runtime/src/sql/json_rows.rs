@@ -120,7 +120,7 @@ impl JsonRows {
         }
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(spec.schema.clone(), columns, &options)
-            .map(Rows)
+            .map(Rows::inserts)
             .map_err(|e| Error::Sql(format!("table `{}`: {e}", spec.table)))
     }
 
@@ -225,7 +225,11 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows.schema().fields().len(), 4);
-        let json = lines(&Rows(rows.0.project(&[0, 1, 2]).unwrap()), json_lines).unwrap();
+        let json = lines(
+            &Rows::inserts(rows.batch.project(&[0, 1, 2]).unwrap()),
+            json_lines,
+        )
+        .unwrap();
         assert_eq!(
             json,
             "{\"user_id\":\"a\",\"n\":1,\"ts\":\"2020-01-01T00:00:01\"}\n{\"user_id\":\"b\",\"n\":2}"

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
-use datafusion_common::arrow::compute::take_record_batch;
+use datafusion_common::arrow::compute::{take, take_record_batch};
 use datafusion_common::arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
     UInt16Type, UInt32Type, UInt64Type, UInt8Type,
@@ -164,30 +164,35 @@ impl KeySplitter {
 }
 
 impl RowSplitter<Rows> for KeySplitter {
-    fn split(
-        &self,
-        Rows(batch): Rows,
-        owners: &[u32],
-        parts: &mut Vec<(usize, Rows)>,
-    ) -> Result<()> {
-        let mut groups = Vec::with_capacity(batch.num_rows());
-        self.key_groups(&batch, owners.len(), &mut groups)?;
+    fn split(&self, rows: Rows, owners: &[u32], parts: &mut Vec<(usize, Rows)>) -> Result<()> {
+        let mut groups = Vec::with_capacity(rows.len());
+        self.key_groups(&rows.batch, owners.len(), &mut groups)?;
         let channels = owners.iter().max().map_or(1, |&m| m as usize + 1);
         let mut indices: Vec<Vec<u32>> = vec![Vec::new(); channels];
         for (row, &group) in groups.iter().enumerate() {
             indices[owners[group as usize] as usize].push(row as u32);
         }
-        if let Some(only) = indices.iter().position(|i| i.len() == batch.num_rows()) {
-            parts.push((only, Rows(batch)));
+        if let Some(only) = indices.iter().position(|i| i.len() == rows.len()) {
+            parts.push((only, rows));
             return Ok(());
         }
-        for (channel, rows) in indices.into_iter().enumerate() {
-            if rows.is_empty() {
+        for (channel, taken) in indices.into_iter().enumerate() {
+            if taken.is_empty() {
                 continue;
             }
-            let part = take_record_batch(&batch, &UInt32Array::from(rows))
-                .map_err(|e| Error::Sql(format!("splitting rows by key: {e}")))?;
-            parts.push((channel, Rows(part)));
+            let indices = UInt32Array::from(taken);
+            let failed = |e| Error::Sql(format!("splitting rows by key: {e}"));
+            let batch = take_record_batch(&rows.batch, &indices).map_err(failed)?;
+            let kinds = match &rows.kinds {
+                None => None,
+                Some(kinds) => Some(
+                    take(kinds, &indices, None)
+                        .map_err(failed)?
+                        .as_primitive::<Int8Type>()
+                        .clone(),
+                ),
+            };
+            parts.push((channel, Rows { batch, kinds }));
         }
         Ok(())
     }

@@ -18,7 +18,8 @@
 //!
 //! Planning:
 //! - [`arrow_types`]: catalog column types as Arrow types.
-//! - [`context`]: the tables and functions the planner looks names up in.
+//! - [`context`]: the tables and functions the planner looks names up in;
+//!   [`flink_functions`]: Flink's functions that DataFusion lacks.
 //! - [`window_tvf`]: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION`.
 //! - [`plan`]: weir's streaming plan and its operators' uids.
 //! - [`lower`]: DataFusion's logical plan onto the streaming plan.
@@ -31,7 +32,8 @@
 //! - [`calc`]: filters and projections (DataFusion's physical expressions).
 //! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
-//!   window aggregates on [`aggregates`] (DataFusion's accumulators).
+//!   window aggregates on [`aggregates`] (DataFusion's accumulators);
+//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog.
 //! - [`nexmark`], [`json_rows`], [`encode`]: connectors' rows in and out.
 
 pub mod aggregates;
@@ -41,6 +43,7 @@ pub mod calc;
 pub mod context;
 pub mod encode;
 pub mod explain;
+pub mod flink_functions;
 pub mod groups;
 pub mod json_rows;
 pub mod key_groups;
@@ -49,6 +52,7 @@ pub mod lower;
 pub mod nexmark;
 pub mod plan;
 pub mod rows;
+pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_tvf;
 pub mod windows;

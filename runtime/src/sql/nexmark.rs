@@ -270,7 +270,7 @@ impl NexmarkTable {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Sql(format!("nexmark rows: {e}")))?;
         RecordBatch::try_new(self.schema.clone(), arrays)
-            .map(|batch| Some(Rows(batch)))
+            .map(|batch| Some(Rows::inserts(batch)))
             .map_err(|e| Error::Sql(format!("nexmark rows: {e}")))
     }
 }
@@ -368,7 +368,7 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), expected.len());
         let prices = rows
-            .0
+            .batch
             .column(0)
             .as_any()
             .downcast_ref::<Int64Array>()

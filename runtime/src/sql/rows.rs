@@ -1,4 +1,5 @@
-//! [`Rows`]: the record type of SQL operators, an Arrow record batch.
+//! [`Rows`]: the record type of SQL operators, an Arrow record batch (with
+//! each row's change, in a changelog).
 //!
 //! A SQL job moves columns, not records: one [`Rows`] holds up to a batch's
 //! worth of rows, so filters, projections and aggregates run vectorized over
@@ -8,8 +9,12 @@
 
 use std::io::Cursor;
 
-use datafusion_common::arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{AsArray, Int8Array, RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int8Type, Schema};
+use datafusion_common::arrow::error::ArrowError;
 use datafusion_common::arrow::ipc::reader::StreamReader;
 use datafusion_common::arrow::ipc::writer::StreamWriter;
 use serde::de::Error as _;
@@ -18,35 +23,111 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
-/// Rows of a SQL stream, as one Arrow record batch.
+/// What a row of a changelog does, as Flink's `RowKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum RowKind {
+    /// `+I`: a new row.
+    Insert = 0,
+    /// `-U`: the row an update replaces.
+    UpdateBefore = 1,
+    /// `+U`: the row an update puts in its place.
+    UpdateAfter = 2,
+    /// `-D`: a row removed.
+    Delete = 3,
+}
+
+impl RowKind {
+    /// The kind of code `code`, as [`Rows::kinds`] holds it.
+    pub fn from_code(code: i8) -> RowKind {
+        match code {
+            1 => RowKind::UpdateBefore,
+            2 => RowKind::UpdateAfter,
+            3 => RowKind::Delete,
+            _ => RowKind::Insert,
+        }
+    }
+
+    /// How Flink prints it: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+}
+
+/// The column that carries each row's kind across processes.
+const KIND_COLUMN: &str = "$row_kind";
+
+/// Rows of a SQL stream: one Arrow record batch, and in a changelog (the
+/// result of an unbounded `GROUP BY`) what each row does.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rows(pub RecordBatch);
+pub struct Rows {
+    /// The rows' columns.
+    pub batch: RecordBatch,
+    /// Each row's [`RowKind`] code; `None`: every row is an insert.
+    pub kinds: Option<Int8Array>,
+}
 
 impl Rows {
+    /// Rows that are all inserts.
+    pub fn inserts(batch: RecordBatch) -> Self {
+        Rows { batch, kinds: None }
+    }
+
     /// How many rows it holds.
     pub fn len(&self) -> usize {
-        self.0.num_rows()
+        self.batch.num_rows()
     }
 
     /// Whether it holds no row.
     pub fn is_empty(&self) -> bool {
-        self.0.num_rows() == 0
+        self.batch.num_rows() == 0
     }
 
     /// Its columns' names and types.
     pub fn schema(&self) -> SchemaRef {
-        self.0.schema()
+        self.batch.schema()
     }
 
-    /// Its Arrow IPC stream encoding (schema, then the batch).
+    /// The kind of row `row`.
+    pub fn kind(&self, row: usize) -> RowKind {
+        self.kinds
+            .as_ref()
+            .map_or(RowKind::Insert, |k| RowKind::from_code(k.value(row)))
+    }
+
+    /// Its Arrow IPC stream encoding (schema, then the batch; the kinds as a
+    /// last column).
     pub fn encode(&self) -> Result<Vec<u8>> {
+        let failed = |e: ArrowError| Error::Sql(format!("encoding rows: {e}"));
+        let batch = match &self.kinds {
+            None => self.batch.clone(),
+            Some(kinds) => {
+                let mut fields: Vec<Field> = self
+                    .batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(Field::new(KIND_COLUMN, DataType::Int8, false));
+                let mut columns = self.batch.columns().to_vec();
+                columns.push(Arc::new(kinds.clone()));
+                let options = RecordBatchOptions::new().with_row_count(Some(self.batch.num_rows()));
+                RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+                    .map_err(failed)?
+            }
+        };
         let mut bytes = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut bytes, &self.0.schema())
-            .map_err(|e| Error::Sql(format!("encoding rows: {e}")))?;
+        let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(failed)?;
         writer
-            .write(&self.0)
+            .write(&batch)
             .and_then(|()| writer.finish())
-            .map_err(|e| Error::Sql(format!("encoding rows: {e}")))?;
+            .map_err(failed)?;
         drop(writer);
         Ok(bytes)
     }
@@ -60,12 +141,27 @@ impl Rows {
         for batch in reader {
             batches.push(batch.map_err(|e| Error::Sql(format!("decoding rows: {e}")))?);
         }
-        match batches.len() {
-            1 => Ok(Rows(batches.remove(0))),
-            0 => Ok(Rows(RecordBatch::new_empty(schema))),
-            n => Err(Error::Sql(format!(
-                "decoding rows: {n} record batches where one was written"
-            ))),
+        let batch = match batches.len() {
+            1 => batches.remove(0),
+            0 => RecordBatch::new_empty(schema),
+            n => {
+                return Err(Error::Sql(format!(
+                    "decoding rows: {n} record batches where one was written"
+                )))
+            }
+        };
+        let last = batch.num_columns().checked_sub(1);
+        match last.filter(|&i| batch.schema().field(i).name() == KIND_COLUMN) {
+            None => Ok(Rows::inserts(batch)),
+            Some(i) => {
+                let kinds = batch.column(i).as_primitive::<Int8Type>().clone();
+                let mut batch = batch;
+                batch.remove_column(i);
+                Ok(Rows {
+                    batch,
+                    kinds: Some(kinds),
+                })
+            }
         }
     }
 }
@@ -119,10 +215,7 @@ fn serde_bytes_buf<'de, D: Deserializer<'de>>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion_common::arrow::array::{Int64Array, StringArray};
-    use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 
@@ -139,15 +232,20 @@ mod tests {
             ],
         )
         .unwrap();
-        Rows(batch)
+        Rows::inserts(batch)
     }
 
     #[test]
-    fn rows_cross_processes_unchanged() {
+    fn rows_cross_processes_unchanged_with_their_kinds() {
         let rows = rows();
-        let bytes = bincode::serialize(&vec![rows.clone(), rows.clone()]).unwrap();
+        let changes = Rows {
+            kinds: Some(Int8Array::from(vec![0, 1, 2])),
+            ..rows.clone()
+        };
+        let bytes = bincode::serialize(&vec![rows.clone(), changes.clone()]).unwrap();
         let back: Vec<Rows> = bincode::deserialize(&bytes).unwrap();
-        assert_eq!(back, vec![rows.clone(), rows]);
+        assert_eq!(back, vec![rows, changes]);
+        assert_eq!(back[1].kind(1), RowKind::UpdateBefore);
     }
 
     #[test]

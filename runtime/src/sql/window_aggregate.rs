@@ -205,12 +205,12 @@ impl WindowAggregate {
         columns.extend(results);
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         RecordBatch::try_new_with_options(spec.schema.clone(), columns, &options)
-            .map(|b| Some(Rows(b)))
+            .map(|b| Some(Rows::inserts(b)))
             .map_err(|e| Error::Sql(format!("window results: {e}")))
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
-        let Rows(batch) = Rows::decode(bytes).map_err(|e| self.bad_state(e))?;
+        let batch = Rows::decode(bytes).map_err(|e| self.bad_state(e))?.batch;
         let expected: Vec<&DataType> = self
             .state_schema
             .fields()
@@ -315,7 +315,8 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, input: &mut Batch<Rows>, _output: &mut Batch<Rows>) -> Result<()> {
-        for Rows(batch) in input.drain(..) {
+        for rows in input.drain(..) {
+            let batch = rows.batch;
             self.aggregate(&batch)?;
         }
         Ok(())
@@ -363,7 +364,7 @@ impl Operator for WindowAggregate {
         for (group, rows) in by_group {
             let part = take_record_batch(&all, &UInt32Array::from(rows))
                 .map_err(|e| Error::Sql(format!("saving windows: {e}")))?;
-            keyed.push((KeyGroup(group), Rows(part).encode()?));
+            keyed.push((KeyGroup(group), Rows::inserts(part).encode()?));
         }
         Ok(OperatorSnapshot {
             operator_state,

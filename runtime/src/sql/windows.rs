@@ -209,10 +209,11 @@ impl Operator for AssignWindows {
     type Out = Rows;
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
-        for Rows(batch) in input.drain(..) {
+        for rows in input.drain(..) {
+            let batch = rows.batch;
             let windowed = self.apply(&batch)?;
             if windowed.num_rows() > 0 {
-                output.push(Rows(windowed));
+                output.push(Rows::inserts(windowed));
             }
         }
         Ok(())

@@ -31,5 +31,6 @@ mod s3;
 mod s3_server;
 mod savepoints;
 mod sql_jobs;
+mod sql_kafka;
 mod support;
 mod windows;

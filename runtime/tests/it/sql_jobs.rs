@@ -209,6 +209,42 @@ fn the_print_connector_writes_flinks_change_lines() {
 }
 
 #[test]
+fn an_unbounded_group_by_emits_a_changelog_of_each_keys_results() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE totals (user_id STRING, clicks BIGINT, total BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO totals SELECT user_id, COUNT(*), SUM(bytes) FROM clicks GROUP BY user_id;"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    // Two clicks a batch: a key's result changes from one batch to the next.
+    let out = run_in(dir.path(), &["sql", "-f", "job.sql", "--batch-size", "2"]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "+I[ann, 1, 100]\n+I[bob, 1, 250]\n-U[ann, 1, 100]\n+U[ann, 3, 450]\n+I[cy, 1, 10]\n-U[bob, 1, 250]\n+U[bob, 2, 270]\n"
+    );
+}
+
+#[test]
+fn an_updating_result_goes_only_where_updates_can() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE totals (user_id STRING, clicks BIGINT) WITH ('connector' = 'filesystem', 'path' = 'out', 'format' = 'json');\n\
+         INSERT INTO totals SELECT user_id, COUNT(*) FROM clicks GROUP BY user_id;"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    let out = run_in(dir.path(), &["sql", "-f", "job.sql"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot take an updating result"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_record_that_does_not_fit_its_table_fails_the_job_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let bad = CLICKS.replace(r#""bytes": 50"#, r#""bytes": "fifty""#);
@@ -365,4 +401,39 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
         &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
     ));
     assert_eq!(committed_lines(&dir.path().join("before")), expected);
+}
+
+#[test]
+fn every_nexmark_query_in_sql_runs_over_the_builtin_tables() {
+    let root = crate::support::manifest_dir().join("../examples/sql/nexmark");
+    let mut files: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 9, "{files:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        let mut args = vec![
+            "sql".to_string(),
+            "-f".to_string(),
+            file.to_string_lossy().into_owned(),
+        ];
+        for table in ["person", "auction", "bid"] {
+            args.extend(["--option".to_string(), format!("{table}.events.num=20000")]);
+        }
+        let out = run_in(
+            dir.path(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        assert!(
+            stderr(&out).contains("20000 records read"),
+            "{}: {}",
+            file.display(),
+            stderr(&out)
+        );
+    }
 }
