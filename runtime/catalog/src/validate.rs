@@ -41,6 +41,7 @@ const KAFKA_OPTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("scan.startup.timestamp-millis", &[]),
+    ("scan.bounded.mode", &["unbounded", "latest-offset"]),
     ("scan.topic-partition-discovery.interval", &[]),
     (
         "sink.delivery-guarantee",

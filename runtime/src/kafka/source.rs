@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::TopicPartitionList;
 
-use crate::data::{Barrier, Batch, Data};
+use crate::data::{Barrier, Batch, Data, EventTime};
 use crate::error::{Error, Result};
 use crate::exec::watermarks::Progress;
 use crate::ids::CheckpointId;
@@ -275,7 +275,11 @@ impl<T: Data> Source for KafkaSource<T> {
             match decode(message) {
                 Ok(record) => {
                     if let (Some(clocks), Some(strategy)) = (clocks.as_mut(), watermarks) {
-                        clocks.observe(index, strategy.event_time(&record));
+                        // A record without event time (EventTime::MIN) moves no clock.
+                        let time = strategy.event_time(&record);
+                        if time != EventTime::MIN {
+                            clocks.observe(index, time);
+                        }
                     }
                     output.push(record);
                     Ok(())

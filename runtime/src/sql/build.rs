@@ -21,6 +21,7 @@ use crate::sql::arrow_types::table_schema;
 use crate::sql::calc::{physical, Calc};
 use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
 use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
+use crate::sql::kafka_source::KafkaTable;
 use crate::sql::key_groups::{hashable, KeySplitter};
 use crate::sql::nexmark::NexmarkTable;
 use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
@@ -283,6 +284,15 @@ fn source(job: &JobBuilder, table: &Table, node: &PlanNode) -> Result<Stream<Row
             let uid = format!("{}-rows", node.uid);
             Ok(generated.transform(&uid, move |_| nexmark.to_rows()).uid(&uid))
         }
+        "kafka" => {
+            let kafka = KafkaTable::new(table)?;
+            let source = kafka.clone();
+            let records = job
+                .source(&format!("{}-records", node.uid), move |_| source.source())
+                .uid(&node.uid);
+            let decoded = format!("{}-decode", node.uid);
+            Ok(records.transform(&decoded, move |_| kafka.to_rows()).uid(&decoded))
+        }
         "filesystem" => {
             let files = input_files(table)?;
             let lines: Stream<String> = job
@@ -296,7 +306,7 @@ fn source(job: &JobBuilder, table: &Table, node: &PlanNode) -> Result<Stream<Row
             Ok(with_watermarks(rows, table, node)?)
         }
         other => Err(Error::Sql(format!(
-            "table `{}` (connector '{other}') cannot be read by a SQL job yet: the nexmark and filesystem connectors can",
+            "table `{}` (connector '{other}') cannot be read by a SQL job: kafka, filesystem and nexmark tables can",
             table.name
         ))),
     }

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion_common::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
-use datafusion_common::arrow::datatypes::{Schema, SchemaRef};
+use datafusion_common::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+};
+use datafusion_common::arrow::compute::cast;
+use datafusion_common::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion_common::arrow::json::reader::{Decoder, ReaderBuilder};
 use weir_catalog::{ColumnOrigin, Table};
 
@@ -24,6 +27,28 @@ enum Source {
     Value(usize),
     /// The time the record is read.
     ProcessingTime,
+    /// The Kafka record's metadata.
+    Metadata(Metadata),
+}
+
+/// A Kafka record's metadata a column can hold (`METADATA FROM '...'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    Timestamp,
+    Partition,
+    Offset,
+    Topic,
+}
+
+/// Where a Kafka record came from: what its metadata columns hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp, ms since the epoch.
+    pub timestamp: i64,
 }
 
 /// How a table's rows are made from JSON records, checked.
@@ -37,8 +62,8 @@ pub struct JsonRowsSpec {
 }
 
 impl JsonRowsSpec {
-    /// The rows of `table`, whose records are JSON objects; its metadata
-    /// columns are refused (`connector` has none).
+    /// The rows of `table`, whose records are JSON objects; metadata columns
+    /// only where `connector` is `kafka`.
     pub fn new(table: &Table, connector: &str) -> Result<Self> {
         let schema = table_schema(table);
         let mut value_fields = Vec::new();
@@ -51,10 +76,21 @@ impl JsonRowsSpec {
                 }
                 ColumnOrigin::ProcessingTime => Source::ProcessingTime,
                 ColumnOrigin::Metadata(key) => {
-                    return Err(Error::Sql(format!(
-                    "table `{}`: the {connector} connector has no metadata '{key}' (column `{}`)",
-                    table.name, column.name
-                )))
+                    let metadata = match (connector, key.as_str()) {
+                        ("kafka", "timestamp") => Metadata::Timestamp,
+                        ("kafka", "partition") => Metadata::Partition,
+                        ("kafka", "offset") => Metadata::Offset,
+                        ("kafka", "topic") => Metadata::Topic,
+                        _ => {
+                            return Err(Error::Sql(format!(
+                                "table `{}`: the {connector} connector has no metadata '{key}' (column `{}`){}",
+                                table.name,
+                                column.name,
+                                if connector == "kafka" { "; it has timestamp, partition, offset and topic" } else { "" }
+                            )))
+                        }
+                    };
+                    Source::Metadata(metadata)
                 }
             });
         }
@@ -95,10 +131,20 @@ impl JsonRows {
     }
 
     /// The rows of `records`, one JSON object each.
-    pub fn decode<S: AsRef<str>>(&mut self, records: &[S]) -> Result<Rows> {
+    pub fn decode<S: AsRef<[u8]>>(&mut self, records: &[S]) -> Result<Rows> {
+        self.decode_with(records, None)
+    }
+
+    /// The rows of Kafka `records` (JSON values) of `topic`, their metadata
+    /// columns filled from `metadata`, one per record.
+    pub fn decode_with<S: AsRef<[u8]>>(
+        &mut self,
+        records: &[S],
+        metadata: Option<(&str, &[RecordMetadata])>,
+    ) -> Result<Rows> {
         self.text.clear();
         for record in records {
-            self.text.extend_from_slice(record.as_ref().as_bytes());
+            self.text.extend_from_slice(record.as_ref());
             self.text.push(b'\n');
         }
         let values = match self.decode_text() {
@@ -115,6 +161,9 @@ impl JsonRows {
                 Source::ProcessingTime => {
                     let at = *now.get_or_insert_with(now_ms);
                     time_column(vec![at; rows], field.data_type())?
+                }
+                Source::Metadata(what) => {
+                    metadata_column(*what, metadata, rows, field.data_type())?
                 }
             });
         }
@@ -155,15 +204,18 @@ impl JsonRows {
     }
 
     /// The error of the first record that fails on its own, or of them all.
-    fn name_bad_record<S: AsRef<str>>(&mut self, records: &[S], error: String) -> Error {
+    fn name_bad_record<S: AsRef<[u8]>>(&mut self, records: &[S], error: String) -> Error {
         for (i, record) in records.iter().enumerate() {
             // A decoder that failed keeps the failed rows: start afresh.
             self.decoder = None;
             self.text.clear();
-            self.text.extend_from_slice(record.as_ref().as_bytes());
+            self.text.extend_from_slice(record.as_ref());
             self.text.push(b'\n');
             if let Err(reason) = self.decode_text() {
-                let text: String = record.as_ref().chars().take(200).collect();
+                let text: String = String::from_utf8_lossy(record.as_ref())
+                    .chars()
+                    .take(200)
+                    .collect();
                 return Error::Sql(format!(
                     "table `{}`: record {} of a batch of {} does not fit the table: {reason}: {text}",
                     self.spec.table,
@@ -175,6 +227,34 @@ impl JsonRows {
         self.decoder = None;
         Error::Sql(format!("table `{}`: {error}", self.spec.table))
     }
+}
+
+/// A metadata column of `rows` rows of type `data_type`.
+fn metadata_column(
+    what: Metadata,
+    metadata: Option<(&str, &[RecordMetadata])>,
+    rows: usize,
+    data_type: &DataType,
+) -> Result<ArrayRef> {
+    let Some((topic, records)) = metadata.filter(|(_, m)| m.len() == rows) else {
+        return Err(Error::Internal(format!(
+            "{rows} rows without their Kafka metadata"
+        )));
+    };
+    let array: ArrayRef = match what {
+        Metadata::Timestamp => {
+            return time_column(records.iter().map(|m| m.timestamp).collect(), data_type)
+        }
+        Metadata::Partition => Arc::new(Int32Array::from_iter_values(
+            records.iter().map(|m| m.partition),
+        )),
+        Metadata::Offset => Arc::new(Int64Array::from_iter_values(
+            records.iter().map(|m| m.offset),
+        )),
+        Metadata::Topic => Arc::new(StringArray::from(vec![topic; rows])),
+    };
+    cast(&array, data_type)
+        .map_err(|e| Error::Sql(format!("metadata column of type {data_type}: {e}")))
 }
 
 /// Now, in milliseconds since the epoch.

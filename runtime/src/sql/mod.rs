@@ -34,7 +34,8 @@
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators);
 //!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog.
-//! - [`nexmark`], [`json_rows`], [`encode`]: connectors' rows in and out.
+//! - [`nexmark`], [`kafka_source`], [`json_rows`], [`encode`]: connectors'
+//!   rows in and out.
 
 pub mod aggregates;
 pub mod arrow_types;
@@ -46,6 +47,7 @@ pub mod explain;
 pub mod flink_functions;
 pub mod groups;
 pub mod json_rows;
+pub mod kafka_source;
 pub mod key_groups;
 pub mod locate;
 pub mod lower;

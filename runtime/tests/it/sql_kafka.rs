@@ -82,3 +82,94 @@ fn an_updating_aggregate_into_an_upsert_table_is_exactly_once_through_failures()
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+/// Writes `events` JSON events to `topic`, round-robin over its partitions:
+/// event `i` a `click` or (every third) a `view` by user `u{i % 7}`, `i`
+/// bytes, at second `i / 10` (in order within each partition).
+fn produce_events(broker: &KafkaBroker, topic: &str, events: u64) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for i in 0..events {
+        let kind = if i % 3 == 0 { "view" } else { "click" };
+        let value = format!(
+            r#"{{"kind": "{kind}", "user": "u{}", "bytes": {i}, "at": "2026-01-01 {:02}:{:02}:{:02}"}}"#,
+            i % 7,
+            i / 36_000,
+            (i / 600) % 60,
+            (i / 10) % 60
+        );
+        let partition = (i % OUT_PARTITIONS as u64) as i32;
+        let mut record = BaseRecord::<(), _>::to(topic)
+            .payload(&value)
+            .partition(partition);
+        while let Err((e, back)) = producer.send(record) {
+            assert!(
+                e.to_string().contains("Queue full"),
+                "producing failed: {e}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            record = back;
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_once() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "events", OUT_PARTITIONS);
+    produce_events(&broker, "events", 240_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for (out, failures) in [("clean", "0"), ("failing", "2")] {
+        let script = format!(
+            "CREATE TABLE clicks (kind STRING, `user` STRING, bytes BIGINT, at TIMESTAMP(3), `part` INT METADATA FROM 'partition',
+               WATERMARK FOR at AS at - INTERVAL '1' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'events', 'properties.bootstrap.servers' = '{}', 'format' = 'json',
+               'scan.bounded.mode' = 'latest-offset', 'discriminator.field' = 'kind', 'discriminator.value' = 'click');
+             CREATE TABLE per_minute (`user` STRING, window_start TIMESTAMP(3), clicks BIGINT, total BIGINT, partitions BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+             INSERT INTO per_minute SELECT `user`, window_start, COUNT(*), SUM(bytes), COUNT(DISTINCT `part`)
+             FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(at), INTERVAL '1' MINUTE))
+             GROUP BY `user`, window_start, window_end;",
+            broker.bootstrap()
+        );
+        let file = dir.path().join(format!("{out}.sql"));
+        fs::write(&file, script).unwrap();
+        let out_run = run_in(
+            dir.path(),
+            &[
+                "sql",
+                "-f",
+                &file.to_string_lossy(),
+                "-p",
+                "2",
+                "--checkpoint-interval",
+                "100ms",
+                "--inject-failures",
+                failures,
+            ],
+        );
+        assert_ok(&out_run);
+        if failures != "0" {
+            assert!(restarts(&out_run) >= 1, "{}", stderr(&out_run));
+        }
+        outputs.push(crate::support::committed_lines(&dir.path().join(out)));
+    }
+    // 240,000 events over 400 minutes, two thirds of them clicks, by 7 users.
+    let clicks: u64 = outputs[0]
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["clicks"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(clicks, 160_000);
+    assert_eq!(outputs[0].len(), 2800, "{:?}", &outputs[0][..3]);
+    assert_eq!(outputs[0], outputs[1]);
+}
