@@ -3,6 +3,10 @@
 
   sqldiff.py sink QUERY.sql DIR     the script with its INSERTs' sink tables writing JSON
                                     lines into DIR (weir's filesystem connector), on stdout
+  sqldiff.py sink QUERY.sql -       the same with weir's print connector instead (for an
+                                    updating result, which a file cannot take)
+  sqldiff.py fromprint QUERY.sql    weir's print lines (stdin) as changelog lines of JSON
+                                    rows named and typed as the sink table's columns
   sqldiff.py compare WEIR FLINK [--tolerance REL] [--show N]
                                     compares two outputs of JSON lines as multisets of rows;
                                     exit 0 when they hold the same rows, 1 when not
@@ -99,7 +103,9 @@ def sink(path, directory):
     if not targets:
         sys.exit(f"{path}: no INSERT INTO")
     with_clause = (
-        "WITH ('connector' = 'filesystem', 'path' = '%s', 'format' = 'json')"
+        "WITH ('connector' = 'print')"
+        if directory == "-"
+        else "WITH ('connector' = 'filesystem', 'path' = '%s', 'format' = 'json')"
         % directory.replace("'", "''")
     )
     edits = []
@@ -123,6 +129,51 @@ def sink(path, directory):
     for start, stop in sorted(edits, reverse=True):
         sql = sql[:start] + with_clause + sql[stop:]
     sys.stdout.write(sql)
+
+
+def sink_columns(path):
+    """The (name, type) of each column of the script's first INSERT's sink table."""
+    sql = open(path, encoding="utf-8").read()
+    masked = mask(sql)
+    target = re.search(r"\bINSERT\s+(?:INTO|OVERWRITE)\s+(?:TABLE\s+)?" + NAME, masked, re.I)
+    if not target:
+        sys.exit(f"{path}: no INSERT INTO")
+    for m in re.finditer(r"\bCREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?" + NAME + r"\s*\(", masked, re.I):
+        if plain(m.group(1)) != plain(target.group(1)):
+            continue
+        body = sql[m.end(): closing(masked, m.end() - 1)]
+        columns = []
+        for part in re.split(r",(?![^(]*\))", body):
+            words = part.split()
+            if len(words) >= 2 and words[0].upper() not in ("PRIMARY", "WATERMARK", "CONSTRAINT"):
+                columns.append((plain(words[0]), words[1].upper()))
+        return columns
+    sys.exit(f"{path}: the sink table is not declared in the script")
+
+
+def fromprint(path):
+    """Print lines such as `+U[2020-01-01, 5, NULL]` as `+U {"day":"2020-01-01",...}`."""
+    columns = sink_columns(path)
+    for line in sys.stdin:
+        m = re.match(r"^([+-][IUD])\[(.*)\]$", line.rstrip("\n"))
+        if not m:
+            continue
+        values = m.group(2).split(", ")
+        if len(values) != len(columns):
+            sys.exit(f"{len(values)} values for {len(columns)} columns (a value with ', ' in it?): {line}")
+        row = {}
+        for (name, kind), text in zip(columns, values):
+            if text == "NULL":
+                continue
+            if kind.startswith(("BIGINT", "INT", "SMALLINT", "TINYINT")):
+                row[name] = int(text)
+            elif kind.startswith(("DOUBLE", "FLOAT", "DECIMAL")):
+                row[name] = float(text)
+            elif kind.startswith("BOOLEAN"):
+                row[name] = text == "true"
+            else:
+                row[name] = text
+        print(m.group(1) + " " + canonical(row))
 
 
 # ---- compare -----------------------------------------------------------------------------
@@ -288,6 +339,9 @@ def compare(weir_path, flink_path, tolerance, show):
 def main(argv):
     if len(argv) >= 3 and argv[0] == "sink":
         sink(argv[1], argv[2])
+        return 0
+    if len(argv) == 2 and argv[0] == "fromprint":
+        fromprint(argv[1])
         return 0
     if len(argv) >= 3 and argv[0] == "compare":
         tolerance, show = 1e-12, 5
