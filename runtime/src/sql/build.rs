@@ -21,7 +21,7 @@ use crate::sql::arrow_types::table_schema;
 use crate::sql::calc::{physical, Calc};
 use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
 use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
-use crate::sql::kafka_source::KafkaTable;
+use crate::sql::kafka_source::{kafka_config, KafkaTable};
 use crate::sql::key_groups::{hashable, KeySplitter};
 use crate::sql::nexmark::NexmarkTable;
 use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
@@ -445,22 +445,11 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
 
 /// The brokers, topic and guarantee of a Kafka table.
 fn kafka_output(table: &Table) -> Result<(KafkaConfig, String, Guarantee)> {
-    let bootstrap = table
-        .option("properties.bootstrap.servers")
-        .unwrap_or_default();
-    let mut config = KafkaConfig::new(bootstrap);
-    for (key, value) in &table.options {
-        if let Some(property) = key.strip_prefix("properties.") {
-            if property != "bootstrap.servers" {
-                config = config.property(property, value);
-            }
-        }
-    }
     let guarantee = match table.option("sink.delivery-guarantee") {
         None | Some("exactly-once") => Guarantee::ExactlyOnce,
         Some("at-least-once") => Guarantee::AtLeastOnce,
         Some(_) => Guarantee::None,
     };
     let topic = table.option("topic").unwrap_or_default().to_string();
-    Ok((config, topic, guarantee))
+    Ok((kafka_config(table), topic, guarantee))
 }

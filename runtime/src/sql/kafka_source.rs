@@ -170,6 +170,23 @@ impl KafkaTable {
     }
 }
 
+/// The client configuration of a `kafka` or `upsert-kafka` table: its
+/// brokers and its `properties.*`.
+pub fn kafka_config(table: &Table) -> KafkaConfig {
+    let bootstrap = table
+        .option("properties.bootstrap.servers")
+        .unwrap_or_default();
+    let mut config = KafkaConfig::new(bootstrap);
+    for (key, value) in &table.options {
+        if let Some(property) = key.strip_prefix("properties.") {
+            if property != "bootstrap.servers" {
+                config = config.property(property, value);
+            }
+        }
+    }
+    config
+}
+
 /// The record of `message` if it belongs to the table (it has a value, and
 /// the discriminator's); its event time read from the value or the timestamp.
 fn record(

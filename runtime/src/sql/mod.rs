@@ -33,7 +33,8 @@
 //! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators);
-//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog.
+//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
+//!   [`keyed_state`]: their state in checkpoints, per key group.
 //! - [`nexmark`], [`kafka_source`], [`json_rows`], [`encode`]: connectors'
 //!   rows in and out.
 
@@ -49,6 +50,7 @@ pub mod groups;
 pub mod json_rows;
 pub mod kafka_source;
 pub mod key_groups;
+pub mod keyed_state;
 pub mod locate;
 pub mod lower;
 pub mod nexmark;

@@ -8,13 +8,13 @@
 //! after every batch without ending the group), on the heap, checkpointed per
 //! key group as Arrow IPC: each key's columns and its accumulators' state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
     Array, ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use datafusion_common::arrow::compute::{take, take_record_batch};
+use datafusion_common::arrow::compute::take;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use datafusion_common::ScalarValue;
@@ -29,6 +29,7 @@ use crate::operator::{Operator, OperatorContext};
 use crate::sql::aggregates::AggregateCall;
 use crate::sql::calc::evaluate;
 use crate::sql::key_groups::hash_rows;
+use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::{RowKind, Rows};
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -253,27 +254,7 @@ impl UpdatingAggregate {
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
-        let batch = Rows::decode(bytes).map_err(|e| self.bad_state(e))?.batch;
-        let expected: Vec<&DataType> = self
-            .state_schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type())
-            .collect();
-        let found: Vec<&DataType> = batch
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.data_type())
-            .collect();
-        if expected != found {
-            return Err(self.bad_state(format!(
-                "key group {}: the saved groups do not fit this aggregate ({} columns of state, {} expected)",
-                group.0,
-                found.len(),
-                expected.len()
-            )));
-        }
+        let batch = decode_key_group(&self.uid, group, bytes, &self.state_schema)?;
         let k = self.spec.key_types.len();
         let key_rows = self
             .spec
@@ -356,16 +337,7 @@ impl Operator for UpdatingAggregate {
         let options = RecordBatchOptions::new().with_row_count(Some(groups));
         let all = RecordBatch::try_new_with_options(self.state_schema.clone(), columns, &options)
             .map_err(failed("saving state"))?;
-        let mut by_group: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (row, group) in self.key_groups.iter().enumerate() {
-            by_group.entry(*group).or_default().push(row as u32);
-        }
-        let mut keyed = Vec::with_capacity(by_group.len());
-        for (group, rows) in by_group {
-            let part = take_record_batch(&all, &UInt32Array::from(rows))
-                .map_err(failed("saving state"))?;
-            keyed.push((KeyGroup(group), Rows::inserts(part).encode()?));
-        }
+        let keyed = encode_by_key_group(&all, &self.key_groups)?;
         Ok(OperatorSnapshot {
             keyed,
             ..Default::default()

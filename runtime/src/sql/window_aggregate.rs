@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion_common::arrow::array::{
     ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use datafusion_common::arrow::compute::{concat_batches, take, take_record_batch};
+use datafusion_common::arrow::compute::{concat_batches, take};
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
@@ -26,6 +26,7 @@ use crate::sql::aggregates::{AggregateCall, CallInputs};
 use crate::sql::calc::evaluate;
 use crate::sql::groups::Groups;
 use crate::sql::key_groups::hash_rows;
+use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
 use crate::sql::windows::{millis, time_column};
 use crate::state::{OperatorSnapshot, RestoredState};
@@ -210,27 +211,7 @@ impl WindowAggregate {
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
-        let batch = Rows::decode(bytes).map_err(|e| self.bad_state(e))?.batch;
-        let expected: Vec<&DataType> = self
-            .state_schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type())
-            .collect();
-        let found: Vec<&DataType> = batch
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.data_type())
-            .collect();
-        if expected != found {
-            return Err(self.bad_state(format!(
-                "key group {}: the saved windows do not fit this aggregate ({} columns of state, {} expected)",
-                group.0,
-                found.len(),
-                expected.len()
-            )));
-        }
+        let batch = decode_key_group(&self.uid, group, bytes, &self.state_schema)?;
         let starts = batch.column(0).as_primitive::<Int64Type>().clone();
         let ends = batch.column(1).as_primitive::<Int64Type>().clone();
         let k = self.spec.key_types.len();
@@ -356,16 +337,7 @@ impl Operator for WindowAggregate {
         }
         let all = concat_batches(&self.state_schema, &batches)
             .map_err(|e| Error::Sql(format!("saving windows: {e}")))?;
-        let mut by_group: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (row, group) in key_groups.iter().enumerate() {
-            by_group.entry(*group).or_default().push(row as u32);
-        }
-        let mut keyed = Vec::with_capacity(by_group.len());
-        for (group, rows) in by_group {
-            let part = take_record_batch(&all, &UInt32Array::from(rows))
-                .map_err(|e| Error::Sql(format!("saving windows: {e}")))?;
-            keyed.push((KeyGroup(group), Rows::inserts(part).encode()?));
-        }
+        let keyed = encode_by_key_group(&all, &key_groups)?;
         Ok(OperatorSnapshot {
             operator_state,
             keyed,
