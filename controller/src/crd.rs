@@ -130,12 +130,31 @@ impl PullPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
-    /// A pipeline of the image (`weir pipelines` lists them).
-    #[schemars(length(min = 1))]
+    /// A pipeline of the image (`weir pipelines` lists them), unless `sql` is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pipeline: String,
-    /// Its arguments.
+    /// Its arguments (with `sql`: `weir sql`'s, such as `--option TABLE.KEY=VALUE`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// A SQL job instead of a pipeline: its `CREATE TABLE`s and `INSERT INTO`s,
+    /// run as `weir sql` runs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+impl JobSpec {
+    /// The pipeline the coordinator runs and its arguments: `sql` with the
+    /// script for a SQL job.
+    pub fn command(&self) -> (String, Vec<String>) {
+        match &self.sql {
+            Some(sql) => {
+                let mut args = vec!["--sql".to_string(), sql.clone()];
+                args.extend(self.args.iter().cloned());
+                ("sql".to_string(), args)
+            }
+            None => (self.pipeline.clone(), self.args.clone()),
+        }
+    }
 }
 
 /// Worker pods.
@@ -468,8 +487,23 @@ impl StreamJobSpec {
         if self.image.trim().is_empty() {
             return Err(invalid("image", "must not be empty"));
         }
-        if self.job.pipeline.trim().is_empty() {
-            return Err(invalid("job.pipeline", "must not be empty"));
+        match (self.job.pipeline.trim().is_empty(), &self.job.sql) {
+            (true, None) => {
+                return Err(invalid(
+                    "job",
+                    "needs a pipeline (`job.pipeline`) or a SQL script (`job.sql`)",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "job",
+                    "has both `pipeline` and `sql`: a job runs one of them",
+                ))
+            }
+            (true, Some(sql)) if sql.trim().is_empty() => {
+                return Err(invalid("job.sql", "must not be empty"));
+            }
+            _ => {}
         }
         let storage = &self.checkpoints.storage;
         let bucket = storage

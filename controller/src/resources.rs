@@ -218,9 +218,10 @@ fn pod_template(job: &StreamJob, role: &str, args: Vec<String>, extra: Value) ->
 /// The coordinator's command line.
 pub fn coordinator_args(job: &StreamJob, launch: &Launch) -> Vec<String> {
     let spec = &job.spec;
+    let (pipeline, pipeline_args) = spec.job.command();
     let mut args: Vec<String> = vec![
         "coordinator".into(),
-        spec.job.pipeline.clone(),
+        pipeline,
         "--parallelism".into(),
         spec.parallelism.to_string(),
         "--max-parallelism".into(),
@@ -266,7 +267,7 @@ pub fn coordinator_args(job: &StreamJob, launch: &Launch) -> Vec<String> {
         args.push("--allow-non-restored-state".into());
     }
     args.push("--".into());
-    args.extend(spec.job.args.iter().cloned());
+    args.extend(pipeline_args);
     args
 }
 

@@ -11,6 +11,7 @@ pub fn spec() -> StreamJobSpec {
         job: JobSpec {
             pipeline: "state-machine".into(),
             args: vec!["--rate".into(), "1000".into()],
+            sql: None,
         },
         parallelism: 2,
         max_parallelism: 128,

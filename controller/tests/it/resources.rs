@@ -6,6 +6,36 @@ use weir_controller::resources::{self, Launch};
 use crate::fixtures::{job, spec};
 
 #[test]
+fn a_sql_job_runs_the_sql_pipeline_with_its_script() {
+    let mut j = job(spec());
+    j.spec.job.pipeline.clear();
+    j.spec.job.sql = Some("INSERT INTO out SELECT price FROM bid".into());
+    j.spec.job.args = vec!["--option".into(), "bid.rate-limit=10".into()];
+    assert_eq!(j.spec.validate().map_err(|e| e.to_string()), Ok(()));
+    let launch = Launch {
+        restore: None,
+        job_id: resources::job_id("5f3b1a2c-0000-4000-8000-000000000001", 0),
+    };
+    let args = resources::coordinator_args(&j, &launch);
+    assert_eq!(args[1], "sql");
+    let tail: Vec<&str> = args
+        .iter()
+        .skip_while(|a| *a != "--")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "--",
+            "--sql",
+            "INSERT INTO out SELECT price FROM bid",
+            "--option",
+            "bid.rate-limit=10"
+        ]
+    );
+}
+
+#[test]
 fn the_coordinator_runs_the_job_with_its_storage_restore_and_arguments() {
     let j = job(StreamJobSpec {
         state_backend: Some(StateBackend::Rocksdb),

@@ -3,9 +3,11 @@
 //! queries among them) run unchanged: `MOD`, `HOUR`, `MINUTE`, `SECOND`,
 //! `DATE_FORMAT`, `SPLIT_INDEX` and `REGEXP_EXTRACT`.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use chrono::format::{Item, StrftimeItems};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringBuilder};
 use datafusion_common::arrow::datatypes::{DataType, Int64Type};
 use datafusion_common::arrow::temporal_conversions::timestamp_ms_to_datetime;
 use datafusion_common::{exec_err, Result};
@@ -177,7 +179,8 @@ fn chrono_pattern(java: &str) -> String {
     out
 }
 
-/// `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')`, in UTC.
+/// `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')`, in UTC. A pattern is parsed
+/// once per batch in which it does not change, not per row.
 fn date_format(times: &ArrayRef, patterns: &ArrayRef) -> Result<ArrayRef> {
     let Ok(ms) = millis(times) else {
         return exec_err!("DATE_FORMAT takes a timestamp, not {}", times.data_type());
@@ -188,23 +191,33 @@ fn date_format(times: &ArrayRef, patterns: &ArrayRef) -> Result<ArrayRef> {
             patterns.data_type()
         );
     };
-    let mut cached: Option<(String, String)> = None;
-    let mut out = Vec::with_capacity(ms.len());
+    let mut parsed: Option<(String, Vec<Item<'static>>)> = None;
+    let mut out = StringBuilder::with_capacity(ms.len(), ms.len() * 16);
+    let mut text = String::new();
     for row in 0..ms.len() {
         if ms.is_null(row) || patterns.is_null(row) {
-            out.push(None);
+            out.append_null();
             continue;
         }
         let java = patterns.value(row);
-        if cached.as_ref().is_none_or(|(j, _)| j != java) {
-            cached = Some((java.to_string(), chrono_pattern(java)));
+        if parsed.as_ref().is_none_or(|(j, _)| j != java) {
+            let items = StrftimeItems::new(&chrono_pattern(java))
+                .parse_to_owned()
+                .or_else(|e| exec_err!("DATE_FORMAT: {java:?} is not a pattern: {e}"))?;
+            parsed = Some((java.to_string(), items));
         }
-        let format = cached.as_ref().map_or("", |(_, f)| f.as_str());
-        let formatted =
-            timestamp_ms_to_datetime(ms.value(row)).map(|t| t.format(format).to_string());
-        out.push(formatted);
+        let items = parsed.as_ref().map_or(&[][..], |(_, i)| i.as_slice());
+        match timestamp_ms_to_datetime(ms.value(row)) {
+            Some(time) => {
+                text.clear();
+                write!(text, "{}", time.format_with_items(items.iter()))
+                    .or_else(|e| exec_err!("DATE_FORMAT: {e}"))?;
+                out.append_value(&text);
+            }
+            None => out.append_null(),
+        }
     }
-    Ok(Arc::new(StringArray::from(out)))
+    Ok(Arc::new(out.finish()))
 }
 
 /// `SPLIT_INDEX(text, separator, index)`: the zero-based `index`-th part, or
@@ -212,24 +225,23 @@ fn date_format(times: &ArrayRef, patterns: &ArrayRef) -> Result<ArrayRef> {
 fn split_index(texts: &ArrayRef, separators: &ArrayRef, indices: &ArrayRef) -> Result<ArrayRef> {
     let (texts, separators) = (texts.as_string::<i32>(), separators.as_string::<i32>());
     let indices = indices.as_primitive::<Int64Type>();
-    let out: StringArray = (0..texts.len())
-        .map(|row| {
-            if texts.is_null(row) || separators.is_null(row) || indices.is_null(row) {
-                return None;
-            }
-            let index = usize::try_from(indices.value(row)).ok()?;
-            let separator = separators.value(row);
+    let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 8);
+    for row in 0..texts.len() {
+        if texts.is_null(row) || separators.is_null(row) || indices.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let (text, separator) = (texts.value(row), separators.value(row));
+        let part = usize::try_from(indices.value(row)).ok().and_then(|index| {
             if separator.is_empty() {
-                return (index == 0).then(|| texts.value(row).to_string());
+                (index == 0).then_some(text)
+            } else {
+                text.split(separator).nth(index)
             }
-            texts
-                .value(row)
-                .split(separator)
-                .nth(index)
-                .map(str::to_string)
-        })
-        .collect();
-    Ok(Arc::new(out))
+        });
+        out.append_option(part);
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// `REGEXP_EXTRACT(text, regex[, group])`: the group (0: the whole match) of
@@ -242,13 +254,11 @@ fn regexp_extract(
     let (texts, patterns) = (texts.as_string::<i32>(), patterns.as_string::<i32>());
     let groups = groups.map(|g| g.as_primitive::<Int64Type>().clone());
     let mut compiled: Option<(String, regex::Regex)> = None;
-    let mut out = Vec::with_capacity(texts.len());
+    let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 4);
     for row in 0..texts.len() {
-        if texts.is_null(row)
-            || patterns.is_null(row)
-            || groups.as_ref().is_some_and(|g| g.is_null(row))
-        {
-            out.push(None);
+        let null_group = groups.as_ref().is_some_and(|g| g.is_null(row));
+        if texts.is_null(row) || patterns.is_null(row) || null_group {
+            out.append_null();
             continue;
         }
         let pattern = patterns.value(row);
@@ -267,16 +277,16 @@ fn regexp_extract(
             let captures = re.captures(texts.value(row))?;
             captures
                 .get(usize::try_from(group).ok()?)
-                .map(|m| m.as_str().to_string())
+                .map(|m| m.as_str())
         });
-        out.push(value);
+        out.append_option(value);
     }
-    Ok(Arc::new(StringArray::from(out)))
+    Ok(Arc::new(out.finish()))
 }
 
 #[cfg(test)]
 mod tests {
-    use datafusion_common::arrow::array::TimestampMillisecondArray;
+    use datafusion_common::arrow::array::{StringArray, TimestampMillisecondArray};
 
     use super::*;
 
