@@ -165,8 +165,7 @@ fn window_aggregate(
         physical(&expr, input)
     };
     let mut columns = Vec::with_capacity(groups.len());
-    let mut keys = Vec::new();
-    let mut key_types = Vec::new();
+    let mut key_exprs = Vec::new();
     for group in groups {
         columns.push(match group {
             Expr::Column(c) if is_window_column(group) => match c.name.as_str() {
@@ -175,20 +174,13 @@ fn window_aggregate(
                 _ => GroupColumn::Time,
             },
             key => {
-                let data_type = key
-                    .get_type(input)
-                    .map_err(|e| Error::Sql(format!("GROUP BY {key}: {e}")))?;
-                if !hashable(&data_type) {
-                    return Err(Error::Sql(format!(
-                        "GROUP BY {key}: a key of type {data_type} is not supported"
-                    )));
-                }
-                keys.push(physical(key, input)?);
-                key_types.push(data_type);
-                GroupColumn::Key(keys.len() - 1)
+                key_exprs.push(key);
+                GroupColumn::Key(key_exprs.len() - 1)
             }
         });
     }
+    // A window without keys groups all its rows under one constant key.
+    let (keys, key_types) = physical_keys(&key_exprs, input)?;
     let window_type = input
         .field_with_unqualified_name("window_start")
         .map(|f| f.data_type().clone())

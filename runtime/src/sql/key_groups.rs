@@ -15,6 +15,7 @@ use datafusion_common::arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
     UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
+use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use datafusion_physical_expr::PhysicalExpr;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -135,6 +136,29 @@ fn hash_column(array: &dyn Array, hashes: &mut [u64]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The keys `keys` of every row of `batch`, in `converter`'s row format,
+/// and each row's key group (of `groups`) in `key_groups`.
+pub fn batch_keys(
+    keys: &[Arc<dyn PhysicalExpr>],
+    converter: &RowConverter,
+    batch: &RecordBatch,
+    groups: u64,
+    key_groups: &mut Vec<u64>,
+) -> Result<KeyRows> {
+    let columns = keys
+        .iter()
+        .map(|k| evaluate(k.as_ref(), batch))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = converter
+        .convert_columns(&columns)
+        .map_err(|e| Error::Sql(format!("aggregate keys: {e}")))?;
+    hash_rows(&columns, batch.num_rows(), key_groups)?;
+    for h in key_groups.iter_mut() {
+        *h %= groups;
+    }
+    Ok(rows)
 }
 
 /// Splits batches of rows by the key groups of the values of `keys`.

@@ -27,8 +27,7 @@ use crate::error::{Error, Result};
 use crate::keys::KeyGroup;
 use crate::operator::{Operator, OperatorContext};
 use crate::sql::aggregates::AggregateCall;
-use crate::sql::calc::evaluate;
-use crate::sql::key_groups::hash_rows;
+use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::{RowKind, Rows};
 use crate::state::{OperatorSnapshot, RestoredState};
@@ -141,19 +140,14 @@ impl UpdatingAggregate {
 
     fn aggregate(&mut self, batch: &RecordBatch) -> Result<Option<Rows>> {
         let rows = batch.num_rows();
-        let keys = self
-            .spec
-            .keys
-            .iter()
-            .map(|k| evaluate(k.as_ref(), batch))
-            .collect::<Result<Vec<_>>>()?;
-        let key_rows = self
-            .spec
-            .converter
-            .convert_columns(&keys)
-            .map_err(failed("aggregate keys"))?;
-        let mut hashes = Vec::with_capacity(rows);
-        hash_rows(&keys, rows, &mut hashes)?;
+        let mut key_groups = Vec::with_capacity(rows);
+        let key_rows = batch_keys(
+            &self.spec.keys,
+            &self.spec.converter,
+            batch,
+            self.max_parallelism,
+            &mut key_groups,
+        )?;
         let inputs = self
             .spec
             .calls
@@ -162,9 +156,8 @@ impl UpdatingAggregate {
             .collect::<Result<Vec<_>>>()?;
         let mut touched: Vec<Touched> = Vec::new();
         let mut slot_of: HashMap<usize, usize, FxBuildHasher> = HashMap::with_hasher(FxBuildHasher);
-        for (row, hash) in hashes.iter().enumerate() {
-            let key_group = (hash % self.max_parallelism) as u32;
-            let (group, new) = self.group(key_rows.row(row), key_group)?;
+        for (row, &key_group) in key_groups.iter().enumerate() {
+            let (group, new) = self.group(key_rows.row(row), key_group as u32)?;
             let slot = *slot_of.entry(group).or_insert_with(|| {
                 touched.push(Touched {
                     group,

@@ -25,7 +25,7 @@ use crate::operator::{Operator, OperatorContext};
 use crate::sql::aggregates::{AggregateCall, CallInputs};
 use crate::sql::calc::evaluate;
 use crate::sql::groups::Groups;
-use crate::sql::key_groups::hash_rows;
+use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
 use crate::sql::windows::{millis, time_column};
@@ -139,21 +139,14 @@ impl WindowAggregate {
         let rows = batch.num_rows();
         let starts = millis(&evaluate(self.spec.start.as_ref(), batch)?)?;
         let ends = millis(&evaluate(self.spec.end.as_ref(), batch)?)?;
-        let keys = self
-            .spec
-            .keys
-            .iter()
-            .map(|k| evaluate(k.as_ref(), batch))
-            .collect::<Result<Vec<_>>>()?;
-        let key_rows = self
-            .converter
-            .convert_columns(&keys)
-            .map_err(|e| Error::Sql(format!("window aggregate keys: {e}")))?;
         let mut hashes = std::mem::take(&mut self.hashes);
-        hash_rows(&keys, rows, &mut hashes)?;
-        for h in &mut hashes {
-            *h %= self.max_parallelism;
-        }
+        let key_rows = batch_keys(
+            &self.spec.keys,
+            &self.converter,
+            batch,
+            self.max_parallelism,
+            &mut hashes,
+        )?;
         let inputs = self
             .spec
             .calls

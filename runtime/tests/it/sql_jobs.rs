@@ -97,6 +97,40 @@ fn tumbling_windows_aggregate_each_key_once_per_window() {
 }
 
 #[test]
+fn a_window_without_keys_aggregates_all_its_rows_and_a_global_group_by_all_rows() {
+    let out = golden(
+        "window_start TIMESTAMP(3), clicks BIGINT, users BIGINT",
+        "SELECT window_start, COUNT(*), COUNT(DISTINCT user_id) \
+         FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end",
+    );
+    assert_eq!(
+        out,
+        sorted(&[
+            r#"{"window_start":"2026-01-01T00:00:00","clicks":3,"users":2}"#,
+            r#"{"window_start":"2026-01-01T00:00:10","clicks":2,"users":2}"#,
+            r#"{"window_start":"2026-01-01T00:00:20","clicks":1,"users":1}"#,
+        ])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    let script = format!(
+        "{CLICKS_TABLE}\nCREATE TABLE totals (clicks BIGINT, total BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO totals SELECT COUNT(*), SUM(bytes) FROM clicks;"
+    );
+    fs::write(dir.path().join("job.sql"), script).unwrap();
+    let printed = run_in(
+        dir.path(),
+        &["sql", "-f", "job.sql", "--batch-size", "4", "-p", "2"],
+    );
+    assert_ok(&printed);
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout),
+        "+I[4, 700]\n-U[4, 700]\n+U[6, 730]\n"
+    );
+}
+
+#[test]
 fn hopping_windows_count_a_row_in_every_window_it_falls_in() {
     let out = golden(
         "user_id STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), clicks BIGINT",
