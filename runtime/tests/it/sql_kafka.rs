@@ -11,6 +11,21 @@ use crate::kafka_broker::KafkaBroker;
 use crate::kafka_sink::{read_messages, OUT_PARTITIONS};
 use crate::support::{assert_ok, restarts, run_in, stderr};
 
+/// Writes `script` to `{name}.sql` in `dir` and runs it at parallelism 2 with `options`.
+fn run_script(
+    dir: &std::path::Path,
+    name: &str,
+    script: &str,
+    options: &[&str],
+) -> std::process::Output {
+    let file = dir.join(format!("{name}.sql"));
+    fs::write(&file, script).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let mut args = vec!["sql", "-f", &file, "-p", "2"];
+    args.extend_from_slice(options);
+    run_in(dir, &args)
+}
+
 /// Per auction: its bid counts as written, in the order a partition holds them.
 fn counts_by_auction(broker: &KafkaBroker, topic: &str) -> BTreeMap<String, Vec<(u64, u64)>> {
     let mut by_key: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
@@ -40,16 +55,11 @@ fn an_updating_aggregate_into_an_upsert_table_is_exactly_once_through_failures()
              INSERT INTO totals SELECT auction, COUNT(*), SUM(price) FROM bid WHERE MOD(auction, 10) = 0 GROUP BY auction;",
             broker.bootstrap()
         );
-        let file = dir.path().join(format!("{topic}.sql"));
-        fs::write(&file, script).unwrap();
-        let out = run_in(
+        let out = run_script(
             dir.path(),
+            topic,
+            &script,
             &[
-                "sql",
-                "-f",
-                &file.to_string_lossy(),
-                "-p",
-                "2",
                 "--checkpoint-interval",
                 "200ms",
                 "--inject-failures",
@@ -138,16 +148,11 @@ fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_on
              GROUP BY `user`, window_start, window_end;",
             broker.bootstrap()
         );
-        let file = dir.path().join(format!("{out}.sql"));
-        fs::write(&file, script).unwrap();
-        let out_run = run_in(
+        let out_run = run_script(
             dir.path(),
+            out,
+            &script,
             &[
-                "sql",
-                "-f",
-                &file.to_string_lossy(),
-                "-p",
-                "2",
                 "--checkpoint-interval",
                 "100ms",
                 "--inject-failures",
