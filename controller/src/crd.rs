@@ -380,6 +380,9 @@ pub struct StreamJobStatus {
     /// Restarts that coordinator had counted when last seen.
     #[serde(default)]
     pub coordinator_restarts: u32,
+    /// The StreamTables a SQL job's script uses, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 /// A completed checkpoint.

@@ -11,6 +11,7 @@
 //! - [`crd`]: the resource's spec and status, with their schema and validation.
 //! - [`table`]: the `StreamTable` resource (a table of the data dictionary) and its status.
 //! - [`table_reconcile`]: checks StreamTables and writes their status.
+//! - [`sql_tables`]: resolves the StreamTables a SQL StreamJob names into its script.
 //! - [`resources`]: pure builders of the child objects.
 //! - [`planner`]: the pure lifecycle planner (spec, status, observed → action).
 //! - [`reconcile`]: observation, the planner's action, status and events.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod planner;
 pub mod reconcile;
 pub mod resources;
+pub mod sql_tables;
 pub mod table;
 pub mod table_reconcile;
 

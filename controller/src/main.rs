@@ -9,8 +9,9 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use weir_controller::leader::Election;
 use weir_controller::metrics::{self, Metrics};
@@ -113,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let table_controller = Controller::new(tables, watcher::Config::default())
+    let table_controller = Controller::new(tables.clone(), watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile_table, table_error_policy, Arc::clone(&ctx))
         .for_each(|result| async move {
@@ -121,9 +122,26 @@ async fn main() -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "StreamTable reconcile did not complete");
             }
         });
-    let job_controller = Controller::new(jobs, watcher::Config::default())
+    let job_controller = Controller::new(jobs, watcher::Config::default());
+    let known_jobs = job_controller.store();
+    let job_controller = job_controller
         .owns(deployments, children.clone())
         .owns(statefulsets, children)
+        // A StreamTable's change reaches the SQL jobs of its namespace, which
+        // may use it (or wait for it).
+        .watches(
+            tables,
+            watcher::Config::default(),
+            move |table: StreamTable| {
+                let namespace = table.namespace();
+                known_jobs
+                    .state()
+                    .into_iter()
+                    .filter(|job| job.spec.job.sql.is_some() && job.namespace() == namespace)
+                    .map(|job| ObjectRef::from_obj(&*job))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

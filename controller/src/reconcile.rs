@@ -7,7 +7,8 @@
 //!    with that read's resourceVersion as a precondition, so a write that raced
 //!    another fails and the next pass plans again.
 //! 1. Make sure the StreamJob carries the finalizer (a deletion may need a final
-//!    savepoint before the pods go).
+//!    savepoint before the pods go). A SQL job's script gets the StreamTables
+//!    it names put in front ([`sql_tables`]): what it deploys, and hashes.
 //! 2. Observe: do the coordinator Deployment and the worker StatefulSet exist;
 //!    what does the coordinator say (its pod is found by label and called on its
 //!    pod IP); how is the savepoint in flight doing.
@@ -38,6 +39,8 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
 use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
+use crate::sql_tables;
+use crate::table::StreamTable;
 
 /// The finalizer that lets a deletion take its final savepoint first.
 pub const FINALIZER: &str = "weir.dev/finalizer";
@@ -82,6 +85,18 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     if !deleting && !fresh.finalizers().iter().any(|f| f == FINALIZER) {
         // The status is written over what this patch returns (its resourceVersion).
         fresh = add_finalizer(&jobs, &fresh).await?;
+    }
+    // A SQL job runs its script with the StreamTables it names put in front.
+    let resolution = match &fresh.spec.job.sql {
+        Some(script) => {
+            let tables: Api<StreamTable> = Api::namespaced(ctx.client.clone(), &ns);
+            let available = tables.list(&ListParams::default()).await?.items;
+            Some(sql_tables::resolve(script, &available))
+        }
+        None => None,
+    };
+    if let Some(Ok(resolved)) = &resolution {
+        fresh.spec.job.sql = Some(resolved.script.clone());
     }
     let job = &fresh;
     let status = job.status.clone().unwrap_or_default();
@@ -130,9 +145,16 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
             .get(crate::planner::SKIP_FINAL_SAVEPOINT)
             .is_some_and(|v| v == "true"),
         generation: job.meta().generation.unwrap_or(0),
+        unresolved: match &resolution {
+            Some(Err(why)) => Some((why.reason.to_string(), why.message.clone())),
+            _ => None,
+        },
         now: jiff::Timestamp::now(),
     };
     let mut decided = plan(&job.spec, &status, &observed);
+    if let Some(Ok(resolved)) = &resolution {
+        decided.status.tables = resolved.tables.clone();
+    }
     tracing::debug!(job = %name, action = ?decided.action, "planned");
     // What a side effect must not outlive is written first: a deployment's spec
     // hash and a replacement's restore point. A savepoint's id is known only

@@ -251,6 +251,30 @@ spec:
 """
 
 
+def sql_job(name, script, args, parallelism=2, mode="savepoint"):
+    """A StreamJob whose job is the SQL `script` (job.sql), with `weir sql`'s `args`."""
+    indented = "\n".join("      " + line for line in script.splitlines())
+    manifest = stream_job(name, "sql", [], parallelism, mode).replace(
+        "    pipeline: sql\n    args: []", "    sql: |\n" + indented + "\n    args: " + json.dumps(args))
+    assert "sql: |" in manifest, manifest
+    return manifest
+
+
+def stream_table(name, sql):
+    """A StreamTable declaring `sql` (its table's name is `name` with `-` as `_`)."""
+    indented = "\n".join("    " + line for line in sql.splitlines())
+    return f"""
+apiVersion: weir.dev/v1alpha1
+kind: StreamTable
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  sql: |
+{indented}
+"""
+
+
 def render(env, manifest):
     return (manifest.replace("{s3_endpoint}", env.s3_endpoint).replace("{image}", env.image)
             .replace("{out}", env.out_root))

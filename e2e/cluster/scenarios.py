@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 
-from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render,
+from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render, sql_job,
                      stream_job, ts, wait_finished, wait_for)
 import kafka_scenarios
 import restart_scenarios
@@ -137,12 +137,7 @@ def sql_job_rescale(env):
     out = env.out_dir(name)
     options = ["--option", "bid.events.num=400000", "--option", "bid.events.per-second=10000"]
     script = SQL_WINDOWS.replace("{out}", out)
-    indented = "\n".join("      " + line for line in script.splitlines())
-    manifest = render(env, stream_job(name, "sql", [])).replace(
-        "    pipeline: sql\n    args: []",
-        "    sql: |\n" + indented + "\n    args: " + json.dumps(options + ["--option", "bid.rate-limit=40000"]))
-    assert "sql: |" in manifest, manifest
-    env.apply(manifest)
+    env.apply(render(env, sql_job(name, script, options + ["--option", "bid.rate-limit=40000"])))
     wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
     wait_for(lambda: env.status(name).get("lastCheckpoint"), 60, f"{name}'s first checkpoint")
     env.patch(name, {"spec": {"parallelism": 3}})

@@ -103,6 +103,9 @@ pub struct Observed {
     pub skip_final_savepoint: bool,
     /// Its `metadata.generation`.
     pub generation: i64,
+    /// Why a SQL job's script could not be put together (reason, message): a
+    /// StreamTable it names is missing or invalid, or the SQL does not parse.
+    pub unresolved: Option<(String, String)>,
     /// Now.
     pub now: Timestamp,
 }
@@ -295,6 +298,17 @@ impl Planner<'_> {
                          upgradeMode: stateless, which starts without state)"
                     ),
                 );
+                return Action::Wait;
+            }
+        }
+        if let Some((reason, message)) = &self.observed.unresolved {
+            if !self.observed.deleting {
+                // Nothing starts or changes without the whole script; a
+                // deployed job runs on as it was deployed.
+                if self.observed.deployed {
+                    self.observe_phase();
+                }
+                self.degrade(reason, message.clone());
                 return Action::Wait;
             }
         }

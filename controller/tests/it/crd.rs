@@ -69,6 +69,40 @@ fn every_example_table_declares_a_valid_table() {
 }
 
 #[test]
+fn every_example_sql_job_finds_its_tables_among_the_example_tables() {
+    let text = std::fs::read_to_string(root().join("examples/streamtable.yaml")).unwrap();
+    let tables: Vec<weir_controller::StreamTable> = text
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: StreamTable"))
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let mut using = 0;
+    for entry in std::fs::read_dir(root().join("examples"))
+        .expect("examples")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in text
+            .split("\n---\n")
+            .filter(|d| d.contains("kind: StreamJob"))
+        {
+            let job: weir_controller::StreamJob = serde_yaml::from_str(doc).unwrap();
+            let Some(script) = &job.spec.job.sql else {
+                continue;
+            };
+            let resolved = weir_controller::sql_tables::resolve(script, &tables)
+                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.message));
+            using += resolved.tables.len();
+        }
+    }
+    assert!(using >= 1, "an example SQL job uses a StreamTable");
+}
+
+#[test]
 fn every_example_is_valid() {
     let dir = root().join("examples");
     let mut seen = 0;

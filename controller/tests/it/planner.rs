@@ -71,6 +71,7 @@ fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
         deleting_since: None,
         skip_final_savepoint: false,
         generation: 3,
+        unresolved: None,
         now: NOW.parse().unwrap(),
     }
 }
@@ -948,4 +949,62 @@ fn a_replacement_the_controller_made_is_no_restart() {
         "the old deployment's own restart"
     );
     assert_eq!(p.status.coordinator_instance, None);
+}
+
+#[test]
+fn a_sql_job_whose_tables_are_unresolved_starts_nothing_and_changes_nothing() {
+    let unresolved = || {
+        Some((
+            "TableNotFound".to_string(),
+            "the script names `clicks` ...".to_string(),
+        ))
+    };
+    let fresh = plan(
+        &spec(),
+        &StreamJobStatus::default(),
+        &Observed {
+            unresolved: unresolved(),
+            ..observed(false, None)
+        },
+    );
+    assert_eq!(fresh.action, Action::Wait);
+    assert_eq!(
+        degraded(&fresh.status),
+        (
+            "True".to_string(),
+            "the script names `clicks` ...".to_string()
+        )
+    );
+    assert_eq!(condition(&fresh.status, "Degraded").1, "TableNotFound");
+    // A running job whose spec changed is not upgraded without its tables:
+    // it runs on as deployed.
+    let old = spec();
+    let changed = StreamJobSpec {
+        parallelism: 3,
+        ..spec()
+    };
+    let running_job = plan(
+        &changed,
+        &deployed(&old),
+        &Observed {
+            unresolved: unresolved(),
+            ..observed(true, Some(running(-1)))
+        },
+    );
+    assert_eq!(running_job.action, Action::Wait);
+    assert_eq!(running_job.status.phase, Some(Phase::Running));
+    assert_eq!(
+        running_job.status.deployed_spec_hash,
+        Some(old.deployment_hash())
+    );
+    // Being deleted, it goes as any job does.
+    let deleted = plan(
+        &spec(),
+        &deployed(&old),
+        &Observed {
+            unresolved: unresolved(),
+            ..deleting(-1, Some(running(-1)))
+        },
+    );
+    assert_ne!(deleted.action, Action::Wait);
 }

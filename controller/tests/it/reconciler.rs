@@ -492,6 +492,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
         terminating: false,
         deleting_since: None,
         skip_final_savepoint: false,
+        unresolved: None,
         coordinator: Some(weir_controller::planner::CoordinatorView {
             state: weir_controller::planner::JobState::Running,
             parallelism: 2,
@@ -778,4 +779,83 @@ async fn workloads_of_an_earlier_streamjob_of_the_same_name_are_never_adopted() 
     let requeue = scenario(finalized(job(spec())), &coordinator, expected).await;
     assert!(coordinator.calls().is_empty(), "{:?}", coordinator.calls());
     assert!(requeue <= Duration::from_secs(2), "{requeue:?}");
+}
+
+fn tables_path() -> String {
+    format!("/apis/weir.dev/v1alpha1{NS}/streamtables")
+}
+
+/// The namespace's StreamTables, as a list reply.
+fn table_list(tables: &[(&str, &str)]) -> Value {
+    let items: Vec<Value> = tables
+        .iter()
+        .map(|(name, sql)| {
+            json!({"apiVersion": "weir.dev/v1alpha1", "kind": "StreamTable",
+                   "metadata": {"name": name, "namespace": "analytics"}, "spec": {"sql": sql}})
+        })
+        .collect();
+    json!({"apiVersion": "weir.dev/v1alpha1", "kind": "StreamTableList",
+           "metadata": {"resourceVersion": "7"}, "items": items})
+}
+
+const CLICKS_TABLE: &str = "CREATE TABLE app_clicks (user_id BIGINT, at TIMESTAMP(3), WATERMARK FOR at AS at) \
+    WITH ('connector' = 'kafka', 'topic' = 'clicks', 'properties.bootstrap.servers' = 'kafka:9092', 'format' = 'json')";
+
+fn sql_spec() -> StreamJobSpec {
+    let mut s = spec();
+    s.job.pipeline = String::new();
+    s.job.sql = Some(
+        "CREATE TABLE out (user_id BIGINT, n BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO out SELECT user_id, COUNT(*) FROM app_clicks GROUP BY user_id"
+            .into(),
+    );
+    s
+}
+
+#[tokio::test]
+async fn a_sql_job_deploys_with_the_stream_tables_it_names_in_front_of_its_script() {
+    let coordinator = Coordinator::running();
+    let mut resolved = sql_spec();
+    let script = resolved.job.sql.clone().unwrap_or_default();
+    resolved.job.sql = Some(format!("{CLICKS_TABLE};\n{script}"));
+    let hash = resolved.deployment_hash();
+    let mut expected = vec![expect("GET", tables_path()).reply(
+        200,
+        table_list(&[
+            ("app-clicks", CLICKS_TABLE),
+            ("other", "CREATE TABLE other"),
+        ]),
+    )];
+    expected.extend(no_workloads());
+    expected.push(status_patch(move |s| {
+        (s.deployed_spec_hash.as_deref() == Some(hash.as_str())
+            && s.tables == ["app-clicks"]
+            && s.phase == Some(Phase::Deploying))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    let wanted = format!("{CLICKS_TABLE};\n{script}");
+    expected.extend(apply_children(move |d| {
+        args_contain(d, &["coordinator", "sql", "--parallelism", "2"])?;
+        args_contain(d, &["--sql", wanted.as_str()])
+    }));
+    expected.push(event("Deploying"));
+    scenario(finalized(job(sql_spec())), &coordinator, expected).await;
+}
+
+#[tokio::test]
+async fn a_sql_job_naming_a_missing_stream_table_waits_and_says_which() {
+    let coordinator = Coordinator::running();
+    let mut expected = vec![expect("GET", tables_path()).reply(200, table_list(&[]))];
+    expected.extend(no_workloads());
+    expected.push(status_patch(|s| {
+        let degraded = condition(s, "Degraded").ok_or("no Degraded condition")?;
+        (degraded.status == "True"
+            && degraded.reason == "TableNotFound"
+            && degraded.message.contains("`app_clicks`")
+            && s.deployed_spec_hash.is_none())
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    scenario(finalized(job(sql_spec())), &coordinator, expected).await;
 }

@@ -17,13 +17,17 @@
 //! - [`infer`]: columns from sample messages; [`schemas`]: from an Avro
 //!   schema or a JSON Schema.
 //! - [`dir`]: the catalog on a local directory.
+//! - [`builtin`]: the tables every job can name (Nexmark's).
+//! - [`references`]: which tables a script names.
 
+pub mod builtin;
 pub mod ddl;
 pub mod dialect;
 pub mod dir;
 pub mod error;
 pub mod infer;
 pub mod interval;
+pub mod references;
 pub mod render;
 pub mod schemas;
 pub mod table;
@@ -33,9 +37,11 @@ pub mod validate;
 #[cfg(test)]
 mod ddl_tests;
 
+pub use builtin::builtin_tables;
 pub use ddl::{parse_script, parse_table, ScriptStatement};
 pub use dir::Catalog;
 pub use error::{Error, Result};
+pub use references::{script_tables, ScriptTables};
 pub use table::{Column, ColumnOrigin, Table, WatermarkSpec};
 pub use types::ColumnType;
 

@@ -100,7 +100,7 @@ pub fn plan_script(
 ) -> Result<PlannedScript> {
     let statements = parse_script(sql)?;
     let mut tables = Tables::new();
-    for table in nexmark::builtin_tables()? {
+    for table in weir_catalog::builtin_tables()? {
         tables.insert(table.name.clone(), table);
     }
     if let Some(catalog) = catalog {

@@ -11,7 +11,7 @@ use datafusion_common::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use weir_catalog::{parse_script, ScriptStatement, Table};
+use weir_catalog::Table;
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
@@ -19,42 +19,6 @@ use crate::operator::Operator;
 use crate::pipelines::nexmark::model::{Auction, Bid, Event, NexmarkConfig, Person};
 use crate::sql::arrow_types::table_schema;
 use crate::sql::rows::Rows;
-
-/// The built-in tables `person`, `auction` and `bid`: unbounded, 100,000
-/// events per second of event time, up to 4 s out of order, as the Nexmark
-/// queries expect them (`--option bid.events.num=N` bounds one).
-pub const BUILTIN_TABLES: &str = "
-CREATE TABLE person (
-  id BIGINT, name STRING, email_address STRING, credit_card STRING, city STRING, state STRING,
-  date_time TIMESTAMP(3),
-  WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
-) COMMENT 'Nexmark persons, from the built-in generator'
-WITH ('connector' = 'nexmark', 'kind' = 'person');
-CREATE TABLE auction (
-  id BIGINT, item_name STRING, initial_bid BIGINT, reserve BIGINT, date_time TIMESTAMP(3),
-  expires TIMESTAMP(3), seller BIGINT, category BIGINT,
-  WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
-) COMMENT 'Nexmark auctions, from the built-in generator'
-WITH ('connector' = 'nexmark', 'kind' = 'auction');
-CREATE TABLE bid (
-  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3),
-  WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
-) COMMENT 'Nexmark bids, from the built-in generator'
-WITH ('connector' = 'nexmark', 'kind' = 'bid');
-";
-
-/// The built-in tables, parsed.
-pub fn builtin_tables() -> Result<Vec<Table>> {
-    parse_script(BUILTIN_TABLES)?
-        .into_iter()
-        .map(|statement| match statement {
-            ScriptStatement::CreateTable(table) => Ok(table),
-            ScriptStatement::Other(other) => {
-                Err(Error::Internal(format!("a built-in table is `{other}`")))
-            }
-        })
-        .collect()
-}
 
 /// Which events a table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_builtin_tables_are_the_three_kinds() {
-        let tables = builtin_tables().unwrap();
+        let tables = weir_catalog::builtin_tables().unwrap();
         let kinds: Vec<Kind> = tables
             .iter()
             .map(|t| NexmarkTable::new(t).unwrap().kind)
