@@ -1,16 +1,21 @@
 //! `weir sql`: runs a SQL script over the data dictionary on the embedded
 //! default (as `weir run sql` would); `--explain` prints the streaming plan
-//! with each operator's uid and state instead.
+//! with each operator's uid and state instead, and with `--restore` which
+//! state of that checkpoint or savepoint the script keeps and which it drops.
 
 use std::time::Duration;
 
 use clap::Args;
 use weir_catalog::Catalog;
 
+use crate::api::JobGraph;
+use crate::checkpoint::restore::peek;
 use crate::cli::parse_duration;
 use crate::cli::run::{run, JobOptions, RunArgs};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::exec::state_fit::StateFit;
 use crate::pipelines::sql::SqlJobArgs;
+use crate::sql::build::build_job;
 use crate::sql::explain::explain;
 use crate::sql::plan_script;
 
@@ -41,6 +46,10 @@ pub fn sql(args: SqlArgs) -> Result<()> {
     let planned = plan_script(&script, Some(&catalog), &args.script.options)?;
     if args.explain {
         print!("{}", explain(&planned.plan, &planned.tables));
+        if let Some(location) = &args.options.restore {
+            let graph = build_job(&args.script.job_name(), &planned, args.options.parallelism)?;
+            print!("\n{}", restore_report(&graph, location)?);
+        }
         return Ok(());
     }
     run(RunArgs {
@@ -50,4 +59,23 @@ pub fn sql(args: SqlArgs) -> Result<()> {
         savepoint_dir: args.savepoint_dir,
         args: args.script.to_args(),
     })
+}
+
+/// What restoring `graph` from the checkpoint or savepoint at `location` keeps
+/// and drops.
+fn restore_report(graph: &JobGraph, location: &str) -> Result<String> {
+    if location == "latest" {
+        return Err(Error::Usage(
+            "--explain --restore takes a checkpoint or savepoint directory (`weir checkpoints` lists them)".into(),
+        ));
+    }
+    let metadata = peek(location)?;
+    let mut report = StateFit::of(graph, &metadata).report(location);
+    if metadata.job != graph.name {
+        report.push_str(&format!(
+            "  but it is a checkpoint of job `{}`, not `{}`: name the job so (--name) to restore it\n",
+            metadata.job, graph.name
+        ));
+    }
+    Ok(report)
 }

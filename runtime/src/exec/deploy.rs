@@ -16,6 +16,7 @@ use crate::api::{BuildCtx, Exchange, JobGraph, NodeKind};
 use crate::checkpoint::restore::RestorePoint;
 use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
+use crate::exec::state_fit::StateFit;
 use crate::exec::task::TaskBody;
 use crate::ids::{OperatorUid, Subtask, TaskId};
 use crate::keys::KeyGroupRange;
@@ -96,14 +97,17 @@ pub fn check_restore(
             restore.location, meta.max_parallelism, graph.max_parallelism
         )));
     }
-    let uids = graph.uids();
-    for op in &meta.operators {
-        if !allow_non_restored && !uids.contains(&op.uid.0) {
-            return Err(Error::InvalidJob(format!(
-                "checkpoint {} has state for operator {:?}, which the job does not have",
-                restore.location, op.uid.0
-            )));
-        }
+    let fit = StateFit::of(graph, meta);
+    if !allow_non_restored && !fit.dropped.is_empty() {
+        return Err(Error::InvalidJob(format!(
+            "checkpoint {} has state for operators the job does not have ({}); \
+             restoring would drop it: allow non-restored state to go on without it",
+            restore.location,
+            fit.dropped.join(", ")
+        )));
+    }
+    if !fit.dropped.is_empty() {
+        tracing::warn!(dropped = %fit.dropped.join(", "), from = %restore.location, "restoring without the state of operators the job no longer has");
     }
     Ok(())
 }

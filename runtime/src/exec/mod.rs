@@ -14,6 +14,7 @@ pub mod pool;
 pub mod recover;
 pub mod requests;
 pub mod runner;
+pub mod state_fit;
 pub mod task;
 pub mod upload;
 pub mod watermarks;

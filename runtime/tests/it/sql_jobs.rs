@@ -413,13 +413,7 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
         ],
     );
     assert_ok(&stopped);
-    let err = stderr(&stopped);
-    let savepoint = err
-        .lines()
-        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
-        .unwrap_or_else(|| panic!("no savepoint in: {err}"))
-        .trim()
-        .to_string();
+    let savepoint = savepoint_of(&stopped);
     let first = committed_lines(&dir.path().join("before"));
     assert!(
         !first.is_empty() && first.len() < expected.len(),
@@ -435,6 +429,93 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
         &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
     ));
     assert_eq!(committed_lines(&dir.path().join("before")), expected);
+}
+
+/// The savepoint path `weir` printed when it stopped with one.
+fn savepoint_of(out: &std::process::Output) -> String {
+    let err = stderr(out);
+    err.lines()
+        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
+        .unwrap_or_else(|| panic!("no savepoint in: {err}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_changed_query_says_which_state_it_keeps_and_drops_before_it_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = nexmark_windows(dir.path(), "before", Some(100_000));
+    let stopped = run_sql(
+        dir.path(),
+        &before,
+        &[
+            "--checkpoint-interval",
+            "200ms",
+            "--stop-with-savepoint-after",
+            "1s",
+        ],
+    );
+    assert_ok(&stopped);
+    let savepoint = savepoint_of(&stopped);
+    let same = run_sql(dir.path(), &before, &["--explain", "--restore", &savepoint]);
+    assert_ok(&same);
+    let report = String::from_utf8_lossy(&same.stdout).to_string();
+    assert!(report.contains("drops the state of: none"), "{report}");
+    let kept = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("keeps the state of: "))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(kept.contains("window-aggregate-"), "{report}");
+
+    let first = committed_lines(&dir.path().join("before"));
+    // Another aggregate in the same window (into the same files): its state
+    // is another operator's.
+    let script = dir.path().join("changed.sql");
+    fs::write(
+        &script,
+        "CREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, low BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = 'before', 'format' = 'json');\n\
+         INSERT INTO counts SELECT auction, window_start, COUNT(*), MIN(price) \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) \
+         GROUP BY auction, window_start, window_end;",
+    )
+    .unwrap();
+    let mut changed = before;
+    changed[2] = script.to_string_lossy().into_owned();
+    changed.extend(["--name".to_string(), "before".to_string()]);
+    let explained = run_sql(
+        dir.path(),
+        &changed,
+        &["--explain", "--restore", &savepoint],
+    );
+    assert_ok(&explained);
+    let report = String::from_utf8_lossy(&explained.stdout).to_string();
+    let dropped = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("drops the state of: "))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(dropped.contains("window-aggregate-"), "{report}");
+    assert!(report.contains("refused unless"), "{report}");
+
+    let refused = run_sql(dir.path(), &changed, &["--restore", &savepoint]);
+    assert!(!refused.status.success(), "a restore that drops state runs");
+    assert!(
+        stderr(&refused).contains(&format!(
+            "has state for operators the job does not have ({dropped})"
+        )),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !dir.path().join("changed").exists(),
+        "the refused job wrote"
+    );
+    assert_ok(&run_sql(
+        dir.path(),
+        &changed,
+        &["--restore", &savepoint, "--allow-non-restored-state"],
+    ));
+    assert!(committed_lines(&dir.path().join("before")).len() > first.len());
 }
 
 #[test]
