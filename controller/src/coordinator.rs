@@ -7,7 +7,7 @@ use weir_proto::v1::{self, job_control_client::JobControlClient};
 
 use crate::crd::CheckpointRef;
 use crate::error::{Error, Result};
-use crate::planner::{CoordinatorView, JobState, SavepointProgress};
+use crate::planner::{CoordinatorView, JobState, SavepointProgress, UpgradeCheck};
 
 /// How long a call to the coordinator may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,4 +112,32 @@ pub async fn dispose_savepoint(address: &str, path: &str) -> Result<()> {
         .await
         .map_err(|e| failed(address, e))?;
     Ok(())
+}
+
+/// Asks the coordinator to build the job as `pipeline` `args` and compare it
+/// with its latest checkpoint's state; `None` when it cannot tell (an older
+/// image without the call).
+pub async fn check_upgrade(
+    address: &str,
+    pipeline: String,
+    args: Vec<String>,
+) -> Result<Option<UpgradeCheck>> {
+    let reply = client(address)
+        .await?
+        .check_upgrade(v1::CheckUpgradeRequest { pipeline, args })
+        .await;
+    match reply {
+        Ok(r) => {
+            let r = r.into_inner();
+            Ok(Some(UpgradeCheck::Restores {
+                against: r.against,
+                dropped: r.dropped,
+            }))
+        }
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            Ok(Some(UpgradeCheck::Invalid(s.message().to_string())))
+        }
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
+        Err(s) => Err(failed(address, s)),
+    }
 }

@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::coordinator;
-use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus};
+use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus, UpgradeMode};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
@@ -101,7 +101,11 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     let job = &fresh;
     let status = job.status.clone().unwrap_or_default();
     let uid = job.uid().unwrap_or_default();
-    let (deployed, terminating) = workloads_exist(ctx, &ns, &name, &uid).await?;
+    let Workloads {
+        deployed,
+        terminating,
+        image,
+    } = workloads_exist(ctx, &ns, &name, &uid).await?;
     // A coordinator on its way out (or an earlier StreamJob's) says nothing
     // about this one.
     let pod = if deployed && !terminating {
@@ -132,6 +136,26 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
         (Some(_), None) => Some(SavepointProgress::Unknown),
         (None, _) => None,
     };
+    // A changed spec on the same image: the running coordinator builds the
+    // changed job and says which state it would drop, before anything goes.
+    let changed = status.deployed_spec_hash.as_deref() != Some(&job.spec.deployment_hash());
+    let upgrade_check = match (&address, &view) {
+        (Some(address), Some(_))
+            if changed
+                && image.as_deref() == Some(job.spec.image.as_str())
+                && job.spec.upgrade_mode != UpgradeMode::Stateless =>
+        {
+            let (pipeline, args) = job.spec.job.command();
+            match coordinator::check_upgrade(address, pipeline, args).await {
+                Ok(check) => check,
+                Err(e) => {
+                    tracing::debug!(job = %name, error = %e, "the coordinator did not check the upgrade");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let observed = Observed {
         uid: job.uid().unwrap_or_default(),
         deployed,
@@ -149,6 +173,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
             Some(Err(why)) => Some((why.reason.to_string(), why.message.clone())),
             _ => None,
         },
+        upgrade_check,
         now: jiff::Timestamp::now(),
     };
     let mut decided = plan(&job.spec, &status, &observed);
@@ -282,11 +307,20 @@ async fn remove_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> 
     set_finalizers(jobs, job, finalizers).await.map(|_| ())
 }
 
-/// Whether the coordinator Deployment or the worker StatefulSet exists, and
-/// whether one that exists is on its way out: being deleted (its pods still
-/// stopping), or left by an earlier StreamJob of the same name (owned by
-/// another UID, waiting for the garbage collector), which this one never adopts.
-async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Result<(bool, bool)> {
+/// What exists of a job's workloads.
+struct Workloads {
+    /// The coordinator Deployment or the worker StatefulSet exists.
+    deployed: bool,
+    /// One that exists is on its way out: being deleted (its pods still
+    /// stopping), or left by an earlier StreamJob of the same name (owned by
+    /// another UID, waiting for the garbage collector), which this one never adopts.
+    terminating: bool,
+    /// The image the coordinator Deployment runs.
+    image: Option<String>,
+}
+
+/// What exists of the job's workloads.
+async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Result<Workloads> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let coordinator = deployments
@@ -302,7 +336,22 @@ async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Resu
     };
     let terminating = coordinator.as_ref().is_some_and(|d| going(d.meta()))
         || workers.as_ref().is_some_and(|w| going(w.meta()));
-    Ok((coordinator.is_some() || workers.is_some(), terminating))
+    let image = coordinator.as_ref().and_then(|d| {
+        d.spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .first()?
+            .image
+            .clone()
+    });
+    Ok(Workloads {
+        deployed: coordinator.is_some() || workers.is_some(),
+        terminating,
+        image,
+    })
 }
 
 /// The job's coordinator pod, if one runs: its `ip:port`, and which process it is

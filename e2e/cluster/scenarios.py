@@ -17,15 +17,15 @@ import asyncio
 import glob
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
 
-from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render, sql_job,
+from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render,
                      stream_job, ts, wait_finished, wait_for)
 import kafka_scenarios
 import restart_scenarios
+import sql_scenarios
 
 # ---- scenarios ----
 
@@ -119,41 +119,6 @@ def rescale_with_savepoint(env):
     alerts = sorted(committed(out))
     reference = reference_alerts(env, records, 0.01, seed)
     assert alerts == reference, f"{len(alerts)} alerts, a failure-free run has {len(reference)}"
-    env.kubectl("delete", "streamjob", name, "-n", NS)
-
-
-SQL_WINDOWS = """CREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT)
-WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
-INSERT INTO counts SELECT auction, window_start, COUNT(*), MAX(price)
-FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND))
-GROUP BY auction, window_start, window_end;"""
-
-
-def sql_job_rescale(env):
-    """A StreamJob whose job is SQL (job.sql: a window aggregate over the built-in
-    Nexmark bids): rescaled 2 -> 3 through a savepoint that holds its windows, its
-    rows identical to a failure-free `weir sql` run (exactly once)."""
-    name = "sql-windows"
-    out = env.out_dir(name)
-    options = ["--option", "bid.events.num=400000", "--option", "bid.events.per-second=10000"]
-    script = SQL_WINDOWS.replace("{out}", out)
-    env.apply(render(env, sql_job(name, script, options + ["--option", "bid.rate-limit=40000"])))
-    wait_for(lambda: env.condition(name, "Ready").get("status") == "True", 120, f"{name} Ready")
-    wait_for(lambda: env.status(name).get("lastCheckpoint"), 60, f"{name}'s first checkpoint")
-    env.patch(name, {"spec": {"parallelism": 3}})
-    wait_for(lambda: (env.status(name).get("lastSavepoint") or {}).get("reason") == "upgrade", 120,
-             "the upgrade savepoint")
-    wait_for(lambda: (env.coordinator_status(name) or {}).get("parallelism") == 3, 120, "the rescaled job")
-    wait_finished(env, name)
-    rows = sorted(committed(out))
-    reference = os.path.join(env.out_root, "sql-windows-reference")
-    with open(reference + ".sql", "w") as f:
-        f.write(SQL_WINDOWS.replace("{out}", reference))
-    subprocess.run([env.weir, "sql", "-f", reference + ".sql", "--checkpoint-interval", "off",
-                    "--checkpoint-dir", reference + "-chk", *options],
-                   check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    expected = sorted(committed(reference))
-    assert rows == expected, f"{len(rows)} rows, a failure-free run has {len(expected)}"
     env.kubectl("delete", "streamjob", name, "-n", NS)
 
 
@@ -323,7 +288,8 @@ def invalid_manifests(env):
         env.kubectl("delete", "streamjob", name, "-n", NS)
 
 
-SCENARIOS = [install, apply_and_run, stream_tables, rescale_with_savepoint, sql_job_rescale, upgrade_last_state,
+SCENARIOS = [install, apply_and_run, stream_tables, rescale_with_savepoint, *sql_scenarios.SCENARIOS,
+             upgrade_last_state,
              pod_deletions,
              savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete, invalid_manifests,
              *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS]

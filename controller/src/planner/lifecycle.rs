@@ -208,6 +208,12 @@ impl Planner<'_> {
     }
 
     pub(super) fn upgrade(&mut self) -> Action {
+        if let Some(why) = self.upgrade_refusal() {
+            // Nothing is torn down: the job runs on as deployed.
+            self.observe_phase();
+            self.degrade("UpgradeRefused", why);
+            return Action::Wait;
+        }
         match self.spec.upgrade_mode {
             UpgradeMode::Savepoint => {
                 if self.retry_blocked() {
@@ -255,6 +261,38 @@ impl Planner<'_> {
                 self.set_phase(Phase::Upgrading);
                 Action::DeleteWorkloads
             }
+        }
+    }
+
+    /// Why the changed job must not replace the running one, if it must not:
+    /// it cannot be built, or it would drop state without allowNonRestoredState
+    /// (a stateless upgrade keeps no state, so nothing is checked for it).
+    fn upgrade_refusal(&mut self) -> Option<String> {
+        if self.spec.upgrade_mode == UpgradeMode::Stateless {
+            return None;
+        }
+        match &self.observed.upgrade_check {
+            Some(UpgradeCheck::Invalid(why)) => Some(format!(
+                "the changed job cannot be built, so the running one is kept: {why}"
+            )),
+            Some(UpgradeCheck::Restores { against, dropped }) if !dropped.is_empty() => {
+                let list = dropped.join(", ");
+                if self.spec.allow_non_restored_state {
+                    self.note(
+                        true,
+                        "UpgradeDropsState",
+                        format!(
+                            "the changed job drops the state of {list} (allowNonRestoredState)"
+                        ),
+                    );
+                    return None;
+                }
+                Some(format!(
+                    "the changed job has no operator for the state of {list} in {against}; \
+                     set allowNonRestoredState: true to upgrade without it, or change the job back"
+                ))
+            }
+            _ => None,
         }
     }
 

@@ -106,8 +106,26 @@ pub struct Observed {
     /// Why a SQL job's script could not be put together (reason, message): a
     /// StreamTable it names is missing or invalid, or the SQL does not parse.
     pub unresolved: Option<(String, String)>,
+    /// What the running coordinator found when it built the changed job, if it
+    /// was asked (a spec change on the same image, not stateless).
+    pub upgrade_check: Option<UpgradeCheck>,
     /// Now.
     pub now: Timestamp,
+}
+
+/// What the running coordinator says of the job a changed spec describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeCheck {
+    /// It builds; `dropped` lists the operators whose state in checkpoint
+    /// `against` it has no operator for.
+    Restores {
+        /// The checkpoint compared with (empty: none completed yet).
+        against: String,
+        /// Operator uids whose state it would drop.
+        dropped: Vec<String>,
+    },
+    /// It cannot be built: why (a SQL error, an unknown pipeline).
+    Invalid(String),
 }
 
 /// What the reconciler does next.

@@ -5,7 +5,7 @@ use weir_controller::crd::{
     StreamJobStatus, UpgradeMode,
 };
 use weir_controller::planner::{
-    plan, Action, CoordinatorView, JobState, Observed, SavepointProgress,
+    plan, Action, CoordinatorView, JobState, Observed, SavepointProgress, UpgradeCheck,
 };
 use weir_controller::resources::Launch;
 
@@ -72,6 +72,7 @@ fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
         skip_final_savepoint: false,
         generation: 3,
         unresolved: None,
+        upgrade_check: None,
         now: NOW.parse().unwrap(),
     }
 }
@@ -1007,4 +1008,68 @@ fn a_sql_job_whose_tables_are_unresolved_starts_nothing_and_changes_nothing() {
         },
     );
     assert_ne!(deleted.action, Action::Wait);
+}
+
+#[test]
+fn an_upgrade_to_a_job_that_cannot_be_built_or_would_drop_state_keeps_the_running_one() {
+    let old = spec();
+    let changed = StreamJobSpec {
+        parallelism: 3,
+        ..spec()
+    };
+    let checked = |check: UpgradeCheck, spec: &StreamJobSpec| {
+        plan(
+            spec,
+            &deployed(&old),
+            &Observed {
+                upgrade_check: Some(check),
+                ..observed(true, Some(running(-1)))
+            },
+        )
+    };
+    let invalid = checked(
+        UpgradeCheck::Invalid("no table `clicks` at Line: 1, Column: 20".into()),
+        &changed,
+    );
+    assert_eq!(invalid.action, Action::Wait);
+    assert_eq!(condition(&invalid.status, "Degraded").1, "UpgradeRefused");
+    assert!(degraded(&invalid.status).1.contains("no table `clicks`"));
+    let drops = UpgradeCheck::Restores {
+        against: "chk-7".into(),
+        dropped: vec!["window-aggregate-1f".into()],
+    };
+    let refused = checked(drops.clone(), &changed);
+    assert_eq!(refused.action, Action::Wait);
+    assert_eq!(refused.status.phase, Some(Phase::Running));
+    assert!(degraded(&refused.status)
+        .1
+        .contains("window-aggregate-1f in chk-7"));
+    let allowed = checked(
+        drops.clone(),
+        &StreamJobSpec {
+            allow_non_restored_state: true,
+            ..changed.clone()
+        },
+    );
+    assert_eq!(allowed.action, trigger(true, "upgrade"));
+    assert!(allowed
+        .notes
+        .iter()
+        .any(|n| n.reason == "UpgradeDropsState"));
+    let stateless = checked(
+        drops,
+        &StreamJobSpec {
+            upgrade_mode: UpgradeMode::Stateless,
+            ..changed.clone()
+        },
+    );
+    assert_eq!(stateless.action, Action::DeleteWorkloads);
+    let keeps = checked(
+        UpgradeCheck::Restores {
+            against: "chk-7".into(),
+            dropped: Vec::new(),
+        },
+        &changed,
+    );
+    assert_eq!(keeps.action, trigger(true, "upgrade"));
 }

@@ -33,6 +33,8 @@ struct Coordinator {
     checkpoint_age_secs: u64,
     savepoint: v1::SavepointState,
     savepoint_path: String,
+    /// What CheckUpgrade answers: the uids the changed job drops.
+    dropped: Vec<String>,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -43,6 +45,7 @@ impl Coordinator {
             checkpoint_age_secs: 1,
             savepoint: v1::SavepointState::Pending,
             savepoint_path: String::new(),
+            dropped: Vec::new(),
             calls: Arc::default(),
         }
     }
@@ -139,6 +142,23 @@ impl v1::job_control_server::JobControl for Coordinator {
         _: RpcRequest<v1::CancelRequest>,
     ) -> Result<RpcResponse<v1::CancelResponse>, Status> {
         Err(Status::unimplemented("not in these scenarios"))
+    }
+
+    async fn check_upgrade(
+        &self,
+        request: RpcRequest<v1::CheckUpgradeRequest>,
+    ) -> Result<RpcResponse<v1::CheckUpgradeResponse>, Status> {
+        let request = request.into_inner();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("CheckUpgrade {}", request.pipeline));
+        Ok(RpcResponse::new(v1::CheckUpgradeResponse {
+            against: "s3://weir-checkpoints/prod/analytics/fraud/state-machine/checkpoints/chk-12"
+                .into(),
+            kept: Vec::new(),
+            dropped: self.dropped.clone(),
+        }))
     }
 
     async fn dispose_savepoint(
@@ -493,6 +513,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
         deleting_since: None,
         skip_final_savepoint: false,
         unresolved: None,
+        upgrade_check: None,
         coordinator: Some(weir_controller::planner::CoordinatorView {
             state: weir_controller::planner::JobState::Running,
             parallelism: 2,
@@ -858,4 +879,79 @@ async fn a_sql_job_naming_a_missing_stream_table_waits_and_says_which() {
         .ok_or(format!("{s:?}"))
     }));
     scenario(finalized(job(sql_spec())), &coordinator, expected).await;
+}
+
+/// The coordinator Deployment as the API server has it, running `image`.
+fn coordinator_running(image: &str) -> Value {
+    let mut deployment = existing("Deployment", "fraud-coordinator");
+    deployment["spec"] = json!({"selector": {}, "template": {"spec": {"containers": [{"name": "weir", "image": image}]}}});
+    deployment
+}
+
+#[tokio::test]
+async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down() {
+    let old = spec();
+    let mut changed = spec();
+    changed.job.args.push("--another-operator".into());
+    let coordinator = Coordinator {
+        dropped: vec!["alerts-by-user".into()],
+        ..Coordinator::running()
+    };
+    let mut expected = vec![
+        expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
+        expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+    ];
+    expected.push(status_patch(|s| {
+        let degraded = condition(s, "Degraded").ok_or("no Degraded condition")?;
+        (degraded.reason == "UpgradeRefused"
+            && degraded
+                .message
+                .contains("no operator for the state of alerts-by-user")
+            && degraded.message.contains("allowNonRestoredState")
+            && s.pending_savepoint.is_none()
+            && s.phase == Some(Phase::Running))
+        .then_some(())
+        .ok_or(format!("{s:?}"))
+    }));
+    let j = finalized(job(changed.clone()));
+    scenario(
+        with_status(j.clone(), deployed(&old)),
+        &coordinator,
+        expected,
+    )
+    .await;
+    assert_eq!(
+        coordinator.calls(),
+        ["GetStatus", "CheckUpgrade state-machine"]
+    );
+
+    // Allowed to drop it, the upgrade goes on with its savepoint.
+    changed.allow_non_restored_state = true;
+    let coordinator = Coordinator {
+        dropped: vec!["alerts-by-user".into()],
+        ..Coordinator::running()
+    };
+    let mut expected = vec![
+        expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
+        expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+    ];
+    expected.push(event("UpgradeDropsState"));
+    expected.push(event("Upgrading"));
+    expected.push(status_patch(|s| {
+        s.pending_savepoint
+            .as_ref()
+            .filter(|p| p.reason == "upgrade")
+            .map(|_| ())
+            .ok_or(format!("{s:?}"))
+    }));
+    let j = finalized(job(changed));
+    scenario(with_status(j, deployed(&old)), &coordinator, expected).await;
+    assert_eq!(
+        coordinator.calls(),
+        [
+            "GetStatus",
+            "CheckUpgrade state-machine",
+            "TriggerSavepoint stop=true"
+        ]
+    );
 }

@@ -153,6 +153,8 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         .add_service(v1::job_control_server::JobControlServer::new(
             JobControlService {
                 status: status.clone(),
+                parallelism: config.parallelism,
+                max_parallelism: config.max_parallelism,
             },
         ))
         .serve_with_incoming(TcpListenerStream::new(listener));

@@ -157,6 +157,10 @@ fn handle(shared: &Shared, worker: &str, session: u64, message: v1::WorkerMessag
 pub struct JobControlService {
     /// The job's status.
     pub status: Arc<StatusBoard>,
+    /// The job's parallelism and key groups, which another version of it is built with.
+    pub parallelism: u32,
+    /// See `parallelism`.
+    pub max_parallelism: u32,
 }
 
 #[tonic::async_trait]
@@ -228,6 +232,21 @@ impl v1::job_control_server::JobControl for JobControlService {
         Ok(Response::new(v1::CancelResponse {}))
     }
 
+    async fn check_upgrade(
+        &self,
+        request: Request<v1::CheckUpgradeRequest>,
+    ) -> Result<Response<v1::CheckUpgradeResponse>, Status> {
+        let request = request.into_inner();
+        let latest = self.status.snapshot().latest_checkpoint.map(|c| c.path);
+        let (parallelism, max_parallelism) = (self.parallelism, self.max_parallelism);
+        let checked = tokio::task::spawn_blocking(move || {
+            check_upgrade(&request, latest, parallelism, max_parallelism)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        checked.map(Response::new)
+    }
+
     async fn dispose_savepoint(
         &self,
         request: Request<v1::DisposeSavepointRequest>,
@@ -247,6 +266,35 @@ impl v1::job_control_server::JobControl for JobControlService {
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
+}
+
+/// Builds the version of the job `request` names and compares it with the
+/// state of checkpoint `latest`.
+fn check_upgrade(
+    request: &v1::CheckUpgradeRequest,
+    latest: Option<String>,
+    parallelism: u32,
+    max_parallelism: u32,
+) -> Result<v1::CheckUpgradeResponse, Status> {
+    let graph = crate::pipelines::build(
+        &request.pipeline,
+        &request.args,
+        parallelism,
+        max_parallelism,
+    )
+    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let Some(location) = latest else {
+        return Ok(v1::CheckUpgradeResponse::default());
+    };
+    let metadata = crate::checkpoint::restore::peek(&location)
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let fit = crate::exec::state_fit::StateFit::of(&graph, &metadata);
+    tracing::info!(pipeline = %request.pipeline, against = %location, kept = fit.kept.len(), dropped = %fit.dropped.join(", "), "upgrade checked");
+    Ok(v1::CheckUpgradeResponse {
+        against: location,
+        kept: fit.kept,
+        dropped: fit.dropped,
+    })
 }
 
 /// Deletes the savepoint in directory `path`, after checking that it is one (its
