@@ -35,8 +35,8 @@ pub fn builtin_tables() -> Result<Vec<Table>> {
         .into_iter()
         .map(|statement| match statement {
             ScriptStatement::CreateTable(table) => Ok(table),
-            ScriptStatement::Other(other) => Err(Error::Syntax(format!(
-                "a built-in table is `{other}`, not a CREATE TABLE"
+            other => Err(Error::Syntax(format!(
+                "a built-in table is {other:?}, not a CREATE TABLE"
             ))),
         })
         .collect()

@@ -22,6 +22,14 @@ use crate::validate::validate;
 pub enum ScriptStatement {
     /// A `CREATE TABLE`, read and checked.
     CreateTable(Table),
+    /// `SET 'key' = 'value'`, as Flink's SQL client writes a job setting
+    /// (`'table.exec.state.ttl' = '1 h'`), for the planner to take or refuse.
+    Set {
+        /// The setting.
+        key: String,
+        /// Its value.
+        value: String,
+    },
     /// Anything else (`INSERT INTO ...`, `SELECT ...`), as sqlparser read it,
     /// for the planner to take or refuse.
     Other(Box<Statement>),
@@ -43,6 +51,8 @@ pub fn parse_script(sql: &str) -> Result<Vec<ScriptStatement>> {
             let table = create_table(&mut parser).map_err(syntax)?;
             validate(&table)?;
             ScriptStatement::CreateTable(table)
+        } else if starts_quoted_set(&parser) {
+            quoted_set(&mut parser).map_err(syntax)?
         } else {
             ScriptStatement::Other(Box::new(parser.parse_statement().map_err(syntax)?))
         };
@@ -84,6 +94,22 @@ fn starts_create_table(parser: &Parser) -> bool {
     keyword(&first, Keyword::CREATE)
         && (keyword(&second, Keyword::TABLE)
             || (keyword(&second, Keyword::TEMPORARY) && keyword(&third, Keyword::TABLE)))
+}
+
+/// Whether the next tokens are `SET '...'` (Flink's quoted setting).
+fn starts_quoted_set(parser: &Parser) -> bool {
+    let [first, second] = parser.peek_tokens::<2>();
+    matches!(&first, Token::Word(w) if w.keyword == Keyword::SET)
+        && matches!(second, Token::SingleQuotedString(_))
+}
+
+/// `SET 'key' = 'value'`.
+fn quoted_set(parser: &mut Parser) -> Result<ScriptStatement, ParserError> {
+    parser.expect_keyword(Keyword::SET)?;
+    let key = parser.parse_literal_string()?;
+    parser.expect_token(&Token::Eq)?;
+    let value = parser.parse_literal_string()?;
+    Ok(ScriptStatement::Set { key, value })
 }
 
 /// Consumes the word `word` (keyword or not, unquoted) if it is next.

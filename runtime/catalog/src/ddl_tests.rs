@@ -230,3 +230,14 @@ fn nested_types_and_timestamps_with_zones_read() {
         "ARRAY<ROW<`x` INT, `y` MAP<STRING, ARRAY<BIGINT>>>>"
     );
 }
+
+#[test]
+fn a_quoted_set_is_a_setting_of_the_script() {
+    let statements =
+        parse_script("SET 'table.exec.state.ttl' = '1 h';\nINSERT INTO out SELECT * FROM bid")
+            .unwrap();
+    assert!(matches!(&statements[0], ScriptStatement::Set { key, value }
+        if key == "table.exec.state.ttl" && value == "1 h"));
+    let error = parse_script("SET 'table.exec.state.ttl' '1 h'").unwrap_err();
+    assert!(error.to_string().contains("Expected: ="), "{error}");
+}

@@ -36,6 +36,7 @@ pub fn script_tables(statements: &[ScriptStatement]) -> ScriptTables {
     for statement in statements {
         match statement {
             ScriptStatement::CreateTable(table) => tables.declared.push(table.name.clone()),
+            ScriptStatement::Set { .. } => {}
             ScriptStatement::Other(other) => {
                 let _ = other.visit(&mut names);
             }

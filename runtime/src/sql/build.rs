@@ -11,6 +11,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_catalog::Table;
 
 use crate::api::{JobBuilder, JobGraph, Stream};
+use crate::data::Either;
 use crate::error::{Error, Result};
 use crate::kafka::{Guarantee, KafkaConfig, KafkaSink};
 use crate::operators::{DiscardSink, FileSink, StdoutSink, TextFileSource, WatermarkStrategy};
@@ -20,6 +21,7 @@ use crate::sql::aggregates::AggregateCall;
 use crate::sql::arrow_types::table_schema;
 use crate::sql::calc::{physical, Calc};
 use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
+use crate::sql::join::{either_weight, JoinSpec, RegularJoin, SideSplitter};
 use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
 use crate::sql::kafka_source::{kafka_config, KafkaTable};
 use crate::sql::key_groups::{hashable, KeySplitter};
@@ -118,6 +120,30 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
                     UpdatingAggregate::new(spec.clone())
                 });
+                Some(stream.uid(&node.uid))
+            }
+            Operator::Join { on, filter } => {
+                let spec = Arc::new(join_spec(
+                    plan,
+                    node,
+                    on,
+                    filter.as_ref(),
+                    planned.settings.state_ttl,
+                )?);
+                let splitter = Arc::new(SideSplitter::new(spec.keys.clone()));
+                let left = input(0)?
+                    .map(&format!("{}-left", node.uid), Either::<Rows, Rows>::Left)
+                    .uid(&format!("{}-left", node.uid))
+                    .weighed(either_weight);
+                let right = input(1)?
+                    .map(&format!("{}-right", node.uid), Either::<Rows, Rows>::Right)
+                    .uid(&format!("{}-right", node.uid))
+                    .weighed(either_weight);
+                let stream = left.union(right).weighed(either_weight).transform_split(
+                    node.operator.kind(),
+                    splitter,
+                    move |_| RegularJoin::new(spec.clone()),
+                );
                 Some(stream.uid(&node.uid))
             }
             Operator::Union => {
@@ -230,6 +256,55 @@ fn physical_keys(groups: &[&Expr], input: &datafusion_common::DFSchema) -> Resul
         types.push(DataType::Int64);
     }
     Ok((keys, types))
+}
+
+/// The regular join of `node`, its expressions made physical.
+fn join_spec(
+    plan: &StreamPlan,
+    node: &PlanNode,
+    on: &[(Expr, Expr)],
+    filter: Option<&Expr>,
+    ttl: Option<Duration>,
+) -> Result<JoinSpec> {
+    let side = |i: usize| -> Result<&datafusion_common::DFSchema> {
+        node.inputs
+            .get(i)
+            .map(|&n| plan.nodes[n].schema.as_ref())
+            .ok_or_else(|| Error::Internal(format!("join {} lacks an input", node.uid)))
+    };
+    let (left, right) = (side(0)?, side(1)?);
+    let mut keys = [Vec::new(), Vec::new()];
+    let mut types = Vec::with_capacity(on.len());
+    for (l, r) in on {
+        let failed =
+            |e: datafusion_common::DataFusionError| Error::Sql(format!("JOIN ON {l} = {r}: {e}"));
+        let (left_type, right_type) = (
+            l.get_type(left).map_err(failed)?,
+            r.get_type(right).map_err(failed)?,
+        );
+        if left_type != right_type {
+            return Err(Error::Sql(format!(
+                "JOIN ON {l} = {r}: the two sides are {left_type} and {right_type}; CAST one to the other's type"
+            )));
+        }
+        if !hashable(&left_type) {
+            return Err(Error::Sql(format!(
+                "JOIN ON {l} = {r}: a key of type {left_type} is not supported"
+            )));
+        }
+        keys[0].push(physical(l, left)?);
+        keys[1].push(physical(r, right)?);
+        types.push(left_type);
+    }
+    let filter = filter.map(|f| physical(f, &node.schema)).transpose()?;
+    Ok(JoinSpec {
+        keys,
+        converter: WindowAggregateSpec::converter(&types)?,
+        inputs: [Arc::clone(left.inner()), Arc::clone(right.inner())],
+        schema: Arc::clone(node.schema.inner()),
+        filter,
+        ttl,
+    })
 }
 
 /// The updating aggregate of `node`, its expressions made physical.

@@ -19,7 +19,7 @@ pub fn explain(plan: &StreamPlan, tables: &Tables) -> String {
         }
     }
     text.push_str(
-        "SQL aggregates keep their state on the heap, checkpointed by key group as Arrow IPC;\n\
+        "SQL aggregates and joins keep their state on the heap, checkpointed by key group as Arrow IPC;\n\
          it is restored by uid from a checkpoint or savepoint of the same query.\n",
     );
     text

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion_common::{plan_err, Column, DFSchema, DFSchemaRef, Result};
-use datafusion_expr::logical_plan::{Aggregate, Distinct, DmlStatement, WriteOp};
+use datafusion_expr::logical_plan::{
+    Aggregate, Distinct, DmlStatement, Join, JoinType, SubqueryAlias, WriteOp,
+};
 use datafusion_expr::{Expr, LogicalPlan};
 
 use crate::sql::context::Context;
@@ -147,7 +149,7 @@ impl<'a> Lowering<'a> {
                 let updating = self.plan.nodes[input].updating;
                 Ok(self.add(Operator::Project { exprs: projection.expr.clone() }, vec![input], projection.schema.clone(), updating))
             }
-            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
+            LogicalPlan::SubqueryAlias(alias) => self.alias(alias),
             LogicalPlan::Extension(extension) => {
                 let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvf>() else {
                     return plan_err!("{} is not supported in a streaming query", extension.node.name());
@@ -166,13 +168,66 @@ impl<'a> Lowering<'a> {
                 let updating = inputs.iter().any(|&i| self.plan.nodes[i].updating);
                 Ok(self.add(Operator::Union, inputs, union.schema.clone(), updating))
             }
-            LogicalPlan::Join(_) => plan_err!("JOIN is not supported yet: interval joins and regular joins with state TTL come next"),
+            LogicalPlan::Join(join) => self.join(join),
             LogicalPlan::Window(_) => plan_err!("OVER windows (ROW_NUMBER() top-N and deduplication) are not supported yet"),
             LogicalPlan::Sort(_) => plan_err!("ORDER BY is not supported on an unbounded stream: sort inside ROW_NUMBER() OVER (... ORDER BY ...) for a top-N"),
             LogicalPlan::Limit(_) => plan_err!("LIMIT is not supported on an unbounded stream: use ROW_NUMBER() OVER (...) with WHERE rn <= N for a top-N"),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => plan_err!("a query without a table (VALUES or SELECT of constants) is not a stream"),
             other => plan_err!("{} is not supported in a streaming query", other.display()),
         }
+    }
+
+    /// `FROM t AS a`, `(SELECT ...) AS a`: the same rows, their columns
+    /// qualified by the alias (a projection that only renames, so that each
+    /// alias of one table is its own node).
+    fn alias(&mut self, alias: &SubqueryAlias) -> Result<usize> {
+        let input = self.lower(&alias.input)?;
+        let from = self.plan.nodes[input].schema.clone();
+        if from.as_ref() == alias.schema.as_ref() {
+            return Ok(input);
+        }
+        let exprs = from
+            .iter()
+            .zip(alias.schema.iter())
+            .map(|((qualifier, field), (to, renamed))| {
+                Expr::Column(Column::new(qualifier.cloned(), field.name()))
+                    .alias_qualified(to.cloned(), renamed.name())
+            })
+            .collect();
+        let updating = self.plan.nodes[input].updating;
+        Ok(self.add(
+            Operator::Project { exprs },
+            vec![input],
+            alias.schema.clone(),
+            updating,
+        ))
+    }
+
+    /// `JOIN ... ON`: an inner equi-join of two append-only inputs.
+    fn join(&mut self, join: &Join) -> Result<usize> {
+        if join.join_type != JoinType::Inner {
+            return plan_err!(
+                "JOIN of kind {} is not supported yet; inner joins (JOIN ... ON) are",
+                join.join_type.to_string().to_uppercase()
+            );
+        }
+        if join.on.is_empty() {
+            return plan_err!(
+                "JOIN without an equality of the two sides' columns (a cross join) is not supported: join ON a.k = b.k"
+            );
+        }
+        let left = self.lower(&join.left)?;
+        let right = self.lower(&join.right)?;
+        if self.plan.nodes[left].updating || self.plan.nodes[right].updating {
+            return plan_err!(
+                "JOIN of an updating result (an unbounded GROUP BY) is not supported yet"
+            );
+        }
+        let operator = Operator::Join {
+            on: join.on.clone(),
+            filter: join.filter.clone(),
+        };
+        Ok(self.add(operator, vec![left, right], join.schema.clone(), false))
     }
 
     /// `GROUP BY`: over a window table function's `window_start` and

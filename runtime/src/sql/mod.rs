@@ -25,12 +25,14 @@
 //! - [`lower`]: DataFusion's logical plan onto the streaming plan.
 //! - [`locate`]: where a refused construct is in the SQL.
 //! - [`explain`]: the plan as `weir sql --explain` prints it.
+//! - [`settings`]: the script's `SET` statements (`table.exec.state.ttl`).
 //!
 //! Running:
 //! - [`build`]: the streaming plan as a job graph.
 //! - [`rows`]: [`rows::Rows`], the record of SQL operators: an Arrow batch.
 //! - [`calc`]: filters and projections (DataFusion's physical expressions).
 //! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
+//! - [`join`] and [`join_side`]: the regular join and its kept rows.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators);
 //!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
@@ -47,6 +49,8 @@ pub mod encode;
 pub mod explain;
 pub mod flink_functions;
 pub mod groups;
+pub mod join;
+pub mod join_side;
 pub mod json_rows;
 pub mod kafka_source;
 pub mod key_groups;
@@ -56,6 +60,7 @@ pub mod lower;
 pub mod nexmark;
 pub mod plan;
 pub mod rows;
+pub mod settings;
 pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_tvf;
@@ -69,6 +74,8 @@ use std::sync::Arc;
 use datafusion_common::config::ConfigOptions;
 use datafusion_expr::LogicalPlan;
 use datafusion_optimizer::analyzer::Analyzer;
+use datafusion_optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
+use datafusion_optimizer::push_down_filter::PushDownFilter;
 use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion_optimizer::{Optimizer, OptimizerContext};
 use datafusion_sql::planner::{ContextProvider, SqlToRel};
@@ -80,6 +87,7 @@ use crate::sql::context::{Context, Tables};
 use crate::sql::locate::locate;
 use crate::sql::lower::Lowering;
 use crate::sql::plan::StreamPlan;
+use crate::sql::settings::Settings;
 
 /// A planned SQL script: its tables and its streaming plan.
 pub struct PlannedScript {
@@ -87,6 +95,8 @@ pub struct PlannedScript {
     pub tables: Tables,
     /// The operators of all its inserts.
     pub plan: StreamPlan,
+    /// Its `SET` statements.
+    pub settings: Settings,
 }
 
 /// Plans the script `sql` over the built-in Nexmark tables, the tables of
@@ -109,18 +119,20 @@ pub fn plan_script(
         }
     }
     let mut inserts = Vec::new();
+    let mut settings = Settings::default();
     for statement in statements {
         match statement {
             ScriptStatement::CreateTable(table) => {
                 tables.insert(table.name.clone(), table);
             }
+            ScriptStatement::Set { key, value } => settings.set(&key, &value)?,
             ScriptStatement::Other(statement) => match *statement {
                 insert @ Statement::Insert(_) => inserts.push(insert),
                 other => {
                     return Err(Error::Sql(format!(
-                        "a SQL job holds CREATE TABLE and INSERT INTO statements; `{}` is neither",
-                        first_line(&other.to_string())
-                    )))
+                    "a SQL job holds CREATE TABLE, SET and INSERT INTO statements; `{}` is neither",
+                    first_line(&other.to_string())
+                )))
                 }
             },
         }
@@ -156,6 +168,7 @@ pub fn plan_script(
     Ok(PlannedScript {
         tables,
         plan: lowering.finish(),
+        settings,
     })
 }
 
@@ -175,16 +188,20 @@ fn override_option(tables: &mut Tables, option: &str) -> Result<()> {
     weir_catalog::validate::validate(table).map_err(|e| bad(e.to_string()))
 }
 
-/// DataFusion's analysis and the optimizations that keep the plan's shape:
-/// implicit casts made explicit (the physical expressions need them), and
-/// expressions simplified (constants folded).
+/// DataFusion's analysis and the optimizations a stream needs: implicit
+/// casts made explicit (the physical expressions need them), expressions
+/// simplified (constants folded), filters pushed towards the sources (below a
+/// join, so that it keeps only the rows that can match; into a join, so that
+/// `FROM a, b WHERE a.k = b.k` joins on the key), and a join's equalities
+/// made its keys.
 fn analyze(plan: LogicalPlan, options: &ConfigOptions) -> datafusion_common::Result<LogicalPlan> {
     let analyzed = Analyzer::new().execute_and_check(plan, options, |_, _| {})?;
-    Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]).optimize(
-        analyzed,
-        &OptimizerContext::new(),
-        |_, _| {},
-    )
+    Optimizer::with_rules(vec![
+        Arc::new(SimplifyExpressions::new()),
+        Arc::new(PushDownFilter::new()),
+        Arc::new(ExtractEquijoinPredicate::new()),
+    ])
+    .optimize(analyzed, &OptimizerContext::new(), |_, _| {})
 }
 
 /// DataFusion's message without its `Error during planning: ` prefix, with

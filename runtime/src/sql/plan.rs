@@ -76,6 +76,14 @@ pub enum Operator {
         /// The aggregate calls.
         aggregates: Vec<Expr>,
     },
+    /// Joins each row of one input with the rows of the other whose keys
+    /// equal its own (an inner equi-join), keeping both inputs' rows.
+    Join {
+        /// The equal pairs: a left expression, a right one.
+        on: Vec<(Expr, Expr)>,
+        /// The rest of the ON condition, over the joined row.
+        filter: Option<Expr>,
+    },
     /// Merges its inputs (`UNION ALL`).
     Union,
     /// Writes into a table.
@@ -95,6 +103,7 @@ impl Operator {
             Operator::Windows { .. } => "windows",
             Operator::WindowAggregate { .. } => "window-aggregate",
             Operator::Aggregate { .. } => "aggregate",
+            Operator::Join { .. } => "join",
             Operator::Union => "union",
             Operator::Sink { .. } => "sink",
         }
@@ -105,7 +114,14 @@ impl Operator {
         let list = |exprs: &[Expr]| {
             exprs
                 .iter()
-                .map(|e| e.to_string())
+                .map(|e| match e {
+                    // An alias's table (`FROM t AS a`) is part of what it computes.
+                    Expr::Alias(alias) => match &alias.relation {
+                        Some(relation) => format!("{} AS {relation}.{}", alias.expr, alias.name),
+                        None => e.to_string(),
+                    },
+                    _ => e.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -127,6 +143,19 @@ impl Operator {
             }
             Operator::Aggregate { keys, aggregates } => {
                 format!("Aggregate by [{}]: {}", list(keys), list(aggregates))
+            }
+            Operator::Join { on, filter } => {
+                let mut text = format!(
+                    "Join ON {}",
+                    on.iter()
+                        .map(|(l, r)| format!("{l} = {r}"))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                );
+                if let Some(filter) = filter {
+                    text.push_str(&format!(" AND {filter}"));
+                }
+                text
             }
             Operator::Union => "Union".to_string(),
             Operator::Sink { table } => format!("Sink {table}"),
@@ -154,6 +183,10 @@ impl Operator {
             Operator::Aggregate { keys: k, .. } => {
                 Some(format!("keyed by {}: accumulators", keys(k)))
             }
+            Operator::Join { on, .. } => Some(format!(
+                "keyed by {}: both inputs' rows (for ever, or for SET 'table.exec.state.ttl')",
+                keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())
+            )),
             Operator::Sink { .. } => Some("pending transactions or files".to_string()),
             _ => None,
         }

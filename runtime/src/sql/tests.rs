@@ -151,7 +151,9 @@ fn an_unbounded_group_by_is_an_updating_result_only_an_upsert_table_takes() {
 fn unsupported_and_wrong_sql_is_refused_by_name() {
     let cases = [
         ("INSERT INTO counts SELECT auction, date_time, price FROM bid ORDER BY price", "ORDER BY is not supported on an unbounded stream"),
-        ("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b JOIN counts c ON b.auction = c.auction", "JOIN is not supported yet"),
+        ("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b LEFT JOIN counts c ON b.auction = c.auction", "JOIN of kind LEFT is not supported yet"),
+        ("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b, counts c WHERE b.price > c.bids", "(a cross join) is not supported"),
+        ("INSERT INTO counts SELECT b.auction, b.date_time, t.total FROM bid b JOIN (SELECT bidder, SUM(price) AS total FROM bid GROUP BY bidder) t ON b.bidder = t.bidder", "JOIN of an updating result"),
         ("INSERT INTO counts SELECT auction, date_time, nope FROM bid", "nope"),
         ("INSERT INTO counts SELECT auction, date_time, price FROM nowhere", "table `nowhere` is neither in the catalog nor created in the script"),
         ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(price), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end", "DESCRIPTOR(price) is not a time attribute of `bid`"),
@@ -181,9 +183,41 @@ fn where_a_tvf_mistake_is_is_said() {
         got.contains("ORDER BY is not supported") && got.contains("Line: 13"),
         "{got}"
     );
-    let got = error("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b\nJOIN counts c ON b.auction = c.auction");
+    let got = error("INSERT INTO counts SELECT b.auction, b.date_time, c.bids FROM bid b\nLEFT JOIN counts c ON b.auction = c.auction");
     assert!(
-        got.contains("JOIN is not supported yet") && got.contains("Line: 13, Column: 6"),
+        got.contains("JOIN of kind LEFT is not supported yet") && got.contains("Line: 13"),
         "{got}"
+    );
+}
+
+#[test]
+fn an_inner_join_lowers_to_one_join_of_its_two_aliased_inputs() {
+    let planned = plan_script(
+        &format!(
+            "{TABLES}INSERT INTO counts SELECT a.auction, a.date_time, b.price FROM bid a \
+             JOIN bid b ON a.auction = b.auction AND a.price < b.price"
+        ),
+        None,
+        &[],
+    )
+    .unwrap();
+    let nodes = &planned.plan.nodes;
+    let join = nodes
+        .iter()
+        .find(|n| n.operator.kind() == "join")
+        .expect("a join");
+    let [left, right] = join.inputs[..] else {
+        panic!("two inputs: {:?}", join.inputs)
+    };
+    assert_ne!(left, right, "each alias of bid is its own node");
+    assert_eq!(nodes[nodes[left].inputs[0]].uid, "source-bid");
+    assert_eq!(nodes[left].inputs, nodes[right].inputs, "one source");
+    let Operator::Join { on, filter } = &join.operator else {
+        unreachable!()
+    };
+    assert_eq!(on.len(), 1);
+    assert_eq!(
+        filter.as_ref().map(ToString::to_string).as_deref(),
+        Some("a.price < b.price")
     );
 }

@@ -31,6 +31,7 @@ mod s3;
 mod s3_server;
 mod savepoints;
 mod sql_jobs;
+mod sql_joins;
 mod sql_kafka;
 mod support;
 mod windows;

@@ -209,3 +209,30 @@ pub fn wait_for_checkpoints(dir: &Path, n: usize) -> std::path::PathBuf {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `lines` as owned strings, sorted (as `committed_lines` returns them).
+pub fn sorted_lines(lines: &[&str]) -> Vec<String> {
+    let mut lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    lines.sort();
+    lines
+}
+
+/// Runs `weir` in `dir` with `args`, then `more`.
+pub fn run_args(dir: &Path, args: &[String], more: &[&str]) -> Output {
+    let all: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(more.iter().copied())
+        .collect();
+    run_in(dir, &all)
+}
+
+/// The savepoint `weir` said it stopped with.
+pub fn savepoint_of(out: &Output) -> String {
+    let err = stderr(out);
+    err.lines()
+        .find_map(|l| l.strip_prefix("weir: stopped with savepoint "))
+        .unwrap_or_else(|| panic!("no savepoint in: {err}"))
+        .trim()
+        .to_string()
+}

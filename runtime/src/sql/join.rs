@@ -1,0 +1,328 @@
+//! The regular join: an inner equi-join of two append-only inputs
+//! (`a JOIN b ON a.k = b.k [AND condition]`), as Flink's streaming join. Each
+//! side's rows are kept per key; a row arriving on one side is joined with
+//! the kept rows of its key on the other, so each matching pair is emitted
+//! once, when the later of its two rows arrives. A row with a NULL key matches
+//! nothing and is not kept. With `SET 'table.exec.state.ttl'` a row is
+//! forgotten once it has been kept that long (processing time), as Flink's
+//! state TTL: rows arriving further apart then no longer meet.
+//!
+//! Both inputs reach the operator as one keyed stream of [`Either`] records,
+//! split by key group on each side's own key expressions, so a key's rows of
+//! both sides meet in one subtask; state is checkpointed per key group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion_common::arrow::compute::{filter_record_batch, interleave, take, take_record_batch};
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::row::RowConverter;
+use datafusion_physical_expr::PhysicalExpr;
+use rustc_hash::FxBuildHasher;
+
+use crate::data::{Barrier, Batch, Either};
+use crate::error::{Error, Result};
+use crate::exec::exchange::RowSplitter;
+use crate::keys::KeyGroup;
+use crate::operator::{Operator, OperatorContext};
+use crate::sql::calc::evaluate;
+use crate::sql::join_side::{pair_blob, split_blob, Side};
+use crate::sql::key_groups::{hash_rows, KeySplitter};
+use crate::sql::keyed_state::decode_key_group;
+use crate::sql::rows::Rows;
+use crate::state::{OperatorSnapshot, RestoredState};
+
+/// What a regular join computes.
+pub struct JoinSpec {
+    /// Each side's key expressions, over that side's rows (left, right).
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// Both sides' keys in Arrow's row format (their types are the same).
+    pub converter: Arc<RowConverter>,
+    /// Each side's rows.
+    pub inputs: [SchemaRef; 2],
+    /// The output: the left side's columns, then the right's.
+    pub schema: SchemaRef,
+    /// The rest of the ON condition, over the output.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// How long a row is kept (none: for ever).
+    pub ttl: Option<Duration>,
+}
+
+/// The regular join operator.
+pub struct RegularJoin {
+    spec: Arc<JoinSpec>,
+    sides: [Side; 2],
+    max_parallelism: u64,
+    uid: String,
+}
+
+fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Sql(format!("{what}: {e}"))
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl RegularJoin {
+    /// The operator computing `spec`.
+    pub fn new(spec: Arc<JoinSpec>) -> Self {
+        RegularJoin {
+            sides: [Side::new(&spec.inputs[0]), Side::new(&spec.inputs[1])],
+            spec,
+            max_parallelism: 1,
+            uid: String::new(),
+        }
+    }
+
+    /// The rows of `batch` whose keys are all set, with their key columns.
+    fn keyed(&self, side: usize, batch: RecordBatch) -> Result<(RecordBatch, Vec<ArrayRef>)> {
+        let columns = self.spec.keys[side]
+            .iter()
+            .map(|k| evaluate(k.as_ref(), &batch))
+            .collect::<Result<Vec<_>>>()?;
+        if columns.iter().all(|c| c.null_count() == 0) {
+            return Ok((batch, columns));
+        }
+        let set: Vec<u32> = (0..batch.num_rows())
+            .filter(|&row| columns.iter().all(|c| c.is_valid(row)))
+            .map(|row| row as u32)
+            .collect();
+        let indices = UInt32Array::from(set);
+        let batch = take_record_batch(&batch, &indices).map_err(failed("joining"))?;
+        let columns = columns
+            .iter()
+            .map(|c| take(c, &indices, None).map_err(failed("joining")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((batch, columns))
+    }
+
+    /// Joins a batch of side `side` with the other side's kept rows, then
+    /// keeps it; the pairs, if any.
+    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<Rows>> {
+        let (batch, columns) = self.keyed(side, batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let keys = self
+            .spec
+            .converter
+            .convert_columns(&columns)
+            .map_err(failed("join keys"))?;
+        let mut hashes = Vec::with_capacity(batch.num_rows());
+        hash_rows(&columns, batch.num_rows(), &mut hashes)?;
+        let key_groups: Vec<u32> = hashes
+            .iter()
+            .map(|h| (h % self.max_parallelism) as u32)
+            .collect();
+        let other = 1 - side;
+        let mut these: Vec<u32> = Vec::new();
+        let mut those: Vec<(u64, u32)> = Vec::new();
+        for row in 0..batch.num_rows() {
+            for &pair in self.sides[other].rows_of(keys.row(row).as_ref()) {
+                these.push(row as u32);
+                those.push(pair);
+            }
+        }
+        let pairs = if these.is_empty() {
+            None
+        } else {
+            Some(self.pairs(side, &batch, these, &those)?)
+        };
+        self.sides[side].keep(batch, &keys, key_groups, now_ms());
+        Ok(pairs.filter(|p| !p.is_empty()))
+    }
+
+    /// The output rows of rows `these` of `batch` (side `side`) each with its
+    /// kept row of the other side, after the rest of the ON condition.
+    fn pairs(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        these: Vec<u32>,
+        those: &[(u64, u32)],
+    ) -> Result<Rows> {
+        let indices = UInt32Array::from(these);
+        let this_columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None).map_err(failed("joining")))
+            .collect::<Result<Vec<_>>>()?;
+        let other = &self.sides[1 - side];
+        let mut batches: HashMap<u64, usize, FxBuildHasher> = HashMap::with_hasher(FxBuildHasher);
+        let mut sources: Vec<&RecordBatch> = Vec::new();
+        let mut at: Vec<(usize, usize)> = Vec::with_capacity(those.len());
+        for &(sequence, row) in those {
+            let source = *batches.entry(sequence).or_insert_with(|| {
+                sources.push(other.batch(sequence));
+                sources.len() - 1
+            });
+            at.push((source, row as usize));
+        }
+        let other_columns = (0..self.spec.inputs[1 - side].fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    sources.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &at).map_err(failed("joining"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let columns = match side {
+            0 => [this_columns, other_columns].concat(),
+            _ => [other_columns, this_columns].concat(),
+        };
+        let mut joined =
+            RecordBatch::try_new(self.spec.schema.clone(), columns).map_err(failed("joining"))?;
+        if let Some(filter) = &self.spec.filter {
+            let keep = evaluate(filter.as_ref(), &joined)?;
+            let keep = keep
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| Error::Sql("a JOIN condition is not a boolean".into()))?;
+            joined = filter_record_batch(&joined, keep).map_err(failed("joining"))?;
+        }
+        Ok(Rows::inserts(joined))
+    }
+
+    fn restore_keyed(&mut self, group: KeyGroup, blob: &[u8]) -> Result<()> {
+        let Some(parts) = split_blob(blob) else {
+            return Err(Error::State {
+                uid: self.uid.clone(),
+                reason: format!("key group {}: the join state is cut short", group.0),
+            });
+        };
+        for (side, bytes) in [parts.0, parts.1].into_iter().enumerate() {
+            if bytes.is_empty() {
+                continue;
+            }
+            let saved = decode_key_group(&self.uid, group, bytes, &self.sides[side].state_schema)?;
+            let width = saved.num_columns() - 1;
+            let arrived = saved
+                .column(width)
+                .as_any()
+                .downcast_ref::<datafusion_common::arrow::array::Int64Array>()
+                .and_then(|a| a.iter().flatten().max())
+                .unwrap_or_else(now_ms);
+            let batch = saved
+                .project(&(0..width).collect::<Vec<_>>())
+                .map_err(failed("restoring join state"))?;
+            let columns = self.spec.keys[side]
+                .iter()
+                .map(|k| evaluate(k.as_ref(), &batch))
+                .collect::<Result<Vec<_>>>()?;
+            let keys = self
+                .spec
+                .converter
+                .convert_columns(&columns)
+                .map_err(failed("restoring join state"))?;
+            let rows = batch.num_rows();
+            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived);
+        }
+        Ok(())
+    }
+
+    /// Forgets rows kept longer than the TTL.
+    fn expire(&mut self) {
+        if let Some(ttl) = self.spec.ttl {
+            let before =
+                now_ms().saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+            for side in &mut self.sides {
+                side.expire(before);
+            }
+        }
+    }
+}
+
+impl Operator for RegularJoin {
+    type In = Either<Rows, Rows>;
+    type Out = Rows;
+
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        self.uid = ctx.uid.0.clone();
+        self.max_parallelism = u64::from(ctx.max_parallelism);
+        for (group, blob) in restored.map(|r| r.keyed).unwrap_or_default() {
+            self.restore_keyed(group, &blob)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, input: &mut Batch<Self::In>, output: &mut Batch<Rows>) -> Result<()> {
+        self.expire();
+        for record in input.drain(..) {
+            let joined = match record {
+                Either::Left(rows) => self.join(0, rows.batch)?,
+                Either::Right(rows) => self.join(1, rows.batch)?,
+            };
+            output.extend(joined);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
+        self.expire();
+        let mut groups: std::collections::BTreeMap<KeyGroup, [Option<Vec<u8>>; 2]> =
+            std::collections::BTreeMap::new();
+        for (index, side) in self.sides.iter_mut().enumerate() {
+            side.compact();
+            for (group, blob) in side.encode()? {
+                groups.entry(group).or_default()[index] = Some(blob);
+            }
+        }
+        let keyed = groups
+            .into_iter()
+            .map(|(group, [left, right])| (group, pair_blob(left.as_deref(), right.as_deref())))
+            .collect();
+        Ok(OperatorSnapshot {
+            keyed,
+            ..Default::default()
+        })
+    }
+}
+
+/// Splits the rows of either side by the key groups of that side's keys.
+pub struct SideSplitter {
+    sides: [KeySplitter; 2],
+}
+
+impl SideSplitter {
+    /// A splitter keying each side's rows by its own key expressions.
+    pub fn new(keys: [Vec<Arc<dyn PhysicalExpr>>; 2]) -> Self {
+        let [left, right] = keys;
+        SideSplitter {
+            sides: [KeySplitter::new(left), KeySplitter::new(right)],
+        }
+    }
+}
+
+impl RowSplitter<Either<Rows, Rows>> for SideSplitter {
+    fn split(
+        &self,
+        record: Either<Rows, Rows>,
+        owners: &[u32],
+        parts: &mut Vec<(usize, Either<Rows, Rows>)>,
+    ) -> Result<()> {
+        let mut split = Vec::new();
+        match record {
+            Either::Left(rows) => {
+                self.sides[0].split(rows, owners, &mut split)?;
+                parts.extend(split.into_iter().map(|(c, r)| (c, Either::Left(r))));
+            }
+            Either::Right(rows) => {
+                self.sides[1].split(rows, owners, &mut split)?;
+                parts.extend(split.into_iter().map(|(c, r)| (c, Either::Right(r))));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How much of a buffer a record of either side fills: its rows.
+pub fn either_weight(record: &Either<Rows, Rows>) -> usize {
+    match record {
+        Either::Left(rows) | Either::Right(rows) => rows.len(),
+    }
+}

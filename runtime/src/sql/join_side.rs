@@ -1,0 +1,170 @@
+//! One input's rows in a regular join's state: the batches kept in arrival
+//! order, an index from each key (in Arrow's row format) to its rows, and how
+//! the rows are checkpointed (per key group, with when they arrived) and
+//! forgotten once older than the state TTL.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion_common::arrow::compute::concat_batches;
+use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion_common::arrow::row::Rows as KeyRows;
+use rustc_hash::FxBuildHasher;
+
+use crate::error::{Error, Result};
+use crate::keys::KeyGroup;
+use crate::sql::keyed_state::encode_by_key_group;
+
+/// A batch of kept rows.
+pub struct Kept {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Each row's key group.
+    pub key_groups: Vec<u32>,
+    /// When they arrived (ms since the epoch, processing time).
+    pub arrived_ms: i64,
+}
+
+/// One side's kept rows.
+pub struct Side {
+    /// Batches in arrival order.
+    pub kept: VecDeque<Kept>,
+    /// The sequence number of `kept[0]`: a row is `(sequence, row)`.
+    pub first: u64,
+    /// Each key's rows; entries of batches already forgotten are dropped lazily.
+    pub index: HashMap<Box<[u8]>, Vec<(u64, u32)>, FxBuildHasher>,
+    /// The rows' schema with `arrived_ms` after them: what a checkpoint holds.
+    pub state_schema: SchemaRef,
+}
+
+impl Side {
+    /// An empty side of rows of `schema`.
+    pub fn new(schema: &SchemaRef) -> Self {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("arrived_ms", DataType::Int64, false));
+        Side {
+            kept: VecDeque::new(),
+            first: 0,
+            index: HashMap::with_hasher(FxBuildHasher),
+            state_schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    /// Keeps `batch`, whose rows have keys `keys` and key groups `key_groups`.
+    pub fn keep(
+        &mut self,
+        batch: RecordBatch,
+        keys: &KeyRows,
+        key_groups: Vec<u32>,
+        arrived_ms: i64,
+    ) {
+        let sequence = self.first + self.kept.len() as u64;
+        for row in 0..batch.num_rows() {
+            let key = keys.row(row);
+            match self.index.get_mut(key.as_ref()) {
+                Some(rows) => rows.push((sequence, row as u32)),
+                None => {
+                    self.index
+                        .insert(key.as_ref().into(), vec![(sequence, row as u32)]);
+                }
+            }
+        }
+        self.kept.push_back(Kept {
+            batch,
+            key_groups,
+            arrived_ms,
+        });
+    }
+
+    /// The live rows of `key`.
+    pub fn rows_of(&mut self, key: &[u8]) -> &[(u64, u32)] {
+        let first = self.first;
+        match self.index.get_mut(key) {
+            Some(rows) => {
+                rows.retain(|&(sequence, _)| sequence >= first);
+                rows
+            }
+            None => &[],
+        }
+    }
+
+    /// The kept batch of sequence number `sequence`.
+    pub fn batch(&self, sequence: u64) -> &RecordBatch {
+        &self.kept[(sequence - self.first) as usize].batch
+    }
+
+    /// Forgets the batches that arrived before `before_ms`, oldest first.
+    pub fn expire(&mut self, before_ms: i64) {
+        while self.kept.front().is_some_and(|k| k.arrived_ms < before_ms) {
+            self.kept.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Drops the index entries of forgotten rows (and keys left without any).
+    pub fn compact(&mut self) {
+        let first = self.first;
+        self.index.retain(|_, rows| {
+            rows.retain(|&(sequence, _)| sequence >= first);
+            !rows.is_empty()
+        });
+    }
+
+    /// The kept rows by key group, each group's as one blob.
+    pub fn encode(&self) -> Result<Vec<(KeyGroup, Vec<u8>)>> {
+        if self.kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed = |e| Error::Sql(format!("saving join state: {e}"));
+        let mut batches = Vec::with_capacity(self.kept.len());
+        let mut key_groups = Vec::new();
+        for kept in &self.kept {
+            let mut columns: Vec<ArrayRef> = kept.batch.columns().to_vec();
+            columns.push(Arc::new(Int64Array::from_value(
+                kept.arrived_ms,
+                kept.batch.num_rows(),
+            )));
+            batches.push(RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?);
+            key_groups.extend_from_slice(&kept.key_groups);
+        }
+        let all = concat_batches(&self.state_schema, &batches).map_err(failed)?;
+        encode_by_key_group(&all, &key_groups)
+    }
+}
+
+/// Both sides' blobs of one key group as one: the left's length (8 bytes,
+/// little-endian), the left's blob, the right's.
+pub fn pair_blob(left: Option<&[u8]>, right: Option<&[u8]>) -> Vec<u8> {
+    let left = left.unwrap_or_default();
+    let right = right.unwrap_or_default();
+    let mut blob = Vec::with_capacity(8 + left.len() + right.len());
+    blob.extend_from_slice(&(left.len() as u64).to_le_bytes());
+    blob.extend_from_slice(left);
+    blob.extend_from_slice(right);
+    blob
+}
+
+/// The two blobs of [`pair_blob`] (an empty one: that side kept nothing).
+pub fn split_blob(blob: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (length, rest) = blob.split_first_chunk::<8>()?;
+    let length = usize::try_from(u64::from_le_bytes(*length)).ok()?;
+    (length <= rest.len()).then(|| rest.split_at(length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_of_blobs_reads_back_and_a_short_one_is_refused() {
+        let blob = pair_blob(Some(b"left"), None);
+        assert_eq!(split_blob(&blob), Some((&b"left"[..], &b""[..])));
+        let blob = pair_blob(None, Some(b"right"));
+        assert_eq!(split_blob(&blob), Some((&b""[..], &b"right"[..])));
+        assert_eq!(split_blob(&blob[..7]), None);
+        let mut long = pair_blob(Some(b"left"), None);
+        long.truncate(10);
+        assert_eq!(split_blob(&long), None);
+    }
+}
