@@ -394,8 +394,15 @@ fn run_here(
         cpu: cpu_seconds_of(libc::RUSAGE_SELF) - cpu0,
         wall: wall0.elapsed().as_secs_f64(),
     };
+    // A SQL query reads the generator's events once per Nexmark table it
+    // names (a join reads two); the records it is measured by are the events.
     let read = metrics.source_records();
-    if read != records {
+    let whole = if pipeline == "sql" {
+        read > 0 && records > 0 && read.is_multiple_of(records)
+    } else {
+        read == records
+    };
+    if !whole {
         return Err(Error::Internal(format!(
             "the sources read {read} records, expected {records}"
         )));

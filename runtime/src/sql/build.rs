@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion_common::arrow::compute::SortOptions;
 use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_expr::{Expr, ExprSchemable};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_catalog::Table;
@@ -28,6 +30,7 @@ use crate::sql::key_groups::{hashable, KeySplitter};
 use crate::sql::nexmark::NexmarkTable;
 use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
 use crate::sql::rows::Rows;
+use crate::sql::top_n::{TopN, TopNSpec};
 use crate::sql::updating_aggregate::{UpdatingAggregate, UpdatingAggregateSpec};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
 use crate::sql::windows::{millis, AssignWindows, Assigner};
@@ -146,6 +149,18 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 );
                 Some(stream.uid(&node.uid))
             }
+            Operator::TopN {
+                partition,
+                order,
+                limit,
+            } => {
+                let spec = Arc::new(top_n_spec(plan, node, partition, order, *limit)?);
+                let splitter = Arc::new(KeySplitter::new(spec.partition.clone()));
+                let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                    TopN::new(spec.clone())
+                });
+                Some(stream.uid(&node.uid))
+            }
             Operator::Union => {
                 let mut union = input(0)?;
                 for i in 1..node.inputs.len() {
@@ -256,6 +271,61 @@ fn physical_keys(groups: &[&Expr], input: &datafusion_common::DFSchema) -> Resul
         types.push(DataType::Int64);
     }
     Ok((keys, types))
+}
+
+/// The top-N of `node`, its expressions made physical.
+fn top_n_spec(
+    plan: &StreamPlan,
+    node: &PlanNode,
+    partition: &[Expr],
+    order: &[datafusion_expr::SortExpr],
+    limit: usize,
+) -> Result<TopNSpec> {
+    let input = input_schema(plan, node)?;
+    let (partition, partition_types) = physical_keys(&partition.iter().collect::<Vec<_>>(), input)?;
+    let mut order_exprs = Vec::with_capacity(order.len());
+    let mut order_fields = Vec::with_capacity(order.len());
+    let mut order_types = Vec::with_capacity(order.len());
+    for sort in order {
+        let data_type = sort
+            .expr
+            .get_type(input)
+            .map_err(|e| Error::Sql(format!("ORDER BY {sort}: {e}")))?;
+        order_exprs.push(physical(&sort.expr, input)?);
+        order_types.push(data_type.clone());
+        order_fields.push(SortField::new_with_options(
+            data_type,
+            SortOptions {
+                descending: !sort.asc,
+                nulls_first: sort.nulls_first,
+            },
+        ));
+    }
+    // Flink's deduplication keeping the last row: one row, by a time DESC.
+    let newest_first = limit == 1
+        && matches!(order, [only] if !only.asc)
+        && matches!(&order_types[..], [DataType::Timestamp(_, _)]);
+    let converter = |fields: Vec<SortField>| {
+        RowConverter::new(fields)
+            .map(Arc::new)
+            .map_err(|e| Error::Sql(format!("top-N: {e}")))
+    };
+    let input_fields = input
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    Ok(TopNSpec {
+        partition,
+        partition_rows: converter(partition_types.into_iter().map(SortField::new).collect())?,
+        order: order_exprs,
+        order_rows: converter(order_fields)?,
+        input_rows: converter(input_fields)?,
+        input: Arc::clone(input.inner()),
+        schema: Arc::clone(node.schema.inner()),
+        limit,
+        newest_first,
+    })
 }
 
 /// The regular join of `node`, its expressions made physical.

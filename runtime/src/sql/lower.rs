@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use datafusion_common::{plan_err, Column, DFSchema, DFSchemaRef, Result};
 use datafusion_expr::logical_plan::{
-    Aggregate, Distinct, DmlStatement, Join, JoinType, SubqueryAlias, WriteOp,
+    Aggregate, Distinct, DmlStatement, Join, JoinType, SubqueryAlias, Window, WriteOp,
 };
 use datafusion_expr::{Expr, LogicalPlan};
 
 use crate::sql::context::Context;
 use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
+use crate::sql::rank::{rank_bound, rank_column, row_number};
 use crate::sql::window_tvf::{WindowSpec, WindowTvf};
 
 /// Builds one [`StreamPlan`] from the `INSERT INTO`s of a script.
@@ -21,6 +22,9 @@ pub struct Lowering<'a> {
     plan: StreamPlan,
     /// Source nodes by table: every insert reading a table shares its source.
     sources: HashMap<String, usize>,
+    /// The rank column and limit of a top-N filter being lowered, for the
+    /// `ROW_NUMBER()` window below it.
+    rank: Option<(String, usize)>,
 }
 
 impl<'a> Lowering<'a> {
@@ -30,6 +34,7 @@ impl<'a> Lowering<'a> {
             context,
             plan: StreamPlan::default(),
             sources: HashMap::new(),
+            rank: None,
         }
     }
 
@@ -59,7 +64,7 @@ impl<'a> Lowering<'a> {
         let updating = self.plan.nodes[input].updating;
         if updating && matches!(connector.as_str(), "kafka" | "filesystem") {
             return plan_err!(
-                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
+                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY or a top-N): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
             );
         }
         if self
@@ -140,6 +145,16 @@ impl<'a> Lowering<'a> {
                 Ok(node)
             }
             LogicalPlan::Filter(filter) => {
+                // `WHERE rn <= N` on a ROW_NUMBER() below: the top-N keeps
+                // only those rows, so the filter goes.
+                if let Some((column, limit)) = rank_bound(&filter.predicate) {
+                    if let Some(rank) = rank_column(&filter.input, &column) {
+                        let outer = self.rank.replace((rank, limit));
+                        let node = self.lower(&filter.input);
+                        self.rank = outer;
+                        return node;
+                    }
+                }
                 let input = self.lower(&filter.input)?;
                 let updating = self.plan.nodes[input].updating;
                 Ok(self.add(Operator::Filter { predicate: filter.predicate.clone() }, vec![input], filter.input.schema().clone(), updating))
@@ -169,7 +184,7 @@ impl<'a> Lowering<'a> {
                 Ok(self.add(Operator::Union, inputs, union.schema.clone(), updating))
             }
             LogicalPlan::Join(join) => self.join(join),
-            LogicalPlan::Window(_) => plan_err!("OVER windows (ROW_NUMBER() top-N and deduplication) are not supported yet"),
+            LogicalPlan::Window(window) => self.top_n(window),
             LogicalPlan::Sort(_) => plan_err!("ORDER BY is not supported on an unbounded stream: sort inside ROW_NUMBER() OVER (... ORDER BY ...) for a top-N"),
             LogicalPlan::Limit(_) => plan_err!("LIMIT is not supported on an unbounded stream: use ROW_NUMBER() OVER (...) with WHERE rn <= N for a top-N"),
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => plan_err!("a query without a table (VALUES or SELECT of constants) is not a stream"),
@@ -201,6 +216,36 @@ impl<'a> Lowering<'a> {
             alias.schema.clone(),
             updating,
         ))
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` under a filter
+    /// `rn <= N`: a top-N, whose output is the ranks' changes.
+    fn top_n(&mut self, window: &Window) -> Result<usize> {
+        let (partition, order) = row_number(window)?;
+        let rank = window.schema.fields().last().map(|f| f.name().clone());
+        let limit = match self.rank.take() {
+            Some((column, limit)) if Some(&column) == rank.as_ref() => limit,
+            _ => {
+                return plan_err!(
+                    "OVER: ROW_NUMBER() is supported as a top-N, filtered by WHERE rn <= N (or rn = 1, a deduplication) right above it"
+                )
+            }
+        };
+        if limit == 0 {
+            return plan_err!("OVER: WHERE rn <= 0 keeps no row");
+        }
+        let input = self.lower(&window.input)?;
+        if self.plan.nodes[input].updating {
+            return plan_err!(
+                "OVER: a top-N of an updating result (an unbounded GROUP BY) is not supported yet"
+            );
+        }
+        let operator = Operator::TopN {
+            partition,
+            order,
+            limit,
+        };
+        Ok(self.add(operator, vec![input], window.schema.clone(), true))
     }
 
     /// `JOIN ... ON`: an inner equi-join of two append-only inputs.

@@ -33,6 +33,7 @@
 //! - [`calc`]: filters and projections (DataFusion's physical expressions).
 //! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
 //! - [`join`] and [`join_side`]: the regular join and its kept rows.
+//! - [`rank`] finds a top-N in the plan; [`top_n`] runs it.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators);
 //!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
@@ -59,8 +60,10 @@ pub mod locate;
 pub mod lower;
 pub mod nexmark;
 pub mod plan;
+pub mod rank;
 pub mod rows;
 pub mod settings;
+pub mod top_n;
 pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_tvf;

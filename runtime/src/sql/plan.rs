@@ -3,7 +3,7 @@
 //! the same query restores the same state.
 
 use datafusion_common::DFSchemaRef;
-use datafusion_expr::Expr;
+use datafusion_expr::{Expr, SortExpr as Sort};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::sql::window_tvf::WindowSpec;
@@ -84,6 +84,16 @@ pub enum Operator {
         /// The rest of the ON condition, over the joined row.
         filter: Option<Expr>,
     },
+    /// Keeps each partition's first `limit` rows by `order` and emits the
+    /// changes of each rank (`ROW_NUMBER() OVER (...) ... WHERE rn <= N`).
+    TopN {
+        /// The partition expressions.
+        partition: Vec<Expr>,
+        /// The order, each expression with its direction.
+        order: Vec<Sort>,
+        /// How many rows each partition keeps.
+        limit: usize,
+    },
     /// Merges its inputs (`UNION ALL`).
     Union,
     /// Writes into a table.
@@ -104,6 +114,7 @@ impl Operator {
             Operator::WindowAggregate { .. } => "window-aggregate",
             Operator::Aggregate { .. } => "aggregate",
             Operator::Join { .. } => "join",
+            Operator::TopN { .. } => "top-n",
             Operator::Union => "union",
             Operator::Sink { .. } => "sink",
         }
@@ -157,6 +168,19 @@ impl Operator {
                 }
                 text
             }
+            Operator::TopN {
+                partition,
+                order,
+                limit,
+            } => format!(
+                "TopN {limit} by [{}] ORDER BY {}",
+                list(partition),
+                order
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Operator::Union => "Union".to_string(),
             Operator::Sink { table } => format!("Sink {table}"),
         }
@@ -186,6 +210,12 @@ impl Operator {
             Operator::Join { on, .. } => Some(format!(
                 "keyed by {}: both inputs' rows (for ever, or for SET 'table.exec.state.ttl')",
                 keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())
+            )),
+            Operator::TopN {
+                partition, limit, ..
+            } => Some(format!(
+                "keyed by {}: the first {limit} rows",
+                keys(partition)
             )),
             Operator::Sink { .. } => Some("pending transactions or files".to_string()),
             _ => None,

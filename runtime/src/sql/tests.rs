@@ -221,3 +221,36 @@ fn an_inner_join_lowers_to_one_join_of_its_two_aliased_inputs() {
         Some("a.price < b.price")
     );
 }
+
+#[test]
+fn a_bounded_row_number_lowers_to_a_top_n_that_keeps_the_bound() {
+    let planned = plan_script(
+        &format!(
+            "{TABLES}INSERT INTO totals SELECT bidder, price FROM (SELECT bidder, price, \
+             ROW_NUMBER() OVER (PARTITION BY bidder ORDER BY price DESC) AS rn FROM bid) WHERE rn < 4"
+        ),
+        None,
+        &[],
+    )
+    .unwrap();
+    let top = planned
+        .plan
+        .nodes
+        .iter()
+        .find(|n| n.operator.kind() == "top-n")
+        .expect("a top-N");
+    assert!(top.updating);
+    let Operator::TopN { limit, order, .. } = &top.operator else {
+        unreachable!()
+    };
+    assert_eq!(*limit, 3);
+    assert!(!order[0].asc);
+    assert!(
+        !planned
+            .plan
+            .nodes
+            .iter()
+            .any(|n| n.operator.kind() == "filter"),
+        "the rank filter is the top-N's"
+    );
+}

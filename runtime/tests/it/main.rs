@@ -33,5 +33,6 @@ mod savepoints;
 mod sql_jobs;
 mod sql_joins;
 mod sql_kafka;
+mod sql_top_n;
 mod support;
 mod windows;

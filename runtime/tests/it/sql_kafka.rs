@@ -178,3 +178,97 @@ fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_on
     assert_eq!(outputs[0].len(), 2800, "{:?}", &outputs[0][..3]);
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// Each `(auction, rn)` key's last row (bidder, price), as a `read_committed`
+/// reader of `topic` sees them.
+fn final_ranks(broker: &KafkaBroker, topic: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut last = BTreeMap::new();
+    for record in read_messages(broker, topic, "read_committed") {
+        let value: serde_json::Value = serde_json::from_str(&record.value).unwrap();
+        let key = String::from_utf8(record.key).unwrap();
+        let row = (
+            value["bidder"].as_u64().unwrap(),
+            value["price"].as_u64().unwrap(),
+        );
+        last.insert(key, row);
+    }
+    last
+}
+
+#[test]
+fn a_top_n_into_an_upsert_table_ends_as_without_failures_or_a_rescale() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = |topic: &str| {
+        format!(
+            "CREATE TABLE top3 (auction BIGINT, rn BIGINT, bidder BIGINT, price BIGINT, PRIMARY KEY (auction, rn) NOT ENFORCED) \
+             WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
+             'key.format' = 'json', 'value.format' = 'json');\n\
+             INSERT INTO top3 SELECT auction, rn, bidder, price FROM (\
+               SELECT auction, bidder, price, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC, bidder, date_time) AS rn \
+               FROM bid WHERE MOD(auction, 10) = 0) WHERE rn <= 3;",
+            broker.bootstrap()
+        )
+    };
+    let bounded = [
+        "--option",
+        "bid.events.num=300000",
+        "--option",
+        "bid.rate-limit=150000",
+    ];
+    let mut finals = Vec::new();
+    for (topic, failures) in [("top-clean", "0"), ("top-failing", "3")] {
+        create_topic(&broker, topic, OUT_PARTITIONS);
+        let mut options = vec![
+            "--checkpoint-interval",
+            "200ms",
+            "--inject-failures",
+            failures,
+        ];
+        options.extend_from_slice(&bounded);
+        let out = run_script(dir.path(), topic, &script(topic), &options);
+        assert_ok(&out);
+        if failures != "0" {
+            assert!(restarts(&out) >= 1, "{}", stderr(&out));
+        }
+        finals.push(final_ranks(&broker, topic));
+    }
+    let topic = "top-rescaled";
+    create_topic(&broker, topic, OUT_PARTITIONS);
+    let mut options = vec![
+        "--checkpoint-interval",
+        "200ms",
+        "--stop-with-savepoint-after",
+        "1s",
+    ];
+    options.extend_from_slice(&bounded);
+    let stopped = run_script(dir.path(), topic, &script(topic), &options);
+    assert_ok(&stopped);
+    let savepoint = crate::support::savepoint_of(&stopped);
+    // The same script, restored at parallelism 3 (it stopped at 2).
+    let file = dir.path().join(format!("{topic}.sql"));
+    let file = file.to_string_lossy();
+    let mut args = vec!["sql", "-f", &file, "-p", "3", "--restore", &savepoint];
+    args.extend_from_slice(&bounded);
+    assert_ok(&run_in(dir.path(), &args));
+    finals.push(final_ranks(&broker, topic));
+    assert!(finals[0].len() > 30, "{} ranks", finals[0].len());
+    assert!(
+        finals[0] == finals[1],
+        "through failures: {} of {} ranks end as without",
+        finals[0]
+            .iter()
+            .filter(|(k, v)| finals[1].get(*k) == Some(v))
+            .count(),
+        finals[0].len()
+    );
+    assert!(
+        finals[0] == finals[2],
+        "through a rescale: {} of {} ranks end as without",
+        finals[0]
+            .iter()
+            .filter(|(k, v)| finals[2].get(*k) == Some(v))
+            .count(),
+        finals[0].len()
+    );
+}
