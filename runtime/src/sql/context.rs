@@ -44,7 +44,10 @@ impl Context {
             |f| (f.name(), f.aliases()),
         );
         let aggregates = by_name(
-            datafusion_functions_aggregate::all_default_aggregate_functions(),
+            datafusion_functions_aggregate::all_default_aggregate_functions()
+                .into_iter()
+                // Flink's AVG, last: it replaces DataFusion's.
+                .chain(std::iter::once(crate::sql::flink_avg::FlinkAvg::udaf())),
             |f| (f.name(), f.aliases()),
         );
         let windows = by_name(

@@ -19,7 +19,8 @@
 //! Planning:
 //! - [`arrow_types`]: catalog column types as Arrow types.
 //! - [`context`]: the tables and functions the planner looks names up in;
-//!   [`flink_functions`]: Flink's functions that DataFusion lacks.
+//!   [`flink_functions`]: Flink's functions that DataFusion lacks;
+//!   [`flink_avg`]: `AVG` as Flink computes it over whole numbers.
 //! - [`window_tvf`]: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION`.
 //! - [`plan`]: weir's streaming plan and its operators' uids.
 //! - [`lower`]: DataFusion's logical plan onto the streaming plan.
@@ -48,6 +49,7 @@ pub mod calc;
 pub mod context;
 pub mod encode;
 pub mod explain;
+pub mod flink_avg;
 pub mod flink_functions;
 pub mod groups;
 pub mod join;

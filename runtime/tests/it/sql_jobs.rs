@@ -535,3 +535,30 @@ fn every_nexmark_query_in_sql_runs_over_the_builtin_tables() {
         );
     }
 }
+
+#[test]
+fn avg_of_whole_numbers_is_a_whole_number_as_in_flink() {
+    let average = |of: &str, column: &str| {
+        golden(
+            &format!("window_start TIMESTAMP(3), average {column}"),
+            &format!(
+                "SELECT window_start, AVG({of}) FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '30' SECOND)) \
+                 GROUP BY window_start, window_end"
+            ),
+        )
+    };
+    // 730 bytes over 6 clicks: 121 in BIGINT (truncated), 121.67 in DOUBLE;
+    // the BIGINT average stays 121 written into a DOUBLE column.
+    assert_eq!(
+        average("bytes", "BIGINT"),
+        [r#"{"window_start":"2026-01-01T00:00:00","average":121}"#]
+    );
+    assert_eq!(
+        average("bytes", "DOUBLE"),
+        [r#"{"window_start":"2026-01-01T00:00:00","average":121.0}"#]
+    );
+    assert_eq!(
+        average("CAST(bytes AS DOUBLE)", "DOUBLE"),
+        [r#"{"window_start":"2026-01-01T00:00:00","average":121.66666666666667}"#]
+    );
+}
