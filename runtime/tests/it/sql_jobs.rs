@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::support::{
     assert_ok, committed_lines, run_args, run_in, savepoint_of, sorted_lines, stderr,
+    stop_with_savepoint,
 };
 
 /// Six clicks by three users over 25 seconds, in order.
@@ -384,22 +385,7 @@ fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
     assert_eq!(committed_lines(&dir.path().join("failing")), expected);
 
     let before = nexmark_windows(dir.path(), "before", Some(100_000));
-    let stopped = run_args(
-        dir.path(),
-        &before,
-        &[
-            "-p",
-            "1",
-            "--checkpoint-interval",
-            "200ms",
-            "--stop-with-savepoint-after",
-            "1s",
-            "--name",
-            "rescaled",
-        ],
-    );
-    assert_ok(&stopped);
-    let savepoint = savepoint_of(&stopped);
+    let savepoint = stop_with_savepoint(dir.path(), &before, &["--name", "rescaled"]);
     let first = committed_lines(&dir.path().join("before"));
     assert!(
         !first.is_empty() && first.len() < expected.len(),

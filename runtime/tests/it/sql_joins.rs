@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::support::{
-    assert_ok, committed_lines, restarts, run_args, run_in, savepoint_of, sorted_lines, stderr,
+    assert_ok, committed_lines, restarts, run_args, run_in, sorted_lines, stderr,
+    stop_with_savepoint,
 };
 
 const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100}
@@ -148,20 +149,7 @@ fn a_nexmark_join_gives_the_same_rows_through_failures_and_a_rescale() {
     same_rows(&committed_lines(&dir.path().join("failing")), &expected);
 
     let before = nexmark_join(dir.path(), "rescaled", "");
-    let stopped = run_args(
-        dir.path(),
-        &bounded(&before, "50000"),
-        &[
-            "-p",
-            "1",
-            "--checkpoint-interval",
-            "200ms",
-            "--stop-with-savepoint-after",
-            "1s",
-        ],
-    );
-    assert_ok(&stopped);
-    let savepoint = savepoint_of(&stopped);
+    let savepoint = stop_with_savepoint(dir.path(), &bounded(&before, "50000"), &[]);
     let first = committed_lines(&dir.path().join("rescaled"));
     assert!(
         first.len() < expected.len(),

@@ -236,3 +236,20 @@ pub fn savepoint_of(out: &Output) -> String {
         .trim()
         .to_string()
 }
+
+/// Runs `weir` in `dir` with `args` at parallelism 1, checkpointing every
+/// 200 ms, stopping with a savepoint after 1 s, then `more`; the savepoint.
+pub fn stop_with_savepoint(dir: &Path, args: &[String], more: &[&str]) -> String {
+    let mut all = vec![
+        "-p",
+        "1",
+        "--checkpoint-interval",
+        "200ms",
+        "--stop-with-savepoint-after",
+        "1s",
+    ];
+    all.extend_from_slice(more);
+    let stopped = run_args(dir, args, &all);
+    assert_ok(&stopped);
+    savepoint_of(&stopped)
+}
