@@ -13,7 +13,8 @@ use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UIn
 use datafusion_common::arrow::compute::{take, take_record_batch};
 use datafusion_common::arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use datafusion_physical_expr::PhysicalExpr;
@@ -101,10 +102,10 @@ fn hash_column(array: &dyn Array, hashes: &mut [u64]) -> Result<()> {
             let a = array.as_primitive::<Float64Type>();
             fold(hashes, &|i| mix(a.value(i).to_bits()));
         }
-        DataType::Timestamp(_, _) => {
-            let a = array.as_primitive::<Int64Type>();
-            fold(hashes, &|i| a.value(i).stable_hash());
-        }
+        DataType::Timestamp(TimeUnit::Second, _) => ints!(TimestampSecondType),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ints!(TimestampMillisecondType),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => ints!(TimestampMicrosecondType),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => ints!(TimestampNanosecondType),
         DataType::Decimal128(_, _) => {
             let a = array.as_primitive::<datafusion_common::arrow::datatypes::Decimal128Type>();
             fold(hashes, &|i| xxh3_64(&a.value(i).to_le_bytes()));
@@ -224,7 +225,9 @@ impl RowSplitter<Rows> for KeySplitter {
 
 #[cfg(test)]
 mod tests {
-    use datafusion_common::arrow::array::{Int32Array, Int64Array, StringArray};
+    use datafusion_common::arrow::array::{
+        Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    };
 
     use super::*;
 
@@ -239,5 +242,15 @@ mod tests {
         hash_rows(&[Arc::new(StringArray::from(vec!["weir"]))], 1, &mut text).unwrap();
         // Pinned: a changed hash would send restored state to the wrong subtask.
         assert_eq!(text, vec![mix(0u64.rotate_left(5) ^ xxh3_64(b"weir"))]);
+    }
+
+    #[test]
+    fn a_timestamp_key_hashes_as_its_count_of_units() {
+        let mut times = Vec::new();
+        let millis = TimestampMillisecondArray::from(vec![-1, 7]);
+        hash_rows(&[Arc::new(millis)], 2, &mut times).unwrap();
+        let mut wide = Vec::new();
+        hash_rows(&[Arc::new(Int64Array::from(vec![-1, 7]))], 2, &mut wide).unwrap();
+        assert_eq!(times, wide);
     }
 }
