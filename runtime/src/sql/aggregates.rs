@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use datafusion_common::arrow::datatypes::FieldRef;
+use datafusion_common::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
@@ -24,6 +24,15 @@ pub struct AggregateCall {
     filter: Option<Arc<dyn PhysicalExpr>>,
     /// The fields of its accumulators' state, as checkpoints store it.
     pub state_fields: Vec<FieldRef>,
+}
+
+/// How a call takes a row back when its input is an updating result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retraction {
+    /// Its accumulator's own `retract_batch` (`COUNT`, `AVG`).
+    Retract,
+    /// Adding the value negated (`SUM`, whose accumulator keeps only the sum).
+    Negate,
 }
 
 /// A call's arguments over one batch.
@@ -88,6 +97,46 @@ impl AggregateCall {
         self.function
             .create_accumulator()
             .map_err(|e| Error::Sql(format!("aggregate `{}`: {e}", self.function.name())))
+    }
+
+    /// How it takes a row back over an updating input; an error naming it
+    /// if it cannot (`MIN`, `MAX`, `COUNT(DISTINCT ...)` keep no multiset).
+    pub fn retraction(&self) -> Result<Retraction> {
+        if self.single_accumulator()?.supports_retract_batch() {
+            return Ok(Retraction::Retract);
+        }
+        if self.function.fun().name().eq_ignore_ascii_case("sum") && !self.function.is_distinct() {
+            return Ok(Retraction::Negate);
+        }
+        Err(Error::Sql(format!(
+            "aggregate `{}` over an updating result (an unbounded GROUP BY or a top-N) is not supported: it cannot take a row back (COUNT, SUM and AVG can)",
+            self.function.name()
+        )))
+    }
+
+    /// How many arguments it takes.
+    pub fn arguments(&self) -> usize {
+        self.function.expressions().len()
+    }
+
+    /// Whether it has a `FILTER (WHERE ...)`.
+    pub fn has_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// The fields of its arguments over rows of `input`, then of its filter's
+    /// mask if it has one: what an operator keeps to aggregate rows later.
+    pub fn input_fields(&self, input: &Schema) -> Result<Vec<Field>> {
+        let failed = |e| Error::Sql(format!("aggregate `{}`: {e}", self.function.name()));
+        let mut fields = Vec::with_capacity(self.arguments() + 1);
+        for (i, argument) in self.function.expressions().iter().enumerate() {
+            let data_type = argument.data_type(input).map_err(failed)?;
+            fields.push(Field::new(format!("argument_{i}"), data_type, true));
+        }
+        if self.has_filter() {
+            fields.push(Field::new("filter", DataType::Boolean, true));
+        }
+        Ok(fields)
     }
 
     /// Its arguments and filter over `batch`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion_common::arrow::compute::SortOptions;
-use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::arrow::datatypes::{DataType, Field};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_expr::{Expr, ExprSchemable};
 use datafusion_physical_expr::PhysicalExpr;
@@ -30,9 +30,11 @@ use crate::sql::key_groups::{hashable, KeySplitter};
 use crate::sql::nexmark::NexmarkTable;
 use crate::sql::plan::{is_window_column, Operator, PlanNode, StreamPlan};
 use crate::sql::rows::Rows;
+use crate::sql::session_aggregate::{SessionAggregate, SessionAggregateSpec};
 use crate::sql::top_n::{TopN, TopNSpec};
 use crate::sql::updating_aggregate::{UpdatingAggregate, UpdatingAggregateSpec};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
+use crate::sql::window_tvf::WindowKind;
 use crate::sql::windows::{millis, AssignWindows, Assigner};
 use crate::sql::PlannedScript;
 
@@ -88,10 +90,11 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 )
             }
             Operator::Windows { spec } => {
-                let assigner = Assigner::new(&spec.kind, spec.offset_ms)?;
-                if spec.processing_time {
-                    return Err(Error::Sql(format!("{spec}: windows on processing time are planned but do not run yet; use an event-time attribute (WATERMARK FOR)")));
-                }
+                let assigner = if spec.assigned_by_aggregate() {
+                    None
+                } else {
+                    Some(Assigner::new(&spec.kind, spec.offset_ms)?)
+                };
                 let schema = input_schema(plan, node)?;
                 let time = schema
                     .index_of_column_by_name(None, &spec.time_column)
@@ -108,17 +111,45 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 )
             }
             Operator::WindowAggregate {
-                groups, aggregates, ..
+                spec: windows,
+                groups,
+                aggregates,
             } => {
-                let spec = Arc::new(window_aggregate(plan, node, groups, aggregates)?);
+                let mut spec = window_aggregate(plan, node, groups, aggregates)?;
                 let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
-                let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
-                    WindowAggregate::new(spec.clone())
-                });
+                let stream = match &windows.kind {
+                    WindowKind::Session { gap_ms, .. } => {
+                        let spec = Arc::new(session_aggregate(
+                            plan,
+                            node,
+                            spec,
+                            *gap_ms,
+                            windows.processing_time,
+                        )?);
+                        input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                            SessionAggregate::new(spec.clone())
+                        })
+                    }
+                    kind => {
+                        if windows.processing_time {
+                            spec.processing_time = Some(Assigner::new(kind, windows.offset_ms)?);
+                        }
+                        let spec = Arc::new(spec);
+                        input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                            WindowAggregate::new(spec.clone())
+                        })
+                    }
+                };
                 Some(stream.uid(&node.uid))
             }
             Operator::Aggregate { keys, aggregates } => {
-                let spec = Arc::new(updating_aggregate(plan, node, keys, aggregates)?);
+                let spec = Arc::new(updating_aggregate(
+                    plan,
+                    node,
+                    keys,
+                    aggregates,
+                    planned.settings.state_ttl,
+                )?);
                 let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
                 let stream = input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
                     UpdatingAggregate::new(spec.clone())
@@ -243,6 +274,34 @@ fn window_aggregate(
         schema: Arc::clone(node.schema.inner()),
         converter: WindowAggregateSpec::converter(&key_types)?,
         key_types,
+        processing_time: None,
+    })
+}
+
+/// The session window aggregate of `node`: its grouping and calls, and the
+/// columns it keeps of each row until the row's session closes.
+fn session_aggregate(
+    plan: &StreamPlan,
+    node: &PlanNode,
+    window: WindowAggregateSpec,
+    gap_ms: u64,
+    processing_time: bool,
+) -> Result<SessionAggregateSpec> {
+    let input = input_schema(plan, node)?.as_arrow();
+    let mut kept: Vec<Field> = window
+        .key_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Field::new(format!("key_{i}"), t.clone(), true))
+        .collect();
+    for call in &window.calls {
+        kept.extend(call.input_fields(input)?);
+    }
+    Ok(SessionAggregateSpec {
+        window,
+        gap: i64::try_from(gap_ms).unwrap_or(i64::MAX),
+        processing_time,
+        kept,
     })
 }
 
@@ -383,6 +442,7 @@ fn updating_aggregate(
     node: &PlanNode,
     groups: &[Expr],
     aggregates: &[Expr],
+    ttl: Option<Duration>,
 ) -> Result<UpdatingAggregateSpec> {
     let input = input_schema(plan, node)?;
     let (keys, key_types) = physical_keys(&groups.iter().collect::<Vec<_>>(), input)?;
@@ -390,7 +450,20 @@ fn updating_aggregate(
         .iter()
         .map(|a| AggregateCall::lower(a, input))
         .collect::<Result<Vec<_>>>()?;
+    let updating_input = node.inputs.iter().any(|&i| plan.nodes[i].updating);
+    let retractions = if updating_input {
+        Some(
+            calls
+                .iter()
+                .map(AggregateCall::retraction)
+                .collect::<Result<Vec<_>>>()?,
+        )
+    } else {
+        None
+    };
     Ok(UpdatingAggregateSpec {
+        retractions,
+        ttl,
         converter: WindowAggregateSpec::converter(&key_types)?,
         keys,
         key_types,

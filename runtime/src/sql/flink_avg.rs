@@ -139,6 +139,23 @@ impl Accumulator for WholeAverage {
         Ok(())
     }
 
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
+        let values = longs(values)?;
+        let values = values.as_primitive::<Int64Type>();
+        for v in values.iter().flatten() {
+            self.sum = self.sum.wrapping_sub(v);
+            self.count -= 1;
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
     fn evaluate(&mut self) -> Result<ScalarValue> {
         if self.count == 0 {
             return ScalarValue::try_from(&self.data_type);
@@ -214,6 +231,10 @@ mod tests {
             data_type: DataType::Int64,
         };
         avg.update_batch(&[longs]).unwrap();
+        assert_eq!(avg.evaluate().unwrap(), ScalarValue::Int64(Some(7)));
+        // Taking a row back, as over an updating result: (7 + 8 - 8) / 1.
+        let eight: ArrayRef = Arc::new(Int64Array::from(vec![8]));
+        avg.retract_batch(&[eight]).unwrap();
         assert_eq!(avg.evaluate().unwrap(), ScalarValue::Int64(Some(7)));
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use datafusion_common::arrow::compute::{filter_record_batch, interleave, take, take_record_batch};
@@ -32,6 +32,7 @@ use crate::sql::join_side::{pair_blob, split_blob, Side};
 use crate::sql::key_groups::{hash_rows, KeySplitter};
 use crate::sql::keyed_state::decode_key_group;
 use crate::sql::rows::Rows;
+use crate::sql::windows::now_ms;
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// What a regular join computes.
@@ -60,13 +61,6 @@ pub struct RegularJoin {
 
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Sql(format!("{what}: {e}"))
-}
-
-/// Milliseconds since the epoch, now.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl RegularJoin {

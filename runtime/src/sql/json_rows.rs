@@ -3,7 +3,6 @@
 //! record that does not fit the table named with its reason.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
@@ -18,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::operator::Operator;
 use crate::sql::arrow_types::table_schema;
 use crate::sql::rows::Rows;
-use crate::sql::windows::time_column;
+use crate::sql::windows::{now_ms, time_column};
 
 /// Where a table's column comes from.
 #[derive(Debug, Clone, Copy)]
@@ -255,13 +254,6 @@ fn metadata_column(
     };
     cast(&array, data_type)
         .map_err(|e| Error::Sql(format!("metadata column of type {data_type}: {e}")))
-}
-
-/// Now, in milliseconds since the epoch.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Operator for JsonRows {

@@ -14,7 +14,7 @@ use datafusion_expr::{Expr, LogicalPlan};
 use crate::sql::context::Context;
 use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
 use crate::sql::rank::{rank_bound, rank_column, row_number};
-use crate::sql::window_tvf::{WindowSpec, WindowTvf};
+use crate::sql::window_tvf::{WindowKind, WindowSpec, WindowTvf};
 
 /// Builds one [`StreamPlan`] from the `INSERT INTO`s of a script.
 pub struct Lowering<'a> {
@@ -25,6 +25,9 @@ pub struct Lowering<'a> {
     /// The rank column and limit of a top-N filter being lowered, for the
     /// `ROW_NUMBER()` window below it.
     rank: Option<(String, usize)>,
+    /// Whether the window table function being lowered feeds a window
+    /// aggregate that assigns its windows (sessions, processing time).
+    window_aggregate_assigns: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -35,6 +38,7 @@ impl<'a> Lowering<'a> {
             plan: StreamPlan::default(),
             sources: HashMap::new(),
             rank: None,
+            window_aggregate_assigns: false,
         }
     }
 
@@ -169,6 +173,13 @@ impl<'a> Lowering<'a> {
                 let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvf>() else {
                     return plan_err!("{} is not supported in a streaming query", extension.node.name());
                 };
+                let assigned_by_aggregate = std::mem::take(&mut self.window_aggregate_assigns);
+                if tvf.spec.assigned_by_aggregate() && !assigned_by_aggregate {
+                    return plan_err!(
+                        "{}: these windows are supported only under GROUP BY window_start, window_end (a window aggregate), as in Flink",
+                        tvf.spec
+                    );
+                }
                 let input = self.lower(&tvf.input)?;
                 Ok(self.add(Operator::Windows { spec: tvf.spec.clone() }, vec![input], tvf.schema.clone(), false))
             }
@@ -278,16 +289,24 @@ impl<'a> Lowering<'a> {
     /// `GROUP BY`: over a window table function's `window_start` and
     /// `window_end`, a window aggregate; otherwise an updating one.
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<usize> {
-        let input = self.lower(&aggregate.input)?;
         let window = upstream_window(&aggregate.input);
         let is_column = |expr: &Expr, name: &str| matches!(expr, Expr::Column(c) if c.name == name);
         let groups_window = ["window_start", "window_end"]
             .iter()
             .all(|name| aggregate.group_expr.iter().any(|e| is_column(e, name)));
+        if let Some(spec) = &window {
+            if groups_window {
+                sessions_per_group(spec, &aggregate.group_expr)?;
+                self.window_aggregate_assigns = spec.assigned_by_aggregate();
+            }
+        }
+        let input = self.lower(&aggregate.input);
+        self.window_aggregate_assigns = false;
+        let input = input?;
         let aggregates = aggregate.aggr_expr.clone();
-        if self.plan.nodes[input].updating {
+        if self.plan.nodes[input].updating && window.is_some() {
             return plan_err!(
-                "GROUP BY over an updating result (another unbounded GROUP BY) is not supported"
+                "a window aggregate over an updating result (an unbounded GROUP BY or a top-N) is not supported: windows need rows that are never taken back"
             );
         }
         match (window, groups_window) {
@@ -307,6 +326,26 @@ impl<'a> Lowering<'a> {
             )),
         }
     }
+}
+
+/// Refuses `SESSION(... PARTITION BY k ...)` grouped without `k`: a window
+/// aggregate keeps sessions per GROUP BY key, so the partition keys must be
+/// among them.
+fn sessions_per_group(spec: &WindowSpec, groups: &[Expr]) -> Result<()> {
+    let WindowKind::Session { keys, .. } = &spec.kind else {
+        return Ok(());
+    };
+    for key in keys {
+        let grouped = groups
+            .iter()
+            .any(|g| matches!(g, Expr::Column(c) if c.name.eq_ignore_ascii_case(key)));
+        if !grouped {
+            return plan_err!(
+                "{spec}: GROUP BY must include the PARTITION BY column `{key}` (sessions are kept per GROUP BY key)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The window table function feeding `plan` through filters, projections and

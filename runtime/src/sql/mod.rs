@@ -64,6 +64,8 @@ pub mod nexmark;
 pub mod plan;
 pub mod rank;
 pub mod rows;
+pub mod session_aggregate;
+pub mod sessions;
 pub mod settings;
 pub mod top_n;
 pub mod updating_aggregate;

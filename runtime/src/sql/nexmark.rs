@@ -3,7 +3,8 @@
 //!
 //! A table reads the generator's events (`crate::pipelines::nexmark::model`),
 //! the same the typed `nexmark` pipeline reads, and keeps those of its kind as
-//! rows. Its columns are any of its kind's, by name, in any order.
+//! rows. Its columns are any of its kind's, by name, in any order, and any
+//! `name AS PROCTIME()`.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use datafusion_common::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use weir_catalog::Table;
+use weir_catalog::{ColumnOrigin, Table};
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::operator::Operator;
 use crate::pipelines::nexmark::model::{Auction, Bid, Event, NexmarkConfig, Person};
 use crate::sql::arrow_types::table_schema;
 use crate::sql::rows::Rows;
+use crate::sql::windows::now_ms;
 
 /// Which events a table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ enum Value {
     Int,
     Text,
     Time,
+    /// The processing time the row is made at (`name AS PROCTIME()`).
+    Now,
 }
 
 /// Every column of each kind, with what it holds.
@@ -118,6 +122,10 @@ impl NexmarkTable {
         let schema = table_schema(table);
         let mut chosen = Vec::with_capacity(table.columns.len());
         for (column, field) in table.columns.iter().zip(schema.fields()) {
+            if column.origin == ColumnOrigin::ProcessingTime {
+                chosen.push(("proctime", Value::Now));
+                continue;
+            }
             let Some(&(name, value)) = columns(kind)
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(&column.name))
@@ -132,7 +140,7 @@ impl NexmarkTable {
             let fits = match value {
                 Value::Int => *field.data_type() == DataType::Int64,
                 Value::Text => *field.data_type() == DataType::Utf8,
-                Value::Time => matches!(
+                Value::Time | Value::Now => matches!(
                     field.data_type(),
                     DataType::Timestamp(TimeUnit::Millisecond, _)
                 ),
@@ -141,7 +149,7 @@ impl NexmarkTable {
                 let wanted = match value {
                     Value::Int => "BIGINT",
                     Value::Text => "STRING",
-                    Value::Time => "TIMESTAMP(3)",
+                    Value::Time | Value::Now => "TIMESTAMP(3)",
                 };
                 return Err(bad(format!(
                     "column `{name}` is {wanted} in a nexmark table, not {}",
@@ -185,7 +193,10 @@ impl NexmarkTable {
                 }
                 self.columns
                     .iter()
-                    .map(|&(name, _)| person_column(name, &persons))
+                    .map(|&(name, value)| match value {
+                        Value::Now => now_column(persons.len()),
+                        _ => person_column(name, &persons),
+                    })
                     .collect()
             }
             Kind::Auction => {
@@ -201,7 +212,10 @@ impl NexmarkTable {
                 }
                 self.columns
                     .iter()
-                    .map(|&(name, _)| auction_column(name, &auctions))
+                    .map(|&(name, value)| match value {
+                        Value::Now => now_column(auctions.len()),
+                        _ => auction_column(name, &auctions),
+                    })
                     .collect()
             }
             Kind::Bid => {
@@ -217,7 +231,10 @@ impl NexmarkTable {
                 }
                 self.columns
                     .iter()
-                    .map(|&(name, _)| bid_column(name, &bids))
+                    .map(|&(name, value)| match value {
+                        Value::Now => now_column(bids.len()),
+                        _ => bid_column(name, &bids),
+                    })
                     .collect()
             }
         };
@@ -237,6 +254,11 @@ impl NexmarkTable {
             .map(|batch| Some(Rows::inserts(batch)))
             .map_err(|e| Error::Sql(format!("nexmark rows: {e}")))
     }
+}
+
+/// The processing time now, for `rows` rows.
+fn now_column(rows: usize) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from(vec![now_ms(); rows]))
 }
 
 fn ints<T>(items: &[&T], f: impl Fn(&T) -> u64) -> ArrayRef {

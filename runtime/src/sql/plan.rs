@@ -6,7 +6,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr as Sort};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::sql::window_tvf::WindowSpec;
+use crate::sql::window_tvf::{WindowKind, WindowSpec};
 
 /// The streaming plan of a whole SQL script: every `INSERT INTO`, sharing
 /// the sources of the tables they read.
@@ -53,7 +53,8 @@ pub enum Operator {
         exprs: Vec<Expr>,
     },
     /// Adds `window_start`, `window_end` and `window_time` to each row, once
-    /// per window it falls in.
+    /// per window it falls in (or once, holding its time, for windows the
+    /// aggregate assigns: sessions and processing time).
     Windows {
         /// The windows.
         spec: WindowSpec,
@@ -200,13 +201,20 @@ impl Operator {
         };
         match self {
             Operator::Source { .. } => Some("read positions, per split".to_string()),
-            Operator::WindowAggregate { groups, .. } => Some(format!(
-                "keyed by {} and window: accumulators",
-                keys(&window_keys(groups))
+            Operator::WindowAggregate { spec, groups, .. } => Some(match spec.kind {
+                WindowKind::Session { .. } => format!(
+                    "keyed by {}: each open session's rows",
+                    keys(&window_keys(groups))
+                ),
+                _ => format!(
+                    "keyed by {} and window: accumulators",
+                    keys(&window_keys(groups))
+                ),
+            }),
+            Operator::Aggregate { keys: k, .. } => Some(format!(
+                "keyed by {}: accumulators (for ever, or for SET 'table.exec.state.ttl' without an update)",
+                keys(k)
             )),
-            Operator::Aggregate { keys: k, .. } => {
-                Some(format!("keyed by {}: accumulators", keys(k)))
-            }
             Operator::Join { on, .. } => Some(format!(
                 "keyed by {}: both inputs' rows (for ever, or for SET 'table.exec.state.ttl')",
                 keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())

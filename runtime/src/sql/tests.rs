@@ -129,7 +129,8 @@ fn window_kinds_and_processing_time_are_read_from_flink_syntax() {
     let planned = plan_script(&format!("{TABLES}{session}"), None, &[]).unwrap();
     let text = explain(&planned.plan, &planned.tables);
     assert!(
-        text.contains("SESSION(date_time, gap 5 s, partition by bidder)"),
+        text.contains("SESSION(date_time, gap 5 s, partition by bidder)")
+            && text.contains("keyed by bid.bidder: each open session's rows"),
         "{text}"
     );
 }
@@ -160,6 +161,9 @@ fn unsupported_and_wrong_sql_is_refused_by_name() {
         ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '3' SECOND, INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end", "HOP's size (10 s) must be a multiple of its slide (3 s)"),
         ("INSERT INTO counts SELECT auction, MAX(window_end), COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY auction", "must group by window_start and window_end"),
         ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' MONTH)) GROUP BY auction, window_start, window_end", "not a fixed length of time"),
+        ("INSERT INTO counts SELECT bidder, window_end, price FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '5' SECOND))", "these windows are supported only under GROUP BY window_start, window_end"),
+        ("INSERT INTO counts SELECT auction, window_end, price FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(proc), INTERVAL '5' SECOND))", "TUMBLE(proc, 5 s) on processing time: these windows are supported only under GROUP BY"),
+        ("INSERT INTO counts SELECT auction, window_end, COUNT(*) FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY auction, window_start, window_end", "GROUP BY must include the PARTITION BY column `bidder`"),
         ("SELECT * FROM bid", "is neither"),
         ("DROP TABLE bid", "is neither"),
         ("INSERT INTO counts SELECT auction,, price FROM bid", "Expected"),

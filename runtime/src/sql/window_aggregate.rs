@@ -1,7 +1,10 @@
 //! The window aggregate: `GROUP BY window_start, window_end, keys...` over a
 //! window table function. Each window's groups aggregate as rows arrive and
 //! the window's results go out, once, when the watermark passes its end; a
-//! row for a window already fired is late and dropped (as in Flink).
+//! row for a window already fired is late and dropped (as in Flink). On
+//! processing time the operator puts each row in the windows of its own
+//! clock when the row arrives, and fires a window when the clock passes its
+//! end, so no row is late (Flink's processing-time windows).
 //!
 //! State is on the heap and checkpointed per key group as Arrow IPC: each
 //! group's window, key and accumulator state, so a restore at another
@@ -9,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{
     ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array,
@@ -28,7 +32,7 @@ use crate::sql::groups::Groups;
 use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
-use crate::sql::windows::{millis, time_column};
+use crate::sql::windows::{millis, now_ms, time_column, Assigner};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// Where an output column of the grouping comes from.
@@ -64,7 +68,14 @@ pub struct WindowAggregateSpec {
     pub key_types: Vec<DataType>,
     /// The keys in Arrow's row format, for the groups' index.
     pub converter: Arc<RowConverter>,
+    /// On processing time, the windows the operator applies to its clock
+    /// (the rows' window columns then hold only their time); `None` on
+    /// event time.
+    pub processing_time: Option<Assigner>,
 }
+
+/// A window, as `(end, start)`, and the rows of a batch that fall in it.
+type WindowRows = ((i64, i64), Vec<u32>);
 
 impl WindowAggregateSpec {
     /// The row format of keys of `key_types`.
@@ -135,10 +146,35 @@ impl WindowAggregate {
             .ok_or_else(|| Error::Internal("a window just opened is missing".into()))
     }
 
-    fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// The rows of `batch` of each window they fall in.
+    fn windows_of(&self, batch: &RecordBatch) -> Result<Vec<WindowRows>> {
         let rows = batch.num_rows();
+        let mut windows: Vec<WindowRows> = Vec::new();
+        if let Some(assigner) = &self.spec.processing_time {
+            let all: Vec<u32> = (0..rows as u32).collect();
+            assigner.assign(now_ms(), |start, end| {
+                windows.push(((end, start), all.clone()))
+            });
+            return Ok(windows);
+        }
         let starts = millis(&evaluate(self.spec.start.as_ref(), batch)?)?;
         let ends = millis(&evaluate(self.spec.end.as_ref(), batch)?)?;
+        for row in 0..rows {
+            let window = (ends.value(row), starts.value(row));
+            if window.0 - 1 <= self.watermark {
+                continue;
+            }
+            match windows.iter_mut().rev().find(|(w, _)| *w == window) {
+                Some((_, rows)) => rows.push(row as u32),
+                None => windows.push((window, vec![row as u32])),
+            }
+        }
+        Ok(windows)
+    }
+
+    fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        let windows = self.windows_of(batch)?;
         let mut hashes = std::mem::take(&mut self.hashes);
         let key_rows = batch_keys(
             &self.spec.keys,
@@ -153,17 +189,6 @@ impl WindowAggregate {
             .iter()
             .map(|c| c.inputs(batch))
             .collect::<Result<Vec<_>>>()?;
-        let mut windows: Vec<((i64, i64), Vec<u32>)> = Vec::new();
-        for row in 0..rows {
-            let window = (ends.value(row), starts.value(row));
-            if window.0 - 1 <= self.watermark {
-                continue;
-            }
-            match windows.iter_mut().rev().find(|(w, _)| *w == window) {
-                Some((_, rows)) => rows.push(row as u32),
-                None => windows.push((window, vec![row as u32])),
-            }
-        }
         let mut group_ids = std::mem::take(&mut self.group_ids);
         for (window, window_rows) in windows {
             let pane = self.pane(window)?;
@@ -201,6 +226,18 @@ impl WindowAggregate {
         RecordBatch::try_new_with_options(spec.schema.clone(), columns, &options)
             .map(|b| Some(Rows::inserts(b)))
             .map_err(|e| Error::Sql(format!("window results: {e}")))
+    }
+
+    /// Fires every window whose last millisecond is at or before `time`.
+    fn fire_until(&mut self, time: i64, output: &mut Batch<Rows>) -> Result<()> {
+        while let Some(entry) = self.panes.first_entry() {
+            if entry.key().0 - 1 > time {
+                break;
+            }
+            let (window, groups) = entry.remove_entry();
+            output.extend(self.fire(window, groups)?);
+        }
+        Ok(())
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
@@ -297,15 +334,23 @@ impl Operator for WindowAggregate {
     }
 
     fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<Rows>) -> Result<()> {
-        self.watermark = self.watermark.max(watermark.0);
-        while let Some(entry) = self.panes.first_entry() {
-            if entry.key().0 - 1 > self.watermark {
-                break;
-            }
-            let (window, groups) = entry.remove_entry();
-            output.extend(self.fire(window, groups)?);
+        // Processing-time windows wait for the clock, but for the end of input.
+        if self.spec.processing_time.is_some() && watermark != Watermark::MAX {
+            return Ok(());
         }
-        Ok(())
+        self.watermark = self.watermark.max(watermark.0);
+        self.fire_until(self.watermark, output)
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        self.spec.processing_time.as_ref()?;
+        let (&(end, _), _) = self.panes.first_key_value()?;
+        let wait = (end - 1 - now_ms()).max(0);
+        Some(Instant::now() + Duration::from_millis(wait as u64))
+    }
+
+    fn on_time(&mut self, _now: Instant, output: &mut Batch<Rows>) -> Result<()> {
+        self.fire_until(now_ms(), output)
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {

@@ -126,6 +126,15 @@ impl UserDefinedLogicalNodeCore for WindowTvf {
     }
 }
 
+impl WindowSpec {
+    /// Whether the window aggregate assigns these windows rather than the
+    /// window table function, row by row: sessions (which merge) and windows
+    /// on processing time (the aggregate's own clock).
+    pub fn assigned_by_aggregate(&self) -> bool {
+        self.processing_time || matches!(self.kind, WindowKind::Session { .. })
+    }
+}
+
 impl fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let time = &self.time_column;

@@ -1,9 +1,12 @@
 //! Window assignment for the window table functions: which windows a row's
 //! time falls in (Flink's arithmetic, offsets included), and the operator
 //! that adds `window_start`, `window_end` and `window_time` to each row, once
-//! per window (a `HOP` row is in `size / slide` windows).
+//! per window (a `HOP` row is in `size / slide` windows). Session windows
+//! and windows on processing time are assigned by their aggregate instead:
+//! rows pass through once, their window columns holding their own time.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, RecordBatch, RecordBatchOptions,
@@ -69,9 +72,8 @@ impl Assigner {
                 offset,
             },
             WindowKind::Session { .. } => {
-                return Err(Error::Sql(
-                    "SESSION windows are planned but do not run yet: use TUMBLE, HOP or CUMULATE"
-                        .into(),
+                return Err(Error::Internal(
+                    "SESSION windows are assigned by their aggregate, not per row".into(),
                 ))
             }
         })
@@ -155,9 +157,17 @@ pub fn time_column(values: Vec<i64>, data_type: &DataType) -> Result<ArrayRef> {
         .map_err(|e| Error::Sql(format!("window columns: {e}")))
 }
 
-/// Adds the window columns to each row, once per window it is in.
+/// Now, in milliseconds since the epoch: the processing time.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Adds the window columns to each row, once per window it is in; or, where
+/// the aggregate assigns windows (`None`), once, holding the row's time.
 pub struct AssignWindows {
-    assigner: Assigner,
+    assigner: Option<Assigner>,
     /// The time attribute's column in the input.
     time: usize,
     /// The input's columns and the three window columns.
@@ -165,8 +175,9 @@ pub struct AssignWindows {
 }
 
 impl AssignWindows {
-    /// Windows of `assigner` over the input's column `time`, emitting rows of `schema`.
-    pub fn new(assigner: Assigner, time: usize, schema: SchemaRef) -> Self {
+    /// Windows of `assigner` (or none: see [`AssignWindows`]) over the
+    /// input's column `time`, emitting rows of `schema`.
+    pub fn new(assigner: Option<Assigner>, time: usize, schema: SchemaRef) -> Self {
         AssignWindows {
             assigner,
             time,
@@ -181,11 +192,18 @@ impl AssignWindows {
             if times.is_null(row) {
                 continue;
             }
-            self.assigner.assign(*t, |start, end| {
-                rows.push(row as u32);
-                starts.push(start);
-                ends.push(end);
-            });
+            match &self.assigner {
+                Some(assigner) => assigner.assign(*t, |start, end| {
+                    rows.push(row as u32);
+                    starts.push(start);
+                    ends.push(end);
+                }),
+                None => {
+                    rows.push(row as u32);
+                    starts.push(*t);
+                    ends.push(*t + 1);
+                }
+            }
         }
         let taken = take_record_batch(batch, &UInt32Array::from(rows))
             .map_err(|e| Error::Sql(format!("assigning windows: {e}")))?;

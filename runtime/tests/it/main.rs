@@ -34,5 +34,7 @@ mod sql_jobs;
 mod sql_joins;
 mod sql_kafka;
 mod sql_top_n;
+mod sql_updating;
+mod sql_windows;
 mod support;
 mod windows;
