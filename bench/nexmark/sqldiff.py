@@ -7,7 +7,9 @@
                                     updating result, which a file cannot take)
   sqldiff.py fromprint QUERY.sql    weir's print lines (stdin) as changelog lines of JSON
                                     rows named and typed as the sink table's columns
-  sqldiff.py compare WEIR FLINK [--tolerance REL] [--show N]
+  sqldiff.py key QUERY.sql          the PRIMARY KEY columns of the first INSERT's sink
+                                    table, comma-separated (empty when it declares none)
+  sqldiff.py compare WEIR FLINK [--tolerance REL] [--show N] [--key COLS]
                                     compares two outputs of JSON lines as multisets of rows;
                                     exit 0 when they hold the same rows, 1 when not
 
@@ -18,7 +20,10 @@ sides are then paired when they are equal but for doubles that differ by at most
 --tolerance relative (default 1e-12; 0 turns this off); those are counted and reported,
 but are not a difference. Lines that start with a change kind (+I, -U, +U, -D, then a
 space) are a changelog: each side's final rows (inserts and update-afters added,
-update-befores and deletes taken away) are compared instead.
+update-befores and deletes taken away) are compared instead. With --key (the sink's
+primary key) a changelog is read in file order as changes per key, so an upsert stream
+(update-afters without update-befores, which Flink emits for a top-1 into a sink whose
+key it knows) folds to one row per key.
 """
 
 import json
@@ -131,8 +136,8 @@ def sink(path, directory):
     sys.stdout.write(sql)
 
 
-def sink_columns(path):
-    """The (name, type) of each column of the script's first INSERT's sink table."""
+def sink_body(path):
+    """The text between the parentheses of the script's first INSERT's sink table."""
     sql = open(path, encoding="utf-8").read()
     masked = mask(sql)
     target = re.search(r"\bINSERT\s+(?:INTO|OVERWRITE)\s+(?:TABLE\s+)?" + NAME, masked, re.I)
@@ -141,14 +146,25 @@ def sink_columns(path):
     for m in re.finditer(r"\bCREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?" + NAME + r"\s*\(", masked, re.I):
         if plain(m.group(1)) != plain(target.group(1)):
             continue
-        body = sql[m.end(): closing(masked, m.end() - 1)]
-        columns = []
-        for part in re.split(r",(?![^(]*\))", body):
-            words = part.split()
-            if len(words) >= 2 and words[0].upper() not in ("PRIMARY", "WATERMARK", "CONSTRAINT"):
-                columns.append((plain(words[0]), words[1].upper()))
-        return columns
+        return sql[m.end(): closing(masked, m.end() - 1)]
     sys.exit(f"{path}: the sink table is not declared in the script")
+
+
+def sink_key(path):
+    """The PRIMARY KEY columns of the first INSERT's sink table ([] when it has none)."""
+    m = re.search(r"\bPRIMARY\s+KEY\s*\(([^)]*)\)", mask(sink_body(path)), re.I)
+    return [plain(c.strip()) for c in m.group(1).split(",")] if m else []
+
+
+def sink_columns(path):
+    """The (name, type) of each column of the script's first INSERT's sink table."""
+    body = sink_body(path)
+    columns = []
+    for part in re.split(r",(?![^(]*\))", body):
+        words = part.split()
+        if len(words) >= 2 and words[0].upper() not in ("PRIMARY", "WATERMARK", "CONSTRAINT"):
+            columns.append((plain(words[0]), words[1].upper()))
+    return columns
 
 
 def fromprint(path):
@@ -185,9 +201,9 @@ def canonical(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def read(path):
+def read(path, order=None):
     """(rows as a Counter of canonical lines, changes read, is it a changelog, lines that
-    differ from their canonical form)."""
+    differ from their canonical form); each (kind, value) is appended to order if given."""
     rows = Counter()
     changes = 0
     changelog = False
@@ -203,6 +219,8 @@ def read(path):
             if m:
                 changelog = True
             value = json.loads(text)
+            if order is not None:
+                order.append((kind, value))
             c = canonical(value)
             if c != text:
                 reformatted += 1
@@ -220,6 +238,19 @@ def final(rows):
             out[c] -= n
     negative = {c: -n for c, n in out.items() if n < 0}
     return Counter({c: n for c, n in out.items() if n > 0}), negative
+
+
+def final_by_key(changes, key):
+    """The rows a changelog leaves when read in order as changes per key: +I and +U set
+    the key's row, -U and -D remove it."""
+    rows = {}
+    for kind, value in changes:
+        k = tuple(canonical(value.get(c)) for c in key)
+        if kind in ("+I", "+U"):
+            rows[k] = canonical(value)
+        else:
+            rows.pop(k, None)
+    return Counter(rows.values()), {}
 
 
 def split_floats(value):
@@ -258,11 +289,19 @@ def relative(a, b):
     return worst
 
 
-def compare(weir_path, flink_path, tolerance, show):
-    weir, weir_changes, weir_log, weir_ref = read(weir_path)
-    flink, flink_changes, flink_log, flink_ref = read(flink_path)
+def compare(weir_path, flink_path, tolerance, show, key):
+    weir_order, flink_order = [], []
+    weir, weir_changes, weir_log, weir_ref = read(weir_path, weir_order)
+    flink, flink_changes, flink_log, flink_ref = read(flink_path, flink_order)
     notes = []
-    if weir_log or flink_log:
+    if (weir_log or flink_log) and key:
+        weir_rows, weir_neg = final_by_key(weir_order, key)
+        flink_rows, flink_neg = final_by_key(flink_order, key)
+        notes.append(
+            f"changelog: compared the final row per {', '.join(key)} (weir {weir_changes}"
+            f" changes, flink {flink_changes})"
+        )
+    elif weir_log or flink_log:
         weir_rows, weir_neg = final(weir)
         flink_rows, flink_neg = final(flink)
         notes.append(
@@ -343,18 +382,23 @@ def main(argv):
     if len(argv) == 2 and argv[0] == "fromprint":
         fromprint(argv[1])
         return 0
+    if len(argv) == 2 and argv[0] == "key":
+        print(",".join(sink_key(argv[1])))
+        return 0
     if len(argv) >= 3 and argv[0] == "compare":
-        tolerance, show = 1e-12, 5
+        tolerance, show, key = 1e-12, 5, []
         rest = argv[3:]
         while rest:
             if rest[0] == "--tolerance":
                 tolerance = float(rest[1])
             elif rest[0] == "--show":
                 show = int(rest[1])
+            elif rest[0] == "--key":
+                key = [c for c in rest[1].split(",") if c]
             else:
                 sys.exit(f"unknown argument {rest[0]}")
             rest = rest[2:]
-        return compare(argv[1], argv[2], tolerance, show)
+        return compare(argv[1], argv[2], tolerance, show, key)
     sys.exit(__doc__)
 
 

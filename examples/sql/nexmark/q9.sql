@@ -1,9 +1,10 @@
 -- Nexmark q9 (winning bids): each auction with its highest bid (the
--- earliest of equal ones) made while it was open: a join, then a top-1.
+-- earliest of equal ones) made while it was open: a join, then a top-1. The
+-- result updates each auction's row, keyed by its id.
 CREATE TABLE q9_out (
   id BIGINT, item_name STRING, initial_bid BIGINT, reserve BIGINT, date_time TIMESTAMP(3),
   expires TIMESTAMP(3), seller BIGINT, category BIGINT, auction BIGINT, bidder BIGINT, price BIGINT,
-  bid_date_time TIMESTAMP(3)
+  bid_date_time TIMESTAMP(3), PRIMARY KEY (id) NOT ENFORCED
 ) WITH ('connector' = 'blackhole');
 
 INSERT INTO q9_out
