@@ -34,6 +34,7 @@ use crate::sql::session_aggregate::{SessionAggregate, SessionAggregateSpec};
 use crate::sql::top_n::{TopN, TopNSpec};
 use crate::sql::updating_aggregate::{UpdatingAggregate, UpdatingAggregateSpec};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
+use crate::sql::window_lineage::WindowBounds;
 use crate::sql::window_tvf::WindowKind;
 use crate::sql::windows::{millis, AssignWindows, Assigner};
 use crate::sql::PlannedScript;
@@ -114,10 +115,18 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 spec: windows,
                 groups,
                 aggregates,
+                upstream,
             } => {
-                let mut spec = window_aggregate(plan, node, groups, aggregates)?;
+                let mut spec = window_aggregate(plan, node, groups, aggregates, upstream.as_ref())?;
                 let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
                 let stream = match &windows.kind {
+                    // An upstream window aggregate's windows are read as they are.
+                    _ if upstream.is_some() => {
+                        let spec = Arc::new(spec);
+                        input(0)?.transform_split(node.operator.kind(), splitter, move |_| {
+                            WindowAggregate::new(spec.clone())
+                        })
+                    }
                     WindowKind::Session { gap_ms, .. } => {
                         let spec = Arc::new(session_aggregate(
                             plan,
@@ -156,14 +165,15 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 });
                 Some(stream.uid(&node.uid))
             }
-            Operator::Join { on, filter } => {
-                let spec = Arc::new(join_spec(
-                    plan,
-                    node,
-                    on,
-                    filter.as_ref(),
-                    planned.settings.state_ttl,
-                )?);
+            Operator::Join {
+                on,
+                filter,
+                window_end,
+            } => {
+                let mut spec =
+                    join_spec(plan, node, on, filter.as_ref(), planned.settings.state_ttl)?;
+                spec.window_end = *window_end;
+                let spec = Arc::new(spec);
                 let splitter = Arc::new(SideSplitter::new(spec.keys.clone()));
                 let left = input(0)?
                     .map(&format!("{}-left", node.uid), Either::<Rows, Rows>::Left)
@@ -226,8 +236,13 @@ fn window_aggregate(
     node: &PlanNode,
     groups: &[Expr],
     aggregates: &[Expr],
+    upstream: Option<&WindowBounds>,
 ) -> Result<WindowAggregateSpec> {
     let input = input_schema(plan, node)?;
+    let (start, end) = match upstream {
+        Some(bounds) => (bounds.start.as_str(), bounds.end.as_str()),
+        None => ("window_start", "window_end"),
+    };
     let column = |name: &str| -> Result<_> {
         let expr = groups
             .iter()
@@ -240,11 +255,9 @@ fn window_aggregate(
     let mut key_exprs = Vec::new();
     for group in groups {
         columns.push(match group {
-            Expr::Column(c) if is_window_column(group) => match c.name.as_str() {
-                "window_start" => GroupColumn::Start,
-                "window_end" => GroupColumn::End,
-                _ => GroupColumn::Time,
-            },
+            Expr::Column(c) if c.name == start => GroupColumn::Start,
+            Expr::Column(c) if c.name == end => GroupColumn::End,
+            Expr::Column(_) if upstream.is_none() && is_window_column(group) => GroupColumn::Time,
             key => {
                 key_exprs.push(key);
                 GroupColumn::Key(key_exprs.len() - 1)
@@ -254,7 +267,7 @@ fn window_aggregate(
     // A window without keys groups all its rows under one constant key.
     let (keys, key_types) = physical_keys(&key_exprs, input)?;
     let window_type = input
-        .field_with_unqualified_name("window_start")
+        .field_with_unqualified_name(start)
         .map(|f| f.data_type().clone())
         .unwrap_or(DataType::Timestamp(
             datafusion_common::arrow::datatypes::TimeUnit::Millisecond,
@@ -267,8 +280,8 @@ fn window_aggregate(
     Ok(WindowAggregateSpec {
         columns,
         keys,
-        start: column("window_start")?,
-        end: column("window_end")?,
+        start: column(start)?,
+        end: column(end)?,
         window_type,
         calls,
         schema: Arc::clone(node.schema.inner()),
@@ -433,6 +446,7 @@ fn join_spec(
         schema: Arc::clone(node.schema.inner()),
         filter,
         ttl,
+        window_end: None,
     })
 }
 

@@ -5,7 +5,10 @@
 //! once, when the later of its two rows arrives. A row with a NULL key matches
 //! nothing and is not kept. With `SET 'table.exec.state.ttl'` a row is
 //! forgotten once it has been kept that long (processing time), as Flink's
-//! state TTL: rows arriving further apart then no longer meet.
+//! state TTL: rows arriving further apart then no longer meet. In a window
+//! join (both inputs event-time window results, joined on their windows'
+//! ends) a row is forgotten once the watermark passes its window's end: every
+//! row of that window has arrived on both sides by then.
 //!
 //! Both inputs reach the operator as one keyed stream of [`Either`] records,
 //! split by key group on each side's own key expressions, so a key's rows of
@@ -22,7 +25,7 @@ use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
 use rustc_hash::FxBuildHasher;
 
-use crate::data::{Barrier, Batch, Either};
+use crate::data::{Barrier, Batch, Either, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::exchange::RowSplitter;
 use crate::keys::KeyGroup;
@@ -32,7 +35,7 @@ use crate::sql::join_side::{pair_blob, split_blob, Side};
 use crate::sql::key_groups::{hash_rows, KeySplitter};
 use crate::sql::keyed_state::decode_key_group;
 use crate::sql::rows::Rows;
-use crate::sql::windows::now_ms;
+use crate::sql::windows::{millis, now_ms};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// What a regular join computes.
@@ -49,6 +52,9 @@ pub struct JoinSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// How long a row is kept (none: for ever).
     pub ttl: Option<Duration>,
+    /// The key (an index into `keys`) that is both sides' window end, in a
+    /// window join: a row is forgotten once the watermark passes its end.
+    pub window_end: Option<usize>,
 }
 
 /// The regular join operator.
@@ -128,8 +134,18 @@ impl RegularJoin {
         } else {
             Some(self.pairs(side, &batch, these, &those)?)
         };
-        self.sides[side].keep(batch, &keys, key_groups, now_ms());
+        let until = self.window_end(&columns)?;
+        self.sides[side].keep(batch, &keys, key_groups, now_ms(), until);
         Ok(pairs.filter(|p| !p.is_empty()))
+    }
+
+    /// The latest window end among rows with key columns `columns`, in a
+    /// window join; `i64::MAX` (kept until the TTL) otherwise.
+    fn window_end(&self, columns: &[ArrayRef]) -> Result<i64> {
+        let Some(end) = self.spec.window_end.and_then(|i| columns.get(i)) else {
+            return Ok(i64::MAX);
+        };
+        Ok(millis(end)?.iter().flatten().max().unwrap_or(i64::MAX))
     }
 
     /// The output rows of rows `these` of `batch` (side `side`) each with its
@@ -214,7 +230,8 @@ impl RegularJoin {
                 .convert_columns(&columns)
                 .map_err(failed("restoring join state"))?;
             let rows = batch.num_rows();
-            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived);
+            let until = self.window_end(&columns)?;
+            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived, until);
         }
         Ok(())
     }
@@ -252,6 +269,15 @@ impl Operator for RegularJoin {
                 Either::Right(rows) => self.join(1, rows.batch)?,
             };
             output.extend(joined);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, _output: &mut Batch<Rows>) -> Result<()> {
+        if self.spec.window_end.is_some() {
+            for side in &mut self.sides {
+                side.close_windows(watermark.0);
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! One input's rows in a regular join's state: the batches kept in arrival
 //! order, an index from each key (in Arrow's row format) to its rows, and how
 //! the rows are checkpointed (per key group, with when they arrived) and
-//! forgotten once older than the state TTL.
+//! forgotten once older than the state TTL or, in a window join, once the
+//! watermark passes their windows' ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,6 +25,9 @@ pub struct Kept {
     pub key_groups: Vec<u32>,
     /// When they arrived (ms since the epoch, processing time).
     pub arrived_ms: i64,
+    /// The latest window end among them, in a window join (`i64::MAX`
+    /// otherwise): they are kept until the watermark passes it.
+    pub until: i64,
 }
 
 /// One side's kept rows.
@@ -58,6 +62,7 @@ impl Side {
         keys: &KeyRows,
         key_groups: Vec<u32>,
         arrived_ms: i64,
+        until: i64,
     ) {
         let sequence = self.first + self.kept.len() as u64;
         for row in 0..batch.num_rows() {
@@ -74,6 +79,7 @@ impl Side {
             batch,
             key_groups,
             arrived_ms,
+            until,
         });
     }
 
@@ -97,6 +103,20 @@ impl Side {
     /// Forgets the batches that arrived before `before_ms`, oldest first.
     pub fn expire(&mut self, before_ms: i64) {
         while self.kept.front().is_some_and(|k| k.arrived_ms < before_ms) {
+            self.kept.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Forgets the batches, oldest first, whose windows all ended at or
+    /// before `watermark` (a window ending at `end` holds times up to
+    /// `end - 1`).
+    pub fn close_windows(&mut self, watermark: i64) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| k.until.saturating_sub(1) <= watermark)
+        {
             self.kept.pop_front();
             self.first += 1;
         }
@@ -154,7 +174,44 @@ pub fn split_blob(blob: &[u8]) -> Option<(&[u8], &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    use datafusion_common::arrow::array::StringArray;
+    use datafusion_common::arrow::row::{RowConverter, SortField};
+
     use super::*;
+
+    /// Keeps one row of key `key` whose window ends at `until`.
+    fn keep(side: &mut Side, converter: &RowConverter, key: &str, until: i64) {
+        let column: ArrayRef = Arc::new(StringArray::from(vec![key]));
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)])),
+            vec![column.clone()],
+        )
+        .unwrap();
+        let keys = converter.convert_columns(&[column]).unwrap();
+        side.keep(batch, &keys, vec![0], 0, until);
+    }
+
+    #[test]
+    fn a_window_joins_rows_go_once_the_watermark_passes_their_windows_end() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
+        let mut side = Side::new(&schema);
+        keep(&mut side, &converter, "a", 10_000);
+        keep(&mut side, &converter, "b", 20_000);
+        let key = |k: &str| {
+            converter
+                .convert_columns(&[Arc::new(StringArray::from(vec![k])) as ArrayRef])
+                .unwrap()
+        };
+        side.close_windows(9_998);
+        assert_eq!(side.rows_of(key("a").row(0).as_ref()).len(), 1);
+        // The window [.., 10 s) holds times up to 9,999 ms.
+        side.close_windows(9_999);
+        assert!(side.rows_of(key("a").row(0).as_ref()).is_empty());
+        assert_eq!(side.rows_of(key("b").row(0).as_ref()).len(), 1);
+        side.compact();
+        assert_eq!(side.index.len(), 1);
+    }
 
     #[test]
     fn a_pair_of_blobs_reads_back_and_a_short_one_is_refused() {

@@ -14,6 +14,7 @@ use datafusion_expr::{Expr, LogicalPlan};
 use crate::sql::context::Context;
 use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
 use crate::sql::rank::{rank_bound, rank_column, row_number};
+use crate::sql::window_lineage::{ends_event_time_window, grouped_windows, table_function};
 use crate::sql::window_tvf::{WindowKind, WindowSpec, WindowTvf};
 
 /// Builds one [`StreamPlan`] from the `INSERT INTO`s of a script.
@@ -259,7 +260,8 @@ impl<'a> Lowering<'a> {
         Ok(self.add(operator, vec![input], window.schema.clone(), true))
     }
 
-    /// `JOIN ... ON`: an inner equi-join of two append-only inputs.
+    /// `JOIN ... ON`: an inner equi-join of two append-only inputs; of two
+    /// window results on their windows' ends, a window join.
     fn join(&mut self, join: &Join) -> Result<usize> {
         if join.join_type != JoinType::Inner {
             return plan_err!(
@@ -279,46 +281,52 @@ impl<'a> Lowering<'a> {
                 "JOIN of an updating result (an unbounded GROUP BY) is not supported yet"
             );
         }
+        let window_end = join.on.iter().position(|pair| match pair {
+            (Expr::Column(l), Expr::Column(r)) => {
+                ends_event_time_window(&join.left, l) && ends_event_time_window(&join.right, r)
+            }
+            _ => false,
+        });
         let operator = Operator::Join {
             on: join.on.clone(),
             filter: join.filter.clone(),
+            window_end,
         };
         Ok(self.add(operator, vec![left, right], join.schema.clone(), false))
     }
 
     /// `GROUP BY`: over a window table function's `window_start` and
-    /// `window_end`, a window aggregate; otherwise an updating one.
+    /// `window_end` (or the columns carrying an upstream window aggregate's),
+    /// a window aggregate; otherwise an updating one.
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<usize> {
-        let window = upstream_window(&aggregate.input);
-        let is_column = |expr: &Expr, name: &str| matches!(expr, Expr::Column(c) if c.name == name);
-        let groups_window = ["window_start", "window_end"]
-            .iter()
-            .all(|name| aggregate.group_expr.iter().any(|e| is_column(e, name)));
-        if let Some(spec) = &window {
-            if groups_window {
-                sessions_per_group(spec, &aggregate.group_expr)?;
-                self.window_aggregate_assigns = spec.assigned_by_aggregate();
-            }
+        let windows = grouped_windows(&aggregate.input, &aggregate.group_expr);
+        if let Some((spec, None)) = &windows {
+            sessions_per_group(spec, &aggregate.group_expr)?;
+            self.window_aggregate_assigns = spec.assigned_by_aggregate();
         }
         let input = self.lower(&aggregate.input);
         self.window_aggregate_assigns = false;
         let input = input?;
         let aggregates = aggregate.aggr_expr.clone();
-        if self.plan.nodes[input].updating && window.is_some() {
+        let direct = table_function(&aggregate.input);
+        if self.plan.nodes[input].updating && (windows.is_some() || direct.is_some()) {
             return plan_err!(
                 "a window aggregate over an updating result (an unbounded GROUP BY or a top-N) is not supported: windows need rows that are never taken back"
             );
         }
-        match (window, groups_window) {
-            (Some(spec), true) => {
+        match (windows, direct) {
+            (Some((spec, Some(_))), _) if spec.processing_time => plan_err!(
+                "GROUP BY the windows of a window aggregate over {spec}: supported on event time only (processing-time results carry no time to close the windows by)"
+            ),
+            (Some((spec, upstream)), _) => {
                 let groups = aggregate.group_expr.clone();
-                Ok(self.add(Operator::WindowAggregate { spec, groups, aggregates }, vec![input], aggregate.schema.clone(), false))
+                Ok(self.add(Operator::WindowAggregate { spec, groups, aggregates, upstream }, vec![input], aggregate.schema.clone(), false))
             }
-            (Some(spec), false) => plan_err!(
+            (None, Some(spec)) => plan_err!(
                 "GROUP BY over {spec} must group by window_start and window_end (as in Flink), not only {}",
                 aggregate.group_expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
             ),
-            (None, _) => Ok(self.add(
+            (None, None) => Ok(self.add(
                 Operator::Aggregate { keys: aggregate.group_expr.clone(), aggregates },
                 vec![input],
                 aggregate.schema.clone(),
@@ -346,20 +354,4 @@ fn sessions_per_group(spec: &WindowSpec, groups: &[Expr]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The window table function feeding `plan` through filters, projections and
-/// aliases, if any.
-fn upstream_window(plan: &LogicalPlan) -> Option<WindowSpec> {
-    match plan {
-        LogicalPlan::Extension(extension) => extension
-            .node
-            .as_any()
-            .downcast_ref::<WindowTvf>()
-            .map(|tvf| tvf.spec.clone()),
-        LogicalPlan::Filter(f) => upstream_window(&f.input),
-        LogicalPlan::Projection(p) => upstream_window(&p.input),
-        LogicalPlan::SubqueryAlias(a) => upstream_window(&a.input),
-        _ => None,
-    }
 }

@@ -70,6 +70,7 @@ pub mod settings;
 pub mod top_n;
 pub mod updating_aggregate;
 pub mod window_aggregate;
+pub mod window_lineage;
 pub mod window_tvf;
 pub mod windows;
 

@@ -6,6 +6,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr as Sort};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::sql::window_lineage::WindowBounds;
 use crate::sql::window_tvf::{WindowKind, WindowSpec};
 
 /// The streaming plan of a whole SQL script: every `INSERT INTO`, sharing
@@ -64,10 +65,14 @@ pub enum Operator {
     WindowAggregate {
         /// The windows.
         spec: WindowSpec,
-        /// The grouping expressions, `window_start` and `window_end` among them.
+        /// The grouping expressions, the window's bounds among them.
         groups: Vec<Expr>,
         /// The aggregate calls.
         aggregates: Vec<Expr>,
+        /// The input columns holding each row's window when the windows are
+        /// an upstream window aggregate's; `None`: the window table
+        /// function's `window_start` and `window_end`.
+        upstream: Option<WindowBounds>,
     },
     /// Aggregates each key's rows without end, emitting an update of the
     /// key's result for every change.
@@ -84,6 +89,10 @@ pub enum Operator {
         on: Vec<(Expr, Expr)>,
         /// The rest of the ON condition, over the joined row.
         filter: Option<Expr>,
+        /// The pair of `on` that equates both sides' window ends, when both
+        /// inputs are event-time window results (a window join): a row is
+        /// kept only until the watermark passes its window's end.
+        window_end: Option<usize>,
     },
     /// Keeps each partition's first `limit` rows by `order` and emits the
     /// changes of each rank (`ROW_NUMBER() OVER (...) ... WHERE rn <= N`).
@@ -146,17 +155,22 @@ impl Operator {
                 spec,
                 groups,
                 aggregates,
+                upstream,
             } => {
+                let of = match upstream {
+                    Some(b) => format!(" of the windows in ({}, {})", b.start, b.end),
+                    None => String::new(),
+                };
                 format!(
-                    "WindowAggregate {spec} by [{}]: {}",
-                    list(&window_keys(groups)),
+                    "WindowAggregate {spec}{of} by [{}]: {}",
+                    list(&window_keys(groups, upstream.as_ref())),
                     list(aggregates)
                 )
             }
             Operator::Aggregate { keys, aggregates } => {
                 format!("Aggregate by [{}]: {}", list(keys), list(aggregates))
             }
-            Operator::Join { on, filter } => {
+            Operator::Join { on, filter, .. } => {
                 let mut text = format!(
                     "Join ON {}",
                     on.iter()
@@ -201,23 +215,31 @@ impl Operator {
         };
         match self {
             Operator::Source { .. } => Some("read positions, per split".to_string()),
-            Operator::WindowAggregate { spec, groups, .. } => Some(match spec.kind {
-                WindowKind::Session { .. } => format!(
-                    "keyed by {}: each open session's rows",
-                    keys(&window_keys(groups))
-                ),
-                _ => format!(
-                    "keyed by {} and window: accumulators",
-                    keys(&window_keys(groups))
-                ),
-            }),
+            Operator::WindowAggregate {
+                spec,
+                groups,
+                upstream,
+                ..
+            } => {
+                let by = keys(&window_keys(groups, upstream.as_ref()));
+                Some(match spec.kind {
+                    WindowKind::Session { .. } if upstream.is_none() => {
+                        format!("keyed by {by}: each open session's rows")
+                    }
+                    _ => format!("keyed by {by} and window: accumulators"),
+                })
+            }
             Operator::Aggregate { keys: k, .. } => Some(format!(
                 "keyed by {}: accumulators (for ever, or for SET 'table.exec.state.ttl' without an update)",
                 keys(k)
             )),
-            Operator::Join { on, .. } => Some(format!(
-                "keyed by {}: both inputs' rows (for ever, or for SET 'table.exec.state.ttl')",
-                keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())
+            Operator::Join { on, window_end, .. } => Some(format!(
+                "keyed by {}: both inputs' rows ({})",
+                keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()),
+                match window_end {
+                    Some(_) => "until the watermark passes their window's end",
+                    None => "for ever, or for SET 'table.exec.state.ttl'",
+                }
             )),
             Operator::TopN {
                 partition, limit, ..
@@ -236,11 +258,15 @@ pub fn is_window_column(expr: &Expr) -> bool {
     matches!(expr, Expr::Column(c) if ["window_start", "window_end", "window_time"].contains(&c.name.as_str()))
 }
 
-/// The grouping expressions of a window aggregate besides the window's columns.
-pub fn window_keys(groups: &[Expr]) -> Vec<Expr> {
+/// The grouping expressions of a window aggregate besides the window's
+/// columns (`upstream`'s bounds, or the window table function's columns).
+pub fn window_keys(groups: &[Expr], upstream: Option<&WindowBounds>) -> Vec<Expr> {
     groups
         .iter()
-        .filter(|e| !is_window_column(e))
+        .filter(|e| match upstream {
+            Some(bounds) => !bounds.holds(e),
+            None => !is_window_column(e),
+        })
         .cloned()
         .collect()
 }

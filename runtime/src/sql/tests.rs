@@ -68,12 +68,13 @@ fn a_tumbling_window_count_lowers_to_a_window_aggregate_between_source_and_sink(
         spec,
         groups,
         aggregates,
+        upstream: None,
     } = &aggregate.operator
     else {
         panic!("{:?}", aggregate.operator);
     };
     assert_eq!(spec.to_string(), "TUMBLE(date_time, 10 s) on event time");
-    assert_eq!(crate::sql::plan::window_keys(groups).len(), 1);
+    assert_eq!(crate::sql::plan::window_keys(groups, None).len(), 1);
     assert_eq!(aggregates.len(), 1);
     let text = explain(&planned.plan, &planned.tables);
     assert!(text.contains("INSERT INTO counts (kafka)"), "{text}");
@@ -216,7 +217,7 @@ fn an_inner_join_lowers_to_one_join_of_its_two_aliased_inputs() {
     assert_ne!(left, right, "each alias of bid is its own node");
     assert_eq!(nodes[nodes[left].inputs[0]].uid, "source-bid");
     assert_eq!(nodes[left].inputs, nodes[right].inputs, "one source");
-    let Operator::Join { on, filter } = &join.operator else {
+    let Operator::Join { on, filter, .. } = &join.operator else {
         unreachable!()
     };
     assert_eq!(on.len(), 1);
@@ -256,5 +257,30 @@ fn a_bounded_row_number_lowers_to_a_top_n_that_keeps_the_bound() {
             .iter()
             .any(|n| n.operator.kind() == "filter"),
         "the rank filter is the top-N's"
+    );
+}
+
+#[test]
+fn a_group_by_of_a_window_results_windows_is_a_window_aggregate_on_event_time_only() {
+    let per_window = |time: &str| {
+        format!(
+            "INSERT INTO counts SELECT MAX(n), c.e, COUNT(*) FROM (
+               SELECT COUNT(*) AS n, window_start AS s, window_end AS e
+               FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR({time}), INTERVAL '10' SECOND))
+               GROUP BY auction, window_start, window_end) AS c
+             GROUP BY c.s, c.e"
+        )
+    };
+    assert!(
+        kinds(&per_window("date_time"))
+            .iter()
+            .filter(|k| **k == "window-aggregate")
+            .count()
+            == 2
+    );
+    let refused = error(&per_window("proc"));
+    assert!(
+        refused.contains("GROUP BY the windows of a window aggregate over TUMBLE(proc, 10 s) on processing time: supported on event time only"),
+        "{refused}"
     );
 }

@@ -35,6 +35,7 @@ mod sql_joins;
 mod sql_kafka;
 mod sql_top_n;
 mod sql_updating;
+mod sql_window_chains;
 mod sql_windows;
 mod support;
 mod windows;
