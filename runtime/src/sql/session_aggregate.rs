@@ -32,7 +32,7 @@ use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
 use crate::sql::sessions::{OpenSessions, RowAt, Session};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregateSpec};
-use crate::sql::windows::{millis, now_ms, time_column};
+use crate::sql::windows::{millis, now_ms, report_late, time_column};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// What a session window aggregate computes.
@@ -62,6 +62,8 @@ pub struct SessionAggregate {
     kept: HashMap<u32, KeptBatch, FxBuildHasher>,
     next_batch: u32,
     watermark: i64,
+    /// Rows dropped as late since the last checkpoint.
+    late: u64,
     max_parallelism: u64,
     /// Checkpoint rows: session start and end, then the kept columns.
     state_schema: SchemaRef,
@@ -83,6 +85,7 @@ impl SessionAggregate {
             kept: HashMap::with_hasher(FxBuildHasher),
             next_batch: 0,
             watermark: i64::MIN,
+            late: 0,
             max_parallelism: 1,
             state_schema: Arc::new(Schema::new(fields)),
             uid: String::new(),
@@ -137,6 +140,7 @@ impl SessionAggregate {
             }
             let t = times.value(row);
             if t.saturating_add(self.spec.gap) - 1 <= self.watermark {
+                self.late += 1;
                 continue;
             }
             let slot = self.sessions.slot(key_rows.row(row).as_ref(), *hash as u32);
@@ -349,6 +353,7 @@ impl Operator for SessionAggregate {
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
+        report_late(&self.uid, std::mem::take(&mut self.late));
         let operator_state = Some(self.watermark.to_le_bytes().to_vec());
         let (mut rows, mut starts, mut ends, mut key_groups) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -32,7 +32,7 @@ use crate::sql::groups::Groups;
 use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
-use crate::sql::windows::{millis, now_ms, time_column, Assigner};
+use crate::sql::windows::{millis, now_ms, report_late, time_column, Assigner};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// Where an output column of the grouping comes from.
@@ -98,6 +98,8 @@ pub struct WindowAggregate {
     /// Checkpoint rows: window start and end, keys, accumulator states.
     state_schema: SchemaRef,
     uid: String,
+    /// Rows (once per window) dropped as late since the last checkpoint.
+    late: u64,
     hashes: Vec<u64>,
     group_ids: Vec<usize>,
 }
@@ -124,6 +126,7 @@ impl WindowAggregate {
             max_parallelism: 1,
             state_schema: Arc::new(Schema::new(fields)),
             uid: String::new(),
+            late: 0,
             hashes: Vec::new(),
             group_ids: Vec::new(),
         }
@@ -147,7 +150,7 @@ impl WindowAggregate {
     }
 
     /// The rows of `batch` of each window they fall in.
-    fn windows_of(&self, batch: &RecordBatch) -> Result<Vec<WindowRows>> {
+    fn windows_of(&mut self, batch: &RecordBatch) -> Result<Vec<WindowRows>> {
         let rows = batch.num_rows();
         let mut windows: Vec<WindowRows> = Vec::new();
         if let Some(assigner) = &self.spec.processing_time {
@@ -162,6 +165,7 @@ impl WindowAggregate {
         for row in 0..rows {
             let window = (ends.value(row), starts.value(row));
             if window.0 - 1 <= self.watermark {
+                self.late += 1;
                 continue;
             }
             match windows.iter_mut().rev().find(|(w, _)| *w == window) {
@@ -354,6 +358,7 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
+        report_late(&self.uid, std::mem::take(&mut self.late));
         let operator_state = Some(self.watermark.to_le_bytes().to_vec());
         let mut batches = Vec::with_capacity(self.panes.len());
         let mut key_groups: Vec<u32> = Vec::new();

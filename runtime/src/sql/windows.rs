@@ -238,6 +238,18 @@ impl Operator for AssignWindows {
     }
 }
 
+/// Says how many rows an event-time operator dropped as late since it last
+/// said so (a row for a window that had already fired, as Flink drops them).
+pub fn report_late(uid: &str, rows: u64) {
+    if rows > 0 {
+        tracing::warn!(
+            operator = uid,
+            rows,
+            "dropped rows later than the watermark: their windows had already fired; a longer WATERMARK delay keeps them"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

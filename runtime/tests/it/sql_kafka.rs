@@ -135,6 +135,7 @@ fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_on
     produce_events(&broker, "events", 240_000);
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
+    let mut logs = Vec::new();
     for (out, failures) in [("clean", "0"), ("failing", "2")] {
         let script = format!(
             "CREATE TABLE clicks (kind STRING, `user` STRING, bytes BIGINT, at TIMESTAMP(3), `part` INT METADATA FROM 'partition',
@@ -164,6 +165,7 @@ fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_on
             assert!(restarts(&out_run) >= 1, "{}", stderr(&out_run));
         }
         outputs.push(crate::support::committed_lines(&dir.path().join(out)));
+        logs.push(stderr(&out_run));
     }
     // 240,000 events over 400 minutes, two thirds of them clicks, by 7 users.
     let clicks: u64 = outputs[0]
@@ -174,7 +176,7 @@ fn a_kafka_table_of_one_kind_of_message_is_windowed_on_its_event_time_exactly_on
                 .unwrap()
         })
         .sum();
-    assert_eq!(clicks, 160_000);
+    assert_eq!(clicks, 160_000, "{}", logs[0]);
     assert_eq!(outputs[0].len(), 2800, "{:?}", &outputs[0][..3]);
     assert_eq!(outputs[0], outputs[1]);
 }
