@@ -23,7 +23,8 @@ use crate::sql::aggregates::AggregateCall;
 use crate::sql::arrow_types::table_schema;
 use crate::sql::calc::{physical, Calc};
 use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
-use crate::sql::join::{either_weight, JoinSpec, RegularJoin, SideSplitter};
+use crate::sql::join::{either_weight, ForgetRows, JoinSpec, RegularJoin, SideSplitter};
+use crate::sql::join_bounds::{Forget, TimeBound};
 use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
 use crate::sql::kafka_source::{kafka_config, KafkaTable};
 use crate::sql::key_groups::{hashable, KeySplitter};
@@ -168,11 +169,21 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
             Operator::Join {
                 on,
                 filter,
-                window_end,
+                time_bound,
             } => {
                 let mut spec =
                     join_spec(plan, node, on, filter.as_ref(), planned.settings.state_ttl)?;
-                spec.window_end = *window_end;
+                if let Some(bound) = time_bound {
+                    let [left, right] = bound.forget();
+                    let time = |f: &Forget, side: usize| -> Result<ForgetRows> {
+                        Ok(ForgetRows {
+                            time: physical(&f.time, input_dfschema(plan, node, side)?)?,
+                            after_ms: f.after_ms,
+                        })
+                    };
+                    spec.forget = Some([time(left, 0)?, time(right, 1)?]);
+                    spec.drop_late = matches!(**bound, TimeBound::Interval(_));
+                }
                 let spec = Arc::new(spec);
                 let splitter = Arc::new(SideSplitter::new(spec.keys.clone()));
                 let left = input(0)?
@@ -446,8 +457,21 @@ fn join_spec(
         schema: Arc::clone(node.schema.inner()),
         filter,
         ttl,
-        window_end: None,
+        forget: None,
+        drop_late: false,
     })
+}
+
+/// The schema of input `side` of `node`.
+fn input_dfschema<'p>(
+    plan: &'p StreamPlan,
+    node: &PlanNode,
+    side: usize,
+) -> Result<&'p datafusion_common::DFSchema> {
+    node.inputs
+        .get(side)
+        .map(|&n| plan.nodes[n].schema.as_ref())
+        .ok_or_else(|| Error::Internal(format!("{} lacks input {side}", node.uid)))
 }
 
 /// The updating aggregate of `node`, its expressions made physical.

@@ -6,9 +6,9 @@
 //! nothing and is not kept. With `SET 'table.exec.state.ttl'` a row is
 //! forgotten once it has been kept that long (processing time), as Flink's
 //! state TTL: rows arriving further apart then no longer meet. In a window
-//! join (both inputs event-time window results, joined on their windows'
-//! ends) a row is forgotten once the watermark passes its window's end: every
-//! row of that window has arrived on both sides by then.
+//! or an interval join (see [`crate::sql::join_bounds`]) a row is forgotten
+//! once the watermark passes the last time a row of the other side could
+//! still pair with it; an interval join drops rows later than the watermark.
 //!
 //! Both inputs reach the operator as one keyed stream of [`Either`] records,
 //! split by key group on each side's own key expressions, so a key's rows of
@@ -52,15 +52,28 @@ pub struct JoinSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// How long a row is kept (none: for ever).
     pub ttl: Option<Duration>,
-    /// The key (an index into `keys`) that is both sides' window end, in a
-    /// window join: a row is forgotten once the watermark passes its end.
-    pub window_end: Option<usize>,
+    /// When each side's rows go, in a window or an interval join (left,
+    /// right); `None`: kept for ever (or for the TTL).
+    pub forget: Option<[ForgetRows; 2]>,
+    /// Whether a row later than the watermark is dropped on arrival (an
+    /// interval join, as Flink's).
+    pub drop_late: bool,
+}
+
+/// When a side's rows go: once the watermark reaches `time + after_ms`.
+pub struct ForgetRows {
+    /// The row's time, over that side's rows.
+    pub time: Arc<dyn PhysicalExpr>,
+    /// How long after `time`, in milliseconds (may be negative).
+    pub after_ms: i64,
 }
 
 /// The regular join operator.
 pub struct RegularJoin {
     spec: Arc<JoinSpec>,
     sides: [Side; 2],
+    /// The watermark reached (both inputs'), for late rows.
+    watermark: i64,
     max_parallelism: u64,
     uid: String,
 }
@@ -74,6 +87,7 @@ impl RegularJoin {
     pub fn new(spec: Arc<JoinSpec>) -> Self {
         RegularJoin {
             sides: [Side::new(&spec.inputs[0]), Side::new(&spec.inputs[1])],
+            watermark: i64::MIN,
             spec,
             max_parallelism: 1,
             uid: String::new(),
@@ -105,6 +119,7 @@ impl RegularJoin {
     /// Joins a batch of side `side` with the other side's kept rows, then
     /// keeps it; the pairs, if any.
     fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<Rows>> {
+        let batch = self.not_late(side, batch)?;
         let (batch, columns) = self.keyed(side, batch)?;
         if batch.num_rows() == 0 {
             return Ok(None);
@@ -134,18 +149,40 @@ impl RegularJoin {
         } else {
             Some(self.pairs(side, &batch, these, &those)?)
         };
-        let until = self.window_end(&columns)?;
+        let until = self.until(side, &batch)?;
         self.sides[side].keep(batch, &keys, key_groups, now_ms(), until);
         Ok(pairs.filter(|p| !p.is_empty()))
     }
 
-    /// The latest window end among rows with key columns `columns`, in a
-    /// window join; `i64::MAX` (kept until the TTL) otherwise.
-    fn window_end(&self, columns: &[ArrayRef]) -> Result<i64> {
-        let Some(end) = self.spec.window_end.and_then(|i| columns.get(i)) else {
+    /// The rows of `batch` (side `side`) not later than the watermark, in an
+    /// interval join; all of them otherwise.
+    fn not_late(&self, side: usize, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(forget) = self.spec.forget.as_ref().filter(|_| self.spec.drop_late) else {
+            return Ok(batch);
+        };
+        if self.watermark == i64::MIN {
+            return Ok(batch);
+        }
+        let times = millis(&evaluate(forget[side].time.as_ref(), &batch)?)?;
+        let on_time: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t >= self.watermark)))
+            .collect();
+        filter_record_batch(&batch, &on_time).map_err(failed("dropping late rows"))
+    }
+
+    /// The watermark after which no row of `batch` (side `side`) can pair
+    /// any more, in a window or an interval join; `i64::MAX` otherwise.
+    fn until(&self, side: usize, batch: &RecordBatch) -> Result<i64> {
+        let Some(forget) = self.spec.forget.as_ref().map(|f| &f[side]) else {
             return Ok(i64::MAX);
         };
-        Ok(millis(end)?.iter().flatten().max().unwrap_or(i64::MAX))
+        let times = millis(&evaluate(forget.time.as_ref(), batch)?)?;
+        Ok(times
+            .iter()
+            .flatten()
+            .max()
+            .map_or(i64::MAX, |t| t.saturating_add(forget.after_ms)))
     }
 
     /// The output rows of rows `these` of `batch` (side `side`) each with its
@@ -230,7 +267,7 @@ impl RegularJoin {
                 .convert_columns(&columns)
                 .map_err(failed("restoring join state"))?;
             let rows = batch.num_rows();
-            let until = self.window_end(&columns)?;
+            let until = self.until(side, &batch)?;
             self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived, until);
         }
         Ok(())
@@ -274,9 +311,10 @@ impl Operator for RegularJoin {
     }
 
     fn on_watermark(&mut self, watermark: Watermark, _output: &mut Batch<Rows>) -> Result<()> {
-        if self.spec.window_end.is_some() {
+        self.watermark = self.watermark.max(watermark.0);
+        if self.spec.forget.is_some() {
             for side in &mut self.sides {
-                side.close_windows(watermark.0);
+                side.forget_until(self.watermark);
             }
         }
         Ok(())

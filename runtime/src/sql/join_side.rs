@@ -25,8 +25,8 @@ pub struct Kept {
     pub key_groups: Vec<u32>,
     /// When they arrived (ms since the epoch, processing time).
     pub arrived_ms: i64,
-    /// The latest window end among them, in a window join (`i64::MAX`
-    /// otherwise): they are kept until the watermark passes it.
+    /// The watermark after which none of them can pair any more, in a
+    /// window or an interval join (`i64::MAX` otherwise).
     pub until: i64,
 }
 
@@ -108,15 +108,10 @@ impl Side {
         }
     }
 
-    /// Forgets the batches, oldest first, whose windows all ended at or
-    /// before `watermark` (a window ending at `end` holds times up to
-    /// `end - 1`).
-    pub fn close_windows(&mut self, watermark: i64) {
-        while self
-            .kept
-            .front()
-            .is_some_and(|k| k.until.saturating_sub(1) <= watermark)
-        {
+    /// Forgets the batches, oldest first, that can pair no more once the
+    /// watermark is at `watermark`.
+    pub fn forget_until(&mut self, watermark: i64) {
+        while self.kept.front().is_some_and(|k| k.until <= watermark) {
             self.kept.pop_front();
             self.first += 1;
         }
@@ -179,7 +174,7 @@ mod tests {
 
     use super::*;
 
-    /// Keeps one row of key `key` whose window ends at `until`.
+    /// Keeps one row of key `key` that can pair until the watermark `until`.
     fn keep(side: &mut Side, converter: &RowConverter, key: &str, until: i64) {
         let column: ArrayRef = Arc::new(StringArray::from(vec![key]));
         let batch = RecordBatch::try_new(
@@ -192,21 +187,21 @@ mod tests {
     }
 
     #[test]
-    fn a_window_joins_rows_go_once_the_watermark_passes_their_windows_end() {
+    fn kept_rows_go_once_the_watermark_reaches_their_last_pairing_time() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
         let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
         let mut side = Side::new(&schema);
-        keep(&mut side, &converter, "a", 10_000);
-        keep(&mut side, &converter, "b", 20_000);
+        // Rows of windows ending at 10 s and 20 s (times up to end - 1 ms).
+        keep(&mut side, &converter, "a", 9_999);
+        keep(&mut side, &converter, "b", 19_999);
         let key = |k: &str| {
             converter
                 .convert_columns(&[Arc::new(StringArray::from(vec![k])) as ArrayRef])
                 .unwrap()
         };
-        side.close_windows(9_998);
+        side.forget_until(9_998);
         assert_eq!(side.rows_of(key("a").row(0).as_ref()).len(), 1);
-        // The window [.., 10 s) holds times up to 9,999 ms.
-        side.close_windows(9_999);
+        side.forget_until(9_999);
         assert!(side.rows_of(key("a").row(0).as_ref()).is_empty());
         assert_eq!(side.rows_of(key("b").row(0).as_ref()).len(), 1);
         side.compact();

@@ -12,9 +12,10 @@ use datafusion_expr::logical_plan::{
 use datafusion_expr::{Expr, LogicalPlan};
 
 use crate::sql::context::Context;
+use crate::sql::join_bounds::time_bound;
 use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
 use crate::sql::rank::{rank_bound, rank_column, row_number};
-use crate::sql::window_lineage::{ends_event_time_window, grouped_windows, table_function};
+use crate::sql::window_lineage::{grouped_windows, table_function};
 use crate::sql::window_tvf::{WindowKind, WindowSpec, WindowTvf};
 
 /// Builds one [`StreamPlan`] from the `INSERT INTO`s of a script.
@@ -261,7 +262,8 @@ impl<'a> Lowering<'a> {
     }
 
     /// `JOIN ... ON`: an inner equi-join of two append-only inputs; of two
-    /// window results on their windows' ends, a window join.
+    /// window results on their windows' ends, a window join; with both
+    /// bounds on the two sides' event times, an interval join.
     fn join(&mut self, join: &Join) -> Result<usize> {
         if join.join_type != JoinType::Inner {
             return plan_err!(
@@ -281,16 +283,10 @@ impl<'a> Lowering<'a> {
                 "JOIN of an updating result (an unbounded GROUP BY) is not supported yet"
             );
         }
-        let window_end = join.on.iter().position(|pair| match pair {
-            (Expr::Column(l), Expr::Column(r)) => {
-                ends_event_time_window(&join.left, l) && ends_event_time_window(&join.right, r)
-            }
-            _ => false,
-        });
         let operator = Operator::Join {
             on: join.on.clone(),
             filter: join.filter.clone(),
-            window_end,
+            time_bound: time_bound(join, self.context).map(Box::new),
         };
         Ok(self.add(operator, vec![left, right], join.schema.clone(), false))
     }

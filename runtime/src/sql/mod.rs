@@ -53,6 +53,7 @@ pub mod flink_avg;
 pub mod flink_functions;
 pub mod groups;
 pub mod join;
+pub mod join_bounds;
 pub mod join_side;
 pub mod json_rows;
 pub mod kafka_source;

@@ -6,6 +6,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr as Sort};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::sql::join_bounds::TimeBound;
 use crate::sql::window_lineage::WindowBounds;
 use crate::sql::window_tvf::{WindowKind, WindowSpec};
 
@@ -89,10 +90,9 @@ pub enum Operator {
         on: Vec<(Expr, Expr)>,
         /// The rest of the ON condition, over the joined row.
         filter: Option<Expr>,
-        /// The pair of `on` that equates both sides' window ends, when both
-        /// inputs are event-time window results (a window join): a row is
-        /// kept only until the watermark passes its window's end.
-        window_end: Option<usize>,
+        /// How event time bounds the pairs (a window or an interval join),
+        /// and so how long each side's rows are kept; `None`: a regular join.
+        time_bound: Option<Box<TimeBound>>,
     },
     /// Keeps each partition's first `limit` rows by `order` and emits the
     /// changes of each rank (`ROW_NUMBER() OVER (...) ... WHERE rn <= N`).
@@ -233,12 +233,17 @@ impl Operator {
                 "keyed by {}: accumulators (for ever, or for SET 'table.exec.state.ttl' without an update)",
                 keys(k)
             )),
-            Operator::Join { on, window_end, .. } => Some(format!(
+            Operator::Join { on, time_bound, .. } => Some(format!(
                 "keyed by {}: both inputs' rows ({})",
                 keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()),
-                match window_end {
-                    Some(_) => "until the watermark passes their window's end",
-                    None => "for ever, or for SET 'table.exec.state.ttl'",
+                match time_bound.as_deref() {
+                    Some(TimeBound::Windows(_)) => {
+                        "until the watermark passes their window's end".to_string()
+                    }
+                    Some(TimeBound::Interval([left, right])) => format!(
+                        "an interval join: left rows {left}, right rows {right}; rows later than the watermark are dropped"
+                    ),
+                    None => "for ever, or for SET 'table.exec.state.ttl'".to_string(),
                 }
             )),
             Operator::TopN {

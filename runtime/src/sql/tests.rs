@@ -284,3 +284,26 @@ fn a_group_by_of_a_window_results_windows_is_a_window_aggregate_on_event_time_on
         "{refused}"
     );
 }
+
+#[test]
+fn a_join_bounded_both_ways_in_event_time_is_an_interval_join_and_one_bound_is_not() {
+    let script = |bounds: &str| {
+        format!(
+            "INSERT INTO counts SELECT a.auction, a.date_time, b.price FROM bid a JOIN bid b
+             ON a.auction = b.auction AND {bounds}"
+        )
+    };
+    let state = |bounds: &str| {
+        let planned = plan_script(&format!("{TABLES}{}", script(bounds)), None, &[]).unwrap();
+        explain(&planned.plan, &planned.tables)
+    };
+    let interval = state("b.date_time BETWEEN a.date_time - INTERVAL '2' SECOND AND a.date_time + INTERVAL '1' MINUTE");
+    assert!(
+        interval.contains("an interval join: left rows until the watermark reaches a.date_time + 60000 ms, right rows until the watermark reaches b.date_time + 2000 ms"),
+        "{interval}"
+    );
+    let one_bound = state("b.date_time >= a.date_time");
+    assert!(one_bound.contains("for ever"), "{one_bound}");
+    let processing_time = state("b.proc BETWEEN a.proc AND a.proc + INTERVAL '1' MINUTE");
+    assert!(processing_time.contains("for ever"), "{processing_time}");
+}

@@ -30,6 +30,7 @@ mod restore;
 mod s3;
 mod s3_server;
 mod savepoints;
+mod sql_interval_joins;
 mod sql_jobs;
 mod sql_joins;
 mod sql_kafka;
