@@ -98,9 +98,12 @@ fn an_updating_aggregate_into_an_upsert_table_is_exactly_once_through_failures()
 /// bytes, at second `i / 10` (in order within each partition).
 fn produce_events(broker: &KafkaBroker, topic: &str, events: u64) {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    // Idempotent, so that a retried request cannot land after a later one
+    // and put a partition's events out of order (late, for the windows).
     let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
         .create()
         .unwrap();
     for i in 0..events {
