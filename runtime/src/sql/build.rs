@@ -170,6 +170,7 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 on,
                 filter,
                 time_bound,
+                preserved,
             } => {
                 let mut spec =
                     join_spec(plan, node, on, filter.as_ref(), planned.settings.state_ttl)?;
@@ -184,6 +185,7 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                     spec.forget = Some([time(left, 0)?, time(right, 1)?]);
                     spec.drop_late = matches!(**bound, TimeBound::Interval(_));
                 }
+                spec.preserved = *preserved;
                 let spec = Arc::new(spec);
                 let splitter = Arc::new(SideSplitter::new(spec.keys.clone()));
                 let left = input(0)?
@@ -459,6 +461,7 @@ fn join_spec(
         ttl,
         forget: None,
         drop_late: false,
+        preserved: [false, false],
     })
 }
 

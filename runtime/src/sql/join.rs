@@ -14,16 +14,14 @@
 //! split by key group on each side's own key expressions, so a key's rows of
 //! both sides meet in one subtask; state is checkpointed per key group.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use datafusion_common::arrow::compute::{filter_record_batch, interleave, take, take_record_batch};
+use datafusion_common::arrow::compute::{filter_record_batch, take, take_record_batch};
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
-use rustc_hash::FxBuildHasher;
 
 use crate::data::{Barrier, Batch, Either, Watermark};
 use crate::error::{Error, Result};
@@ -34,7 +32,8 @@ use crate::sql::calc::evaluate;
 use crate::sql::join_side::{pair_blob, split_blob, Side};
 use crate::sql::key_groups::{hash_rows, KeySplitter};
 use crate::sql::keyed_state::decode_key_group;
-use crate::sql::rows::Rows;
+use crate::sql::outer_join::{padded, Changes};
+use crate::sql::rows::{RowKind, Rows};
 use crate::sql::windows::{millis, now_ms};
 use crate::state::{OperatorSnapshot, RestoredState};
 
@@ -58,7 +57,13 @@ pub struct JoinSpec {
     /// Whether a row later than the watermark is dropped on arrival (an
     /// interval join, as Flink's).
     pub drop_late: bool,
+    /// The sides whose rows go out even without a partner, padded with
+    /// NULLs (left, right): an outer join's.
+    pub preserved: [bool; 2],
 }
+
+/// A batch's rows with set keys, their key columns, and the rows without.
+type Keyed = (RecordBatch, Vec<ArrayRef>, Option<RecordBatch>);
 
 /// When a side's rows go: once the watermark reaches `time + after_ms`.
 pub struct ForgetRows {
@@ -86,7 +91,10 @@ impl RegularJoin {
     /// The operator computing `spec`.
     pub fn new(spec: Arc<JoinSpec>) -> Self {
         RegularJoin {
-            sides: [Side::new(&spec.inputs[0]), Side::new(&spec.inputs[1])],
+            sides: [
+                Side::new(&spec.inputs[0], spec.preserved[0]),
+                Side::new(&spec.inputs[1], spec.preserved[1]),
+            ],
             watermark: i64::MIN,
             spec,
             max_parallelism: 1,
@@ -94,35 +102,46 @@ impl RegularJoin {
         }
     }
 
-    /// The rows of `batch` whose keys are all set, with their key columns.
-    fn keyed(&self, side: usize, batch: RecordBatch) -> Result<(RecordBatch, Vec<ArrayRef>)> {
+    /// The rows of `batch` whose keys are all set, with their key columns,
+    /// and the rest (rows with a NULL key, which pair with nothing).
+    fn keyed(&self, side: usize, batch: RecordBatch) -> Result<Keyed> {
         let columns = self.spec.keys[side]
             .iter()
             .map(|k| evaluate(k.as_ref(), &batch))
             .collect::<Result<Vec<_>>>()?;
         if columns.iter().all(|c| c.null_count() == 0) {
-            return Ok((batch, columns));
+            return Ok((batch, columns, None));
         }
-        let set: Vec<u32> = (0..batch.num_rows())
-            .filter(|&row| columns.iter().all(|c| c.is_valid(row)))
-            .map(|row| row as u32)
-            .collect();
+        let (set, unset): (Vec<u32>, Vec<u32>) = (0..batch.num_rows() as u32)
+            .partition(|&row| columns.iter().all(|c| c.is_valid(row as usize)));
+        let unset =
+            take_record_batch(&batch, &UInt32Array::from(unset)).map_err(failed("joining"))?;
         let indices = UInt32Array::from(set);
         let batch = take_record_batch(&batch, &indices).map_err(failed("joining"))?;
         let columns = columns
             .iter()
             .map(|c| take(c, &indices, None).map_err(failed("joining")))
             .collect::<Result<Vec<_>>>()?;
-        Ok((batch, columns))
+        Ok((batch, columns, Some(unset)))
     }
 
     /// Joins a batch of side `side` with the other side's kept rows, then
-    /// keeps it; the pairs, if any.
+    /// keeps it; the pairs, if any, and in an outer join the padded rows of
+    /// the preserved sides (see [`crate::sql::outer_join`]).
     fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<Rows>> {
         let batch = self.not_late(side, batch)?;
-        let (batch, columns) = self.keyed(side, batch)?;
+        let (batch, columns, unkeyed) = self.keyed(side, batch)?;
+        let other = 1 - side;
+        let preserved = self.spec.preserved;
+        let mut changes = Changes::default();
+        if let Some(unkeyed) = unkeyed.filter(|_| preserved[side]) {
+            changes.push(
+                self.padded(unkeyed.columns().to_vec(), side)?,
+                RowKind::Insert,
+            );
+        }
         if batch.num_rows() == 0 {
-            return Ok(None);
+            return changes.finish(&self.spec.schema);
         }
         let keys = self
             .spec
@@ -135,7 +154,6 @@ impl RegularJoin {
             .iter()
             .map(|h| (h % self.max_parallelism) as u32)
             .collect();
-        let other = 1 - side;
         let mut these: Vec<u32> = Vec::new();
         let mut those: Vec<(u64, u32)> = Vec::new();
         for row in 0..batch.num_rows() {
@@ -144,14 +162,58 @@ impl RegularJoin {
                 those.push(pair);
             }
         }
-        let pairs = if these.is_empty() {
-            None
+        let (joined, paired) = if these.is_empty() {
+            (None, None)
         } else {
-            Some(self.pairs(side, &batch, these, &those)?)
+            let (joined, paired) = self.pairs(side, &batch, &these, &those)?;
+            (Some(joined), paired)
         };
+        // Counts of partners, in an outer join: this batch's rows', and the
+        // other side's rows that meet their first partner now.
+        let mut matches = vec![0u32; if preserved[side] { batch.num_rows() } else { 0 }];
+        let mut first_met = Vec::new();
+        if preserved[side] || preserved[other] {
+            for (i, (&row, &pair)) in these.iter().zip(&those).enumerate() {
+                if paired.as_ref().is_some_and(|p| !p.value(i)) {
+                    continue;
+                }
+                if let Some(count) = matches.get_mut(row as usize) {
+                    *count += 1;
+                }
+                if let Some(count) = self.sides[other].matches_mut(pair) {
+                    if *count == 0 {
+                        first_met.push(pair);
+                    }
+                    *count += 1;
+                }
+            }
+        }
+        if !first_met.is_empty() {
+            let columns = self.sides[other].gather(&first_met)?;
+            changes.push(self.padded(columns, other)?, RowKind::Delete);
+        }
+        if let Some(joined) = joined {
+            changes.push(joined, RowKind::Insert);
+        }
+        if preserved[side] {
+            let alone: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|&row| matches[row as usize] == 0)
+                .collect();
+            if !alone.is_empty() {
+                let rows = take_record_batch(&batch, &UInt32Array::from(alone))
+                    .map_err(failed("joining"))?;
+                changes.push(self.padded(rows.columns().to_vec(), side)?, RowKind::Insert);
+            }
+        }
         let until = self.until(side, &batch)?;
-        self.sides[side].keep(batch, &keys, key_groups, now_ms(), until);
-        Ok(pairs.filter(|p| !p.is_empty()))
+        self.sides[side].keep(batch, &keys, key_groups, now_ms(), until, matches);
+        changes.finish(&self.spec.schema)
+    }
+
+    /// Rows of side `side` padded with NULLs for the other side.
+    fn padded(&self, columns: Vec<ArrayRef>, side: usize) -> Result<RecordBatch> {
+        let other_fields = self.spec.inputs[1 - side].fields().len();
+        padded(columns, side, other_fields, &self.spec.schema)
     }
 
     /// The rows of `batch` (side `side`) not later than the watermark, in an
@@ -186,53 +248,40 @@ impl RegularJoin {
     }
 
     /// The output rows of rows `these` of `batch` (side `side`) each with its
-    /// kept row of the other side, after the rest of the ON condition.
+    /// kept row of the other side, after the rest of the ON condition; and
+    /// which pairs that kept, if it dropped any.
     fn pairs(
         &self,
         side: usize,
         batch: &RecordBatch,
-        these: Vec<u32>,
+        these: &[u32],
         those: &[(u64, u32)],
-    ) -> Result<Rows> {
-        let indices = UInt32Array::from(these);
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
+        let indices = UInt32Array::from(these.to_vec());
         let this_columns = batch
             .columns()
             .iter()
             .map(|c| take(c, &indices, None).map_err(failed("joining")))
             .collect::<Result<Vec<_>>>()?;
-        let other = &self.sides[1 - side];
-        let mut batches: HashMap<u64, usize, FxBuildHasher> = HashMap::with_hasher(FxBuildHasher);
-        let mut sources: Vec<&RecordBatch> = Vec::new();
-        let mut at: Vec<(usize, usize)> = Vec::with_capacity(those.len());
-        for &(sequence, row) in those {
-            let source = *batches.entry(sequence).or_insert_with(|| {
-                sources.push(other.batch(sequence));
-                sources.len() - 1
-            });
-            at.push((source, row as usize));
-        }
-        let other_columns = (0..self.spec.inputs[1 - side].fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    sources.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, &at).map_err(failed("joining"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let other_columns = self.sides[1 - side].gather(those)?;
         let columns = match side {
             0 => [this_columns, other_columns].concat(),
             _ => [other_columns, this_columns].concat(),
         };
-        let mut joined =
+        let joined =
             RecordBatch::try_new(self.spec.schema.clone(), columns).map_err(failed("joining"))?;
-        if let Some(filter) = &self.spec.filter {
-            let keep = evaluate(filter.as_ref(), &joined)?;
-            let keep = keep
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| Error::Sql("a JOIN condition is not a boolean".into()))?;
-            joined = filter_record_batch(&joined, keep).map_err(failed("joining"))?;
-        }
-        Ok(Rows::inserts(joined))
+        let Some(filter) = &self.spec.filter else {
+            return Ok((joined, None));
+        };
+        let keep = evaluate(filter.as_ref(), &joined)?;
+        let keep = keep
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::Sql("a JOIN condition is not a boolean".into()))?;
+        // A NULL condition keeps no pair.
+        let keep: BooleanArray = keep.iter().map(|k| Some(k == Some(true))).collect();
+        let joined = filter_record_batch(&joined, &keep).map_err(failed("joining"))?;
+        Ok((joined, Some(keep)))
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, blob: &[u8]) -> Result<()> {
@@ -247,7 +296,7 @@ impl RegularJoin {
                 continue;
             }
             let saved = decode_key_group(&self.uid, group, bytes, &self.sides[side].state_schema)?;
-            let width = saved.num_columns() - 1;
+            let (width, matches) = self.sides[side].saved_matches(&saved);
             let arrived = saved
                 .column(width)
                 .as_any()
@@ -268,7 +317,7 @@ impl RegularJoin {
                 .map_err(failed("restoring join state"))?;
             let rows = batch.num_rows();
             let until = self.until(side, &batch)?;
-            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived, until);
+            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived, until, matches);
         }
         Ok(())
     }

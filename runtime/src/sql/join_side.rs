@@ -7,8 +7,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, Int64Array, RecordBatch};
-use datafusion_common::arrow::compute::concat_batches;
+use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use datafusion_common::arrow::compute::{concat_batches, interleave};
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::Rows as KeyRows;
 use rustc_hash::FxBuildHasher;
@@ -28,6 +28,9 @@ pub struct Kept {
     /// The watermark after which none of them can pair any more, in a
     /// window or an interval join (`i64::MAX` otherwise).
     pub until: i64,
+    /// How many partners each has met, on an outer join's preserved side
+    /// (empty otherwise).
+    pub matches: Vec<u32>,
 }
 
 /// One side's kept rows.
@@ -38,21 +41,73 @@ pub struct Side {
     pub first: u64,
     /// Each key's rows; entries of batches already forgotten are dropped lazily.
     pub index: HashMap<Box<[u8]>, Vec<(u64, u32)>, FxBuildHasher>,
-    /// The rows' schema with `arrived_ms` after them: what a checkpoint holds.
+    /// The rows' schema with `arrived_ms` after them (and `matches`, when
+    /// counted): what a checkpoint holds.
     pub state_schema: SchemaRef,
+    /// Whether each row's partners are counted (an outer join's preserved side).
+    counted: bool,
 }
 
 impl Side {
-    /// An empty side of rows of `schema`.
-    pub fn new(schema: &SchemaRef) -> Self {
+    /// An empty side of rows of `schema`, counting each row's partners if
+    /// `counted`.
+    pub fn new(schema: &SchemaRef, counted: bool) -> Self {
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("arrived_ms", DataType::Int64, false));
+        if counted {
+            fields.push(Field::new("matches", DataType::UInt32, false));
+        }
         Side {
             kept: VecDeque::new(),
             first: 0,
             index: HashMap::with_hasher(FxBuildHasher),
             state_schema: Arc::new(Schema::new(fields)),
+            counted,
         }
+    }
+
+    /// Where a saved batch's rows end (its `arrived_ms` column), and each
+    /// row's partners when counted (none met, if the column is missing).
+    pub fn saved_matches(&self, saved: &RecordBatch) -> (usize, Vec<u32>) {
+        if !self.counted {
+            return (saved.num_columns() - 1, Vec::new());
+        }
+        let width = saved.num_columns() - 2;
+        let matches = saved
+            .column(width + 1)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .map(|a| a.values().to_vec())
+            .unwrap_or_else(|| vec![0; saved.num_rows()]);
+        (width, matches)
+    }
+
+    /// The partners met by kept row `at`, when counted and still kept.
+    pub fn matches_mut(&mut self, (sequence, row): (u64, u32)) -> Option<&mut u32> {
+        let at = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
+        self.kept.get_mut(at)?.matches.get_mut(row as usize)
+    }
+
+    /// The columns of kept rows `rows`, in that order.
+    pub fn gather(&self, rows: &[(u64, u32)]) -> Result<Vec<ArrayRef>> {
+        let mut batches: HashMap<u64, usize, FxBuildHasher> = HashMap::with_hasher(FxBuildHasher);
+        let mut sources: Vec<&RecordBatch> = Vec::new();
+        let mut at: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        for &(sequence, row) in rows {
+            let source = *batches.entry(sequence).or_insert_with(|| {
+                sources.push(self.batch(sequence));
+                sources.len() - 1
+            });
+            at.push((source, row as usize));
+        }
+        let width = self.state_schema.fields().len() - if self.counted { 2 } else { 1 };
+        (0..width)
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    sources.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &at).map_err(|e| Error::Sql(format!("joining: {e}")))
+            })
+            .collect()
     }
 
     /// Keeps `batch`, whose rows have keys `keys` and key groups `key_groups`.
@@ -63,6 +118,7 @@ impl Side {
         key_groups: Vec<u32>,
         arrived_ms: i64,
         until: i64,
+        matches: Vec<u32>,
     ) {
         let sequence = self.first + self.kept.len() as u64;
         for row in 0..batch.num_rows() {
@@ -80,6 +136,7 @@ impl Side {
             key_groups,
             arrived_ms,
             until,
+            matches,
         });
     }
 
@@ -140,6 +197,9 @@ impl Side {
                 kept.arrived_ms,
                 kept.batch.num_rows(),
             )));
+            if self.counted {
+                columns.push(Arc::new(UInt32Array::from(kept.matches.clone())));
+            }
             batches.push(RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?);
             key_groups.extend_from_slice(&kept.key_groups);
         }
@@ -183,14 +243,14 @@ mod tests {
         )
         .unwrap();
         let keys = converter.convert_columns(&[column]).unwrap();
-        side.keep(batch, &keys, vec![0], 0, until);
+        side.keep(batch, &keys, vec![0], 0, until, Vec::new());
     }
 
     #[test]
     fn kept_rows_go_once_the_watermark_reaches_their_last_pairing_time() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
         let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
-        let mut side = Side::new(&schema);
+        let mut side = Side::new(&schema, false);
         // Rows of windows ending at 10 s and 20 s (times up to end - 1 ms).
         keep(&mut side, &converter, "a", 9_999);
         keep(&mut side, &converter, "b", 19_999);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion_common::tree_node::TreeNode;
 use datafusion_common::{plan_err, Column, DFSchema, DFSchemaRef, Result};
 use datafusion_expr::logical_plan::{
     Aggregate, Distinct, DmlStatement, Join, JoinType, SubqueryAlias, Window, WriteOp,
@@ -70,7 +71,7 @@ impl<'a> Lowering<'a> {
         let updating = self.plan.nodes[input].updating;
         if updating && matches!(connector.as_str(), "kafka" | "filesystem") {
             return plan_err!(
-                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY or a top-N): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
+                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY, a top-N or an outer join): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
             );
         }
         if self
@@ -146,6 +147,7 @@ impl<'a> Lowering<'a> {
                     node = self.add(Operator::Project { exprs }, vec![node], scan.projected_schema.clone(), false);
                 }
                 for predicate in &scan.filters {
+                    refuse_subqueries(predicate)?;
                     node = self.add(Operator::Filter { predicate: predicate.clone() }, vec![node], scan.projected_schema.clone(), false);
                 }
                 Ok(node)
@@ -161,11 +163,13 @@ impl<'a> Lowering<'a> {
                         return node;
                     }
                 }
+                refuse_subqueries(&filter.predicate)?;
                 let input = self.lower(&filter.input)?;
                 let updating = self.plan.nodes[input].updating;
                 Ok(self.add(Operator::Filter { predicate: filter.predicate.clone() }, vec![input], filter.input.schema().clone(), updating))
             }
             LogicalPlan::Projection(projection) => {
+                projection.expr.iter().try_for_each(refuse_subqueries)?;
                 let input = self.lower(&projection.input)?;
                 let updating = self.plan.nodes[input].updating;
                 Ok(self.add(Operator::Project { exprs: projection.expr.clone() }, vec![input], projection.schema.clone(), updating))
@@ -261,16 +265,23 @@ impl<'a> Lowering<'a> {
         Ok(self.add(operator, vec![input], window.schema.clone(), true))
     }
 
-    /// `JOIN ... ON`: an inner equi-join of two append-only inputs; of two
-    /// window results on their windows' ends, a window join; with both
-    /// bounds on the two sides' event times, an interval join.
+    /// `JOIN ... ON`: an equi-join of two append-only inputs, inner or
+    /// outer (an updating result); an inner one of two window results on
+    /// their windows' ends is a window join, and with both bounds on the two
+    /// sides' event times an interval join.
     fn join(&mut self, join: &Join) -> Result<usize> {
-        if join.join_type != JoinType::Inner {
-            return plan_err!(
-                "JOIN of kind {} is not supported yet; inner joins (JOIN ... ON) are",
-                join.join_type.to_string().to_uppercase()
-            );
-        }
+        let preserved = match join.join_type {
+            JoinType::Inner => [false, false],
+            JoinType::Left => [true, false],
+            JoinType::Right => [false, true],
+            JoinType::Full => [true, true],
+            other => {
+                return plan_err!(
+                    "JOIN of kind {} is not supported yet; inner, LEFT, RIGHT and FULL joins are",
+                    other.to_string().to_uppercase()
+                )
+            }
+        };
         if join.on.is_empty() {
             return plan_err!(
                 "JOIN without an equality of the two sides' columns (a cross join) is not supported: join ON a.k = b.k"
@@ -283,12 +294,18 @@ impl<'a> Lowering<'a> {
                 "JOIN of an updating result (an unbounded GROUP BY) is not supported yet"
             );
         }
+        let outer = preserved.contains(&true);
         let operator = Operator::Join {
             on: join.on.clone(),
             filter: join.filter.clone(),
-            time_bound: time_bound(join, self.context).map(Box::new),
+            // An outer join pads and retracts as rows arrive, as a regular one.
+            time_bound: (!outer)
+                .then(|| time_bound(join, self.context))
+                .flatten()
+                .map(Box::new),
+            preserved,
         };
-        Ok(self.add(operator, vec![left, right], join.schema.clone(), false))
+        Ok(self.add(operator, vec![left, right], join.schema.clone(), outer))
     }
 
     /// `GROUP BY`: over a window table function's `window_start` and
@@ -307,7 +324,7 @@ impl<'a> Lowering<'a> {
         let direct = table_function(&aggregate.input);
         if self.plan.nodes[input].updating && (windows.is_some() || direct.is_some()) {
             return plan_err!(
-                "a window aggregate over an updating result (an unbounded GROUP BY or a top-N) is not supported: windows need rows that are never taken back"
+                "a window aggregate over an updating result (an unbounded GROUP BY, a top-N or an outer join) is not supported: windows need rows that are never taken back"
             );
         }
         match (windows, direct) {
@@ -330,6 +347,23 @@ impl<'a> Lowering<'a> {
             )),
         }
     }
+}
+
+/// Refuses a subquery inside an expression (`EXISTS`, `IN (SELECT ...)`, a
+/// scalar subquery), which weir does not run.
+fn refuse_subqueries(expr: &Expr) -> Result<()> {
+    let subquery = expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_)
+        ))
+    })?;
+    if subquery {
+        return plan_err!(
+            "a subquery in an expression (EXISTS, IN (SELECT ...) or a scalar subquery) is not supported: `{expr}`; write it as a JOIN"
+        );
+    }
+    Ok(())
 }
 
 /// Refuses `SESSION(... PARTITION BY k ...)` grouped without `k`: a window

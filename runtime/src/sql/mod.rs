@@ -62,6 +62,7 @@ pub mod keyed_state;
 pub mod locate;
 pub mod lower;
 pub mod nexmark;
+pub mod outer_join;
 pub mod plan;
 pub mod rank;
 pub mod rows;

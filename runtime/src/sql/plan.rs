@@ -93,6 +93,9 @@ pub enum Operator {
         /// How event time bounds the pairs (a window or an interval join),
         /// and so how long each side's rows are kept; `None`: a regular join.
         time_bound: Option<Box<TimeBound>>,
+        /// The sides whose rows go out without a partner, padded with NULLs
+        /// (left, right): `LEFT`, `RIGHT` and `FULL` joins.
+        preserved: [bool; 2],
     },
     /// Keeps each partition's first `limit` rows by `order` and emits the
     /// changes of each rank (`ROW_NUMBER() OVER (...) ... WHERE rn <= N`).
@@ -170,9 +173,20 @@ impl Operator {
             Operator::Aggregate { keys, aggregates } => {
                 format!("Aggregate by [{}]: {}", list(keys), list(aggregates))
             }
-            Operator::Join { on, filter, .. } => {
+            Operator::Join {
+                on,
+                filter,
+                preserved,
+                ..
+            } => {
+                let kind = match preserved {
+                    [false, false] => "",
+                    [true, false] => "Left ",
+                    [false, true] => "Right ",
+                    [true, true] => "Full ",
+                };
                 let mut text = format!(
-                    "Join ON {}",
+                    "{kind}Join ON {}",
                     on.iter()
                         .map(|(l, r)| format!("{l} = {r}"))
                         .collect::<Vec<_>>()
