@@ -10,9 +10,8 @@
 //! once the watermark passes the last time a row of the other side could
 //! still pair with it; an interval join drops rows later than the watermark.
 //!
-//! Both inputs reach the operator as one keyed stream of [`Either`] records,
-//! split by key group on each side's own key expressions, so a key's rows of
-//! both sides meet in one subtask; state is checkpointed per key group.
+//! Both inputs reach the operator as one keyed stream of [`Either`] records
+//! (see [`crate::sql::join_split`]); state is checkpointed per key group.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +24,11 @@ use datafusion_physical_expr::PhysicalExpr;
 
 use crate::data::{Barrier, Batch, Either, Watermark};
 use crate::error::{Error, Result};
-use crate::exec::exchange::RowSplitter;
 use crate::keys::KeyGroup;
 use crate::operator::{Operator, OperatorContext};
 use crate::sql::calc::evaluate;
 use crate::sql::join_side::{pair_blob, split_blob, Side};
-use crate::sql::key_groups::{hash_rows, KeySplitter};
+use crate::sql::key_groups::hash_rows;
 use crate::sql::keyed_state::decode_key_group;
 use crate::sql::outer_join::{padded, Changes};
 use crate::sql::rows::{RowKind, Rows};
@@ -387,49 +385,5 @@ impl Operator for RegularJoin {
             keyed,
             ..Default::default()
         })
-    }
-}
-
-/// Splits the rows of either side by the key groups of that side's keys.
-pub struct SideSplitter {
-    sides: [KeySplitter; 2],
-}
-
-impl SideSplitter {
-    /// A splitter keying each side's rows by its own key expressions.
-    pub fn new(keys: [Vec<Arc<dyn PhysicalExpr>>; 2]) -> Self {
-        let [left, right] = keys;
-        SideSplitter {
-            sides: [KeySplitter::new(left), KeySplitter::new(right)],
-        }
-    }
-}
-
-impl RowSplitter<Either<Rows, Rows>> for SideSplitter {
-    fn split(
-        &self,
-        record: Either<Rows, Rows>,
-        owners: &[u32],
-        parts: &mut Vec<(usize, Either<Rows, Rows>)>,
-    ) -> Result<()> {
-        let mut split = Vec::new();
-        match record {
-            Either::Left(rows) => {
-                self.sides[0].split(rows, owners, &mut split)?;
-                parts.extend(split.into_iter().map(|(c, r)| (c, Either::Left(r))));
-            }
-            Either::Right(rows) => {
-                self.sides[1].split(rows, owners, &mut split)?;
-                parts.extend(split.into_iter().map(|(c, r)| (c, Either::Right(r))));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How much of a buffer a record of either side fills: its rows.
-pub fn either_weight(record: &Either<Rows, Rows>) -> usize {
-    match record {
-        Either::Left(rows) | Either::Right(rows) => rows.len(),
     }
 }

@@ -55,6 +55,7 @@ pub mod groups;
 pub mod join;
 pub mod join_bounds;
 pub mod join_side;
+pub mod join_split;
 pub mod json_rows;
 pub mod kafka_source;
 pub mod key_groups;
