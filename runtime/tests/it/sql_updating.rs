@@ -75,8 +75,10 @@ fn a_group_by_over_an_updating_result_takes_back_rows_and_deletes_emptied_keys()
         let left: Vec<&str> = rows.values().map(String::as_str).collect();
         assert_eq!(left, ["2, 1, 270, 270", "3, 1, 450, 450"], "{printed}");
         if batch == "1" {
-            // One click at a time, the key 1 holds both users, then none.
-            assert!(printed.contains("-D[1, 1, 250, 250]"), "{printed}");
+            // One click at a time, the key 1 holds a user first and none at
+            // the end: it is deleted (which users it held on the way depends on
+            // how the two subtasks' updates interleave).
+            assert!(printed.contains("-D[1, "), "{printed}");
         }
     }
 }
