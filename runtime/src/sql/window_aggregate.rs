@@ -32,7 +32,7 @@ use crate::sql::groups::Groups;
 use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
-use crate::sql::windows::{millis, now_ms, report_late, time_column, Assigner};
+use crate::sql::windows::{millis, now_ms, report_late, restored_watermark, time_column, Assigner};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// Where an output column of the grouping comes from.
@@ -312,20 +312,8 @@ impl Operator for WindowAggregate {
         for (group, bytes) in &restored.keyed {
             self.restore_keyed(*group, bytes)?;
         }
-        let watermarks: Vec<&[u8]> = match (&restored.operator_state, &restored.union) {
-            (Some(state), _) => vec![state.as_slice()],
-            (None, Some(union)) => union.states.iter().map(|(_, s)| s.as_slice()).collect(),
-            (None, None) => Vec::new(),
-        };
-        let mut least = None::<i64>;
-        for bytes in watermarks {
-            let bytes: [u8; 8] = bytes
-                .try_into()
-                .map_err(|_| self.bad_state("the saved watermark is not 8 bytes"))?;
-            let w = i64::from_le_bytes(bytes);
-            least = Some(least.map_or(w, |l| l.min(w)));
-        }
-        self.watermark = least.unwrap_or(i64::MIN);
+        self.watermark = restored_watermark(&restored)
+            .ok_or_else(|| self.bad_state("the saved watermark is not 8 bytes"))?;
         Ok(())
     }
 

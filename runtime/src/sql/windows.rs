@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::operator::Operator;
 use crate::sql::rows::Rows;
 use crate::sql::window_tvf::WindowKind;
+use crate::state::RestoredState;
 
 /// How rows fall into windows, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +237,22 @@ impl Operator for AssignWindows {
         }
         Ok(())
     }
+}
+
+/// The watermark a window operator saved (each subtask its own, 8 bytes
+/// little-endian, as operator state; the least of all when rescaled, as union
+/// state); `i64::MIN` when none was saved, `None` when one is damaged.
+pub fn restored_watermark(restored: &RestoredState) -> Option<i64> {
+    let saved: Vec<&[u8]> = match (&restored.operator_state, &restored.union) {
+        (Some(state), _) => vec![state.as_slice()],
+        (None, Some(union)) => union.states.iter().map(|(_, s)| s.as_slice()).collect(),
+        (None, None) => Vec::new(),
+    };
+    let mut least = i64::MAX;
+    for bytes in &saved {
+        least = least.min(i64::from_le_bytes((*bytes).try_into().ok()?));
+    }
+    Some(if saved.is_empty() { i64::MIN } else { least })
 }
 
 /// Says how many rows an event-time operator dropped as late since it last

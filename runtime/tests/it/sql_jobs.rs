@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::Path;
 
+use crate::sql_nexmark_runs::{nexmark_script, same_rows_through_failures_and_a_rescale};
 use crate::support::{
     assert_ok, committed_lines, run_args, run_in, savepoint_of, sorted_lines, stderr,
-    stop_with_savepoint,
 };
 
 /// Six clicks by three users over 25 seconds, in order.
@@ -329,6 +329,8 @@ fn a_table_option_set_on_the_command_line_is_checked_like_the_tables_own() {
 
 /// A windowed Nexmark query writing into `out`: bids per auction per
 /// second; `weir sql` arguments to run it, at `rate_limit` events per second.
+/// 20 s of event time, so that windows fire before a savepoint 1 s in (with 8
+/// key groups, the generator's splits are 0.8 s of event time apart).
 fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> Vec<String> {
     let script = format!(
         "CREATE TABLE counts (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, top BIGINT) \
@@ -337,70 +339,15 @@ fn nexmark_windows(dir: &Path, out: &str, rate_limit: Option<u32>) -> Vec<String
          FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) \
          GROUP BY auction, window_start, window_end;"
     );
-    let path = dir.join(format!("{out}.sql"));
-    fs::write(&path, script).unwrap();
-    // 20 s of event time, so that windows fire before a savepoint 1 s in
-    // (with 8 key groups, the generator's splits are 0.8 s of event time apart).
-    let mut args: Vec<String> = [
-        "sql",
-        "-f",
-        &path.to_string_lossy(),
-        "--max-parallelism",
-        "8",
-    ]
-    .map(str::to_string)
-    .to_vec();
-    for option in ["bid.events.num=200000", "bid.events.per-second=10000"] {
-        args.extend(["--option".to_string(), option.to_string()]);
-    }
-    if let Some(rate) = rate_limit {
-        args.extend(["--option".to_string(), format!("bid.rate-limit={rate}")]);
-    }
-    args
+    nexmark_script(dir, out, &script, &["bid"], rate_limit)
 }
 
 #[test]
 fn a_window_aggregate_gives_the_same_rows_through_failures_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
-    let clean = nexmark_windows(dir.path(), "clean", None);
-    assert_ok(&run_args(dir.path(), &clean, &[]));
-    let expected = committed_lines(&dir.path().join("clean"));
-    assert!(expected.len() > 1000, "{} rows", expected.len());
-
-    let failing = nexmark_windows(dir.path(), "failing", Some(100_000));
-    let out = run_args(
-        dir.path(),
-        &failing,
-        &[
-            "-p",
-            "2",
-            "--checkpoint-interval",
-            "150ms",
-            "--inject-failures",
-            "3",
-        ],
-    );
-    assert_ok(&out);
-    assert!(crate::support::restarts(&out) >= 1, "{}", stderr(&out));
-    assert_eq!(committed_lines(&dir.path().join("failing")), expected);
-
-    let before = nexmark_windows(dir.path(), "before", Some(100_000));
-    let savepoint = stop_with_savepoint(dir.path(), &before, &["--name", "rescaled"]);
-    let first = committed_lines(&dir.path().join("before"));
-    assert!(
-        !first.is_empty() && first.len() < expected.len(),
-        "the savepoint came after {} of {} rows",
-        first.len(),
-        expected.len()
-    );
-    // The restored sink commits the savepoint's pending file where it was.
-    let after = nexmark_windows(dir.path(), "before", None);
-    assert_ok(&run_args(
-        dir.path(),
-        &after,
-        &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
-    ));
-    assert_eq!(committed_lines(&dir.path().join("before")), expected);
+    same_rows_through_failures_and_a_rescale(dir.path(), 1000, |out, rate| {
+        nexmark_windows(dir.path(), out, rate)
+    });
 }
 
 #[test]

@@ -10,7 +10,8 @@ use crate::support::{
     stop_with_savepoint,
 };
 
-const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100}
+/// Clicks of four users, one of them without a user.
+pub const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100}
 {"user_id": "bob", "url": "/b", "bytes": 250}
 {"user_id": "ann", "url": "/c", "bytes": 50}
 {"user_id": "ann", "url": "/a", "bytes": 300}
@@ -19,7 +20,8 @@ const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100}
 {"user_id": "bob", "url": "/b", "bytes": 20}
 "#;
 
-const USERS: &str = r#"{"id": "ann", "country": "NO"}
+/// Users, one without an id and one without clicks.
+pub const USERS: &str = r#"{"id": "ann", "country": "NO"}
 {"id": "bob", "country": "PT"}
 {"id": null, "country": "??"}
 {"id": "dee", "country": "JP"}

@@ -6,22 +6,8 @@
 
 use std::fs;
 
+use crate::sql_joins::{CLICKS, USERS};
 use crate::support::{assert_ok, run_in, sorted_lines};
-
-const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100}
-{"user_id": "bob", "url": "/b", "bytes": 250}
-{"user_id": "ann", "url": "/c", "bytes": 50}
-{"user_id": "ann", "url": "/a", "bytes": 300}
-{"user_id": null, "url": "/x", "bytes": 5}
-{"user_id": "cy", "url": "/d", "bytes": 10}
-{"user_id": "bob", "url": "/b", "bytes": 20}
-"#;
-
-const USERS: &str = r#"{"id": "ann", "country": "NO"}
-{"id": "bob", "country": "PT"}
-{"id": null, "country": "??"}
-{"id": "dee", "country": "JP"}
-"#;
 
 /// The rows `query` leaves over the clicks and users files: its printed
 /// changelog folded, inserts added and deletions taken away (each must

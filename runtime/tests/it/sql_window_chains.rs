@@ -8,10 +8,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{
-    assert_ok, committed_lines, restarts, run_args, run_in, sorted_lines, stderr,
-    stop_with_savepoint,
-};
+use crate::sql_nexmark_runs::{nexmark_script, same_rows_through_failures_and_a_rescale};
+use crate::support::{assert_ok, committed_lines, run_args, run_in, sorted_lines};
 
 /// Bids on three auctions over two 10 s windows.
 const BIDS: &str = r#"{"auction": 1, "price": 10, "date_time": "2026-01-01 00:00:01"}
@@ -103,33 +101,15 @@ fn nexmark_hot_items(dir: &Path, out: &str, rate_limit: Option<u32>, regular: bo
          INSERT INTO hot {};",
         query.replace("hot.num + 0 >=", "hot.num * 3 >=")
     );
-    let path = dir.join(format!("{out}.sql"));
-    fs::write(&path, script).unwrap();
-    let mut args: Vec<String> = [
-        "sql",
-        "-f",
-        &path.to_string_lossy(),
-        "--max-parallelism",
-        "8",
-    ]
-    .map(str::to_string)
-    .to_vec();
-    for option in ["bid.events.num=200000", "bid.events.per-second=10000"] {
-        args.extend(["--option".to_string(), option.to_string()]);
-    }
-    if let Some(rate) = rate_limit {
-        args.extend(["--option".to_string(), format!("bid.rate-limit={rate}")]);
-    }
-    args
+    nexmark_script(dir, out, &script, &["bid"], rate_limit)
 }
 
 #[test]
 fn window_joins_give_the_same_rows_through_failures_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
-    let clean = nexmark_hot_items(dir.path(), "clean", None, false);
-    assert_ok(&run_args(dir.path(), &clean, &[]));
-    let expected = committed_lines(&dir.path().join("clean"));
-    assert!(expected.len() > 200, "{} rows", expected.len());
+    let expected = same_rows_through_failures_and_a_rescale(dir.path(), 200, |out, rate| {
+        nexmark_hot_items(dir.path(), out, rate, false)
+    });
     // Forgetting a window's rows once it ended loses no pair.
     let regular = nexmark_hot_items(dir.path(), "regular", None, true);
     let explained = run_args(dir.path(), &regular, &["--explain"]);
@@ -140,38 +120,4 @@ fn window_joins_give_the_same_rows_through_failures_and_a_rescale() {
     );
     assert_ok(&run_args(dir.path(), &regular, &["-p", "2"]));
     assert_eq!(committed_lines(&dir.path().join("regular")), expected);
-
-    let failing = nexmark_hot_items(dir.path(), "failing", Some(100_000), false);
-    let out = run_args(
-        dir.path(),
-        &failing,
-        &[
-            "-p",
-            "2",
-            "--checkpoint-interval",
-            "150ms",
-            "--inject-failures",
-            "3",
-        ],
-    );
-    assert_ok(&out);
-    assert!(restarts(&out) >= 1, "{}", stderr(&out));
-    assert_eq!(committed_lines(&dir.path().join("failing")), expected);
-
-    let before = nexmark_hot_items(dir.path(), "before", Some(100_000), false);
-    let savepoint = stop_with_savepoint(dir.path(), &before, &["--name", "rescaled"]);
-    let first = committed_lines(&dir.path().join("before"));
-    assert!(
-        !first.is_empty() && first.len() < expected.len(),
-        "the savepoint came after {} of {} rows",
-        first.len(),
-        expected.len()
-    );
-    let after = nexmark_hot_items(dir.path(), "before", None, false);
-    assert_ok(&run_args(
-        dir.path(),
-        &after,
-        &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
-    ));
-    assert_eq!(committed_lines(&dir.path().join("before")), expected);
 }

@@ -9,10 +9,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{
-    assert_ok, committed_lines, restarts, run_args, run_in, sorted_lines, stderr,
-    stop_with_savepoint,
-};
+use crate::sql_nexmark_runs::{nexmark_script, same_rows_through_failures_and_a_rescale};
+use crate::support::{assert_ok, committed_lines, run_in, sorted_lines};
 
 /// Clicks of four users; `dee`'s third click comes late and bridges her two
 /// sessions (gap 5 s) into one.
@@ -67,67 +65,15 @@ fn bidder_sessions(dir: &Path, out: &str, rate_limit: Option<u32>) -> Vec<String
          FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '300' MILLISECOND)) \
          GROUP BY bidder, window_start, window_end;"
     );
-    let path = dir.join(format!("{out}.sql"));
-    fs::write(&path, script).unwrap();
-    let mut args: Vec<String> = [
-        "sql",
-        "-f",
-        &path.to_string_lossy(),
-        "--max-parallelism",
-        "8",
-    ]
-    .map(str::to_string)
-    .to_vec();
-    for option in ["bid.events.num=200000", "bid.events.per-second=10000"] {
-        args.extend(["--option".to_string(), option.to_string()]);
-    }
-    if let Some(rate) = rate_limit {
-        args.extend(["--option".to_string(), format!("bid.rate-limit={rate}")]);
-    }
-    args
+    nexmark_script(dir, out, &script, &["bid"], rate_limit)
 }
 
 #[test]
 fn sessions_give_the_same_rows_through_failures_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
-    let clean = bidder_sessions(dir.path(), "clean", None);
-    assert_ok(&run_args(dir.path(), &clean, &[]));
-    let expected = committed_lines(&dir.path().join("clean"));
-    assert!(expected.len() > 1000, "{} sessions", expected.len());
-
-    let failing = bidder_sessions(dir.path(), "failing", Some(100_000));
-    let out = run_args(
-        dir.path(),
-        &failing,
-        &[
-            "-p",
-            "2",
-            "--checkpoint-interval",
-            "150ms",
-            "--inject-failures",
-            "3",
-        ],
-    );
-    assert_ok(&out);
-    assert!(restarts(&out) >= 1, "{}", stderr(&out));
-    assert_eq!(committed_lines(&dir.path().join("failing")), expected);
-
-    let before = bidder_sessions(dir.path(), "before", Some(100_000));
-    let savepoint = stop_with_savepoint(dir.path(), &before, &["--name", "rescaled"]);
-    let first = committed_lines(&dir.path().join("before"));
-    assert!(
-        !first.is_empty() && first.len() < expected.len(),
-        "the savepoint came after {} of {} sessions",
-        first.len(),
-        expected.len()
-    );
-    let after = bidder_sessions(dir.path(), "before", None);
-    assert_ok(&run_args(
-        dir.path(),
-        &after,
-        &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
-    ));
-    assert_eq!(committed_lines(&dir.path().join("before")), expected);
+    same_rows_through_failures_and_a_rescale(dir.path(), 1000, |out, rate| {
+        bidder_sessions(dir.path(), out, rate)
+    });
 }
 
 /// The committed JSON rows of `dir`.
