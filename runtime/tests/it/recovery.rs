@@ -220,9 +220,12 @@ fn a_damaged_checkpoint_is_skipped_loudly_and_all_damaged_fails_the_job() {
     damage(&done[done.len() - 1].join("_metadata"));
     let restored_from = &done[done.len() - 2];
     // The same deployment again (a restarted coordinator): it resumes its own
-    // checkpoints, passing over the damaged newest one, and says so.
+    // checkpoints, passing over the damaged newest one, and says so. It keeps
+    // every checkpoint, so that the one it resumed from is still there however
+    // many it completes (with 3 kept, a slow run pruned it).
     let mut cfg = RunConfig {
         job_id: Some(JobId("ha".into())),
+        retained: 1000,
         ..config(dir.path())
     };
     cfg.exec.batch_size = 2;
