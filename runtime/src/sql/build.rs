@@ -21,6 +21,7 @@ use crate::pipelines::generator::{GeneratorSource, SplitWatermarks};
 use crate::pipelines::nexmark::model::{Event, NexmarkEvents};
 use crate::sql::aggregates::AggregateCall;
 use crate::sql::arrow_types::table_schema;
+use crate::sql::avro_records::{AvroRecords, AvroRecordsSpec};
 use crate::sql::calc::{physical, Calc};
 use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
 use crate::sql::join::{ForgetRows, JoinSpec, RegularJoin};
@@ -649,6 +650,18 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
                 .sink(uid, move |_| FileSink::new(dir.clone(), |line: &String, out| out.extend_from_slice(line.as_bytes())))
                 .uid(uid);
         }
+        "kafka" if table.format() == Some("avro") => {
+            let (config, topic, guarantee) = kafka_output(table)?;
+            let spec = AvroRecordsSpec::new(table)?;
+            stream
+                .transform(&encoded, move |_| AvroRecords::new(spec.clone()))
+                .uid(&encoded)
+                .sink(uid, move |_| {
+                    KafkaSink::new(config.clone(), &topic, |row: &Vec<u8>, out| out.extend_from_slice(row))
+                        .guarantee(guarantee)
+                })
+                .uid(uid);
+        }
         "kafka" => {
             let (config, topic, guarantee) = kafka_output(table)?;
             stream
@@ -661,6 +674,14 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
                 .uid(uid);
         }
         "upsert-kafka" => {
+            for option in ["key.format", "value.format", "format"] {
+                if let Some(format) = table.option(option).filter(|f| *f != "json") {
+                    return Err(Error::Sql(format!(
+                        "table `{}`: an upsert-kafka sink writes JSON keys and values; '{option}' = '{format}' is not written yet",
+                        table.name
+                    )));
+                }
+            }
             let (config, topic, guarantee) = kafka_output(table)?;
             let key = table
                 .primary_key

@@ -1,113 +1,39 @@
 //! JSON records as [`Rows`] of a table: arrow-json's decoder over a batch of
-//! records at once, the table's processing-time columns filled in, and a
-//! record that does not fit the table named with its reason.
+//! records at once, and a record that does not fit the table named with its
+//! reason.
 
-use std::sync::Arc;
-
-use datafusion_common::arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
-};
-use datafusion_common::arrow::compute::cast;
-use datafusion_common::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion_common::arrow::array::RecordBatch;
 use datafusion_common::arrow::json::reader::{Decoder, ReaderBuilder};
-use weir_catalog::{ColumnOrigin, Table};
+use weir_catalog::Table;
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::operator::Operator;
-use crate::sql::arrow_types::table_schema;
+use crate::sql::record_columns::{RecordColumns, RecordMetadata};
 use crate::sql::rows::Rows;
-use crate::sql::windows::{now_ms, time_column};
-
-/// Where a table's column comes from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// The JSON value's field, the decoded column of this index.
-    Value(usize),
-    /// The time the record is read.
-    ProcessingTime,
-    /// The Kafka record's metadata.
-    Metadata(Metadata),
-}
-
-/// A Kafka record's metadata a column can hold (`METADATA FROM '...'`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Metadata {
-    Timestamp,
-    Partition,
-    Offset,
-    Topic,
-}
-
-/// Where a Kafka record came from: what its metadata columns hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordMetadata {
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset.
-    pub offset: i64,
-    /// Its timestamp, ms since the epoch.
-    pub timestamp: i64,
-}
 
 /// How a table's rows are made from JSON records, checked.
 #[derive(Debug, Clone)]
 pub struct JsonRowsSpec {
-    table: String,
-    schema: SchemaRef,
-    /// The columns read from the JSON values.
-    values: SchemaRef,
-    columns: Vec<Source>,
+    columns: RecordColumns,
 }
 
 impl JsonRowsSpec {
     /// The rows of `table`, whose records are JSON objects; metadata columns
     /// only where `connector` is `kafka`.
     pub fn new(table: &Table, connector: &str) -> Result<Self> {
-        let schema = table_schema(table);
-        let mut value_fields = Vec::new();
-        let mut columns = Vec::new();
-        for (column, field) in table.columns.iter().zip(schema.fields()) {
-            columns.push(match &column.origin {
-                ColumnOrigin::Value => {
-                    value_fields.push(field.clone());
-                    Source::Value(value_fields.len() - 1)
-                }
-                ColumnOrigin::ProcessingTime => Source::ProcessingTime,
-                ColumnOrigin::Metadata(key) => {
-                    let metadata = match (connector, key.as_str()) {
-                        ("kafka", "timestamp") => Metadata::Timestamp,
-                        ("kafka", "partition") => Metadata::Partition,
-                        ("kafka", "offset") => Metadata::Offset,
-                        ("kafka", "topic") => Metadata::Topic,
-                        _ => {
-                            return Err(Error::Sql(format!(
-                                "table `{}`: the {connector} connector has no metadata '{key}' (column `{}`){}",
-                                table.name,
-                                column.name,
-                                if connector == "kafka" { "; it has timestamp, partition, offset and topic" } else { "" }
-                            )))
-                        }
-                    };
-                    Source::Metadata(metadata)
-                }
-            });
-        }
         let spec = JsonRowsSpec {
-            table: table.name.clone(),
-            schema,
-            values: Arc::new(Schema::new(value_fields)),
-            columns,
+            columns: RecordColumns::new(table, connector)?,
         };
         spec.decoder()?;
         Ok(spec)
     }
 
     fn decoder(&self) -> Result<Decoder> {
-        ReaderBuilder::new(self.values.clone())
+        ReaderBuilder::new(self.columns.values().clone())
             .with_strict_mode(false)
             .build_decoder()
-            .map_err(|e| Error::Sql(format!("table `{}`: {e}", self.table)))
+            .map_err(|e| Error::Sql(format!("table `{}`: {e}", self.columns.table())))
     }
 }
 
@@ -150,26 +76,7 @@ impl JsonRows {
             Ok(values) => values,
             Err(error) => return Err(self.name_bad_record(records, error)),
         };
-        let rows = values.num_rows();
-        let mut now = None;
-        let spec = &self.spec;
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(spec.columns.len());
-        for (source, field) in spec.columns.iter().zip(spec.schema.fields()) {
-            columns.push(match source {
-                Source::Value(i) => values.column(*i).clone(),
-                Source::ProcessingTime => {
-                    let at = *now.get_or_insert_with(now_ms);
-                    time_column(vec![at; rows], field.data_type())?
-                }
-                Source::Metadata(what) => {
-                    metadata_column(*what, metadata, rows, field.data_type())?
-                }
-            });
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(spec.schema.clone(), columns, &options)
-            .map(Rows::inserts)
-            .map_err(|e| Error::Sql(format!("table `{}`: {e}", spec.table)))
+        self.spec.columns.rows(&values, metadata)
     }
 
     fn decode_text(&mut self) -> std::result::Result<RecordBatch, String> {
@@ -195,7 +102,7 @@ impl JsonRows {
             }
         }
         match batches.len() {
-            0 => Ok(RecordBatch::new_empty(self.spec.values.clone())),
+            0 => Ok(RecordBatch::new_empty(self.spec.columns.values().clone())),
             1 => Ok(batches.remove(0)),
             _ => datafusion_common::arrow::compute::concat_batches(&batches[0].schema(), &batches)
                 .map_err(|e| e.to_string()),
@@ -217,43 +124,15 @@ impl JsonRows {
                     .collect();
                 return Error::Sql(format!(
                     "table `{}`: record {} of a batch of {} does not fit the table: {reason}: {text}",
-                    self.spec.table,
+                    self.spec.columns.table(),
                     i + 1,
                     records.len()
                 ));
             }
         }
         self.decoder = None;
-        Error::Sql(format!("table `{}`: {error}", self.spec.table))
+        Error::Sql(format!("table `{}`: {error}", self.spec.columns.table()))
     }
-}
-
-/// A metadata column of `rows` rows of type `data_type`.
-fn metadata_column(
-    what: Metadata,
-    metadata: Option<(&str, &[RecordMetadata])>,
-    rows: usize,
-    data_type: &DataType,
-) -> Result<ArrayRef> {
-    let Some((topic, records)) = metadata.filter(|(_, m)| m.len() == rows) else {
-        return Err(Error::Internal(format!(
-            "{rows} rows without their Kafka metadata"
-        )));
-    };
-    let array: ArrayRef = match what {
-        Metadata::Timestamp => {
-            return time_column(records.iter().map(|m| m.timestamp).collect(), data_type)
-        }
-        Metadata::Partition => Arc::new(Int32Array::from_iter_values(
-            records.iter().map(|m| m.partition),
-        )),
-        Metadata::Offset => Arc::new(Int64Array::from_iter_values(
-            records.iter().map(|m| m.offset),
-        )),
-        Metadata::Topic => Arc::new(StringArray::from(vec![topic; rows])),
-    };
-    cast(&array, data_type)
-        .map_err(|e| Error::Sql(format!("metadata column of type {data_type}: {e}")))
 }
 
 impl Operator for JsonRows {

@@ -1,12 +1,12 @@
 //! The `kafka` connector as a SQL source: the engine's Kafka source (exactly
 //! once, partitions as splits, `read_committed`) reading a table's topic, and
-//! its JSON values decoded into rows a batch at a time.
+//! its JSON or Avro values decoded into rows a batch at a time.
 //!
 //! Per record the source only looks at what it needs before decoding: the
 //! event-time field, for watermarks per partition (Flink's), and the
-//! discriminator field of a table that holds one kind of message of a topic
-//! of several. A tombstone (a record without a value) is no row, as in
-//! Flink's JSON format.
+//! discriminator field of a table that holds one kind of message of a JSON
+//! topic of several. A tombstone (a record without a value) is no row, as in
+//! Flink's JSON and Avro formats.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,10 +21,13 @@ use crate::error::{Error, Result};
 use crate::kafka::{KafkaConfig, KafkaMessage, KafkaSource, NoCommit, StartFrom, StopAt};
 use crate::operator::Operator;
 use crate::operators::WatermarkStrategy;
-use crate::sql::json_rows::{JsonRows, JsonRowsSpec, RecordMetadata};
+use crate::sql::avro_rows::{AvroRows, AvroRowsSpec};
+use crate::sql::avro_time::AvroEventTime;
+use crate::sql::json_rows::{JsonRows, JsonRowsSpec};
+use crate::sql::record_columns::RecordMetadata;
 use crate::sql::rows::Rows;
 
-/// A Kafka record of a table, its value still JSON.
+/// A Kafka record of a table, its value still JSON or Avro.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KafkaRecord {
     /// Where it came from.
@@ -40,14 +43,25 @@ pub struct KafkaRecord {
 }
 
 /// Where a table's event time comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum EventTimeSource {
     /// No watermark: no event time.
     None,
     /// The record's timestamp (`METADATA FROM 'timestamp'`).
     Timestamp,
-    /// A field of the value.
+    /// A field of the JSON value.
     Field(String),
+    /// A field of the Avro value.
+    AvroField(AvroEventTime),
+}
+
+/// How a table's record values become rows.
+#[derive(Debug, Clone)]
+pub enum ValueFormat {
+    /// JSON objects.
+    Json(JsonRowsSpec),
+    /// Avro datums.
+    Avro(AvroRowsSpec),
 }
 
 /// A `kafka` table, read: everything its source needs.
@@ -66,30 +80,23 @@ pub struct KafkaTable {
     time: EventTimeSource,
     discriminator: Option<(String, String)>,
     /// The rows its values decode into.
-    pub rows: JsonRowsSpec,
+    pub rows: ValueFormat,
 }
 
 impl KafkaTable {
     /// Checks `table`'s options for reading.
     pub fn new(table: &Table) -> Result<Self> {
         let bad = |why: String| Error::Sql(format!("table `{}`: {why}", table.name));
-        let format = table.format().unwrap_or("json");
-        if format != "json" {
-            return Err(bad(format!(
-                "format '{format}' is not read by SQL jobs yet; 'json' is"
-            )));
-        }
-        let bootstrap = table
-            .option("properties.bootstrap.servers")
-            .unwrap_or_default();
-        let mut config = KafkaConfig::new(bootstrap);
-        for (key, value) in &table.options {
-            if let Some(property) = key.strip_prefix("properties.") {
-                if property != "bootstrap.servers" {
-                    config = config.property(property, value);
-                }
+        let rows = match table.format().unwrap_or("json") {
+            "json" => ValueFormat::Json(JsonRowsSpec::new(table, "kafka")?),
+            "avro" => ValueFormat::Avro(AvroRowsSpec::new(table, "kafka")?),
+            other => {
+                return Err(bad(format!(
+                    "format '{other}' is not read by SQL jobs; 'json' and 'avro' are"
+                )))
             }
-        }
+        };
+        let config = kafka_config(table);
         let start = match table.option("scan.startup.mode") {
             None | Some("earliest-offset") => StartFrom::Earliest,
             Some("latest-offset") => StartFrom::Latest,
@@ -112,9 +119,18 @@ impl KafkaTable {
                 let column = table
                     .column(&watermark.column)
                     .ok_or_else(|| bad(format!("no column `{}`", watermark.column)))?;
-                let time = match &column.origin {
-                    ColumnOrigin::Value => EventTimeSource::Field(column.name.clone()),
-                    ColumnOrigin::Metadata(key) if key == "timestamp" => EventTimeSource::Timestamp,
+                let time = match (&column.origin, &rows) {
+                    (ColumnOrigin::Value, ValueFormat::Json(_)) => {
+                        EventTimeSource::Field(column.name.clone())
+                    }
+                    (ColumnOrigin::Value, ValueFormat::Avro(avro)) => EventTimeSource::AvroField(
+                        AvroEventTime::new(avro.schema(), &column.name).map_err(|e| {
+                            bad(format!("the watermark column `{}`: {e}", column.name))
+                        })?,
+                    ),
+                    (ColumnOrigin::Metadata(key), _) if key == "timestamp" => {
+                        EventTimeSource::Timestamp
+                    }
                     _ => {
                         return Err(bad(format!(
                             "the watermark column `{}` must be a field of the value or METADATA FROM 'timestamp'",
@@ -129,6 +145,12 @@ impl KafkaTable {
             .option("discriminator.field")
             .zip(table.option("discriminator.value"))
             .map(|(f, v)| (f.to_string(), v.to_string()));
+        if discriminator.is_some() && matches!(rows, ValueFormat::Avro(_)) {
+            return Err(bad(
+                "'discriminator.field' needs format 'json': an Avro value is read with one writer schema, so a topic of several Avro record types is not split by a field"
+                    .into(),
+            ));
+        }
         Ok(KafkaTable {
             config,
             topic: table.option("topic").unwrap_or_default().to_string(),
@@ -137,7 +159,7 @@ impl KafkaTable {
             max_delay_ms,
             time,
             discriminator,
-            rows: JsonRowsSpec::new(table, "kafka")?,
+            rows,
         })
     }
 
@@ -164,7 +186,10 @@ impl KafkaTable {
     pub fn to_rows(&self) -> KafkaRecordsToRows {
         KafkaRecordsToRows {
             topic: self.topic.clone(),
-            rows: JsonRows::new(self.rows.clone()),
+            rows: match &self.rows {
+                ValueFormat::Json(spec) => ValueRows::Json(Box::new(JsonRows::new(spec.clone()))),
+                ValueFormat::Avro(spec) => ValueRows::Avro(Box::new(AvroRows::new(spec.clone()))),
+            },
             metadata: Vec::new(),
         }
     }
@@ -204,6 +229,9 @@ fn record(
     let disc_field = discriminator.map(|(f, _)| f.as_str());
     let mut event_time = match time {
         EventTimeSource::Timestamp => message.timestamp.unwrap_or(EventTime::MIN),
+        EventTimeSource::AvroField(field) => field
+            .read(value)
+            .map_err(|e| bad_record(format!("the Avro value's event time: {e}")))?,
         _ => EventTime::MIN,
     };
     if time_field.is_some() || disc_field.is_some() {
@@ -334,8 +362,14 @@ impl<'de> Visitor<'de> for KeyIndex<'_> {
 /// Decodes a batch of a table's Kafka records into rows.
 pub struct KafkaRecordsToRows {
     topic: String,
-    rows: JsonRows,
+    rows: ValueRows,
     metadata: Vec<RecordMetadata>,
+}
+
+/// A decoder of one of the value formats.
+enum ValueRows {
+    Json(Box<JsonRows>),
+    Avro(Box<AvroRows>),
 }
 
 impl Operator for KafkaRecordsToRows {
@@ -358,10 +392,11 @@ impl Operator for KafkaRecordsToRows {
             timestamp: r.timestamp,
         }));
         let values: Vec<&[u8]> = records.iter().map(|r| &*r.value).collect();
-        output.push(
-            self.rows
-                .decode_with(&values, Some((&self.topic, &self.metadata)))?,
-        );
+        let metadata = Some((self.topic.as_str(), self.metadata.as_slice()));
+        output.push(match &mut self.rows {
+            ValueRows::Json(rows) => rows.decode_with(&values, metadata)?,
+            ValueRows::Avro(rows) => rows.decode_with(&values, metadata)?,
+        });
         Ok(())
     }
 }

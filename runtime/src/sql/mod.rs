@@ -39,11 +39,14 @@
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators);
 //!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
 //!   [`keyed_state`]: their state in checkpoints, per key group.
-//! - [`nexmark`], [`kafka_source`], [`json_rows`], [`encode`]: connectors'
-//!   rows in and out.
+//! - [`nexmark`], [`kafka_source`], [`json_rows`], [`avro_rows`],
+//!   [`avro_time`], [`avro_records`], [`record_columns`], [`encode`]: connectors' rows in and out.
 
 pub mod aggregates;
 pub mod arrow_types;
+pub mod avro_records;
+pub mod avro_rows;
+pub mod avro_time;
 pub mod build;
 pub mod calc;
 pub mod context;
@@ -66,6 +69,7 @@ pub mod nexmark;
 pub mod outer_join;
 pub mod plan;
 pub mod rank;
+pub mod record_columns;
 pub mod rows;
 pub mod session_aggregate;
 pub mod sessions;

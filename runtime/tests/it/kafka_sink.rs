@@ -133,6 +133,8 @@ pub(crate) struct ReadRecord {
     pub key: Vec<u8>,
     /// Its value, as text.
     pub value: String,
+    /// Its value's bytes.
+    pub payload: Vec<u8>,
     /// Its Kafka timestamp, ms since the Unix epoch.
     pub timestamp: i64,
     /// Its partition.
@@ -164,6 +166,7 @@ pub(crate) fn read_messages(broker: &KafkaBroker, topic: &str, isolation: &str) 
             Some(Ok(m)) => records.push(ReadRecord {
                 key: m.key().unwrap_or_default().to_vec(),
                 value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                payload: m.payload().unwrap_or_default().to_vec(),
                 timestamp: m.timestamp().to_millis().unwrap_or(0),
                 partition: m.partition(),
             }),

@@ -34,6 +34,7 @@ mod sql_interval_joins;
 mod sql_jobs;
 mod sql_joins;
 mod sql_kafka;
+mod sql_kafka_avro;
 mod sql_nexmark_runs;
 mod sql_outer_joins;
 mod sql_top_n;

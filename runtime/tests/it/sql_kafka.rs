@@ -12,7 +12,7 @@ use crate::kafka_sink::{read_messages, OUT_PARTITIONS};
 use crate::support::{assert_ok, restarts, run_in, stderr};
 
 /// Writes `script` to `{name}.sql` in `dir` and runs it at parallelism 2 with `options`.
-fn run_script(
+pub(crate) fn run_script(
     dir: &std::path::Path,
     name: &str,
     script: &str,
