@@ -109,7 +109,7 @@ impl AggregateCall {
             return Ok(Retraction::Negate);
         }
         Err(Error::Sql(format!(
-            "aggregate `{}` over an updating result (an unbounded GROUP BY, a top-N or an outer join) is not supported: it cannot take a row back (COUNT, SUM and AVG can)",
+            "aggregate `{}` over an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early) is not supported: it cannot take a row back (COUNT, SUM and AVG can)",
             self.function.name()
         )))
     }

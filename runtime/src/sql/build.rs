@@ -119,8 +119,10 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                 groups,
                 aggregates,
                 upstream,
+                early_fire,
             } => {
                 let mut spec = window_aggregate(plan, node, groups, aggregates, upstream.as_ref())?;
+                spec.early_fire = *early_fire;
                 let splitter = Arc::new(KeySplitter::new(spec.keys.clone()));
                 let stream = match &windows.kind {
                     // An upstream window aggregate's windows are read as they are.
@@ -303,6 +305,7 @@ fn window_aggregate(
         converter: WindowAggregateSpec::converter(&key_types)?,
         key_types,
         processing_time: None,
+        early_fire: None,
     })
 }
 

@@ -3,7 +3,7 @@
 //! format, the key group it belongs to, and one accumulator per call that
 //! holds every group's value.
 
-use datafusion_common::arrow::array::{ArrayRef, UInt32Array};
+use datafusion_common::arrow::array::{ArrayRef, AsArray, UInt32Array};
 use datafusion_common::arrow::compute::take;
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use datafusion_expr::{EmitTo, GroupsAccumulator};
@@ -85,6 +85,26 @@ impl Groups {
         Ok(())
     }
 
+    /// Folds the rows `rows` of a batch of `batch_rows` rows (every call's
+    /// inputs over the batch in `inputs`) into the groups, the group of each
+    /// in `group_ids`.
+    pub fn update_rows(
+        &mut self,
+        inputs: &[CallInputs],
+        rows: &[u32],
+        group_ids: &[usize],
+        batch_rows: usize,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if rows.len() == batch_rows {
+            self.update(inputs, group_ids)
+        } else {
+            self.update(&take_inputs(inputs, rows)?, group_ids)
+        }
+    }
+
     /// Every group's key columns and result, one array per call; the groups are gone after.
     pub fn emit(self, converter: &RowConverter) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
         let keys = converter
@@ -96,6 +116,47 @@ impl Groups {
             .map(|mut a| a.evaluate(EmitTo::All).map_err(failed("emitting results")))
             .collect::<Result<_>>()?;
         Ok((keys, results))
+    }
+
+    /// The results of `groups` (one array per call, a row per group in
+    /// order), the groups left as they were: each call's state is taken,
+    /// put back, and the rows of `groups` merged into a fresh accumulator
+    /// that is evaluated.
+    pub fn results(&mut self, calls: &[AggregateCall], groups: &[usize]) -> Result<Vec<ArrayRef>> {
+        let total = self.len();
+        let all: Vec<usize> = (0..total).collect();
+        let picked = UInt32Array::from_iter_values(groups.iter().map(|&g| g as u32));
+        let fresh_groups: Vec<usize> = (0..groups.len()).collect();
+        let mut results = Vec::with_capacity(calls.len());
+        for (accumulator, call) in self.accumulators.iter_mut().zip(calls) {
+            let state = accumulator
+                .state(EmitTo::All)
+                .map_err(failed("reading results"))?;
+            accumulator
+                .merge_batch(&state, &all, total)
+                .map_err(failed("reading results"))?;
+            let state = state
+                .iter()
+                .map(|c| take(c, &picked, None).map_err(failed("reading results")))
+                .collect::<Result<Vec<_>>>()?;
+            let mut fresh = call.accumulator()?;
+            fresh
+                .merge_batch(&state, &fresh_groups, groups.len())
+                .map_err(failed("reading results"))?;
+            results.push(
+                fresh
+                    .evaluate(EmitTo::All)
+                    .map_err(failed("reading results"))?,
+            );
+        }
+        Ok(results)
+    }
+
+    /// The key columns of `groups`, a row per group in order.
+    pub fn keys(&self, converter: &RowConverter, groups: &[usize]) -> Result<Vec<ArrayRef>> {
+        converter
+            .convert_rows(groups.iter().map(|&g| self.keys.row(g)))
+            .map_err(failed("emitting keys"))
     }
 
     /// Every group's key columns, key group and accumulator state columns, the
@@ -125,7 +186,7 @@ impl Groups {
 
     /// Adds the groups of saved rows: their keys (in the row format), key
     /// group, and state columns (of every call, in order, as [`Groups::state`]
-    /// gave them), taking the rows `rows` of them.
+    /// gave them), taking the rows `rows` of them; returns each row's group.
     pub fn restore(
         &mut self,
         rows: &[u32],
@@ -133,7 +194,7 @@ impl Groups {
         key_groups: &[u64],
         states: &[ArrayRef],
         calls: &[AggregateCall],
-    ) -> Result<()> {
+    ) -> Result<Vec<usize>> {
         let mut groups = Vec::with_capacity(rows.len());
         self.find(rows, keys, key_groups, &mut groups);
         let indices = UInt32Array::from(rows.to_vec());
@@ -149,6 +210,33 @@ impl Groups {
                 .merge_batch(&state, &groups, total)
                 .map_err(failed("restoring state"))?;
         }
-        Ok(())
+        Ok(groups)
     }
+}
+
+/// The rows `rows` of each call's inputs.
+fn take_inputs(inputs: &[CallInputs], rows: &[u32]) -> Result<Vec<CallInputs>> {
+    let indices = UInt32Array::from(rows.to_vec());
+    let failed = |e| Error::Sql(format!("window aggregate: {e}"));
+    inputs
+        .iter()
+        .map(|input| {
+            Ok(CallInputs {
+                values: input
+                    .values
+                    .iter()
+                    .map(|v| take(v, &indices, None).map_err(failed))
+                    .collect::<Result<_>>()?,
+                filter: match &input.filter {
+                    None => None,
+                    Some(f) => Some(
+                        take(f, &indices, None)
+                            .map_err(failed)?
+                            .as_boolean()
+                            .clone(),
+                    ),
+                },
+            })
+        })
+        .collect()
 }

@@ -13,6 +13,7 @@ use datafusion_expr::logical_plan::{
 use datafusion_expr::{Expr, LogicalPlan};
 
 use crate::sql::context::Context;
+use crate::sql::early_fire::EarlyFire;
 use crate::sql::join_bounds::time_bound;
 use crate::sql::plan::{uid, Operator, PlanNode, StreamPlan};
 use crate::sql::rank::{rank_bound, rank_column, row_number};
@@ -31,17 +32,21 @@ pub struct Lowering<'a> {
     /// Whether the window table function being lowered feeds a window
     /// aggregate that assigns its windows (sessions, processing time).
     window_aggregate_assigns: bool,
+    /// When window aggregates fire before their windows end.
+    early_fire: Option<EarlyFire>,
 }
 
 impl<'a> Lowering<'a> {
-    /// An empty plan over `context`'s tables.
-    pub fn new(context: &'a Context) -> Self {
+    /// An empty plan over `context`'s tables, its window aggregates firing
+    /// early as `early_fire` says.
+    pub fn new(context: &'a Context, early_fire: Option<EarlyFire>) -> Self {
         Lowering {
             context,
             plan: StreamPlan::default(),
             sources: HashMap::new(),
             rank: None,
             window_aggregate_assigns: false,
+            early_fire,
         }
     }
 
@@ -71,7 +76,7 @@ impl<'a> Lowering<'a> {
         let updating = self.plan.nodes[input].updating;
         if updating && matches!(connector.as_str(), "kafka" | "filesystem") {
             return plan_err!(
-                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY, a top-N or an outer join): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window"
+                "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window that fires only at its end"
             );
         }
         if connector == "upsert-kafka" {
@@ -345,16 +350,21 @@ impl<'a> Lowering<'a> {
         let direct = table_function(&aggregate.input);
         if self.plan.nodes[input].updating && (windows.is_some() || direct.is_some()) {
             return plan_err!(
-                "a window aggregate over an updating result (an unbounded GROUP BY, a top-N or an outer join) is not supported: windows need rows that are never taken back"
+                "a window aggregate over an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early) is not supported: windows need rows that are never taken back"
             );
         }
         match (windows, direct) {
             (Some((spec, Some(_))), _) if spec.processing_time => plan_err!(
                 "GROUP BY the windows of a window aggregate over {spec}: supported on event time only (processing-time results carry no time to close the windows by)"
             ),
+            (Some((spec, _)), _) if self.early_fire.is_some() && matches!(spec.kind, WindowKind::Session { .. }) => plan_err!(
+                "{spec} with SET 'table.exec.emit.early-fire.enabled': early firing of SESSION windows is not supported (TUMBLE, HOP and CUMULATE windows fire early)"
+            ),
             (Some((spec, upstream)), _) => {
                 let groups = aggregate.group_expr.clone();
-                Ok(self.add(Operator::WindowAggregate { spec, groups, aggregates, upstream }, vec![input], aggregate.schema.clone(), false))
+                let early_fire = self.early_fire;
+                let operator = Operator::WindowAggregate { spec, groups, aggregates, upstream, early_fire };
+                Ok(self.add(operator, vec![input], aggregate.schema.clone(), early_fire.is_some()))
             }
             (None, Some(spec)) => plan_err!(
                 "GROUP BY over {spec} must group by window_start and window_end (as in Flink), not only {}",

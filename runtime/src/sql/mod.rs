@@ -26,7 +26,8 @@
 //! - [`lower`]: DataFusion's logical plan onto the streaming plan.
 //! - [`locate`]: where a refused construct is in the SQL.
 //! - [`explain`]: the plan as `weir sql --explain` prints it.
-//! - [`settings`]: the script's `SET` statements (`table.exec.state.ttl`).
+//! - [`settings`]: the script's `SET` statements (`table.exec.state.ttl`,
+//!   `table.exec.emit.early-fire.*`).
 //!
 //! Running:
 //! - [`build`]: the streaming plan as a job graph.
@@ -36,7 +37,8 @@
 //! - [`join`] and [`join_side`]: the regular join and its kept rows.
 //! - [`rank`] finds a top-N in the plan; [`top_n`] runs it.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
-//!   window aggregates on [`aggregates`] (DataFusion's accumulators);
+//!   window aggregates on [`aggregates`] (DataFusion's accumulators), which
+//!   [`early_fire`] fires before a window's end;
 //!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
 //!   [`keyed_state`]: their state in checkpoints, per key group.
 //! - [`nexmark`], [`kafka_source`], [`json_rows`], [`avro_rows`],
@@ -50,6 +52,7 @@ pub mod avro_time;
 pub mod build;
 pub mod calc;
 pub mod context;
+pub mod early_fire;
 pub mod encode;
 pub mod explain;
 pub mod flink_avg;
@@ -162,7 +165,7 @@ pub fn plan_script(
     }
     let context = Context::new(tables.clone());
     let planner = SqlToRel::new(&context);
-    let mut lowering = Lowering::new(&context);
+    let mut lowering = Lowering::new(&context, settings.early_fire()?);
     for insert in inserts {
         let text = first_line(&insert.to_string());
         let planned = planner

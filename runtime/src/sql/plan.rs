@@ -6,6 +6,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr as Sort};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::sql::early_fire::EarlyFire;
 use crate::sql::join_bounds::TimeBound;
 use crate::sql::window_lineage::WindowBounds;
 use crate::sql::window_tvf::{WindowKind, WindowSpec};
@@ -74,6 +75,9 @@ pub enum Operator {
         /// an upstream window aggregate's; `None`: the window table
         /// function's `window_start` and `window_end`.
         upstream: Option<WindowBounds>,
+        /// When groups fire before their window ends (the result is then
+        /// an updating one); `None`: once, at the end.
+        early_fire: Option<EarlyFire>,
     },
     /// Aggregates each key's rows without end, emitting an update of the
     /// key's result for every change.
@@ -159,13 +163,18 @@ impl Operator {
                 groups,
                 aggregates,
                 upstream,
+                early_fire,
             } => {
                 let of = match upstream {
                     Some(b) => format!(" of the windows in ({}, {})", b.start, b.end),
                     None => String::new(),
                 };
+                let early = match early_fire {
+                    Some(fire) => format!(" {fire}"),
+                    None => String::new(),
+                };
                 format!(
-                    "WindowAggregate {spec}{of} by [{}]: {}",
+                    "WindowAggregate {spec}{of}{early} by [{}]: {}",
                     list(&window_keys(groups, upstream.as_ref())),
                     list(aggregates)
                 )
@@ -233,6 +242,7 @@ impl Operator {
                 spec,
                 groups,
                 upstream,
+                early_fire,
                 ..
             } => {
                 let by = keys(&window_keys(groups, upstream.as_ref()));
@@ -240,6 +250,9 @@ impl Operator {
                     WindowKind::Session { .. } if upstream.is_none() => {
                         format!("keyed by {by}: each open session's rows")
                     }
+                    _ if early_fire.is_some() => format!(
+                        "keyed by {by} and window: accumulators, rows since each group fired and its last result"
+                    ),
                     _ => format!("keyed by {by} and window: accumulators"),
                 })
             }

@@ -4,7 +4,9 @@
 //! row for a window already fired is late and dropped (as in Flink). On
 //! processing time the operator puts each row in the windows of its own
 //! clock when the row arrives, and fires a window when the clock passes its
-//! end, so no row is late (Flink's processing-time windows).
+//! end, so no row is late (Flink's processing-time windows). With early
+//! firing (`sql::early_fire`) a window's groups also emit before its end, and
+//! the result is an updating one.
 //!
 //! State is on the heap and checkpointed per key group as Arrow IPC: each
 //! group's window, key and accumulator state, so a restore at another
@@ -15,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{
-    ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array,
+    ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions,
 };
-use datafusion_common::arrow::compute::{concat_batches, take};
+use datafusion_common::arrow::compute::concat_batches;
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
@@ -26,8 +28,9 @@ use crate::data::{Barrier, Batch, Watermark};
 use crate::error::{Error, Result};
 use crate::keys::KeyGroup;
 use crate::operator::{Operator, OperatorContext};
-use crate::sql::aggregates::{AggregateCall, CallInputs};
+use crate::sql::aggregates::AggregateCall;
 use crate::sql::calc::evaluate;
+use crate::sql::early_fire::{fire_groups, EarlyFire, Firings};
 use crate::sql::groups::Groups;
 use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
@@ -72,12 +75,38 @@ pub struct WindowAggregateSpec {
     /// (the rows' window columns then hold only their time); `None` on
     /// event time.
     pub processing_time: Option<Assigner>,
+    /// When groups fire before their window ends (`None`: only at its end).
+    pub early_fire: Option<EarlyFire>,
 }
 
 /// A window, as `(end, start)`, and the rows of a batch that fall in it.
 type WindowRows = ((i64, i64), Vec<u32>);
 
 impl WindowAggregateSpec {
+    /// The output rows of `window`: `n` rows of the groups whose `keys` and
+    /// `results` are given, in order.
+    pub fn output(
+        &self,
+        (end, start): (i64, i64),
+        n: usize,
+        keys: Vec<ArrayRef>,
+        results: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for column in &self.columns {
+            columns.push(match column {
+                GroupColumn::Start => time_column(vec![start; n], &self.window_type)?,
+                GroupColumn::End => time_column(vec![end; n], &self.window_type)?,
+                GroupColumn::Time => time_column(vec![end - 1; n], &self.window_type)?,
+                GroupColumn::Key(i) => keys[*i].clone(),
+            });
+        }
+        columns.extend(results);
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| Error::Sql(format!("window results: {e}")))
+    }
+
     /// The row format of keys of `key_types`.
     pub fn converter(key_types: &[DataType]) -> Result<Arc<RowConverter>> {
         RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())
@@ -86,12 +115,20 @@ impl WindowAggregateSpec {
     }
 }
 
+/// One open window: its groups, and with early firing their firings.
+struct Pane {
+    groups: Groups,
+    firings: Firings,
+}
+
 /// The window aggregate operator.
 pub struct WindowAggregate {
     spec: Arc<WindowAggregateSpec>,
     converter: Arc<RowConverter>,
     /// Open windows by (end, start), so the next to fire comes first.
-    panes: BTreeMap<(i64, i64), Groups>,
+    panes: BTreeMap<(i64, i64), Pane>,
+    /// When the early-fire delay fires next, ms (once a group changed).
+    next_early: Option<i64>,
     /// The watermark so far, ms.
     watermark: i64,
     max_parallelism: u64,
@@ -118,10 +155,18 @@ impl WindowAggregate {
         for call in &spec.calls {
             fields.extend(call.state_fields.iter().map(|f| f.as_ref().clone()));
         }
+        if spec.early_fire.is_some() {
+            fields.push(Field::new("rows_since_fired", DataType::UInt64, false));
+            fields.push(Field::new("fired", DataType::Boolean, false));
+            for (i, t) in result_types(&spec).into_iter().enumerate() {
+                fields.push(Field::new(format!("fired_{i}"), t, true));
+            }
+        }
         WindowAggregate {
             spec,
             converter,
             panes: BTreeMap::new(),
+            next_early: None,
             watermark: i64::MIN,
             max_parallelism: 1,
             state_schema: Arc::new(Schema::new(fields)),
@@ -139,10 +184,11 @@ impl WindowAggregate {
         }
     }
 
-    fn pane(&mut self, window: (i64, i64)) -> Result<&mut Groups> {
+    fn pane(&mut self, window: (i64, i64)) -> Result<&mut Pane> {
         if !self.panes.contains_key(&window) {
             let groups = Groups::new(&self.spec.calls, &self.converter)?;
-            self.panes.insert(window, groups);
+            let firings = Firings::default();
+            self.panes.insert(window, Pane { groups, firings });
         }
         self.panes
             .get_mut(&window)
@@ -176,7 +222,7 @@ impl WindowAggregate {
         Ok(windows)
     }
 
-    fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn aggregate(&mut self, batch: &RecordBatch, output: &mut Batch<Rows>) -> Result<()> {
         let rows = batch.num_rows();
         let windows = self.windows_of(batch)?;
         let mut hashes = std::mem::take(&mut self.hashes);
@@ -194,14 +240,39 @@ impl WindowAggregate {
             .map(|c| c.inputs(batch))
             .collect::<Result<Vec<_>>>()?;
         let mut group_ids = std::mem::take(&mut self.group_ids);
+        let spec = self.spec.clone();
+        let converter = self.converter.clone();
         for (window, window_rows) in windows {
             let pane = self.pane(window)?;
-            pane.find(&window_rows, &key_rows, &hashes, &mut group_ids);
-            if window_rows.len() == rows {
-                pane.update(&inputs, &group_ids)?;
-            } else {
-                let taken = take_inputs(&inputs, &window_rows)?;
-                pane.update(&taken, &group_ids)?;
+            pane.groups
+                .find(&window_rows, &key_rows, &hashes, &mut group_ids);
+            let Some(early) = spec.early_fire else {
+                pane.groups
+                    .update_rows(&inputs, &window_rows, &group_ids, rows)?;
+                continue;
+            };
+            // A count trigger fires a group right after its N-th row: the
+            // rows up to it are folded in first.
+            let mut folded = 0;
+            for i in 0..group_ids.len() {
+                if pane.firings.count(group_ids[i], early.every_rows) {
+                    let (rows_in, groups_in) = (&window_rows[folded..=i], &group_ids[folded..=i]);
+                    pane.groups.update_rows(&inputs, rows_in, groups_in, rows)?;
+                    folded = i + 1;
+                    output.extend(fire_groups(
+                        &spec,
+                        &converter,
+                        window,
+                        &mut pane.groups,
+                        &mut pane.firings,
+                        &group_ids[i..=i],
+                    )?);
+                }
+            }
+            let (rows_in, groups_in) = (&window_rows[folded..], &group_ids[folded..]);
+            pane.groups.update_rows(&inputs, rows_in, groups_in, rows)?;
+            if self.next_early.is_none() {
+                self.next_early = early.next_time(now_ms());
             }
         }
         self.hashes = hashes;
@@ -215,21 +286,8 @@ impl WindowAggregate {
             return Ok(None);
         }
         let (keys, results) = groups.emit(&self.converter)?;
-        let spec = &self.spec;
-        let mut columns = Vec::with_capacity(spec.schema.fields().len());
-        for column in &spec.columns {
-            columns.push(match column {
-                GroupColumn::Start => time_column(vec![start; n], &spec.window_type)?,
-                GroupColumn::End => time_column(vec![end; n], &spec.window_type)?,
-                GroupColumn::Time => time_column(vec![end - 1; n], &spec.window_type)?,
-                GroupColumn::Key(i) => keys[*i].clone(),
-            });
-        }
-        columns.extend(results);
-        let options = RecordBatchOptions::new().with_row_count(Some(n));
-        RecordBatch::try_new_with_options(spec.schema.clone(), columns, &options)
-            .map(|b| Some(Rows::inserts(b)))
-            .map_err(|e| Error::Sql(format!("window results: {e}")))
+        let batch = self.spec.output((end, start), n, keys, results)?;
+        Ok(Some(Rows::inserts(batch)))
     }
 
     /// Fires every window whose last millisecond is at or before `time`.
@@ -238,8 +296,40 @@ impl WindowAggregate {
             if entry.key().0 - 1 > time {
                 break;
             }
-            let (window, groups) = entry.remove_entry();
-            output.extend(self.fire(window, groups)?);
+            let (window, mut pane) = entry.remove_entry();
+            if self.spec.early_fire.is_some() {
+                let all: Vec<usize> = (0..pane.groups.len()).collect();
+                let spec = self.spec.clone();
+                output.extend(fire_groups(
+                    &spec,
+                    &self.converter,
+                    window,
+                    &mut pane.groups,
+                    &mut pane.firings,
+                    &all,
+                )?);
+            } else {
+                output.extend(self.fire(window, pane.groups)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires the groups changed since they last fired, in every open window.
+    fn fire_changed(&mut self, output: &mut Batch<Rows>) -> Result<()> {
+        let spec = self.spec.clone();
+        for (&window, pane) in &mut self.panes {
+            let changed = pane.firings.changed();
+            if !changed.is_empty() {
+                output.extend(fire_groups(
+                    &spec,
+                    &self.converter,
+                    window,
+                    &mut pane.groups,
+                    &mut pane.firings,
+                    &changed,
+                )?);
+            }
         }
         Ok(())
     }
@@ -264,38 +354,27 @@ impl WindowAggregate {
                 .push(row as u32);
         }
         let spec = self.spec.clone();
+        let firings_at: usize = spec.calls.iter().map(|c| c.state_fields.len()).sum();
         for (window, rows) in windows {
-            self.pane(window)?
+            let pane = self.pane(window)?;
+            let groups = pane
+                .groups
                 .restore(&rows, &key_rows, &hashes, states, &spec.calls)?;
+            if spec.early_fire.is_some() {
+                pane.firings
+                    .restore(&groups, &rows, &states[firings_at..])?;
+            }
         }
         Ok(())
     }
 }
 
-/// The rows `rows` of each call's inputs.
-fn take_inputs(inputs: &[CallInputs], rows: &[u32]) -> Result<Vec<CallInputs>> {
-    let indices = UInt32Array::from(rows.to_vec());
-    let failed = |e| Error::Sql(format!("window aggregate: {e}"));
-    inputs
+/// The types of the calls' results.
+fn result_types(spec: &WindowAggregateSpec) -> Vec<DataType> {
+    let fields = spec.schema.fields();
+    fields[fields.len() - spec.calls.len()..]
         .iter()
-        .map(|input| {
-            Ok(CallInputs {
-                values: input
-                    .values
-                    .iter()
-                    .map(|v| take(v, &indices, None).map_err(failed))
-                    .collect::<Result<_>>()?,
-                filter: match &input.filter {
-                    None => None,
-                    Some(f) => Some(
-                        take(f, &indices, None)
-                            .map_err(failed)?
-                            .as_boolean()
-                            .clone(),
-                    ),
-                },
-            })
-        })
+        .map(|f| f.data_type().clone())
         .collect()
 }
 
@@ -317,10 +396,10 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn process(&mut self, input: &mut Batch<Rows>, _output: &mut Batch<Rows>) -> Result<()> {
+    fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
         for rows in input.drain(..) {
             let batch = rows.batch;
-            self.aggregate(&batch)?;
+            self.aggregate(&batch, output)?;
         }
         Ok(())
     }
@@ -335,14 +414,28 @@ impl Operator for WindowAggregate {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        self.spec.processing_time.as_ref()?;
-        let (&(end, _), _) = self.panes.first_key_value()?;
-        let wait = (end - 1 - now_ms()).max(0);
+        let window_end = match self.spec.processing_time {
+            Some(_) => self.panes.first_key_value().map(|(&(end, _), _)| end - 1),
+            None => None,
+        };
+        let at = match (window_end, self.next_early) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let wait = (at - now_ms()).max(0);
         Some(Instant::now() + Duration::from_millis(wait as u64))
     }
 
     fn on_time(&mut self, _now: Instant, output: &mut Batch<Rows>) -> Result<()> {
-        self.fire_until(now_ms(), output)
+        let now = now_ms();
+        if self.next_early.is_some_and(|at| at <= now) {
+            self.next_early = None;
+            self.fire_changed(output)?;
+        }
+        if self.spec.processing_time.is_some() {
+            self.fire_until(now, output)?;
+        }
+        Ok(())
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
@@ -350,8 +443,9 @@ impl Operator for WindowAggregate {
         let operator_state = Some(self.watermark.to_le_bytes().to_vec());
         let mut batches = Vec::with_capacity(self.panes.len());
         let mut key_groups: Vec<u32> = Vec::new();
-        for (&(end, start), groups) in &mut self.panes {
-            let (keys, groups_of, states) = groups.state(&self.converter)?;
+        let result_types = result_types(&self.spec);
+        for (&(end, start), pane) in &mut self.panes {
+            let (keys, groups_of, states) = pane.groups.state(&self.converter)?;
             let n = groups_of.len();
             key_groups.extend_from_slice(groups_of);
             let mut columns: Vec<ArrayRef> = vec![
@@ -360,6 +454,9 @@ impl Operator for WindowAggregate {
             ];
             columns.extend(keys);
             columns.extend(states);
+            if self.spec.early_fire.is_some() {
+                columns.extend(pane.firings.state(n, &result_types)?);
+            }
             let options = RecordBatchOptions::new().with_row_count(Some(n));
             batches.push(
                 RecordBatch::try_new_with_options(self.state_schema.clone(), columns, &options)

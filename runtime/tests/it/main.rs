@@ -30,6 +30,7 @@ mod restore;
 mod s3;
 mod s3_server;
 mod savepoints;
+mod sql_early_fire;
 mod sql_interval_joins;
 mod sql_jobs;
 mod sql_joins;

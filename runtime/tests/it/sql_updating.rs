@@ -24,9 +24,13 @@ const CLICKS_TABLE: &str =
   WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
 WITH ('connector' = 'filesystem', 'path' = 'clicks.jsonl', 'format' = 'json');";
 
-/// Replays the print connector's change lines, keyed by their first column:
-/// the rows left, or the first line that contradicts what came before.
-fn replay(printed: &str) -> Result<BTreeMap<String, String>, String> {
+/// Replays the print connector's change lines, keyed by their first
+/// `key_columns` columns: the rows left, or the first line that contradicts
+/// what came before.
+pub(crate) fn replay(
+    printed: &str,
+    key_columns: usize,
+) -> Result<BTreeMap<String, String>, String> {
     let mut rows: BTreeMap<String, String> = BTreeMap::new();
     for line in printed.lines() {
         let (kind, row) = line.split_at(2);
@@ -34,7 +38,11 @@ fn replay(printed: &str) -> Result<BTreeMap<String, String>, String> {
             .strip_prefix('[')
             .and_then(|r| r.strip_suffix(']'))
             .ok_or_else(|| format!("not a change line: {line}"))?;
-        let key = row.split(", ").next().unwrap_or_default().to_string();
+        let key = row
+            .split(", ")
+            .take(key_columns)
+            .collect::<Vec<_>>()
+            .join(", ");
         match kind {
             "+I" | "+U" => {
                 if let Some(shown) = rows.insert(key, row.to_string()) {
@@ -71,7 +79,7 @@ fn a_group_by_over_an_updating_result_takes_back_rows_and_deletes_emptied_keys()
         );
         assert_ok(&out);
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-        let rows = replay(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        let rows = replay(&printed, 1).unwrap_or_else(|e| panic!("{e}\n{printed}"));
         let left: Vec<&str> = rows.values().map(String::as_str).collect();
         assert_eq!(left, ["2, 1, 270, 270", "3, 1, 450, 450"], "{printed}");
         if batch == "1" {
