@@ -45,6 +45,9 @@ pub type Serializer<T> = Arc<dyn Fn(&T, &mut Vec<u8>) + Send + Sync>;
 /// A record's Kafka timestamp, ms since the Unix epoch.
 pub type Stamp<T> = Arc<dyn Fn(&T) -> i64 + Send + Sync>;
 
+/// Whether a record is a tombstone: written with a null value.
+pub type Tombstone<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
 /// What the sink promises about its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarantee {
@@ -65,6 +68,7 @@ pub struct KafkaSink<T> {
     value: Serializer<T>,
     key: Option<Serializer<T>>,
     timestamp: Option<Stamp<T>>,
+    tombstone: Option<Tombstone<T>>,
     partitioning: Partitioning,
     transaction_timeout: Duration,
     prefix: Option<String>,
@@ -89,6 +93,7 @@ impl<T: Data> KafkaSink<T> {
             value: Arc::new(value),
             key: None,
             timestamp: None,
+            tombstone: None,
             partitioning: Partitioning::RoundRobin,
             transaction_timeout: Duration::from_secs(15 * 60),
             prefix: None,
@@ -110,6 +115,13 @@ impl<T: Data> KafkaSink<T> {
     /// timestamp of the input it comes from, instead of the time it is written.
     pub fn timestamp(mut self, timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
         self.timestamp = Some(Arc::new(timestamp));
+        self
+    }
+
+    /// Writes the records `tombstone` picks with a null value (a
+    /// tombstone: the key's deletion, in a compacted topic) instead of theirs.
+    pub fn tombstones(mut self, tombstone: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.tombstone = Some(Arc::new(tombstone));
         self
     }
 
@@ -250,7 +262,11 @@ impl<T: Data> Operator for KafkaSink<T> {
                 Partitioning::Fixed(p) => p,
             };
             let timestamp = self.timestamp.as_ref().map_or(now, |stamp| stamp(&record));
-            producer.push(partition, key, Some(&self.value_buf), timestamp, &[]);
+            let value = match &self.tombstone {
+                Some(tombstone) if tombstone(&record) => None,
+                _ => Some(&self.value_buf[..]),
+            };
+            producer.push(partition, key, value, timestamp, &[]);
         }
         self.next_partition = (self.next_partition + 1) % partitions;
         producer.send(min_bytes)

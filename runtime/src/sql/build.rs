@@ -701,10 +701,11 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
                 .transform(&encoded, move |_| UpsertRecords { key: key.clone() })
                 .uid(&encoded)
                 .sink(uid, move |_| {
-                    KafkaSink::new(config.clone(), &topic, |(_, value): &(String, String), out| {
-                        out.extend_from_slice(value.as_bytes())
+                    KafkaSink::new(config.clone(), &topic, |(_, value): &(String, Option<String>), out| {
+                        out.extend_from_slice(value.as_deref().unwrap_or_default().as_bytes())
                     })
-                    .key(|(key, _): &(String, String), out| out.extend_from_slice(key.as_bytes()))
+                    .key(|(key, _): &(String, Option<String>), out| out.extend_from_slice(key.as_bytes()))
+                    .tombstones(|(_, value): &(String, Option<String>)| value.is_none())
                     .guarantee(guarantee)
                 })
                 .uid(uid);

@@ -75,8 +75,9 @@ impl Operator for JsonRecords {
 }
 
 /// An upsert table's records: each insert and update as its key's JSON
-/// (the `PRIMARY KEY` columns) and the row's JSON; an update's old row
-/// (`-U`) is not written, as Flink's upsert sinks do not.
+/// (the `PRIMARY KEY` columns) and the row's JSON, each deletion as its key
+/// and no value (a tombstone); an update's old row (`-U`) is not written, as
+/// Flink's upsert sinks do not.
 pub struct UpsertRecords {
     /// The key columns, by index.
     pub key: Vec<usize>,
@@ -84,12 +85,12 @@ pub struct UpsertRecords {
 
 impl Operator for UpsertRecords {
     type In = Rows;
-    type Out = (String, String);
+    type Out = (String, Option<String>);
 
     fn process(
         &mut self,
         input: &mut Batch<Rows>,
-        output: &mut Batch<(String, String)>,
+        output: &mut Batch<(String, Option<String>)>,
     ) -> Result<()> {
         for rows in input.drain(..) {
             let keys = rows
@@ -101,13 +102,10 @@ impl Operator for UpsertRecords {
             for (row, (key, value)) in keys.split('\n').zip(values.split('\n')).enumerate() {
                 match rows.kind(row) {
                     RowKind::Insert | RowKind::UpdateAfter => {
-                        output.push((key.to_string(), value.to_string()))
+                        output.push((key.to_string(), Some(value.to_string())))
                     }
                     RowKind::UpdateBefore => {}
-                    RowKind::Delete => return Err(Error::Sql(
-                        "a deletion reached an upsert table, whose sink writes no tombstones yet"
-                            .into(),
-                    )),
+                    RowKind::Delete => output.push((key.to_string(), None)),
                 }
             }
         }
@@ -141,6 +139,31 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn an_upsert_table_writes_inserts_and_updates_and_a_tombstone_for_a_deletion() {
+        let mut kinds = rows();
+        kinds.kinds = Some(datafusion_common::arrow::array::Int8Array::from(vec![
+            RowKind::UpdateBefore as i8,
+            RowKind::Delete as i8,
+        ]));
+        let mut input: Batch<Rows> = vec![rows(), kinds];
+        let mut output = Batch::new();
+        UpsertRecords { key: vec![0] }
+            .process(&mut input, &mut output)
+            .unwrap();
+        assert_eq!(
+            output,
+            vec![
+                (
+                    r#"{"id":1}"#.to_string(),
+                    Some(r#"{"id":1,"name":"a"}"#.to_string())
+                ),
+                (r#"{"id":2}"#.to_string(), Some(r#"{"id":2}"#.to_string())),
+                (r#"{"id":2}"#.to_string(), None),
+            ]
+        );
     }
 
     #[test]

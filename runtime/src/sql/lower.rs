@@ -79,13 +79,6 @@ impl<'a> Lowering<'a> {
                 "INSERT INTO `{table}` (connector '{connector}', append only) cannot take an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early): insert into an 'upsert-kafka' table with a PRIMARY KEY, or aggregate over a window that fires only at its end"
             );
         }
-        if connector == "upsert-kafka" {
-            if let Some(what) = self.deletion(input) {
-                return plan_err!(
-                    "INSERT INTO `{table}` (connector 'upsert-kafka'): the result deletes rows ({what}), and the upsert-kafka sink writes no deletions (tombstones) yet"
-                );
-            }
-        }
         if self
             .plan
             .nodes
@@ -103,20 +96,6 @@ impl<'a> Lowering<'a> {
             updating,
         );
         Ok(())
-    }
-
-    /// What in the plan of `node` deletes rows (`-D`), if anything: an outer
-    /// join (a padded row when its partner arrives) or a `GROUP BY` over an
-    /// updating result (a key whose every row was taken back).
-    fn deletion(&self, node: usize) -> Option<&'static str> {
-        let n = &self.plan.nodes[node];
-        match &n.operator {
-            Operator::Join { preserved, .. } if preserved.contains(&true) => Some("an outer join"),
-            Operator::Aggregate { .. } if n.inputs.iter().any(|&i| self.plan.nodes[i].updating) => {
-                Some("a GROUP BY over an updating result")
-            }
-            _ => n.inputs.iter().find_map(|&i| self.deletion(i)),
-        }
     }
 
     /// Appends a node after its inputs; returns its index.

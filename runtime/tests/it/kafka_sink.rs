@@ -135,6 +135,8 @@ pub(crate) struct ReadRecord {
     pub value: String,
     /// Its value's bytes.
     pub payload: Vec<u8>,
+    /// Whether its value is null (a tombstone).
+    pub tombstone: bool,
     /// Its Kafka timestamp, ms since the Unix epoch.
     pub timestamp: i64,
     /// Its partition.
@@ -167,6 +169,7 @@ pub(crate) fn read_messages(broker: &KafkaBroker, topic: &str, isolation: &str) 
                 key: m.key().unwrap_or_default().to_vec(),
                 value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                tombstone: m.payload().is_none(),
                 timestamp: m.timestamp().to_millis().unwrap_or(0),
                 partition: m.partition(),
             }),

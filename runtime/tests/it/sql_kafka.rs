@@ -1,7 +1,9 @@
 //! SQL jobs writing Kafka: an unbounded `GROUP BY` into an `upsert-kafka`
 //! table, exactly once through injected failures: every key's results, as a
 //! `read_committed` reader sees them, step up without repeating or going back,
-//! and end at the failure-free totals.
+//! and end at the failure-free totals; a `GROUP BY` over an updating result
+//! deletes keys as tombstones, and the topic, compacted, holds exactly the
+//! rows the same query's printed changelog ends with.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +11,7 @@ use std::fs;
 use crate::kafka::create_topic;
 use crate::kafka_broker::KafkaBroker;
 use crate::kafka_sink::{read_messages, OUT_PARTITIONS};
+use crate::sql_updating::replay;
 use crate::support::{assert_ok, restarts, run_in, stderr};
 
 /// Writes `script` to `{name}.sql` in `dir` and runs it at parallelism 2 with `options`.
@@ -91,6 +94,86 @@ fn an_updating_aggregate_into_an_upsert_table_is_exactly_once_through_failures()
         finals.push(last);
     }
     assert_eq!(finals[0], finals[1]);
+}
+
+/// The rows a compacted `topic` keeps (each key's last value, none after a
+/// tombstone), as `key, value` lines' values; and how many tombstones it
+/// holds. Panics at a tombstone of a key that holds no row.
+fn compacted(broker: &KafkaBroker, topic: &str) -> (Vec<String>, usize) {
+    let mut rows: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+    let mut tombstones = 0;
+    for record in read_messages(broker, topic, "read_committed") {
+        if record.tombstone {
+            tombstones += 1;
+            let key = String::from_utf8_lossy(&record.key).into_owned();
+            assert!(
+                rows.remove(&record.key).is_some(),
+                "{topic}: a tombstone of {key}, which holds no row"
+            );
+        } else {
+            rows.insert(record.key, record.value);
+        }
+    }
+    let mut values: Vec<String> = rows.into_values().collect();
+    values.sort();
+    (values, tombstones)
+}
+
+#[test]
+fn a_group_by_over_an_updating_result_deletes_keys_with_tombstones_exactly_once() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    // How many bidders made n bids, per n: as a bidder's count moves on, its
+    // old n loses it, and an n left with none is deleted.
+    let query = "SELECT n, COUNT(*) FROM (SELECT bidder, COUNT(*) AS n FROM bid WHERE MOD(bidder, 5) = 0 GROUP BY bidder) GROUP BY n;";
+    let events = [
+        "--option",
+        "bid.events.num=100000",
+        "--option",
+        "bid.rate-limit=100000",
+    ];
+    let printed = run_script(
+        dir.path(),
+        "printed",
+        &format!("CREATE TABLE by_bids (n BIGINT, bidders BIGINT) WITH ('connector' = 'print');\nINSERT INTO by_bids {query}"),
+        &events,
+    );
+    assert_ok(&printed);
+    let ends_with: Vec<String> = replay(&String::from_utf8_lossy(&printed.stdout), 1)
+        .unwrap()
+        .into_values()
+        .map(|row| {
+            let (n, bidders) = row.split_once(", ").unwrap();
+            format!(r#"{{"n":{n},"bidders":{bidders}}}"#)
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(ends_with.len() > 5, "{ends_with:?}");
+    for (topic, failures) in [("by-bids-clean", "0"), ("by-bids-failing", "3")] {
+        create_topic(&broker, topic, OUT_PARTITIONS);
+        let script = format!(
+            "CREATE TABLE by_bids (n BIGINT, bidders BIGINT, PRIMARY KEY (n) NOT ENFORCED) \
+             WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
+             'key.format' = 'json', 'value.format' = 'json');\nINSERT INTO by_bids {query}",
+            broker.bootstrap()
+        );
+        let mut options = vec![
+            "--checkpoint-interval",
+            "200ms",
+            "--inject-failures",
+            failures,
+        ];
+        options.extend_from_slice(&events);
+        let out = run_script(dir.path(), topic, &script, &options);
+        assert_ok(&out);
+        if failures != "0" {
+            assert!(restarts(&out) >= 1, "{}", stderr(&out));
+        }
+        let (rows, tombstones) = compacted(&broker, topic);
+        assert_eq!(rows, ends_with, "{topic}");
+        assert!(tombstones > 10, "{topic}: {tombstones} tombstones");
+    }
 }
 
 /// Writes `events` JSON events to `topic`, round-robin over its partitions:
