@@ -16,6 +16,7 @@ use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Error, Result};
 use crate::sql::calc::evaluate;
+use crate::sql::multiset::{MultisetAccumulator, MultisetKind};
 
 /// One aggregate call of a `GROUP BY`, ready to run.
 #[derive(Debug, Clone)]
@@ -24,6 +25,10 @@ pub struct AggregateCall {
     filter: Option<Arc<dyn PhysicalExpr>>,
     /// The fields of its accumulators' state, as checkpoints store it.
     pub state_fields: Vec<FieldRef>,
+    /// Over an updating input, the multiset `MIN`, `MAX` or
+    /// `COUNT(DISTINCT ...)` that replaces DataFusion's accumulator, with its
+    /// argument's type.
+    multiset: Option<(MultisetKind, DataType)>,
 }
 
 /// How a call takes a row back when its input is an updating result.
@@ -65,6 +70,7 @@ impl AggregateCall {
             function: lowered.aggregate,
             filter: lowered.filter,
             state_fields,
+            multiset: None,
         };
         // Made once here, so that an accumulator that cannot be made fails the plan.
         call.accumulator()?;
@@ -81,6 +87,12 @@ impl AggregateCall {
         let failed = |e: datafusion_common::DataFusionError| {
             Error::Sql(format!("aggregate `{}`: {e}", self.function.name()))
         };
+        if let Some((kind, data_type)) = self.multiset.clone() {
+            return Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                Ok(Box::new(MultisetAccumulator::new(kind, data_type.clone()))
+                    as Box<dyn Accumulator>)
+            })));
+        }
         if self.function.groups_accumulator_supported() {
             return self.function.create_groups_accumulator().map_err(failed);
         }
@@ -94,22 +106,41 @@ impl AggregateCall {
 
     /// A fresh accumulator of one group.
     pub fn single_accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        if let Some((kind, data_type)) = &self.multiset {
+            return Ok(Box::new(MultisetAccumulator::new(*kind, data_type.clone())));
+        }
         self.function
             .create_accumulator()
             .map_err(|e| Error::Sql(format!("aggregate `{}`: {e}", self.function.name())))
     }
 
-    /// How it takes a row back over an updating input; an error naming it
-    /// if it cannot (`MIN`, `MAX`, `COUNT(DISTINCT ...)` keep no multiset).
-    pub fn retraction(&self) -> Result<Retraction> {
-        if self.single_accumulator()?.supports_retract_batch() {
-            return Ok(Retraction::Retract);
+    /// The call as it runs over an updating input (rows of `input`), and how
+    /// it takes a row back: `MIN`, `MAX` and `COUNT(DISTINCT ...)` keep a
+    /// multiset of their values instead of DataFusion's state; an error
+    /// naming it if it cannot (`SUM(DISTINCT ...)`, ...).
+    pub fn retracting(self, input: &Schema) -> Result<(AggregateCall, Retraction)> {
+        let name = self.function.fun().name().to_string();
+        let arguments = self.function.expressions();
+        let kind = MultisetKind::of(&name, self.function.is_distinct());
+        if let (Some(kind), [argument]) = (kind, arguments.as_slice()) {
+            let data_type = argument
+                .data_type(input)
+                .map_err(|e| Error::Sql(format!("aggregate `{name}`: {e}")))?;
+            let call = AggregateCall {
+                state_fields: MultisetKind::state_fields(&data_type),
+                multiset: Some((kind, data_type)),
+                ..self
+            };
+            return Ok((call, Retraction::Retract));
         }
-        if self.function.fun().name().eq_ignore_ascii_case("sum") && !self.function.is_distinct() {
-            return Ok(Retraction::Negate);
+        if self.single_accumulator()?.supports_retract_batch() {
+            return Ok((self, Retraction::Retract));
+        }
+        if name.eq_ignore_ascii_case("sum") && !self.function.is_distinct() {
+            return Ok((self, Retraction::Negate));
         }
         Err(Error::Sql(format!(
-            "aggregate `{}` over an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early) is not supported: it cannot take a row back (COUNT, SUM and AVG can)",
+            "aggregate `{}` over an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early) is not supported: it cannot take a row back (COUNT, SUM, AVG, MIN, MAX and COUNT(DISTINCT ...) can)",
             self.function.name()
         )))
     }

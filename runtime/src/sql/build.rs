@@ -492,18 +492,20 @@ fn updating_aggregate(
 ) -> Result<UpdatingAggregateSpec> {
     let input = input_schema(plan, node)?;
     let (keys, key_types) = physical_keys(&groups.iter().collect::<Vec<_>>(), input)?;
-    let calls = aggregates
+    let mut calls = aggregates
         .iter()
         .map(|a| AggregateCall::lower(a, input))
         .collect::<Result<Vec<_>>>()?;
     let updating_input = node.inputs.iter().any(|&i| plan.nodes[i].updating);
     let retractions = if updating_input {
-        Some(
-            calls
-                .iter()
-                .map(AggregateCall::retraction)
-                .collect::<Result<Vec<_>>>()?,
-        )
+        let (retracting, retractions) = calls
+            .into_iter()
+            .map(|c| c.retracting(input.as_arrow()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        calls = retracting;
+        Some(retractions)
     } else {
         None
     };

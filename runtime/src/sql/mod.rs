@@ -39,7 +39,8 @@
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators), which
 //!   [`early_fire`] fires before a window's end;
-//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog;
+//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog, with
+//!   [`multiset`] `MIN`, `MAX` and `COUNT(DISTINCT ...)` that take rows back;
 //!   [`keyed_state`]: their state in checkpoints, per key group.
 //! - [`nexmark`], [`kafka_source`], [`json_rows`], [`avro_rows`],
 //!   [`avro_time`], [`avro_records`], [`record_columns`], [`encode`]: connectors' rows in and out.
@@ -68,6 +69,7 @@ pub mod key_groups;
 pub mod keyed_state;
 pub mod locate;
 pub mod lower;
+pub mod multiset;
 pub mod nexmark;
 pub mod outer_join;
 pub mod plan;

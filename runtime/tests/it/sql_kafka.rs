@@ -123,9 +123,10 @@ fn compacted(broker: &KafkaBroker, topic: &str) -> (Vec<String>, usize) {
 fn a_group_by_over_an_updating_result_deletes_keys_with_tombstones_exactly_once() {
     let broker = KafkaBroker::start();
     let dir = tempfile::tempdir().unwrap();
-    // How many bidders made n bids, per n: as a bidder's count moves on, its
-    // old n loses it, and an n left with none is deleted.
-    let query = "SELECT n, COUNT(*) FROM (SELECT bidder, COUNT(*) AS n FROM bid WHERE MOD(bidder, 5) = 0 GROUP BY bidder) GROUP BY n;";
+    // How many bidders made n bids, per n, and the lowest and highest of
+    // them: as a bidder's count moves on, its old n loses it (MIN and MAX
+    // forget it), and an n left with none is deleted.
+    let query = "SELECT n, COUNT(*), MIN(bidder), MAX(bidder) FROM (SELECT bidder, COUNT(*) AS n FROM bid WHERE MOD(bidder, 5) = 0 GROUP BY bidder) GROUP BY n;";
     let events = [
         "--option",
         "bid.events.num=100000",
@@ -135,7 +136,7 @@ fn a_group_by_over_an_updating_result_deletes_keys_with_tombstones_exactly_once(
     let printed = run_script(
         dir.path(),
         "printed",
-        &format!("CREATE TABLE by_bids (n BIGINT, bidders BIGINT) WITH ('connector' = 'print');\nINSERT INTO by_bids {query}"),
+        &format!("CREATE TABLE by_bids (n BIGINT, bidders BIGINT, lowest BIGINT, highest BIGINT) WITH ('connector' = 'print');\nINSERT INTO by_bids {query}"),
         &events,
     );
     assert_ok(&printed);
@@ -143,8 +144,11 @@ fn a_group_by_over_an_updating_result_deletes_keys_with_tombstones_exactly_once(
         .unwrap()
         .into_values()
         .map(|row| {
-            let (n, bidders) = row.split_once(", ").unwrap();
-            format!(r#"{{"n":{n},"bidders":{bidders}}}"#)
+            let columns: Vec<&str> = row.split(", ").collect();
+            let [n, bidders, lowest, highest] = columns[..] else {
+                panic!("{row}")
+            };
+            format!(r#"{{"n":{n},"bidders":{bidders},"lowest":{lowest},"highest":{highest}}}"#)
         })
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -153,7 +157,7 @@ fn a_group_by_over_an_updating_result_deletes_keys_with_tombstones_exactly_once(
     for (topic, failures) in [("by-bids-clean", "0"), ("by-bids-failing", "3")] {
         create_topic(&broker, topic, OUT_PARTITIONS);
         let script = format!(
-            "CREATE TABLE by_bids (n BIGINT, bidders BIGINT, PRIMARY KEY (n) NOT ENFORCED) \
+            "CREATE TABLE by_bids (n BIGINT, bidders BIGINT, lowest BIGINT, highest BIGINT, PRIMARY KEY (n) NOT ENFORCED) \
              WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
              'key.format' = 'json', 'value.format' = 'json');\nINSERT INTO by_bids {query}",
             broker.bootstrap()
