@@ -463,7 +463,11 @@ impl<D: Deployer> JobRunner<D> {
                     }
                     restarts += 1;
                     self.metrics.restarts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, restart = restarts, backoff_ms = backoff.as_millis() as u64, "job failed; restarting from the latest checkpoint");
+                    let from = match id(&recovered) {
+                        Some(checkpoint) => format!("checkpoint {}", checkpoint.0),
+                        None => "the start (no checkpoint completed yet)".to_string(),
+                    };
+                    tracing::warn!(%error, restart = restarts, backoff_ms = backoff.as_millis() as u64, %from, "job failed; restarting from the latest checkpoint");
                     std::thread::sleep(backoff);
                     between();
                     if !injected {

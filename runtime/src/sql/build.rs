@@ -457,7 +457,19 @@ fn join_spec(
         types.push(left_type);
     }
     let filter = filter.map(|f| physical(f, &node.schema)).transpose()?;
+    let whole_row = |i: usize, schema: &datafusion_common::DFSchema| -> Result<_> {
+        if !plan.nodes[node.inputs[i]].updating {
+            return Ok(None);
+        }
+        let types: Vec<DataType> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        WindowAggregateSpec::converter(&types).map(Some)
+    };
     Ok(JoinSpec {
+        whole_rows: [whole_row(0, left)?, whole_row(1, right)?],
         keys,
         converter: WindowAggregateSpec::converter(&types)?,
         inputs: [Arc::clone(left.inner()), Arc::clone(right.inner())],

@@ -2,15 +2,18 @@
 //! order, an index from each key (in Arrow's row format) to its rows, and how
 //! the rows are checkpointed (per key group, with when they arrived) and
 //! forgotten once older than the state TTL or, in a window join, once the
-//! watermark passes their windows' ends.
+//! watermark passes their windows' ends; over an updating input, a row taken
+//! back leaves the index at once and the checkpoints after.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
-use datafusion_common::arrow::compute::{concat_batches, interleave};
+use datafusion_common::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion_common::arrow::compute::{concat_batches, filter_record_batch, interleave};
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion_common::arrow::row::Rows as KeyRows;
+use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use rustc_hash::FxBuildHasher;
 
 use crate::error::{Error, Result};
@@ -46,6 +49,8 @@ pub struct Side {
     pub state_schema: SchemaRef,
     /// Whether each row's partners are counted (an outer join's preserved side).
     counted: bool,
+    /// Kept rows taken back (an updating input's), left out of checkpoints.
+    removed: HashSet<(u64, u32), FxBuildHasher>,
 }
 
 impl Side {
@@ -63,6 +68,7 @@ impl Side {
             index: HashMap::with_hasher(FxBuildHasher),
             state_schema: Arc::new(Schema::new(fields)),
             counted,
+            removed: HashSet::with_hasher(FxBuildHasher),
         }
     }
 
@@ -152,6 +158,29 @@ impl Side {
         }
     }
 
+    /// Removes one kept row of `key` whose whole row, in `whole_rows`'s
+    /// format, is `whole`; whether there was one (a row forgotten by the TTL
+    /// is not).
+    pub fn remove(&mut self, key: &[u8], whole: &[u8], whole_rows: &RowConverter) -> Result<bool> {
+        let first = self.first;
+        let Some(rows) = self.index.get_mut(key) else {
+            return Ok(false);
+        };
+        rows.retain(|&(sequence, _)| sequence >= first);
+        for (i, &(sequence, row)) in rows.iter().enumerate() {
+            let kept = &self.kept[(sequence - first) as usize].batch;
+            let candidate = whole_rows
+                .convert_columns(kept.slice(row as usize, 1).columns())
+                .map_err(|e| Error::Sql(format!("taking join rows back: {e}")))?;
+            if candidate.row(0).as_ref() == whole {
+                rows.remove(i);
+                self.removed.insert((sequence, row));
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The kept batch of sequence number `sequence`.
     pub fn batch(&self, sequence: u64) -> &RecordBatch {
         &self.kept[(sequence - self.first) as usize].batch
@@ -181,6 +210,7 @@ impl Side {
             rows.retain(|&(sequence, _)| sequence >= first);
             !rows.is_empty()
         });
+        self.removed.retain(|&(sequence, _)| sequence >= first);
     }
 
     /// The kept rows by key group, each group's as one blob.
@@ -191,7 +221,7 @@ impl Side {
         let failed = |e| Error::Sql(format!("saving join state: {e}"));
         let mut batches = Vec::with_capacity(self.kept.len());
         let mut key_groups = Vec::new();
-        for kept in &self.kept {
+        for (sequence, kept) in (self.first..).zip(&self.kept) {
             let mut columns: Vec<ArrayRef> = kept.batch.columns().to_vec();
             columns.push(Arc::new(Int64Array::from_value(
                 kept.arrived_ms,
@@ -200,8 +230,24 @@ impl Side {
             if self.counted {
                 columns.push(Arc::new(UInt32Array::from(kept.matches.clone())));
             }
-            batches.push(RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?);
-            key_groups.extend_from_slice(&kept.key_groups);
+            let batch = RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?;
+            let live: Vec<bool> = (0..batch.num_rows() as u32)
+                .map(|row| !self.removed.contains(&(sequence, row)))
+                .collect();
+            if live.iter().all(|&l| l) {
+                batches.push(batch);
+                key_groups.extend_from_slice(&kept.key_groups);
+                continue;
+            }
+            let mask = BooleanArray::from(live.clone());
+            batches.push(filter_record_batch(&batch, &mask).map_err(failed)?);
+            key_groups.extend(
+                kept.key_groups
+                    .iter()
+                    .zip(&live)
+                    .filter(|(_, &l)| l)
+                    .map(|(g, _)| *g),
+            );
         }
         let all = concat_batches(&self.state_schema, &batches).map_err(failed)?;
         encode_by_key_group(&all, &key_groups)

@@ -294,23 +294,36 @@ impl<'a> Lowering<'a> {
         }
         let left = self.lower(&join.left)?;
         let right = self.lower(&join.right)?;
-        if self.plan.nodes[left].updating || self.plan.nodes[right].updating {
+        let updating = self.plan.nodes[left].updating || self.plan.nodes[right].updating;
+        let outer = preserved.contains(&true);
+        if updating && outer {
             return plan_err!(
-                "JOIN of an updating result (an unbounded GROUP BY) is not supported yet"
+                "JOIN ({:?}) of an updating result (an unbounded GROUP BY, a top-N, an outer join or a window firing early) is not supported yet: an inner JOIN is",
+                join.join_type
             );
         }
-        let outer = preserved.contains(&true);
+        // An outer join pads and retracts as rows arrive, as a regular one.
+        let time_bound = (!outer)
+            .then(|| time_bound(join, self.context))
+            .flatten()
+            .map(Box::new);
+        if updating && time_bound.is_some() {
+            return plan_err!(
+                "JOIN of an updating result bounded by event time (a window or an interval join) is not supported: such a join forgets rows by the watermark, and an updating result may take them back later"
+            );
+        }
         let operator = Operator::Join {
             on: join.on.clone(),
             filter: join.filter.clone(),
-            // An outer join pads and retracts as rows arrive, as a regular one.
-            time_bound: (!outer)
-                .then(|| time_bound(join, self.context))
-                .flatten()
-                .map(Box::new),
+            time_bound,
             preserved,
         };
-        Ok(self.add(operator, vec![left, right], join.schema.clone(), outer))
+        Ok(self.add(
+            operator,
+            vec![left, right],
+            join.schema.clone(),
+            outer || updating,
+        ))
     }
 
     /// `GROUP BY`: over a window table function's `window_start` and

@@ -40,6 +40,7 @@ mod sql_nexmark_runs;
 mod sql_outer_joins;
 mod sql_top_n;
 mod sql_updating;
+mod sql_updating_joins;
 mod sql_window_chains;
 mod sql_windows;
 mod support;

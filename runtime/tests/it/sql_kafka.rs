@@ -99,7 +99,7 @@ fn an_updating_aggregate_into_an_upsert_table_is_exactly_once_through_failures()
 /// The rows a compacted `topic` keeps (each key's last value, none after a
 /// tombstone), as `key, value` lines' values; and how many tombstones it
 /// holds. Panics at a tombstone of a key that holds no row.
-fn compacted(broker: &KafkaBroker, topic: &str) -> (Vec<String>, usize) {
+pub(crate) fn compacted(broker: &KafkaBroker, topic: &str) -> (Vec<String>, usize) {
     let mut rows: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     let mut tombstones = 0;
     for record in read_messages(broker, topic, "read_committed") {

@@ -83,6 +83,17 @@ pub fn restarts(out: &Output) -> u32 {
         .expect("restart count")
 }
 
+/// How many of a run's restarts resumed from a completed checkpoint (rather
+/// than from the start), as its log says.
+pub fn restarts_from_checkpoints(out: &Output) -> usize {
+    stderr(out)
+        .lines()
+        .filter(|l| {
+            l.contains("restarting from the latest checkpoint") && l.contains("from=checkpoint ")
+        })
+        .count()
+}
+
 /// Checks keyed-sum output against its definition: for every key, the emitted sums,
 /// sorted, step up by exactly the values of that key's records, each once.
 /// Returns a description of the first violation.
