@@ -22,7 +22,9 @@
 //! 5. The final checkpoint of a bounded job ends the attempt only once every task
 //!    has confirmed that it committed it ([`TaskEvent::Committed`]); a task lost
 //!    in between fails the attempt, and the restart from the final checkpoint
-//!    commits its pending output again before the job ends.
+//!    commits its pending output again before the job ends. Injected failures
+//!    still due when the final checkpoint completes strike there, one per
+//!    attempt, before its commit.
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, VecDeque};
@@ -214,9 +216,14 @@ impl Coordination<'_> {
                 if ready == events_index {
                     match events.try_recv() {
                         Ok(event) => {
-                            if let Some(end) =
-                                self.on_event(event, coordinator, running, savepoints, committing)?
-                            {
+                            if let Some(end) = self.on_event(
+                                event,
+                                coordinator,
+                                running,
+                                injector,
+                                savepoints,
+                                committing,
+                            )? {
                                 return Ok(end);
                             }
                         }
@@ -298,6 +305,7 @@ impl Coordination<'_> {
         event: TaskEvent,
         coordinator: &mut CheckpointCoordinator,
         running: &dyn Deployment,
+        injector: &mut FailureInjector,
         savepoints: &mut Savepoints,
         committing: &mut Option<FinalCommit>,
     ) -> Result<Option<AttemptEnd>> {
@@ -313,6 +321,13 @@ impl Coordination<'_> {
                 let is_final = done.is_final;
                 match self.complete(done) {
                     Ok(()) => {
+                        let tasks = running.tasks();
+                        if let Some(victim) =
+                            is_final.then(|| injector.poll_final(tasks.len())).flatten()
+                        {
+                            tracing::info!(task = %tasks[victim], checkpoint = id.0, "injecting a failure between the final checkpoint's completion and its commit");
+                            running.send(tasks[victim], Control::Fail);
+                        }
                         running.broadcast(Control::Complete(id));
                         if is_final {
                             *committing = Some(FinalCommit {

@@ -1,4 +1,8 @@
 //! Failure injection for `--inject-failures N`: kill a random task at N seeded random moments.
+//!
+//! A bounded job can end before a random moment comes; the failures still due
+//! then strike between its final checkpoint's completion and its commit, one per
+//! attempt, so a job asked for N failures always takes N.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,18 @@ impl FailureInjector {
         self.next_at
     }
 
+    /// When the final checkpoint of a bounded job has completed: if failures are
+    /// left, the index (below `tasks`) of the task to fail before it commits.
+    pub fn poll_final(&mut self, tasks: usize) -> Option<usize> {
+        if self.remaining > 0 && tasks > 0 {
+            self.next_at = None;
+            self.remaining -= 1;
+            Some(self.rng.below(tasks as u64) as usize)
+        } else {
+            None
+        }
+    }
+
     /// If a failure is due at `now`, the index (below `tasks`) of the task to fail.
     pub fn poll(&mut self, now: Instant, tasks: usize) -> Option<usize> {
         if self.next_at.is_some_and(|t| t <= now) && tasks > 0 {
@@ -72,5 +88,21 @@ mod tests {
         }
         assert_eq!(fired, 2);
         assert_eq!(inj.remaining(), 0);
+    }
+
+    #[test]
+    fn failures_not_yet_due_strike_at_the_final_checkpoint_one_per_attempt() {
+        let mut inj = FailureInjector::new(2, 1, Duration::from_secs(3600));
+        let t0 = Instant::now();
+        inj.on_start(t0);
+        assert_eq!(inj.poll(t0, 4), None);
+        assert!(inj.poll_final(4).is_some_and(|victim| victim < 4));
+        assert_eq!(inj.next_at(), None);
+        inj.on_start(t0);
+        assert!(inj.poll_final(4).is_some());
+        assert_eq!(inj.remaining(), 0);
+        inj.on_start(t0);
+        assert_eq!(inj.poll_final(4), None);
+        assert_eq!(inj.next_at(), None);
     }
 }

@@ -143,6 +143,36 @@ fn a_bounded_job_ends_only_once_its_final_checkpoint_is_committed() {
     assert!(hidden_files(&out).is_empty(), "{:?}", hidden_files(&out));
 }
 
+#[test]
+fn failures_asked_of_a_job_that_ends_first_strike_before_its_final_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let job = JobBuilder::new("ends-first");
+    let sink_dir = out.clone();
+    job.source("numbers", |_| SequenceSource::new(0..1_000))
+        .transform("pass", |_| PassThrough)
+        .sink("out", move |_| {
+            FileSink::new(sink_dir.clone(), line as LineFormat<u64>)
+        });
+    let mut cfg = config(dir.path());
+    // No periodic checkpoint and a job done in milliseconds: no random moment
+    // comes before the end, so each failure strikes after the final checkpoint.
+    cfg.checkpoint_interval = None;
+    cfg.inject_failures = 3;
+    let summary = LocalRunner::new(job.build().unwrap(), cfg)
+        .unwrap()
+        .run()
+        .unwrap();
+    assert_eq!(summary.restarts, 3);
+    let mut lines: Vec<u64> = committed_lines(&out)
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, (0..1_000).collect::<Vec<_>>(), "every record once");
+    assert!(hidden_files(&out).is_empty(), "{:?}", hidden_files(&out));
+}
+
 /// Its snapshot outlasts the checkpoint timeout the first `left` times in the run.
 struct SlowSnapshots(Arc<AtomicU32>);
 
