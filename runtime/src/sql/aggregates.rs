@@ -145,6 +145,33 @@ impl AggregateCall {
         )))
     }
 
+    /// Its function's name, in lower case (`count`, `sum`, `avg`, ...).
+    pub fn name(&self) -> String {
+        self.function.fun().name().to_ascii_lowercase()
+    }
+
+    /// Whether it is over distinct values (`COUNT(DISTINCT ...)`).
+    pub fn is_distinct(&self) -> bool {
+        self.function.is_distinct()
+    }
+
+    /// Whether it keeps a multiset of its values to take rows back.
+    pub fn is_multiset(&self) -> bool {
+        self.multiset.is_some()
+    }
+
+    /// The types of its arguments over rows of `input`.
+    pub fn argument_types(&self, input: &Schema) -> Result<Vec<DataType>> {
+        self.function
+            .expressions()
+            .iter()
+            .map(|a| {
+                a.data_type(input)
+                    .map_err(|e| Error::Sql(format!("aggregate `{}`: {e}", self.function.name())))
+            })
+            .collect()
+    }
+
     /// How many arguments it takes.
     pub fn arguments(&self) -> usize {
         self.function.expressions().len()

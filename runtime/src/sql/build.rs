@@ -522,6 +522,7 @@ fn updating_aggregate(
         None
     };
     Ok(UpdatingAggregateSpec {
+        input: Arc::new(input.as_arrow().clone()),
         retractions,
         ttl,
         converter: WindowAggregateSpec::converter(&key_types)?,

@@ -39,8 +39,11 @@
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators), which
 //!   [`early_fire`] fires before a window's end;
-//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog, with
-//!   [`multiset`] `MIN`, `MAX` and `COUNT(DISTINCT ...)` that take rows back;
+//!   [`updating_aggregate`]: an unbounded `GROUP BY`'s changelog, its calls
+//!   kept for every group by [`group_calls`] (weir's own [`long_calls`] for
+//!   the common `BIGINT` ones) and its changelog put together by
+//!   [`group_changes`], with [`multiset`] `MIN`, `MAX` and
+//!   `COUNT(DISTINCT ...)` that take rows back;
 //!   [`keyed_state`]: their state in checkpoints, per key group.
 //! - [`nexmark`], [`kafka_source`], [`json_rows`], [`avro_rows`],
 //!   [`avro_time`], [`avro_records`], [`record_columns`], [`encode`]: connectors' rows in and out.
@@ -58,6 +61,8 @@ pub mod encode;
 pub mod explain;
 pub mod flink_avg;
 pub mod flink_functions;
+pub mod group_calls;
+pub mod group_changes;
 pub mod groups;
 pub mod join;
 pub mod join_bounds;
@@ -68,6 +73,7 @@ pub mod kafka_source;
 pub mod key_groups;
 pub mod keyed_state;
 pub mod locate;
+pub mod long_calls;
 pub mod lower;
 pub mod multiset;
 pub mod nexmark;

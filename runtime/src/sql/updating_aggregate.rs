@@ -13,23 +13,20 @@
 //! TTL: its next row starts it again with an insert. The time of a key's last
 //! update is not checkpointed; a restored key counts from the restore.
 //!
-//! Each key keeps one DataFusion accumulator per call (its result must be read
-//! after every batch without ending the group), on the heap, checkpointed per
-//! key group as Arrow IPC: each key's columns and its accumulators' state.
+//! A batch is aggregated a call at a time over all of its rows
+//! ([`GroupCall`]): the results of the groups it touches are read before and
+//! after, compared column by column, and the changed ones emitted. Keys and
+//! every call's state are checkpointed per key group as Arrow IPC.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion_common::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
+    Array, ArrayRef, AsArray, Int64Array, Int8Array, RecordBatch, RecordBatchOptions,
 };
-use datafusion_common::arrow::compute::kernels::numeric::neg;
-use datafusion_common::arrow::compute::take;
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
-use datafusion_common::ScalarValue;
-use datafusion_expr::Accumulator;
 use datafusion_physical_expr::PhysicalExpr;
 use rustc_hash::FxBuildHasher;
 
@@ -38,6 +35,8 @@ use crate::error::{Error, Result};
 use crate::keys::KeyGroup;
 use crate::operator::{Operator, OperatorContext};
 use crate::sql::aggregates::{AggregateCall, Retraction};
+use crate::sql::group_calls::{group_call, retain_by, GroupCall};
+use crate::sql::group_changes::{changed, GroupChanges};
 use crate::sql::key_groups::batch_keys;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::{RowKind, Rows};
@@ -52,6 +51,8 @@ pub struct UpdatingAggregateSpec {
     pub key_types: Vec<DataType>,
     /// The aggregate calls.
     pub calls: Vec<AggregateCall>,
+    /// The rows it aggregates.
+    pub input: SchemaRef,
     /// The output: the first `visible_keys` keys, then one column per call.
     pub schema: SchemaRef,
     /// How many of the keys are output columns (none of a global aggregate's
@@ -74,12 +75,15 @@ pub struct UpdatingAggregate {
     keys: KeyRows,
     /// Each group's key group.
     key_groups: Vec<u32>,
-    /// Each group's accumulators, one per call.
-    accumulators: Vec<Vec<Box<dyn Accumulator>>>,
+    /// Each call's value for every group (made when the operator opens).
+    calls: Vec<Box<dyn GroupCall>>,
     /// Each group's rows added less those taken back (over an updating input).
     counts: Vec<i64>,
     /// When each group was last updated, ms (with a TTL).
     updated: Vec<i64>,
+    /// Each group's place among the groups of the batch being aggregated
+    /// (`usize::MAX` outside it).
+    slots: Vec<usize>,
     /// When to look for groups past the TTL next, ms.
     next_expiry: i64,
     max_parallelism: u64,
@@ -88,25 +92,16 @@ pub struct UpdatingAggregate {
     uid: String,
 }
 
-/// The rows a batch brought to one group.
+/// The groups one batch touched, in the order of their first rows.
+#[derive(Default)]
 struct Touched {
-    group: usize,
-    rows: Vec<u32>,
-    /// Whether the group had a result before this batch.
-    existed: bool,
+    groups: Vec<usize>,
+    /// Whether each had a result before the batch.
+    had_result: Vec<bool>,
 }
 
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Sql(format!("{what}: {e}"))
-}
-
-/// Keeps the items of `items` whose place in `keep` is true.
-fn retain_by<T>(items: &mut Vec<T>, keep: &[bool]) {
-    let mut place = 0;
-    items.retain(|_| {
-        place += 1;
-        keep[place - 1]
-    });
 }
 
 impl UpdatingAggregate {
@@ -129,9 +124,10 @@ impl UpdatingAggregate {
             spec,
             index: HashMap::with_hasher(FxBuildHasher),
             key_groups: Vec::new(),
-            accumulators: Vec::new(),
+            calls: Vec::new(),
             counts: Vec::new(),
             updated: Vec::new(),
+            slots: Vec::new(),
             next_expiry: i64::MIN,
             max_parallelism: 1,
             state_schema: Arc::new(Schema::new(fields)),
@@ -146,7 +142,7 @@ impl UpdatingAggregate {
         }
     }
 
-    /// The group of `key`, added (with fresh accumulators) if new; whether it was.
+    /// The group of `key`, added (without rows) if new; whether it was.
     fn group(
         &mut self,
         key: datafusion_common::arrow::row::Row<'_>,
@@ -159,23 +155,13 @@ impl UpdatingAggregate {
         self.index.insert(key.as_ref().into(), group);
         self.keys.push(key);
         self.key_groups.push(key_group);
-        let accumulators = self
-            .spec
-            .calls
-            .iter()
-            .map(AggregateCall::single_accumulator)
-            .collect::<Result<_>>()?;
-        self.accumulators.push(accumulators);
+        for call in &mut self.calls {
+            call.push_group()?;
+        }
         self.counts.push(0);
         self.updated.push(now_ms());
+        self.slots.push(usize::MAX);
         Ok((group, true))
-    }
-
-    fn results(&mut self, group: usize) -> Result<Vec<ScalarValue>> {
-        self.accumulators[group]
-            .iter_mut()
-            .map(|a| a.evaluate().map_err(failed("aggregating")))
-            .collect()
     }
 
     /// Forgets the groups not updated for the TTL, looking at most every
@@ -204,61 +190,102 @@ impl UpdatingAggregate {
         }
         self.keys = keys;
         retain_by(&mut self.key_groups, &keep);
-        retain_by(&mut self.accumulators, &keep);
+        for call in &mut self.calls {
+            call.retain(&keep);
+        }
         retain_by(&mut self.counts, &keep);
         retain_by(&mut self.updated, &keep);
+        retain_by(&mut self.slots, &keep);
     }
 
-    /// Fresh accumulators for `group`, whose every row was taken back.
+    /// Empties `group`, whose every row was taken back.
     fn reset(&mut self, group: usize) -> Result<()> {
-        self.accumulators[group] = self
-            .spec
-            .calls
-            .iter()
-            .map(AggregateCall::single_accumulator)
-            .collect::<Result<_>>()?;
+        for call in &mut self.calls {
+            call.reset(group)?;
+        }
         self.counts[group] = 0;
         Ok(())
     }
 
-    /// Folds the rows `rows` of `values` into call `call` of `group`, or
-    /// takes them back out.
+    /// The group of each row of a batch (given its keys), and the groups it touches.
+    fn find_groups(
+        &mut self,
+        key_rows: &KeyRows,
+        key_groups: &[u64],
+        row_groups: &mut Vec<usize>,
+    ) -> Result<Touched> {
+        let retracting = self.spec.retractions.is_some();
+        let mut touched = Touched::default();
+        for (row, &key_group) in key_groups.iter().enumerate() {
+            let (group, new) = self.group(key_rows.row(row), key_group as u32)?;
+            if self.slots[group] == usize::MAX {
+                self.slots[group] = touched.groups.len();
+                touched.groups.push(group);
+                // Over an updating input a key without rows has no result.
+                touched
+                    .had_result
+                    .push(!new && (!retracting || self.counts[group] > 0));
+            }
+            row_groups.push(group);
+        }
+        for &group in &touched.groups {
+            self.slots[group] = usize::MAX;
+        }
+        Ok(touched)
+    }
+
+    /// Folds every call's rows of `batch` into their groups: the rows its
+    /// filter lets in, added or (`-U`, `-D`) taken back.
     fn fold(
         &mut self,
-        group: usize,
-        call: usize,
-        values: &[ArrayRef],
-        rows: Vec<u32>,
-        all: usize,
-        back: bool,
+        batch: &RecordBatch,
+        row_groups: &[usize],
+        taken_back: Option<&[bool]>,
     ) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let arguments = if rows.len() == all {
-            values.to_vec()
-        } else {
-            let indices = UInt32Array::from(rows);
-            values
-                .iter()
-                .map(|v| take(v, &indices, None).map_err(failed("aggregating")))
-                .collect::<Result<Vec<_>>>()?
-        };
-        let accumulator = &mut self.accumulators[group][call];
-        let retraction = self.spec.retractions.as_ref().map(|r| r[call]);
-        match (back, retraction) {
-            (false, _) => accumulator.update_batch(&arguments),
-            (true, Some(Retraction::Negate)) => {
-                let negated = arguments
-                    .iter()
-                    .map(|a| neg(a))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(failed("taking a row back"))?;
-                accumulator.update_batch(&negated)
+        let rows = batch.num_rows();
+        let all: Vec<u32> = (0..rows as u32).collect();
+        let spec = Arc::clone(&self.spec);
+        for (call, spec_call) in self.calls.iter_mut().zip(&spec.calls) {
+            let input = spec_call.inputs(batch)?;
+            if input.filter.is_none() && taken_back.is_none() {
+                call.update(&input.values, &all, row_groups, false)?;
+                continue;
             }
-            (true, _) => accumulator.retract_batch(&arguments),
+            let (mut adds, mut add_groups) = (Vec::new(), Vec::new());
+            let (mut backs, mut back_groups) = (Vec::new(), Vec::new());
+            for row in 0..rows {
+                let counted = input
+                    .filter
+                    .as_ref()
+                    .is_none_or(|mask| mask.is_valid(row) && mask.value(row));
+                if !counted {
+                    continue;
+                }
+                if taken_back.is_some_and(|back| back[row]) {
+                    backs.push(row as u32);
+                    back_groups.push(row_groups[row]);
+                } else {
+                    adds.push(row as u32);
+                    add_groups.push(row_groups[row]);
+                }
+            }
+            call.update(&input.values, &adds, &add_groups, false)?;
+            call.update(&input.values, &backs, &back_groups, true)?;
         }
-        .map_err(failed("aggregating"))
+        // Over an updating input every batch counts, with kinds or without
+        // (a batch of inserts only may carry none).
+        if self.spec.retractions.is_some() {
+            for (row, &group) in row_groups.iter().enumerate() {
+                let back = taken_back.is_some_and(|back| back[row]);
+                self.counts[group] += if back { -1 } else { 1 };
+            }
+        }
+        Ok(())
+    }
+
+    /// Every call's results of `groups`.
+    fn results(&mut self, groups: &[usize]) -> Result<Vec<ArrayRef>> {
+        self.calls.iter_mut().map(|c| c.results(groups)).collect()
     }
 
     fn aggregate(
@@ -271,14 +298,16 @@ impl UpdatingAggregate {
                 "an append-only aggregate was given an updating input".into(),
             ));
         }
-        let taken_back = |row: u32| {
-            input_kinds.is_some_and(|k| {
-                matches!(
-                    RowKind::from_code(k.value(row as usize)),
-                    RowKind::UpdateBefore | RowKind::Delete
-                )
-            })
-        };
+        let taken_back: Option<Vec<bool>> = input_kinds.map(|kinds| {
+            (0..kinds.len())
+                .map(|row| {
+                    matches!(
+                        RowKind::from_code(kinds.value(row)),
+                        RowKind::UpdateBefore | RowKind::Delete
+                    )
+                })
+                .collect()
+        });
         let rows = batch.num_rows();
         let mut key_groups = Vec::with_capacity(rows);
         let key_rows = batch_keys(
@@ -288,114 +317,56 @@ impl UpdatingAggregate {
             self.max_parallelism,
             &mut key_groups,
         )?;
-        let inputs = self
-            .spec
-            .calls
+        let mut row_groups = Vec::with_capacity(rows);
+        let touched = self.find_groups(&key_rows, &key_groups, &mut row_groups)?;
+        let had: Vec<usize> = touched
+            .groups
             .iter()
-            .map(|c| c.inputs(batch))
-            .collect::<Result<Vec<_>>>()?;
-        let mut touched: Vec<Touched> = Vec::new();
-        let mut slot_of: HashMap<usize, usize, FxBuildHasher> = HashMap::with_hasher(FxBuildHasher);
-        for (row, &key_group) in key_groups.iter().enumerate() {
-            let (group, new) = self.group(key_rows.row(row), key_group as u32)?;
-            let slot = *slot_of.entry(group).or_insert_with(|| {
-                touched.push(Touched {
-                    group,
-                    rows: Vec::new(),
-                    existed: !new,
-                });
-                touched.len() - 1
-            });
-            touched[slot].rows.push(row as u32);
-        }
-        let mut kinds: Vec<i8> = Vec::new();
-        let mut emitted: Vec<usize> = Vec::new();
+            .zip(&touched.had_result)
+            .filter_map(|(&g, &had)| had.then_some(g))
+            .collect();
+        let before = self.results(&had)?;
+        self.fold(batch, &row_groups, taken_back.as_deref())?;
+        let after = self.results(&touched.groups)?;
+        let places: Vec<u32> = (0..touched.groups.len() as u32)
+            .filter(|&place| touched.had_result[place as usize])
+            .collect();
+        let changed = changed(&before, &after, &places)?;
         let now = now_ms();
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.spec.calls.len()];
-        for Touched {
-            group,
-            rows: group_rows,
-            existed,
-        } in touched
-        {
+        let retracting = self.spec.retractions.is_some();
+        let mut changes = GroupChanges::default();
+        let mut old_place = 0;
+        for (place, (&group, &had)) in touched.groups.iter().zip(&touched.had_result).enumerate() {
             self.updated[group] = now;
-            let retracting = self.spec.retractions.is_some();
-            // Over an updating input a key without rows has no result.
-            let before = if existed && (!retracting || self.counts[group] > 0) {
-                Some(self.results(group)?)
-            } else {
-                None
-            };
-            for (call, input) in inputs.iter().enumerate() {
-                let (mut adds, mut backs) = (Vec::new(), Vec::new());
-                for &r in &group_rows {
-                    let counted = input
-                        .filter
-                        .as_ref()
-                        .is_none_or(|mask| mask.is_valid(r as usize) && mask.value(r as usize));
-                    if !counted {
-                        continue;
-                    }
-                    if taken_back(r) {
-                        backs.push(r);
-                    } else {
-                        adds.push(r);
-                    }
+            let old = had.then(|| {
+                old_place += 1;
+                old_place - 1
+            });
+            if retracting && self.counts[group] <= 0 {
+                self.reset(group)?;
+                if let Some(old) = old {
+                    changes.delete(group, old);
                 }
-                self.fold(group, call, &input.values, adds, rows, false)?;
-                self.fold(group, call, &input.values, backs, rows, true)?;
+                continue;
             }
-            if retracting {
-                let backs = group_rows.iter().filter(|&&r| taken_back(r)).count() as i64;
-                self.counts[group] += group_rows.len() as i64 - 2 * backs;
-                if self.counts[group] <= 0 {
-                    self.reset(group)?;
-                    if let Some(before) = before {
-                        kinds.push(RowKind::Delete as i8);
-                        emitted.push(group);
-                        for (column, value) in values.iter_mut().zip(before) {
-                            column.push(value);
-                        }
-                    }
-                    continue;
-                }
-            }
-            let after = self.results(group)?;
-            let mut emit = |kind: RowKind, results: Vec<ScalarValue>| {
-                kinds.push(kind as i8);
-                emitted.push(group);
-                for (column, value) in values.iter_mut().zip(results) {
-                    column.push(value);
-                }
-            };
-            match before {
-                None => emit(RowKind::Insert, after),
-                Some(before) if before != after => {
-                    emit(RowKind::UpdateBefore, before);
-                    emit(RowKind::UpdateAfter, after);
-                }
+            match old {
+                None => changes.insert(group, place),
+                Some(old) if changed[old] => changes.update(group, old, place),
                 Some(_) => {}
             }
         }
-        if emitted.is_empty() {
+        if changes.is_empty() {
             return Ok(None);
         }
-        let mut columns = self
+        let mut keys = self
             .spec
             .converter
-            .convert_rows(emitted.iter().map(|&g| self.keys.row(g)))
+            .convert_rows(changes.groups().iter().map(|&g| self.keys.row(g)))
             .map_err(failed("emitting keys"))?;
-        columns.truncate(self.spec.visible_keys);
-        for column in values {
-            columns.push(ScalarValue::iter_to_array(column).map_err(failed("emitting results"))?);
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(emitted.len()));
-        let batch = RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options)
-            .map_err(failed("emitting results"))?;
-        Ok(Some(Rows {
-            batch,
-            kinds: Some(Int8Array::from(kinds)),
-        }))
+        keys.truncate(self.spec.visible_keys);
+        changes
+            .rows(keys, &before, &after, self.spec.schema.clone())
+            .map(Some)
     }
 
     fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
@@ -406,23 +377,19 @@ impl UpdatingAggregate {
             .converter
             .convert_columns(&batch.columns()[..k])
             .map_err(|e| self.bad_state(e))?;
-        let spec = self.spec.clone();
-        for row in 0..batch.num_rows() {
-            let (g, _) = self.group(key_rows.row(row), group.0)?;
-            let mut column = k;
-            for (call, accumulator) in spec.calls.iter().zip(&mut self.accumulators[g]) {
-                let state: Vec<ArrayRef> = batch.columns()
-                    [column..column + call.state_fields.len()]
-                    .iter()
-                    .map(|c| c.slice(row, 1))
-                    .collect();
-                column += call.state_fields.len();
-                accumulator
-                    .merge_batch(&state)
-                    .map_err(failed("restoring state"))?;
-            }
-            if spec.retractions.is_some() {
-                let counts = batch.columns()[column].as_primitive::<Int64Type>();
+        let groups = (0..batch.num_rows())
+            .map(|row| self.group(key_rows.row(row), group.0).map(|(g, _)| g))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = Arc::clone(&self.spec);
+        let mut column = k;
+        for (call, spec_call) in self.calls.iter_mut().zip(&spec.calls) {
+            let width = spec_call.state_fields.len();
+            call.restore(&groups, &batch.columns()[column..column + width])?;
+            column += width;
+        }
+        if spec.retractions.is_some() {
+            let counts = batch.columns()[column].as_primitive::<Int64Type>();
+            for (row, &g) in groups.iter().enumerate() {
                 self.counts[g] += counts.value(row);
             }
         }
@@ -437,6 +404,16 @@ impl Operator for UpdatingAggregate {
     fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.uid = ctx.uid.0.clone();
         self.max_parallelism = u64::from(ctx.max_parallelism);
+        let spec = Arc::clone(&self.spec);
+        self.calls = spec
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let retraction = spec.retractions.as_ref().map(|r| r[i]);
+                group_call(call, &spec.input, retraction)
+            })
+            .collect::<Result<_>>()?;
         for (group, bytes) in restored.map(|r| r.keyed).unwrap_or_default() {
             self.restore_keyed(group, &bytes)?;
         }
@@ -461,28 +438,8 @@ impl Operator for UpdatingAggregate {
             .converter
             .convert_rows(self.keys.iter())
             .map_err(failed("saving keys"))?;
-        let calls = self.spec.calls.clone();
-        for (call_index, call) in calls.iter().enumerate() {
-            let mut states: Vec<Vec<ScalarValue>> =
-                vec![Vec::with_capacity(groups); call.state_fields.len()];
-            for group in 0..groups {
-                let accumulator = &mut self.accumulators[group][call_index];
-                let state = accumulator.state().map_err(failed("saving state"))?;
-                // Taking the state ends the accumulator: make it again from it.
-                let mut fresh = call.single_accumulator()?;
-                let arrays = state
-                    .iter()
-                    .map(|v| v.to_array().map_err(failed("saving state")))
-                    .collect::<Result<Vec<_>>>()?;
-                fresh.merge_batch(&arrays).map_err(failed("saving state"))?;
-                *accumulator = fresh;
-                for (column, value) in states.iter_mut().zip(state) {
-                    column.push(value);
-                }
-            }
-            for column in states {
-                columns.push(ScalarValue::iter_to_array(column).map_err(failed("saving state"))?);
-            }
+        for call in &mut self.calls {
+            columns.extend(call.state()?);
         }
         if self.spec.retractions.is_some() {
             columns.push(Arc::new(Int64Array::from(self.counts.clone())));
