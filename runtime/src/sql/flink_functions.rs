@@ -179,8 +179,19 @@ fn chrono_pattern(java: &str) -> String {
     out
 }
 
+/// The span of time in which a Java date pattern's text does not change, ms:
+/// a day for one of years, months and days, down to a millisecond for `S`.
+fn pattern_unit_ms(java: &str) -> i64 {
+    [('S', 1), ('s', 1_000), ('m', 60_000), ('H', 3_600_000)]
+        .into_iter()
+        .find(|(letter, _)| java.contains(*letter))
+        .map_or(86_400_000, |(_, unit)| unit)
+}
+
 /// `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')`, in UTC. A pattern is parsed
-/// once per batch in which it does not change, not per row.
+/// once per batch in which it does not change, not per row, and a row in the
+/// same span of the pattern's finest field as the row before (the same day
+/// for `yyyy-MM-dd`) takes that row's text without formatting it again.
 fn date_format(times: &ArrayRef, patterns: &ArrayRef) -> Result<ArrayRef> {
     let Ok(ms) = millis(times) else {
         return exec_err!("DATE_FORMAT takes a timestamp, not {}", times.data_type());
@@ -191,30 +202,44 @@ fn date_format(times: &ArrayRef, patterns: &ArrayRef) -> Result<ArrayRef> {
             patterns.data_type()
         );
     };
-    let mut parsed: Option<(String, Vec<Item<'static>>)> = None;
+    let mut parsed: Option<(String, Vec<Item<'static>>, i64)> = None;
     let mut out = StringBuilder::with_capacity(ms.len(), ms.len() * 16);
     let mut text = String::new();
+    // The span (in the pattern's unit) that `text` was formatted for.
+    let mut formatted: Option<i64> = None;
     for row in 0..ms.len() {
         if ms.is_null(row) || patterns.is_null(row) {
             out.append_null();
             continue;
         }
         let java = patterns.value(row);
-        if parsed.as_ref().is_none_or(|(j, _)| j != java) {
+        if parsed.as_ref().is_none_or(|(j, _, _)| j != java) {
             let items = StrftimeItems::new(&chrono_pattern(java))
                 .parse_to_owned()
                 .or_else(|e| exec_err!("DATE_FORMAT: {java:?} is not a pattern: {e}"))?;
-            parsed = Some((java.to_string(), items));
+            parsed = Some((java.to_string(), items, pattern_unit_ms(java)));
+            formatted = None;
         }
-        let items = parsed.as_ref().map_or(&[][..], |(_, i)| i.as_slice());
+        let (items, unit) = parsed
+            .as_ref()
+            .map_or((&[][..], 1), |(_, i, unit)| (i.as_slice(), *unit));
+        let span = ms.value(row).div_euclid(unit);
+        if formatted == Some(span) {
+            out.append_value(&text);
+            continue;
+        }
         match timestamp_ms_to_datetime(ms.value(row)) {
             Some(time) => {
                 text.clear();
                 write!(text, "{}", time.format_with_items(items.iter()))
                     .or_else(|e| exec_err!("DATE_FORMAT: {e}"))?;
                 out.append_value(&text);
+                formatted = Some(span);
             }
-            None => out.append_null(),
+            None => {
+                out.append_null();
+                formatted = None;
+            }
         }
     }
     Ok(Arc::new(out.finish()))
@@ -292,6 +317,37 @@ mod tests {
 
     fn strings(values: &[Option<&str>]) -> ArrayRef {
         Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn rows_of_one_day_share_its_text_and_the_next_day_or_pattern_gets_its_own() {
+        // 2020-01-01 23:59:59.999, 2020-01-02 00:00:00.000 and 23:00, 1969-12-31 23:00.
+        let times: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            Some(1_577_923_199_999),
+            Some(1_577_923_199_000),
+            Some(1_577_923_200_000),
+            None,
+            Some(1_578_006_000_000),
+            Some(1_578_006_000_000),
+            Some(-3_600_000),
+        ]));
+        let day = Some("yyyy-MM-dd");
+        let hour = Some("yyyy-MM-dd HH");
+        let patterns = strings(&[day, day, day, day, day, hour, day]);
+        let formatted = date_format(&times, &patterns).unwrap();
+        let texts: Vec<Option<&str>> = formatted.as_string::<i32>().iter().collect();
+        assert_eq!(
+            texts,
+            [
+                Some("2020-01-01"),
+                Some("2020-01-01"),
+                Some("2020-01-02"),
+                None,
+                Some("2020-01-02"),
+                Some("2020-01-02 23"),
+                Some("1969-12-31"),
+            ]
+        );
     }
 
     #[test]
