@@ -84,7 +84,8 @@ pub struct JobOptions {
     /// before it fails (restarts after a failure always wait).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub storage_wait: Duration,
-    /// Kill a random task at N random moments (seeded by --seed), to see recovery.
+    /// Kill a random task at N random moments (seeded by --seed), to see recovery;
+    /// a bounded job that ends first takes the rest before its final commit.
     #[arg(long, default_value_t = 0)]
     pub inject_failures: u32,
     /// Seed of failure injection.
