@@ -80,6 +80,9 @@ pub struct CheckpointCoordinator {
     tasks: BTreeSet<TaskId>,
     sources: BTreeSet<TaskId>,
     ended: BTreeSet<TaskId>,
+    /// The final checkpoint completed: nothing more is triggered while the
+    /// tasks commit it and stop.
+    finished: bool,
 }
 
 impl CheckpointCoordinator {
@@ -102,6 +105,7 @@ impl CheckpointCoordinator {
             tasks: tasks.into_iter().collect(),
             sources: sources.into_iter().collect(),
             ended: BTreeSet::new(),
+            finished: false,
         }
     }
 
@@ -124,15 +128,17 @@ impl CheckpointCoordinator {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.pending {
             Some(p) => Some(p.started + self.timeout),
+            None if self.finished => None,
             None if self.all_ended() => Some(Instant::now()),
             None => self.next_trigger,
         }
     }
 
     /// Triggers a checkpoint if one is due at `now`, returning its id and the tasks
-    /// to tell. Once every task has ended, the final checkpoint is due at once.
+    /// to tell. Once every task has ended, the final checkpoint is due at once;
+    /// once it has completed, nothing is.
     pub fn poll(&mut self, now: Instant) -> Option<(CheckpointId, Vec<TaskId>)> {
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.finished {
             return None;
         }
         let is_final = self.all_ended();
@@ -199,7 +205,9 @@ impl CheckpointCoordinator {
                 .push(state);
         }
         if pending.waiting.is_empty() {
-            self.finish_pending()
+            let done = self.finish_pending();
+            self.finished = done.as_ref().is_some_and(|p| p.is_final);
+            done
         } else {
             None
         }
@@ -362,5 +370,24 @@ mod tests {
         assert_eq!(targets.len(), 4);
         assert!(c.pending().unwrap().is_final);
         assert_eq!(id, CheckpointId(5));
+    }
+
+    #[test]
+    fn nothing_is_triggered_once_the_final_checkpoint_has_completed() {
+        let now = Instant::now();
+        let mut c = coordinator(now);
+        let tasks = [t(0, 0), t(0, 1), t(1, 0), t(1, 1)];
+        for task in tasks {
+            c.ended(task);
+        }
+        let (id, _) = c.poll(now).unwrap();
+        c.decline(id).unwrap();
+        let (id, _) = c.poll(now).expect("a declined final checkpoint is retried");
+        let done = tasks.into_iter().filter_map(|task| c.ack(ack(task, id.0)));
+        assert!(done.last().unwrap().is_final);
+        // The tasks wait to commit it: another snapshot of their whole state
+        // would be work for nothing, and a deadline of now a busy loop.
+        assert!(c.poll(now + Duration::from_secs(5)).is_none());
+        assert_eq!(c.next_deadline(), None);
     }
 }
