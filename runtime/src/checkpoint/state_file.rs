@@ -14,7 +14,13 @@ pub fn encode(path: String, snapshot: &OperatorSnapshot) -> Option<(Vec<u8>, Sta
     if snapshot.operator_state.is_none() && snapshot.keyed.is_empty() {
         return None;
     }
-    let mut bytes = Vec::new();
+    let size = snapshot.operator_state.as_ref().map_or(0, Vec::len)
+        + snapshot
+            .keyed
+            .iter()
+            .map(|(_, blob)| blob.len())
+            .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
     let operator_state = snapshot.operator_state.as_ref().map(|s| {
         bytes.extend_from_slice(s);
         Span {

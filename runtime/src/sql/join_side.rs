@@ -8,17 +8,15 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array,
-};
-use datafusion_common::arrow::compute::{concat_batches, filter_record_batch, interleave};
+use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use datafusion_common::arrow::compute::interleave;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use rustc_hash::FxBuildHasher;
 
 use crate::error::{Error, Result};
 use crate::keys::KeyGroup;
-use crate::sql::keyed_state::encode_by_key_group;
+use crate::sql::keyed_state::{encode_rows_by_key_group, KeptRow};
 
 /// A batch of kept rows.
 pub struct Kept {
@@ -215,12 +213,9 @@ impl Side {
 
     /// The kept rows by key group, each group's as one blob.
     pub fn encode(&self) -> Result<Vec<(KeyGroup, Vec<u8>)>> {
-        if self.kept.is_empty() {
-            return Ok(Vec::new());
-        }
         let failed = |e| Error::Sql(format!("saving join state: {e}"));
         let mut batches = Vec::with_capacity(self.kept.len());
-        let mut key_groups = Vec::new();
+        let mut rows = Vec::new();
         for (sequence, kept) in (self.first..).zip(&self.kept) {
             let mut columns: Vec<ArrayRef> = kept.batch.columns().to_vec();
             columns.push(Arc::new(Int64Array::from_value(
@@ -230,27 +225,16 @@ impl Side {
             if self.counted {
                 columns.push(Arc::new(UInt32Array::from(kept.matches.clone())));
             }
-            let batch = RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?;
-            let live: Vec<bool> = (0..batch.num_rows() as u32)
-                .map(|row| !self.removed.contains(&(sequence, row)))
-                .collect();
-            if live.iter().all(|&l| l) {
-                batches.push(batch);
-                key_groups.extend_from_slice(&kept.key_groups);
-                continue;
-            }
-            let mask = BooleanArray::from(live.clone());
-            batches.push(filter_record_batch(&batch, &mask).map_err(failed)?);
-            key_groups.extend(
-                kept.key_groups
-                    .iter()
-                    .zip(&live)
-                    .filter(|(_, &l)| l)
-                    .map(|(g, _)| *g),
+            let batch = batches.len() as u32;
+            batches.push(RecordBatch::try_new(self.state_schema.clone(), columns).map_err(failed)?);
+            rows.extend(
+                (0..kept.batch.num_rows() as u32)
+                    .zip(&kept.key_groups)
+                    .filter(|&(row, _)| !self.removed.contains(&(sequence, row)))
+                    .map(|(row, &group)| KeptRow { batch, row, group }),
             );
         }
-        let all = concat_batches(&self.state_schema, &batches).map_err(failed)?;
-        encode_by_key_group(&all, &key_groups)
+        encode_rows_by_key_group(&batches, &rows)
     }
 }
 

@@ -122,7 +122,14 @@ impl Rows {
                     .map_err(failed)?
             }
         };
-        let mut bytes = Vec::new();
+        // The columns' buffers and a little for the messages: one allocation
+        // instead of a doubling vector's copies.
+        let size: usize = batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum();
+        let mut bytes = Vec::with_capacity(size + 1024);
         let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(failed)?;
         writer
             .write(&batch)
