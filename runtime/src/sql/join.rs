@@ -8,7 +8,9 @@
 //! state TTL: rows arriving further apart then no longer meet. In a window
 //! or an interval join (see [`crate::sql::join_bounds`]) a row is forgotten
 //! once the watermark passes the last time a row of the other side could
-//! still pair with it; an interval join drops rows later than the watermark.
+//! still pair with it; in an interval join a row later than the watermark
+//! pairs with nothing. An outer join's unpaired rows: see
+//! [`crate::sql::outer_join`].
 //!
 //! An inner join also takes updating inputs (another `GROUP BY`'s
 //! changelog), as Flink's: an inserted or updated row (`+I`, `+U`) is kept
@@ -25,7 +27,7 @@ use std::time::Duration;
 use datafusion_common::arrow::array::{
     Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array,
 };
-use datafusion_common::arrow::compute::{filter_record_batch, take, take_record_batch};
+use datafusion_common::arrow::compute::{filter_record_batch, not, take, take_record_batch};
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
@@ -38,7 +40,7 @@ use crate::sql::calc::evaluate;
 use crate::sql::join_side::{pair_blob, split_blob, Side};
 use crate::sql::key_groups::hash_rows;
 use crate::sql::keyed_state::decode_key_group;
-use crate::sql::outer_join::{padded, Changes};
+use crate::sql::outer_join::{padded, unmatched, Changes};
 use crate::sql::rows::{RowKind, Rows};
 use crate::sql::windows::{millis, now_ms};
 use crate::state::{OperatorSnapshot, RestoredState};
@@ -63,7 +65,7 @@ pub struct JoinSpec {
     /// When each side's rows go, in a window or an interval join (left,
     /// right); `None`: kept for ever (or for the TTL).
     pub forget: Option<[ForgetRows; 2]>,
-    /// Whether a row later than the watermark is dropped on arrival (an
+    /// Whether a row later than the watermark pairs with nothing (an
     /// interval join, as Flink's).
     pub drop_late: bool,
     /// The sides whose rows go out even without a partner, padded with
@@ -138,16 +140,21 @@ impl RegularJoin {
     /// keeps it; the pairs, if any, and in an outer join the padded rows of
     /// the preserved sides (see [`crate::sql::outer_join`]).
     fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<Rows>> {
-        let batch = self.not_late(side, batch)?;
+        let (batch, late) = self.split_late(side, batch)?;
         let (batch, columns, unkeyed) = self.keyed(side, batch)?;
         let other = 1 - side;
         let preserved = self.spec.preserved;
+        // A regular outer join pads rows as they arrive; one bounded by event
+        // time once they can pair no more (see `on_watermark`).
+        let pad_on_arrival = self.spec.forget.is_none();
         let mut changes = Changes::default();
-        if let Some(unkeyed) = unkeyed.filter(|_| preserved[side]) {
-            changes.push(
-                self.padded(unkeyed.columns().to_vec(), side)?,
-                RowKind::Insert,
-            );
+        for alone in [late, unkeyed].into_iter().flatten() {
+            if preserved[side] {
+                changes.push(
+                    self.padded(alone.columns().to_vec(), side)?,
+                    RowKind::Insert,
+                );
+            }
         }
         if batch.num_rows() == 0 {
             return changes.finish(&self.spec.schema);
@@ -197,14 +204,14 @@ impl RegularJoin {
                 }
             }
         }
-        if !first_met.is_empty() {
+        if pad_on_arrival && !first_met.is_empty() {
             let columns = self.sides[other].gather(&first_met)?;
             changes.push(self.padded(columns, other)?, RowKind::Delete);
         }
         if let Some(joined) = joined {
             changes.push(joined, RowKind::Insert);
         }
-        if preserved[side] {
+        if preserved[side] && pad_on_arrival {
             let alone: Vec<u32> = (0..batch.num_rows() as u32)
                 .filter(|&row| matches[row as usize] == 0)
                 .collect();
@@ -299,20 +306,32 @@ impl RegularJoin {
     }
 
     /// The rows of `batch` (side `side`) not later than the watermark, in an
-    /// interval join; all of them otherwise.
-    fn not_late(&self, side: usize, batch: RecordBatch) -> Result<RecordBatch> {
+    /// interval join, and the late ones if any (which pair with nothing); all
+    /// of them otherwise.
+    fn split_late(
+        &self,
+        side: usize,
+        batch: RecordBatch,
+    ) -> Result<(RecordBatch, Option<RecordBatch>)> {
         let Some(forget) = self.spec.forget.as_ref().filter(|_| self.spec.drop_late) else {
-            return Ok(batch);
+            return Ok((batch, None));
         };
         if self.watermark == i64::MIN {
-            return Ok(batch);
+            return Ok((batch, None));
         }
         let times = millis(&evaluate(forget[side].time.as_ref(), &batch)?)?;
         let on_time: BooleanArray = times
             .iter()
             .map(|t| Some(t.is_some_and(|t| t >= self.watermark)))
             .collect();
-        filter_record_batch(&batch, &on_time).map_err(failed("dropping late rows"))
+        if on_time.true_count() == batch.num_rows() {
+            return Ok((batch, None));
+        }
+        let late = not(&on_time).map_err(failed("picking late rows"))?;
+        let split = |mask: &BooleanArray| {
+            filter_record_batch(&batch, mask).map_err(failed("picking late rows"))
+        };
+        Ok((split(&on_time)?, Some(split(&late)?)))
     }
 
     /// The watermark after which no row of `batch` (side `side`) can pair
@@ -440,11 +459,22 @@ impl Operator for RegularJoin {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Watermark, _output: &mut Batch<Rows>) -> Result<()> {
+    fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<Rows>) -> Result<()> {
         self.watermark = self.watermark.max(watermark.0);
-        if self.spec.forget.is_some() {
-            for side in &mut self.sides {
-                side.forget_until(self.watermark);
+        if self.spec.forget.is_none() {
+            return Ok(());
+        }
+        for side in 0..2 {
+            let mut alone = Vec::new();
+            let preserved = self.spec.preserved[side];
+            self.sides[side].forget_until(self.watermark, |kept| {
+                if preserved {
+                    alone.extend(unmatched(&kept.batch, &kept.matches)?);
+                }
+                Ok(())
+            })?;
+            for rows in alone {
+                output.push(Rows::inserts(self.padded(rows.columns().to_vec(), side)?));
             }
         }
         Ok(())

@@ -4,8 +4,9 @@
 //! end; in an interval join (`b.t BETWEEN a.t - INTERVAL ... AND a.t + ...`,
 //! both bounds, over both tables' event-time columns) once the watermark
 //! passes the last time the other side's rows could match it, and a row
-//! arriving later than the watermark is dropped, as Flink's interval join
-//! does. A join with one bound only is a regular join, as in Flink.
+//! arriving later than the watermark pairs with nothing (an inner join drops
+//! it, as Flink's DataStream interval join does). A join with one bound only
+//! is a regular join, as in Flink.
 
 use std::fmt;
 

@@ -193,12 +193,19 @@ impl Side {
     }
 
     /// Forgets the batches, oldest first, that can pair no more once the
-    /// watermark is at `watermark`.
-    pub fn forget_until(&mut self, watermark: i64) {
+    /// watermark is at `watermark`; they are handed to `gone`.
+    pub fn forget_until(
+        &mut self,
+        watermark: i64,
+        mut gone: impl FnMut(Kept) -> Result<()>,
+    ) -> Result<()> {
         while self.kept.front().is_some_and(|k| k.until <= watermark) {
-            self.kept.pop_front();
+            if let Some(kept) = self.kept.pop_front() {
+                gone(kept)?;
+            }
             self.first += 1;
         }
+        Ok(())
     }
 
     /// Drops the index entries of forgotten rows (and keys left without any).
@@ -289,9 +296,19 @@ mod tests {
                 .convert_columns(&[Arc::new(StringArray::from(vec![k])) as ArrayRef])
                 .unwrap()
         };
-        side.forget_until(9_998);
+        let mut gone = 0;
+        side.forget_until(9_998, |_| {
+            gone += 1;
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(side.rows_of(key("a").row(0).as_ref()).len(), 1);
-        side.forget_until(9_999);
+        side.forget_until(9_999, |_| {
+            gone += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(gone, 1);
         assert!(side.rows_of(key("a").row(0).as_ref()).is_empty());
         assert_eq!(side.rows_of(key("b").row(0).as_ref()).len(), 1);
         side.compact();

@@ -271,9 +271,9 @@ impl<'a> Lowering<'a> {
     }
 
     /// `JOIN ... ON`: an equi-join of two append-only inputs, inner or
-    /// outer (an updating result); an inner one of two window results on
-    /// their windows' ends is a window join, and with both bounds on the two
-    /// sides' event times an interval join.
+    /// outer (a regular outer join's result is updating); one of two window
+    /// results on their windows' ends is a window join, and with both bounds
+    /// on the two sides' event times an interval join.
     fn join(&mut self, join: &Join) -> Result<usize> {
         let preserved = match join.join_type {
             JoinType::Inner => [false, false],
@@ -302,28 +302,24 @@ impl<'a> Lowering<'a> {
                 join.join_type
             );
         }
-        // An outer join pads and retracts as rows arrive, as a regular one.
-        let time_bound = (!outer)
-            .then(|| time_bound(join, self.context))
-            .flatten()
-            .map(Box::new);
+        let time_bound = time_bound(join, self.context).map(Box::new);
         if updating && time_bound.is_some() {
             return plan_err!(
                 "JOIN of an updating result bounded by event time (a window or an interval join) is not supported: such a join forgets rows by the watermark, and an updating result may take them back later"
             );
         }
+        let has_bound = time_bound.is_some();
         let operator = Operator::Join {
             on: join.on.clone(),
             filter: join.filter.clone(),
             time_bound,
             preserved,
         };
-        Ok(self.add(
-            operator,
-            vec![left, right],
-            join.schema.clone(),
-            outer || updating,
-        ))
+        // A regular outer join pads rows as they arrive and takes the padded
+        // ones back when partners come; one bounded by event time pads them
+        // once they can pair no more, and only appends.
+        let appends = !updating && (!outer || has_bound);
+        Ok(self.add(operator, vec![left, right], join.schema.clone(), !appends))
     }
 
     /// `GROUP BY`: over a window table function's `window_start` and

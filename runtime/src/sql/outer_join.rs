@@ -1,11 +1,21 @@
 //! What an outer join adds to the regular join's pairs, as Flink's streaming
-//! outer join: a row of a preserved side (the left of a `LEFT JOIN`, both of
+//! outer joins: a row of a preserved side (the left of a `LEFT JOIN`, both of
 //! a `FULL JOIN`) that pairs with nothing goes out padded with NULLs for the
-//! other side; when its first partner arrives later, that padded row is
-//! deleted (`-D`) before the pair is inserted. The result is a changelog.
+//! other side.
+//!
+//! - A regular outer join pads a row on arrival; when its first partner
+//!   arrives later, that padded row is deleted (`-D`) before the pair is
+//!   inserted. The result is a changelog.
+//! - An outer join bounded by event time (a window or an interval join) pads
+//!   a row once the watermark has passed the last time it could pair
+//!   ([`unmatched`]), if it met no partner by then; a row that arrives later
+//!   than the watermark pairs with nothing and is padded at once. Nothing is
+//!   taken back: the result only appends, as Flink's.
 
-use datafusion_common::arrow::array::{new_null_array, ArrayRef, Int8Array, RecordBatch};
-use datafusion_common::arrow::compute::concat_batches;
+use datafusion_common::arrow::array::{
+    new_null_array, ArrayRef, Int8Array, RecordBatch, UInt32Array,
+};
+use datafusion_common::arrow::compute::{concat_batches, take_record_batch};
 use datafusion_common::arrow::datatypes::SchemaRef;
 
 use crate::error::{Error, Result};
@@ -32,6 +42,20 @@ pub fn padded(
     };
     RecordBatch::try_new(schema.clone(), all)
         .map_err(|e| Error::Sql(format!("padding an outer join's row with NULLs: {e}")))
+}
+
+/// The rows of `batch` that met no partner (`matches`, one count per row),
+/// or `None` when every one did.
+pub fn unmatched(batch: &RecordBatch, matches: &[u32]) -> Result<Option<RecordBatch>> {
+    let alone: Vec<u32> = (0..batch.num_rows() as u32)
+        .filter(|&row| matches.get(row as usize).is_none_or(|&m| m == 0))
+        .collect();
+    if alone.is_empty() {
+        return Ok(None);
+    }
+    take_record_batch(batch, &UInt32Array::from(alone))
+        .map(Some)
+        .map_err(|e| Error::Sql(format!("padding an outer join's rows: {e}")))
 }
 
 /// A join's output for one input batch, in order: each part with its kind.
@@ -104,5 +128,23 @@ mod tests {
             (RowKind::Delete, RowKind::Insert)
         );
         assert!(Changes::default().finish(&schema()).unwrap().is_none());
+    }
+
+    #[test]
+    fn rows_that_met_no_partner_are_picked_in_order() {
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)])),
+            vec![a],
+        )
+        .unwrap();
+        let alone = unmatched(&batch, &[0, 2, 0, 1]).unwrap().unwrap();
+        let values = alone
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(values.values(), &[1, 3]);
+        assert!(unmatched(&batch, &[1, 1, 1, 1]).unwrap().is_none());
     }
 }

@@ -260,17 +260,27 @@ impl Operator {
                 "keyed by {}: accumulators (for ever, or for SET 'table.exec.state.ttl' without an update)",
                 keys(k)
             )),
-            Operator::Join { on, time_bound, .. } => Some(format!(
-                "keyed by {}: both inputs' rows ({})",
+            Operator::Join {
+                on,
+                time_bound,
+                preserved,
+                ..
+            } => Some(format!(
+                "keyed by {}: both inputs' rows ({}){}",
                 keys(&on.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()),
                 match time_bound.as_deref() {
                     Some(TimeBound::Windows(_)) => {
                         "until the watermark passes their window's end".to_string()
                     }
                     Some(TimeBound::Interval([left, right])) => format!(
-                        "an interval join: left rows {left}, right rows {right}; rows later than the watermark are dropped"
+                        "an interval join: left rows {left}, right rows {right}; rows later than the watermark pair with nothing"
                     ),
                     None => "for ever, or for SET 'table.exec.state.ttl'".to_string(),
+                },
+                match (time_bound.is_some(), preserved.contains(&true)) {
+                    (true, true) => "; a row of a preserved side that met no partner goes out padded with NULLs when it is forgotten",
+                    (false, true) => "; a row of a preserved side goes out padded with NULLs until its first partner comes",
+                    _ => "",
                 }
             )),
             Operator::TopN {

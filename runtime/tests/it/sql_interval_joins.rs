@@ -10,12 +10,14 @@ use std::path::Path;
 use crate::sql_nexmark_runs::{nexmark_script, same_rows_through_failures_and_a_rescale};
 use crate::support::{assert_ok, committed_lines, run_args, run_in, sorted_lines};
 
-const ORDERS: &str = r#"{"id": 1, "ts": "2026-01-01 10:00:00"}
+/// Three orders, for [`SHIPMENTS`].
+pub const ORDERS: &str = r#"{"id": 1, "ts": "2026-01-01 10:00:00"}
 {"id": 2, "ts": "2026-01-01 10:30:00"}
 {"id": 3, "ts": "2026-01-01 11:00:00"}
 "#;
 
-const SHIPMENTS: &str = r#"{"order_id": 1, "ts": "2026-01-01 10:20:00"}
+/// Shipments of [`ORDERS`]: within an hour of their order or not.
+pub const SHIPMENTS: &str = r#"{"order_id": 1, "ts": "2026-01-01 10:20:00"}
 {"order_id": 2, "ts": "2026-01-01 10:29:59"}
 {"order_id": 1, "ts": "2026-01-01 11:00:00"}
 {"order_id": 2, "ts": "2026-01-01 11:30:00"}
@@ -59,7 +61,7 @@ INSERT INTO shipped SELECT o.id, o.ts, s.ts FROM orders o JOIN shipments s
 /// events, into `out`; `regular` writes the bounds over the times as numbers,
 /// which makes a regular join that keeps every row. `weir sql` arguments, at
 /// `rate_limit` events per second per table.
-fn early_bids(dir: &Path, out: &str, regular: bool, rate_limit: Option<u32>) -> Vec<String> {
+pub fn early_bids(dir: &Path, out: &str, regular: bool, rate_limit: Option<u32>) -> Vec<String> {
     let bounds = if regular {
         "CAST(b.date_time AS BIGINT) BETWEEN CAST(a.date_time AS BIGINT) AND CAST(a.date_time AS BIGINT) + 1000"
     } else {
