@@ -10,16 +10,16 @@
 //! N = 1. Rows are kept in Arrow's row format and checkpointed per key group
 //! as Arrow IPC, in rank order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
     Array, ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array,
 };
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion_common::arrow::row::{OwnedRow, RowConverter};
+use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
-use rustc_hash::FxBuildHasher;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 use crate::data::{Barrier, Batch};
 use crate::error::{Error, Result};
@@ -55,36 +55,90 @@ pub struct TopNSpec {
     pub newest_first: bool,
 }
 
-/// A kept row.
-struct Entry {
-    order: OwnedRow,
+/// A kept row: its order key and its whole row in Arrow's row format, back
+/// to back in one buffer (reused when the row is pushed out by another).
+#[derive(Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    order_len: usize,
     arrival: u64,
-    row: OwnedRow,
+}
+
+impl Kept {
+    fn order(&self) -> &[u8] {
+        &self.bytes[..self.order_len]
+    }
+
+    fn row(&self) -> &[u8] {
+        &self.bytes[self.order_len..]
+    }
+
+    fn set(&mut self, order: &[u8], row: &[u8], arrival: u64) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(order);
+        self.bytes.extend_from_slice(row);
+        self.order_len = order.len();
+        self.arrival = arrival;
+    }
 }
 
 /// One partition's kept rows, in rank order.
 struct Partition {
+    key: Box<[u8]>,
+    hash: u64,
     key_group: u32,
-    entries: Vec<Entry>,
+    entries: Vec<Kept>,
+}
+
+/// The changes a batch made: each one's kind and rank, and its row (in
+/// Arrow's row format) as a range of one buffer, reused from batch to batch.
+#[derive(Default)]
+struct Changes {
+    kinds: Vec<i8>,
+    ranks: Vec<u64>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Changes {
+    fn push(&mut self, kind: RowKind, rank: u64, row: &[u8]) {
+        self.kinds.push(kind as i8);
+        self.ranks.push(rank);
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.bytes[start..end])
+    }
+
+    fn clear(&mut self) {
+        self.kinds.clear();
+        self.ranks.clear();
+        self.ends.clear();
+        self.bytes.clear();
+    }
 }
 
 /// The top-N operator.
 pub struct TopN {
     spec: Arc<TopNSpec>,
-    partitions: HashMap<Box<[u8]>, Partition, FxBuildHasher>,
+    partitions: HashTable<Partition>,
     /// Arrival order, for ties (kept in checkpoints).
     arrivals: u64,
     max_parallelism: u64,
     state_schema: SchemaRef,
     uid: String,
+    changes: Changes,
+    hashes: Vec<u64>,
 }
 
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Sql(format!("{what}: {e}"))
 }
-
-/// The changes a batch made: (kind, rank, the row).
-type Changes = Vec<(RowKind, u64, OwnedRow)>;
 
 impl TopN {
     /// The operator computing `spec`.
@@ -99,10 +153,12 @@ impl TopN {
         TopN {
             state_schema: Arc::new(Schema::new(fields)),
             spec,
-            partitions: HashMap::with_hasher(FxBuildHasher),
+            partitions: HashTable::new(),
             arrivals: 0,
             max_parallelism: 1,
             uid: String::new(),
+            changes: Changes::default(),
+            hashes: Vec::new(),
         }
     }
 
@@ -115,12 +171,12 @@ impl TopN {
     }
 
     /// Puts `batch`'s rows in their partitions (`arrivals`: each row's, or
-    /// fresh ones), appending what changed to `changes`.
+    /// fresh ones), recording what changed when `record`.
     fn rank(
         &mut self,
         batch: &RecordBatch,
         arrivals: Option<&UInt64Array>,
-        changes: &mut Changes,
+        record: bool,
     ) -> Result<()> {
         let partition_columns = self.columns(&self.spec.partition, batch)?;
         let keys = self
@@ -128,8 +184,7 @@ impl TopN {
             .partition_rows
             .convert_columns(&partition_columns)
             .map_err(failed("top-N keys"))?;
-        let mut hashes = Vec::with_capacity(batch.num_rows());
-        hash_rows(&partition_columns, batch.num_rows(), &mut hashes)?;
+        hash_rows(&partition_columns, batch.num_rows(), &mut self.hashes)?;
         let order_columns = self.columns(&self.spec.order, batch)?;
         let orders = self
             .spec
@@ -141,8 +196,8 @@ impl TopN {
             .input_rows
             .convert_columns(batch.columns())
             .map_err(failed("top-N rows"))?;
-        let limit = self.spec.limit;
-        for (i, hash) in hashes.iter().enumerate() {
+        let (limit, newest_first) = (self.spec.limit, self.spec.newest_first);
+        for (i, &hash) in self.hashes.iter().enumerate() {
             let arrival = match arrivals {
                 Some(a) => a.value(i),
                 None => {
@@ -151,73 +206,87 @@ impl TopN {
                 }
             };
             let key = keys.row(i);
-            if !self.partitions.contains_key(key.as_ref()) {
-                let partition = Partition {
-                    key_group: (hash % self.max_parallelism) as u32,
-                    entries: Vec::with_capacity(limit.min(16)),
-                };
-                self.partitions.insert(key.as_ref().into(), partition);
-            }
-            let Some(partition) = self.partitions.get_mut(key.as_ref()) else {
-                continue;
+            let key = key.as_ref();
+            let partition = match self.partitions.entry(hash, |p| &*p.key == key, |p| p.hash) {
+                Entry::Occupied(found) => found.into_mut(),
+                Entry::Vacant(vacant) => vacant
+                    .insert(Partition {
+                        key: key.into(),
+                        hash,
+                        key_group: (hash % self.max_parallelism) as u32,
+                        entries: Vec::with_capacity(limit.min(16)),
+                    })
+                    .into_mut(),
             };
             let order = orders.row(i);
-            let newest_first = self.spec.newest_first;
+            let order = order.as_ref();
             let at = partition.entries.partition_point(|e| {
                 let (mine, theirs) = if newest_first {
                     (arrival, e.arrival)
                 } else {
                     (e.arrival, arrival)
                 };
-                (e.order.row(), mine) <= (order, theirs)
+                (e.order(), mine) <= (order, theirs)
             });
             if at >= limit {
                 continue;
             }
-            let entry = Entry {
-                order: order.owned(),
-                arrival,
-                row: rows.row(i).owned(),
-            };
-            partition.entries.insert(at, entry);
-            let filled = partition.entries.len().min(limit);
-            for slot in at..filled {
-                let rank = slot as u64 + 1;
-                let now = partition.entries[slot].row.clone();
-                match partition.entries.get(slot + 1) {
-                    Some(before) => {
-                        changes.push((RowKind::UpdateBefore, rank, before.row.clone()));
-                        changes.push((RowKind::UpdateAfter, rank, now));
+            let row = rows.row(i);
+            let row = row.as_ref();
+            let entries = &partition.entries;
+            if record {
+                // Every slot from `at` on changes: it held `entries[slot]`
+                // and now holds the new row (at `at`) or its upper neighbour.
+                for slot in at..(entries.len() + 1).min(limit) {
+                    let rank = slot as u64 + 1;
+                    let now = if slot == at {
+                        row
+                    } else {
+                        entries[slot - 1].row()
+                    };
+                    match entries.get(slot) {
+                        Some(before) => {
+                            self.changes.push(RowKind::UpdateBefore, rank, before.row());
+                            self.changes.push(RowKind::UpdateAfter, rank, now);
+                        }
+                        None => self.changes.push(RowKind::Insert, rank, now),
                     }
-                    None => changes.push((RowKind::Insert, rank, now)),
                 }
             }
-            partition.entries.truncate(limit);
+            // The row pushed past rank N lends its buffer to the new one.
+            let mut entry = match partition.entries.len() >= limit {
+                true => partition.entries.pop().unwrap_or_default(),
+                false => Kept::default(),
+            };
+            entry.set(order, row, arrival);
+            partition.entries.insert(at, entry);
         }
         Ok(())
     }
 
-    fn emit(&self, changes: Changes) -> Result<Option<Rows>> {
-        if changes.is_empty() {
+    /// The changes recorded since the last call, as rows with kinds.
+    fn emit(&mut self) -> Result<Option<Rows>> {
+        if self.changes.kinds.is_empty() {
             return Ok(None);
         }
+        let parser = self.spec.input_rows.parser();
         let mut columns = self
             .spec
             .input_rows
-            .convert_rows(changes.iter().map(|(_, _, row)| row.row()))
+            .convert_rows(self.changes.rows().map(|row| parser.parse(row)))
             .map_err(failed("top-N rows"))?;
-        let ranks: ArrayRef = Arc::new(UInt64Array::from_iter_values(
-            changes.iter().map(|(_, rank, _)| *rank),
-        ));
+        let ranks: ArrayRef = Arc::new(UInt64Array::from(self.changes.ranks.clone()));
         let rank_type = self.spec.schema.field(columns.len()).data_type().clone();
         columns.push(
             datafusion_common::arrow::compute::cast(&ranks, &rank_type)
                 .map_err(failed("top-N ranks"))?,
         );
-        let options = RecordBatchOptions::new().with_row_count(Some(changes.len()));
+        let count = self.changes.kinds.len();
+        let options = RecordBatchOptions::new().with_row_count(Some(count));
         let batch = RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options)
             .map_err(failed("top-N rows"))?;
-        let kinds = Int8Array::from_iter_values(changes.iter().map(|(kind, _, _)| *kind as i8));
+        let kinds = Int8Array::from(self.changes.kinds.clone());
+        self.changes.clear();
         Ok(Some(Rows {
             batch,
             kinds: Some(kinds),
@@ -239,27 +308,27 @@ impl Operator for TopN {
     }
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
-        let mut changes = Changes::new();
         for rows in input.drain(..) {
-            self.rank(&rows.batch, None, &mut changes)?;
+            self.rank(&rows.batch, None, true)?;
         }
-        output.extend(self.emit(changes)?);
+        output.extend(self.emit()?);
         Ok(())
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
-        let kept: Vec<(&Partition, &Entry)> = self
+        let kept: Vec<(&Partition, &Kept)> = self
             .partitions
-            .values()
+            .iter()
             .flat_map(|p| p.entries.iter().map(move |e| (p, e)))
             .collect();
         if kept.is_empty() {
             return Ok(OperatorSnapshot::default());
         }
+        let parser = self.spec.input_rows.parser();
         let mut columns = self
             .spec
             .input_rows
-            .convert_rows(kept.iter().map(|(_, e)| e.row.row()))
+            .convert_rows(kept.iter().map(|(_, e)| parser.parse(e.row())))
             .map_err(failed("saving top-N state"))?;
         columns.push(Arc::new(UInt64Array::from_iter_values(
             kept.iter().map(|(_, e)| e.arrival),
@@ -295,7 +364,6 @@ impl TopN {
             .map_err(failed("restoring top-N state"))?;
         // Ranking the kept rows again in their arrival order gives back the
         // partitions; what that would emit was emitted before the checkpoint.
-        let mut ignored = Changes::new();
-        self.rank(&batch, Some(&arrivals), &mut ignored)
+        self.rank(&batch, Some(&arrivals), false)
     }
 }
