@@ -39,6 +39,7 @@ mod sql_kafka_avro;
 mod sql_nexmark_runs;
 mod sql_outer_joins;
 mod sql_top_n;
+mod sql_top_n_kafka;
 mod sql_updating;
 mod sql_updating_joins;
 mod sql_window_chains;
