@@ -12,11 +12,7 @@
 //! pairs with nothing. An outer join's unpaired rows: see
 //! [`crate::sql::outer_join`].
 //!
-//! An inner join also takes updating inputs (another `GROUP BY`'s
-//! changelog), as Flink's: an inserted or updated row (`+I`, `+U`) is kept
-//! and its pairs inserted (`+I`); a row taken back (`-U`, `-D`) removes one
-//! kept copy of itself and deletes its pairs (`-D`), so the result is a
-//! changelog too.
+//! An inner join also takes updating inputs (see [`updates`]).
 //!
 //! Both inputs reach the operator as one keyed stream of [`Either`] records
 //! (see [`crate::sql::join_split`]); state is checkpointed per key group.
@@ -24,10 +20,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion_common::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array,
-};
-use datafusion_common::arrow::compute::{filter_record_batch, not, take, take_record_batch};
+use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion_common::arrow::compute::{filter_record_batch, take, take_record_batch};
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
@@ -40,9 +34,9 @@ use crate::sql::calc::evaluate;
 use crate::sql::join_side::{pair_blob, split_blob, Side};
 use crate::sql::key_groups::hash_rows;
 use crate::sql::keyed_state::decode_key_group;
-use crate::sql::outer_join::{padded, unmatched, Changes};
+use crate::sql::outer_join::{padded, Changes};
 use crate::sql::rows::{RowKind, Rows};
-use crate::sql::windows::{millis, now_ms};
+use crate::sql::windows::now_ms;
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// What a regular join computes.
@@ -97,6 +91,11 @@ pub struct RegularJoin {
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Sql(format!("{what}: {e}"))
 }
+
+#[path = "join_time.rs"]
+mod time;
+#[path = "join_updates.rs"]
+mod updates;
 
 impl RegularJoin {
     /// The operator computing `spec`.
@@ -226,126 +225,10 @@ impl RegularJoin {
         changes.finish(&self.spec.schema)
     }
 
-    /// Joins rows of side `side` that may be a changelog: each run of rows
-    /// that add (`+I`, `+U`) is joined and kept, each run of rows taken back
-    /// (`-U`, `-D`) is removed with its pairs, in order.
-    fn join_changes(&mut self, side: usize, rows: Rows, output: &mut Batch<Rows>) -> Result<()> {
-        let Some(kinds) = rows.kinds.as_ref() else {
-            output.extend(self.join(side, rows.batch)?);
-            return Ok(());
-        };
-        let taken_back = |row: usize| {
-            matches!(
-                RowKind::from_code(kinds.value(row)),
-                RowKind::UpdateBefore | RowKind::Delete
-            )
-        };
-        let n = rows.batch.num_rows();
-        let mut start = 0;
-        while start < n {
-            let back = taken_back(start);
-            let end = (start..n).find(|&r| taken_back(r) != back).unwrap_or(n);
-            let run = rows.batch.slice(start, end - start);
-            output.extend(match back {
-                true => self.take_back(side, run)?,
-                false => self.join(side, run)?,
-            });
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// Takes the rows of `batch` (side `side`) back: removes a kept copy of
-    /// each and deletes (`-D`) its pairs with the other side's kept rows.
-    fn take_back(&mut self, side: usize, batch: RecordBatch) -> Result<Option<Rows>> {
-        let Some(whole_rows) = self.spec.whole_rows[side].clone() else {
-            return Err(Error::Internal(format!(
-                "join {}: an append-only input took a row back",
-                self.uid
-            )));
-        };
-        // A row with a NULL key was neither kept nor paired.
-        let (batch, columns, _) = self.keyed(side, batch)?;
-        if batch.num_rows() == 0 {
-            return Ok(None);
-        }
-        let keys = self
-            .spec
-            .converter
-            .convert_columns(&columns)
-            .map_err(failed("join keys"))?;
-        let whole = whole_rows
-            .convert_columns(batch.columns())
-            .map_err(failed("taking join rows back"))?;
-        let other = 1 - side;
-        let mut these: Vec<u32> = Vec::new();
-        let mut those: Vec<(u64, u32)> = Vec::new();
-        for row in 0..batch.num_rows() {
-            let key = keys.row(row);
-            self.sides[side].remove(key.as_ref(), whole.row(row).as_ref(), &whole_rows)?;
-            for &pair in self.sides[other].rows_of(key.as_ref()) {
-                these.push(row as u32);
-                those.push(pair);
-            }
-        }
-        if these.is_empty() {
-            return Ok(None);
-        }
-        let (joined, _) = self.pairs(side, &batch, &these, &those)?;
-        let deleted = Int8Array::from_value(RowKind::Delete as i8, joined.num_rows());
-        Ok(Some(Rows {
-            batch: joined,
-            kinds: Some(deleted),
-        }))
-    }
-
     /// Rows of side `side` padded with NULLs for the other side.
     fn padded(&self, columns: Vec<ArrayRef>, side: usize) -> Result<RecordBatch> {
         let other_fields = self.spec.inputs[1 - side].fields().len();
         padded(columns, side, other_fields, &self.spec.schema)
-    }
-
-    /// The rows of `batch` (side `side`) not later than the watermark, in an
-    /// interval join, and the late ones if any (which pair with nothing); all
-    /// of them otherwise.
-    fn split_late(
-        &self,
-        side: usize,
-        batch: RecordBatch,
-    ) -> Result<(RecordBatch, Option<RecordBatch>)> {
-        let Some(forget) = self.spec.forget.as_ref().filter(|_| self.spec.drop_late) else {
-            return Ok((batch, None));
-        };
-        if self.watermark == i64::MIN {
-            return Ok((batch, None));
-        }
-        let times = millis(&evaluate(forget[side].time.as_ref(), &batch)?)?;
-        let on_time: BooleanArray = times
-            .iter()
-            .map(|t| Some(t.is_some_and(|t| t >= self.watermark)))
-            .collect();
-        if on_time.true_count() == batch.num_rows() {
-            return Ok((batch, None));
-        }
-        let late = not(&on_time).map_err(failed("picking late rows"))?;
-        let split = |mask: &BooleanArray| {
-            filter_record_batch(&batch, mask).map_err(failed("picking late rows"))
-        };
-        Ok((split(&on_time)?, Some(split(&late)?)))
-    }
-
-    /// The watermark after which no row of `batch` (side `side`) can pair
-    /// any more, in a window or an interval join; `i64::MAX` otherwise.
-    fn until(&self, side: usize, batch: &RecordBatch) -> Result<i64> {
-        let Some(forget) = self.spec.forget.as_ref().map(|f| &f[side]) else {
-            return Ok(i64::MAX);
-        };
-        let times = millis(&evaluate(forget.time.as_ref(), batch)?)?;
-        Ok(times
-            .iter()
-            .flatten()
-            .max()
-            .map_or(i64::MAX, |t| t.saturating_add(forget.after_ms)))
     }
 
     /// The output rows of rows `these` of `batch` (side `side`) each with its
@@ -460,24 +343,7 @@ impl Operator for RegularJoin {
     }
 
     fn on_watermark(&mut self, watermark: Watermark, output: &mut Batch<Rows>) -> Result<()> {
-        self.watermark = self.watermark.max(watermark.0);
-        if self.spec.forget.is_none() {
-            return Ok(());
-        }
-        for side in 0..2 {
-            let mut alone = Vec::new();
-            let preserved = self.spec.preserved[side];
-            self.sides[side].forget_until(self.watermark, |kept| {
-                if preserved {
-                    alone.extend(unmatched(&kept.batch, &kept.matches)?);
-                }
-                Ok(())
-            })?;
-            for rows in alone {
-                output.push(Rows::inserts(self.padded(rows.columns().to_vec(), side)?));
-            }
-        }
-        Ok(())
+        self.advance(watermark, output)
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {

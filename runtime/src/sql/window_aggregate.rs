@@ -12,30 +12,25 @@
 //! group's window, key and accumulator state, so a restore at another
 //! parallelism hands every subtask exactly its key groups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::{
-    ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions,
-};
-use datafusion_common::arrow::compute::concat_batches;
-use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion_common::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
 use crate::data::{Barrier, Batch, Watermark};
 use crate::error::{Error, Result};
-use crate::keys::KeyGroup;
 use crate::operator::{Operator, OperatorContext};
 use crate::sql::aggregates::AggregateCall;
 use crate::sql::calc::evaluate;
 use crate::sql::early_fire::{fire_groups, EarlyFire, Firings};
 use crate::sql::groups::Groups;
 use crate::sql::key_groups::batch_keys;
-use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::Rows;
-use crate::sql::windows::{millis, now_ms, report_late, restored_watermark, time_column, Assigner};
+use crate::sql::windows::{millis, now_ms, restored_watermark, time_column, Assigner};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// Where an output column of the grouping comes from.
@@ -140,6 +135,11 @@ pub struct WindowAggregate {
     hashes: Vec<u64>,
     group_ids: Vec<usize>,
 }
+
+#[path = "window_aggregate_fire.rs"]
+mod fire;
+#[path = "window_aggregate_state.rs"]
+mod state;
 
 impl WindowAggregate {
     /// The operator computing `spec`.
@@ -279,94 +279,6 @@ impl WindowAggregate {
         self.group_ids = group_ids;
         Ok(())
     }
-
-    fn fire(&mut self, (end, start): (i64, i64), groups: Groups) -> Result<Option<Rows>> {
-        let n = groups.len();
-        if n == 0 {
-            return Ok(None);
-        }
-        let (keys, results) = groups.emit(&self.converter)?;
-        let batch = self.spec.output((end, start), n, keys, results)?;
-        Ok(Some(Rows::inserts(batch)))
-    }
-
-    /// Fires every window whose last millisecond is at or before `time`.
-    fn fire_until(&mut self, time: i64, output: &mut Batch<Rows>) -> Result<()> {
-        while let Some(entry) = self.panes.first_entry() {
-            if entry.key().0 - 1 > time {
-                break;
-            }
-            let (window, mut pane) = entry.remove_entry();
-            if self.spec.early_fire.is_some() {
-                let all: Vec<usize> = (0..pane.groups.len()).collect();
-                let spec = self.spec.clone();
-                output.extend(fire_groups(
-                    &spec,
-                    &self.converter,
-                    window,
-                    &mut pane.groups,
-                    &mut pane.firings,
-                    &all,
-                )?);
-            } else {
-                output.extend(self.fire(window, pane.groups)?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Fires the groups changed since they last fired, in every open window.
-    fn fire_changed(&mut self, output: &mut Batch<Rows>) -> Result<()> {
-        let spec = self.spec.clone();
-        for (&window, pane) in &mut self.panes {
-            let changed = pane.firings.changed();
-            if !changed.is_empty() {
-                output.extend(fire_groups(
-                    &spec,
-                    &self.converter,
-                    window,
-                    &mut pane.groups,
-                    &mut pane.firings,
-                    &changed,
-                )?);
-            }
-        }
-        Ok(())
-    }
-
-    fn restore_keyed(&mut self, group: KeyGroup, bytes: &[u8]) -> Result<()> {
-        let batch = decode_key_group(&self.uid, group, bytes, &self.state_schema)?;
-        let starts = batch.column(0).as_primitive::<Int64Type>().clone();
-        let ends = batch.column(1).as_primitive::<Int64Type>().clone();
-        let k = self.spec.key_types.len();
-        let keys = &batch.columns()[2..2 + k];
-        let states = &batch.columns()[2 + k..];
-        let key_rows = self
-            .converter
-            .convert_columns(keys)
-            .map_err(|e| self.bad_state(e))?;
-        let hashes = vec![u64::from(group.0); batch.num_rows()];
-        let mut windows: HashMap<(i64, i64), Vec<u32>> = HashMap::new();
-        for row in 0..batch.num_rows() {
-            windows
-                .entry((ends.value(row), starts.value(row)))
-                .or_default()
-                .push(row as u32);
-        }
-        let spec = self.spec.clone();
-        let firings_at: usize = spec.calls.iter().map(|c| c.state_fields.len()).sum();
-        for (window, rows) in windows {
-            let pane = self.pane(window)?;
-            let groups = pane
-                .groups
-                .restore(&rows, &key_rows, &hashes, states, &spec.calls)?;
-            if spec.early_fire.is_some() {
-                pane.firings
-                    .restore(&groups, &rows, &states[firings_at..])?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The types of the calls' results.
@@ -439,37 +351,6 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
-        report_late(&self.uid, std::mem::take(&mut self.late));
-        let operator_state = Some(self.watermark.to_le_bytes().to_vec());
-        let mut batches = Vec::with_capacity(self.panes.len());
-        let mut key_groups: Vec<u32> = Vec::new();
-        let result_types = result_types(&self.spec);
-        for (&(end, start), pane) in &mut self.panes {
-            let (keys, groups_of, states) = pane.groups.state(&self.converter)?;
-            let n = groups_of.len();
-            key_groups.extend_from_slice(groups_of);
-            let mut columns: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from(vec![start; n])),
-                Arc::new(Int64Array::from(vec![end; n])),
-            ];
-            columns.extend(keys);
-            columns.extend(states);
-            if self.spec.early_fire.is_some() {
-                columns.extend(pane.firings.state(n, &result_types)?);
-            }
-            let options = RecordBatchOptions::new().with_row_count(Some(n));
-            batches.push(
-                RecordBatch::try_new_with_options(self.state_schema.clone(), columns, &options)
-                    .map_err(|e| Error::Sql(format!("saving windows: {e}")))?,
-            );
-        }
-        let all = concat_batches(&self.state_schema, &batches)
-            .map_err(|e| Error::Sql(format!("saving windows: {e}")))?;
-        let keyed = encode_by_key_group(&all, &key_groups)?;
-        Ok(OperatorSnapshot {
-            operator_state,
-            keyed,
-            ..Default::default()
-        })
+        self.save()
     }
 }
