@@ -14,6 +14,7 @@ mod engine;
 mod event_time;
 mod exactly_once;
 mod examples;
+mod huge_pages;
 mod identity;
 mod joins;
 mod kafka;
