@@ -3,10 +3,10 @@
 //! every N-th of its rows and the window's end finishes it, as a changelog
 //! (golden lines); a delay (`table.exec.emit.early-fire.delay`) fires the
 //! groups changed since, and the changelog ends at the windows' on-time
-//! results; into an `upsert-kafka` table through injected failures, every
-//! key's committed results step through exactly the multiples of N and end
-//! at the on-time results; the README's example ends where its on-time
-//! version does.
+//! results; into an `upsert-kafka` table through injected failures, and
+//! through a savepoint and a rescale from 1 to 3, every key's committed
+//! results step through exactly the multiples of N and end at the on-time
+//! results; the README's example ends where its on-time version does.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +16,9 @@ use crate::kafka_broker::KafkaBroker;
 use crate::kafka_sink::{read_messages, OUT_PARTITIONS};
 use crate::sql_kafka::run_script;
 use crate::sql_updating::replay;
-use crate::support::{assert_ok, manifest_dir, restarts, run_in, stderr};
+use crate::support::{
+    assert_ok, manifest_dir, restarts, run_args, run_in, stderr, stop_with_savepoint,
+};
 
 const EARLY_EVERY_TWO: &str = "SET 'table.exec.emit.early-fire.enabled' = 'true';
 SET 'table.exec.emit.early-fire.count' = '2';";
@@ -172,9 +174,66 @@ fn results_by_key(broker: &KafkaBroker, topic: &str) -> BTreeMap<String, Vec<(u6
     by_key
 }
 
+/// Bids per window of every tenth auction into `upsert-kafka` topic
+/// `topic`, fired every `EVERY`-th bid if `early`.
+fn windows_script(broker: &KafkaBroker, topic: &str, early: bool) -> String {
+    let set = match early {
+        true => format!("SET 'table.exec.emit.early-fire.enabled' = 'true';\nSET 'table.exec.emit.early-fire.count' = '{EVERY}';\n"),
+        false => String::new(),
+    };
+    format!(
+        "{set}CREATE TABLE windows (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, total BIGINT, \
+         PRIMARY KEY (auction, window_start) NOT ENFORCED) \
+         WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
+         'key.format' = 'json', 'value.format' = 'json');\n\
+         INSERT INTO windows SELECT auction, window_start, COUNT(*), SUM(price) \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) \
+         WHERE MOD(auction, 10) = 0 GROUP BY auction, window_start, window_end;",
+        broker.bootstrap()
+    )
+}
+
+/// Every early window fires once per `EVERY`-th bid and, if the last firing
+/// was not the window's last bid, once at its end, with the on-time result
+/// last: how many firings came before the ends.
+fn fired_as_counted(
+    on_time: &BTreeMap<String, Vec<(u64, u64)>>,
+    early: &BTreeMap<String, Vec<(u64, u64)>>,
+) -> usize {
+    assert_eq!(
+        early.keys().collect::<Vec<_>>(),
+        on_time.keys().collect::<Vec<_>>()
+    );
+    let mut fired_early = 0;
+    for (key, results) in early {
+        let (bids, total) = on_time[key][0];
+        let mut steps: Vec<u64> = (1..=bids / EVERY).map(|k| k * EVERY).collect();
+        if bids % EVERY != 0 {
+            steps.push(bids);
+        }
+        let counts: Vec<u64> = results.iter().map(|r| r.0).collect();
+        assert_eq!(counts, steps, "{key}: {results:?}");
+        assert_eq!(results.last(), Some(&(bids, total)), "{key}");
+        fired_early += results.len() - 1;
+    }
+    fired_early
+}
+
+/// Every N-th bid of a window, as `table.exec.emit.early-fire.count`.
+const EVERY: u64 = 7;
+
+/// The bids: 300,000 at 10,000 a second of event time, read at 150,000 a second.
+const BIDS: [&str; 6] = [
+    "--option",
+    "bid.events.num=300000",
+    "--option",
+    "bid.events.per-second=10000",
+    "--option",
+    "bid.rate-limit=150000",
+];
+
 #[test]
 fn early_firing_into_an_upsert_table_is_exactly_once_through_failures() {
-    const EVERY: u64 = 7;
     let broker = KafkaBroker::start();
     let dir = tempfile::tempdir().unwrap();
     let mut written = Vec::new();
@@ -184,37 +243,15 @@ fn early_firing_into_an_upsert_table_is_exactly_once_through_failures() {
         ("windows-early-failing", true, "3"),
     ] {
         create_topic(&broker, topic, OUT_PARTITIONS);
-        let set = match early {
-            true => format!("SET 'table.exec.emit.early-fire.enabled' = 'true';\nSET 'table.exec.emit.early-fire.count' = '{EVERY}';\n"),
-            false => String::new(),
-        };
-        let script = format!(
-            "{set}CREATE TABLE windows (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, total BIGINT, \
-             PRIMARY KEY (auction, window_start) NOT ENFORCED) \
-             WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', \
-             'key.format' = 'json', 'value.format' = 'json');\n\
-             INSERT INTO windows SELECT auction, window_start, COUNT(*), SUM(price) \
-             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) \
-             WHERE MOD(auction, 10) = 0 GROUP BY auction, window_start, window_end;",
-            broker.bootstrap()
-        );
-        let out = run_script(
-            dir.path(),
-            topic,
-            &script,
-            &[
-                "--checkpoint-interval",
-                "200ms",
-                "--inject-failures",
-                failures,
-                "--option",
-                "bid.events.num=300000",
-                "--option",
-                "bid.events.per-second=10000",
-                "--option",
-                "bid.rate-limit=150000",
-            ],
-        );
+        let script = windows_script(&broker, topic, early);
+        let mut options = vec![
+            "--checkpoint-interval",
+            "200ms",
+            "--inject-failures",
+            failures,
+        ];
+        options.extend(BIDS);
+        let out = run_script(dir.path(), topic, &script, &options);
         assert_ok(&out);
         if failures != "0" {
             assert!(restarts(&out) >= 1, "{}", stderr(&out));
@@ -227,27 +264,58 @@ fn early_firing_into_an_upsert_table_is_exactly_once_through_failures() {
         "an on-time window is written once"
     );
     assert!(on_time.len() > 100, "{} windows", on_time.len());
-    let mut fired_early = 0;
     for early in &written[1..] {
-        assert_eq!(
-            early.keys().collect::<Vec<_>>(),
-            on_time.keys().collect::<Vec<_>>()
+        assert!(
+            fired_as_counted(on_time, early) > 100,
+            "too few early firings"
         );
-        for (key, results) in early {
-            // Each N-th bid of the window fires once, and the window's end
-            // writes its result if the last firing did not.
-            let (bids, total) = on_time[key][0];
-            let mut steps: Vec<u64> = (1..=bids / EVERY).map(|k| k * EVERY).collect();
-            if bids % EVERY != 0 {
-                steps.push(bids);
-            }
-            let counts: Vec<u64> = results.iter().map(|r| r.0).collect();
-            assert_eq!(counts, steps, "{key}: {results:?}");
-            assert_eq!(results.last(), Some(&(bids, total)), "{key}");
-            fired_early += results.len() - 1;
-        }
     }
-    assert!(fired_early > 100, "{fired_early} early firings");
+}
+
+#[test]
+fn early_firing_into_an_upsert_table_is_exactly_once_through_a_rescale() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let args = |topic: &str, early: bool| -> Vec<String> {
+        create_topic(&broker, topic, OUT_PARTITIONS);
+        let file = dir.path().join(format!("{topic}.sql"));
+        fs::write(&file, windows_script(&broker, topic, early)).unwrap();
+        let mut args = vec![
+            "sql".to_string(),
+            "-f".into(),
+            file.to_string_lossy().into(),
+        ];
+        args.extend(BIDS.map(str::to_string));
+        args.extend(["--max-parallelism".to_string(), "8".into()]);
+        args
+    };
+    let on_time = args("rescale-on-time", false);
+    assert_ok(&run_args(dir.path(), &on_time, &["-p", "2"]));
+    let on_time = results_by_key(&broker, "rescale-on-time");
+    // Stopped with a savepoint at parallelism 1, restored at 3: the windows
+    // open at the savepoint go on counting where they were.
+    let early = args("rescale-early", true);
+    let savepoint = stop_with_savepoint(dir.path(), &early, &["--name", "rescaled"]);
+    let before: usize = results_by_key(&broker, "rescale-early")
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert!(before > 0, "the savepoint came before any firing");
+    assert_ok(&run_args(
+        dir.path(),
+        &early,
+        &["-p", "3", "--restore", &savepoint, "--name", "rescaled"],
+    ));
+    let rescaled = results_by_key(&broker, "rescale-early");
+    let after: usize = rescaled.values().map(Vec::len).sum();
+    assert!(
+        after > before,
+        "{before} results before the savepoint, {after} in all"
+    );
+    assert!(
+        fired_as_counted(&on_time, &rescaled) > 100,
+        "too few early firings"
+    );
 }
 
 #[test]
