@@ -7,9 +7,11 @@
 #   bench/nexmark/run-sql.sh [--events N] [--queries "q0 q1 q2" | --queries "FILE ..."]
 #                            [--parallelism "1 2"] [--checkpoint-interval 10s]
 #                            [--state-backend hashmap|rocksdb] [--flink-only] [--weir-only]
-#                            [--results FILE]
+#                            [--runs K] [--results FILE]
 #
 # Default: every examples/sql/nexmark/q*.sql (a query name qN is that directory's qN.sql).
+# --runs K runs each side K times, Flink and weir taking turns, and the table shows each
+# side's median (every RESULT line is printed and saved).
 # Environment: WEIR (the weir binary, default `weir` on PATH), FLINK_JAVA_OPTS (JVM options
 # of the Flink runs, default "-Xmx4g"), JAVA (default `java`), MVN (default `mvn`).
 set -euo pipefail
@@ -24,8 +26,9 @@ backend=hashmap
 flink=1
 weir=1
 results=""
+runs=1
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --events) events="${2//[_,]/}"; shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
         --flink-only) weir=0; shift ;;
         --weir-only) flink=0; shift ;;
         --results) results="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -79,36 +83,46 @@ if [ "$weir" = 1 ] && ! command -v "$WEIR" >/dev/null; then
     exit 1
 fi
 
+# The median of the numbers given (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%d", v[(NR + 1) / 2]; else printf "%d", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 lines=()
 declare -A weir_rpc flink_rpc
 for i in "${!files[@]}"; do
     file="${files[$i]}"
     q="${names[$i]}"
     for p in $parallelisms; do
-        if [ "$flink" = 1 ]; then
-            out="$("$JAVA" "${java_opts[@]}" -cp "$classpath" weir.bench.NexmarkSql --sql "$file" \
-                --events "$events" --parallelism "$p" --checkpoint-interval "$interval" \
-                --state-backend "$flink_backend")" || { echo "flink $q p=$p failed" >&2; out=""; }
-            line="$(grep '^RESULT ' <<< "$out" || true)"
-            grep '^INFO ' <<< "$out" >&2 || true
-            if [ -n "$line" ]; then
-                echo "$line"
-                lines+=("$line")
-                flink_rpc["$q/$p"]="$(field "$line" rps_per_core)"
+        flink_runs=()
+        weir_runs=()
+        for _ in $(seq "$runs"); do
+            if [ "$flink" = 1 ]; then
+                out="$("$JAVA" "${java_opts[@]}" -cp "$classpath" weir.bench.NexmarkSql --sql "$file" \
+                    --events "$events" --parallelism "$p" --checkpoint-interval "$interval" \
+                    --state-backend "$flink_backend")" || { echo "flink $q p=$p failed" >&2; out=""; }
+                line="$(grep '^RESULT ' <<< "$out" || true)"
+                grep '^INFO ' <<< "$out" >&2 || true
+                if [ -n "$line" ]; then
+                    echo "$line"
+                    lines+=("$line")
+                    flink_runs+=("$(field "$line" rps_per_core)")
+                fi
             fi
-        fi
-        if [ "$weir" = 1 ]; then
-            wargs=(bench sql --query-file "$file" --events "$events" --parallelism "$p"
-                --checkpoint-interval "$interval")
-            [ "$weir_backend" = heap ] || wargs+=(--state-backend "$weir_backend")
-            out="$("$WEIR" "${wargs[@]}")" || { echo "weir $q p=$p failed" >&2; out=""; }
-            line="$(grep '^RESULT ' <<< "$out" || true)"
-            if [ -n "$line" ]; then
-                echo "$line"
-                lines+=("$line")
-                weir_rpc["$q/$p"]="$(field "$line" rps_per_core)"
+            if [ "$weir" = 1 ]; then
+                wargs=(bench sql --query-file "$file" --events "$events" --parallelism "$p"
+                    --checkpoint-interval "$interval")
+                [ "$weir_backend" = heap ] || wargs+=(--state-backend "$weir_backend")
+                out="$("$WEIR" "${wargs[@]}")" || { echo "weir $q p=$p failed" >&2; out=""; }
+                line="$(grep '^RESULT ' <<< "$out" || true)"
+                if [ -n "$line" ]; then
+                    echo "$line"
+                    lines+=("$line")
+                    weir_runs+=("$(field "$line" rps_per_core)")
+                fi
             fi
-        fi
+        done
+        [ "${#flink_runs[@]}" = 0 ] || flink_rpc["$q/$p"]="$(median "${flink_runs[@]}")"
+        [ "${#weir_runs[@]}" = 0 ] || weir_rpc["$q/$p"]="$(median "${weir_runs[@]}")"
     done
 done
 
@@ -117,7 +131,7 @@ if [ -n "$results" ]; then
 fi
 
 echo
-echo "Nexmark SQL, $events events, checkpoints every $interval, state: $backend"
+echo "Nexmark SQL, $events events, checkpoints every $interval, state: $backend, median of $runs run(s) a side"
 printf '%-6s %11s %18s %18s %11s\n' query parallelism weir_rps_per_core flink_rps_per_core weir/flink
 for q in "${names[@]}"; do
     for p in $parallelisms; do
