@@ -222,8 +222,9 @@ fn fired_as_counted(
 /// Every N-th bid of a window, as `table.exec.emit.early-fire.count`.
 const EVERY: u64 = 7;
 
-/// The bids: 300,000 at 10,000 a second of event time, read at 150,000 a second.
-const BIDS: [&str; 6] = [
+/// `weir sql` options of the bids: 300,000 at 10,000 a second of event time,
+/// read at 150,000 a second.
+pub const BIDS: [&str; 6] = [
     "--option",
     "bid.events.num=300000",
     "--option",

@@ -16,10 +16,11 @@ use std::path::Path;
 use crate::kafka::create_topic;
 use crate::kafka_broker::KafkaBroker;
 use crate::kafka_sink::{read_messages, OUT_PARTITIONS};
+use crate::sql_early_fire::BIDS;
 use crate::support::{assert_ok, restarts, run_args, stderr, stop_with_savepoint};
 
 /// `weir sql` arguments of the top three bids of every tenth auction over
-/// 300,000 bids, into `topic`.
+/// [`BIDS`], into `topic`.
 fn top_bids(dir: &Path, broker: &KafkaBroker, topic: &str) -> Vec<String> {
     let script = format!(
         "CREATE TABLE top_bids (auction BIGINT, rn BIGINT, price BIGINT, bidder BIGINT,
@@ -35,19 +36,13 @@ fn top_bids(dir: &Path, broker: &KafkaBroker, topic: &str) -> Vec<String> {
     );
     let file = dir.join(format!("{topic}.sql"));
     fs::write(&file, script).unwrap();
-    [
-        "sql",
-        "-f",
-        &file.to_string_lossy(),
-        "--option",
-        "bid.events.num=300000",
-        "--option",
-        "bid.events.per-second=10000",
-        "--option",
-        "bid.rate-limit=150000",
-    ]
-    .map(str::to_string)
-    .to_vec()
+    let mut args = vec![
+        "sql".to_string(),
+        "-f".into(),
+        file.to_string_lossy().into(),
+    ];
+    args.extend(BIDS.map(str::to_string));
+    args
 }
 
 /// Per rank (its key), its `(price, bidder)` rows as committed, in the order
