@@ -273,13 +273,45 @@ pub fn generate_blocks<T>(
     mut make: impl FnMut(u64) -> T,
 ) {
     out.reserve(count);
-    let (mut k, end) = (position, position + count as u64);
-    while k < end {
+    for numbers in block_runs(position, count, split, splits) {
+        out.extend(numbers.map(&mut make));
+    }
+}
+
+/// The global indices of split `split`'s records `position .. position +
+/// count`, as runs of consecutive numbers (one per block touched).
+fn block_runs(
+    position: u64,
+    count: usize,
+    split: u32,
+    splits: u32,
+) -> impl Iterator<Item = std::ops::Range<u64>> {
+    let end = position + count as u64;
+    let mut k = position;
+    std::iter::from_fn(move || {
+        if k >= end {
+            return None;
+        }
         // Within one block the global indices are consecutive.
         let run = (((k / BLOCK) + 1) * BLOCK).min(end) - k;
         let first = block_index(k, split, splits);
-        out.extend((first..first + run).map(&mut make));
         k += run;
+        Some(first..first + run)
+    })
+}
+
+/// As [`generate_blocks`], but appends only the records `make` returns: a
+/// generator of some of the records, which still counts them all.
+pub fn generate_blocks_where<T>(
+    position: u64,
+    count: usize,
+    split: u32,
+    splits: u32,
+    out: &mut Batch<T>,
+    mut make: impl FnMut(u64) -> Option<T>,
+) {
+    for numbers in block_runs(position, count, split, splits) {
+        out.extend(numbers.filter_map(&mut make));
     }
 }
 

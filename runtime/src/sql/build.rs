@@ -415,6 +415,7 @@ fn top_n_spec(
         schema: Arc::clone(node.schema.inner()),
         limit,
         newest_first,
+        update_before: node.update_before,
     })
 }
 
@@ -539,13 +540,14 @@ fn source(job: &JobBuilder, table: &Table, node: &PlanNode) -> Result<Stream<Row
     match table.connector() {
         "nexmark" => {
             let nexmark = NexmarkTable::new(table)?;
-            let (config, events, rate) = (nexmark.config, nexmark.events, nexmark.rate_limit);
+            let (config, kind) = (nexmark.config, nexmark.kind);
+            let (events, rate) = (nexmark.events, nexmark.rate_limit);
             // Flink SQL's watermark is the newest event time less the delay;
             // the generator's trails it by one millisecond more.
             let max_delay = (nexmark.max_delay_ms - 1).max(0);
             let generated: Stream<Event> = job
                 .source(&format!("{}-events", node.uid), move |_| {
-                    GeneratorSource::new(NexmarkEvents::new(config), events, rate).with_watermarks(SplitWatermarks {
+                    GeneratorSource::new(NexmarkEvents::of_kind(config, kind), events, rate).with_watermarks(SplitWatermarks {
                         timestamp: Arc::new(Event::date_time),
                         max_delay,
                         interval: Duration::from_millis(200),

@@ -47,7 +47,10 @@ fn tree(plan: &StreamPlan, tables: &Tables, index: usize, depth: usize, text: &m
         }
     }
     if node.updating {
-        line.push_str(" [updating]");
+        line.push_str(match node.update_before {
+            true => " [updating]",
+            false => " [updating, no -U: its sinks take new rows only]",
+        });
     }
     if let Some(state) = node.operator.state() {
         let _ = write!(line, "\n{indent}{:<34}   state: {state}", "");

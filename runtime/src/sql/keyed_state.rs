@@ -68,16 +68,28 @@ pub fn encode_rows_by_key_group(
         sorted[*at] = (row.batch as usize, row.row as usize);
         *at += 1;
     }
-    let schema = first.schema();
-    let columns = (0..schema.fields().len())
-        .map(|c| {
-            let sources: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&sources, &sorted)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(failed)?;
-    let options = RecordBatchOptions::new().with_row_count(Some(sorted.len()));
-    let all = RecordBatch::try_new_with_options(schema, columns, &options).map_err(failed)?;
+    // Rows given in group order, all of one batch, need no gathering.
+    let in_place = batches.len() == 1
+        && sorted.len() == first.num_rows()
+        && sorted
+            .iter()
+            .enumerate()
+            .all(|(i, &(batch, row))| batch == 0 && row == i);
+    let all = if in_place {
+        first.clone()
+    } else {
+        let schema = first.schema();
+        let columns = (0..schema.fields().len())
+            .map(|c| {
+                let sources: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&sources, &sorted)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let options = RecordBatchOptions::new().with_row_count(Some(sorted.len()));
+        RecordBatch::try_new_with_options(schema, columns, &options).map_err(failed)?
+    };
     let mut keyed = Vec::new();
     for group in 0..groups {
         let (start, end) = (starts[group], starts[group + 1]);
@@ -174,6 +186,10 @@ mod tests {
         let single = encode_by_key_group(&batches[0], &[2, 0, 2]).unwrap();
         assert_eq!(ids(&single[0].1), [2]);
         assert_eq!(ids(&single[1].1), [1, 3]);
+        // Already in group order: saved as it is, sliced.
+        let in_order = encode_by_key_group(&batches[0], &[0, 2, 2]).unwrap();
+        assert_eq!(ids(&in_order[0].1), [1]);
+        assert_eq!(ids(&in_order[1].1), [2, 3]);
         assert!(encode_rows_by_key_group(&[], &[]).unwrap().is_empty());
     }
 

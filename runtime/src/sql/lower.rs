@@ -10,6 +10,7 @@ use datafusion_common::{plan_err, Column, DFSchema, DFSchemaRef, Result};
 use datafusion_expr::logical_plan::{
     Aggregate, Distinct, DmlStatement, Join, JoinType, SubqueryAlias, Window, WriteOp,
 };
+use datafusion_expr::utils::{conjunction, split_conjunction};
 use datafusion_expr::{Expr, LogicalPlan};
 
 use crate::sql::context::Context;
@@ -50,8 +51,15 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// The plan of every insert added.
-    pub fn finish(self) -> StreamPlan {
+    /// The plan of every insert added, its operators told which of their
+    /// `-U` rows are read.
+    pub fn finish(mut self) -> StreamPlan {
+        let context = self.context;
+        self.plan.drop_unread_update_befores(|table| {
+            context
+                .table(table)
+                .is_none_or(|t| !matches!(t.connector(), "upsert-kafka" | "blackhole"))
+        });
         self.plan
     }
 
@@ -122,6 +130,7 @@ impl<'a> Lowering<'a> {
             inputs,
             schema,
             updating,
+            update_before: true,
         });
         self.plan.nodes.len() - 1
     }
@@ -159,14 +168,20 @@ impl<'a> Lowering<'a> {
             }
             LogicalPlan::Filter(filter) => {
                 // `WHERE rn <= N` on a ROW_NUMBER() below: the top-N keeps
-                // only those rows, so the filter goes.
-                if let Some((column, limit)) = rank_bound(&filter.predicate) {
-                    if let Some(rank) = rank_column(&filter.input, &column) {
-                        let outer = self.rank.replace((rank, limit));
-                        let node = self.lower(&filter.input);
-                        self.rank = outer;
-                        return node;
-                    }
+                // only those rows, so that condition goes; any other is a
+                // filter of the top-N's rows.
+                let conjuncts = split_conjunction(&filter.predicate);
+                for (k, conjunct) in conjuncts.iter().enumerate() {
+                    let Some((column, limit)) = rank_bound(conjunct) else { continue };
+                    let Some(rank) = rank_column(&filter.input, &column) else { continue };
+                    let outer = self.rank.replace((rank, limit));
+                    let node = self.lower(&filter.input);
+                    self.rank = outer;
+                    let node = node?;
+                    let rest = conjuncts.iter().enumerate().filter(|&(j, _)| j != k).map(|(_, c)| (*c).clone());
+                    let Some(predicate) = conjunction(rest) else { return Ok(node) };
+                    refuse_subqueries(&predicate)?;
+                    return Ok(self.add(Operator::Filter { predicate }, vec![node], filter.input.schema().clone(), true));
                 }
                 refuse_subqueries(&filter.predicate)?;
                 let input = self.lower(&filter.input)?;

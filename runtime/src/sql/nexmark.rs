@@ -1,9 +1,9 @@
 //! The `nexmark` connector: tables of the Nexmark generator's persons,
 //! auctions and bids (`'kind'`), for the Nexmark queries in SQL.
 //!
-//! A table reads the generator's events (`crate::pipelines::nexmark::model`),
-//! the same the typed `nexmark` pipeline reads, and keeps those of its kind as
-//! rows. Its columns are any of its kind's, by name, in any order, and any
+//! A table reads the generator's events (`crate::pipelines::nexmark::model`)
+//! of its kind, the same the typed `nexmark` pipeline reads, as rows (the
+//! generator skips the numbers of the other kinds). Its columns are any of its kind's, by name, in any order, and any
 //! `name AS PROCTIME()`.
 
 use std::sync::Arc;
@@ -17,21 +17,10 @@ use weir_catalog::{ColumnOrigin, Table};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::operator::Operator;
-use crate::pipelines::nexmark::model::{Auction, Bid, Event, NexmarkConfig, Person};
+use crate::pipelines::nexmark::model::{Auction, Bid, Event, Kind, NexmarkConfig, Person};
 use crate::sql::arrow_types::table_schema;
 use crate::sql::rows::Rows;
 use crate::sql::windows::now_ms;
-
-/// Which events a table holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Persons.
-    Person,
-    /// Auctions.
-    Auction,
-    /// Bids.
-    Bid,
-}
 
 /// What a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,33 @@ pub struct PlanNode {
     /// Whether its output is a changelog with updates and deletes (an
     /// unbounded `GROUP BY`), rather than rows that are only ever appended.
     pub updating: bool,
+    /// Whether anything downstream reads its `-U` rows (the old row of each
+    /// update): not when its rows go, through projections only, to sinks that
+    /// take the new rows alone (see [`StreamPlan::drop_unread_update_befores`]).
+    pub update_before: bool,
+}
+
+impl StreamPlan {
+    /// Clears `update_before` of the nodes whose `-U` rows nothing reads:
+    /// every consumer is a sink that `sink_reads_update_before` says ignores
+    /// them (an upsert table writes each key's new row; a blackhole discards
+    /// all), or a projection whose own `-U` rows nothing reads. A filter reads
+    /// them (an update whose new row it drops must still retract the old
+    /// one), as every other operator does. Flink's planner infers the same
+    /// from its sinks' changelog modes.
+    pub fn drop_unread_update_befores(&mut self, sink_reads_update_before: impl Fn(&str) -> bool) {
+        for i in (0..self.nodes.len()).rev() {
+            let read = self.nodes[i + 1..].iter().any(|consumer| {
+                consumer.inputs.contains(&i)
+                    && match &consumer.operator {
+                        Operator::Sink { table } => sink_reads_update_before(table),
+                        Operator::Project { .. } => consumer.update_before,
+                        _ => true,
+                    }
+            });
+            self.nodes[i].update_before = read;
+        }
+    }
 }
 
 /// What an operator does.

@@ -368,3 +368,32 @@ fn a_join_bounded_both_ways_in_event_time_is_an_interval_join_and_one_bound_is_n
     let processing_time = state("b.proc BETWEEN a.proc AND a.proc + INTERVAL '1' MINUTE");
     assert!(processing_time.contains("for ever"), "{processing_time}");
 }
+
+#[test]
+fn only_a_result_whose_sinks_read_old_rows_emits_them() {
+    let top = "SELECT bidder, price FROM (SELECT bidder, price, \
+               ROW_NUMBER() OVER (PARTITION BY bidder ORDER BY price DESC) AS rn FROM bid) WHERE rn <= 1";
+    let printed =
+        "CREATE TABLE printed (bidder BIGINT, price BIGINT) WITH ('connector' = 'print');";
+    let update_before = |inserts: &str| {
+        let planned = plan_script(&format!("{TABLES}{printed}{inserts}"), None, &[]).unwrap();
+        let top = planned
+            .plan
+            .nodes
+            .iter()
+            .find(|n| n.operator.kind() == "top-n")
+            .expect("a top-N");
+        top.update_before
+    };
+    // An upsert table writes each key's new row: the old ones are not sent.
+    assert!(!update_before(&format!("INSERT INTO totals {top};")));
+    // A filter must see them: an update whose new row it drops retracts the old.
+    assert!(update_before(&format!(
+        "INSERT INTO totals SELECT * FROM ({top}) WHERE price > 10;"
+    )));
+    // The print connector shows every change.
+    assert!(update_before(&format!("INSERT INTO printed {top};")));
+    assert!(update_before(&format!(
+        "INSERT INTO totals {top}; INSERT INTO printed {top};"
+    )));
+}

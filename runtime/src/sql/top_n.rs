@@ -15,6 +15,7 @@ use std::sync::Arc;
 use datafusion_common::arrow::array::{
     Array, ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array,
 };
+use datafusion_common::arrow::compute::interleave;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
@@ -53,6 +54,9 @@ pub struct TopNSpec {
     /// Rows that order alike rank newest first: a deduplication that keeps
     /// the last row (`rn = 1` over `ORDER BY time DESC`), as Flink's.
     pub newest_first: bool,
+    /// Whether to emit each update's old row (`-U`): not when nothing
+    /// downstream reads it (an upsert or blackhole sink).
+    pub update_before: bool,
 }
 
 /// A kept row: its order key and its whole row in Arrow's row format, back
@@ -90,36 +94,56 @@ struct Partition {
     entries: Vec<Kept>,
 }
 
-/// The changes a batch made: each one's kind and rank, and its row (in
-/// Arrow's row format) as a range of one buffer, reused from batch to batch.
+/// Where a change's row is: a row of the input batches being ranked, or a
+/// kept row, copied (in Arrow's row format) to the changes' own buffer.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Input { batch: usize, row: usize },
+    Kept(&'a [u8]),
+}
+
+/// The changes the input batches made: each one's kind and rank, and where
+/// its row is, as `(source, row)` of [`interleave`]: source 0 the kept rows
+/// copied (each a range of one buffer), source `b + 1` input batch `b`. The
+/// buffers are reused from call to call.
 #[derive(Default)]
 struct Changes {
     kinds: Vec<i8>,
     ranks: Vec<u64>,
-    ends: Vec<usize>,
-    bytes: Vec<u8>,
+    rows: Vec<(usize, usize)>,
+    kept_ends: Vec<usize>,
+    kept: Vec<u8>,
 }
 
 impl Changes {
-    fn push(&mut self, kind: RowKind, rank: u64, row: &[u8]) {
+    fn push(&mut self, kind: RowKind, rank: u64, origin: Origin) {
         self.kinds.push(kind as i8);
         self.ranks.push(rank);
-        self.bytes.extend_from_slice(row);
-        self.ends.push(self.bytes.len());
+        let at = match origin {
+            Origin::Input { batch, row } => (batch + 1, row),
+            Origin::Kept(bytes) => {
+                self.kept.extend_from_slice(bytes);
+                self.kept_ends.push(self.kept.len());
+                (0, self.kept_ends.len() - 1)
+            }
+        };
+        self.rows.push(at);
     }
 
-    fn rows(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+    /// The kept rows copied, in the order they were pushed.
+    fn kept_rows(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.kept_ends.iter().copied());
         starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.bytes[start..end])
+            .zip(&self.kept_ends)
+            .map(|(start, &end)| &self.kept[start..end])
     }
 
     fn clear(&mut self) {
         self.kinds.clear();
         self.ranks.clear();
-        self.ends.clear();
-        self.bytes.clear();
+        self.rows.clear();
+        self.kept_ends.clear();
+        self.kept.clear();
     }
 }
 
@@ -134,6 +158,8 @@ pub struct TopN {
     uid: String,
     changes: Changes,
     hashes: Vec<u64>,
+    /// The input batches ranked since the changes were last emitted.
+    inputs: Vec<RecordBatch>,
 }
 
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
@@ -159,6 +185,7 @@ impl TopN {
             uid: String::new(),
             changes: Changes::default(),
             hashes: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -171,12 +198,13 @@ impl TopN {
     }
 
     /// Puts `batch`'s rows in their partitions (`arrivals`: each row's, or
-    /// fresh ones), recording what changed when `record`.
+    /// fresh ones), recording what changed when `record` is the batch's
+    /// index among the inputs to emit from.
     fn rank(
         &mut self,
         batch: &RecordBatch,
         arrivals: Option<&UInt64Array>,
-        record: bool,
+        record: Option<usize>,
     ) -> Result<()> {
         let partition_columns = self.columns(&self.spec.partition, batch)?;
         let keys = self
@@ -197,6 +225,7 @@ impl TopN {
             .convert_columns(batch.columns())
             .map_err(failed("top-N rows"))?;
         let (limit, newest_first) = (self.spec.limit, self.spec.newest_first);
+        let update_before = self.spec.update_before;
         for (i, &hash) in self.hashes.iter().enumerate() {
             let arrival = match arrivals {
                 Some(a) => a.value(i),
@@ -234,19 +263,21 @@ impl TopN {
             let row = rows.row(i);
             let row = row.as_ref();
             let entries = &partition.entries;
-            if record {
+            if let Some(batch) = record {
                 // Every slot from `at` on changes: it held `entries[slot]`
                 // and now holds the new row (at `at`) or its upper neighbour.
                 for slot in at..(entries.len() + 1).min(limit) {
                     let rank = slot as u64 + 1;
-                    let now = if slot == at {
-                        row
-                    } else {
-                        entries[slot - 1].row()
+                    let now = match slot == at {
+                        true => Origin::Input { batch, row: i },
+                        false => Origin::Kept(entries[slot - 1].row()),
                     };
                     match entries.get(slot) {
                         Some(before) => {
-                            self.changes.push(RowKind::UpdateBefore, rank, before.row());
+                            if update_before {
+                                let before = Origin::Kept(before.row());
+                                self.changes.push(RowKind::UpdateBefore, rank, before);
+                            }
                             self.changes.push(RowKind::UpdateAfter, rank, now);
                         }
                         None => self.changes.push(RowKind::Insert, rank, now),
@@ -264,17 +295,27 @@ impl TopN {
         Ok(())
     }
 
-    /// The changes recorded since the last call, as rows with kinds.
+    /// The changes recorded since the last call, as rows with kinds: the
+    /// input's rows taken from its batches, the kept ones decoded.
     fn emit(&mut self) -> Result<Option<Rows>> {
         if self.changes.kinds.is_empty() {
+            self.inputs.clear();
             return Ok(None);
         }
         let parser = self.spec.input_rows.parser();
-        let mut columns = self
+        let kept = self
             .spec
             .input_rows
-            .convert_rows(self.changes.rows().map(|row| parser.parse(row)))
+            .convert_rows(self.changes.kept_rows().map(|row| parser.parse(row)))
             .map_err(failed("top-N rows"))?;
+        let mut columns = Vec::with_capacity(kept.len() + 1);
+        for (c, kept) in kept.iter().enumerate() {
+            let mut sources: Vec<&dyn Array> = Vec::with_capacity(self.inputs.len() + 1);
+            sources.push(kept.as_ref());
+            sources.extend(self.inputs.iter().map(|b| b.column(c).as_ref()));
+            columns.push(interleave(&sources, &self.changes.rows).map_err(failed("top-N rows"))?);
+        }
+        self.inputs.clear();
         let ranks: ArrayRef = Arc::new(UInt64Array::from(self.changes.ranks.clone()));
         let rank_type = self.spec.schema.field(columns.len()).data_type().clone();
         columns.push(
@@ -309,14 +350,15 @@ impl Operator for TopN {
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
         for rows in input.drain(..) {
-            self.rank(&rows.batch, None, true)?;
+            self.rank(&rows.batch, None, Some(self.inputs.len()))?;
+            self.inputs.push(rows.batch);
         }
         output.extend(self.emit()?);
         Ok(())
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
-        let kept: Vec<(&Partition, &Kept)> = self
+        let mut kept: Vec<(&Partition, &Kept)> = self
             .partitions
             .iter()
             .flat_map(|p| p.entries.iter().map(move |e| (p, e)))
@@ -324,6 +366,8 @@ impl Operator for TopN {
         if kept.is_empty() {
             return Ok(OperatorSnapshot::default());
         }
+        // Decoded in key-group order, the rows are saved without another copy.
+        kept.sort_by_key(|(p, _)| p.key_group);
         let parser = self.spec.input_rows.parser();
         let mut columns = self
             .spec
@@ -364,6 +408,6 @@ impl TopN {
             .map_err(failed("restoring top-N state"))?;
         // Ranking the kept rows again in their arrival order gives back the
         // partitions; what that would emit was emitted before the checkpoint.
-        self.rank(&batch, Some(&arrivals), false)
+        self.rank(&batch, Some(&arrivals), None)
     }
 }

@@ -52,6 +52,22 @@ fn a_top_n_emits_the_changes_of_each_rank() {
 }
 
 #[test]
+fn a_condition_beside_the_rank_bound_filters_the_changes_of_the_top_n() {
+    let out = printed(
+        "user_id STRING, url STRING, bytes BIGINT, rn BIGINT",
+        "SELECT user_id, url, bytes, rn FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY bytes DESC) AS rn FROM clicks)
+         WHERE rn <= 2 AND bytes >= 100",
+    );
+    // The changes above, but those of rows under 100 bytes.
+    assert_eq!(
+        out.unwrap(),
+        "+I[ann, /a, 100, 1]\n+I[bob, /b, 250, 1]\n\
+         -U[ann, /a, 100, 1]\n+U[ann, /a, 300, 1]\n+U[ann, /a, 100, 2]\n"
+    );
+}
+
+#[test]
 fn rn_equal_to_one_keeps_each_keys_first_row() {
     let out = printed(
         "user_id STRING, url STRING",

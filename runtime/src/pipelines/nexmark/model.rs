@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Batch, EventTime};
 use crate::error::Result;
 use crate::keys::mix;
-use crate::pipelines::generator::{block_share, generate_blocks, Generator};
+use crate::pipelines::generator::{block_share, generate_blocks, generate_blocks_where, Generator};
 
 /// A person who can sell and bid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,39 @@ pub enum Event {
     Auction(Box<Auction>),
     /// A bid.
     Bid(Bid),
+}
+
+/// The kinds of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Persons.
+    Person,
+    /// Auctions.
+    Auction,
+    /// Bids.
+    Bid,
+}
+
+impl Kind {
+    /// The kind of event number `n`: of every 50, the first is a person, the
+    /// next three are auctions and the rest bids.
+    pub fn of(n: u64) -> Kind {
+        match n % 50 {
+            0 => Kind::Person,
+            1..=3 => Kind::Auction,
+            _ => Kind::Bid,
+        }
+    }
+
+    /// How many of the events numbered `0 .. events` are of this kind.
+    pub fn count(self, events: u64) -> u64 {
+        let (full, rest) = (events / 50, events % 50);
+        match self {
+            Kind::Person => full + u64::from(rest > 0),
+            Kind::Auction => full * 3 + rest.saturating_sub(1).min(3),
+            Kind::Bid => full * 46 + rest.saturating_sub(4),
+        }
+    }
 }
 
 impl Event {
@@ -272,10 +305,11 @@ pub fn event(n: u64, config: &NexmarkConfig) -> Event {
 }
 
 /// The [`Generator`] of Nexmark events: a split's events are its blocks of
-/// event numbers (see [`generate_blocks`]).
+/// event numbers (see [`generate_blocks`]), all of them or those of one kind.
 #[derive(Clone)]
 pub struct NexmarkEvents {
     config: NexmarkConfig,
+    only: Option<Kind>,
     split: u32,
     splits: u32,
 }
@@ -285,8 +319,18 @@ impl NexmarkEvents {
     pub fn new(config: NexmarkConfig) -> Self {
         NexmarkEvents {
             config,
+            only: None,
             split: 0,
             splits: 1,
+        }
+    }
+
+    /// Only the events of `kind` among those [`NexmarkEvents::new`] makes,
+    /// the others not made at all (their numbers are still counted).
+    pub fn of_kind(config: NexmarkConfig, kind: Kind) -> Self {
+        NexmarkEvents {
+            only: Some(kind),
+            ..NexmarkEvents::new(config)
         }
     }
 }
@@ -301,9 +345,13 @@ impl Generator for NexmarkEvents {
 
     fn generate(&mut self, position: u64, count: usize, out: &mut Batch<Event>) {
         let config = self.config;
-        generate_blocks(position, count, self.split, self.splits, out, |n| {
-            event(n, &config)
-        });
+        let (split, splits) = (self.split, self.splits);
+        match self.only {
+            None => generate_blocks(position, count, split, splits, out, |n| event(n, &config)),
+            Some(kind) => generate_blocks_where(position, count, split, splits, out, |n| {
+                (Kind::of(n) == kind).then(|| event(n, &config))
+            }),
+        }
     }
 
     fn share(&self, total: u64, split: u32, splits: u32) -> u64 {
@@ -360,6 +408,51 @@ mod tests {
             }
         }
         assert_eq!((p, a, b), (100, 300, 4600));
+    }
+
+    /// Each event's kind, as `Kind::of` tells it.
+    fn kind(event: &Event) -> Kind {
+        match event {
+            Event::Person(_) => Kind::Person,
+            Event::Auction(_) => Kind::Auction,
+            Event::Bid(_) => Kind::Bid,
+        }
+    }
+
+    #[test]
+    fn the_kind_of_a_number_is_the_kind_of_its_event() {
+        let config = NexmarkConfig::default();
+        assert!((0..5000).all(|n| kind(&event(n, &config)) == Kind::of(n)));
+    }
+
+    #[test]
+    fn each_kind_is_counted_as_the_numbers_of_that_kind() {
+        for events in [0, 1, 2, 4, 5, 49, 50, 51, 53, 54, 1234] {
+            for kind in [Kind::Person, Kind::Auction, Kind::Bid] {
+                let numbered = (0..events).filter(|&n| Kind::of(n) == kind).count() as u64;
+                assert_eq!(kind.count(events), numbered, "{kind:?} of {events}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_generator_of_one_kind_makes_the_events_of_that_kind_of_the_whole_stream() {
+        let config = NexmarkConfig::default();
+        for (split, splits) in [(0, 1), (1, 3)] {
+            let mut all = NexmarkEvents::new(config);
+            all.open(split, splits, None).unwrap();
+            let mut every = Batch::new();
+            // Not a multiple of the blocks, nor of 50.
+            all.generate(777, 5_000, &mut every);
+            for only in [Kind::Person, Kind::Auction, Kind::Bid] {
+                let mut some = NexmarkEvents::of_kind(config, only);
+                some.open(split, splits, None).unwrap();
+                let mut kept = Batch::new();
+                some.generate(777, 5_000, &mut kept);
+                let expected: Vec<&Event> = every.iter().filter(|e| kind(e) == only).collect();
+                assert_eq!(kept.iter().collect::<Vec<_>>(), expected, "{only:?}");
+            }
+        }
     }
 
     #[test]

@@ -116,6 +116,12 @@ public final class Generator implements Serializable {
         }
     }
 
+    /** The type of event number {@code n}: of every 50, a person, three auctions, then bids. */
+    public static Event.Type typeOf(long n) {
+        int r = (int) (n % 50);
+        return r == 0 ? Event.Type.PERSON : r <= 3 ? Event.Type.AUCTION : Event.Type.BID;
+    }
+
     /** Event number {@code n} (0-based). */
     public Event event(long n) {
         Rng rng = new Rng(seed, n);

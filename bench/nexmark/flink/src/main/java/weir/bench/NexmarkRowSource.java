@@ -40,8 +40,8 @@ import org.apache.flink.table.data.TimestampData;
  *
  * <p>Events {@code 0 .. events} are dealt to the splits in blocks of 1024, round-robin, as
  * weir's generator source deals them; there is one split per source subtask. A split generates
- * every event of its blocks and emits those of its table's kind, as weir's {@code nexmark}
- * tables do (each table generates the whole stream and keeps its kind). Blocks rather than
+ * the events of its table's kind among its blocks' numbers and skips the others without
+ * generating them, as weir's {@code nexmark} tables do. Blocks rather than
  * NexmarkSource's stride: with a stride {@code k} that divides 50, every person would fall to
  * split 0, and the other splits of the person table would hold the watermark back to the end.
  * Each split's rows go through their own {@link SourceOutput}, so the watermark strategy the
@@ -384,14 +384,16 @@ public final class NexmarkRowSource
                 position = current.position;
                 out = output.createOutputForSplit(current.splitId());
             }
-            // One row a call: generate events until one of the table's kind.
+            // One row a call: the next event of the table's kind (the
+            // numbers of other kinds are skipped without generating them).
             final long end = current.end;
             final int index = current.index;
             final int splits = current.splits;
             while (position < end) {
-                Event e = generator.event(global(position, index, splits));
+                long n = global(position, index, splits);
                 position++;
-                if (e.type == type) {
+                if (Generator.typeOf(n) == type) {
+                    Event e = generator.event(n);
                     out.collect(source.row(e), e.dateTime());
                     return InputStatus.MORE_AVAILABLE;
                 }
