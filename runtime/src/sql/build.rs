@@ -400,17 +400,11 @@ fn top_n_spec(
             .map(Arc::new)
             .map_err(|e| Error::Sql(format!("top-N: {e}")))
     };
-    let input_fields = input
-        .fields()
-        .iter()
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
     Ok(TopNSpec {
         partition,
         partition_rows: converter(partition_types.into_iter().map(SortField::new).collect())?,
         order: order_exprs,
         order_rows: converter(order_fields)?,
-        input_rows: converter(input_fields)?,
         input: Arc::clone(input.inner()),
         schema: Arc::clone(node.schema.inner()),
         limit,

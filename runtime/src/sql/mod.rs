@@ -86,6 +86,7 @@ pub mod session_aggregate;
 pub mod sessions;
 pub mod settings;
 pub mod top_n;
+pub mod top_n_arena;
 pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_lineage;

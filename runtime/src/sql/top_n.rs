@@ -2,25 +2,26 @@
 //! rn <= N`, as Flink's rank over an append-only input. Each partition keeps
 //! its N first rows by the order (ties in arrival order; newest first in a
 //! deduplication keeping the last row, `ORDER BY time DESC` with `rn = 1`)
-//! and each rank is a
-//! slot of the result: when a row enters at rank r, every slot from r on
-//! changes (`-U` its old row, `+U` its new one, each with the slot's rank), and
-//! a slot filled for the first time is an insert (`+I`); the row pushed past
-//! rank N leaves with the slot it held. `rn = 1` (deduplication) is the case
-//! N = 1. Rows are kept in Arrow's row format and checkpointed per key group
-//! as Arrow IPC, in rank order.
+//! and each rank is a slot of the result: when a row enters at rank r, every
+//! slot from r on changes (`-U` its old row, `+U` its new one, each with the
+//! slot's rank), and a slot filled for the first time is an insert (`+I`);
+//! the row pushed past rank N leaves with the slot it held. `rn = 1`
+//! (deduplication) is the case N = 1. A kept row is its order key (in Arrow's
+//! row format, which compares as the order) and its place in the input
+//! batches it came in ([`Arena`]), so rows go out and into checkpoints
+//! (Arrow IPC per key group, in rank order) gathered, never re-encoded.
 
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
     Array, ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array,
 };
-use datafusion_common::arrow::compute::interleave;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::RowConverter;
 use datafusion_physical_expr::PhysicalExpr;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use crate::data::{Barrier, Batch};
 use crate::error::{Error, Result};
@@ -30,6 +31,7 @@ use crate::sql::calc::evaluate;
 use crate::sql::key_groups::hash_rows;
 use crate::sql::keyed_state::{decode_key_group, encode_by_key_group};
 use crate::sql::rows::{RowKind, Rows};
+use crate::sql::top_n_arena::{Arena, At};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// What a top-N computes.
@@ -43,8 +45,6 @@ pub struct TopNSpec {
     /// The order keys in Arrow's row format, with each one's direction: their
     /// bytes compare as the rows order.
     pub order_rows: Arc<RowConverter>,
-    /// Whole input rows in Arrow's row format.
-    pub input_rows: Arc<RowConverter>,
     /// The input's columns.
     pub input: SchemaRef,
     /// The output: the input's columns, then the rank.
@@ -59,91 +59,42 @@ pub struct TopNSpec {
     pub update_before: bool,
 }
 
-/// A kept row: its order key and its whole row in Arrow's row format, back
-/// to back in one buffer (reused when the row is pushed out by another).
-#[derive(Default)]
+/// A kept row: its order key, where it is, and when it came (ties).
 struct Kept {
-    bytes: Vec<u8>,
-    order_len: usize,
+    order: SmallVec<[u8; 16]>,
+    at: At,
     arrival: u64,
 }
 
-impl Kept {
-    fn order(&self) -> &[u8] {
-        &self.bytes[..self.order_len]
-    }
-
-    fn row(&self) -> &[u8] {
-        &self.bytes[self.order_len..]
-    }
-
-    fn set(&mut self, order: &[u8], row: &[u8], arrival: u64) {
-        self.bytes.clear();
-        self.bytes.extend_from_slice(order);
-        self.bytes.extend_from_slice(row);
-        self.order_len = order.len();
-        self.arrival = arrival;
-    }
-}
-
-/// One partition's kept rows, in rank order.
+/// One partition's kept rows, in rank order (a deduplication's one row
+/// inline, as a short key).
 struct Partition {
-    key: Box<[u8]>,
+    key: SmallVec<[u8; 24]>,
     hash: u64,
     key_group: u32,
-    entries: Vec<Kept>,
+    entries: SmallVec<[Kept; 1]>,
 }
 
-/// Where a change's row is: a row of the input batches being ranked, or a
-/// kept row, copied (in Arrow's row format) to the changes' own buffer.
-#[derive(Clone, Copy)]
-enum Origin<'a> {
-    Input { batch: usize, row: usize },
-    Kept(&'a [u8]),
-}
-
-/// The changes the input batches made: each one's kind and rank, and where
-/// its row is, as `(source, row)` of [`interleave`]: source 0 the kept rows
-/// copied (each a range of one buffer), source `b + 1` input batch `b`. The
-/// buffers are reused from call to call.
+/// The changes the input made since they were last emitted: each one's
+/// kind, rank and row.
 #[derive(Default)]
 struct Changes {
     kinds: Vec<i8>,
     ranks: Vec<u64>,
-    rows: Vec<(usize, usize)>,
-    kept_ends: Vec<usize>,
-    kept: Vec<u8>,
+    rows: Vec<At>,
 }
 
 impl Changes {
-    fn push(&mut self, kind: RowKind, rank: u64, origin: Origin) {
+    fn push(&mut self, kind: RowKind, rank: u64, row: At) {
         self.kinds.push(kind as i8);
         self.ranks.push(rank);
-        let at = match origin {
-            Origin::Input { batch, row } => (batch + 1, row),
-            Origin::Kept(bytes) => {
-                self.kept.extend_from_slice(bytes);
-                self.kept_ends.push(self.kept.len());
-                (0, self.kept_ends.len() - 1)
-            }
-        };
-        self.rows.push(at);
-    }
-
-    /// The kept rows copied, in the order they were pushed.
-    fn kept_rows(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.kept_ends.iter().copied());
-        starts
-            .zip(&self.kept_ends)
-            .map(|(start, &end)| &self.kept[start..end])
+        self.rows.push(row);
     }
 
     fn clear(&mut self) {
         self.kinds.clear();
         self.ranks.clear();
         self.rows.clear();
-        self.kept_ends.clear();
-        self.kept.clear();
     }
 }
 
@@ -151,6 +102,9 @@ impl Changes {
 pub struct TopN {
     spec: Arc<TopNSpec>,
     partitions: HashTable<Partition>,
+    arena: Arena,
+    /// How many rows the partitions keep.
+    kept: usize,
     /// Arrival order, for ties (kept in checkpoints).
     arrivals: u64,
     max_parallelism: u64,
@@ -158,8 +112,6 @@ pub struct TopN {
     uid: String,
     changes: Changes,
     hashes: Vec<u64>,
-    /// The input batches ranked since the changes were last emitted.
-    inputs: Vec<RecordBatch>,
 }
 
 fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
@@ -180,12 +132,13 @@ impl TopN {
             state_schema: Arc::new(Schema::new(fields)),
             spec,
             partitions: HashTable::new(),
+            arena: Arena::default(),
+            kept: 0,
             arrivals: 0,
             max_parallelism: 1,
             uid: String::new(),
             changes: Changes::default(),
             hashes: Vec::new(),
-            inputs: Vec::new(),
         }
     }
 
@@ -198,32 +151,27 @@ impl TopN {
     }
 
     /// Puts `batch`'s rows in their partitions (`arrivals`: each row's, or
-    /// fresh ones), recording what changed when `record` is the batch's
-    /// index among the inputs to emit from.
+    /// fresh ones), recording what changed when `record`.
     fn rank(
         &mut self,
-        batch: &RecordBatch,
+        batch: RecordBatch,
         arrivals: Option<&UInt64Array>,
-        record: Option<usize>,
+        record: bool,
     ) -> Result<()> {
-        let partition_columns = self.columns(&self.spec.partition, batch)?;
+        let partition_columns = self.columns(&self.spec.partition, &batch)?;
         let keys = self
             .spec
             .partition_rows
             .convert_columns(&partition_columns)
             .map_err(failed("top-N keys"))?;
         hash_rows(&partition_columns, batch.num_rows(), &mut self.hashes)?;
-        let order_columns = self.columns(&self.spec.order, batch)?;
+        let order_columns = self.columns(&self.spec.order, &batch)?;
         let orders = self
             .spec
             .order_rows
             .convert_columns(&order_columns)
             .map_err(failed("top-N order"))?;
-        let rows = self
-            .spec
-            .input_rows
-            .convert_columns(batch.columns())
-            .map_err(failed("top-N rows"))?;
+        let index = self.arena.push(batch);
         let (limit, newest_first) = (self.spec.limit, self.spec.newest_first);
         let update_before = self.spec.update_before;
         for (i, &hash) in self.hashes.iter().enumerate() {
@@ -240,10 +188,10 @@ impl TopN {
                 Entry::Occupied(found) => found.into_mut(),
                 Entry::Vacant(vacant) => vacant
                     .insert(Partition {
-                        key: key.into(),
+                        key: SmallVec::from_slice(key),
                         hash,
                         key_group: (hash % self.max_parallelism) as u32,
-                        entries: Vec::with_capacity(limit.min(16)),
+                        entries: SmallVec::new(),
                     })
                     .into_mut(),
             };
@@ -255,28 +203,30 @@ impl TopN {
                 } else {
                     (e.arrival, arrival)
                 };
-                (e.order(), mine) <= (order, theirs)
+                (&*e.order, mine) <= (order, theirs)
             });
             if at >= limit {
                 continue;
             }
-            let row = rows.row(i);
-            let row = row.as_ref();
+            let row = At {
+                batch: index,
+                row: i as u32,
+            };
             let entries = &partition.entries;
-            if let Some(batch) = record {
+            if record {
                 // Every slot from `at` on changes: it held `entries[slot]`
                 // and now holds the new row (at `at`) or its upper neighbour.
                 for slot in at..(entries.len() + 1).min(limit) {
                     let rank = slot as u64 + 1;
-                    let now = match slot == at {
-                        true => Origin::Input { batch, row: i },
-                        false => Origin::Kept(entries[slot - 1].row()),
+                    let now = if slot == at {
+                        row
+                    } else {
+                        entries[slot - 1].at
                     };
                     match entries.get(slot) {
                         Some(before) => {
                             if update_before {
-                                let before = Origin::Kept(before.row());
-                                self.changes.push(RowKind::UpdateBefore, rank, before);
+                                self.changes.push(RowKind::UpdateBefore, rank, before.at);
                             }
                             self.changes.push(RowKind::UpdateAfter, rank, now);
                         }
@@ -284,38 +234,29 @@ impl TopN {
                     }
                 }
             }
-            // The row pushed past rank N lends its buffer to the new one.
-            let mut entry = match partition.entries.len() >= limit {
-                true => partition.entries.pop().unwrap_or_default(),
-                false => Kept::default(),
+            if partition.entries.len() >= limit {
+                partition.entries.pop();
+            } else {
+                self.kept += 1;
+            }
+            let kept = Kept {
+                order: SmallVec::from_slice(order),
+                at: row,
+                arrival,
             };
-            entry.set(order, row, arrival);
-            partition.entries.insert(at, entry);
+            partition.entries.insert(at, kept);
         }
         Ok(())
     }
 
-    /// The changes recorded since the last call, as rows with kinds: the
-    /// input's rows taken from its batches, the kept ones decoded.
+    /// The changes recorded since the last call, as rows with kinds,
+    /// gathered from the batches they came in.
     fn emit(&mut self) -> Result<Option<Rows>> {
         if self.changes.kinds.is_empty() {
-            self.inputs.clear();
             return Ok(None);
         }
-        let parser = self.spec.input_rows.parser();
-        let kept = self
-            .spec
-            .input_rows
-            .convert_rows(self.changes.kept_rows().map(|row| parser.parse(row)))
-            .map_err(failed("top-N rows"))?;
-        let mut columns = Vec::with_capacity(kept.len() + 1);
-        for (c, kept) in kept.iter().enumerate() {
-            let mut sources: Vec<&dyn Array> = Vec::with_capacity(self.inputs.len() + 1);
-            sources.push(kept.as_ref());
-            sources.extend(self.inputs.iter().map(|b| b.column(c).as_ref()));
-            columns.push(interleave(&sources, &self.changes.rows).map_err(failed("top-N rows"))?);
-        }
-        self.inputs.clear();
+        let rows = self.arena.gather(&self.spec.input, &self.changes.rows)?;
+        let mut columns = rows.columns().to_vec();
         let ranks: ArrayRef = Arc::new(UInt64Array::from(self.changes.ranks.clone()));
         let rank_type = self.spec.schema.field(columns.len()).data_type().clone();
         columns.push(
@@ -333,6 +274,28 @@ impl TopN {
             kinds: Some(kinds),
         }))
     }
+
+    /// Gathers the kept rows into one batch once the arena holds too many
+    /// dead ones (or too many batches).
+    fn compact_if_due(&mut self) -> Result<()> {
+        if !self.arena.wants_compaction(self.kept) {
+            return Ok(());
+        }
+        let live: Vec<At> = self
+            .partitions
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.at))
+            .collect();
+        let moved = self.arena.compact(&self.spec.input, &live)?;
+        let entries = self
+            .partitions
+            .iter_mut()
+            .flat_map(|p| p.entries.iter_mut());
+        for (entry, at) in entries.zip(moved) {
+            entry.at = at;
+        }
+        Ok(())
+    }
 }
 
 impl Operator for TopN {
@@ -345,41 +308,40 @@ impl Operator for TopN {
         for (group, bytes) in restored.map(|r| r.keyed).unwrap_or_default() {
             self.restore_keyed(group, &bytes)?;
         }
-        Ok(())
+        self.compact_if_due()
     }
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Rows>) -> Result<()> {
         for rows in input.drain(..) {
-            self.rank(&rows.batch, None, Some(self.inputs.len()))?;
-            self.inputs.push(rows.batch);
+            self.rank(rows.batch, None, true)?;
         }
         output.extend(self.emit()?);
-        Ok(())
+        self.compact_if_due()
     }
 
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
-        let mut kept: Vec<(&Partition, &Kept)> = self
+        let mut kept: Vec<(u32, &Kept)> = self
             .partitions
             .iter()
-            .flat_map(|p| p.entries.iter().map(move |e| (p, e)))
+            .flat_map(|p| p.entries.iter().map(move |e| (p.key_group, e)))
             .collect();
         if kept.is_empty() {
             return Ok(OperatorSnapshot::default());
         }
-        // Decoded in key-group order, the rows are saved without another copy.
-        kept.sort_by_key(|(p, _)| p.key_group);
-        let parser = self.spec.input_rows.parser();
+        // Gathered in key-group order, the rows are saved without another copy.
+        kept.sort_by_key(|(group, _)| *group);
+        let rows: Vec<At> = kept.iter().map(|(_, e)| e.at).collect();
         let mut columns = self
-            .spec
-            .input_rows
-            .convert_rows(kept.iter().map(|(_, e)| parser.parse(e.row())))
-            .map_err(failed("saving top-N state"))?;
+            .arena
+            .gather(&self.spec.input, &rows)?
+            .columns()
+            .to_vec();
         columns.push(Arc::new(UInt64Array::from_iter_values(
             kept.iter().map(|(_, e)| e.arrival),
         )));
         let all = RecordBatch::try_new(self.state_schema.clone(), columns)
             .map_err(failed("saving top-N state"))?;
-        let key_groups: Vec<u32> = kept.iter().map(|(p, _)| p.key_group).collect();
+        let key_groups: Vec<u32> = kept.iter().map(|(group, _)| *group).collect();
         Ok(OperatorSnapshot {
             keyed: encode_by_key_group(&all, &key_groups)?,
             ..Default::default()
@@ -408,6 +370,6 @@ impl TopN {
             .map_err(failed("restoring top-N state"))?;
         // Ranking the kept rows again in their arrival order gives back the
         // partitions; what that would emit was emitted before the checkpoint.
-        self.rank(&batch, Some(&arrivals), None)
+        self.rank(batch, Some(&arrivals), false)
     }
 }

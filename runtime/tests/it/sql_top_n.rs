@@ -18,8 +18,13 @@ const CLICKS: &str = r#"{"user_id": "ann", "url": "/a", "bytes": 100, "ts": "202
 /// Prints `query` into a table of `columns` over the clicks; the lines printed,
 /// or the error when it does not run.
 fn printed(columns: &str, query: &str) -> Result<String, String> {
+    printed_over(CLICKS, columns, query)
+}
+
+/// [`printed`] over the clicks `clicks` (JSON lines).
+fn printed_over(clicks: &str, columns: &str, query: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("clicks.jsonl"), CLICKS).unwrap();
+    fs::write(dir.path().join("clicks.jsonl"), clicks).unwrap();
     let script = format!(
         "CREATE TABLE clicks (user_id STRING, url STRING, bytes BIGINT, ts TIMESTAMP(3))
            WITH ('connector' = 'filesystem', 'path' = 'clicks.jsonl', 'format' = 'json');
@@ -122,4 +127,68 @@ fn rn_equal_to_one_over_a_time_descending_keeps_each_keys_last_row_even_on_ties(
         "+I[ann, 100]\n+I[bob, 250]\n-U[ann, 100]\n+U[ann, 50]\n-U[ann, 50]\n+U[ann, 300]\n\
          +I[cy, 10]\n-U[bob, 250]\n+U[bob, 20]\n"
     );
+}
+
+#[test]
+fn a_top_n_over_many_rows_changes_each_rank_as_a_replay_of_its_rows_says() {
+    // 70,000 clicks of 40 users with distinct sizes, in a scrambled order: the
+    // top-N's store of rows fills with rows pushed out and is compacted.
+    let (users, clicks) = (40u64, 70_000u64);
+    let mut input = String::new();
+    let mut rows: Vec<(String, String, u64)> = Vec::new();
+    for i in 0..clicks {
+        let (user, bytes) = (format!("u{}", i % users), (i * 7_919) % 100_003);
+        let url = format!("/p{i}");
+        input.push_str(&format!(
+            r#"{{"user_id": "{user}", "url": "{url}", "bytes": {bytes}, "ts": "2026-01-01 00:00:01"}}"#
+        ));
+        input.push('\n');
+        rows.push((user, url, bytes));
+    }
+    let out = printed_over(
+        &input,
+        "user_id STRING, url STRING, bytes BIGINT, rn BIGINT",
+        "SELECT user_id, url, bytes, rn FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY bytes DESC) AS rn FROM clicks)
+         WHERE rn <= 3",
+    )
+    .unwrap();
+    // Replays the changelog: every change fits the slot it changes, and every
+    // row it names is an input row.
+    let known: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|(u, url, b)| format!("{u}, {url}, {b}"))
+        .collect();
+    let mut slots: std::collections::HashMap<(String, u64), String> = Default::default();
+    for line in out.lines() {
+        let (kind, body) = line.split_at(2);
+        let body = &body[1..body.len() - 1];
+        let (row, rank) = body.rsplit_once(", ").unwrap();
+        let user = row.split(", ").next().unwrap().to_string();
+        let slot = (user, rank.parse::<u64>().unwrap());
+        assert!(known.contains(row), "{line}: not an input row");
+        match kind {
+            "+I" => assert!(slots.insert(slot, row.to_string()).is_none(), "{line}"),
+            "-U" => assert_eq!(slots.remove(&slot).as_deref(), Some(row), "{line}"),
+            "+U" => assert!(
+                slots.insert(slot, row.to_string()).is_none(),
+                "{line}: no -U before"
+            ),
+            other => panic!("{other}: {line}"),
+        }
+    }
+    for u in 0..users {
+        let user = format!("u{u}");
+        let mut theirs: Vec<&(String, String, u64)> = rows.iter().filter(|r| r.0 == user).collect();
+        theirs.sort_by_key(|r| std::cmp::Reverse(r.2));
+        for (rank, (_, url, bytes)) in theirs.iter().take(3).enumerate() {
+            let slot = (user.clone(), rank as u64 + 1);
+            assert_eq!(
+                slots.get(&slot),
+                Some(&format!("{user}, {url}, {bytes}")),
+                "{slot:?}"
+            );
+        }
+    }
+    assert_eq!(slots.len() as u64, 3 * users);
 }
