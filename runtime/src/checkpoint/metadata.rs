@@ -104,6 +104,18 @@ pub struct StateFile {
     /// Where each non-empty key group's state lies, in group order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_groups: Vec<GroupSpan>,
+    /// How each part (the non-keyed state, each key group) is compressed;
+    /// stored as it is without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// How a state file's parts are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Each part a zstd frame.
+    Zstd,
 }
 
 /// A byte range `[offset, offset+len)` in a state file.
@@ -236,6 +248,7 @@ mod tests {
                             group: KeyGroup(5),
                             span: Span { offset: 0, len: 10 },
                         }],
+                        compression: None,
                     }),
                     rocksdb: None,
                 }],

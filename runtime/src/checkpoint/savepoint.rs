@@ -95,7 +95,8 @@ mod tests {
             operator_state: Some(b"hello".to_vec()),
             ..Default::default()
         };
-        let (bytes, file): (Vec<u8>, StateFile) = encode("op/0/state".into(), &snapshot).unwrap();
+        let (bytes, file): (Vec<u8>, StateFile) =
+            encode("op/0/state".into(), &snapshot).unwrap().unwrap();
         store.put(&format!("{dir}{}", file.path), &bytes).unwrap();
         CheckpointMetadata {
             format_version: FORMAT_VERSION,

@@ -4,7 +4,7 @@ use weir_proto::v1;
 
 use crate::checkpoint::coordinator::Ack;
 use crate::checkpoint::metadata::{
-    GroupSpan, NativeFile, NativeState, Span, StateFile, SubtaskState,
+    Compression, GroupSpan, NativeFile, NativeState, Span, StateFile, SubtaskState,
 };
 use crate::ids::{CheckpointId, OperatorUid, TaskId};
 use crate::keys::{KeyGroup, KeyGroupRange};
@@ -68,6 +68,9 @@ pub fn ack_to_wire(attempt: u64, ack: &Ack) -> v1::TaskAck {
                             len: g.span.len,
                         })
                         .collect(),
+                    compression: f.compression.map(|c| match c {
+                        Compression::Zstd => "zstd".to_string(),
+                    }),
                 }),
                 rocksdb: st.rocksdb.as_ref().map(|n| v1::NativeState {
                     files: n
@@ -100,26 +103,43 @@ pub fn ack_from_wire(ack: &v1::TaskAck) -> Result<Ack, String> {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| format!("position of {} is not JSON: {e}", s.uid))?;
-            let file = s.file.as_ref().map(|f| StateFile {
-                path: f.path.clone(),
-                size: f.size,
-                checksum: f.checksum.clone(),
-                operator_state: f.operator_state.map(|o| Span {
-                    offset: o.offset,
-                    len: o.len,
-                }),
-                key_groups: f
-                    .key_groups
-                    .iter()
-                    .map(|g| GroupSpan {
-                        group: KeyGroup(g.group),
-                        span: Span {
-                            offset: g.offset,
-                            len: g.len,
-                        },
+            let file = s
+                .file
+                .as_ref()
+                .map(|f| -> Result<StateFile, String> {
+                    Ok(StateFile {
+                        path: f.path.clone(),
+                        size: f.size,
+                        checksum: f.checksum.clone(),
+                        operator_state: f.operator_state.map(|o| Span {
+                            offset: o.offset,
+                            len: o.len,
+                        }),
+                        key_groups: f
+                            .key_groups
+                            .iter()
+                            .map(|g| GroupSpan {
+                                group: KeyGroup(g.group),
+                                span: Span {
+                                    offset: g.offset,
+                                    len: g.len,
+                                },
+                            })
+                            .collect(),
+                        compression: f
+                            .compression
+                            .as_deref()
+                            .map(|c| match c {
+                                "zstd" => Ok(Compression::Zstd),
+                                other => Err(format!(
+                                    "state file {}: compression {other:?} is unknown",
+                                    f.path
+                                )),
+                            })
+                            .transpose()?,
                     })
-                    .collect(),
-            });
+                })
+                .transpose()?;
             Ok((
                 OperatorUid(s.uid.clone()),
                 s.parallelism,
@@ -190,6 +210,7 @@ mod tests {
                                 len: 20,
                             },
                         }],
+                        compression: Some(Compression::Zstd),
                     }),
                     rocksdb: Some(NativeState {
                         files: vec![NativeFile {

@@ -95,7 +95,7 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
             }
         }
         let path = state_file(&part.uid, part.subtask.index);
-        let file = match encode(path, &snapshot) {
+        let file = match encode(path, &snapshot)? {
             Some((bytes, file)) => {
                 store.put(&format!("{dir}{}", file.path), &bytes)?;
                 uploaded_bytes += bytes.len() as u64;

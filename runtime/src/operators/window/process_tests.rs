@@ -174,7 +174,7 @@ fn tick<O: Operator<In = Record, Out = Out>>(op: &mut O) -> Vec<(u64, i64, u64)>
 fn early_firings_follow_the_wall_clock_once_per_period_until_the_window_fires() {
     for backend in [Backend::Heap, Backend::Rocksdb] {
         let dir = tempfile::tempdir().unwrap();
-        let every = Duration::from_millis(20);
+        let every = Duration::from_millis(200);
         let windows = Windows::tumbling(Duration::from_millis(100), ts(|r| r.1)).early_every(every);
         let mut op = operator(windows, backend, dir.path());
         assert_eq!(step(&mut op, &[(1, 3), (1, 5)], 0), vec![]);
