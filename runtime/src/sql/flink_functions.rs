@@ -257,16 +257,30 @@ fn split_index(texts: &ArrayRef, separators: &ArrayRef, indices: &ArrayRef) -> R
             continue;
         }
         let (text, separator) = (texts.value(row), separators.value(row));
-        let part = usize::try_from(indices.value(row)).ok().and_then(|index| {
-            if separator.is_empty() {
-                (index == 0).then_some(text)
-            } else {
-                text.split(separator).nth(index)
-            }
-        });
+        let part = usize::try_from(indices.value(row))
+            .ok()
+            .and_then(|index| nth_part(text, separator, index));
         out.append_option(part);
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// The zero-based `index`-th part of `text` split at `separator`. A one-byte
+/// ASCII separator (the usual `/`, `,`) is found with `memchr` rather than
+/// a substring search, which was half of Nexmark q22's time.
+fn nth_part<'a>(text: &'a str, separator: &str, index: usize) -> Option<&'a str> {
+    match *separator.as_bytes() {
+        [] => (index == 0).then_some(text),
+        [byte] if byte.is_ascii() => {
+            let mut ends = memchr::memchr_iter(byte, text.as_bytes());
+            let mut start = 0;
+            for _ in 0..index {
+                start = ends.next()? + 1;
+            }
+            text.get(start..ends.next().unwrap_or(text.len()))
+        }
+        _ => text.split(separator).nth(index),
+    }
 }
 
 /// `REGEXP_EXTRACT(text, regex[, group])`: the group (0: the whole match) of
@@ -376,6 +390,24 @@ mod tests {
         .unwrap();
         assert_eq!(parts.as_string::<i32>().value(0), "abc");
         assert!(parts.is_null(1));
+        for (text, separator) in [
+            ("a/b//c/", "/"),
+            ("ä/ß/", "/"),
+            ("a::b::", "::"),
+            ("abc", ""),
+        ] {
+            for index in 0..6 {
+                let expected = match separator {
+                    "" => (index == 0).then_some(text),
+                    _ => text.split(separator).nth(index),
+                };
+                assert_eq!(
+                    nth_part(text, separator, index),
+                    expected,
+                    "{text:?} {index}"
+                );
+            }
+        }
         let pattern = strings(&[
             Some("(&|^)channel_id=([^&]*)"),
             Some("(&|^)channel_id=([^&]*)"),
