@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::sql::explain::explain;
-use crate::sql::plan::Operator;
+use crate::sql::plan::{Operator, PlanNode, StreamPlan};
 use crate::sql::plan_script;
 
 const TABLES: &str = "
@@ -38,6 +38,14 @@ fn kinds(script: &str) -> Vec<&'static str> {
         .iter()
         .map(|n| n.operator.kind())
         .collect()
+}
+
+/// The plan's top-N node.
+fn top_n(plan: &StreamPlan) -> &PlanNode {
+    plan.nodes
+        .iter()
+        .find(|n| n.operator.kind() == "top-n")
+        .expect("a top-N")
 }
 
 #[test]
@@ -299,12 +307,7 @@ fn a_bounded_row_number_lowers_to_a_top_n_that_keeps_the_bound() {
         &[],
     )
     .unwrap();
-    let top = planned
-        .plan
-        .nodes
-        .iter()
-        .find(|n| n.operator.kind() == "top-n")
-        .expect("a top-N");
+    let top = top_n(&planned.plan);
     assert!(top.updating);
     let Operator::TopN { limit, order, .. } = &top.operator else {
         unreachable!()
@@ -377,13 +380,7 @@ fn only_a_result_whose_sinks_read_old_rows_emits_them() {
         "CREATE TABLE printed (bidder BIGINT, price BIGINT) WITH ('connector' = 'print');";
     let update_before = |inserts: &str| {
         let planned = plan_script(&format!("{TABLES}{printed}{inserts}"), None, &[]).unwrap();
-        let top = planned
-            .plan
-            .nodes
-            .iter()
-            .find(|n| n.operator.kind() == "top-n")
-            .expect("a top-N");
-        top.update_before
+        top_n(&planned.plan).update_before
     };
     // An upsert table writes each key's new row: the old ones are not sent.
     assert!(!update_before(&format!("INSERT INTO totals {top};")));

@@ -197,7 +197,7 @@ impl TopN {
             };
             let order = orders.row(i);
             let order = order.as_ref();
-            let at = partition.entries.partition_point(|e| {
+            let place = partition.entries.partition_point(|e| {
                 let (mine, theirs) = if newest_first {
                     (arrival, e.arrival)
                 } else {
@@ -205,7 +205,7 @@ impl TopN {
                 };
                 (&*e.order, mine) <= (order, theirs)
             });
-            if at >= limit {
+            if place >= limit {
                 continue;
             }
             let row = At {
@@ -214,11 +214,11 @@ impl TopN {
             };
             let entries = &partition.entries;
             if record {
-                // Every slot from `at` on changes: it held `entries[slot]`
-                // and now holds the new row (at `at`) or its upper neighbour.
-                for slot in at..(entries.len() + 1).min(limit) {
+                // Every slot from `place` on changes: it held `entries[slot]`
+                // and now holds the new row (at `place`) or its upper neighbour.
+                for slot in place..(entries.len() + 1).min(limit) {
                     let rank = slot as u64 + 1;
-                    let now = if slot == at {
+                    let now = if slot == place {
                         row
                     } else {
                         entries[slot - 1].at
@@ -244,7 +244,7 @@ impl TopN {
                 at: row,
                 arrival,
             };
-            partition.entries.insert(at, kept);
+            partition.entries.insert(place, kept);
         }
         Ok(())
     }

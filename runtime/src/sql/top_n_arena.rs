@@ -112,6 +112,13 @@ mod tests {
 
     use super::*;
 
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]))
+    }
+
     fn batch(schema: &SchemaRef, ids: &[i64]) -> RecordBatch {
         let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
         RecordBatch::try_new(
@@ -135,10 +142,7 @@ mod tests {
 
     #[test]
     fn rows_are_gathered_from_their_batches_and_compacted_into_one() {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let mut arena = Arena::default();
         let a = arena.push(batch(&schema, &[1, 2, 3]));
         let b = arena.push(batch(&schema, &[4, 5]));
@@ -160,10 +164,7 @@ mod tests {
 
     #[test]
     fn compaction_is_wanted_once_dead_rows_outnumber_live_ones_or_batches_are_many() {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let mut arena = Arena::default();
         let ids: Vec<i64> = (0..SMALL as i64 + 10).collect();
         arena.push(batch(&schema, &ids));
