@@ -1,22 +1,25 @@
-//! Rows as Avro records for a `kafka` sink of format `avro`: arrow-avro's
+//! Rows as Avro records for a `kafka` sink of format `avro`, and for the
+//! keys and values of an `upsert-kafka` sink of that format: arrow-avro's
 //! encoder writes a batch at a time, each row one plain binary datum of the
-//! table's writer schema (the `avro.schema` option or the one its columns
-//! give), as Flink's `avro` format writes them.
+//! writer schema (a value's: the `avro.schema` option or the one the table's
+//! columns give; a key's: the one its key columns give), as Flink's `avro`
+//! format writes them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_avro::schema::SCHEMA_METADATA_KEY;
+use arrow_avro::schema::{AvroSchema, SCHEMA_METADATA_KEY};
 use arrow_avro::writer::format::AvroBinaryFormat;
 use arrow_avro::writer::{Encoder, WriterBuilder};
 use datafusion_common::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::compute::cast;
-use datafusion_common::arrow::datatypes::{Schema, SchemaRef};
+use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
 use weir_catalog::Table;
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::operator::Operator;
+use crate::sql::arrow_types::table_schema;
 use crate::sql::avro_rows::writer_schema;
 use crate::sql::record_columns::RecordColumns;
 use crate::sql::rows::Rows;
@@ -39,6 +42,33 @@ impl AvroRecordsSpec {
             table: table.name.clone(),
             schema: Arc::new(Schema::new_with_metadata(
                 columns.values().fields().clone(),
+                metadata,
+            )),
+        };
+        spec.encoder()?;
+        Ok(spec)
+    }
+
+    /// The keys of `table`: its columns `key`, by index, written with the
+    /// schema they give, NOT NULL (as Flink takes a `PRIMARY KEY`'s columns).
+    pub fn key(table: &Table, key: &[usize]) -> Result<Self> {
+        let schema = table_schema(table);
+        let fields: Vec<Field> = key
+            .iter()
+            .map(|&k| schema.field(k).clone().with_nullable(false))
+            .collect();
+        let columns = Schema::new(fields);
+        let avro = AvroSchema::try_from(&columns).map_err(|e| {
+            Error::Sql(format!(
+                "table `{}`: no Avro schema for its key columns ({e})",
+                table.name
+            ))
+        })?;
+        let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), avro.json_string)]);
+        let spec = AvroRecordsSpec {
+            table: table.name.clone(),
+            schema: Arc::new(Schema::new_with_metadata(
+                columns.fields().clone(),
                 metadata,
             )),
         };
@@ -74,28 +104,41 @@ impl AvroRecords {
         }
     }
 
-    /// `rows` as the table's columns, by position, cast to their types.
-    fn as_table(&self, rows: &Rows) -> Result<RecordBatch> {
+    /// `batch` as the spec's columns, by position, cast to their types.
+    fn as_table(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let fields = self.spec.schema.fields();
-        if rows.batch.num_columns() != fields.len() {
+        if batch.num_columns() != fields.len() {
             return Err(Error::Internal(format!(
                 "{} columns for table `{}` of {}",
-                rows.batch.num_columns(),
+                batch.num_columns(),
                 self.spec.table,
                 fields.len()
             )));
         }
-        let columns = rows
-            .batch
+        let columns = batch
             .columns()
             .iter()
             .zip(fields)
             .map(|(column, field)| cast(column, field.data_type()))
             .collect::<std::result::Result<Vec<ArrayRef>, _>>()
             .map_err(|e| Error::Sql(format!("table `{}`: {e}", self.spec.table)))?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options)
             .map_err(|e| Error::Sql(format!("table `{}`: {e}", self.spec.table)))
+    }
+
+    /// Each row of `batch` as a record, appended to `out`.
+    pub fn encode(&mut self, batch: &RecordBatch, out: &mut Vec<Vec<u8>>) -> Result<()> {
+        let batch = self.as_table(batch)?;
+        let encoder = match &mut self.encoder {
+            Some(encoder) => encoder,
+            None => self.encoder.insert(self.spec.encoder()?),
+        };
+        encoder
+            .encode(&batch)
+            .map_err(|e| Error::Sql(format!("writing table `{}` as Avro: {e}", self.spec.table)))?;
+        out.extend(encoder.flush().iter().map(|record| record.to_vec()));
+        Ok(())
     }
 }
 
@@ -105,15 +148,7 @@ impl Operator for AvroRecords {
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<Vec<u8>>) -> Result<()> {
         for rows in input.drain(..) {
-            let batch = self.as_table(&rows)?;
-            let encoder = match &mut self.encoder {
-                Some(encoder) => encoder,
-                None => self.encoder.insert(self.spec.encoder()?),
-            };
-            encoder.encode(&batch).map_err(|e| {
-                Error::Sql(format!("writing table `{}` as Avro: {e}", self.spec.table))
-            })?;
-            output.extend(encoder.flush().iter().map(|record| record.to_vec()));
+            self.encode(&rows.batch, output)?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use crate::sql::aggregates::AggregateCall;
 use crate::sql::arrow_types::table_schema;
 use crate::sql::avro_records::{AvroRecords, AvroRecordsSpec};
 use crate::sql::calc::{physical, Calc};
-use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords, UpsertRecords};
+use crate::sql::encode::{json_lines, lines, print_lines, JsonRecords};
 use crate::sql::join::{ForgetRows, JoinSpec, RegularJoin};
 use crate::sql::join_bounds::{Forget, TimeBound};
 use crate::sql::join_split::{either_weight, SideSplitter};
@@ -36,6 +36,7 @@ use crate::sql::rows::Rows;
 use crate::sql::session_aggregate::{SessionAggregate, SessionAggregateSpec};
 use crate::sql::top_n::{TopN, TopNSpec};
 use crate::sql::updating_aggregate::{UpdatingAggregate, UpdatingAggregateSpec};
+use crate::sql::upsert_records::{Upsert, UpsertRecords, UpsertSpec};
 use crate::sql::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateSpec};
 use crate::sql::window_lineage::WindowBounds;
 use crate::sql::window_tvf::WindowKind;
@@ -688,35 +689,17 @@ fn sink(stream: Stream<Rows>, table: &Table, node: &PlanNode) -> Result<()> {
                 .uid(uid);
         }
         "upsert-kafka" => {
-            for option in ["key.format", "value.format", "format"] {
-                if let Some(format) = table.option(option).filter(|f| *f != "json") {
-                    return Err(Error::Sql(format!(
-                        "table `{}`: an upsert-kafka sink writes JSON keys and values; '{option}' = '{format}' is not written yet",
-                        table.name
-                    )));
-                }
-            }
             let (config, topic, guarantee) = kafka_output(table)?;
-            let key = table
-                .primary_key
-                .iter()
-                .map(|k| {
-                    table
-                        .columns
-                        .iter()
-                        .position(|c| c.name.eq_ignore_ascii_case(k))
-                        .ok_or_else(|| Error::Sql(format!("table `{}`: no key column `{k}`", table.name)))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let spec = UpsertSpec::new(table)?;
             stream
-                .transform(&encoded, move |_| UpsertRecords { key: key.clone() })
+                .transform(&encoded, move |_| UpsertRecords::new(&spec))
                 .uid(&encoded)
                 .sink(uid, move |_| {
-                    KafkaSink::new(config.clone(), &topic, |(_, value): &(String, Option<String>), out| {
-                        out.extend_from_slice(value.as_deref().unwrap_or_default().as_bytes())
+                    KafkaSink::new(config.clone(), &topic, |(_, value): &Upsert, out| {
+                        out.extend_from_slice(value.as_deref().unwrap_or_default())
                     })
-                    .key(|(key, _): &(String, Option<String>), out| out.extend_from_slice(key.as_bytes()))
-                    .tombstones(|(_, value): &(String, Option<String>)| value.is_none())
+                    .key(|(key, _): &Upsert, out| out.extend_from_slice(key))
+                    .tombstones(|(_, value): &Upsert| value.is_none())
                     .guarantee(guarantee)
                 })
                 .uid(uid);

@@ -8,7 +8,7 @@ use datafusion_common::arrow::util::display::{ArrayFormatter, FormatOptions};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::operator::Operator;
-use crate::sql::rows::{RowKind, Rows};
+use crate::sql::rows::Rows;
 
 /// The rows as JSON objects, one per line, each line ended.
 pub fn json_lines(rows: &Rows, out: &mut Vec<u8>) -> Result<()> {
@@ -66,48 +66,9 @@ impl Operator for JsonRecords {
     type Out = String;
 
     fn process(&mut self, input: &mut Batch<Rows>, output: &mut Batch<String>) -> Result<()> {
-        for rows in input.drain(..) {
+        for rows in input.drain(..).filter(|rows| !rows.is_empty()) {
             let text = lines(&rows, json_lines)?;
             output.extend(text.split('\n').map(str::to_string));
-        }
-        Ok(())
-    }
-}
-
-/// An upsert table's records: each insert and update as its key's JSON
-/// (the `PRIMARY KEY` columns) and the row's JSON, each deletion as its key
-/// and no value (a tombstone); an update's old row (`-U`) is not written, as
-/// Flink's upsert sinks do not.
-pub struct UpsertRecords {
-    /// The key columns, by index.
-    pub key: Vec<usize>,
-}
-
-impl Operator for UpsertRecords {
-    type In = Rows;
-    type Out = (String, Option<String>);
-
-    fn process(
-        &mut self,
-        input: &mut Batch<Rows>,
-        output: &mut Batch<(String, Option<String>)>,
-    ) -> Result<()> {
-        for rows in input.drain(..) {
-            let keys = rows
-                .batch
-                .project(&self.key)
-                .map_err(|e| Error::Sql(format!("upsert keys: {e}")))?;
-            let keys = lines(&Rows::inserts(keys), json_lines)?;
-            let values = lines(&Rows::inserts(rows.batch.clone()), json_lines)?;
-            for (row, (key, value)) in keys.split('\n').zip(values.split('\n')).enumerate() {
-                match rows.kind(row) {
-                    RowKind::Insert | RowKind::UpdateAfter => {
-                        output.push((key.to_string(), Some(value.to_string())))
-                    }
-                    RowKind::UpdateBefore => {}
-                    RowKind::Delete => output.push((key.to_string(), None)),
-                }
-            }
         }
         Ok(())
     }
@@ -139,31 +100,6 @@ mod tests {
             )
             .unwrap(),
         )
-    }
-
-    #[test]
-    fn an_upsert_table_writes_inserts_and_updates_and_a_tombstone_for_a_deletion() {
-        let mut kinds = rows();
-        kinds.kinds = Some(datafusion_common::arrow::array::Int8Array::from(vec![
-            RowKind::UpdateBefore as i8,
-            RowKind::Delete as i8,
-        ]));
-        let mut input: Batch<Rows> = vec![rows(), kinds];
-        let mut output = Batch::new();
-        UpsertRecords { key: vec![0] }
-            .process(&mut input, &mut output)
-            .unwrap();
-        assert_eq!(
-            output,
-            vec![
-                (
-                    r#"{"id":1}"#.to_string(),
-                    Some(r#"{"id":1,"name":"a"}"#.to_string())
-                ),
-                (r#"{"id":2}"#.to_string(), Some(r#"{"id":2}"#.to_string())),
-                (r#"{"id":2}"#.to_string(), None),
-            ]
-        );
     }
 
     #[test]

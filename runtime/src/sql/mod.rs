@@ -88,6 +88,7 @@ pub mod settings;
 pub mod top_n;
 pub mod top_n_arena;
 pub mod updating_aggregate;
+pub mod upsert_records;
 pub mod window_aggregate;
 pub mod window_lineage;
 pub mod window_tvf;

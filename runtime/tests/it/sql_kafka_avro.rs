@@ -4,6 +4,9 @@
 //! schema derived from its columns), exactly once through injected failures.
 //! The oracle counts every window from the events produced and sees every
 //! committed output record: each window once, with its exact count and sum.
+//! An unbounded `GROUP BY` into an `upsert-kafka` table with Avro keys and
+//! values: every user's committed results step up, never repeat or go back,
+//! and end at the user's exact count and sum.
 
 use std::collections::BTreeMap;
 
@@ -175,6 +178,111 @@ fn an_avro_topic_is_windowed_into_an_avro_topic_exactly_once_through_failures() 
             assert!(restarts(&run) >= 1, "{}", stderr(&run));
         }
         assert_eq!(committed_windows(&broker, &topic), want, "{}", stderr(&run));
+    }
+}
+
+/// The upsert table's key and value schemas, as its columns give them (the
+/// key NOT NULL, as Flink takes a PRIMARY KEY's columns).
+const TOTAL_KEY: &str =
+    r#"{"type": "record", "name": "k", "fields": [{"name": "user", "type": "string"}]}"#;
+const TOTAL: &str = r#"{"type": "record", "name": "v", "fields": [
+  {"name": "user", "type": ["null", "string"]},
+  {"name": "clicks", "type": ["null", "long"]},
+  {"name": "total", "type": ["null", "long"]}
+]}"#;
+
+/// Decodes one Avro datum of `schema`, all its bytes, unwrapping unions.
+fn datum_fields(schema: &Schema, bytes: &[u8]) -> Vec<Value> {
+    let reader = GenericDatumReader::builder(schema).build().unwrap();
+    let mut bytes = bytes;
+    let Value::Record(fields) = reader.read_value(&mut bytes).unwrap() else {
+        panic!("not a record");
+    };
+    assert!(bytes.is_empty(), "bytes left after a datum");
+    fields
+        .into_iter()
+        .map(|(_, value)| match value {
+            Value::Union(_, inner) => *inner,
+            other => other,
+        })
+        .collect()
+}
+
+#[test]
+fn an_updating_aggregate_into_an_avro_upsert_table_steps_up_exactly_once_through_failures() {
+    let broker = KafkaBroker::start();
+    create_topic(&broker, "avro-upsert-clicks", OUT_PARTITIONS);
+    produce_avro(&broker, "avro-upsert-clicks");
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in 0..EVENTS {
+        let (user, bytes, _) = event(i);
+        let total = want.entry(user).or_default();
+        total.0 += 1;
+        total.1 += bytes as i64;
+    }
+    let (key_schema, value_schema) = (
+        Schema::parse_str(TOTAL_KEY).unwrap(),
+        Schema::parse_str(TOTAL).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (out, failures) in [("upsert-clean", "0"), ("upsert-failing", "2")] {
+        let topic = format!("avro-totals-{out}");
+        create_topic(&broker, &topic, OUT_PARTITIONS);
+        let script = format!(
+            "CREATE TABLE clicks (`user` STRING, bytes BIGINT, at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'avro-upsert-clicks', 'properties.bootstrap.servers' = '{bootstrap}',
+               'format' = 'avro', 'avro.schema' = '{schema}', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE totals (`user` STRING, clicks BIGINT, total BIGINT, PRIMARY KEY (`user`) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'key.format' = 'avro', 'value.format' = 'avro');
+             INSERT INTO totals SELECT `user`, COUNT(*), SUM(bytes) FROM clicks GROUP BY `user`;",
+            bootstrap = broker.bootstrap(),
+            schema = CLICK.replace('\n', " "),
+        );
+        let options = [
+            "--checkpoint-interval",
+            "100ms",
+            "--inject-failures",
+            failures,
+        ];
+        let run = run_script(dir.path(), out, &script, &options);
+        assert_ok(&run);
+        if failures != "0" {
+            assert!(restarts(&run) >= 1, "{}", stderr(&run));
+        }
+        let mut by_user: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+        for record in read_messages(&broker, &topic, "read_committed") {
+            assert!(
+                !record.tombstone,
+                "{topic}: a tombstone from an insert-only input"
+            );
+            let [Value::String(key)] = &datum_fields(&key_schema, &record.key)[..] else {
+                panic!("{topic}: key {:?}", record.key);
+            };
+            let [Value::String(user), Value::Long(clicks), Value::Long(total)] =
+                &datum_fields(&value_schema, &record.payload)[..]
+            else {
+                panic!("{topic}: value {:?}", record.payload);
+            };
+            assert_eq!(key, user, "{topic}: a record under another user's key");
+            by_user
+                .entry(user.clone())
+                .or_default()
+                .push((*clicks, *total));
+        }
+        for (user, results) in &by_user {
+            for pair in results.windows(2) {
+                assert!(
+                    pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1,
+                    "{topic}: {user}'s results repeat or go back: {results:?}"
+                );
+            }
+        }
+        let last: BTreeMap<String, (i64, i64)> = by_user
+            .into_iter()
+            .map(|(user, results)| (user, *results.last().unwrap()))
+            .collect();
+        assert_eq!(last, want, "{topic}: {}", stderr(&run));
     }
 }
 
