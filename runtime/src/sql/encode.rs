@@ -103,6 +103,14 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_batch_is_no_json_record() {
+        let mut input: Batch<Rows> = vec![Rows::inserts(rows().batch.slice(0, 0)), rows()];
+        let mut output = Batch::new();
+        JsonRecords.process(&mut input, &mut output).unwrap();
+        assert_eq!(output, vec![r#"{"id":1,"name":"a"}"#, r#"{"id":2}"#]);
+    }
+
+    #[test]
     fn rows_become_json_lines_and_print_lines() {
         let json = lines(&rows(), json_lines).unwrap();
         assert_eq!(json, "{\"id\":1,\"name\":\"a\"}\n{\"id\":2}");
