@@ -62,6 +62,44 @@ fn rows_by_rank(broker: &KafkaBroker, topic: &str) -> BTreeMap<String, Vec<(u64,
     by_rank
 }
 
+/// Every bid of every tenth auction, as `(price, bidder)`s by auction, from
+/// a run that prints them.
+fn bids_by_auction(dir: &Path) -> BTreeMap<u64, Vec<(u64, u64)>> {
+    let script = "CREATE TABLE all_bids (auction BIGINT, price BIGINT, bidder BIGINT) WITH ('connector' = 'print');
+         INSERT INTO all_bids SELECT auction, price, bidder FROM bid WHERE MOD(auction, 10) = 0;";
+    let file = dir.join("all-bids.sql");
+    fs::write(&file, script).unwrap();
+    let args = [
+        "sql".to_string(),
+        "-f".into(),
+        file.to_string_lossy().into(),
+    ];
+    let printed = run_args(dir, &args, &BIDS);
+    assert_ok(&printed);
+    let mut bids: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&printed.stdout).lines() {
+        let values = line.strip_prefix("+I[").and_then(|l| l.strip_suffix(']'));
+        let values: Vec<u64> = values
+            .unwrap_or_else(|| panic!("not an insert: {line}"))
+            .split(", ")
+            .map(|v| v.parse().unwrap())
+            .collect();
+        bids.entry(values[0])
+            .or_default()
+            .push((values[1], values[2]));
+    }
+    bids
+}
+
+/// `(auction, rn)` of a rank's JSON key.
+fn rank_of(key: &str) -> (u64, u64) {
+    let key: serde_json::Value = serde_json::from_str(key).unwrap();
+    (
+        key["auction"].as_u64().unwrap(),
+        key["rn"].as_u64().unwrap(),
+    )
+}
+
 #[test]
 fn a_top_n_into_an_upsert_table_is_exactly_once_through_failures_and_a_rescale() {
     let broker = KafkaBroker::start();
@@ -128,12 +166,40 @@ fn a_top_n_into_an_upsert_table_is_exactly_once_through_failures_and_a_rescale()
         after.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
     );
-    for (rank, rows) in after {
+    let bids = bids_by_auction(dir.path());
+    let mut finals: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
+    for (rank, rows) in &after {
+        let (auction, rn) = rank_of(rank);
+        let of_auction = &bids[&auction];
+        for row in rows {
+            assert!(
+                of_auction.contains(row),
+                "{rank}: {row:?} is no bid of auction {auction}"
+            );
+        }
         assert!(
             rows.windows(2).all(|w| w[0].0 <= w[1].0),
             "{rank}: its price fell (a row written twice?): {rows:?}"
         );
         let last = |rows: &[(u64, u64)]| rows.last().map(|r| r.0);
-        assert_eq!(last(&rows), last(&expected[&rank]), "{rank}: {rows:?}");
+        assert_eq!(last(rows), last(&expected[rank]), "{rank}: {rows:?}");
+        let (price, bidder) = rows[rows.len() - 1];
+        finals.entry(auction).or_default().push((rn, price, bidder));
+    }
+    for (auction, mut ranks) in finals {
+        ranks.sort();
+        let mut highest: Vec<u64> = bids[&auction].iter().map(|b| b.0).collect();
+        highest.sort_unstable_by(|a, b| b.cmp(a));
+        highest.truncate(3);
+        let prices: Vec<u64> = ranks.iter().map(|r| r.1).collect();
+        assert_eq!(prices, highest, "auction {auction} ends as {ranks:?}");
+        let mut rows: Vec<(u64, u64)> = ranks.iter().map(|r| (r.1, r.2)).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(
+            rows.len(),
+            ranks.len(),
+            "auction {auction}: a bid in two ranks: {ranks:?}"
+        );
     }
 }
