@@ -29,6 +29,8 @@ command -v make >/dev/null || missing+=(make)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v openssl >/dev/null || missing+=(openssl)
+# The chart's Argo CD health check is tested by running it in Lua.
+command -v lua5.4 >/dev/null || missing+=(lua5.4)
 # librocksdb-sys generates its bindings with libclang.
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then

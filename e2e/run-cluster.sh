@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The operator end to end on a real Kubernetes cluster. Ends with "N passed, N failed".
 #
-# Without KUBECONFIG: brings up what is missing (a v1.20 control plane built from
-# Debian's source package, the node agent test fixture that runs the pods, an S3
-# server), runs every scenario of e2e/cluster/scenarios.py, and tears down what it
-# started. Needs root (it edits /etc/hosts).
+# Without KUBECONFIG: brings up what is missing (a Kubernetes control plane built
+# from its Go modules, v1.37.2 unless WEIR_K8S_VERSION names another release, the
+# node agent test fixture that runs the pods, an S3 server), runs every scenario of
+# e2e/cluster/scenarios.py, and tears down what it started. Needs root (it edits
+# /etc/hosts, and the node agent mounts each pod's volumes in a namespace of its own).
 #
 # With KUBECONFIG pointing at a reachable cluster (kind, k3d): runs the same
 # scenarios there. The images must be in the cluster already (see e2e/README.md);
@@ -23,8 +24,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-K8S_BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-1.20.2/bin}"
+export WEIR_K8S_VERSION="${WEIR_K8S_VERSION:-1.37.2}"
+K8S_BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-$WEIR_K8S_VERSION/bin}"
 WORK=$(mktemp -d /tmp/weir-e2e-XXXXXX)
+# Job pods run as their own non-root user and reach the node agent's copies of
+# the binaries under here.
+chmod 755 "$WORK"
 API_PORT=6443
 S3_PORT=9101
 

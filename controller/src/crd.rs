@@ -1,9 +1,12 @@
 //! The `StreamJob` resource (`weir.dev/v1alpha1`): its spec, its status and their schema.
 //!
-//! Validation lives in the OpenAPI schema (types, minimums, enums, patterns), which
-//! every API server enforces (Kubernetes 1.20 included, which drops CEL rules), and
-//! again in [`StreamJobSpec::validate`] for what a schema cannot say (parallelism
-//! at most maxParallelism, durations that parse), whose message names the field.
+//! Validation happens at admission: the OpenAPI schema (types, minimums, enums) and
+//! CEL rules (`x-kubernetes-validations`, Kubernetes 1.25 and later) for what types
+//! cannot say: parallelism at most maxParallelism, maxParallelism fixed, duration
+//! and storage URI formats, combinations that contradict each other; each rule's
+//! message names its field. [`StreamJobSpec::validate`] checks the same again in
+//! the controller, for a StreamJob that reached it without them (a CRD applied by
+//! hand from an older release), and says so in the status.
 
 use std::time::Duration;
 
@@ -32,6 +35,32 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.parallelism <= self.maxParallelism",
+        "message": "parallelism must be at most maxParallelism (the job's key groups)",
+        "fieldPath": ".parallelism",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "!has(self.workers) || !has(self.workers.replicas) || self.workers.replicas * (has(self.workers.slots) ? self.workers.slots : 1) >= self.parallelism",
+        "message": "workers.replicas times workers.slots must be at least parallelism: every subtask needs a slot",
+        "fieldPath": ".workers.replicas",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "self.maxParallelism == oldSelf.maxParallelism || (has(self.upgradeMode) && self.upgradeMode == 'stateless')",
+        "message": "maxParallelism is fixed for the life of the job: its state is split into that many key groups (only upgradeMode stateless, which starts without state, may change it)",
+        "fieldPath": ".maxParallelism",
+        "reason": "FieldValueForbidden"
+    },
+    {
+        "rule": "!(has(self.upgradeMode) && self.upgradeMode == 'stateless' && has(self.initialSavepoint))",
+        "message": "initialSavepoint needs upgradeMode savepoint or last-state: a stateless job starts without state",
+        "fieldPath": ".initialSavepoint",
+        "reason": "FieldValueInvalid"
+    }
+]))]
 pub struct StreamJobSpec {
     /// Container image with the `weir` binary (and the job's pipeline).
     #[schemars(length(min = 1))]
@@ -84,6 +113,7 @@ pub struct StreamJobSpec {
     pub allow_non_restored_state: bool,
     /// Take a savepoint this often (a duration such as `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub periodic_savepoint_interval: Option<String>,
     /// Which savepoints are kept.
     #[serde(default)]
@@ -95,6 +125,15 @@ pub struct StreamJobSpec {
 
 fn default_max_parallelism() -> u32 {
     128
+}
+
+/// The CEL rule of a duration field: the forms [`parse_duration`] reads that
+/// users write (`10s`, `5m`, `1h30m`, `7d`), checked at admission.
+fn duration_rule() -> serde_json::Value {
+    serde_json::json!({
+        "rule": "self.matches('^ *([0-9]+ *(ms|s|m|h|d|w) *)+$')",
+        "message": "must be a duration such as 10s, 5m, 1h30m or 7d"
+    })
 }
 
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -129,6 +168,11 @@ impl PullPolicy {
 /// The pipeline and its arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.sql) != (has(self.pipeline) && self.pipeline != '')",
+    "message": "job needs a pipeline or a sql script, not both",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct JobSpec {
     /// A pipeline of the image (`weir pipelines` lists them), unless `sql` is given.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -172,6 +216,11 @@ pub struct WorkersSpec {
     /// Resources of each worker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Merged into the worker pods' template after `podTemplate` (JSON merge
+    /// patch): what only workers need (node affinity for local disks, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub pod_template: Option<serde_json::Value>,
 }
 
 /// The coordinator pod.
@@ -181,18 +230,33 @@ pub struct CoordinatorSpec {
     /// Resources of the coordinator container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Merged into the coordinator pod's template after `podTemplate` (JSON
+    /// merge patch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub pod_template: Option<serde_json::Value>,
 }
 
 /// Checkpoint settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.s3) || self.storage.startsWith('s3://')",
+    "message": "s3 settings need s3:// storage",
+    "fieldPath": ".s3",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct CheckpointSpec {
     /// Time between checkpoints (default `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub interval: Option<String>,
     /// Base URI of checkpoint storage: `s3://bucket/prefix` or `file:///path`.
     /// The job's checkpoints and savepoints go under `{storage}/{namespace}/{name}/`.
-    #[schemars(regex(pattern = r"^(s3://[a-z0-9][a-z0-9.\-]*[a-z0-9](/.*)?|file:///.*)$"))]
+    #[schemars(length(min = 1, max = 1024), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^(s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/.*)?|file:///.*)$')",
+        "message": "must be s3://bucket/prefix (a bucket name of lower-case letters, digits, dots and hyphens) or file:///path"
+    }]))]
     pub storage: String,
     /// Completed checkpoints kept (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +264,7 @@ pub struct CheckpointSpec {
     pub retained: Option<u32>,
     /// A checkpoint taking longer is declined (default `10m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub timeout: Option<String>,
     /// S3 settings, for `s3://` storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +277,10 @@ pub struct CheckpointSpec {
 pub struct S3Spec {
     /// Endpoint of an S3-compatible server (MinIO and the like); AWS when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^https?://[^/]+')",
+        "message": "must be an http:// or https:// URL"
+    }]))]
     pub endpoint: Option<String>,
     /// Region (default `us-east-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +338,7 @@ pub struct SavepointHistory {
     pub max_count: Option<u32>,
     /// Savepoints older than this are deleted (a duration such as `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub max_age: Option<String>,
 }
 
@@ -283,6 +353,7 @@ pub struct DeletionSpec {
     /// the job or storage is down) before it goes on without it (default `10m`).
     /// The annotation `weir.dev/skip-final-savepoint: "true"` skips it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub savepoint_timeout: Option<String>,
 }
 
@@ -303,6 +374,8 @@ pub enum Phase {
     Recovering,
     /// Failed for good; the message says why.
     Failed,
+    /// A bounded job that read all its input and completed its final checkpoint.
+    Finished,
 }
 
 /// What the controller observed and did.
@@ -312,10 +385,12 @@ pub struct StreamJobStatus {
     /// Where the job is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// `Ready`, `Progressing`, `Degraded`.
+    /// `Ready`, `Reconciling`, `Stalled` (as kstatus reads them) and `Degraded`.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// The generation of the spec this status describes.
+    /// The generation of the spec that has been rolled out (or found invalid):
+    /// behind `metadata.generation` while a change is in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Parallelism of the running job.
@@ -427,7 +502,8 @@ pub struct PendingSavepoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Progressing` or `Degraded`.
+    /// Its kind: `Ready`, `Reconciling`, `Stalled` or `Degraded` (a StreamTable
+    /// has `Ready` only).
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
@@ -528,6 +604,19 @@ impl StreamJobSpec {
                 ))
             }
         }
+        if let Some(s3) = &self.checkpoints.s3 {
+            if !storage.starts_with("s3://") {
+                return Err(invalid("checkpoints.s3", "s3 settings need s3:// storage"));
+            }
+            if let Some(endpoint) = &s3.endpoint {
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    return Err(invalid(
+                        "checkpoints.s3.endpoint",
+                        format!("{endpoint:?} is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+        }
         for (field, value) in [
             ("checkpoints.interval", &self.checkpoints.interval),
             ("checkpoints.timeout", &self.checkpoints.timeout),
@@ -550,6 +639,24 @@ impl StreamJobSpec {
         }
         if self.workers.replicas == Some(0) {
             return Err(invalid("workers.replicas", "must be at least 1"));
+        }
+        if let Some(replicas) = self.workers.replicas {
+            if replicas.saturating_mul(self.slots()) < self.parallelism {
+                return Err(invalid(
+                    "workers.replicas",
+                    format!(
+                        "{replicas} workers of {} slots cannot run parallelism {}: every subtask needs a slot",
+                        self.slots(),
+                        self.parallelism
+                    ),
+                ));
+            }
+        }
+        if self.upgrade_mode == UpgradeMode::Stateless && self.initial_savepoint.is_some() {
+            return Err(invalid(
+                "initialSavepoint",
+                "needs upgradeMode savepoint or last-state: a stateless job starts without state",
+            ));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 //! - [`sql_tables`]: resolves the StreamTables a SQL StreamJob names into its script.
 //! - [`resources`]: pure builders of the child objects.
 //! - [`planner`]: the pure lifecycle planner (spec, status, observed → action).
+//! - [`pod_trouble`]: why a job's pods cannot run (image pulls, scheduling, crash loops).
 //! - [`reconcile`]: observation, the planner's action, status and events.
 //! - [`coordinator`]: calls to a job's coordinator.
 //! - [`leader`]: leader election with a Lease.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod planner;
+pub mod pod_trouble;
 pub mod reconcile;
 pub mod resources;
 pub mod sql_tables;
@@ -39,12 +41,37 @@ pub use table::StreamTable;
 /// and `crds/streamjob.yaml` holds).
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&StreamJob::crd()).unwrap_or_default()
+    crd_as_yaml(&StreamJob::crd())
 }
 
 /// The CustomResourceDefinition of `StreamTable`, as YAML (what `crdgen
 /// streamtable` prints and `crds/streamtable.yaml` holds).
 pub fn table_crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&StreamTable::crd()).unwrap_or_default()
+    crd_as_yaml(&StreamTable::crd())
+}
+
+/// A CRD as YAML, without the formats schemars gives unsigned integers
+/// (`uint32`, `uint64`), which the API server does not know and warns about at
+/// every apply; their `minimum: 0` stays.
+fn crd_as_yaml(crd: &impl serde::Serialize) -> String {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                let unsigned = fields
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| f.starts_with("uint"));
+                if unsigned {
+                    fields.remove("format");
+                }
+                fields.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(crd).unwrap_or_default();
+    strip(&mut value);
+    serde_yaml::to_string(&value).unwrap_or_default()
 }

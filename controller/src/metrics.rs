@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::crd::Phase;
+use crate::crd::{Phase, StreamJobStatus};
 use crate::error::Error;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
-/// Counters of reconciles, failures by reason, reconcile durations and jobs by phase.
+/// Counters of reconciles, failures by reason, reconcile durations, jobs by
+/// phase, and each job's own figures.
 #[derive(Debug, Default)]
 pub struct Metrics {
     reconciles: AtomicU64,
@@ -20,7 +21,18 @@ pub struct Metrics {
     /// Count per bucket (the last is +Inf), and the sum of seconds in micros.
     durations: [AtomicU64; BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
-    phases: Mutex<BTreeMap<(String, String), Option<Phase>>>,
+    jobs: Mutex<BTreeMap<(String, String), JobFigures>>,
+}
+
+/// What the last reconcile of a job wrote in its status.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct JobFigures {
+    phase: Option<Phase>,
+    /// When its newest checkpoint completed.
+    last_checkpoint: Option<jiff::Timestamp>,
+    /// Savepoints failed in a row.
+    savepoint_failures: u32,
+    restarts: u32,
 }
 
 impl Metrics {
@@ -45,17 +57,26 @@ impl Metrics {
         }
     }
 
-    /// Records the phase of job `ns/name`.
-    pub fn observe_phase(&self, ns: &str, name: &str, phase: Option<Phase>) {
-        self.phases
+    /// Records what job `ns/name`'s status says.
+    pub fn observe(&self, ns: &str, name: &str, status: &StreamJobStatus) {
+        let figures = JobFigures {
+            phase: status.phase,
+            last_checkpoint: status
+                .last_checkpoint
+                .as_ref()
+                .and_then(|c| c.time.parse().ok()),
+            savepoint_failures: status.savepoint_failures,
+            restarts: status.restarts,
+        };
+        self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((ns.to_string(), name.to_string()), phase);
+            .insert((ns.to_string(), name.to_string()), figures);
     }
 
     /// Forgets a deleted job.
     pub fn forget(&self, ns: &str, name: &str) {
-        self.phases
+        self.jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(ns.to_string(), name.to_string()));
@@ -123,22 +144,63 @@ impl Metrics {
             out,
             "weir_controller_reconcile_duration_seconds_count {cumulative}"
         );
+        self.render_jobs(&mut out, jiff::Timestamp::now());
+        out
+    }
+
+    /// Jobs by phase, and per job (labels `namespace`, `name`): its phase, the
+    /// age of its newest checkpoint, savepoints failed in a row and restarts.
+    fn render_jobs(&self, out: &mut String, now: jiff::Timestamp) {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let phase_name = |p: Option<Phase>| p.map_or("Unknown".to_string(), |p| format!("{p:?}"));
         let _ = writeln!(out, "# HELP weir_controller_jobs StreamJobs by phase.");
         let _ = writeln!(out, "# TYPE weir_controller_jobs gauge");
         let mut by_phase: BTreeMap<String, u64> = BTreeMap::new();
-        for phase in self
-            .phases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            let name = phase.map_or("Unknown".to_string(), |p| format!("{p:?}"));
-            *by_phase.entry(name).or_default() += 1;
+        for figures in jobs.values() {
+            *by_phase.entry(phase_name(figures.phase)).or_default() += 1;
         }
         for (phase, n) in by_phase {
             let _ = writeln!(out, "weir_controller_jobs{{phase=\"{phase}\"}} {n}");
         }
-        out
+        let families = [
+            (
+                "weir_streamjob_phase",
+                "The job's phase (1 for the phase it is in).",
+            ),
+            (
+                "weir_streamjob_last_checkpoint_age_seconds",
+                "Seconds since the job's newest checkpoint completed.",
+            ),
+            (
+                "weir_streamjob_savepoint_failures",
+                "Savepoints of the job that failed in a row.",
+            ),
+            (
+                "weir_streamjob_restarts",
+                "Restarts of the job after failures, all deployments.",
+            ),
+        ];
+        for (i, (family, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {family} {help}");
+            let _ = writeln!(out, "# TYPE {family} gauge");
+            for ((ns, name), figures) in jobs.iter() {
+                let labels = format!("namespace=\"{ns}\",name=\"{name}\"");
+                let value = match i {
+                    0 => {
+                        let phase = phase_name(figures.phase);
+                        let _ = writeln!(out, "{family}{{{labels},phase=\"{phase}\"}} 1");
+                        continue;
+                    }
+                    1 => match figures.last_checkpoint {
+                        Some(t) => format!("{:.3}", now.duration_since(t).as_secs_f64().max(0.0)),
+                        None => continue,
+                    },
+                    2 => figures.savepoint_failures.to_string(),
+                    _ => figures.restarts.to_string(),
+                };
+                let _ = writeln!(out, "{family}{{{labels}}} {value}");
+            }
+        }
     }
 }
 
@@ -183,8 +245,32 @@ mod tests {
             Duration::from_secs(2),
             Some(&Error::Coordinator("x".into())),
         );
-        m.observe_phase("ns", "a", Some(Phase::Running));
-        m.observe_phase("ns", "b", Some(Phase::Running));
+        let running = |checkpoint: &str, failures| StreamJobStatus {
+            phase: Some(Phase::Running),
+            last_checkpoint: Some(crate::crd::CheckpointRef {
+                id: 7,
+                path: "s3://b/chk-7".into(),
+                time: checkpoint.into(),
+            }),
+            savepoint_failures: failures,
+            ..Default::default()
+        };
+        m.observe("ns", "a", &running("2026-12-04T10:00:00Z", 0));
+        m.observe("ns", "b", &running("2026-12-04T10:00:30Z", 2));
+        let mut jobs = String::new();
+        m.render_jobs(&mut jobs, "2026-12-04T10:01:00Z".parse().unwrap());
+        for line in [
+            "weir_streamjob_phase{namespace=\"ns\",name=\"a\",phase=\"Running\"} 1",
+            "weir_streamjob_last_checkpoint_age_seconds{namespace=\"ns\",name=\"a\"} 60.000",
+            "weir_streamjob_last_checkpoint_age_seconds{namespace=\"ns\",name=\"b\"} 30.000",
+            "weir_streamjob_savepoint_failures{namespace=\"ns\",name=\"b\"} 2",
+        ] {
+            assert!(jobs.lines().any(|l| l == line), "{line} in\n{jobs}");
+        }
+        m.forget("ns", "b");
+        let text = m.render();
+        assert!(!text.contains("name=\"b\""), "{text}");
+        m.observe("ns", "b", &running("2026-12-04T10:00:30Z", 2));
         let text = m.render();
         assert!(
             text.contains("weir_controller_reconciles_total 2"),

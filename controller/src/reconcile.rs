@@ -38,6 +38,7 @@ use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus, UpgradeMode};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
+use crate::pod_trouble;
 use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
 use crate::sql_tables;
 use crate::table::StreamTable;
@@ -105,6 +106,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
         deployed,
         terminating,
         image,
+        trouble,
     } = workloads_exist(ctx, &ns, &name, &uid).await?;
     // A coordinator on its way out (or an earlier StreamJob's) says nothing
     // about this one.
@@ -174,6 +176,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
             _ => None,
         },
         upgrade_check,
+        pod_trouble: trouble,
         now: jiff::Timestamp::now(),
     };
     let mut decided = plan(&job.spec, &status, &observed);
@@ -227,7 +230,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
         }
         Action::Wait => {}
     }
-    ctx.metrics.observe_phase(&ns, &name, decided.status.phase);
+    ctx.metrics.observe(&ns, &name, &decided.status);
     for note in &decided.notes {
         publish(ctx, job, note.warning, &note.reason, &note.message).await;
     }
@@ -317,6 +320,8 @@ struct Workloads {
     terminating: bool,
     /// The image the coordinator Deployment runs.
     image: Option<String>,
+    /// What keeps its pods from running, if anything does (see [`pod_trouble`]).
+    trouble: Option<(String, String)>,
 }
 
 /// What exists of the job's workloads.
@@ -347,10 +352,20 @@ async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Resu
             .image
             .clone()
     });
+    let deployed = coordinator.is_some() || workers.is_some();
+    let trouble = if deployed && !terminating {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let selector = format!("weir.dev/job={name}");
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        pod_trouble::trouble(&list.items, coordinator.as_ref())
+    } else {
+        None
+    };
     Ok(Workloads {
-        deployed: coordinator.is_some() || workers.is_some(),
+        deployed,
         terminating,
         image,
+        trouble,
     })
 }
 

@@ -201,7 +201,14 @@ fn pod_template(job: &StreamJob, role: &str, args: Vec<String>, extra: Value) ->
         "spec": {
             // The job's pods never call the Kubernetes API.
             "automountServiceAccountToken": false,
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532},
+            // What Pod Security Admission's `restricted` profile asks of a pod.
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "fsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [container],
             "volumes": [
                 {"name": "tmp", "emptyDir": {}},
@@ -209,7 +216,11 @@ fn pod_template(job: &StreamJob, role: &str, args: Vec<String>, extra: Value) ->
             ],
         },
     });
-    if let Some(user) = &job.spec.pod_template {
+    let own = match role {
+        "coordinator" => &job.spec.coordinator.pod_template,
+        _ => &job.spec.workers.pod_template,
+    };
+    for user in [&job.spec.pod_template, own].into_iter().flatten() {
         merge(&mut template, user.clone());
     }
     template

@@ -46,6 +46,7 @@ pub struct StreamTableStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`: `True` when the statement holds together, `False` with the reason.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The table's name in SQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -326,7 +326,9 @@ def reference_alerts(env, records, error_rate, seed):
 
 
 def wait_finished(env, name, timeout=240):
+    """The bounded job read all its input; its StreamJob says Finished."""
     wait_for(lambda: (env.coordinator_status(name) or {}).get("state") == "finished", timeout,
              f"{name} to finish")
+    wait_for(lambda: env.status(name).get("phase") == "Finished", 60, f"{name}'s phase Finished")
 
 

@@ -123,9 +123,9 @@ def sql_stream_tables_on_kafka(env):
         broker.create_topic("sums-in", 4)
         broker.create_topic("sums-out", 2)
         env.apply(render(env, sql_job(name, SUMS_JOB, [])))
-        wait_for(lambda: env.condition(name, "Degraded").get("reason") == "TableNotFound", 60,
+        wait_for(lambda: env.condition(name, "Stalled").get("reason") == "TableNotFound", 60,
                  f"{name} waiting for its tables")
-        message = env.condition(name, "Degraded")["message"]
+        message = env.condition(name, "Stalled")["message"]
         assert "`sums_in`" in message and "`sums_out`" in message, message
         assert env.get("deployment", f"{name}-coordinator") is None, "nothing deployed without its tables"
         for table, sql in (("sums-in", SUMS_IN), ("sums-out", SUMS_OUT)):

@@ -12,22 +12,26 @@ stands in for a kubelet:
   downward-API fields such as POD_IP, ConfigMap and Secret references), and
   $(VAR) references in command and args are expanded as Kubernetes does;
 - gives each pod its own address on the loopback interface (127.0.1.N, or
-  --pod-network) and reports it as its pod
-  IP; ConfigMap, Secret, emptyDir and hostPath volumes are materialised at their mount
-  paths on the host filesystem (pods share it: there are no mount namespaces);
-- makes Service names resolve to the addresses of their ready pods (or all of
-  them, with publishNotReadyAddresses) through a managed block of /etc/hosts,
-  and headless-Service pod names too (Endpoints cannot carry loopback addresses,
-  so the agent matches selectors itself);
-- runs readiness probes (httpGet, tcpSocket) and reports pod phase, readiness,
-  restart counts and exit codes; restarts containers as the pod's restartPolicy
-  says, with backoff;
+  --pod-network) and reports it as its pod IP;
+- runs each container in a mount namespace of its own (pod_sandbox.py) with the
+  pod's volumes bind-mounted at their mount paths: emptyDir (a directory of the
+  pod's, removed with the pod), ConfigMap, Secret, downward API and projected
+  volumes (service-account tokens from the TokenRequest API, bound to the pod),
+  hostPath; as the pod's runAsUser, runAsGroup and supplemental groups;
+- makes Service names resolve, through a managed block of /etc/hosts, to the
+  addresses the EndpointSlice controller lists for them, and headless-Service
+  pod names too (as kube-proxy and cluster DNS would);
+- runs startup, liveness and readiness probes (httpGet, tcpSocket), restarts a
+  container whose liveness or startup probe fails failureThreshold times, and
+  reports pod phase, readiness, restart counts, exit codes and waiting reasons
+  (ErrImagePull, then ImagePullBackOff, for an image it has no binary for);
+  restarts containers as the pod's restartPolicy says, with backoff;
 - stops a pod's processes (SIGTERM, then SIGKILL) when the pod is deleted, and
   then removes the pod object, as a kubelet does.
 
-Not emulated: resource limits, security contexts (processes run as this user),
-liveness probes, image pulls, network isolation, and per-pod filesystems (two
-pods mounting different volumes at one path overwrite each other's files).
+Not emulated: resource limits, capabilities and seccomp, exec probes, network
+isolation, and a root filesystem per container (pods see the host's, their
+volumes mounted over it).
 
 Usage: node_agent.py --kubeconfig FILE --work DIR --image NAME=BINARY [...]
 """
@@ -51,6 +55,8 @@ import urllib.request
 
 NODE = "weir-e2e-node"
 HOSTS = "/etc/hosts"
+SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pod_sandbox.py")
+TOKEN_SECONDS = 3600
 BEGIN, END = "# weir-e2e begin", "# weir-e2e end"
 
 
@@ -94,6 +100,14 @@ class Api:
         return self.call("PATCH", path + "/status", {"status": status}, "application/merge-patch+json")
 
 
+class ImagePullError(ValueError):
+    """A container's image is none this node has a binary for."""
+
+
+class ContainerConfigError(ValueError):
+    """A container's spec cannot be run as it says (runAsNonRoot without a user)."""
+
+
 class Container:
     """One container of a pod, as a process."""
 
@@ -107,10 +121,17 @@ class Container:
         self.next_start = 0.0
         self.ready = False
         self.next_probe = 0.0
+        # Whether the startup probe has passed (or there is none) since the start.
+        self.started = False
+        # Consecutive failures of the liveness or startup probe.
+        self.failures = 0
+        # Why the container cannot be created ({"reason", "message"}), if it cannot.
+        self.waiting = None
+        self.started_clock = 0.0
 
 
 class Pod:
-    def __init__(self, obj, ip):
+    def __init__(self, obj, ip, work):
         self.uid = obj["metadata"]["uid"]
         self.ns = obj["metadata"]["namespace"]
         self.name = obj["metadata"]["name"]
@@ -118,16 +139,41 @@ class Pod:
         self.ip = ip
         self.containers = [Container(c) for c in obj["spec"].get("containers", [])]
         self.start_time = now()
+        # Its logs, sandbox specs and volumes (the volumes go with the pod).
+        self.dir = os.path.join(work, "pods", f"{self.ns}_{self.name}_{self.uid[:8]}")
         self.reported = None
         self.terminating = False
 
 
 class Agent:
     def __init__(self, api, work, images, api_port, pod_ips):
-        self.api, self.work, self.images, self.api_port = api, work, images, api_port
+        self.api, self.work, self.api_port = api, work, api_port
+        self.images = self.install(images)
+        # A kubelet reports the release it is of: this agent, the API server's.
+        self.version = (api.get("/version") or {}).get("gitVersion", "v0.0.0")
         self.pods = {}
         self.free_ips = list(pod_ips)
         self.hosts_block = None
+
+    def install(self, images):
+        """Each image's binary linked (or copied) into the work directory, where a
+        pod's runAsUser can execute it (a build directory under /root is not)."""
+        directory = os.path.join(self.work, "images")
+        os.makedirs(directory, exist_ok=True)
+        installed = {}
+        for image, binary in images.items():
+            target = os.path.join(directory, os.path.basename(binary))
+            if os.path.exists(target):
+                os.unlink(target)
+            try:
+                os.link(binary, target)
+            except OSError:
+                shutil.copy2(binary, target)
+            os.chmod(target, 0o755)
+            installed[image] = target
+        for path in (self.work, directory):
+            os.chmod(path, 0o755)
+        return installed
 
     # ---- the node ----
 
@@ -154,7 +200,7 @@ class Agent:
                 "lastTransitionTime": now(),
             }],
             "nodeInfo": {
-                "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2", "operatingSystem": "linux",
+                "kubeletVersion": self.version, "kubeProxyVersion": self.version, "operatingSystem": "linux",
                 "architecture": "amd64", "containerRuntimeVersion": "weir-e2e://1", "osImage": "weir e2e",
                 "kernelVersion": os.uname().release, "machineID": "", "systemUUID": "", "bootID": "",
             },
@@ -212,40 +258,109 @@ class Agent:
                     env[var["name"]] = self.configmap(pod.ns, ref["name"]).get(ref["key"], "")
         return env
 
-    def materialise(self, pod, spec):
+    def token(self, pod, source):
+        """A service-account token for `pod` from the TokenRequest API, bound to it."""
+        sa = pod.obj["spec"].get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {
+                "audiences": [source["audience"]] if source.get("audience") else None,
+                "expirationSeconds": max(source.get("expirationSeconds", TOKEN_SECONDS), 600),
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid},
+            },
+        }
+        code, body = self.api.call("POST", f"/api/v1/namespaces/{pod.ns}/serviceaccounts/{sa}/token", request)
+        if code != 201:
+            raise ValueError(f"no token for service account {pod.ns}/{sa}: {code} {body.get('message', '')}")
+        return body["status"]["token"]
+
+    def volume_files(self, pod, volume):
+        """The files of a ConfigMap, Secret, downward API or projected volume, by path."""
+        def pick(data, items):
+            if not items:
+                return dict(data)
+            return {item.get("path", item["key"]): data[item["key"]] for item in items if item["key"] in data}
+        def downward(items):
+            return {item["path"]: self.field(pod, item["fieldRef"]["fieldPath"])
+                    for item in items if "fieldRef" in item}
+        if "configMap" in volume:
+            return pick(self.configmap(pod.ns, volume["configMap"]["name"]), volume["configMap"].get("items"))
+        if "secret" in volume:
+            return pick(self.secret(pod.ns, volume["secret"]["secretName"]), volume["secret"].get("items"))
+        if "downwardAPI" in volume:
+            return downward(volume["downwardAPI"].get("items", []))
+        files = {}
+        for source in volume["projected"].get("sources", []):
+            if "configMap" in source:
+                files.update(pick(self.configmap(pod.ns, source["configMap"]["name"]), source["configMap"].get("items")))
+            if "secret" in source:
+                files.update(pick(self.secret(pod.ns, source["secret"]["name"]), source["secret"].get("items")))
+            if "downwardAPI" in source:
+                files.update(downward(source["downwardAPI"].get("items", [])))
+            if "serviceAccountToken" in source:
+                token = source["serviceAccountToken"]
+                files[token.get("path", "token")] = self.token(pod, token)
+        return files
+
+    def mounts(self, pod, spec):
+        """The container's volume mounts as [source, target, read_only], each volume
+        made ready: an emptyDir once per pod, file volumes written afresh."""
         volumes = {v["name"]: v for v in pod.obj["spec"].get("volumes", [])}
+        mounts = []
         for mount in spec.get("volumeMounts", []):
-            volume = volumes.get(mount["name"], {})
-            path = mount["mountPath"]
+            volume = volumes.get(mount["name"])
+            if volume is None:
+                raise ValueError(f"volume {mount['name']} is not a volume of the pod")
             if "hostPath" in volume:
-                # The host's filesystem is the pods' filesystem: the directory
-                # itself, or a link to it at another mount path.
-                host = volume["hostPath"]["path"]
-                os.makedirs(host, exist_ok=True)
-                if os.path.realpath(path) != os.path.realpath(host):
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    os.symlink(host, path)
-                continue
-            os.makedirs(path, exist_ok=True)
-            files = {}
-            if "configMap" in volume:
-                files = self.configmap(pod.ns, volume["configMap"]["name"])
-            elif "secret" in volume:
-                files = self.secret(pod.ns, volume["secret"]["secretName"])
-            elif "projected" in volume:
-                for source in volume["projected"].get("sources", []):
-                    if "configMap" in source:
-                        files.update(self.configmap(pod.ns, source["configMap"]["name"]))
-                    if "secret" in source:
-                        files.update(self.secret(pod.ns, source["secret"]["name"]))
-            for key, value in files.items():
-                with open(os.path.join(path, key), "w") as f:
-                    f.write(value)
+                source = volume["hostPath"]["path"]
+                if volume["hostPath"].get("type", "") in ("", "DirectoryOrCreate"):
+                    os.makedirs(source, exist_ok=True)
+            else:
+                source = os.path.join(pod.dir, "volumes", mount["name"])
+                if "emptyDir" in volume:
+                    if not os.path.isdir(source):
+                        os.makedirs(source)
+                        os.chmod(source, 0o777)
+                elif any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
+                    shutil.rmtree(source, ignore_errors=True)
+                    os.makedirs(source)
+                    os.chmod(source, 0o755)
+                    for path, text in self.volume_files(pod, volume).items():
+                        file = os.path.join(source, path)
+                        os.makedirs(os.path.dirname(file), exist_ok=True)
+                        with open(file, "w") as f:
+                            f.write(text)
+                        os.chmod(file, 0o644)
+                else:
+                    raise ValueError(f"volume {mount['name']}: this node agent has no such kind of volume")
+            if mount.get("subPath"):
+                source = os.path.join(source, mount["subPath"])
+            mounts.append([source, mount["mountPath"], bool(mount.get("readOnly"))])
+        return mounts
+
+    def user(self, pod, spec):
+        """(uid, gid, groups) of the container's security context and its pod's,
+        or None to run as this agent's user."""
+        pod_context = pod.obj["spec"].get("securityContext") or {}
+        context = {**pod_context, **(spec.get("securityContext") or {})}
+        uid = context.get("runAsUser")
+        if uid is None:
+            if context.get("runAsNonRoot"):
+                raise ContainerConfigError("container has runAsNonRoot and no runAsUser: "
+                                           "this node agent's images have no user of their own")
+            return None
+        if uid == 0 and context.get("runAsNonRoot"):
+            raise ContainerConfigError("container has runAsNonRoot and runAsUser 0")
+        groups = list(pod_context.get("supplementalGroups", []))
+        if "fsGroup" in pod_context:
+            groups.append(pod_context["fsGroup"])
+        return uid, context.get("runAsGroup", 0), groups
 
     def command(self, pod, spec, env):
         binary = self.images.get(spec["image"])
         if binary is None:
-            raise ValueError(f"no binary for image {spec['image']} (use --image {spec['image']}=PATH)")
+            raise ImagePullError(f"image {spec['image']} is not known to this node "
+                                 f"(node_agent.py --image {spec['image']}=BINARY)")
         command = [expand(c, env) for c in spec.get("command", [])]
         args = [expand(a, env) for a in spec.get("args", [])]
         if not command or os.path.basename(command[0]) == os.path.basename(binary):
@@ -257,18 +372,30 @@ class Agent:
     def start(self, pod, c):
         spec = c.spec
         env = self.environment(pod, spec)
-        self.materialise(pod, spec)
         argv = self.command(pod, spec, env)
-        logs = os.path.join(self.work, "pods", f"{pod.ns}_{pod.name}")
-        os.makedirs(logs, exist_ok=True)
-        out = open(os.path.join(logs, f"{c.name}.log"), "ab")
-        cwd = spec.get("workingDir") or logs
-        os.makedirs(cwd, exist_ok=True)
-        c.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=out, start_new_session=True)
+        user = self.user(pod, spec)
+        mounts = self.mounts(pod, spec)
+        os.makedirs(pod.dir, exist_ok=True)
+        sandbox = {
+            "mounts": mounts, "argv": argv, "cwd": spec.get("workingDir") or "/",
+            "uid": user[0] if user else None, "gid": user[1] if user else None,
+            "groups": user[2] if user else [],
+        }
+        spec_file = os.path.join(pod.dir, f"{c.name}.sandbox.json")
+        with open(spec_file, "w") as f:
+            json.dump(sandbox, f)
+        out = open(os.path.join(pod.dir, f"{c.name}.log"), "ab")
+        c.proc = subprocess.Popen([sys.executable, SANDBOX, spec_file], env=env, cwd="/",
+                                  stdout=out, stderr=out, start_new_session=True)
         c.started_at = now()
+        c.started_clock = time.time()
         c.ready = False
-        c.next_probe = time.time()
-        log(f"started {pod.ns}/{pod.name}/{c.name} pid {c.proc.pid} on {pod.ip}: {' '.join(argv)}")
+        c.started = "startupProbe" not in spec
+        c.failures = 0
+        c.waiting = None
+        c.next_probe = time.time() + (spec.get("startupProbe") or {}).get("initialDelaySeconds", 0)
+        as_user = f" as uid {user[0]}" if user else ""
+        log(f"started {pod.ns}/{pod.name}/{c.name} pid {c.proc.pid} on {pod.ip}{as_user}: {' '.join(argv)}")
 
     def stop(self, pod, grace):
         for c in pod.containers:
@@ -288,28 +415,66 @@ class Agent:
                     pass
                 c.proc.wait()
 
-    def probe(self, pod, c):
-        spec = c.spec.get("readinessProbe")
-        if c.proc is None or c.proc.poll() is not None:
-            return False
-        if not spec:
-            return True
+    def probe(self, pod, c, spec):
+        """Whether the probe `spec` (httpGet or tcpSocket) passes now."""
         ports = {p.get("name"): p["containerPort"] for p in c.spec.get("ports", [])}
         try:
             if "httpGet" in spec:
                 port = spec["httpGet"]["port"]
                 port = ports.get(port, port)
                 url = f"http://{pod.ip}:{port}{spec['httpGet'].get('path', '/')}"
-                with urllib.request.urlopen(url, timeout=1) as r:
+                with urllib.request.urlopen(url, timeout=spec.get("timeoutSeconds", 1)) as r:
                     return 200 <= r.status < 400
             if "tcpSocket" in spec:
                 port = spec["tcpSocket"]["port"]
                 port = ports.get(port, port)
-                with socket.create_connection((pod.ip, int(port)), timeout=1):
+                with socket.create_connection((pod.ip, int(port)), timeout=spec.get("timeoutSeconds", 1)):
                     return True
         except (OSError, ValueError):
             return False
         return True
+
+    def run_probes(self, pod, c):
+        """The startup probe until it passes, then liveness and readiness, as a
+        kubelet runs them: a container whose startup or liveness probe fails
+        failureThreshold times in a row is killed (and restarted as its pod's
+        restartPolicy says)."""
+        startup, liveness = c.spec.get("startupProbe"), c.spec.get("livenessProbe")
+        readiness = c.spec.get("readinessProbe")
+        if not c.started:
+            if self.probe(pod, c, startup):
+                c.started, c.failures = True, 0
+                c.next_probe = time.time()
+                return
+            c.failures += 1
+            if c.failures >= startup.get("failureThreshold", 3):
+                log(f"{pod.ns}/{pod.name}/{c.name} failed its startup probe {c.failures} times: killing it")
+                self.kill(c)
+            c.next_probe = time.time() + startup.get("periodSeconds", 10)
+            return
+        running_for = time.time() - c.started_clock
+        if liveness and running_for >= liveness.get("initialDelaySeconds", 0):
+            if self.probe(pod, c, liveness):
+                c.failures = 0
+            else:
+                c.failures += 1
+                if c.failures >= liveness.get("failureThreshold", 3):
+                    log(f"{pod.ns}/{pod.name}/{c.name} failed its liveness probe {c.failures} times: killing it")
+                    self.kill(c)
+                    return
+        c.ready = readiness is None or (
+            running_for >= readiness.get("initialDelaySeconds", 0) and self.probe(pod, c, readiness))
+        periods = [p.get("periodSeconds", 10) for p in (liveness, readiness) if p]
+        # Readiness is looked at every second at most (the suite waits on it);
+        # liveness at its own period.
+        c.next_probe = time.time() + min(periods + [1] if readiness else periods or [1])
+
+    def kill(self, c):
+        try:
+            os.killpg(c.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        c.proc.wait()
 
     def supervise(self, pod):
         policy = pod.obj["spec"].get("restartPolicy", "Always")
@@ -318,9 +483,20 @@ class Agent:
                 if time.time() >= c.next_start:
                     try:
                         self.start(pod, c)
+                    except ImagePullError as e:
+                        pulls = (c.waiting or {}).get("pulls", 0) + 1
+                        reason = "ErrImagePull" if pulls % 2 else "ImagePullBackOff"
+                        if c.waiting is None:
+                            log(f"cannot start {pod.ns}/{pod.name}/{c.name}: {e}")
+                        c.waiting = {"reason": reason, "message": str(e), "pulls": pulls}
+                        c.next_start = time.time() + 5
+                    except ContainerConfigError as e:
+                        log(f"cannot start {pod.ns}/{pod.name}/{c.name}: {e}")
+                        c.waiting = {"reason": "CreateContainerConfigError", "message": str(e)}
+                        c.next_start = time.time() + 5
                     except (OSError, ValueError) as e:
                         log(f"cannot start {pod.ns}/{pod.name}/{c.name}: {e}")
-                        c.last_exit = {"exitCode": 128, "reason": "StartError", "message": str(e)}
+                        c.waiting = {"reason": "CreateContainerError", "message": str(e)}
                         c.next_start = time.time() + 5
                 continue
             code = c.proc.poll()
@@ -338,9 +514,7 @@ class Agent:
                     c.next_start = float("inf")
                 continue
             if time.time() >= c.next_probe:
-                c.ready = self.probe(pod, c)
-                period = (c.spec.get("readinessProbe") or {}).get("periodSeconds", 10)
-                c.next_probe = time.time() + min(period, 1)
+                self.run_probes(pod, c)
 
     def status(self, pod):
         policy = pod.obj["spec"].get("restartPolicy", "Always")
@@ -356,9 +530,14 @@ class Agent:
         ready = bool(pod.containers) and all(c.ready for c in pod.containers)
         statuses = []
         for c in pod.containers:
-            state = {"running": {"startedAt": c.started_at}} if c.proc else (
-                {"terminated": c.last_exit} if c.last_exit and c.next_start == float("inf")
-                else {"waiting": {"reason": "CrashLoopBackOff" if c.restarts else "ContainerCreating"}})
+            if c.proc:
+                state = {"running": {"startedAt": c.started_at}}
+            elif c.last_exit and c.next_start == float("inf"):
+                state = {"terminated": c.last_exit}
+            elif c.waiting:
+                state = {"waiting": {"reason": c.waiting["reason"], "message": c.waiting["message"]}}
+            else:
+                state = {"waiting": {"reason": "CrashLoopBackOff" if c.restarts else "ContainerCreating"}}
             entry = {"name": c.name, "ready": c.ready, "restartCount": c.restarts, "image": c.spec["image"],
                      "imageID": "weir-e2e://" + c.spec["image"], "started": c.proc is not None, "state": state}
             if c.proc:
@@ -396,39 +575,39 @@ class Agent:
         log(f"removed {pod.ns}/{pod.name}")
 
     def forget(self, pod):
+        """Lets a stopped pod go: its address, and its volumes (an emptyDir lives as
+        long as its pod); its logs stay in the work directory."""
         self.pods.pop(pod.uid, None)
         self.free_ips.append(pod.ip)
+        shutil.rmtree(os.path.join(pod.dir, "volumes"), ignore_errors=True)
 
     # ---- services ----
 
     def update_hosts(self):
-        """Service names to the addresses of their pods here. Endpoints cannot hold
-        loopback addresses (the API server refuses them), so the agent matches
-        Service selectors against its own pods, as kube-proxy and DNS would."""
-        services = self.api.get("/api/v1/services") or {}
-        lines = []
-        for svc in services.get("items", []):
-            name, ns = svc["metadata"]["name"], svc["metadata"]["namespace"]
-            spec = svc.get("spec") or {}
-            selector = spec.get("selector") or {}
-            if not selector:
+        """Service names to the addresses the EndpointSlice controller lists for
+        them (its ready ones: a pod that is not ready, or terminating, is left out
+        unless the Service publishes not-ready addresses), and the pods of a
+        headless Service by their hostnames, as cluster DNS serves them."""
+        slices = self.api.get("/apis/discovery.k8s.io/v1/endpointslices")
+        if slices is None:
+            return
+        addresses, lines = {}, []
+        for endpoint_slice in slices.get("items", []):
+            meta = endpoint_slice["metadata"]
+            name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+            if not name or endpoint_slice.get("addressType") != "IPv4":
                 continue
-            not_ready_too = spec.get("publishNotReadyAddresses", False)
-            ips = []
-            for pod in self.pods.values():
-                labels = pod.obj["metadata"].get("labels") or {}
-                if pod.ns != ns or pod.terminating or any(labels.get(k) != v for k, v in selector.items()):
+            ns = meta["namespace"]
+            for endpoint in endpoint_slice.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is False or not endpoint.get("addresses"):
                     continue
-                ready = all(c.ready for c in pod.containers)
-                if not (ready or not_ready_too):
-                    continue
-                ips.append(pod.ip)
-                hostname, subdomain = pod.obj["spec"].get("hostname"), pod.obj["spec"].get("subdomain")
-                if hostname and subdomain == name:
-                    h = f"{hostname}.{name}"
-                    lines.append(f"{pod.ip} {h} {h}.{ns} {h}.{ns}.svc {h}.{ns}.svc.cluster.local")
-            if ips:
-                lines.append(f"{sorted(ips)[0]} {name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local")
+                ip = endpoint["addresses"][0]
+                addresses.setdefault((ns, name), []).append(ip)
+                if endpoint.get("hostname"):
+                    h = f"{endpoint['hostname']}.{name}"
+                    lines.append(f"{ip} {h} {h}.{ns} {h}.{ns}.svc {h}.{ns}.svc.cluster.local")
+        for (ns, name), ips in addresses.items():
+            lines.append(f"{sorted(ips)[0]} {name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local")
         block = "\n".join([BEGIN] + sorted(lines) + [END])
         if block == self.hosts_block:
             return
@@ -473,7 +652,7 @@ class Agent:
                 if not self.free_ips:
                     log("out of pod addresses")
                     continue
-                pod = Pod(obj, self.free_ips.pop(0))
+                pod = Pod(obj, self.free_ips.pop(0), self.work)
                 self.pods[uid] = pod
             pod.obj = obj
             self.supervise(pod)
@@ -517,10 +696,10 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--image", action="append", default=[], help="IMAGE=BINARY")
     parser.add_argument("--api-port", type=int, default=6443)
-    parser.add_argument("--pod-network", default="127.0.1",
-                        help="pod IPs are PREFIX.2-254; a prefix outside 127/8 is added to the "
-                             "loopback interface (needs CAP_NET_ADMIN), which lets the API "
-                             "server proxy to pods (it refuses loopback addresses)")
+    parser.add_argument("--pod-network", default="10.244.0",
+                        help="pod IPs are PREFIX.2-254, added to the loopback interface (needs "
+                             "CAP_NET_ADMIN) unless in 127/8: the API server refuses loopback "
+                             "addresses in EndpointSlices and will not proxy to them")
     args = parser.parse_args()
     images = dict(i.split("=", 1) for i in args.image)
     os.makedirs(args.work, exist_ok=True)

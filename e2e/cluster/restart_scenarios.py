@@ -49,22 +49,15 @@ def lease_holder(env):
 
 def controller_kubeconfig(env):
     """A kubeconfig with the chart's controller ServiceAccount (its RBAC, as a
-    replica of the chart has): a TokenRequest where the cluster serves it, else
-    the ServiceAccount's token Secret (Kubernetes 1.20)."""
+    replica of the chart has), its token from the TokenRequest API."""
     import base64
-    server = env.kubectl("config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}").stdout.strip()
-    created = env.kubectl("create", "token", "weir-controller", "-n", CONTROLLER_NS, check=False)
-    secrets = json.loads(env.kubectl("get", "secrets", "-n", CONTROLLER_NS, "-o", "json").stdout)["items"]
-    sa_secrets = [x for x in secrets if x.get("type") == "kubernetes.io/service-account-token" and
-                  x["metadata"].get("annotations", {}).get("kubernetes.io/service-account.name") == "weir-controller"]
-    if created.returncode == 0:
-        token = created.stdout.strip()
-        ca = env.kubectl("config", "view", "--raw", "-o",
-                         "jsonpath={.clusters[0].cluster.certificate-authority-data}").stdout.strip()
-    else:
-        assert sa_secrets, "the controller ServiceAccount has no token"
-        token = base64.b64decode(sa_secrets[0]["data"]["token"]).decode()
-        ca = sa_secrets[0]["data"]["ca.crt"]
+    view = lambda path: env.kubectl("config", "view", "--raw", "-o", f"jsonpath={{{path}}}").stdout.strip()
+    server = view(".clusters[0].cluster.server")
+    token = env.kubectl("create", "token", "weir-controller", "-n", CONTROLLER_NS).stdout.strip()
+    ca = view(".clusters[0].cluster.certificate-authority-data")
+    if not ca:
+        with open(view(".clusters[0].cluster.certificate-authority"), "rb") as f:
+            ca = base64.b64encode(f.read()).decode()
     path = os.path.join(env.out_root, "standby.kubeconfig")
     with open(path, "w") as f:
         json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "standby",

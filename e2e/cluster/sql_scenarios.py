@@ -50,7 +50,7 @@ SQL_CHANGED = SQL_WINDOWS.replace("top BIGINT", "low BIGINT").replace("MAX(price
 def sql_upgrade_checked(env):
     """A SQL job changed so that its window aggregate is another (MIN for MAX):
     the running coordinator builds the changed job and finds state it would
-    drop, so the controller refuses the upgrade (Degraded UpgradeRefused, naming
+    drop, so the controller refuses the upgrade (Stalled UpgradeRefused, naming
     the operator) and the job runs on untouched; a script that does not plan is
     refused alike; with allowNonRestoredState the upgrade goes through its
     savepoint."""
@@ -63,11 +63,11 @@ def sql_upgrade_checked(env):
     deployed = env.get("deployment", f"{name}-coordinator")["metadata"]["uid"]
 
     def refused(text):
-        degraded = env.condition(name, "Degraded")
-        return degraded.get("reason") == "UpgradeRefused" and text in degraded.get("message", "")
+        stalled = env.condition(name, "Stalled")
+        return stalled.get("reason") == "UpgradeRefused" and text in stalled.get("message", "")
     env.patch(name, {"spec": {"job": {"sql": SQL_CHANGED.replace("{out}", out)}}})
     wait_for(lambda: refused("window-aggregate-"), 60, "the upgrade refused for the state it drops")
-    assert "allowNonRestoredState" in env.condition(name, "Degraded")["message"]
+    assert "allowNonRestoredState" in env.condition(name, "Stalled")["message"]
     env.patch(name, {"spec": {"job": {"sql": SQL_CHANGED.replace("{out}", out).replace("MIN(price)", "MIN(cost)")}}})
     wait_for(lambda: refused("cannot be built"), 60, "the upgrade refused for a script that does not plan")
     assert not env.status(name).get("lastSavepoint"), "no savepoint taken for a refused upgrade"
@@ -78,7 +78,7 @@ def sql_upgrade_checked(env):
     wait_for(lambda: (env.status(name).get("lastSavepoint") or {}).get("reason") == "upgrade", 120,
              "the upgrade savepoint")
     wait_for(lambda: env.condition(name, "Ready").get("status") == "True" and
-             env.condition(name, "Degraded").get("status") == "False", 120, "the changed job running")
+             env.condition(name, "Stalled").get("status") == "False", 120, "the changed job running")
     env.kubectl("delete", "streamjob", name, "-n", NS)
 
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Starts a Kubernetes v1.20 control plane on 127.0.0.1: etcd, kube-apiserver (RBAC,
-# client certificates, service-account tokens), kube-controller-manager and
-# kube-scheduler. Writes $WORK/admin.kubeconfig and $WORK/pids; down.sh stops it.
+# Starts a Kubernetes control plane on 127.0.0.1 from the binaries build.sh made:
+# etcd, kube-apiserver (RBAC, client certificates, bound service-account tokens, the
+# default admission plugins, Pod Security Admission among them),
+# kube-controller-manager and kube-scheduler. Writes $WORK/admin.kubeconfig and
+# $WORK/pids; down.sh stops it.
 #
 # Usage: up.sh WORK_DIR [API_PORT]
 set -euo pipefail
 WORK="$1"
 PORT="${2:-6443}"
-BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-1.20.2/bin}"
+VERSION="${WEIR_K8S_VERSION:-1.37.2}"
+BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-$VERSION/bin}"
 mkdir -p "$WORK/pki" "$WORK/logs" "$WORK/etcd"
 cd "$WORK"
 
@@ -54,14 +57,14 @@ KC
 kubeconfig admin.kubeconfig
 
 : > pids
-etcd --name e2e --data-dir "$WORK/etcd" \
+"$BIN/etcd" --name e2e --data-dir "$WORK/etcd" \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 > logs/etcd.log 2>&1 &
 echo $! >> pids
 
 "$BIN/kube-apiserver" \
   --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=127.0.0.1 --secure-port="$PORT" --insecure-port=0 \
+  --bind-address=127.0.0.1 --secure-port="$PORT" \
   --advertise-address=127.0.0.1 \
   --tls-cert-file=pki/server.crt --tls-private-key-file=pki/server.key \
   --client-ca-file=pki/ca.crt \
@@ -86,10 +89,10 @@ done
 "$BIN/kube-controller-manager" \
   --kubeconfig=admin.kubeconfig \
   --authentication-kubeconfig=admin.kubeconfig --authorization-kubeconfig=admin.kubeconfig \
-  --bind-address=127.0.0.1 --secure-port=10257 --port=0 \
+  --bind-address=127.0.0.1 --secure-port=10257 \
   --service-account-private-key-file=pki/sa.key --root-ca-file=pki/ca.crt \
   --use-service-account-credentials=true \
-  --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service' \
+  --controllers='*,-node-ipam-controller,-node-lifecycle-controller' \
   --leader-elect=false \
   > logs/kube-controller-manager.log 2>&1 &
 echo $! >> pids
@@ -97,8 +100,17 @@ echo $! >> pids
 "$BIN/kube-scheduler" \
   --kubeconfig=admin.kubeconfig \
   --authentication-kubeconfig=admin.kubeconfig --authorization-kubeconfig=admin.kubeconfig \
-  --bind-address=127.0.0.1 --secure-port=10259 --port=0 \
+  --bind-address=127.0.0.1 --secure-port=10259 \
   --leader-elect=false \
   > logs/kube-scheduler.log 2>&1 &
 echo $! >> pids
+# Both must be listening: a flag a release no longer takes ends the process at once.
+for component in kube-controller-manager:10257 kube-scheduler:10259; do
+  for _ in $(seq 60); do
+    (exec 3<>"/dev/tcp/127.0.0.1/${component#*:}") 2>/dev/null && break
+    sleep 0.5
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/${component#*:}") 2>/dev/null || {
+    echo "${component%:*} is not serving; its log:"; tail -5 "logs/${component%:*}.log"; exit 1; }
+done
 echo "control plane up on https://127.0.0.1:$PORT (kubeconfig $WORK/admin.kubeconfig)"

@@ -211,8 +211,22 @@ impl Planner<'_> {
         if let Some(why) = self.upgrade_refusal() {
             // Nothing is torn down: the job runs on as deployed.
             self.observe_phase();
-            self.degrade("UpgradeRefused", why);
+            self.stall("UpgradeRefused", why);
             return Action::Wait;
+        }
+        let never_ran = self.coordinator_state().is_none() && !self.checkpointed_since_deploy();
+        if never_ran && self.spec.upgrade_mode != UpgradeMode::Stateless {
+            // Pods that never got going (a wrong image, a missing Secret) hold no
+            // state a savepoint could take and committed nothing since they were
+            // deployed: the fix replaces them, restoring what they would have.
+            self.note(
+                true,
+                "UpgradeWithoutSavepoint",
+                "no coordinator answers and no checkpoint completed since the job was \
+                 deployed: nothing to save; replacing its pods"
+                    .into(),
+            );
+            return self.replace(self.status.restore_from.clone());
         }
         match self.spec.upgrade_mode {
             UpgradeMode::Savepoint => {

@@ -109,6 +109,9 @@ pub struct Observed {
     /// What the running coordinator found when it built the changed job, if it
     /// was asked (a spec change on the same image, not stateless).
     pub upgrade_check: Option<UpgradeCheck>,
+    /// What keeps the deployed pods from running (reason, message): an image that
+    /// does not pull, a pod that cannot be scheduled or created, a crash loop.
+    pub pod_trouble: Option<(String, String)>,
     /// Now.
     pub now: Timestamp,
 }
@@ -192,8 +195,8 @@ pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed)
         notes: Vec::new(),
         requeue: Duration::from_secs(10),
         degraded: None,
+        stalled: None,
     };
-    p.status.observed_generation = Some(observed.generation);
     p.observe_coordinator();
     let action = p.decide();
     p.finish(action)
@@ -205,8 +208,13 @@ struct Planner<'a> {
     status: StreamJobStatus,
     notes: Vec<Note>,
     requeue: Duration,
-    /// Why the job is degraded, if it is (reason, message).
+    /// Why the job runs impaired, if it does (reason, message): a savepoint that
+    /// fails and is retried, an unreachable coordinator.
     degraded: Option<(String, String)>,
+    /// Why the spec cannot be carried out without the user's action, if it cannot
+    /// (reason, message): an invalid spec, a failed job, a refused upgrade, a
+    /// missing table, pods that cannot start.
+    stalled: Option<(String, String)>,
 }
 
 fn rfc3339(t: Timestamp) -> String {
@@ -269,6 +277,10 @@ impl Planner<'_> {
         self.degraded = Some((reason.into(), message));
     }
 
+    fn stall(&mut self, reason: &str, message: String) {
+        self.stalled = Some((reason.into(), message));
+    }
+
     /// Whether a checkpoint completed after the current deployment started.
     fn checkpointed_since_deploy(&self) -> bool {
         let (Some(chk), Some(deployed)) = (
@@ -299,7 +311,7 @@ impl Planner<'_> {
             return self.delete();
         }
         if let Err(e) = self.spec.validate() {
-            self.degrade("InvalidSpec", e.to_string());
+            self.stall("InvalidSpec", e.to_string());
             if !self.observed.deployed {
                 self.set_phase(Phase::Failed);
             }
@@ -308,7 +320,7 @@ impl Planner<'_> {
         if let Some(fixed) = self.status.deployed_max_parallelism {
             let stateless = self.spec.upgrade_mode == UpgradeMode::Stateless;
             if fixed != self.spec.max_parallelism && !stateless {
-                self.degrade(
+                self.stall(
                     "InvalidSpec",
                     format!(
                         "spec.maxParallelism: the job's state was deployed with {fixed} key \
@@ -326,7 +338,7 @@ impl Planner<'_> {
                 if self.observed.deployed {
                     self.observe_phase();
                 }
-                self.degrade(reason, message.clone());
+                self.stall(reason, message.clone());
                 return Action::Wait;
             }
         }
@@ -346,8 +358,14 @@ impl Planner<'_> {
         }
     }
 
-    /// The phase of a deployed, unchanged job, from the coordinator's state.
+    /// The phase of a deployed, unchanged job, from the coordinator's state;
+    /// pods that cannot run stall it, with the reason Kubernetes gives.
     fn observe_phase(&mut self) {
+        // A finished bounded job's pods may exit and restart: that stalls nothing.
+        let finished = self.coordinator_state() == Some(JobState::Finished);
+        if let (Some((reason, message)), false) = (&self.observed.pod_trouble, finished) {
+            self.stall(reason, message.clone());
+        }
         match self.coordinator_state() {
             Some(JobState::Running) if self.checkpointed_since_deploy() => {
                 self.set_phase(Phase::Running)
@@ -360,10 +378,10 @@ impl Planner<'_> {
                     .as_ref()
                     .map(|c| c.message.clone())
                     .unwrap_or_default();
-                self.degrade("JobFailed", message);
+                self.stall("JobFailed", message);
                 self.set_phase(Phase::Failed);
             }
-            Some(JobState::Finished) => self.set_phase(Phase::Running),
+            Some(JobState::Finished) => self.set_phase(Phase::Finished),
             Some(JobState::Savepointing) => self.set_phase(Phase::Savepointing),
             None => {
                 if self.status.phase == Some(Phase::Running) {
@@ -381,27 +399,82 @@ impl Planner<'_> {
         }
     }
 
+    /// Whether what runs is what the spec asks for: the current deployment has
+    /// the spec's hash and nonces and has checkpointed (or finished), or a
+    /// suspended job's pods are gone, with no savepoint in flight.
+    fn rolled_out(&self) -> bool {
+        if self.status.pending_savepoint.is_some() || self.observed.deleting {
+            return false;
+        }
+        match self.spec.state {
+            DesiredState::Suspended => self.status.phase == Some(Phase::Suspended),
+            DesiredState::Running => {
+                self.observed.deployed
+                    && self.status.deployed_spec_hash.as_deref()
+                        == Some(&self.spec.deployment_hash())
+                    && self.spec.restart_nonce == self.status.observed_restart_nonce
+                    && self.spec.savepoint_trigger_nonce == self.status.observed_savepoint_nonce
+                    && matches!(self.status.phase, Some(Phase::Running | Phase::Finished))
+            }
+        }
+    }
+
+    /// Conditions as kstatus (Flux, Argo CD, `kubectl wait`) reads them, and
+    /// `observedGeneration`, which moves to the spec's generation once it is
+    /// rolled out or found impossible (Stalled): a GitOps tool sees a change as
+    /// in progress until then.
     fn finish(mut self, action: Action) -> Plan {
         let now = rfc3339(self.now());
         let phase = self.status.phase;
-        let ready = phase == Some(Phase::Running) && self.checkpointed_since_deploy();
-        let progressing = matches!(
-            phase,
-            Some(Phase::Deploying | Phase::Upgrading | Phase::Savepointing | Phase::Recovering)
-        );
+        let rolled_out = self.rolled_out();
+        if rolled_out || self.stalled.is_some() {
+            self.status.observed_generation = Some(self.observed.generation);
+        }
+        let ready = matches!(phase, Some(Phase::Running | Phase::Finished))
+            && self.checkpointed_since_deploy();
         let ready_reason = match phase {
             Some(Phase::Running) if ready => "CheckpointCompleted".to_string(),
             Some(p) => format!("{p:?}"),
             None => "Pending".to_string(),
         };
-        let ready_message = if ready {
-            format!(
+        let ready_message = match phase {
+            Some(Phase::Finished) => "the bounded job finished".to_string(),
+            _ if ready => format!(
                 "running; checkpoint {} completed",
                 self.status.last_checkpoint.as_ref().map_or(0, |c| c.id)
+            ),
+            _ => "no checkpoint has completed since the job was deployed".to_string(),
+        };
+        let in_flight = matches!(
+            phase,
+            Some(Phase::Deploying | Phase::Upgrading | Phase::Savepointing | Phase::Recovering)
+        ) || self.status.pending_savepoint.is_some();
+        let reconciling = self.stalled.is_none() && (in_flight || !rolled_out);
+        let (reconciling_reason, reconciling_message) = if !reconciling {
+            ("AsExpected".to_string(), String::new())
+        } else if let Some(pending) = &self.status.pending_savepoint {
+            (
+                "Savepointing".to_string(),
+                format!("taking a {} savepoint", pending.reason),
+            )
+        } else if in_flight {
+            (
+                format!("{:?}", phase.unwrap_or(Phase::Deploying)),
+                format!("rolling out generation {}", self.observed.generation),
             )
         } else {
-            "no checkpoint has completed since the job was deployed".to_string()
+            (
+                "RolloutPending".to_string(),
+                format!(
+                    "generation {} is not rolled out yet",
+                    self.observed.generation
+                ),
+            )
         };
+        let (stalled_reason, stalled_message) = self
+            .stalled
+            .clone()
+            .unwrap_or_else(|| ("AsExpected".into(), String::new()));
         let (degraded_reason, degraded_message) = self
             .degraded
             .clone()
@@ -409,10 +482,16 @@ impl Planner<'_> {
         let conditions = [
             ("Ready", ready, ready_reason, ready_message),
             (
-                "Progressing",
-                progressing,
-                format!("{:?}", phase.unwrap_or(Phase::Deploying)),
-                String::new(),
+                "Reconciling",
+                reconciling,
+                reconciling_reason,
+                reconciling_message,
+            ),
+            (
+                "Stalled",
+                self.stalled.is_some(),
+                stalled_reason,
+                stalled_message,
             ),
             (
                 "Degraded",
@@ -424,10 +503,15 @@ impl Planner<'_> {
         let old = std::mem::take(&mut self.status.conditions);
         for (type_, on, reason, message) in conditions {
             let status = if on { "True" } else { "False" }.to_string();
-            let since = old
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
+            let before = old.iter().find(|c| c.type_ == type_);
+            let since = before
+                .filter(|c| c.status == status)
                 .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            let news = before.is_none_or(|c| c.status != status || c.reason != reason);
+            let said = self.notes.iter().any(|n| n.reason == reason);
+            if on && news && !said && matches!(type_, "Stalled" | "Degraded") {
+                self.note(true, &reason, message.clone());
+            }
             self.status.conditions.push(Condition {
                 type_: type_.into(),
                 status,

@@ -4,6 +4,7 @@
 // A panic is how a test reports failure, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod argocd_health;
 mod crd;
 mod fixtures;
 mod planner;

@@ -73,6 +73,7 @@ fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
         generation: 3,
         unresolved: None,
         upgrade_check: None,
+        pod_trouble: None,
         now: NOW.parse().unwrap(),
     }
 }
@@ -85,13 +86,18 @@ fn deleting(since: i64, coordinator: Option<CoordinatorView>) -> Observed {
     }
 }
 
-fn degraded(status: &StreamJobStatus) -> (String, String) {
+/// The status and message of condition `kind`.
+fn said(status: &StreamJobStatus, kind: &str) -> (String, String) {
     let c = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Degraded")
-        .expect("a Degraded condition");
+        .find(|c| c.type_ == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition"));
     (c.status.clone(), c.message.clone())
+}
+
+fn degraded(status: &StreamJobStatus) -> (String, String) {
+    said(status, "Degraded")
 }
 
 fn pending(reason: &str, stop: bool, started: i64) -> PendingSavepoint {
@@ -970,13 +976,13 @@ fn a_sql_job_whose_tables_are_unresolved_starts_nothing_and_changes_nothing() {
     );
     assert_eq!(fresh.action, Action::Wait);
     assert_eq!(
-        degraded(&fresh.status),
+        said(&fresh.status, "Stalled"),
         (
             "True".to_string(),
             "the script names `clicks` ...".to_string()
         )
     );
-    assert_eq!(condition(&fresh.status, "Degraded").1, "TableNotFound");
+    assert_eq!(condition(&fresh.status, "Stalled").1, "TableNotFound");
     // A running job whose spec changed is not upgraded without its tables:
     // it runs on as deployed.
     let old = spec();
@@ -1032,8 +1038,10 @@ fn an_upgrade_to_a_job_that_cannot_be_built_or_would_drop_state_keeps_the_runnin
         &changed,
     );
     assert_eq!(invalid.action, Action::Wait);
-    assert_eq!(condition(&invalid.status, "Degraded").1, "UpgradeRefused");
-    assert!(degraded(&invalid.status).1.contains("no table `clicks`"));
+    assert_eq!(condition(&invalid.status, "Stalled").1, "UpgradeRefused");
+    assert!(said(&invalid.status, "Stalled")
+        .1
+        .contains("no table `clicks`"));
     let drops = UpgradeCheck::Restores {
         against: "chk-7".into(),
         dropped: vec!["window-aggregate-1f".into()],
@@ -1041,7 +1049,7 @@ fn an_upgrade_to_a_job_that_cannot_be_built_or_would_drop_state_keeps_the_runnin
     let refused = checked(drops.clone(), &changed);
     assert_eq!(refused.action, Action::Wait);
     assert_eq!(refused.status.phase, Some(Phase::Running));
-    assert!(degraded(&refused.status)
+    assert!(said(&refused.status, "Stalled")
         .1
         .contains("window-aggregate-1f in chk-7"));
     let allowed = checked(
@@ -1072,4 +1080,95 @@ fn an_upgrade_to_a_job_that_cannot_be_built_or_would_drop_state_keeps_the_runnin
         &changed,
     );
     assert_eq!(keeps.action, trigger(true, "upgrade"));
+}
+
+#[test]
+fn pods_that_cannot_start_stall_the_job_and_a_fix_replaces_them_without_a_savepoint() {
+    let status = StreamJobStatus {
+        phase: Some(Phase::Deploying),
+        restore_from: Some("s3://b/sp-50".into()),
+        last_checkpoint: None,
+        ..deployed(&spec())
+    };
+    let trouble = || Observed {
+        pod_trouble: Some((
+            "ImagePullBackOff".to_string(),
+            "pod fraud-worker-0, container weir: ImagePullBackOff".to_string(),
+        )),
+        ..observed(true, None)
+    };
+    let stuck = plan(&spec(), &status, &trouble());
+    assert_eq!(
+        condition(&stuck.status, "Stalled"),
+        ("True".into(), "ImagePullBackOff".into())
+    );
+    assert_eq!(condition(&stuck.status, "Reconciling").0, "False");
+    assert_eq!(
+        stuck.status.observed_generation,
+        Some(3),
+        "a stalled spec is observed"
+    );
+    assert!(
+        stuck
+            .notes
+            .iter()
+            .any(|n| n.warning && n.reason == "ImagePullBackOff"),
+        "a Warning event: {:?}",
+        stuck.notes
+    );
+    // Once stalled, the same trouble is no new event.
+    let again = plan(&spec(), &stuck.status, &trouble());
+    assert!(!again.notes.iter().any(|n| n.reason == "ImagePullBackOff"));
+    let fixed = StreamJobSpec {
+        image: "weir:fixed".into(),
+        ..spec()
+    };
+    let replaced = plan(&fixed, &stuck.status, &trouble());
+    assert_eq!(replaced.action, Action::DeleteWorkloads);
+    assert_eq!(
+        replaced.status.restore_from.as_deref(),
+        Some("s3://b/sp-50")
+    );
+    assert!(replaced
+        .notes
+        .iter()
+        .any(|n| n.reason == "UpgradeWithoutSavepoint"));
+}
+
+#[test]
+fn observed_generation_moves_once_the_change_is_rolled_out() {
+    let old = spec();
+    let mut status = deployed(&old);
+    status.observed_generation = Some(2);
+    let rescaled = StreamJobSpec {
+        parallelism: 3,
+        ..spec()
+    };
+    // Generation 3 asks for parallelism 3: an upgrade savepoint is triggered.
+    let upgrading = plan(&rescaled, &status, &observed(true, Some(running(-5))));
+    assert_eq!(upgrading.action, trigger(true, "upgrade"));
+    assert_eq!(upgrading.status.observed_generation, Some(2));
+    assert_eq!(condition(&upgrading.status, "Reconciling").0, "True");
+    // Deployed with the new spec and checkpointed since: rolled out.
+    let mut deployed_now = deployed(&rescaled);
+    deployed_now.observed_generation = Some(2);
+    let done = plan(&rescaled, &deployed_now, &observed(true, Some(running(-5))));
+    assert_eq!(done.status.observed_generation, Some(3));
+    assert_eq!(condition(&done.status, "Reconciling").0, "False");
+    assert_eq!(condition(&done.status, "Ready").0, "True");
+    // A bounded job that finished is rolled out and Ready.
+    let finished = plan(
+        &rescaled,
+        &deployed_now,
+        &observed(
+            true,
+            Some(CoordinatorView {
+                latest_checkpoint: running(-5).latest_checkpoint,
+                ..coordinator(JobState::Finished)
+            }),
+        ),
+    );
+    assert_eq!(finished.status.phase, Some(Phase::Finished));
+    assert_eq!(condition(&finished.status, "Ready").0, "True");
+    assert_eq!(finished.status.observed_generation, Some(3));
 }

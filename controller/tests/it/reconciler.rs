@@ -205,6 +205,10 @@ impl Expect {
         self.query = vec![("fieldManager", "weir-controller"), ("force", "true")];
         self
     }
+    fn query(mut self, query: &[(&'static str, &'static str)]) -> Self {
+        self.query = query.to_vec();
+        self
+    }
     fn body(mut self, check: impl Fn(&Value) -> Result<(), String> + Send + 'static) -> Self {
         self.check = Box::new(check);
         self
@@ -260,7 +264,18 @@ fn workloads_exist() -> Vec<Expect> {
     vec![
         expect("GET", deployment_path()).reply(200, existing("Deployment", "fraud-coordinator")),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+        pods_of_the_job(),
     ]
+}
+
+/// The job's pods, listed for what keeps them from running: none here.
+fn pods_of_the_job() -> Expect {
+    expect("GET", format!("/api/v1{NS}/pods"))
+        .query(&[("labelSelector", "weir.dev%2Fjob%3Dfraud")]) // weir.dev/job=fraud, as sent
+        .reply(
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+        )
 }
 
 fn no_workloads() -> Vec<Expect> {
@@ -439,7 +454,7 @@ fn deployed(spec: &StreamJobSpec) -> StreamJobStatus {
         deployed_at: Some(minute_ago.to_string()),
         ..Default::default()
     };
-    status.conditions = ["Ready", "Progressing", "Degraded"]
+    status.conditions = ["Ready", "Reconciling", "Stalled", "Degraded"]
         .iter()
         .map(|t| Condition {
             type_: t.to_string(),
@@ -482,8 +497,8 @@ async fn create_adds_the_finalizer_applies_every_child_and_reports_deploying() {
     expected.push(status_patch(|s| {
         (s.phase == Some(Phase::Deploying)
             && s.deployed_spec_hash == Some(spec().deployment_hash())
-            && s.observed_generation == Some(3)
-            && condition(s, "Progressing").is_some_and(|c| c.status == "True")
+            && s.observed_generation.is_none()
+            && condition(s, "Reconciling").is_some_and(|c| c.status == "True")
             && condition(s, "Ready").is_some_and(|c| c.status == "False"))
         .then_some(())
         .ok_or(format!("{s:?}"))
@@ -514,6 +529,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
         skip_final_savepoint: false,
         unresolved: None,
         upgrade_check: None,
+        pod_trouble: None,
         coordinator: Some(weir_controller::planner::CoordinatorView {
             state: weir_controller::planner::JobState::Running,
             parallelism: 2,
@@ -869,11 +885,13 @@ async fn a_sql_job_naming_a_missing_stream_table_waits_and_says_which() {
     let coordinator = Coordinator::running();
     let mut expected = vec![expect("GET", tables_path()).reply(200, table_list(&[]))];
     expected.extend(no_workloads());
+    expected.push(event("TableNotFound"));
     expected.push(status_patch(|s| {
-        let degraded = condition(s, "Degraded").ok_or("no Degraded condition")?;
-        (degraded.status == "True"
-            && degraded.reason == "TableNotFound"
-            && degraded.message.contains("`app_clicks`")
+        let stalled = condition(s, "Stalled").ok_or("no Stalled condition")?;
+        (stalled.status == "True"
+            && stalled.reason == "TableNotFound"
+            && stalled.message.contains("`app_clicks`")
+            && s.observed_generation == Some(3)
             && s.deployed_spec_hash.is_none())
         .then_some(())
         .ok_or(format!("{s:?}"))
@@ -900,14 +918,16 @@ async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down(
     let mut expected = vec![
         expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+        pods_of_the_job(),
     ];
+    expected.push(event("UpgradeRefused"));
     expected.push(status_patch(|s| {
-        let degraded = condition(s, "Degraded").ok_or("no Degraded condition")?;
-        (degraded.reason == "UpgradeRefused"
-            && degraded
+        let stalled = condition(s, "Stalled").ok_or("no Stalled condition")?;
+        (stalled.reason == "UpgradeRefused"
+            && stalled
                 .message
                 .contains("no operator for the state of alerts-by-user")
-            && degraded.message.contains("allowNonRestoredState")
+            && stalled.message.contains("allowNonRestoredState")
             && s.pending_savepoint.is_none()
             && s.phase == Some(Phase::Running))
         .then_some(())
@@ -934,6 +954,7 @@ async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down(
     let mut expected = vec![
         expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
+        pods_of_the_job(),
     ];
     expected.push(event("UpgradeDropsState"));
     expected.push(event("Upgrading"));

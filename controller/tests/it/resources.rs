@@ -100,6 +100,10 @@ fn children_carry_labels_owner_and_security_context() {
     assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let container = &pod["containers"][0];
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(
@@ -191,6 +195,45 @@ fn the_pod_template_is_merged_in() {
     assert!(
         env.iter().any(|e| e["name"] == "POD_IP"),
         "the generated env stays"
+    );
+}
+
+#[test]
+fn a_role_pod_template_is_merged_into_its_role_only_after_the_common_one() {
+    let j = job(StreamJobSpec {
+        pod_template: Some(serde_json::json!({
+            "metadata": {"annotations": {"team": "fraud", "disk": "any"}}
+        })),
+        workers: weir_controller::crd::WorkersSpec {
+            pod_template: Some(serde_json::json!({
+                "metadata": {"annotations": {"disk": "nvme"}},
+                "spec": {"nodeSelector": {"disk": "nvme"}}
+            })),
+            ..Default::default()
+        },
+        coordinator: weir_controller::crd::CoordinatorSpec {
+            pod_template: Some(serde_json::json!({
+                "spec": {"priorityClassName": "streaming-control"}
+            })),
+            ..Default::default()
+        },
+        ..spec()
+    });
+    let workers = serde_json::to_value(resources::worker_statefulset(&j).unwrap()).unwrap();
+    let worker = &workers["spec"]["template"];
+    assert_eq!(worker["metadata"]["annotations"]["team"], "fraud");
+    assert_eq!(worker["metadata"]["annotations"]["disk"], "nvme");
+    assert_eq!(worker["spec"]["nodeSelector"]["disk"], "nvme");
+    assert!(worker["spec"]["priorityClassName"].is_null());
+    let launch = Launch::default();
+    let deployment =
+        serde_json::to_value(resources::coordinator_deployment(&j, &launch).unwrap()).unwrap();
+    let coordinator = &deployment["spec"]["template"];
+    assert_eq!(coordinator["metadata"]["annotations"]["disk"], "any");
+    assert!(coordinator["spec"]["nodeSelector"].is_null());
+    assert_eq!(
+        coordinator["spec"]["priorityClassName"],
+        "streaming-control"
     );
 }
 
