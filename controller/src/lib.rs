@@ -15,6 +15,7 @@
 //! - [`resources`]: pure builders of the child objects.
 //! - [`planner`]: the pure lifecycle planner (spec, status, observed → action).
 //! - [`pod_trouble`]: why a job's pods cannot run (image pulls, scheduling, crash loops).
+//! - [`protection`]: the optional PodDisruptionBudget and NetworkPolicy of a job.
 //! - [`reconcile`]: observation, the planner's action, status and events.
 //! - [`coordinator`]: calls to a job's coordinator.
 //! - [`leader`]: leader election with a Lease.
@@ -27,6 +28,7 @@ pub mod leader;
 pub mod metrics;
 pub mod planner;
 pub mod pod_trouble;
+pub mod protection;
 pub mod reconcile;
 pub mod resources;
 pub mod sql_tables;

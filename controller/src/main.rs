@@ -15,6 +15,7 @@ use kube::{Api, Client, ResourceExt};
 
 use weir_controller::leader::Election;
 use weir_controller::metrics::{self, Metrics};
+use weir_controller::protection::{self, ControllerPods, Protection};
 use weir_controller::reconcile::{error_policy, reconcile, Context};
 use weir_controller::table_reconcile::{reconcile_table, table_error_policy};
 use weir_controller::{StreamJob, StreamTable};
@@ -44,6 +45,32 @@ struct Args {
     /// Log filter (tracing's env-filter syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info", env = "WEIR_LOG_LEVEL")]
     log_level: String,
+    /// Give every job's workers a PodDisruptionBudget with this maxUnavailable.
+    #[arg(long)]
+    worker_max_unavailable: Option<u32>,
+    /// Give every job's coordinator a NetworkPolicy: its API only from the job's
+    /// pods and from controller pods with these labels (`key=value,...`) in the
+    /// lease namespace.
+    #[arg(long)]
+    coordinator_network_policy: Option<String>,
+}
+
+impl Args {
+    /// The guards every job gets, from the flags.
+    fn protection(&self) -> anyhow::Result<Protection> {
+        let coordinator_clients = match &self.coordinator_network_policy {
+            Some(labels) => Some(ControllerPods {
+                namespace: self.lease_namespace.clone(),
+                labels: protection::parse_labels(labels)
+                    .map_err(|e| anyhow::anyhow!("--coordinator-network-policy: {e}"))?,
+            }),
+            None => None,
+        };
+        Ok(Protection {
+            worker_max_unavailable: self.worker_max_unavailable,
+            coordinator_clients,
+        })
+    }
 }
 
 #[tokio::main]
@@ -107,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         metrics,
         coordinator_override: args.coordinator_address.clone(),
+        protection: args.protection()?,
     });
     let children =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=weir-controller");

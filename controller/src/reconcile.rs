@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -39,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
 use crate::pod_trouble;
+use crate::protection::{self, Protection};
 use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
 use crate::sql_tables;
 use crate::table::StreamTable;
@@ -56,6 +59,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Reach every coordinator here instead of at its pod IP (tests, port-forwards).
     pub coordinator_override: Option<String>,
+    /// The optional guards every job gets (a workers' PodDisruptionBudget, a
+    /// coordinator NetworkPolicy).
+    pub protection: Protection,
 }
 
 /// Reconciles one StreamJob; the returned action says when to look again.
@@ -425,6 +431,14 @@ async fn apply_children(ctx: &Context, job: &StreamJob, launch: &Launch) -> Resu
     apply::<Service>(ctx, &ns, &resources::workers_service(job)?).await?;
     apply::<Deployment>(ctx, &ns, &resources::coordinator_deployment(job, launch)?).await?;
     apply::<StatefulSet>(ctx, &ns, &resources::worker_statefulset(job)?).await?;
+    if let Some(max_unavailable) = ctx.protection.worker_max_unavailable {
+        let budget = protection::worker_budget(job, max_unavailable)?;
+        apply::<PodDisruptionBudget>(ctx, &ns, &budget).await?;
+    }
+    if let Some(controller) = &ctx.protection.coordinator_clients {
+        let policy = protection::coordinator_policy(job, controller)?;
+        apply::<NetworkPolicy>(ctx, &ns, &policy).await?;
+    }
     Ok(())
 }
 

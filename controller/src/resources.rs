@@ -90,7 +90,8 @@ pub fn selector(job: &StreamJob, role: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn metadata(job: &StreamJob, name: String, role: &str) -> Result<Value> {
+/// The metadata of a child object: its name, the job's labels and the owner reference.
+pub(crate) fn metadata(job: &StreamJob, name: String, role: &str) -> Result<Value> {
     let owner = job
         .controller_owner_ref(&())
         .ok_or_else(|| Error::Invalid("the StreamJob has no uid yet".into()))?;
@@ -408,7 +409,8 @@ pub fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
+/// A child object built as JSON, as its typed form (nulls left out).
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(without_nulls(value))
         .map_err(|e| Error::Invalid(format!("building a child object: {e}")))
 }

@@ -47,7 +47,9 @@ def install(env):
         refused = str(e)
     assert refused and "replicaCount" in refused, f"a misspelled value: {refused}"
     asyncio.run(Install(config).run(
-        "weir", env.chart, values={"image": {"repository": repository, "tag": tag}},
+        "weir", env.chart, values={"image": {"repository": repository, "tag": tag},
+                                   "jobs": {"workerDisruptionBudget": {"enabled": True},
+                                            "coordinatorNetworkPolicy": {"enabled": True}}},
         create_namespace=True, wait=False))
     wait_for(lambda: env.get("crd", "streamjobs.weir.dev", ns="default"), 30, "the CRD")
     wait_for(lambda: any(
@@ -90,6 +92,13 @@ def apply_and_run(env):
     for col in ("PHASE", "PARALLELISM", "READY", "LAST CHECKPOINT", "LAST SAVEPOINT", "RESTARTS"):
         assert col in header, f"column {col}: {header}"
     assert "Running" in row and "True" in row, f"columns filled: {row}"
+    # The guards the chart's values switch on, applied by the controller with its RBAC.
+    budget = wait_for(lambda: env.get("poddisruptionbudget", f"{name}-worker"), 30, "the workers' budget")
+    assert budget["spec"]["maxUnavailable"] == 1, budget["spec"]
+    wait_for(lambda: (env.get("poddisruptionbudget", f"{name}-worker").get("status") or {})
+             .get("expectedPods") == env.status(name).get("parallelism"), 30, "the budget counting the workers")
+    policy = env.get("networkpolicy", f"{name}-coordinator")
+    assert policy and policy["spec"]["ingress"][0]["ports"][0]["port"] == 6123, policy
     env.kubectl("delete", "streamjob", name, "-n", NS)
 
 

@@ -413,6 +413,7 @@ async fn scenario_cached(
         ),
         metrics: Arc::new(Metrics::default()),
         coordinator_override: Some(address),
+        protection: Default::default(),
     });
     // Every pass starts by reading the StreamJob afresh.
     let as_stored = serde_json::to_value(&job).unwrap();

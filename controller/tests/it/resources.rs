@@ -250,3 +250,56 @@ fn the_config_map_holds_storage_and_s3_settings_but_no_credentials() {
     assert_eq!(data["WEIR_S3_PATH_STYLE"], "true");
     assert!(!data.keys().any(|k| k.contains("SECRET")));
 }
+
+#[test]
+fn the_guards_select_the_jobs_pods_and_open_the_api_to_the_job_and_the_controller_only() {
+    use weir_controller::protection::{self, ControllerPods};
+    let j = job(spec());
+    let budget = serde_json::to_value(protection::worker_budget(&j, 1).unwrap()).unwrap();
+    assert_eq!(budget["metadata"]["name"], "fraud-worker");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        serde_json::json!({"weir.dev/job": "fraud", "weir.dev/role": "worker"})
+    );
+    assert_eq!(
+        budget["metadata"]["ownerReferences"][0]["kind"],
+        "StreamJob"
+    );
+    let controller = ControllerPods {
+        namespace: "weir-system".into(),
+        labels: vec![("app.kubernetes.io/name".into(), "weir".into())],
+    };
+    let policy =
+        serde_json::to_value(protection::coordinator_policy(&j, &controller).unwrap()).unwrap();
+    assert_eq!(policy["metadata"]["name"], "fraud-coordinator");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["weir.dev/role"],
+        "coordinator"
+    );
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    let api = &rules[0];
+    assert_eq!(api["ports"][0]["port"], 6123);
+    let from = api["from"].as_array().unwrap();
+    assert_eq!(
+        from[0]["podSelector"]["matchLabels"]["weir.dev/job"],
+        "fraud"
+    );
+    assert!(
+        from[0].get("namespaceSelector").is_none(),
+        "the job's pods: its own namespace only"
+    );
+    assert_eq!(
+        from[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "weir-system"
+    );
+    assert_eq!(
+        from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "weir"
+    );
+    assert_eq!(
+        rules[1],
+        serde_json::json!({"ports": [{"port": 6180, "protocol": "TCP"}]}),
+        "metrics from anywhere"
+    );
+}

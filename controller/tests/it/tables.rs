@@ -49,6 +49,7 @@ async fn reconcile_once(table: StreamTable) -> Vec<Value> {
         ),
         metrics: Arc::new(Metrics::default()),
         coordinator_override: None,
+        protection: Default::default(),
     });
     let stored = serde_json::to_value(&table).unwrap();
     let server = tokio::spawn(async move {
