@@ -30,3 +30,7 @@ flink_classpath() {
 
 # The value of key= in a RESULT line.
 field() { tr ' ' '\n' <<< "$1" | sed -n "s/^$2=//p" | head -1; }
+
+# The median of the numbers given (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%d", v[(NR + 1) / 2]; else printf "%d", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -83,10 +83,6 @@ if [ "$weir" = 1 ] && ! command -v "$WEIR" >/dev/null; then
     exit 1
 fi
 
-# The median of the numbers given (the mean of the middle two for an even count).
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
-    if (NR % 2) printf "%d", v[(NR + 1) / 2]; else printf "%d", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 lines=()
 declare -A weir_rpc flink_rpc
 for i in "${!files[@]}"; do

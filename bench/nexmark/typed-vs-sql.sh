@@ -34,9 +34,6 @@ WEIR="${WEIR:-weir}"
 command -v "$WEIR" >/dev/null || { echo "weir binary '$WEIR' not found: set WEIR=/path/to/weir" >&2; exit 1; }
 source "$here/lib.sh"
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
-    if (NR % 2) printf "%d", v[(NR + 1) / 2]; else printf "%d", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # One run's rps_per_core, its RESULT line echoed to stderr.
 rate() {
     local out line
