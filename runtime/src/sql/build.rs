@@ -188,7 +188,12 @@ pub fn build_job(name: &str, planned: &PlannedScript, parallelism: u32) -> Resul
                         })
                     };
                     spec.forget = Some([time(left, 0)?, time(right, 1)?]);
-                    spec.drop_late = matches!(**bound, TimeBound::Interval(_));
+                    if let TimeBound::Interval { event_time, .. } = &**bound {
+                        spec.event_time = Some([
+                            physical(&event_time[0], input_dfschema(plan, node, 0)?)?,
+                            physical(&event_time[1], input_dfschema(plan, node, 1)?)?,
+                        ]);
+                    }
                 }
                 spec.preserved = *preserved;
                 let spec = Arc::new(spec);
@@ -473,7 +478,7 @@ fn join_spec(
         filter,
         ttl,
         forget: None,
-        drop_late: false,
+        event_time: None,
         preserved: [false, false],
     })
 }

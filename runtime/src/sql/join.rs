@@ -59,9 +59,9 @@ pub struct JoinSpec {
     /// When each side's rows go, in a window or an interval join (left,
     /// right); `None`: kept for ever (or for the TTL).
     pub forget: Option<[ForgetRows; 2]>,
-    /// Whether a row later than the watermark pairs with nothing (an
-    /// interval join, as Flink's).
-    pub drop_late: bool,
+    /// Each side's event time (left, right) in an interval join, where a
+    /// row later than the watermark in it pairs with nothing, as in Flink's.
+    pub event_time: Option<[Arc<dyn PhysicalExpr>; 2]>,
     /// The sides whose rows go out even without a partner, padded with
     /// NULLs (left, right): an outer join's.
     pub preserved: [bool; 2],

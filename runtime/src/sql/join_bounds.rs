@@ -5,13 +5,16 @@
 //! both bounds, over both tables' event-time columns) once the watermark
 //! passes the last time the other side's rows could match it, and a row
 //! arriving later than the watermark pairs with nothing (an inner join drops
-//! it, as Flink's DataStream interval join does). A join with one bound only
-//! is a regular join, as in Flink.
+//! it, as Flink's DataStream interval join does). The bound may be another time
+//! column of the side whose rows it lets go (`b.t BETWEEN a.t AND a.expires`:
+//! an auction goes once the watermark passes its `expires`), and a window
+//! aggregate's window end counts as event time (Nexmark's q4 and q7). A join
+//! with one bound only is a regular join, as in Flink.
 
 use std::fmt;
 
 use datafusion_common::arrow::datatypes::DataType;
-use datafusion_common::{Column, ScalarValue};
+use datafusion_common::{Column, ExprSchema, ScalarValue};
 use datafusion_expr::logical_plan::Join;
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, LogicalPlan, Operator as BinaryOp};
@@ -46,15 +49,22 @@ pub enum TimeBound {
     /// window's end (left, right).
     Windows([Forget; 2]),
     /// An interval join: each side's rows go once the watermark passes the
-    /// last time the other's could match (left, right); late rows are dropped.
-    Interval([Forget; 2]),
+    /// last time the other's could match; a row later than the watermark in
+    /// its side's event time pairs with nothing.
+    Interval {
+        /// When each side's rows go (left, right).
+        forget: [Forget; 2],
+        /// Each side's event-time column (left, right), which says whether
+        /// a row is late.
+        event_time: Box<[Expr; 2]>,
+    },
 }
 
 impl TimeBound {
     /// When each side's rows go (left, right).
     pub fn forget(&self) -> &[Forget; 2] {
         match self {
-            TimeBound::Windows(f) | TimeBound::Interval(f) => f,
+            TimeBound::Windows(f) | TimeBound::Interval { forget: f, .. } => f,
         }
     }
 }
@@ -96,18 +106,22 @@ pub fn time_bound(join: &Join, context: &Context) -> Option<TimeBound> {
         }
     }
     // A left row at t meets right rows up to t + highest; a right row at r
-    // meets left rows down to r - lowest.
-    let ((high, l, _), (low, _, r)) = (highest?, lowest?);
-    Some(TimeBound::Interval([
-        Forget {
-            time: Expr::Column(l),
-            after_ms: high,
-        },
-        Forget {
-            time: Expr::Column(r),
-            after_ms: -low,
-        },
-    ]))
+    // meets left rows down to r - lowest. The lowest bound's left column is
+    // the left side's event time, the highest's right column the right's.
+    let ((high, l, r_time), (low, l_time, r)) = (highest?, lowest?);
+    Some(TimeBound::Interval {
+        forget: [
+            Forget {
+                time: Expr::Column(l),
+                after_ms: high,
+            },
+            Forget {
+                time: Expr::Column(r),
+                after_ms: -low,
+            },
+        ],
+        event_time: Box::new([Expr::Column(l_time), Expr::Column(r_time)]),
+    })
 }
 
 /// A bound on `right time - left time`, in milliseconds.
@@ -117,8 +131,16 @@ enum Bound {
     AtMost(i64),
 }
 
-/// The bound `conjunct` puts on the difference of a right and a left
-/// event-time column, with the two columns (left, right).
+/// The bound `conjunct` puts on the difference of a right and a left time
+/// column, with the two columns (left, right), when the bound lets rows go.
+///
+/// `right - left <= ms` lets a left row go once the watermark passes its
+/// `left + ms`, because every right row still to come is later than the
+/// watermark: so the right column must be the right input's event time (a
+/// table's `WATERMARK` column, or the end of an event-time window aggregate,
+/// whose rows all arrive before the watermark passes it), while the left one
+/// may be any of its time columns (an auction's `expires`). `right - left >=
+/// ms` likewise needs the left column to be the left input's event time.
 fn difference_bound(
     conjunct: &Expr,
     join: &Join,
@@ -134,44 +156,27 @@ fn difference_bound(
     };
     let (a, a_ms) = shifted_column(left)?;
     let (b, b_ms) = shifted_column(right)?;
+    // The side of a time column, and whether it is that side's event time.
     let side = |c: &Column| {
-        if join.left.schema().has_column(c) && is_event_time(&join.left, c, context) {
-            Some(0)
-        } else if join.right.schema().has_column(c) && is_event_time(&join.right, c, context) {
-            Some(1)
-        } else {
-            None
-        }
+        [&join.left, &join.right]
+            .iter()
+            .enumerate()
+            .find_map(|(side, plan)| {
+                let field = plan.schema().field_from_column(c).ok()?;
+                matches!(field.data_type(), DataType::Timestamp(..))
+                    .then(|| (side, is_event_time(plan, c, context)))
+            })
     };
-    // a + a_ms (op) b + b_ms
-    match (side(&a)?, side(&b)?) {
-        // right - left (op) b_ms - a_ms
-        (1, 0) => {
-            let ms = b_ms - a_ms;
-            Some((
-                b,
-                a,
-                if at_least {
-                    Bound::AtLeast(ms)
-                } else {
-                    Bound::AtMost(ms)
-                },
-            ))
-        }
-        // right - left (flipped op) a_ms - b_ms
-        (0, 1) => {
-            let ms = a_ms - b_ms;
-            Some((
-                a,
-                b,
-                if at_least {
-                    Bound::AtMost(ms)
-                } else {
-                    Bound::AtLeast(ms)
-                },
-            ))
-        }
-        _ => None,
+    // a + a_ms (op) b + b_ms, as right - left (op') ms.
+    let (l, l_time, r, r_time, at_least, ms) = match (side(&a)?, side(&b)?) {
+        ((1, a_time), (0, b_time)) => (b, b_time, a, a_time, at_least, b_ms - a_ms),
+        ((0, a_time), (1, b_time)) => (a, a_time, b, b_time, !at_least, a_ms - b_ms),
+        _ => return None,
+    };
+    if at_least {
+        l_time.then_some((l, r, Bound::AtLeast(ms)))
+    } else {
+        r_time.then_some((l, r, Bound::AtMost(ms)))
     }
 }
 
@@ -211,23 +216,29 @@ fn interval_ms(expr: &Expr) -> Option<i64> {
 }
 
 /// Whether `column` of `plan`'s output is a table's event-time column (the
-/// column of its `WATERMARK`), carried unchanged.
+/// column of its `WATERMARK`) or an event-time window aggregate's window end,
+/// carried unchanged: rows to come are later than the watermark in it.
 fn is_event_time(plan: &LogicalPlan, column: &Column, context: &Context) -> bool {
+    ends_event_time_window(plan, column) || is_table_event_time(plan, column, context)
+}
+
+/// Whether `column` of `plan`'s output is a table's `WATERMARK` column.
+fn is_table_event_time(plan: &LogicalPlan, column: &Column, context: &Context) -> bool {
     match plan {
-        LogicalPlan::Filter(f) => is_event_time(&f.input, column, context),
+        LogicalPlan::Filter(f) => is_table_event_time(&f.input, column, context),
         LogicalPlan::Projection(p) => {
             let Ok(i) = p.schema.index_of_column(column) else {
                 return false;
             };
             match p.expr.get(i).map(|e| e.clone().unalias()) {
-                Some(Expr::Column(from)) => is_event_time(&p.input, &from, context),
+                Some(Expr::Column(from)) => is_table_event_time(&p.input, &from, context),
                 _ => false,
             }
         }
         LogicalPlan::SubqueryAlias(a) => match a.schema.index_of_column(column) {
             Ok(i) => {
                 let from = Column::from(a.input.schema().qualified_field(i));
-                is_event_time(&a.input, &from, context)
+                is_table_event_time(&a.input, &from, context)
             }
             Err(_) => false,
         },

@@ -299,8 +299,12 @@ impl Operator {
                     Some(TimeBound::Windows(_)) => {
                         "until the watermark passes their window's end".to_string()
                     }
-                    Some(TimeBound::Interval([left, right])) => format!(
-                        "an interval join: left rows {left}, right rows {right}; rows later than the watermark pair with nothing"
+                    Some(TimeBound::Interval {
+                        forget: [left, right],
+                        event_time,
+                    }) => format!(
+                        "an interval join: left rows {left}, right rows {right}; rows later than the watermark in {} or {} pair with nothing",
+                        event_time[0], event_time[1]
                     ),
                     None => "for ever, or for SET 'table.exec.state.ttl'".to_string(),
                 },

@@ -370,6 +370,31 @@ fn a_join_bounded_both_ways_in_event_time_is_an_interval_join_and_one_bound_is_n
     assert!(one_bound.contains("for ever"), "{one_bound}");
     let processing_time = state("b.proc BETWEEN a.proc AND a.proc + INTERVAL '1' MINUTE");
     assert!(processing_time.contains("for ever"), "{processing_time}");
+    // A bound of one side's other time column needs the other side's event
+    // time: rows to come are later than the watermark only there.
+    let wrong_way =
+        state("b.date_time <= a.date_time + INTERVAL '1' MINUTE AND b.date_time >= a.proc");
+    assert!(wrong_way.contains("for ever"), "{wrong_way}");
+}
+
+#[test]
+fn a_join_of_bids_with_the_windows_maxima_forgets_each_bid_after_its_windows() {
+    // Nexmark's q7: the window end counts as event time, since a window's row
+    // comes before the watermark passes its end.
+    let script = format!(
+        "{TABLES}INSERT INTO counts SELECT b.auction, m.window_end, b.price FROM bid b JOIN (
+           SELECT MAX(price) AS maxprice, window_end
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+           GROUP BY window_start, window_end) m
+         ON b.price = m.maxprice
+         WHERE b.date_time BETWEEN m.window_end - INTERVAL '10' SECOND AND m.window_end"
+    );
+    let planned = plan_script(&script, None, &[]).unwrap();
+    let plan = explain(&planned.plan, &planned.tables);
+    assert!(
+        plan.contains("an interval join: left rows until the watermark reaches b.date_time + 10000 ms, right rows until the watermark reaches m.window_end"),
+        "{plan}"
+    );
 }
 
 #[test]

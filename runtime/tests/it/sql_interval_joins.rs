@@ -89,3 +89,48 @@ fn interval_joins_pair_as_regular_joins_through_failures_and_a_rescale() {
     assert_ok(&run_args(dir.path(), &regular, &["-p", "2"]));
     assert_eq!(committed_lines(&dir.path().join("regular")), expected);
 }
+
+/// Each auction's bids from its opening to its expiry (Nexmark q4's join), for
+/// the auctions of category 10, over the first 200,000 events, into `out`:
+/// the auction's own `expires` bounds the join, so an auction goes once the
+/// watermark passes it. `regular` writes the bounds over the times as numbers.
+pub fn bids_before_expiry(
+    dir: &Path,
+    out: &str,
+    regular: bool,
+    rate_limit: Option<u32>,
+) -> Vec<String> {
+    let bounds = if regular {
+        "CAST(b.date_time AS BIGINT) BETWEEN CAST(a.date_time AS BIGINT) AND CAST(a.expires AS BIGINT)"
+    } else {
+        "b.date_time BETWEEN a.date_time AND a.expires"
+    };
+    let script = format!(
+        "CREATE TABLE won (auction BIGINT, bidder BIGINT, price BIGINT, bid TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+         INSERT INTO won SELECT a.id, b.bidder, b.price, b.date_time
+         FROM auction AS a, bid AS b WHERE a.id = b.auction AND a.category = 10 AND {bounds};"
+    );
+    nexmark_script(dir, out, &script, &["bid", "auction"], rate_limit)
+}
+
+#[test]
+fn a_join_bounded_by_each_auctions_expiry_forgets_it_then_and_pairs_as_a_regular_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let bounded = bids_before_expiry(dir.path(), "plan", false, None);
+    let explained = run_args(dir.path(), &bounded, &["--explain"]);
+    assert_ok(&explained);
+    let plan = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        plan.contains("an interval join: left rows until the watermark reaches a.expires, right rows until the watermark reaches b.date_time"),
+        "{plan}"
+    );
+    let expected = same_rows_through_failures_and_a_rescale(dir.path(), 1000, |out, rate| {
+        bids_before_expiry(dir.path(), out, false, rate)
+    });
+    let regular = bids_before_expiry(dir.path(), "regular", true, None);
+    let explained = run_args(dir.path(), &regular, &["--explain"]);
+    assert!(String::from_utf8_lossy(&explained.stdout).contains("for ever"));
+    assert_ok(&run_args(dir.path(), &regular, &["-p", "2"]));
+    assert_eq!(committed_lines(&dir.path().join("regular")), expected);
+}
