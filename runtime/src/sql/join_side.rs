@@ -13,9 +13,11 @@ use datafusion_common::arrow::compute::interleave;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::row::{RowConverter, Rows as KeyRows};
 use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 use crate::keys::KeyGroup;
+use crate::sql::join_key::JoinKey;
 use crate::sql::keyed_state::{encode_rows_by_key_group, KeptRow};
 
 /// A batch of kept rows.
@@ -40,8 +42,12 @@ pub struct Side {
     pub kept: VecDeque<Kept>,
     /// The sequence number of `kept[0]`: a row is `(sequence, row)`.
     pub first: u64,
-    /// Each key's rows; entries of batches already forgotten are dropped lazily.
-    pub index: HashMap<Box<[u8]>, Vec<(u64, u32)>, FxBuildHasher>,
+    /// Each key's rows (most keys are short and have one row, kept without
+    /// an allocation of their own); entries of batches already forgotten are dropped lazily, all
+    /// at once when as many rows were forgotten as half the keys.
+    pub index: hashbrown::HashMap<JoinKey, SmallVec<[(u64, u32); 1]>, FxBuildHasher>,
+    /// Rows forgotten since the index was last compacted.
+    forgotten: usize,
     /// The rows' schema with `arrived_ms` after them (and `matches`, when
     /// counted): what a checkpoint holds.
     pub state_schema: SchemaRef,
@@ -63,7 +69,8 @@ impl Side {
         Side {
             kept: VecDeque::new(),
             first: 0,
-            index: HashMap::with_hasher(FxBuildHasher),
+            index: hashbrown::HashMap::with_hasher(FxBuildHasher),
+            forgotten: 0,
             state_schema: Arc::new(Schema::new(fields)),
             counted,
             removed: HashSet::with_hasher(FxBuildHasher),
@@ -126,14 +133,10 @@ impl Side {
     ) {
         let sequence = self.first + self.kept.len() as u64;
         for row in 0..batch.num_rows() {
-            let key = keys.row(row);
-            match self.index.get_mut(key.as_ref()) {
-                Some(rows) => rows.push((sequence, row as u32)),
-                None => {
-                    self.index
-                        .insert(key.as_ref().into(), vec![(sequence, row as u32)]);
-                }
-            }
+            self.index
+                .entry_ref(keys.row(row).as_ref())
+                .or_default()
+                .push((sequence, row as u32));
         }
         self.kept.push_back(Kept {
             batch,
@@ -149,7 +152,7 @@ impl Side {
         let first = self.first;
         match self.index.get_mut(key) {
             Some(rows) => {
-                rows.retain(|&(sequence, _)| sequence >= first);
+                rows.retain(|&mut (sequence, _)| sequence >= first);
                 rows
             }
             None => &[],
@@ -164,7 +167,7 @@ impl Side {
         let Some(rows) = self.index.get_mut(key) else {
             return Ok(false);
         };
-        rows.retain(|&(sequence, _)| sequence >= first);
+        rows.retain(|&mut (sequence, _)| sequence >= first);
         for (i, &(sequence, row)) in rows.iter().enumerate() {
             let kept = &self.kept[(sequence - first) as usize].batch;
             let candidate = whole_rows
@@ -187,9 +190,12 @@ impl Side {
     /// Forgets the batches that arrived before `before_ms`, oldest first.
     pub fn expire(&mut self, before_ms: i64) {
         while self.kept.front().is_some_and(|k| k.arrived_ms < before_ms) {
-            self.kept.pop_front();
+            if let Some(kept) = self.kept.pop_front() {
+                self.forgotten += kept.batch.num_rows();
+            }
             self.first += 1;
         }
+        self.compact_when_due();
     }
 
     /// Forgets the batches, oldest first, that can pair no more once the
@@ -201,18 +207,30 @@ impl Side {
     ) -> Result<()> {
         while self.kept.front().is_some_and(|k| k.until <= watermark) {
             if let Some(kept) = self.kept.pop_front() {
+                self.forgotten += kept.batch.num_rows();
                 gone(kept)?;
             }
             self.first += 1;
         }
+        self.compact_when_due();
         Ok(())
+    }
+
+    /// Compacts the index once the rows forgotten since the last time are
+    /// as many as half its keys: its size follows the live rows, at a cost
+    /// per forgotten row that does not grow with it.
+    fn compact_when_due(&mut self) {
+        if self.forgotten > self.index.len() / 2 + 1024 {
+            self.compact();
+        }
     }
 
     /// Drops the index entries of forgotten rows (and keys left without any).
     pub fn compact(&mut self) {
+        self.forgotten = 0;
         let first = self.first;
         self.index.retain(|_, rows| {
-            rows.retain(|&(sequence, _)| sequence >= first);
+            rows.retain(|&mut (sequence, _)| sequence >= first);
             !rows.is_empty()
         });
         self.removed.retain(|&(sequence, _)| sequence >= first);
@@ -313,6 +331,22 @@ mod tests {
         assert_eq!(side.rows_of(key("b").row(0).as_ref()).len(), 1);
         side.compact();
         assert_eq!(side.index.len(), 1);
+    }
+
+    #[test]
+    fn forgetting_rows_compacts_the_index_without_waiting_for_a_checkpoint() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
+        let mut side = Side::new(&schema, false);
+        for i in 0..3_000 {
+            keep(&mut side, &converter, &format!("k{i}"), i);
+        }
+        assert_eq!(side.index.len(), 3_000);
+        // A few forgotten keys stay in the index until more go.
+        side.forget_until(99, |_| Ok(())).unwrap();
+        assert_eq!(side.index.len(), 3_000);
+        side.forget_until(2_899, |_| Ok(())).unwrap();
+        assert_eq!(side.index.len(), 100, "only the live rows' keys");
     }
 
     #[test]
