@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::api_token::SendToken;
 use weir_proto::v1::{self, job_control_client::JobControlClient};
 
 use crate::crd::CheckpointRef;
@@ -12,7 +14,20 @@ use crate::planner::{CoordinatorView, JobState, SavepointProgress, UpgradeCheck}
 /// How long a call to the coordinator may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn client(address: &str) -> Result<JobControlClient<tonic::transport::Channel>> {
+/// A job's coordinator: where its API listens, and the token it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coordinator {
+    /// host:port of its gRPC API.
+    pub address: String,
+    /// The job's API token (see [`crate::api_token`]); `None` for a job
+    /// deployed before tokens.
+    pub token: Option<String>,
+}
+
+async fn client(
+    coordinator: &Coordinator,
+) -> Result<JobControlClient<InterceptedService<Channel, SendToken>>> {
+    let address = &coordinator.address;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| Error::Coordinator(format!("{address}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
@@ -21,7 +36,10 @@ async fn client(address: &str) -> Result<JobControlClient<tonic::transport::Chan
         .connect()
         .await
         .map_err(|e| Error::Coordinator(format!("{address}: {e}")))?;
-    Ok(JobControlClient::new(channel))
+    Ok(JobControlClient::with_interceptor(
+        channel,
+        SendToken::new(coordinator.token.clone()),
+    ))
 }
 
 fn failed(address: &str, status: tonic::Status) -> Error {
@@ -35,8 +53,9 @@ fn time(unix_ms: u64) -> String {
 }
 
 /// The job's status.
-pub async fn status(address: &str) -> Result<CoordinatorView> {
-    let status = client(address)
+pub async fn status(coordinator: &Coordinator) -> Result<CoordinatorView> {
+    let address = &coordinator.address;
+    let status = client(coordinator)
         .await?
         .get_status(v1::GetStatusRequest {})
         .await
@@ -67,8 +86,9 @@ pub async fn status(address: &str) -> Result<CoordinatorView> {
 }
 
 /// Starts a savepoint; returns the coordinator's id for it.
-pub async fn trigger_savepoint(address: &str, stop: bool) -> Result<String> {
-    Ok(client(address)
+pub async fn trigger_savepoint(coordinator: &Coordinator, stop: bool) -> Result<String> {
+    let address = &coordinator.address;
+    Ok(client(coordinator)
         .await?
         .trigger_savepoint(v1::TriggerSavepointRequest {
             target: String::new(),
@@ -82,8 +102,9 @@ pub async fn trigger_savepoint(address: &str, stop: bool) -> Result<String> {
 
 /// How savepoint `id` is doing; a coordinator that does not know it answers
 /// [`SavepointProgress::Unknown`].
-pub async fn savepoint(address: &str, id: &str) -> Result<SavepointProgress> {
-    let reply = client(address)
+pub async fn savepoint(coordinator: &Coordinator, id: &str) -> Result<SavepointProgress> {
+    let address = &coordinator.address;
+    let reply = client(coordinator)
         .await?
         .get_savepoint(v1::GetSavepointRequest { id: id.to_string() })
         .await;
@@ -103,8 +124,9 @@ pub async fn savepoint(address: &str, id: &str) -> Result<SavepointProgress> {
 }
 
 /// Deletes the savepoint at `path` from storage.
-pub async fn dispose_savepoint(address: &str, path: &str) -> Result<()> {
-    client(address)
+pub async fn dispose_savepoint(coordinator: &Coordinator, path: &str) -> Result<()> {
+    let address = &coordinator.address;
+    client(coordinator)
         .await?
         .dispose_savepoint(v1::DisposeSavepointRequest {
             path: path.to_string(),
@@ -118,11 +140,12 @@ pub async fn dispose_savepoint(address: &str, path: &str) -> Result<()> {
 /// with its latest checkpoint's state; `None` when it cannot tell (an older
 /// image without the call).
 pub async fn check_upgrade(
-    address: &str,
+    coordinator: &Coordinator,
     pipeline: String,
     args: Vec<String>,
 ) -> Result<Option<UpgradeCheck>> {
-    let reply = client(address)
+    let address = &coordinator.address;
+    let reply = client(coordinator)
         .await?
         .check_upgrade(v1::CheckUpgradeRequest { pipeline, args })
         .await;

@@ -55,6 +55,12 @@ use serde::{Deserialize, Serialize};
         "reason": "FieldValueForbidden"
     },
     {
+        "rule": "!(has(self.deletion) && has(self.deletion.state) && self.deletion.state == 'delete') || self.checkpoints.storage.startsWith('s3://')",
+        "message": "deletion.state delete needs s3:// storage: the controller cannot reach the pods' file systems",
+        "fieldPath": ".deletion.state",
+        "reason": "FieldValueInvalid"
+    },
+    {
         "rule": "!(has(self.upgradeMode) && self.upgradeMode == 'stateless' && has(self.initialSavepoint))",
         "message": "initialSavepoint needs upgradeMode savepoint or last-state: a stateless job starts without state",
         "fieldPath": ".initialSavepoint",
@@ -272,7 +278,7 @@ pub struct CheckpointSpec {
 }
 
 /// How pods reach S3.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
     /// Endpoint of an S3-compatible server (MinIO and the like); AWS when unset.
@@ -345,7 +351,19 @@ pub struct SavepointHistory {
 /// What deleting the StreamJob does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.savepoint) && self.savepoint && has(self.state) && self.state == 'delete')",
+    "message": "a final savepoint (deletion.savepoint) would be deleted with the state (deletion.state delete): choose one",
+    "fieldPath": ".state",
+    "reason": "FieldValueInvalid"
+}]))]
 pub struct DeletionSpec {
+    /// What happens to the job's checkpoints and savepoints in storage: `keep`
+    /// (the default) or `delete`, which the controller does itself once the
+    /// pods are gone (s3:// storage only), retrying while storage fails. The
+    /// annotation `weir.dev/keep-state: "true"` keeps them after all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateOnDeletion>,
     /// Stop the job with a final savepoint before its pods go (kept in storage).
     #[serde(default)]
     pub savepoint: bool,
@@ -355,6 +373,17 @@ pub struct DeletionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), extend("x-kubernetes-validations" = [duration_rule()]))]
     pub savepoint_timeout: Option<String>,
+}
+
+/// What deleting a StreamJob does with its state in storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateOnDeletion {
+    /// Leave every checkpoint and savepoint where it is.
+    #[default]
+    Keep,
+    /// Delete everything the StreamJob's deployments wrote.
+    Delete,
 }
 
 /// Where the job is in its life.
@@ -458,6 +487,10 @@ pub struct StreamJobStatus {
     /// The StreamTables a SQL job's script uses, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// Why deleting the job's state from storage failed last (the deletion
+    /// retries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_deletion_failure: Option<String>,
 }
 
 /// A completed checkpoint.
@@ -602,6 +635,20 @@ impl StreamJobSpec {
                     "checkpoints.storage",
                     format!("{storage:?} is not an s3:// or file:/// URI"),
                 ))
+            }
+        }
+        if self.deletion.state == Some(StateOnDeletion::Delete) {
+            if !storage.starts_with("s3://") {
+                return Err(invalid(
+                    "deletion.state",
+                    "delete needs s3:// storage: the controller cannot reach the pods' file systems",
+                ));
+            }
+            if self.deletion.savepoint {
+                return Err(invalid(
+                    "deletion.state",
+                    "a final savepoint (deletion.savepoint) would be deleted with the state: choose one",
+                ));
             }
         }
         if let Some(s3) = &self.checkpoints.s3 {

@@ -15,6 +15,9 @@ pub enum Error {
     /// The StreamJob cannot be acted on as it is.
     #[error("{0}")]
     Invalid(String),
+    /// The job's checkpoint storage could not be read or changed.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 impl Error {
@@ -24,6 +27,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApi",
             Error::Coordinator(_) => "CoordinatorUnreachable",
             Error::Invalid(_) => "InvalidSpec",
+            Error::Storage(_) => "StorageUnreachable",
         }
     }
 }

@@ -18,9 +18,13 @@
 //! - [`protection`]: the optional PodDisruptionBudget and NetworkPolicy of a job.
 //! - [`reconcile`]: observation, the planner's action, status and events.
 //! - [`coordinator`]: calls to a job's coordinator.
+//! - [`storage`]: the controller's own access to a job's storage in S3 (state
+//!   deletion, expired savepoints).
+//! - [`api_token`]: each job's API token, in a Secret the coordinator requires.
 //! - [`leader`]: leader election with a Lease.
 //! - [`metrics`]: `/metrics` and `/healthz`.
 
+pub mod api_token;
 pub mod coordinator;
 pub mod crd;
 pub mod error;
@@ -32,6 +36,7 @@ pub mod protection;
 pub mod reconcile;
 pub mod resources;
 pub mod sql_tables;
+pub mod storage;
 pub mod table;
 pub mod table_reconcile;
 

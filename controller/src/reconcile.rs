@@ -35,7 +35,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::coordinator;
+use crate::api_token;
+use crate::coordinator::{self, Coordinator};
 use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus, UpgradeMode};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -44,6 +45,7 @@ use crate::pod_trouble;
 use crate::protection::{self, Protection};
 use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
 use crate::sql_tables;
+use crate::storage::JobStorage;
 use crate::table::StreamTable;
 
 /// The finalizer that lets a deletion take its final savepoint first.
@@ -121,9 +123,15 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     } else {
         None
     };
-    let address = pod.as_ref().map(|(address, _)| address.clone());
-    let view = match &pod {
-        Some((a, instance)) => match coordinator::status(a).await {
+    let address = match &pod {
+        Some((address, _)) => Some(Coordinator {
+            address: address.clone(),
+            token: api_token::read(&Api::namespaced(ctx.client.clone(), &ns), &name).await?,
+        }),
+        None => None,
+    };
+    let view = match (&pod, &address) {
+        (Some((_, instance)), Some(a)) => match coordinator::status(a).await {
             Ok(v) => Some(CoordinatorView {
                 instance: instance.clone(),
                 ..v
@@ -133,7 +141,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
                 None
             }
         },
-        None => None,
+        _ => None,
     };
     let savepoint = match (&status.pending_savepoint, &address) {
         (Some(p), Some(a)) => Some(
@@ -176,6 +184,10 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
             .annotations()
             .get(crate::planner::SKIP_FINAL_SAVEPOINT)
             .is_some_and(|v| v == "true"),
+        keep_state: job
+            .annotations()
+            .get(crate::planner::KEEP_STATE)
+            .is_some_and(|v| v == "true"),
         generation: job.meta().generation.unwrap_or(0),
         unresolved: match &resolution {
             Some(Err(why)) => Some((why.reason.to_string(), why.message.clone())),
@@ -217,19 +229,32 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
         }
         Action::DeleteWorkloads => delete_workloads(ctx, &ns, &name).await?,
         Action::DisposeSavepoints(paths) => {
-            if let Some(address) = &address {
-                for path in paths {
-                    match coordinator::dispose_savepoint(address, path).await {
-                        Ok(()) => {
-                            tracing::info!(job = %name, savepoint = %path, "expired savepoint deleted")
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %name, savepoint = %path, error = %e, "could not delete an expired savepoint")
-                        }
-                    }
-                }
-            }
+            // What could not be deleted stays listed, for the next pass to retry.
+            let left = dispose_savepoints(ctx, job, address.as_ref(), paths).await;
+            let kept = &mut decided.status.savepoints;
+            kept.extend(
+                status
+                    .savepoints
+                    .iter()
+                    .filter(|s| left.contains(&s.path))
+                    .cloned(),
+            );
+            kept.sort_by(|a, b| a.time.cmp(&b.time));
         }
+        Action::DeleteState(ids) => match delete_state(ctx, job, ids).await {
+            Ok(()) => {
+                remove_finalizer(&jobs, job).await?;
+                finalized = true;
+            }
+            Err(e) => {
+                tracing::warn!(job = %name, error = %e, "could not delete the job's state; retrying");
+                let why = e.to_string();
+                if decided.status.state_deletion_failure.as_ref() != Some(&why) {
+                    publish(ctx, job, true, "StateDeletionFailed", &why).await;
+                }
+                decided.status.state_deletion_failure = Some(why);
+            }
+        },
         Action::Finalize => {
             remove_finalizer(&jobs, job).await?;
             finalized = true;
@@ -426,6 +451,7 @@ where
 /// nothing changed, a repair when something drifted).
 async fn apply_children(ctx: &Context, job: &StreamJob, launch: &Launch) -> Result<()> {
     let ns = job.namespace().unwrap_or_default();
+    api_token::ensure(&Api::namespaced(ctx.client.clone(), &ns), job).await?;
     apply::<ConfigMap>(ctx, &ns, &resources::config_map(job, launch)?).await?;
     apply::<Service>(ctx, &ns, &resources::coordinator_service(job)?).await?;
     apply::<Service>(ctx, &ns, &resources::workers_service(job)?).await?;
@@ -439,6 +465,63 @@ async fn apply_children(ctx: &Context, job: &StreamJob, launch: &Launch) -> Resu
         let policy = protection::coordinator_policy(job, controller)?;
         apply::<NetworkPolicy>(ctx, &ns, &policy).await?;
     }
+    Ok(())
+}
+
+/// Deletes expired savepoints from storage: in S3 by the controller itself,
+/// with `file://` storage (the pods' own) through the coordinator if one runs.
+/// The paths it could not delete now, each logged.
+async fn dispose_savepoints(
+    ctx: &Context,
+    job: &StreamJob,
+    coordinator: Option<&Coordinator>,
+    paths: &[String],
+) -> Vec<String> {
+    let name = job.name_any();
+    let secrets = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let storage = match JobStorage::open(job, &secrets).await {
+        Ok(storage) => storage,
+        Err(e) => {
+            tracing::warn!(job = %name, error = %e, "could not reach storage to delete expired savepoints");
+            return paths.to_vec();
+        }
+    };
+    let mut left = Vec::new();
+    for path in paths {
+        let deleted = match (&storage, coordinator) {
+            (Some(storage), _) => storage.delete_savepoint(path).await.map(|_| ()),
+            (None, Some(c)) => coordinator::dispose_savepoint(c, path).await,
+            (None, None) => Err(Error::Coordinator(
+                "no coordinator runs to delete it".into(),
+            )),
+        };
+        match deleted {
+            Ok(()) => tracing::info!(job = %name, savepoint = %path, "expired savepoint deleted"),
+            Err(e) => {
+                tracing::warn!(job = %name, savepoint = %path, error = %e, "could not delete an expired savepoint; retrying");
+                left.push(path.clone());
+            }
+        }
+    }
+    left
+}
+
+/// Deletes everything the deployments `ids` of `job` wrote to storage.
+async fn delete_state(ctx: &Context, job: &StreamJob, ids: &[String]) -> Result<()> {
+    let secrets = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let storage = JobStorage::open(job, &secrets)
+        .await?
+        .ok_or_else(|| Error::Invalid("deletion.state delete needs s3:// storage".into()))?;
+    let deleted = storage.delete_deployments(ids).await?;
+    tracing::info!(job = %job.name_any(), objects = deleted, "the job's state deleted from storage");
+    publish(
+        ctx,
+        job,
+        false,
+        "StateDeleted",
+        &format!("deleted {deleted} objects of the job's checkpoints and savepoints"),
+    )
+    .await;
     Ok(())
 }
 

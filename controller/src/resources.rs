@@ -170,7 +170,10 @@ fn env(job: &StreamJob) -> (Value, Value) {
 
 /// A pod template for `role` running `args`, with the user's podTemplate merged in.
 fn pod_template(job: &StreamJob, role: &str, args: Vec<String>, extra: Value) -> Value {
-    let (env, env_from) = env(job);
+    let (mut env, env_from) = env(job);
+    if let ("coordinator", Value::Array(vars)) = (role, &mut env) {
+        vars.push(crate::api_token::env_var(job));
+    }
     let resources = match role {
         "coordinator" => serde_json::to_value(&job.spec.coordinator.resources),
         _ => serde_json::to_value(&job.spec.workers.resources),

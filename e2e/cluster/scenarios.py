@@ -24,6 +24,7 @@ import traceback
 from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render,
                      stream_job, ts, wait_finished, wait_for)
 import kafka_scenarios
+import lifecycle_scenarios
 import restart_scenarios
 import sql_scenarios
 
@@ -382,7 +383,8 @@ def admission_rules(env):
 SCENARIOS = [install, apply_and_run, examples_under_pod_security, stream_tables, rescale_with_savepoint, *sql_scenarios.SCENARIOS,
              upgrade_last_state, pods_that_cannot_start,
              pod_deletions,
-             savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete, invalid_manifests,
+             savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete,
+             *lifecycle_scenarios.SCENARIOS, invalid_manifests,
              admission_rules,
              *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS]
 

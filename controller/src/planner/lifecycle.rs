@@ -29,14 +29,15 @@ impl Planner<'_> {
 
     /// Deletion: with `deletion.savepoint`, a final stop-with-savepoint first,
     /// retried with backoff while it fails, for at most `deletion.savepointTimeout`
-    /// (or until the skip annotation is set); then the StreamJob goes.
+    /// (or until the skip annotation is set); then the StreamJob goes (see
+    /// [`Self::finish_deletion`]).
     pub(super) fn delete(&mut self) -> Action {
         let savepoint_first = self.spec.deletion.savepoint
             && self.observed.deployed
             && !self.observed.terminating
             && self.spec.upgrade_mode != UpgradeMode::Stateless;
         if !savepoint_first {
-            return Action::Finalize;
+            return self.finish_deletion();
         }
         if self.observed.skip_final_savepoint {
             self.note(
@@ -44,11 +45,11 @@ impl Planner<'_> {
                 "FinalSavepointSkipped",
                 format!("deleting without the final savepoint ({SKIP_FINAL_SAVEPOINT} is set)"),
             );
-            return Action::Finalize;
+            return self.finish_deletion();
         }
         if self.coordinator_state() == Some(JobState::Stopped) {
             // Stopped at a savepoint already: nothing more to save.
-            return Action::Finalize;
+            return self.finish_deletion();
         }
         let limit = self
             .spec
@@ -73,7 +74,7 @@ impl Planner<'_> {
                     limit.as_secs()
                 ),
             );
-            return Action::Finalize;
+            return self.finish_deletion();
         }
         let way_out = format!(
             "the deletion goes on without it at {give_up}, or at once with the annotation \
@@ -96,10 +97,52 @@ impl Planner<'_> {
         }
     }
 
+    /// The end of a deletion: the StreamJob goes, its pods collected by their
+    /// owner references; with `deletion.state: delete` the pods go first and
+    /// then everything its deployments wrote, retried while storage fails
+    /// (unless the keep-state annotation is set).
+    pub(super) fn finish_deletion(&mut self) -> Action {
+        if self.spec.deletion.state != Some(StateOnDeletion::Delete) {
+            return Action::Finalize;
+        }
+        if self.observed.keep_state {
+            self.note(
+                false,
+                "StateKept",
+                format!("deleting the job but keeping its state in storage ({KEEP_STATE} is set)"),
+            );
+            return Action::Finalize;
+        }
+        if self.observed.deployed {
+            // Nothing may write once the state is gone.
+            self.requeue = Duration::from_secs(2);
+            return if self.observed.terminating {
+                Action::Wait
+            } else {
+                Action::DeleteWorkloads
+            };
+        }
+        if let Some(why) = &self.status.state_deletion_failure {
+            self.degrade(
+                "StateDeletionFailed",
+                format!(
+                    "deleting the job's state from storage failed: {why}; retried every {} s \
+                     (the annotation {KEEP_STATE}=true keeps the state and lets the deletion end)",
+                    STATE_DELETION_RETRY.as_secs()
+                ),
+            );
+        }
+        self.requeue = STATE_DELETION_RETRY;
+        let ids = (0..=self.status.storage_epoch)
+            .map(|epoch| crate::resources::job_id(&self.observed.uid, epoch))
+            .collect();
+        Action::DeleteState(ids)
+    }
+
     pub(super) fn suspend(&mut self) -> Action {
         if !self.observed.deployed {
             self.set_phase(Phase::Suspended);
-            return Action::Wait;
+            return self.dispose_expired().unwrap_or(Action::Wait);
         }
         match self.spec.upgrade_mode {
             UpgradeMode::Stateless => {
@@ -196,12 +239,8 @@ impl Planner<'_> {
         if self.periodic_due() && !self.retry_blocked() {
             return self.trigger(false, "periodic");
         }
-        let expired = self.expired_savepoints();
-        if !expired.is_empty() && self.coordinator_state().is_some() {
-            self.status
-                .savepoints
-                .retain(|s| !expired.contains(&s.path));
-            return Action::DisposeSavepoints(expired);
+        if let Some(dispose) = self.dispose_expired() {
+            return dispose;
         }
         self.observe_phase();
         Action::Apply(self.launch())

@@ -17,8 +17,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::crd::{
-    CheckpointRef, Condition, DesiredState, PendingSavepoint, Phase, SavepointRef, StreamJobSpec,
-    StreamJobStatus, UpgradeMode,
+    CheckpointRef, Condition, DesiredState, PendingSavepoint, Phase, SavepointRef, StateOnDeletion,
+    StreamJobSpec, StreamJobStatus, UpgradeMode,
 };
 use crate::resources::Launch;
 
@@ -101,6 +101,9 @@ pub struct Observed {
     /// The annotation `weir.dev/skip-final-savepoint: "true"` is set: a deletion
     /// goes on without its final savepoint.
     pub skip_final_savepoint: bool,
+    /// The annotation `weir.dev/keep-state: "true"` is set: a deletion leaves
+    /// the state in storage whatever `deletion.state` says.
+    pub keep_state: bool,
     /// Its `metadata.generation`.
     pub generation: i64,
     /// Why a SQL job's script could not be put together (reason, message): a
@@ -145,8 +148,11 @@ pub enum Action {
     },
     /// Delete the coordinator Deployment and the worker StatefulSet.
     DeleteWorkloads,
-    /// Delete these savepoints from storage (through the coordinator).
+    /// Delete these savepoints from storage.
     DisposeSavepoints(Vec<String>),
+    /// Delete what these deployments (job ids) wrote to storage, then let the
+    /// StreamJob go; on failure, record why in `stateDeletionFailure` and retry.
+    DeleteState(Vec<String>),
     /// Let the StreamJob go (remove the finalizer); owner references collect the rest.
     Finalize,
     /// Nothing beyond writing the status.
@@ -183,6 +189,10 @@ pub const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DELETION_SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The annotation that lets a deletion go on without its final savepoint.
 pub const SKIP_FINAL_SAVEPOINT: &str = "weir.dev/skip-final-savepoint";
+/// The annotation that lets a deletion keep the state `deletion.state` deletes.
+pub const KEEP_STATE: &str = "weir.dev/keep-state";
+/// How often deleting the state is retried while storage fails.
+pub const STATE_DELETION_RETRY: Duration = Duration::from_secs(10);
 /// Savepoints kept when the spec does not say.
 const DEFAULT_KEEP: usize = 5;
 

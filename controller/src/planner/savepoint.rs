@@ -54,7 +54,7 @@ impl Planner<'_> {
                 self.status.restore_from = Some(path);
                 self.retire_deployment();
                 match pending.reason.as_str() {
-                    "delete" => Action::Finalize,
+                    "delete" => self.finish_deletion(),
                     "suspend" => {
                         self.set_phase(Phase::Suspended);
                         Action::DeleteWorkloads
@@ -213,7 +213,24 @@ impl Planner<'_> {
 
     /// Savepoints beyond `maxCount` or older than `maxAge`; never the newest, and
     /// never the one the deployment restores from.
-    pub(super) fn expired_savepoints(&self) -> Vec<String> {
+    /// Deletes the savepoints the history no longer keeps, dropping them from
+    /// the status: from S3 by the controller itself, whether the job runs or
+    /// not; from `file://` storage (the pods' own) only through a running
+    /// coordinator.
+    pub(super) fn dispose_expired(&mut self) -> Option<Action> {
+        let expired = self.expired_savepoints();
+        let reachable = self.spec.checkpoints.storage.starts_with("s3://")
+            || self.coordinator_state().is_some();
+        if expired.is_empty() || !reachable {
+            return None;
+        }
+        self.status
+            .savepoints
+            .retain(|s| !expired.contains(&s.path));
+        Some(Action::DisposeSavepoints(expired))
+    }
+
+    fn expired_savepoints(&self) -> Vec<String> {
         let history = &self.status.savepoints;
         let keep = self
             .spec

@@ -1,11 +1,12 @@
 //! The lifecycle planner as a table: (spec, status, observed) → action and phase.
 
 use weir_controller::crd::{
-    CheckpointRef, DesiredState, PendingSavepoint, Phase, SavepointRef, StreamJobSpec,
-    StreamJobStatus, UpgradeMode,
+    CheckpointRef, DesiredState, PendingSavepoint, Phase, SavepointRef, StateOnDeletion,
+    StreamJobSpec, StreamJobStatus, UpgradeMode,
 };
 use weir_controller::planner::{
-    plan, Action, CoordinatorView, JobState, Observed, SavepointProgress, UpgradeCheck,
+    plan, Action, CoordinatorView, JobState, Observed, SavepointProgress, UpgradeCheck, KEEP_STATE,
+    STATE_DELETION_RETRY,
 };
 use weir_controller::resources::Launch;
 
@@ -70,6 +71,7 @@ fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
         deleting: false,
         deleting_since: None,
         skip_final_savepoint: false,
+        keep_state: false,
         generation: 3,
         unresolved: None,
         upgrade_check: None,
@@ -188,6 +190,7 @@ fn rows() -> Vec<Row> {
         deletion: weir_controller::crd::DeletionSpec {
             savepoint: true,
             savepoint_timeout: Some("10m".into()),
+            state: None,
         },
         ..spec()
     };
@@ -876,6 +879,7 @@ fn a_deletion_waiting_for_its_savepoint_says_how_to_go_on_without_it() {
         deletion: weir_controller::crd::DeletionSpec {
             savepoint: true,
             savepoint_timeout: None,
+            state: None,
         },
         ..spec()
     };
@@ -1171,4 +1175,56 @@ fn observed_generation_moves_once_the_change_is_rolled_out() {
     assert_eq!(finished.status.phase, Some(Phase::Finished));
     assert_eq!(condition(&finished.status, "Ready").0, "True");
     assert_eq!(finished.status.observed_generation, Some(3));
+}
+
+#[test]
+fn deleting_the_state_waits_for_the_pods_then_deletes_what_every_deployment_wrote() {
+    let mut spec = spec();
+    spec.deletion.state = Some(StateOnDeletion::Delete);
+    // A stateless upgrade moved the job to a second storage epoch.
+    let status = StreamJobStatus {
+        storage_epoch: 1,
+        ..deployed(&spec)
+    };
+    let running_pods = plan(&spec, &status, &deleting(-5, Some(running(-1))));
+    assert_eq!(
+        running_pods.action,
+        Action::DeleteWorkloads,
+        "the pods go first"
+    );
+    let stopping = Observed {
+        terminating: true,
+        ..deleting(-5, None)
+    };
+    assert_eq!(plan(&spec, &status, &stopping).action, Action::Wait);
+    let gone = Observed {
+        deployed: false,
+        ..deleting(-5, None)
+    };
+    let both_epochs = Action::DeleteState(vec![UID.to_string(), format!("{UID}-1")]);
+    assert_eq!(plan(&spec, &status, &gone).action, both_epochs);
+
+    // Storage failed last time: retried, and Degraded says why and the way out.
+    let failed = StreamJobStatus {
+        state_deletion_failure: Some("storage: listing s3://b/x: connection refused".into()),
+        ..status.clone()
+    };
+    let retried = plan(&spec, &failed, &gone);
+    assert_eq!(retried.action, both_epochs);
+    assert_eq!(retried.requeue, STATE_DELETION_RETRY);
+    let (_, message) = degraded(&retried.status);
+    assert!(
+        message.contains("connection refused") && message.contains(KEEP_STATE),
+        "{message}"
+    );
+    let kept = Observed {
+        keep_state: true,
+        ..gone
+    };
+    assert_eq!(plan(&spec, &failed, &kept).action, Action::Finalize);
+
+    // Kept (the default): the StreamJob goes at once, pods and all.
+    spec.deletion.state = None;
+    let keep = plan(&spec, &status, &deleting(-5, Some(running(-1))));
+    assert_eq!(keep.action, Action::Finalize);
 }

@@ -13,6 +13,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use tonic::{Request as RpcRequest, Response as RpcResponse, Status};
 use tower_test::mock;
+use weir_proto::api_token::RequireToken;
 use weir_proto::v1;
 
 use weir_controller::crd::{
@@ -25,6 +26,9 @@ use weir_controller::StreamJob;
 use crate::fixtures::{job, spec};
 
 // ---- the mocked coordinator ----
+
+/// The job's API token, in its Secret.
+const TOKEN: &str = "0123abcd";
 
 /// What the mocked coordinator answers.
 #[derive(Clone)]
@@ -58,7 +62,12 @@ impl Coordinator {
     async fn serve(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let service = v1::job_control_server::JobControlServer::new(self.clone());
+        // It requires the job's token, which the controller reads from the
+        // Secret the mocked API server holds (see `api_token_read`).
+        let service = v1::job_control_server::JobControlServer::with_interceptor(
+            self.clone(),
+            RequireToken::new(Some(TOKEN.into())),
+        );
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
@@ -242,6 +251,13 @@ fn apply_children(
     check_deployment: impl Fn(&Value) -> Result<(), String> + Send + 'static,
 ) -> Vec<Expect> {
     vec![
+        // The API token's Secret, made once (its token kept thereafter).
+        expect("POST", format!("/api/v1{NS}/secrets")).body(|b| {
+            let token = b["data"]["token"].as_str().unwrap_or_default();
+            (b["metadata"]["name"] == "fraud-api-token" && token.len() > 40)
+                .then_some(())
+                .ok_or(format!("not a token Secret: {b}"))
+        }),
         expect("PATCH", format!("/api/v1{NS}/configmaps/fraud-config")).applied(),
         expect("PATCH", format!("/api/v1{NS}/services/fraud-coordinator")).applied(),
         expect("PATCH", format!("/api/v1{NS}/services/fraud-workers")).applied(),
@@ -265,7 +281,19 @@ fn workloads_exist() -> Vec<Expect> {
         expect("GET", deployment_path()).reply(200, existing("Deployment", "fraud-coordinator")),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
         pods_of_the_job(),
+        api_token_read(),
     ]
+}
+
+/// The job's API token, read to call its coordinator.
+fn api_token_read() -> Expect {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+    expect("GET", format!("/api/v1{NS}/secrets/fraud-api-token")).reply(
+        200,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fraud-api-token"},
+               "data": {"token": token}}),
+    )
 }
 
 /// The job's pods, listed for what keeps them from running: none here.
@@ -528,6 +556,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
         terminating: false,
         deleting_since: None,
         skip_final_savepoint: false,
+        keep_state: false,
         unresolved: None,
         upgrade_check: None,
         pod_trouble: None,
@@ -920,6 +949,7 @@ async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down(
         expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
         pods_of_the_job(),
+        api_token_read(),
     ];
     expected.push(event("UpgradeRefused"));
     expected.push(status_patch(|s| {
@@ -956,6 +986,7 @@ async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down(
         expect("GET", deployment_path()).reply(200, coordinator_running(&old.image)),
         expect("GET", statefulset_path()).reply(200, existing("StatefulSet", "fraud-worker")),
         pods_of_the_job(),
+        api_token_read(),
     ];
     expected.push(event("UpgradeDropsState"));
     expected.push(event("Upgrading"));

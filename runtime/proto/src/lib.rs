@@ -8,6 +8,9 @@
 //!
 //! - `proto/weir.proto`: the contract, with the meaning of every message.
 //! - [`v1`]: the generated types, clients (`*_client`) and servers (`*_server`).
+//! - [`api_token`]: the job control API's bearer token, both ends.
+
+pub mod api_token;
 
 /// The protocol version both ends of a session must share.
 pub const PROTOCOL_VERSION: u32 = 3;

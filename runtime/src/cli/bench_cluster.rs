@@ -87,6 +87,7 @@ pub fn run_on_workers(
         heartbeat_timeout: Duration::from_secs(5),
         slot_sharing: false,
         linger: false,
+        api_token: None,
     };
     let coordinator = std::thread::Builder::new()
         .name("weir-bench-coordinator".into())

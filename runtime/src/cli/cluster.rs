@@ -36,6 +36,10 @@ pub struct CoordinatorArgs {
     /// operator in slot k (so that operators land on different workers).
     #[arg(long)]
     pub no_slot_sharing: bool,
+    /// The token every job control call (status, savepoint, cancel, dispose)
+    /// must carry; without one the API is open to whoever reaches the port.
+    #[arg(long, env = weir_proto::api_token::TOKEN_ENV, hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Arguments of the pipeline, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -85,6 +89,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         heartbeat_timeout: args.heartbeat_timeout,
         slot_sharing: !args.no_slot_sharing,
         linger: args.linger,
+        api_token: args.api_token.clone(),
     };
     let summary = run_coordinator(config)?;
     eprintln!(

@@ -3,18 +3,31 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::api_token::{SendToken, TOKEN_ENV};
 use weir_proto::v1::{self, job_control_client::JobControlClient};
 
 use crate::cli::parse_duration;
 use crate::error::{Error, Result};
 
-/// Options of `weir status`.
+/// How to reach a coordinator's job control API.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub struct ApiArgs {
     /// The coordinator's address (host:port).
     #[arg(long)]
     pub coordinator: String,
+    /// The coordinator's API token, if it requires one (on Kubernetes: the
+    /// `token` of the job's Secret NAME-api-token).
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+/// Options of `weir status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Print the status as JSON (the document `/v1/status` serves).
     #[arg(long)]
     pub json: bool,
@@ -23,9 +36,8 @@ pub struct StatusArgs {
 /// Options of `weir savepoint`.
 #[derive(Debug, clap::Args)]
 pub struct SavepointArgs {
-    /// The coordinator's address (host:port).
-    #[arg(long)]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Stop the job once the savepoint is complete (stop-with-savepoint).
     #[arg(long)]
     pub stop: bool,
@@ -40,20 +52,20 @@ pub struct SavepointArgs {
 /// Options of `weir cancel`.
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// The coordinator's address (host:port).
-    #[arg(long)]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// A job control client of `coordinator` on a one-thread runtime.
 struct Client {
     runtime: tokio::runtime::Runtime,
-    client: JobControlClient<Channel>,
+    client: JobControlClient<InterceptedService<Channel, SendToken>>,
     endpoint: String,
 }
 
 impl Client {
-    fn connect(coordinator: &str) -> Result<Self> {
+    fn connect(api: &ApiArgs) -> Result<Self> {
+        let coordinator = &api.coordinator;
         let endpoint = if coordinator.contains("://") {
             coordinator.to_string()
         } else {
@@ -63,14 +75,18 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
-        let client = runtime
-            .block_on(JobControlClient::connect(endpoint.clone()))
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "cannot reach the coordinator at {endpoint}: {}",
-                    crate::error::with_causes(&e)
-                ))
-            })?;
+        let unreachable = |e: &dyn std::error::Error| {
+            Error::Usage(format!(
+                "cannot reach the coordinator at {endpoint}: {}",
+                crate::error::with_causes(e)
+            ))
+        };
+        let channel = Endpoint::from_shared(endpoint.clone()).map_err(|e| unreachable(&e))?;
+        let channel = runtime
+            .block_on(channel.connect())
+            .map_err(|e| unreachable(&e))?;
+        let client =
+            JobControlClient::with_interceptor(channel, SendToken::new(api.api_token.clone()));
         Ok(Client {
             runtime,
             client,
@@ -79,7 +95,10 @@ impl Client {
     }
 
     /// Runs one call, naming the coordinator in its error.
-    fn call<T, F>(&mut self, call: impl FnOnce(JobControlClient<Channel>) -> F) -> Result<T>
+    fn call<T, F>(
+        &mut self,
+        call: impl FnOnce(JobControlClient<InterceptedService<Channel, SendToken>>) -> F,
+    ) -> Result<T>
     where
         F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -93,7 +112,7 @@ impl Client {
 
 /// Runs `weir status`.
 pub fn status(args: &StatusArgs) -> Result<()> {
-    let mut client = Client::connect(&args.coordinator)?;
+    let mut client = Client::connect(&args.api)?;
     let status = client.call(|mut c| async move { c.get_status(v1::GetStatusRequest {}).await })?;
     let json = crate::cluster::coordinator::http::status_json(&status);
     if args.json {
@@ -137,7 +156,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
 
 /// Runs `weir savepoint`: triggers a savepoint, waits for it, prints its path.
 pub fn savepoint(args: &SavepointArgs) -> Result<()> {
-    let mut client = Client::connect(&args.coordinator)?;
+    let mut client = Client::connect(&args.api)?;
     let request = v1::TriggerSavepointRequest {
         target: args.target.clone().unwrap_or_default(),
         stop: args.stop,
@@ -181,7 +200,7 @@ pub fn savepoint(args: &SavepointArgs) -> Result<()> {
 
 /// Runs `weir cancel`.
 pub fn cancel(args: &CancelArgs) -> Result<()> {
-    let mut client = Client::connect(&args.coordinator)?;
+    let mut client = Client::connect(&args.api)?;
     client.call(|mut c| async move { c.cancel(v1::CancelRequest {}).await })?;
     eprintln!("weir: cancel requested");
     Ok(())

@@ -3,6 +3,7 @@
 // A panic is how a test reports failure, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_token;
 mod backpressure;
 mod bad_input;
 mod bench;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_stream::wrappers::TcpListenerStream;
+use weir_proto::api_token::RequireToken;
 use weir_proto::v1::{self, coordinator_message::Body as Command};
 
 use crate::checkpoint::paths::Paths;
@@ -67,6 +68,9 @@ pub struct CoordinatorConfig {
     /// Keep serving the status API after the job ended, until terminated (as
     /// under a Kubernetes Deployment, which would restart a process that exits).
     pub linger: bool,
+    /// The token every job control call must carry (cancel, savepoints,
+    /// dispose, status); `None`: open to whoever reaches the port.
+    pub api_token: Option<String>,
 }
 
 /// Runs the job to its end with the workers that register; returns how it ended.
@@ -141,7 +145,13 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
             path: config.listen.clone().into(),
             source: e,
         })?;
-    tracing::info!(listen = %config.listen, slots_needed, "coordinator listening");
+    let api_token = RequireToken::new(config.api_token.clone());
+    tracing::info!(
+        listen = %config.listen,
+        slots_needed,
+        api_token = api_token.required(),
+        "coordinator listening"
+    );
     let server = tonic::transport::Server::builder()
         .add_service(v1::coordination_server::CoordinationServer::new(
             CoordinationService {
@@ -150,12 +160,13 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
                 heartbeat_timeout: config.heartbeat_timeout,
             },
         ))
-        .add_service(v1::job_control_server::JobControlServer::new(
+        .add_service(v1::job_control_server::JobControlServer::with_interceptor(
             JobControlService {
                 status: status.clone(),
                 parallelism: config.parallelism,
                 max_parallelism: config.max_parallelism,
             },
+            api_token,
         ))
         .serve_with_incoming(TcpListenerStream::new(listener));
     runtime.spawn(async move {
