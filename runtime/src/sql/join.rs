@@ -102,8 +102,16 @@ impl RegularJoin {
     pub fn new(spec: Arc<JoinSpec>) -> Self {
         RegularJoin {
             sides: [
-                Side::new(&spec.inputs[0], spec.preserved[0]),
-                Side::new(&spec.inputs[1], spec.preserved[1]),
+                Side::new(
+                    &spec.inputs[0],
+                    spec.preserved[0],
+                    spec.whole_rows[0].is_none(),
+                ),
+                Side::new(
+                    &spec.inputs[1],
+                    spec.preserved[1],
+                    spec.whole_rows[1].is_none(),
+                ),
             ],
             watermark: i64::MIN,
             spec,
@@ -171,12 +179,7 @@ impl RegularJoin {
             .collect();
         let mut these: Vec<u32> = Vec::new();
         let mut those: Vec<(u64, u32)> = Vec::new();
-        for row in 0..batch.num_rows() {
-            for &pair in self.sides[other].rows_of(keys.row(row).as_ref()) {
-                these.push(row as u32);
-                those.push(pair);
-            }
-        }
+        self.sides[other].probe(&keys, &mut these, &mut those);
         let (joined, paired) = if these.is_empty() {
             (None, None)
         } else {
@@ -221,7 +224,7 @@ impl RegularJoin {
             }
         }
         let until = self.until(side, &batch)?;
-        self.sides[side].keep(batch, &keys, key_groups, now_ms(), until, matches);
+        self.sides[side].keep(batch, keys, key_groups, now_ms(), until, matches);
         changes.finish(&self.spec.schema)
     }
 
@@ -301,7 +304,7 @@ impl RegularJoin {
                 .map_err(failed("restoring join state"))?;
             let rows = batch.num_rows();
             let until = self.until(side, &batch)?;
-            self.sides[side].keep(batch, &keys, vec![group.0; rows], arrived, until, matches);
+            self.sides[side].keep(batch, keys, vec![group.0; rows], arrived, until, matches);
         }
         Ok(())
     }

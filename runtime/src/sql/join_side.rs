@@ -34,6 +34,9 @@ pub struct Kept {
     /// How many partners each has met, on an outer join's preserved side
     /// (empty otherwise).
     pub matches: Vec<u32>,
+    /// The rows' keys while the batch is not in the index yet (see
+    /// [`crate::sql::join_probe`]).
+    pub keys: Option<KeyRows>,
 }
 
 /// One side's kept rows.
@@ -48,6 +51,14 @@ pub struct Side {
     pub index: hashbrown::HashMap<JoinKey, SmallVec<[(u64, u32); 1]>, FxBuildHasher>,
     /// Rows forgotten since the index was last compacted.
     forgotten: usize,
+    /// Whether rows wait outside the index until probes make indexing them
+    /// pay (an append-only side; see [`crate::sql::join_probe`]).
+    pub(crate) lazy: bool,
+    /// The sequence number of the first batch not in the index.
+    pub(crate) indexed_to: u64,
+    /// Rows kept but not in the index, and since the index last took them
+    /// in: rows that arrived, and rows scanned by probes.
+    pub(crate) tail: TailCounts,
     /// The rows' schema with `arrived_ms` after them (and `matches`, when
     /// counted): what a checkpoint holds.
     pub state_schema: SchemaRef,
@@ -57,10 +68,22 @@ pub struct Side {
     removed: HashSet<(u64, u32), FxBuildHasher>,
 }
 
+/// How many rows wait outside the index, and what they cost so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TailCounts {
+    /// Rows not in the index.
+    pub rows: usize,
+    /// Rows that came since the index last took the tail in.
+    pub added: usize,
+    /// Rows probes scanned since then.
+    pub scanned: usize,
+}
+
 impl Side {
     /// An empty side of rows of `schema`, counting each row's partners if
-    /// `counted`.
-    pub fn new(schema: &SchemaRef, counted: bool) -> Self {
+    /// `counted`; indexing them only once probes make it pay if `lazy`
+    /// (append-only inputs).
+    pub fn new(schema: &SchemaRef, counted: bool, lazy: bool) -> Self {
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("arrived_ms", DataType::Int64, false));
         if counted {
@@ -71,6 +94,9 @@ impl Side {
             first: 0,
             index: hashbrown::HashMap::with_hasher(FxBuildHasher),
             forgotten: 0,
+            lazy,
+            indexed_to: 0,
+            tail: TailCounts::default(),
             state_schema: Arc::new(Schema::new(fields)),
             counted,
             removed: HashSet::with_hasher(FxBuildHasher),
@@ -125,30 +151,45 @@ impl Side {
     pub fn keep(
         &mut self,
         batch: RecordBatch,
-        keys: &KeyRows,
+        keys: KeyRows,
         key_groups: Vec<u32>,
         arrived_ms: i64,
         until: i64,
         matches: Vec<u32>,
     ) {
         let sequence = self.first + self.kept.len() as u64;
-        for row in 0..batch.num_rows() {
-            self.index
-                .entry_ref(keys.row(row).as_ref())
-                .or_default()
-                .push((sequence, row as u32));
-        }
+        let keys = if self.lazy {
+            self.tail.rows += batch.num_rows();
+            self.tail.added += batch.num_rows();
+            Some(keys)
+        } else {
+            self.index_rows(sequence, &keys);
+            self.indexed_to = sequence + 1;
+            None
+        };
         self.kept.push_back(Kept {
             batch,
             key_groups,
             arrived_ms,
             until,
             matches,
+            keys,
         });
+    }
+
+    /// Puts the rows of batch `sequence`, of keys `keys`, in the index.
+    pub(crate) fn index_rows(&mut self, sequence: u64, keys: &KeyRows) {
+        for row in 0..keys.num_rows() {
+            self.index
+                .entry_ref(keys.row(row).as_ref())
+                .or_default()
+                .push((sequence, row as u32));
+        }
     }
 
     /// The live rows of `key`.
     pub fn rows_of(&mut self, key: &[u8]) -> &[(u64, u32)] {
+        self.index_tail();
         let first = self.first;
         match self.index.get_mut(key) {
             Some(rows) => {
@@ -163,6 +204,7 @@ impl Side {
     /// format, is `whole`; whether there was one (a row forgotten by the TTL
     /// is not).
     pub fn remove(&mut self, key: &[u8], whole: &[u8], whole_rows: &RowConverter) -> Result<bool> {
+        self.index_tail();
         let first = self.first;
         let Some(rows) = self.index.get_mut(key) else {
             return Ok(false);
@@ -191,10 +233,11 @@ impl Side {
     pub fn expire(&mut self, before_ms: i64) {
         while self.kept.front().is_some_and(|k| k.arrived_ms < before_ms) {
             if let Some(kept) = self.kept.pop_front() {
-                self.forgotten += kept.batch.num_rows();
+                self.count_forgotten(&kept);
             }
             self.first += 1;
         }
+        self.indexed_to = self.indexed_to.max(self.first);
         self.compact_when_due();
     }
 
@@ -207,13 +250,23 @@ impl Side {
     ) -> Result<()> {
         while self.kept.front().is_some_and(|k| k.until <= watermark) {
             if let Some(kept) = self.kept.pop_front() {
-                self.forgotten += kept.batch.num_rows();
+                self.count_forgotten(&kept);
                 gone(kept)?;
             }
             self.first += 1;
         }
+        self.indexed_to = self.indexed_to.max(self.first);
         self.compact_when_due();
         Ok(())
+    }
+
+    /// Counts `kept`, forgotten: in the index's entries to drop, or out of the tail.
+    fn count_forgotten(&mut self, kept: &Kept) {
+        if kept.keys.is_some() {
+            self.tail.rows = self.tail.rows.saturating_sub(kept.batch.num_rows());
+        } else {
+            self.forgotten += kept.batch.num_rows();
+        }
     }
 
     /// Compacts the index once the rows forgotten since the last time are
@@ -298,14 +351,14 @@ mod tests {
         )
         .unwrap();
         let keys = converter.convert_columns(&[column]).unwrap();
-        side.keep(batch, &keys, vec![0], 0, until, Vec::new());
+        side.keep(batch, keys, vec![0], 0, until, Vec::new());
     }
 
     #[test]
     fn kept_rows_go_once_the_watermark_reaches_their_last_pairing_time() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
         let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
-        let mut side = Side::new(&schema, false);
+        let mut side = Side::new(&schema, false, false);
         // Rows of windows ending at 10 s and 20 s (times up to end - 1 ms).
         keep(&mut side, &converter, "a", 9_999);
         keep(&mut side, &converter, "b", 19_999);
@@ -337,7 +390,7 @@ mod tests {
     fn forgetting_rows_compacts_the_index_without_waiting_for_a_checkpoint() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
         let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
-        let mut side = Side::new(&schema, false);
+        let mut side = Side::new(&schema, false, false);
         for i in 0..3_000 {
             keep(&mut side, &converter, &format!("k{i}"), i);
         }

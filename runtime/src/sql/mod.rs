@@ -34,8 +34,8 @@
 //! - [`rows`]: [`rows::Rows`], the record of SQL operators: an Arrow batch.
 //! - [`calc`]: filters and projections (DataFusion's physical expressions).
 //! - [`key_groups`]: stable key hashes and the keyed exchange's splitter.
-//! - [`join`], [`join_side`] and [`join_key`]: the regular join, its kept rows and
-//!   their index's keys.
+//! - [`join`], [`join_side`], [`join_probe`] and [`join_key`]: the regular join,
+//!   its kept rows, how they are probed and indexed, and their index's keys.
 //! - [`rank`] finds a top-N in the plan; [`top_n`] runs it.
 //! - [`windows`]: window assignment; [`window_aggregate`] and [`groups`]:
 //!   window aggregates on [`aggregates`] (DataFusion's accumulators), which
@@ -68,6 +68,7 @@ pub mod groups;
 pub mod join;
 pub mod join_bounds;
 pub mod join_key;
+pub mod join_probe;
 pub mod join_side;
 pub mod join_split;
 pub mod json_rows;
