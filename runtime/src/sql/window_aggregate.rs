@@ -327,7 +327,7 @@ impl Operator for WindowAggregate {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let window_end = match self.spec.processing_time {
-            Some(_) => self.panes.first_key_value().map(|(&(end, _), _)| end - 1),
+            Some(_) => self.panes.first_key_value().map(|(&(end, _), _)| end),
             None => None,
         };
         let at = match (window_end, self.next_early) {
@@ -345,7 +345,10 @@ impl Operator for WindowAggregate {
             self.fire_changed(output)?;
         }
         if self.spec.processing_time.is_some() {
-            self.fire_until(now, output)?;
+            // A window of the clock fires once its end has passed: until
+            // then a batch the clock puts at its last millisecond may still
+            // come, and would open it again (the same window out twice).
+            self.fire_until(now - 1, output)?;
         }
         Ok(())
     }
