@@ -17,7 +17,10 @@
 //! - [`pod_trouble`]: why a job's pods cannot run (image pulls, scheduling, crash loops).
 //! - [`protection`]: the optional PodDisruptionBudget and NetworkPolicy of a job.
 //! - [`reconcile`]: observation, the planner's action, status and events.
+//! - [`workloads`]: the job's workloads as the reconciler sees and changes them.
 //! - [`coordinator`]: calls to a job's coordinator.
+//! - [`state_cleanup`]: expired savepoints and a deleted job's state, removed
+//!   by the controller.
 //! - [`storage`]: the controller's own access to a job's storage in S3 (state
 //!   deletion, expired savepoints).
 //! - [`api_token`]: each job's API token, in a Secret the coordinator requires.
@@ -36,9 +39,11 @@ pub mod protection;
 pub mod reconcile;
 pub mod resources;
 pub mod sql_tables;
+pub mod state_cleanup;
 pub mod storage;
 pub mod table;
 pub mod table_reconcile;
+pub mod workloads;
 
 pub use crd::{StreamJob, StreamJobSpec, StreamJobStatus};
 pub use error::{Error, Result};

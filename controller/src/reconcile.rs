@@ -23,16 +23,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::json;
 
 use crate::api_token;
@@ -41,12 +35,12 @@ use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus, UpgradeMode};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
-use crate::pod_trouble;
-use crate::protection::{self, Protection};
-use crate::resources::{self, Launch, GRPC_PORT, MANAGER};
+use crate::protection::Protection;
+use crate::resources::MANAGER;
 use crate::sql_tables;
-use crate::storage::JobStorage;
+use crate::state_cleanup;
 use crate::table::StreamTable;
+use crate::workloads;
 
 /// The finalizer that lets a deletion take its final savepoint first.
 pub const FINALIZER: &str = "weir.dev/finalizer";
@@ -110,16 +104,16 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     let job = &fresh;
     let status = job.status.clone().unwrap_or_default();
     let uid = job.uid().unwrap_or_default();
-    let Workloads {
+    let workloads::Workloads {
         deployed,
         terminating,
         image,
         trouble,
-    } = workloads_exist(ctx, &ns, &name, &uid).await?;
+    } = workloads::workloads_exist(ctx, &ns, &name, &uid).await?;
     // A coordinator on its way out (or an earlier StreamJob's) says nothing
     // about this one.
     let pod = if deployed && !terminating {
-        coordinator_pod(ctx, &ns, &name).await?
+        workloads::coordinator_pod(ctx, &ns, &name).await?
     } else {
         None
     };
@@ -211,7 +205,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     }
     let mut finalized = false;
     match &decided.action {
-        Action::Apply(launch) => apply_children(ctx, job, launch).await?,
+        Action::Apply(launch) => workloads::apply_children(ctx, job, launch).await?,
         Action::TriggerSavepoint { stop, reason } => {
             let Some(address) = &address else {
                 return Err(Error::Coordinator(
@@ -227,10 +221,11 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
                 started: observed.now.to_string(),
             });
         }
-        Action::DeleteWorkloads => delete_workloads(ctx, &ns, &name).await?,
+        Action::DeleteWorkloads => workloads::delete_workloads(ctx, &ns, &name).await?,
         Action::DisposeSavepoints(paths) => {
             // What could not be deleted stays listed, for the next pass to retry.
-            let left = dispose_savepoints(ctx, job, address.as_ref(), paths).await;
+            let left =
+                state_cleanup::dispose_savepoints(&ctx.client, job, address.as_ref(), paths).await;
             let kept = &mut decided.status.savepoints;
             kept.extend(
                 status
@@ -241,20 +236,26 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
             );
             kept.sort_by(|a, b| a.time.cmp(&b.time));
         }
-        Action::DeleteState(ids) => match delete_state(ctx, job, ids).await {
-            Ok(()) => {
-                remove_finalizer(&jobs, job).await?;
-                finalized = true;
-            }
-            Err(e) => {
-                tracing::warn!(job = %name, error = %e, "could not delete the job's state; retrying");
-                let why = e.to_string();
-                if decided.status.state_deletion_failure.as_ref() != Some(&why) {
-                    publish(ctx, job, true, "StateDeletionFailed", &why).await;
+        Action::DeleteState(ids) => {
+            match state_cleanup::delete_state(&ctx.client, job, ids).await {
+                Ok(deleted) => {
+                    let message = format!(
+                        "deleted {deleted} objects of the job's checkpoints and savepoints"
+                    );
+                    publish(ctx, job, false, "StateDeleted", &message).await;
+                    remove_finalizer(&jobs, job).await?;
+                    finalized = true;
                 }
-                decided.status.state_deletion_failure = Some(why);
+                Err(e) => {
+                    tracing::warn!(job = %name, error = %e, "could not delete the job's state; retrying");
+                    let why = e.to_string();
+                    if decided.status.state_deletion_failure.as_ref() != Some(&why) {
+                        publish(ctx, job, true, "StateDeletionFailed", &why).await;
+                    }
+                    decided.status.state_deletion_failure = Some(why);
+                }
             }
-        },
+        }
         Action::Finalize => {
             remove_finalizer(&jobs, job).await?;
             finalized = true;
@@ -339,216 +340,6 @@ async fn remove_finalizer(jobs: &Api<StreamJob>, job: &StreamJob) -> Result<()> 
         return Ok(());
     }
     set_finalizers(jobs, job, finalizers).await.map(|_| ())
-}
-
-/// What exists of a job's workloads.
-struct Workloads {
-    /// The coordinator Deployment or the worker StatefulSet exists.
-    deployed: bool,
-    /// One that exists is on its way out: being deleted (its pods still
-    /// stopping), or left by an earlier StreamJob of the same name (owned by
-    /// another UID, waiting for the garbage collector), which this one never adopts.
-    terminating: bool,
-    /// The image the coordinator Deployment runs.
-    image: Option<String>,
-    /// What keeps its pods from running, if anything does (see [`pod_trouble`]).
-    trouble: Option<(String, String)>,
-}
-
-/// What exists of the job's workloads.
-async fn workloads_exist(ctx: &Context, ns: &str, name: &str, uid: &str) -> Result<Workloads> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    let coordinator = deployments
-        .get_opt(&resources::coordinator_name(name))
-        .await?;
-    let workers = statefulsets.get_opt(&resources::worker_name(name)).await?;
-    let going = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        let ours = meta.owner_references.iter().flatten().any(|o| o.uid == uid);
-        if !ours {
-            tracing::info!(job = name, object = ?meta.name, "waiting for a workload of an earlier StreamJob of this name to be collected");
-        }
-        meta.deletion_timestamp.is_some() || !ours
-    };
-    let terminating = coordinator.as_ref().is_some_and(|d| going(d.meta()))
-        || workers.as_ref().is_some_and(|w| going(w.meta()));
-    let image = coordinator.as_ref().and_then(|d| {
-        d.spec
-            .as_ref()?
-            .template
-            .spec
-            .as_ref()?
-            .containers
-            .first()?
-            .image
-            .clone()
-    });
-    let deployed = coordinator.is_some() || workers.is_some();
-    let trouble = if deployed && !terminating {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let selector = format!("weir.dev/job={name}");
-        let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        pod_trouble::trouble(&list.items, coordinator.as_ref())
-    } else {
-        None
-    };
-    Ok(Workloads {
-        deployed,
-        terminating,
-        image,
-        trouble,
-    })
-}
-
-/// The job's coordinator pod, if one runs: its `ip:port`, and which process it is
-/// (the pod's uid and its container's restart count).
-async fn coordinator_pod(ctx: &Context, ns: &str, name: &str) -> Result<Option<(String, String)>> {
-    if let Some(address) = &ctx.coordinator_override {
-        // One process as far as the controller can tell.
-        return Ok(Some((address.clone(), "override".into())));
-    }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("weir.dev/job={name},weir.dev/role=coordinator");
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|p| p.meta().deletion_timestamp.is_none())
-        .find_map(|p| {
-            let status = p.status.as_ref()?;
-            let ip = status.pod_ip.as_ref()?;
-            let restarts: i32 = status
-                .container_statuses
-                .iter()
-                .flatten()
-                .map(|c| c.restart_count)
-                .sum();
-            let uid = p.meta().uid.as_deref().unwrap_or_default();
-            Some((format!("{ip}:{GRPC_PORT}"), format!("{uid}/{restarts}")))
-        }))
-}
-
-async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Applies every child object for `launch` (server-side apply: a no-op when
-/// nothing changed, a repair when something drifted).
-async fn apply_children(ctx: &Context, job: &StreamJob, launch: &Launch) -> Result<()> {
-    let ns = job.namespace().unwrap_or_default();
-    api_token::ensure(&Api::namespaced(ctx.client.clone(), &ns), job).await?;
-    apply::<ConfigMap>(ctx, &ns, &resources::config_map(job, launch)?).await?;
-    apply::<Service>(ctx, &ns, &resources::coordinator_service(job)?).await?;
-    apply::<Service>(ctx, &ns, &resources::workers_service(job)?).await?;
-    apply::<Deployment>(ctx, &ns, &resources::coordinator_deployment(job, launch)?).await?;
-    apply::<StatefulSet>(ctx, &ns, &resources::worker_statefulset(job)?).await?;
-    if let Some(max_unavailable) = ctx.protection.worker_max_unavailable {
-        let budget = protection::worker_budget(job, max_unavailable)?;
-        apply::<PodDisruptionBudget>(ctx, &ns, &budget).await?;
-    }
-    if let Some(controller) = &ctx.protection.coordinator_clients {
-        let policy = protection::coordinator_policy(job, controller)?;
-        apply::<NetworkPolicy>(ctx, &ns, &policy).await?;
-    }
-    Ok(())
-}
-
-/// Deletes expired savepoints from storage: in S3 by the controller itself,
-/// with `file://` storage (the pods' own) through the coordinator if one runs.
-/// The paths it could not delete now, each logged.
-async fn dispose_savepoints(
-    ctx: &Context,
-    job: &StreamJob,
-    coordinator: Option<&Coordinator>,
-    paths: &[String],
-) -> Vec<String> {
-    let name = job.name_any();
-    let secrets = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let storage = match JobStorage::open(job, &secrets).await {
-        Ok(storage) => storage,
-        Err(e) => {
-            tracing::warn!(job = %name, error = %e, "could not reach storage to delete expired savepoints");
-            return paths.to_vec();
-        }
-    };
-    let mut left = Vec::new();
-    for path in paths {
-        let deleted = match (&storage, coordinator) {
-            (Some(storage), _) => storage.delete_savepoint(path).await.map(|_| ()),
-            (None, Some(c)) => coordinator::dispose_savepoint(c, path).await,
-            (None, None) => Err(Error::Coordinator(
-                "no coordinator runs to delete it".into(),
-            )),
-        };
-        match deleted {
-            Ok(()) => tracing::info!(job = %name, savepoint = %path, "expired savepoint deleted"),
-            Err(e) => {
-                tracing::warn!(job = %name, savepoint = %path, error = %e, "could not delete an expired savepoint; retrying");
-                left.push(path.clone());
-            }
-        }
-    }
-    left
-}
-
-/// Deletes everything the deployments `ids` of `job` wrote to storage.
-async fn delete_state(ctx: &Context, job: &StreamJob, ids: &[String]) -> Result<()> {
-    let secrets = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let storage = JobStorage::open(job, &secrets)
-        .await?
-        .ok_or_else(|| Error::Invalid("deletion.state delete needs s3:// storage".into()))?;
-    let deleted = storage.delete_deployments(ids).await?;
-    tracing::info!(job = %job.name_any(), objects = deleted, "the job's state deleted from storage");
-    publish(
-        ctx,
-        job,
-        false,
-        "StateDeleted",
-        &format!("deleted {deleted} objects of the job's checkpoints and savepoints"),
-    )
-    .await;
-    Ok(())
-}
-
-/// Deletes the coordinator Deployment and the worker StatefulSet; foreground
-/// deletion keeps them visible until their pods are gone, so the next
-/// deployment starts only after the old pods stopped.
-async fn delete_workloads(ctx: &Context, ns: &str, name: &str) -> Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    let params = DeleteParams::foreground();
-    for result in [
-        deployments
-            .delete(&resources::coordinator_name(name), &params)
-            .await
-            .map(|_| ()),
-        statefulsets
-            .delete(&resources::worker_name(name), &params)
-            .await
-            .map(|_| ()),
-    ] {
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 async fn publish(ctx: &Context, job: &StreamJob, warning: bool, reason: &str, message: &str) {
