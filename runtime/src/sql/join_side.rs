@@ -1,5 +1,7 @@
 //! One input's rows in a regular join's state: the batches kept in arrival
-//! order, an index from each key (in Arrow's row format) to its rows, and how
+//! order, an index from each key (in Arrow's row format) to its rows (an
+//! append-only side's newest rows wait outside it, see
+//! [`crate::sql::join_probe`]), and how
 //! the rows are checkpointed (per key group, with when they arrived) and
 //! forgotten once older than the state TTL or, in a window join, once the
 //! watermark passes their windows' ends; over an updating input, a row taken
@@ -46,8 +48,9 @@ pub struct Side {
     /// The sequence number of `kept[0]`: a row is `(sequence, row)`.
     pub first: u64,
     /// Each key's rows (most keys are short and have one row, kept without
-    /// an allocation of their own); entries of batches already forgotten are dropped lazily, all
-    /// at once when as many rows were forgotten as half the keys.
+    /// an allocation of their own); entries of batches already forgotten are
+    /// dropped lazily, all at once when as many rows were forgotten as half
+    /// the keys.
     pub index: hashbrown::HashMap<JoinKey, SmallVec<[(u64, u32); 1]>, FxBuildHasher>,
     /// Rows forgotten since the index was last compacted.
     forgotten: usize,
