@@ -7,6 +7,7 @@ use tonic::transport::{Channel, Endpoint};
 use weir_proto::api_token::SendToken;
 use weir_proto::v1::{self, job_control_client::JobControlClient};
 
+use crate::autoscaler::{ChainLoad, JobLoad};
 use crate::crd::CheckpointRef;
 use crate::error::{Error, Result};
 use crate::planner::{CoordinatorView, JobState, SavepointProgress, UpgradeCheck};
@@ -163,4 +164,34 @@ pub async fn check_upgrade(
         Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
         Err(s) => Err(failed(address, s)),
     }
+}
+
+/// The job's load over the last `window`, per operator chain.
+pub async fn load(coordinator: &Coordinator, window: Duration) -> Result<JobLoad> {
+    let address = &coordinator.address;
+    let load = client(coordinator)
+        .await?
+        .get_load(v1::GetLoadRequest {
+            window_ms: window.as_millis() as u64,
+        })
+        .await
+        .map_err(|e| failed(address, e))?
+        .into_inner();
+    Ok(JobLoad {
+        covered: Duration::from_millis(load.covered_ms),
+        chains: load
+            .chains
+            .into_iter()
+            .map(|c| ChainLoad {
+                name: c.name,
+                parallelism: c.parallelism,
+                source: c.source,
+                busy: c.busy,
+                backpressured: c.backpressured,
+                records_per_second: c.records_per_second,
+                backlog: c.backlog.map(|b| b as f64),
+                backlog_per_second: c.backlog_per_second,
+            })
+            .collect(),
+    })
 }

@@ -14,6 +14,7 @@
 //! - [`sql_tables`]: resolves the StreamTables a SQL StreamJob names into its script.
 //! - [`resources`]: pure builders of the child objects.
 //! - [`planner`]: the pure lifecycle planner (spec, status, observed → action).
+//! - [`autoscaler`]: the pure autoscaler decision (load → parallelism, when).
 //! - [`pod_trouble`]: why a job's pods cannot run (image pulls, scheduling, crash loops).
 //! - [`protection`]: the optional PodDisruptionBudget and NetworkPolicy of a job.
 //! - [`reconcile`]: observation, the planner's action, status and events.
@@ -28,6 +29,7 @@
 //! - [`metrics`]: `/metrics` and `/healthz`.
 
 pub mod api_token;
+pub mod autoscaler;
 pub mod coordinator;
 pub mod crd;
 pub mod error;

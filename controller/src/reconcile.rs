@@ -34,7 +34,7 @@ use crate::coordinator::{self, Coordinator};
 use crate::crd::{PendingSavepoint, StreamJob, StreamJobStatus, UpgradeMode};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::planner::{plan, Action, CoordinatorView, Observed, SavepointProgress};
+use crate::planner::{plan, Action, CoordinatorView, JobState, Observed, SavepointProgress};
 use crate::protection::Protection;
 use crate::resources::MANAGER;
 use crate::sql_tables;
@@ -148,7 +148,8 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     };
     // A changed spec on the same image: the running coordinator builds the
     // changed job and says which state it would drop, before anything goes.
-    let changed = status.deployed_spec_hash.as_deref() != Some(&job.spec.deployment_hash());
+    let changed = status.deployed_spec_hash.as_deref()
+        != Some(&job.spec.autoscaled(&status).deployment_hash());
     let upgrade_check = match (&address, &view) {
         (Some(address), Some(_))
             if changed
@@ -160,6 +161,19 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
                 Ok(check) => check,
                 Err(e) => {
                     tracing::debug!(job = %name, error = %e, "the coordinator did not check the upgrade");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    // The autoscaler's measure of a running job's load.
+    let load = match (&address, &view, job.spec.autoscaler_settings()) {
+        (Some(address), Some(v), Ok(Some(settings))) if v.state == JobState::Running => {
+            match coordinator::load(address, settings.metrics_window).await {
+                Ok(load) => Some(load),
+                Err(e) => {
+                    tracing::debug!(job = %name, error = %e, "the coordinator did not say its load");
                     None
                 }
             }
@@ -189,6 +203,7 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
         },
         upgrade_check,
         pod_trouble: trouble,
+        load,
         now: jiff::Timestamp::now(),
     };
     let mut decided = plan(&job.spec, &status, &observed);
@@ -205,7 +220,12 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
     }
     let mut finalized = false;
     match &decided.action {
-        Action::Apply(launch) => workloads::apply_children(ctx, job, launch).await?,
+        Action::Apply(launch) => {
+            // With the autoscaler on, the parallelism it chose.
+            let mut deployed = job.clone();
+            deployed.spec = job.spec.autoscaled(&decided.status);
+            workloads::apply_children(ctx, &deployed, launch).await?
+        }
         Action::TriggerSavepoint { stop, reason } => {
             let Some(address) = &address else {
                 return Err(Error::Coordinator(

@@ -23,6 +23,7 @@ import traceback
 
 from harness import (BUCKET, NS, Env, FlowWatch, check_keyed_sum, committed, reference_alerts, render,
                      stream_job, ts, wait_finished, wait_for)
+import autoscaler_scenarios
 import kafka_scenarios
 import lifecycle_scenarios
 import restart_scenarios
@@ -386,7 +387,8 @@ SCENARIOS = [install, apply_and_run, examples_under_pod_security, stream_tables,
              savepoint_failure, savepoint_nonce_and_history, suspend_resume_delete,
              *lifecycle_scenarios.SCENARIOS, invalid_manifests,
              admission_rules,
-             *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS]
+             *restart_scenarios.SCENARIOS, *kafka_scenarios.SCENARIOS,
+             *autoscaler_scenarios.SCENARIOS]
 
 
 def main():

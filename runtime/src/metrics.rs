@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::ids::TaskId;
 
 /// Records in and out of one operator subtask, updated once per batch.
 #[derive(Debug)]
@@ -34,13 +37,49 @@ impl Default for OperatorMetrics {
     }
 }
 
-/// Time one task spent waiting, in nanoseconds.
-#[derive(Debug, Default)]
+/// Time one task spent waiting, in nanoseconds; busy is the rest of the time
+/// since it started.
+#[derive(Debug)]
 pub struct TaskMetrics {
+    /// The task, and the attempt it belongs to.
+    pub task: TaskId,
+    /// The attempt.
+    pub attempt: u64,
+    /// When it was deployed.
+    pub started: Instant,
+    /// Waiting for input (or, for a source, for its next records to be due).
+    pub idle_ns: AtomicU64,
     /// Blocked on a full output channel (backpressure).
     pub backpressured_ns: AtomicU64,
     /// Holding channels back while aligning barriers.
     pub alignment_ns: AtomicU64,
+}
+
+impl Default for TaskMetrics {
+    /// Counters of task 0 of chain 0 of no attempt, starting now.
+    fn default() -> Self {
+        TaskMetrics::new(
+            TaskId {
+                chain: 0,
+                subtask: 0,
+            },
+            0,
+        )
+    }
+}
+
+impl TaskMetrics {
+    /// Counters of task `task` of attempt `attempt`, starting now.
+    pub fn new(task: TaskId, attempt: u64) -> Self {
+        TaskMetrics {
+            task,
+            attempt,
+            started: Instant::now(),
+            idle_ns: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
+            alignment_ns: AtomicU64::new(0),
+        }
+    }
 }
 
 impl OperatorMetrics {
@@ -142,9 +181,9 @@ impl JobMetrics {
         metrics
     }
 
-    /// Registers the counters of a new task.
-    pub fn task(&self) -> Arc<TaskMetrics> {
-        let t = Arc::new(TaskMetrics::default());
+    /// Registers the counters of task `task` of attempt `attempt`.
+    pub fn task(&self, task: TaskId, attempt: u64) -> Arc<TaskMetrics> {
+        let t = Arc::new(TaskMetrics::new(task, attempt));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -206,6 +245,17 @@ impl JobMetrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The counters of the tasks of the newest attempt.
+    pub fn current_tasks(&self) -> Vec<Arc<TaskMetrics>> {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = tasks.iter().map(|t| t.attempt).max();
+        tasks
+            .iter()
+            .filter(|t| Some(t.attempt) == newest)
+            .cloned()
+            .collect()
     }
 
     /// Total backpressured and alignment time over all tasks, in nanoseconds.

@@ -14,9 +14,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod autoscaler;
 pub mod status;
 pub mod validate;
 
+pub use autoscaler::*;
 pub use status::*;
 pub use validate::{parse_duration, Invalid};
 
@@ -63,6 +65,18 @@ pub use validate::{parse_duration, Invalid};
         "rule": "!(has(self.deletion) && has(self.deletion.state) && self.deletion.state == 'delete') || self.checkpoints.storage.startsWith('s3://')",
         "message": "deletion.state delete needs s3:// storage: the controller cannot reach the pods' file systems",
         "fieldPath": ".deletion.state",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "!has(self.autoscaler) || !has(self.autoscaler.maxParallelism) || self.autoscaler.maxParallelism <= self.maxParallelism",
+        "message": "autoscaler.maxParallelism must be at most maxParallelism (the job's key groups)",
+        "fieldPath": ".autoscaler.maxParallelism",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "!has(self.autoscaler) || !has(self.workers) || !has(self.workers.replicas) || self.workers.replicas * (has(self.workers.slots) ? self.workers.slots : 1) >= (has(self.autoscaler.maxParallelism) ? self.autoscaler.maxParallelism : self.maxParallelism)",
+        "message": "workers.replicas times workers.slots must be at least autoscaler.maxParallelism (leave workers.replicas out to follow the parallelism)",
+        "fieldPath": ".workers.replicas",
         "reason": "FieldValueInvalid"
     },
     {
@@ -132,6 +146,9 @@ pub struct StreamJobSpec {
     /// What deleting the StreamJob does with its state.
     #[serde(default)]
     pub deletion: DeletionSpec,
+    /// Picks the parallelism from the job's load (off unless enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerSpec>,
 }
 
 fn default_max_parallelism() -> u32 {

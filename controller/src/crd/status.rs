@@ -109,6 +109,9 @@ pub struct StreamJobStatus {
     /// retries it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_deletion_failure: Option<String>,
+    /// What the autoscaler chose and why, while it is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<super::AutoscalerStatus>,
 }
 
 /// A completed checkpoint.

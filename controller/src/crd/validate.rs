@@ -160,6 +160,7 @@ impl StreamJobSpec {
                 "needs upgradeMode savepoint or last-state: a stateless job starts without state",
             ));
         }
+        self.autoscaler_settings()?;
         Ok(())
     }
 

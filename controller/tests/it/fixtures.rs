@@ -40,6 +40,7 @@ pub fn spec() -> StreamJobSpec {
         periodic_savepoint_interval: None,
         savepoint_history: Default::default(),
         deletion: Default::default(),
+        autoscaler: None,
     }
 }
 

@@ -76,6 +76,7 @@ fn observed(deployed: bool, coordinator: Option<CoordinatorView>) -> Observed {
         unresolved: None,
         upgrade_check: None,
         pod_trouble: None,
+        load: None,
         now: NOW.parse().unwrap(),
     }
 }

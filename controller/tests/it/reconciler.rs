@@ -17,7 +17,8 @@ use weir_proto::api_token::RequireToken;
 use weir_proto::v1;
 
 use weir_controller::crd::{
-    CheckpointRef, Condition, DesiredState, PendingSavepoint, Phase, StreamJobSpec, StreamJobStatus,
+    AutoscalerSpec, AutoscalerStatus, CheckpointRef, Condition, DesiredState, PendingSavepoint,
+    Phase, StreamJobSpec, StreamJobStatus,
 };
 use weir_controller::metrics::Metrics;
 use weir_controller::reconcile::{reconcile, Context, FINALIZER};
@@ -39,6 +40,8 @@ struct Coordinator {
     savepoint_path: String,
     /// What CheckUpgrade answers: the uids the changed job drops.
     dropped: Vec<String>,
+    /// What GetLoad answers.
+    load: v1::JobLoad,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -50,6 +53,7 @@ impl Coordinator {
             savepoint: v1::SavepointState::Pending,
             savepoint_path: String::new(),
             dropped: Vec::new(),
+            load: v1::JobLoad::default(),
             calls: Arc::default(),
         }
     }
@@ -151,6 +155,18 @@ impl v1::job_control_server::JobControl for Coordinator {
         _: RpcRequest<v1::CancelRequest>,
     ) -> Result<RpcResponse<v1::CancelResponse>, Status> {
         Err(Status::unimplemented("not in these scenarios"))
+    }
+
+    async fn get_load(
+        &self,
+        request: RpcRequest<v1::GetLoadRequest>,
+    ) -> Result<RpcResponse<v1::JobLoad>, Status> {
+        let window = request.into_inner().window_ms;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("GetLoad {window}ms"));
+        Ok(RpcResponse::new(self.load.clone()))
     }
 
     async fn check_upgrade(
@@ -560,6 +576,7 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
         unresolved: None,
         upgrade_check: None,
         pod_trouble: None,
+        load: None,
         coordinator: Some(weir_controller::planner::CoordinatorView {
             state: weir_controller::planner::JobState::Running,
             parallelism: 2,
@@ -675,6 +692,60 @@ async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() 
     }));
     expected.push(event("Deploying"));
     scenario(with_status(j, gone), &Coordinator::running(), expected).await;
+}
+
+#[tokio::test]
+async fn an_autoscaled_job_that_cannot_keep_up_is_rescaled_through_an_upgrade_savepoint() {
+    let mut s = spec();
+    s.autoscaler = Some(AutoscalerSpec {
+        enabled: true,
+        max_parallelism: Some(4),
+        metrics_window: Some("30s".into()),
+        cooldown: Some("10s".into()),
+        ..Default::default()
+    });
+    let mut status = deployed(&s);
+    status.autoscaler = Some(AutoscalerStatus {
+        parallelism: 2,
+        spec_parallelism: 2,
+        ..Default::default()
+    });
+    // The sum is 95% busy at parallelism 2: 2 × 0.95 ÷ 0.7 = 2.7, three.
+    let coordinator = Coordinator {
+        load: v1::JobLoad {
+            covered_ms: 30_000,
+            chains: vec![v1::ChainLoad {
+                name: "sum -> sink".into(),
+                parallelism: 2,
+                busy: 0.95,
+                records_per_second: 1000.0,
+                ..Default::default()
+            }],
+        },
+        ..Coordinator::running()
+    };
+    let mut expected = workloads_exist();
+    expected.push(event("ScaledUp"));
+    expected.push(event("Upgrading"));
+    expected.push(status_patch(|s| {
+        let a = s.autoscaler.as_ref().ok_or("no autoscaler status")?;
+        let p = s.pending_savepoint.as_ref().ok_or("no pending savepoint")?;
+        (a.parallelism == 3
+            && a.decisions.len() == 1
+            && a.decisions[0]
+                .reason
+                .contains("busiest sum -> sink: 95% busy")
+            && p.reason == "upgrade"
+            && p.stop)
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+    }));
+    let j = finalized(job(s));
+    scenario(with_status(j, status), &coordinator, expected).await;
+    assert_eq!(
+        coordinator.calls(),
+        ["GetStatus", "GetLoad 30000ms", "TriggerSavepoint stop=true"]
+    );
 }
 
 #[tokio::test]

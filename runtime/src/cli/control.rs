@@ -31,6 +31,10 @@ pub struct StatusArgs {
     /// Print the status as JSON (the document `/v1/status` serves).
     #[arg(long)]
     pub json: bool,
+    /// Average each operator chain's load (busy and backpressured time,
+    /// records, backlog) over this long.
+    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub load_window: Duration,
 }
 
 /// Options of `weir savepoint`.
@@ -114,8 +118,18 @@ impl Client {
 pub fn status(args: &StatusArgs) -> Result<()> {
     let mut client = Client::connect(&args.api)?;
     let status = client.call(|mut c| async move { c.get_status(v1::GetStatusRequest {}).await })?;
-    let json = crate::cluster::coordinator::http::status_json(&status);
+    let mut json = crate::cluster::coordinator::http::status_json(&status);
+    let request = v1::GetLoadRequest {
+        window_ms: args.load_window.as_millis() as u64,
+    };
+    // A coordinator of an older release has no load to say.
+    let load = client
+        .call(|mut c| async move { c.get_load(request).await })
+        .ok();
     if args.json {
+        if let Some(load) = &load {
+            json["load"] = load_json(load);
+        }
         println!("{json}");
         return Ok(());
     }
@@ -151,7 +165,54 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         }
         None => println!("latest checkpoint: none yet"),
     }
+    if let Some(load) = load.filter(|l| l.covered_ms > 0) {
+        println!("load over the last {:.1} s:", load.covered_ms as f64 / 1e3);
+        for chain in &load.chains {
+            println!("  {}", chain_line(chain));
+        }
+    }
     Ok(())
+}
+
+/// One operator chain's load, for people.
+fn chain_line(chain: &v1::ChainLoad) -> String {
+    let mut line = format!(
+        "{}: parallelism {}, {:.0}% busy, {:.0}% backpressured, {:.0} records/s {}",
+        chain.name,
+        chain.parallelism,
+        chain.busy * 100.0,
+        chain.backpressured * 100.0,
+        chain.records_per_second,
+        if chain.source { "out" } else { "in" }
+    );
+    if let Some(backlog) = chain.backlog {
+        line.push_str(&format!(
+            ", backlog {backlog} records ({:+.0}/s)",
+            chain.backlog_per_second
+        ));
+    }
+    line
+}
+
+/// The load as JSON (the `load` member of `weir status --json`).
+fn load_json(load: &v1::JobLoad) -> serde_json::Value {
+    let chains: Vec<serde_json::Value> = load
+        .chains
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "parallelism": c.parallelism,
+                "source": c.source,
+                "busy": c.busy,
+                "backpressured": c.backpressured,
+                "records_per_second": c.records_per_second,
+                "backlog": c.backlog,
+                "backlog_per_second": c.backlog_per_second,
+            })
+        })
+        .collect();
+    serde_json::json!({ "covered_ms": load.covered_ms, "chains": chains })
 }
 
 /// Runs `weir savepoint`: triggers a savepoint, waits for it, prints its path.

@@ -282,6 +282,22 @@ fn heartbeat(metrics: &JobMetrics) -> v1::Heartbeat {
             backpressured_ns,
             alignment_ns,
         }],
+        loads: metrics
+            .current_tasks()
+            .iter()
+            .map(|t| v1::TaskLoad {
+                task: Some(v1::TaskId {
+                    chain: t.task.chain,
+                    subtask: t.task.subtask,
+                }),
+                attempt: t.attempt,
+                elapsed_ns: t.started.elapsed().as_nanos() as u64,
+                idle_ns: t.idle_ns.load(std::sync::atomic::Ordering::Relaxed),
+                backpressured_ns: t
+                    .backpressured_ns
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect(),
     }
 }
 

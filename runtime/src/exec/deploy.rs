@@ -239,7 +239,13 @@ pub fn deploy(
             }) {
                 continue;
             }
-            let task_metrics = metrics.task();
+            let task_metrics = metrics.task(
+                TaskId {
+                    chain: c as u32,
+                    subtask: i,
+                },
+                attempt,
+            );
             let mut outputs = Vec::new();
             for (d, k, channels) in std::mem::take(&mut senders[c][i as usize]) {
                 let edge = input_edge(graph, &chains[d], k)?;

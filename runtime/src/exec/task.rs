@@ -285,12 +285,22 @@ impl<T: Data> TaskBody for InputTask<T> {
                 control_index = select.recv(&control);
                 stale = false;
             }
-            let op = match wakeup {
-                Some(deadline) => match select.select_deadline(deadline) {
-                    Ok(op) => op,
-                    Err(_) => continue,
-                },
-                None => select.select(),
+            // The wait for input is idle time (a batch ready at once costs
+            // no clock reads).
+            let op = match select.try_select() {
+                Ok(op) => op,
+                Err(_) => {
+                    let waiting = Instant::now();
+                    let op = match wakeup {
+                        Some(deadline) => select.select_deadline(deadline).ok(),
+                        None => Some(select.select()),
+                    };
+                    add(&rt.metrics.idle_ns, waiting.elapsed().as_nanos() as u64);
+                    match op {
+                        Some(op) => op,
+                        None => continue,
+                    }
+                }
             };
             if op.index() == control_index {
                 let control = op.recv(&control).map_err(|_| Error::ChannelClosed)?;
@@ -456,7 +466,10 @@ impl<S: Source> SourceTask<S> {
 
     /// Waits for a control message until `deadline`, handling it if one comes.
     fn wait(&mut self, rt: &mut TaskRuntime, deadline: Instant) -> Result<Flow> {
-        match rt.control.recv_deadline(deadline) {
+        let waiting = Instant::now();
+        let control = rt.control.recv_deadline(deadline);
+        add(&rt.metrics.idle_ns, waiting.elapsed().as_nanos() as u64);
+        match control {
             Ok(control) => self.handle(rt, control, false),
             Err(RecvTimeoutError::Timeout) => Ok(Flow::Continue),
             Err(RecvTimeoutError::Disconnected) => Err(Error::ChannelClosed),

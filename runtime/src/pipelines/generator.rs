@@ -9,6 +9,7 @@
 //! parallelism hands every new subtask exactly the splits it now owns and the
 //! job emits the same records as an uninterrupted run.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use crate::data::{Barrier, Batch, Data, EventTime, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::watermarks::Progress;
 use crate::keys::{KeyGroup, KeyGroupRange};
+use crate::metrics::OperatorMetrics;
 use crate::operator::{OperatorContext, Source, SourceStatus};
 use crate::operators::TimestampFn;
 use crate::state::{OperatorSnapshot, RestoredState};
@@ -77,9 +79,20 @@ pub struct GeneratorSource<G: Generator> {
     splits: Vec<Split<G>>,
     /// The split the next poll starts with (round-robin).
     next: usize,
-    /// Records this subtask has emitted since it opened, and when it started.
+    /// Records this subtask has emitted under the current rate, and when that
+    /// rate started.
     emitted: u64,
     started: Option<Instant>,
+    /// A later rate (records per second over all subtasks) and the number of
+    /// records over the job it starts after; once opened, this subtask's share
+    /// of both.
+    later: Option<(u64, f64)>,
+    /// Records this subtask's splits have emitted in all (restored ones included).
+    position: u64,
+    /// Where the backlog is reported (records due by the rate but not yet
+    /// emitted), and when it last was.
+    metrics: Option<Arc<OperatorMetrics>>,
+    backlog_at: Option<Instant>,
     uid: String,
     watermarks: Option<SplitWatermarks<G::Out>>,
     /// The last watermark emitted, and when.
@@ -99,11 +112,23 @@ impl<G: Generator> GeneratorSource<G> {
             next: 0,
             emitted: 0,
             started: None,
+            later: None,
+            position: 0,
+            metrics: None,
+            backlog_at: None,
             uid: String::new(),
             watermarks: None,
             watermark: Watermark::MIN,
             watermark_at: None,
         }
+    }
+
+    /// After `records` records over the job, generates `rate` records per
+    /// second (over all subtasks) instead: a load that drops, or rises, at a
+    /// point of the input that does not depend on timing.
+    pub fn with_later_rate(mut self, records: u64, rate: f64) -> Self {
+        self.later = Some((records, rate));
+        self
     }
 
     /// Emits watermarks per split (see [`SplitWatermarks`]).
@@ -116,6 +141,23 @@ impl<G: Generator> GeneratorSource<G> {
         Error::State {
             uid: self.uid.clone(),
             reason,
+        }
+    }
+}
+
+impl<G: Generator> GeneratorSource<G> {
+    /// Reports, at most every [`BACKLOG_EVERY`], how many records the rate
+    /// made due (`allowed` since it started) that were not emitted yet: the
+    /// backlog a source reading a queue would see as its lag. It counts from
+    /// when the subtask (or its current rate) started.
+    fn report_backlog(&mut self, now: Instant, allowed: u64) {
+        if self.backlog_at.is_some_and(|at| now < at + BACKLOG_EVERY) {
+            return;
+        }
+        self.backlog_at = Some(now);
+        if let Some(metrics) = &self.metrics {
+            let backlog = allowed.saturating_sub(self.emitted) as i64;
+            metrics.set_split_lags(vec![("schedule".to_string(), backlog)]);
         }
     }
 }
@@ -154,16 +196,36 @@ impl<G: Generator> Source for GeneratorSource<G> {
                 group.0, ctx.key_groups
             )));
         }
-        self.rate = self.rate.map(|r| r / f64::from(ctx.subtask.parallelism));
+        let parallelism = f64::from(ctx.subtask.parallelism);
+        self.rate = self.rate.map(|r| r / parallelism);
+        self.position = self.splits.iter().map(|s| s.emitted).sum();
+        self.later = self.later.map(|(records, rate)| {
+            let share = self
+                .splits
+                .iter()
+                .map(|s| s.generator.share(records, s.id, splits))
+                .sum();
+            (share, rate / parallelism)
+        });
+        self.metrics = Some(ctx.metrics.clone());
         Ok(())
     }
 
     fn poll(&mut self, output: &mut Batch<G::Out>, max: usize) -> Result<SourceStatus> {
         let mut count = max as u64;
+        if let Some((at, rate)) = self.later {
+            if self.position >= at {
+                // The later rate starts from here.
+                (self.rate, self.later, self.started, self.emitted) = (Some(rate), None, None, 0);
+            } else {
+                count = count.min(at - self.position);
+            }
+        }
         if let Some(rate) = self.rate {
             let now = Instant::now();
             let t0 = *self.started.get_or_insert(now);
             let allowed = (now.duration_since(t0).as_secs_f64() * rate) as u64;
+            self.report_backlog(now, allowed);
             if allowed <= self.emitted {
                 // Wake at most once per PACING: the records due meanwhile go out
                 // together, so a record's cost does not grow as the rate falls.
@@ -193,6 +255,7 @@ impl<G: Generator> Source for GeneratorSource<G> {
             }
             split.emitted += take;
             self.emitted += take;
+            self.position += take;
             self.next = (i + 1) % n;
             return Ok(SourceStatus::Ready);
         }
@@ -238,6 +301,9 @@ impl<G: Generator> Source for GeneratorSource<G> {
         })
     }
 }
+
+/// How often a rate-limited source reports its backlog.
+const BACKLOG_EVERY: Duration = Duration::from_millis(200);
 
 /// The shortest wait of a rate-limited source between polls.
 const PACING: Duration = Duration::from_millis(1);
@@ -430,6 +496,39 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..50_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_later_rate_starts_at_its_record_count_and_a_backlog_is_reported() {
+        // Unlimited up to record 1000 of the job, then 10 per second.
+        let indices = Indices {
+            split: 0,
+            splits: 1,
+        };
+        let mut source =
+            GeneratorSource::new(indices.clone(), Some(50_000), None).with_later_rate(1000, 10.0);
+        source.open(&ctx(0, 1), None).unwrap();
+        let mut out = Vec::new();
+        let mut status = SourceStatus::Ready;
+        for _ in 0..100 {
+            status = source.poll(&mut out, 300).unwrap();
+            if status != SourceStatus::Ready {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 1000, "the first rate stops at the record count");
+        assert!(matches!(status, SourceStatus::Idle(_)), "{status:?}");
+
+        // A rate the task does not keep up with: what is due waits as a backlog.
+        let context = ctx(0, 1);
+        let mut source = GeneratorSource::new(indices, Some(50_000), Some(100_000.0));
+        source.open(&context, None).unwrap();
+        source.poll(&mut Vec::new(), 1).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        source.poll(&mut Vec::new(), 1).unwrap();
+        let lags = context.metrics.split_lags();
+        assert_eq!(lags.len(), 1);
+        assert!(lags[0].1 >= 20_000, "{lags:?}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::pipelines::generator::{block_share, generate_blocks, Generator, Gener
 use crate::pipelines::kafka_formats::{decode_value, encode_value, sink_records};
 use crate::pipelines::kafka_io::{KafkaInput, KafkaOutput};
 use crate::pipelines::kafka_records::{KeyRecord, KeySum, KeyValue};
+use crate::pipelines::simulated_work::SimulatedWork;
 use crate::pipelines::{GeneratorArgs, Target};
 
 /// Arguments of `keyed-sum`.
@@ -42,6 +43,37 @@ pub struct KeyedSumArgs {
     /// to FILE.<subtask> instead of the sums (for `weir bench`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "discard"])]
     pub latency_file: Option<std::path::PathBuf>,
+    /// From this many records on (over the job), generate `--then-rate`
+    /// records per second instead of `--rate`: a load that changes at a
+    /// point of the input.
+    #[arg(long, value_name = "RECORDS", requires = "then_rate")]
+    pub rate_change_at: Option<u64>,
+    /// The rate (records per second over all subtasks) after `--rate-change-at`.
+    #[arg(long, requires = "rate_change_at", value_parser = crate::pipelines::positive_rate)]
+    pub then_rate: Option<f64>,
+    /// Microseconds each sum's task waits per record, as a call to an external
+    /// service would: a load that one subtask cannot take (for trying the
+    /// autoscaler).
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub work_per_record_us: Option<u64>,
+}
+
+impl KeyedSumArgs {
+    /// Refuses the options of generated records for `what` (another input).
+    fn refuse_generator_options(&self, what: &str) -> Result<()> {
+        if self.rate_change_at.is_some() {
+            return Err(Error::Usage(format!(
+                "pipeline keyed-sum: --rate-change-at and --then-rate apply to generated \
+                 records, not to {what}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The simulated work per record, if any.
+    fn work(&self) -> Option<Duration> {
+        self.work_per_record_us.map(Duration::from_micros)
+    }
 }
 
 /// Generates record `i` as `((mix(i) >> 1) % keys, i)`.
@@ -75,7 +107,13 @@ impl Generator for KeyedRecords {
 /// Builds the `keyed-sum` job from its command-line arguments.
 pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     let args = crate::pipelines::parse::<KeyedSumArgs>("keyed-sum", args)?;
-    if let Some(path) = args.latency_file {
+    if let Some(path) = args.latency_file.clone() {
+        args.refuse_generator_options("--latency-file")?;
+        if args.work_per_record_us.is_some() {
+            return Err(Error::Usage(
+                "pipeline keyed-sum: --work-per-record-us does not go with --latency-file".into(),
+            ));
+        }
         args.common.refuse_input_topic("keyed-sum --latency-file")?;
         args.common
             .kafka
@@ -85,8 +123,11 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
     }
     let target = args.common.target()?;
     match args.common.kafka.input()? {
-        Some(input) => topic_job(&args.common, input, parallelism, &target),
-        None => job(&args.common, args.keys, parallelism, &target),
+        Some(input) => {
+            args.refuse_generator_options("a Kafka topic")?;
+            topic_job(&args.common, input, parallelism, &target, args.work())
+        }
+        None => job(&args, parallelism, &target),
     }
 }
 
@@ -100,12 +141,13 @@ pub fn topic_job(
     kafka: KafkaInput,
     parallelism: u32,
     target: &Target,
+    work: Option<Duration>,
 ) -> Result<JobGraph> {
     let input = common.kafka.formats.input::<KeyValue>()?;
     let output = SumFormats::of(common)?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
-    let sums = job
+    let mut sums = job
         .source("records", move |_| {
             let input = input.clone();
             kafka.source(move |message: &KafkaMessage<'_>| stamped_key_value(&input, message))
@@ -115,6 +157,9 @@ pub fn topic_job(
             acc.1 += r.1;
             acc.2 = r.2;
         });
+    if let Some(work) = work {
+        sums = sums.transform("work", move |_| SimulatedWork::new(work));
+    }
     sink_sums(sums, target, output, Some(|r: &(u64, u64, i64)| r.2));
     job.build()
 }
@@ -216,21 +261,26 @@ impl From<&(u64, u64, i64)> for KeySum {
     }
 }
 
-/// Sums the values per key and writes the sums to `target` in `formats`.
-fn sum_into(records: Stream<(u64, u64)>, target: &Target, formats: SumFormats) {
-    let sums = records
+/// Sums the values per key, waiting `work` per record after the sum if
+/// given, and writes the sums to `target` in `formats`.
+fn sum_into(
+    records: Stream<(u64, u64)>,
+    target: &Target,
+    formats: SumFormats,
+    work: Option<Duration>,
+) {
+    let mut sums = records
         .key_by(|r: &(u64, u64)| r.0)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
+    if let Some(work) = work {
+        sums = sums.transform("work", move |_| SimulatedWork::new(work));
+    }
     sink_sums(sums, target, formats, None);
 }
 
-/// The `keyed-sum` job writing to `target`.
-pub fn job(
-    common: &GeneratorArgs,
-    keys: u64,
-    parallelism: u32,
-    target: &Target,
-) -> Result<JobGraph> {
+/// The `keyed-sum` job of generated records writing to `target`.
+pub fn job(args: &KeyedSumArgs, parallelism: u32, target: &Target) -> Result<JobGraph> {
+    let (common, keys) = (&args.common, args.keys);
     if keys == 0 {
         return Err(Error::Usage(
             "pipeline keyed-sum: --keys must be at least 1".into(),
@@ -240,15 +290,25 @@ pub fn job(
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let (total, rate) = (common.records, common.rate);
+    let later = args.rate_change_at.zip(args.then_rate);
     let records = job.source("records", move |_| {
         let generator = KeyedRecords {
             keys,
             split: 0,
             splits: 1,
         };
-        GeneratorSource::new(generator, total, rate)
+        let source = GeneratorSource::new(generator, total, rate);
+        match later {
+            Some((records, rate)) => source.with_later_rate(records, rate),
+            None => source,
+        }
     });
-    sum_into(records, target, output);
+    sum_into(
+        records,
+        target,
+        output,
+        args.work_per_record_us.map(Duration::from_micros),
+    );
     job.build()
 }
 

@@ -7,6 +7,7 @@ pub mod kafka_io;
 pub mod kafka_records;
 pub mod keyed_sum;
 pub mod nexmark;
+pub mod simulated_work;
 pub mod sql;
 pub mod state_machine;
 pub mod wordcount;

@@ -132,11 +132,11 @@ pub fn run_on_two_workers(
 fn keyed_sum_across_two_data_planes_is_exactly_once_through_failures() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let args: Vec<String> = ["--records", "200000", "--rate", "200000"]
+    let args: Vec<String> = ["--records", "200000", "--rate", "200000", "--keys", "50"]
         .map(String::from)
         .to_vec();
-    let common = parse::<KeyedSumArgs>("keyed-sum", &args).unwrap().common;
-    let graph = keyed_sum::job(&common, 50, 2, &Target::Files(out.clone())).unwrap();
+    let args = parse::<KeyedSumArgs>("keyed-sum", &args).unwrap();
+    let graph = keyed_sum::job(&args, 2, &Target::Files(out.clone())).unwrap();
     assert_eq!(run_on_two_workers(graph, dir.path(), 3, 1024), 3);
     check_keyed_sum(&committed_lines(&out), 200_000, 50).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -25,6 +25,7 @@ mod kafka_formats;
 mod kafka_reading;
 mod kafka_secured;
 mod kafka_sink;
+mod load;
 mod nexmark;
 mod recovery;
 mod rescale;

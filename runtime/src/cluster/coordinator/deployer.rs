@@ -363,6 +363,7 @@ mod tests {
                     last_seen: Instant::now(),
                     session: 1,
                     counters: Default::default(),
+                    loads: Vec::new(),
                 },
             );
             inner.attempt.number = 7;

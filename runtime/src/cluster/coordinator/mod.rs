@@ -17,6 +17,7 @@
 
 pub mod deployer;
 pub mod http;
+pub mod load;
 pub mod service;
 pub mod shared;
 pub mod status;
@@ -73,6 +74,9 @@ pub struct CoordinatorConfig {
     pub api_token: Option<String>,
 }
 
+/// How often the job's load is sampled (see [`load::LoadHistory`]).
+const LOAD_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Runs the job to its end with the workers that register; returns how it ended.
 pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     let graph = crate::pipelines::build(
@@ -113,6 +117,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         .collect();
     let slots_needed = deployer::slots_needed(&chain_parallelism, config.slot_sharing);
     let metrics = Arc::new(JobMetrics::default());
+    let load = Arc::new(load::LoadHistory::new(&graph));
     let status = Arc::new(StatusBoard::new(
         paths.clone(),
         config.parallelism,
@@ -165,6 +170,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
                 status: status.clone(),
                 parallelism: config.parallelism,
                 max_parallelism: config.max_parallelism,
+                load: load.clone(),
             },
             api_token,
         ))
@@ -178,8 +184,9 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
     tracing::info!(%http, "serving /healthz, /readyz, /metrics and /v1/status");
     let stop = Arc::new(AtomicBool::new(false));
     let monitor = {
-        let (shared, stop, timeout, every) = (
+        let (shared, load, stop, timeout, every) = (
             shared.clone(),
+            load,
             stop.clone(),
             config.heartbeat_timeout,
             config.heartbeat_interval,
@@ -188,9 +195,14 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
             .name("weir-heartbeats".into())
             .spawn(move || {
                 let mut last_ping = std::time::Instant::now();
+                let mut last_sample = std::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(every.min(Duration::from_millis(250)));
                     shared.expire(timeout);
+                    if last_sample.elapsed() >= LOAD_SAMPLE_INTERVAL {
+                        load.sample(&shared.lock());
+                        last_sample = std::time::Instant::now();
+                    }
                     if last_ping.elapsed() >= every {
                         // Workers take a coordinator they do not hear from for lost.
                         shared.ping();

@@ -12,6 +12,7 @@ use weir_proto::v1::{self, coordinator_message::Body as Command, worker_message:
 use weir_proto::PROTOCOL_VERSION;
 
 use crate::cluster::convert::{ack_from_wire, task_from_wire};
+use crate::cluster::coordinator::load::LoadHistory;
 use crate::cluster::coordinator::shared::{Counters, Shared};
 use crate::cluster::coordinator::status::StatusBoard;
 use crate::error::Error;
@@ -97,6 +98,7 @@ fn handle(shared: &Shared, worker: &str, session: u64, message: v1::WorkerMessag
             w.last_seen = Instant::now();
             if let Some(Event::Heartbeat(beat)) = &message.body {
                 w.counters = Counters::from_heartbeat(beat);
+                w.loads = beat.loads.clone();
             }
         }
         // A session that was replaced or expired: everything it says is stale.
@@ -161,6 +163,8 @@ pub struct JobControlService {
     pub parallelism: u32,
     /// See `parallelism`.
     pub max_parallelism: u32,
+    /// Samples of the job's load.
+    pub load: Arc<LoadHistory>,
 }
 
 #[tonic::async_trait]
@@ -230,6 +234,14 @@ impl v1::job_control_server::JobControl for JobControlService {
         tracing::info!("cancel requested through the API");
         self.status.handle.cancel();
         Ok(Response::new(v1::CancelResponse {}))
+    }
+
+    async fn get_load(
+        &self,
+        request: Request<v1::GetLoadRequest>,
+    ) -> Result<Response<v1::JobLoad>, Status> {
+        let window = Duration::from_millis(request.into_inner().window_ms);
+        Ok(Response::new(self.load.over(window)))
     }
 
     async fn check_upgrade(

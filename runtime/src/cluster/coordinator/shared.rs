@@ -31,6 +31,8 @@ pub struct WorkerEntry {
     pub session: u64,
     /// Its counters, from its latest heartbeat.
     pub counters: Counters,
+    /// Where its current tasks' time went, from its latest heartbeat.
+    pub loads: Vec<v1::TaskLoad>,
 }
 
 /// Counters reported by workers, summed.
@@ -181,6 +183,7 @@ impl Shared {
                 last_seen: Instant::now(),
                 session,
                 counters: Counters::default(),
+                loads: Vec::new(),
             },
         );
         tracing::info!(
