@@ -167,11 +167,13 @@ impl RocksDb {
     /// Opens (or creates) the instance in `dir`, which it owns from now on.
     pub fn open(uid: &str, dir: LocalDir) -> Result<Self> {
         // Opened with the default column family named, so that its handle exists
-        // for the batched multi-get.
-        let db = DB::open_cf(
+        // for the batched multi-get, and with the options given to it: a
+        // column family opened by name alone gets RocksDB's defaults (no
+        // bloom filters, no LZ4, the default memtable), whatever the DB's.
+        let db = DB::open_cf_with_opts(
             &options(),
             dir.path(),
-            [rocksdb::DEFAULT_COLUMN_FAMILY_NAME],
+            [(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options())],
         )
         .map_err(|e| failed(uid, "opening", e))?;
         let mut write = WriteOptions::default();
@@ -322,6 +324,39 @@ mod tests {
         })
         .unwrap();
         seen
+    }
+
+    #[test]
+    fn a_multi_get_of_keys_not_written_is_answered_by_the_memtables_bloom_filter() {
+        use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
+        let tmp = tempfile::tempdir().unwrap();
+        let db = RocksDb::open("sum", LocalDir::fresh(tmp.path().join("db")).unwrap()).unwrap();
+        let key = |i: u64| {
+            let mut k = Vec::new();
+            encode_key(KeyGroup(1), &i.to_le_bytes(), &mut k);
+            k
+        };
+        let mut batch = WriteBatch::default();
+        for i in 0..100_000u64 {
+            batch.put(key(i), b"v");
+        }
+        db.write(batch).unwrap();
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut perf = PerfContext::default();
+        perf.reset();
+        let absent: Vec<Vec<u8>> = (1_000_000..1_010_000u64).map(key).collect();
+        let found = db.multi_get(absent.iter().map(|k| k.as_slice())).unwrap();
+        assert!(found.iter().all(Option::is_none));
+        // Without the instance's options on its column family there was no
+        // filter: every lookup walked the memtable's skip list.
+        let skipped = perf.metric(PerfMetric::BloomMemtableMissCount);
+        let comparisons = perf.metric(PerfMetric::UserKeyComparisonCount);
+        set_perf_stats(PerfStatsLevel::Disable);
+        assert!(
+            skipped >= 9_900,
+            "{skipped} of 10,000 lookups skipped the memtable"
+        );
+        assert!(comparisons < 10_000, "{comparisons} key comparisons");
     }
 
     #[test]
