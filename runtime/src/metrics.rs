@@ -41,9 +41,9 @@ impl Default for OperatorMetrics {
 /// since it started.
 #[derive(Debug)]
 pub struct TaskMetrics {
-    /// The task, and the attempt it belongs to.
+    /// The task.
     pub task: TaskId,
-    /// The attempt.
+    /// The attempt it belongs to.
     pub attempt: u64,
     /// When it was deployed.
     pub started: Instant,

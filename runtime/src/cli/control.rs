@@ -33,7 +33,7 @@ pub struct StatusArgs {
     pub json: bool,
     /// Average each operator chain's load (busy and backpressured time,
     /// records, backlog) over this long.
-    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub load_window: Duration,
 }
 
