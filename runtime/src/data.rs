@@ -5,10 +5,12 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::ids::CheckpointId;
 
 /// What a record type must be to flow through a job: sendable between threads,
-/// cloneable for broadcast, and serializable so it can cross processes and sit in state.
-pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
+/// cloneable for broadcast, and serializable so it can cross processes and sit in
+/// state; shareable between threads, since a heap snapshot is read by the
+/// uploader while the task reads the same state.
+pub trait Data: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
 
-impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// The records that move between tasks together. Hot paths work on whole batches.
 pub type Batch<T> = Vec<T>;

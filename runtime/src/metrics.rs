@@ -22,6 +22,11 @@ pub struct OperatorMetrics {
     /// How far each split of a source is behind its end (a Kafka partition's
     /// records not read yet), by split name; replaced as a whole now and then.
     pub split_lags: Mutex<Vec<(String, i64)>>,
+    /// Nanoseconds the operator's last snapshot held up its task: the
+    /// synchronous part of a checkpoint, barrier in to barrier out.
+    pub snapshot_sync_ns: AtomicU64,
+    /// The most [`OperatorMetrics::snapshot_sync_ns`] has been.
+    pub snapshot_sync_max_ns: AtomicU64,
 }
 
 impl Default for OperatorMetrics {
@@ -33,6 +38,8 @@ impl Default for OperatorMetrics {
             bytes_read: AtomicU64::new(0),
             bad_records: AtomicU64::new(0),
             split_lags: Mutex::new(Vec::new()),
+            snapshot_sync_ns: AtomicU64::new(0),
+            snapshot_sync_max_ns: AtomicU64::new(0),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! reduce keeping the last value per key), in four runs against the same
 //! checkpoint storage, each printing a `RESULT` line:
 //! 1. `full`: every key written once at parallelism 2; the job's final checkpoint
-//!    holds the whole state.
+//!    holds the whole state (`sync_ms`: the longest its snapshot held up a task).
 //! 2. `incremental`: restored from it, 1 % of the keys rewritten; its final
 //!    checkpoint uploads what changed (`uploaded_bytes`), not the state.
 //! 3. `savepoint`: restored again and, once running, stopped with a savepoint (MB/s
@@ -114,6 +114,18 @@ fn latest(store: &Arc<dyn CheckpointStore>, id: &JobId) -> Result<CheckpointMeta
     runs::read_metadata(store.as_ref(), &paths.checkpoint_dir(newest))
 }
 
+/// The longest any operator subtask's snapshot held up its task, in ms: the
+/// synchronous part of the run's checkpoints.
+fn sync_ms(metrics: &JobMetrics) -> f64 {
+    let longest = metrics
+        .operators()
+        .iter()
+        .map(|o| o.metrics.snapshot_sync_max_ns.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    longest as f64 / 1e6
+}
+
 /// Reading the checkpoint to start from plus deploying (and so restoring) the tasks.
 fn restore_time_ms(metrics: &JobMetrics) -> u64 {
     metrics.restore_load_ms.load(Ordering::Relaxed) + metrics.last_deploy_ms.load(Ordering::Relaxed)
@@ -149,17 +161,19 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     };
 
     // 1. Full: every key once.
-    LocalRunner::new(
+    let runner = LocalRunner::new(
         job("full", keys, 1, value_bytes, Some(keys), 2)?,
         config(RestoreFrom::Nothing),
-    )?
-    .run()?;
+    )?;
+    let metrics = runner.metrics();
+    runner.run()?;
     let full = latest(&store, &id)?;
     println!(
-        "RESULT {label} phase=full parallelism=2 state_bytes={} uploaded_bytes={} checkpoint_ms={}",
+        "RESULT {label} phase=full parallelism=2 state_bytes={} uploaded_bytes={} checkpoint_ms={} sync_ms={:.3}",
         full.state_size(),
         full.uploaded_bytes,
-        full.duration_ms
+        full.duration_ms,
+        sync_ms(&metrics),
     );
 
     // 2. Incremental: 1 % of the keys, spread over all key groups.
@@ -173,10 +187,11 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     let incremental = latest(&store, &id)?;
     let restore_ms = restore_time_ms(&metrics);
     println!(
-        "RESULT {label} phase=incremental parallelism=2 changed_keys={changed} state_bytes={} uploaded_bytes={} checkpoint_ms={} restore_ms={restore_ms} restore_mb_per_s={:.1}",
+        "RESULT {label} phase=incremental parallelism=2 changed_keys={changed} state_bytes={} uploaded_bytes={} checkpoint_ms={} sync_ms={:.3} restore_ms={restore_ms} restore_mb_per_s={:.1}",
         incremental.state_size(),
         incremental.uploaded_bytes,
         incremental.duration_ms,
+        sync_ms(&metrics),
         mb_per_s(full.state_size(), restore_ms as f64 / 1e3),
     );
 

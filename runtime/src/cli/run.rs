@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
 use crate::ids::JobId;
-use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_BYTES};
+use crate::state::backend::{Backend, StateConfig, DEFAULT_CACHE_BYTES, DEFAULT_ROCKSDB_BYTES};
 
 /// Options of `weir run`.
 #[derive(Debug, clap::Args)]
@@ -102,9 +102,14 @@ pub struct StateOptions {
     /// Keyed state backend.
     #[arg(long, value_enum, default_value = "heap")]
     pub state_backend: Backend,
-    /// RocksDB: MiB of keys and values each operator subtask caches in memory.
+    /// RocksDB: MiB of keys and values the operators of a process cache in
+    /// memory, all together.
     #[arg(long, default_value_t = DEFAULT_CACHE_BYTES >> 20)]
     pub state_cache_mb: usize,
+    /// RocksDB: MiB of RocksDB's memory per process (the block cache every
+    /// instance shares, with the memtables charged to it).
+    #[arg(long, default_value_t = DEFAULT_ROCKSDB_BYTES >> 20)]
+    pub state_rocksdb_mb: usize,
     /// RocksDB: local directory for the instances (scratch; removed when the job ends).
     #[arg(long)]
     pub state_dir: Option<std::path::PathBuf>,
@@ -118,6 +123,7 @@ impl StateOptions {
             backend: self.state_backend,
             local_dir: self.state_dir.clone().unwrap_or(defaults.local_dir),
             cache_bytes: (self.state_cache_mb << 20).max(1),
+            rocksdb_bytes: (self.state_rocksdb_mb << 20).max(1 << 20),
         }
     }
 }

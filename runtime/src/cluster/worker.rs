@@ -37,6 +37,7 @@ use crate::exec::task::{Control, TaskEvent};
 use crate::ids::{CheckpointId, JobId, TaskId};
 use crate::metrics::JobMetrics;
 use crate::net::DataPlane;
+use crate::state::backend::DEFAULT_ROCKSDB_BYTES;
 use crate::state::{Backend, StateConfig};
 
 /// How a worker runs.
@@ -275,6 +276,14 @@ fn heartbeat(metrics: &JobMetrics) -> v1::Heartbeat {
                     .into_iter()
                     .map(|(split, lag)| v1::SplitLag { split, lag })
                     .collect(),
+                snapshot_sync_ns: o
+                    .metrics
+                    .snapshot_sync_ns
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                snapshot_sync_max_ns: o
+                    .metrics
+                    .snapshot_sync_max_ns
+                    .load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect(),
         tasks: vec![v1::TaskWaits {
@@ -431,6 +440,10 @@ impl Executor {
                 })?,
                 local_dir: self.state_dir.clone(),
                 cache_bytes: (spec.state_cache_bytes as usize).max(1),
+                rocksdb_bytes: match spec.state_rocksdb_bytes {
+                    0 => DEFAULT_ROCKSDB_BYTES,
+                    bytes => bytes as usize,
+                },
             },
             checkpoint_interval: (spec.checkpoint_interval_ms > 0)
                 .then(|| Duration::from_millis(spec.checkpoint_interval_ms)),

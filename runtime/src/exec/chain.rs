@@ -1,5 +1,6 @@
 //! A chain of operators inside one task: each link calls the next directly, batch by batch.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -106,7 +107,13 @@ impl<O: Operator> Link<O> {
     }
 
     fn snapshot_self(&mut self, barrier: &Barrier, parts: &mut Vec<SnapshotPart>) -> Result<()> {
+        let started = Instant::now();
         let snapshot = self.op.snapshot(barrier)?;
+        let took = started.elapsed().as_nanos() as u64;
+        self.metrics.snapshot_sync_ns.store(took, Ordering::Relaxed);
+        self.metrics
+            .snapshot_sync_max_ns
+            .fetch_max(took, Ordering::Relaxed);
         if !snapshot.is_empty() {
             parts.push(SnapshotPart {
                 uid: self.uid.clone(),

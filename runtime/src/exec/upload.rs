@@ -69,7 +69,7 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
     let mut states = Vec::with_capacity(upload.parts.len());
     let mut uploaded_bytes = 0;
     for part in upload.parts {
-        let mut snapshot = part.snapshot;
+        let mut snapshot = part.snapshot.encoded()?;
         let mut rocksdb = None;
         if let Some(native) = snapshot.native.take() {
             match &native.format {

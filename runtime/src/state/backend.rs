@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::state::memory::DEFAULT_ROCKSDB_BYTES;
+
 /// Where keyed state lives while a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
@@ -41,11 +43,14 @@ pub struct StateConfig {
     /// removed when the subtask ends). Scratch space only: what must survive is in
     /// the checkpoint store.
     pub local_dir: PathBuf,
-    /// RocksDB only: bytes of keys and values each operator subtask keeps in
-    /// memory in front of RocksDB (estimated from their encoded sizes). Reads of
-    /// a batch's missing keys go to RocksDB in one multi-get; updates are written
-    /// back when evicted and at every checkpoint.
+    /// RocksDB only: bytes of keys and values that the operators of a process
+    /// keep decoded in memory in front of RocksDB, all together (estimated from
+    /// their encoded sizes). Reads of a batch's missing keys go to RocksDB in one
+    /// multi-get; updates are written back when evicted and at every checkpoint.
     pub cache_bytes: usize,
+    /// RocksDB only: bytes of RocksDB's own memory per process, the block cache
+    /// that every instance shares, with the memtables charged to it.
+    pub rocksdb_bytes: usize,
 }
 
 /// Default of [`StateConfig::cache_bytes`]: 256 MiB.
@@ -57,6 +62,7 @@ impl Default for StateConfig {
             backend: Backend::Heap,
             local_dir: std::env::temp_dir().join("weir-state"),
             cache_bytes: DEFAULT_CACHE_BYTES,
+            rocksdb_bytes: DEFAULT_ROCKSDB_BYTES,
         }
     }
 }

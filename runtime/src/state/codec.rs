@@ -66,29 +66,61 @@ where
     K: StableHash + Serialize + 'a,
     V: Serialize,
 {
-    let fail = |e: bincode::Error| Error::State {
-        uid: uid.to_string(),
-        reason: format!("encoding keyed state: {e}"),
-    };
-    let mut groups: Vec<Vec<u8>> = vec![Vec::new(); max_parallelism as usize];
-    let (mut key, mut value) = (Vec::new(), Vec::new());
+    let mut encoder = KeyedEncoder::new(uid, max_parallelism);
     for (k, v) in entries {
-        key.clear();
-        value.clear();
-        bincode::serialize_into(&mut key, k).map_err(fail)?;
-        bincode::serialize_into(&mut value, &v).map_err(fail)?;
-        put_entry(
-            &mut groups[KeyGroup::of(k, max_parallelism).0 as usize],
-            &key,
-            &value,
-        );
+        encoder.add(k, &v)?;
     }
-    Ok(groups
-        .into_iter()
-        .enumerate()
-        .filter(|(_, blob)| !blob.is_empty())
-        .map(|(i, blob)| (KeyGroup(i as u32), blob))
-        .collect())
+    Ok(encoder.finish())
+}
+
+/// Builds the blobs of [`encode_keyed`] one entry at a time.
+pub struct KeyedEncoder<'u> {
+    uid: &'u str,
+    max_parallelism: u32,
+    groups: Vec<Vec<u8>>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<'u> KeyedEncoder<'u> {
+    /// An encoder of `uid`'s state over `max_parallelism` key groups.
+    pub fn new(uid: &'u str, max_parallelism: u32) -> Self {
+        KeyedEncoder {
+            uid,
+            max_parallelism,
+            groups: vec![Vec::new(); max_parallelism as usize],
+            key: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// Adds one entry to its key group's blob.
+    pub fn add<K: StableHash + Serialize, V: Serialize>(&mut self, k: &K, v: &V) -> Result<()> {
+        let fail = |e: bincode::Error| Error::State {
+            uid: self.uid.to_string(),
+            reason: format!("encoding keyed state: {e}"),
+        };
+        self.key.clear();
+        self.value.clear();
+        bincode::serialize_into(&mut self.key, k).map_err(fail)?;
+        bincode::serialize_into(&mut self.value, v).map_err(fail)?;
+        put_entry(
+            &mut self.groups[KeyGroup::of(k, self.max_parallelism).0 as usize],
+            &self.key,
+            &self.value,
+        );
+        Ok(())
+    }
+
+    /// The non-empty key groups' blobs, in group order.
+    pub fn finish(self) -> Vec<(KeyGroup, Vec<u8>)> {
+        self.groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, blob)| !blob.is_empty())
+            .map(|(i, blob)| (KeyGroup(i as u32), blob))
+            .collect()
+    }
 }
 
 /// Decodes the entries of blobs written by [`encode_keyed`] (or by any backend)

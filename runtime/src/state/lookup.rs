@@ -1,9 +1,17 @@
 //! Finding a record's state by its key as the record lends it: a hit builds no
 //! key (no `String` clone per record), a new key is built once, to be stored.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use hashbrown::Equivalent;
+use rustc_hash::FxHasher;
+
+/// The hash state tables find keys by: of a key, or of what names it (a fast,
+/// unseeded hash; placement across subtasks uses [`crate::keys::StableHash`]).
+#[inline]
+pub fn hash_of<Q: Hash + ?Sized>(q: &Q) -> u64 {
+    BuildHasherDefault::<FxHasher>::default().hash_one(q)
+}
 
 /// A state map's key that a borrowed key `Q` names: `K` names itself, and an
 /// operator with timers stores a key's value under a [`TimedKey`] that `K`

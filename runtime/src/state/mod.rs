@@ -2,9 +2,12 @@
 //! key group, and what operators hand over at snapshots and get back on restore.
 
 pub mod backend;
+mod cache;
 pub mod codec;
+mod heap;
 mod keyed;
 pub mod lookup;
+pub mod memory;
 pub mod rocks;
 mod snapshot;
 pub mod timers;
@@ -13,5 +16,5 @@ pub use backend::{Backend, StateConfig};
 pub use codec::{decode_keyed, encode_keyed};
 pub use keyed::{KeyedMap, KeyedState};
 pub use lookup::{KeyOf, Query};
-pub use snapshot::{OperatorSnapshot, RestoredState, UnionState};
+pub use snapshot::{DeferredKeyed, OperatorSnapshot, RestoredState, UnionState};
 pub use timers::{TimeDomain, TimedState, Timers};

@@ -1,5 +1,6 @@
 //! What an operator hands over at a checkpoint and gets back on restore.
 
+use crate::error::Result;
 use crate::ids::CheckpointId;
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::rocks::{NativeRestore, NativeSnapshot};
@@ -19,6 +20,32 @@ pub struct OperatorSnapshot {
     /// Keyed state as a local RocksDB checkpoint, which the uploader turns into
     /// shared files (incremental) or canonical key-group blobs (savepoints).
     pub native: Option<NativeSnapshot>,
+    /// Keyed state that the uploader encodes as key-group blobs off the task thread.
+    pub deferred: Option<DeferredKeyed>,
+}
+
+/// Keyed state as canonical blobs: one per non-empty key group, in group order.
+pub type KeyedBlobs = Vec<(KeyGroup, Vec<u8>)>;
+
+/// The encoding of keyed state as key-group blobs, left for the uploader.
+pub struct DeferredKeyed(Box<dyn FnOnce() -> Result<KeyedBlobs> + Send>);
+
+impl DeferredKeyed {
+    /// The encoding `encode` does when called.
+    pub fn new(encode: impl FnOnce() -> Result<KeyedBlobs> + Send + 'static) -> Self {
+        DeferredKeyed(Box::new(encode))
+    }
+
+    /// Encodes the state: one blob per non-empty key group, in group order.
+    pub fn encode(self) -> Result<KeyedBlobs> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for DeferredKeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredKeyed")
+    }
 }
 
 impl OperatorSnapshot {
@@ -28,6 +55,17 @@ impl OperatorSnapshot {
             && self.operator_state.is_none()
             && self.keyed.is_empty()
             && self.native.is_none()
+            && self.deferred.is_none()
+    }
+
+    /// The snapshot with its deferred keyed state encoded into `keyed` (what the
+    /// uploader does off the task thread).
+    pub fn encoded(mut self) -> Result<Self> {
+        if let Some(deferred) = self.deferred.take() {
+            self.keyed.extend(deferred.encode()?);
+            self.keyed.sort_by_key(|(group, _)| *group);
+        }
+        Ok(self)
     }
 }
 

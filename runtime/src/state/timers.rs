@@ -254,8 +254,8 @@ pub fn wall_clock_ms() -> EventTime {
 
 impl<K, V> TimedState<K, V>
 where
-    K: StableHash + Serialize + DeserializeOwned + Eq + Hash + Clone,
-    V: Serialize + DeserializeOwned,
+    K: StableHash + Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Opens the backend and restores values and timers.
     pub fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {

@@ -27,6 +27,7 @@ fn ctx(local: &std::path::Path, backend: Backend, range: KeyGroupRange) -> Opera
             backend,
             local_dir: local.to_path_buf(),
             cache_bytes: 4096,
+            rocksdb_bytes: 8 << 20,
         },
         checkpoint_interval: None,
         metrics: Default::default(),

@@ -239,6 +239,21 @@ fn prometheus(status: &StatusBoard) -> String {
         "Records out of each operator subtask.",
         &ops(|o| o.records_out),
     );
+    let seconds = |f: fn(&v1::OperatorCounters) -> u64| -> Vec<(String, f64)> {
+        ops(f).into_iter().map(|(l, ns)| (l, ns / 1e9)).collect()
+    };
+    metric(
+        "weir_snapshot_sync_seconds",
+        "gauge",
+        "How long each operator subtask's last snapshot held up its task (the synchronous part of a checkpoint).",
+        &seconds(|o| o.snapshot_sync_ns),
+    );
+    metric(
+        "weir_snapshot_sync_max_seconds",
+        "gauge",
+        "The longest snapshot of each operator subtask held up its task since it started.",
+        &seconds(|o| o.snapshot_sync_max_ns),
+    );
     let sources: Vec<&v1::OperatorCounters> =
         counters.operators.iter().filter(|o| o.is_source).collect();
     let per_source = |f: fn(&v1::OperatorCounters) -> u64| per_subtask(&sources, f);

@@ -105,6 +105,7 @@ pub fn run_coordinator(config: CoordinatorConfig) -> Result<RunSummary> {
         buffer_timeout_us: config.run.exec.buffer_timeout.as_micros() as u64,
         state_backend: config.run.exec.state.backend.name().to_string(),
         state_cache_bytes: config.run.exec.state.cache_bytes as u64,
+        state_rocksdb_bytes: config.run.exec.state.rocksdb_bytes as u64,
         checkpoint_interval_ms: config
             .run
             .checkpoint_interval

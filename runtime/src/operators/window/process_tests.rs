@@ -40,6 +40,7 @@ fn operator(
             backend,
             local_dir: dir.to_path_buf(),
             cache_bytes: 1 << 20,
+            rocksdb_bytes: 8 << 20,
         },
         checkpoint_interval: None,
         metrics: Default::default(),

@@ -17,6 +17,7 @@ use crate::checkpoint::state_file::checksum;
 use crate::checkpoint::store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
+use crate::state::memory::StateMemory;
 use crate::state::rocks::{encode_key, scan_checkpoint, LocalDir, Registry, RocksDb};
 
 /// Files downloaded at once.
@@ -160,6 +161,7 @@ pub fn rebuild(
     dir: LocalDir,
     range: KeyGroupRange,
     native: &[NativeRestore],
+    memory: &StateMemory,
 ) -> Result<(RocksDb, Registry)> {
     let overlap = |n: &NativeRestore| n.key_groups.intersect(range).len();
     let base = native
@@ -168,10 +170,10 @@ pub fn rebuild(
         .filter(|(_, n)| overlap(n) > 0)
         .max_by_key(|(_, n)| overlap(n));
     let Some((base_index, base)) = base else {
-        return Ok((RocksDb::open(uid, dir)?, Registry::default()));
+        return Ok((RocksDb::open(uid, dir, memory)?, Registry::default()));
     };
     base.download(dir.path())?;
-    let db = RocksDb::open(uid, dir)?;
+    let db = RocksDb::open(uid, dir, memory)?;
     if base.key_groups != range {
         db.retain_groups(range)?;
     }

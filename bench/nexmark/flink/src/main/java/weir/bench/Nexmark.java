@@ -2,7 +2,6 @@ package weir.bench;
 
 import java.io.File;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -12,7 +11,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.stream.Stream;
 
-import org.apache.flink.api.common.JobExecutionResult;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.AggregateFunction;
 import org.apache.flink.api.common.functions.FlatMapFunction;
@@ -31,12 +29,7 @@ import org.apache.flink.configuration.MemorySize;
 import org.apache.flink.configuration.PipelineOptions;
 import org.apache.flink.configuration.RestartStrategyOptions;
 import org.apache.flink.configuration.StateBackendOptions;
-import org.apache.flink.configuration.RestOptions;
 import org.apache.flink.configuration.TaskManagerOptions;
-import org.apache.flink.runtime.jobgraph.JobGraph;
-import org.apache.flink.runtime.minicluster.MiniCluster;
-import org.apache.flink.runtime.minicluster.MiniClusterConfiguration;
-import org.apache.flink.runtime.minicluster.RpcServiceSharing;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
@@ -183,43 +176,8 @@ public final class Nexmark {
             }
             build(env, query, new NexmarkSource(generator, events), generator);
 
-            JobGraph job = env.getStreamGraph().getJobGraph();
-
-            // A local MiniCluster in this JVM, configured as Flink's local executor configures
-            // one, but started before the measurement: the job is measured from its submission
-            // to its result, leaving out the JVM's and the MiniCluster's start-up and shutdown
-            // (as weir's local runner leaves out its own set-up; the total is on the INFO line).
-            var os =
-                    (com.sun.management.OperatingSystemMXBean)
-                            ManagementFactory.getOperatingSystemMXBean();
-            long cpuStart = os.getProcessCpuTime();
-            long wallStart = System.nanoTime();
-            Configuration clusterConf = new Configuration(conf);
-            clusterConf.set(RestOptions.BIND_PORT, "0");
-            MiniCluster cluster =
-                    new MiniCluster(
-                            new MiniClusterConfiguration.Builder()
-                                    .setConfiguration(clusterConf)
-                                    .setNumTaskManagers(1)
-                                    .setNumSlotsPerTaskManager(parallelism)
-                                    .setRpcServiceSharing(RpcServiceSharing.SHARED)
-                                    .build());
-            JobExecutionResult result;
-            double wall;
-            double cpu;
-            try {
-                cluster.start();
-                long cpu0 = os.getProcessCpuTime();
-                long wall0 = System.nanoTime();
-                result = cluster.executeJobBlocking(job);
-                wall = (System.nanoTime() - wall0) / 1e9;
-                cpu = (os.getProcessCpuTime() - cpu0) / 1e9;
-            } finally {
-                cluster.close();
-            }
-            double totalWall = (System.nanoTime() - wallStart) / 1e9;
-            double totalCpu = (os.getProcessCpuTime() - cpuStart) / 1e9;
-
+            MeasuredRun run =
+                    MeasuredRun.of(conf, env.getStreamGraph().getJobGraph(), parallelism);
             System.out.printf(
                     Locale.ROOT,
                     "RESULT flink-nexmark-%s parallelism=%d checkpoint_interval=%s events=%d"
@@ -228,10 +186,10 @@ public final class Nexmark {
                     parallelism,
                     checkpointMs == null ? "off" : formatDuration(checkpointMs),
                     events,
-                    wall,
-                    cpu,
-                    events / wall,
-                    events / Math.max(cpu, 1e-9));
+                    run.seconds,
+                    run.cpuSeconds,
+                    events / run.seconds,
+                    events / Math.max(run.cpuSeconds, 1e-9));
             System.out.printf(
                     Locale.ROOT,
                     "INFO flink-nexmark-%s state_backend=%s output_records=%d checkpoints=%d"
@@ -242,9 +200,9 @@ public final class Nexmark {
                     backend,
                     CountingSink.RECORDS.get(),
                     NexmarkSource.CHECKPOINTS_COMPLETED.get(),
-                    result.getNetRuntime() / 1e3,
-                    totalWall,
-                    totalCpu,
+                    run.result.getNetRuntime() / 1e3,
+                    run.totalSeconds,
+                    run.totalCpuSeconds,
                     objectReuse,
                     System.getProperty("java.vm.version"),
                     Runtime.getRuntime().maxMemory() >> 20);

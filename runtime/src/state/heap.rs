@@ -1,0 +1,246 @@
+//! Keyed state on the heap, in shards that a snapshot shares copy-on-write.
+//!
+//! The keys are spread over [`SHARDS`] hash tables, each behind an `Arc`. A
+//! snapshot clones the `Arc`s (the synchronous part of a checkpoint is that, not
+//! the state) and the uploader encodes the shards off the task thread, dropping
+//! each once it is encoded. A write to a shard the uploader still holds copies
+//! that shard first, so the task never waits for the encoding and the snapshot
+//! never sees a later write.
+
+use std::borrow::Cow;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use serde::Serialize;
+
+use crate::data::Batch;
+use crate::error::Result;
+use crate::keys::{KeyGroup, StableHash};
+use crate::state::codec::KeyedEncoder;
+use crate::state::lookup::{hash_of, KeyOf};
+use crate::state::snapshot::DeferredKeyed;
+
+/// Number of shards: a write after a snapshot copies at most 1/64 of the state.
+pub const SHARDS: usize = 64;
+
+/// One shard: keys and values (`None` only inside an update).
+type Shard<K, V> = HashTable<(K, Option<V>)>;
+
+/// The shard of a hash: bits that neither the table's bucket index (the low
+/// bits) nor its control bytes (the top seven) use.
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
+/// One subtask's keyed state on the heap.
+pub struct HeapState<K, V> {
+    shards: Vec<Arc<Shard<K, V>>>,
+    len: usize,
+}
+
+impl<K, V> Default for HeapState<K, V> {
+    fn default() -> Self {
+        HeapState {
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> HeapState<K, V> {
+    /// The shard of `hash`, copied first if a snapshot still holds it.
+    #[inline]
+    fn shard_mut(&mut self, hash: u64) -> &mut Shard<K, V> {
+        Arc::make_mut(&mut self.shards[shard_of(hash)])
+    }
+
+    /// Sets `k`'s value to `value` (`None` deletes it).
+    pub fn put(&mut self, k: K, value: Option<V>) {
+        let hash = hash_of(&k);
+        let shard = self.shard_mut(hash);
+        match (shard.find_entry(hash, |e| e.0 == k), value) {
+            (Ok(mut entry), Some(value)) => entry.get_mut().1 = Some(value),
+            (Ok(entry), None) => {
+                entry.remove();
+                self.len -= 1;
+            }
+            (Err(absent), Some(value)) => {
+                let shard = absent.into_table();
+                shard.insert_unique(hash, (k, Some(value)), |e| hash_of(&e.0));
+                self.len += 1;
+            }
+            (Err(_), None) => {}
+        }
+    }
+
+    /// Hands each record of `input` (emptied) to `f` with its key and that key's
+    /// value, in order; a key is built only when it is new.
+    pub fn update<T, Q>(
+        &mut self,
+        input: &mut Batch<T>,
+        key: impl for<'a> Fn(&'a T) -> Cow<'a, Q>,
+        mut f: impl FnMut(&K, &mut Option<V>, T) -> Result<()>,
+    ) -> Result<()>
+    where
+        K: KeyOf<Q>,
+        Q: Hash + Clone,
+    {
+        for record in input.drain(..) {
+            let query = key(&record);
+            let hash = hash_of(&*query);
+            let shard = self.shard_mut(hash);
+            match shard.find_entry(hash, |e| e.0.is(&query)) {
+                Ok(mut entry) => {
+                    drop(query);
+                    let (k, value) = entry.get_mut();
+                    f(k, value, record)?;
+                    if value.is_none() {
+                        entry.remove();
+                        self.len -= 1;
+                    }
+                }
+                Err(absent) => {
+                    let k = K::from_query(&query);
+                    drop(query);
+                    let mut value = None;
+                    f(&k, &mut value, record)?;
+                    if value.is_some() {
+                        let shard = absent.into_table();
+                        shard.insert_unique(hash, (k, value), |e| hash_of(&e.0));
+                        self.len += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.iter())
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<K, V> HeapState<K, V>
+where
+    K: Eq + Hash + Clone + StableHash + Serialize + Send + Sync + 'static,
+    V: Clone + Serialize + Send + Sync + 'static,
+{
+    /// The state as it is now, to be encoded as key-group blobs off the task
+    /// thread: costs a reference count per shard here.
+    pub fn snapshot(&self, uid: &str, max_parallelism: u32) -> DeferredKeyed {
+        let shards = self.shards.clone();
+        let uid = uid.to_string();
+        DeferredKeyed::new(move || {
+            let mut encoder = KeyedEncoder::new(&uid, max_parallelism);
+            for shard in shards {
+                for (k, v) in shard.iter() {
+                    if let Some(v) = v {
+                        encoder.add(k, v)?;
+                    }
+                }
+                // Writes to this shard need not copy it any more.
+                drop(shard);
+            }
+            Ok::<Vec<(KeyGroup, Vec<u8>)>, crate::error::Error>(encoder.finish())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::codec::decode_keyed;
+
+    fn add(state: &mut HeapState<u64, i64>, keys: std::ops::Range<u64>, by: i64) {
+        let mut batch: Vec<(u64, i64)> = keys.map(|k| (k, by)).collect();
+        state
+            .update(
+                &mut batch,
+                |r| Cow::Owned(r.0),
+                |_, sum, r| {
+                    *sum.get_or_insert(0) += r.1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+
+    fn decoded(blobs: &[(KeyGroup, Vec<u8>)]) -> Vec<(u64, i64)> {
+        let mut all = Vec::new();
+        decode_keyed("sum", blobs, |k: u64, v: i64| all.push((k, v))).unwrap();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_snapshot_sees_the_state_at_its_barrier_whatever_is_written_after_it() {
+        let mut state = HeapState::default();
+        add(&mut state, 0..10_000, 1);
+        let snapshot = state.snapshot("sum", 128);
+        // Written after the barrier, before the uploader encodes: copies, not changes.
+        add(&mut state, 0..10_000, 5);
+        state.put(3, None);
+        state.put(20_000, Some(7));
+        let blobs = snapshot.encode().unwrap();
+        assert_eq!(
+            decoded(&blobs),
+            (0..10_000).map(|k| (k, 1)).collect::<Vec<_>>()
+        );
+        assert_eq!(state.len(), 10_000);
+        let now = state.snapshot("sum", 128).encode().unwrap();
+        let mut expected: Vec<(u64, i64)> =
+            (0..10_000).filter(|k| *k != 3).map(|k| (k, 6)).collect();
+        expected.push((20_000, 7));
+        assert_eq!(decoded(&now), expected);
+    }
+
+    #[test]
+    fn a_shard_is_copied_only_while_a_snapshot_holds_it() {
+        let mut state = HeapState::default();
+        add(&mut state, 0..1000, 1);
+        let before: Vec<*const Shard<u64, i64>> = state.shards.iter().map(Arc::as_ptr).collect();
+        add(&mut state, 0..1000, 1);
+        let unshared: Vec<*const Shard<u64, i64>> = state.shards.iter().map(Arc::as_ptr).collect();
+        assert_eq!(before, unshared, "no snapshot: written in place");
+        let snapshot = state.snapshot("sum", 128);
+        add(&mut state, 0..1000, 1);
+        let copied = state
+            .shards
+            .iter()
+            .zip(&before)
+            .filter(|(s, b)| Arc::as_ptr(s) != **b)
+            .count();
+        assert_eq!(copied, SHARDS, "every shard written while held was copied");
+        drop(snapshot);
+    }
+
+    #[test]
+    fn deleting_a_key_in_an_update_removes_it() {
+        let mut state = HeapState::default();
+        add(&mut state, 0..10, 1);
+        let mut batch = vec![(4u64, 0i64)];
+        state
+            .update(
+                &mut batch,
+                |r| Cow::Owned(r.0),
+                |_, v, _| {
+                    *v = None;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(state.len(), 9);
+        assert!(state.iter().all(|(k, _)| *k != 4));
+    }
+}
