@@ -5,10 +5,12 @@
 //! records; the upload (the slow part) runs here, which is what keeps checkpoints
 //! asynchronous for the tasks. A RocksDB snapshot arrives as a local checkpoint
 //! directory: its new files are uploaded here (or, for a savepoint, its entries
-//! turned into canonical blobs), and the directory is removed afterwards.
+//! turned into canonical blobs), and the directory is removed afterwards. Heap
+//! state arrives as shards shared copy-on-write with the task, and is encoded here.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -26,7 +28,9 @@ use crate::state::rocks::{native, NativeFormat};
 /// When storage is slow or down, snapshots queue up here. A task's snapshot with a
 /// later snapshot of the same task queued behind it is dropped unwritten: one
 /// checkpoint is in flight at a time, so its checkpoint was already declined or
-/// timed out. That bounds the backlog to one snapshot per task.
+/// timed out. That bounds the backlog to one snapshot per task. The snapshots
+/// queued at a time are stored side by side, on as many threads as there are
+/// cores: encoding heap state and reading and writing files take CPU.
 pub fn run_uploader(
     store: Arc<dyn CheckpointStore>,
     paths: Paths,
@@ -42,15 +46,37 @@ pub fn run_uploader(
             }
         }
         queue.extend(uploads.try_iter());
-        let Some(upload) = queue.pop_front() else {
-            continue;
-        };
-        if queue.iter().any(|later| later.task == upload.task) {
-            tracing::debug!(task = %upload.task, checkpoint = upload.id.0, "dropping a superseded snapshot");
-            continue;
+        let mut current = Vec::with_capacity(queue.len());
+        while let Some(upload) = queue.pop_front() {
+            if queue.iter().any(|later| later.task == upload.task) {
+                tracing::debug!(task = %upload.task, checkpoint = upload.id.0, "dropping a superseded snapshot");
+                continue;
+            }
+            current.push(upload);
         }
+        if !store_side_by_side(store.as_ref(), &paths, current, &events) {
+            return;
+        }
+    }
+}
+
+/// Stores `uploads` on up to one thread per core (this one included) and sends
+/// each one's acknowledgement or refusal; false once nobody listens any more.
+fn store_side_by_side(
+    store: &dyn CheckpointStore,
+    paths: &Paths,
+    uploads: Vec<Upload>,
+    events: &Sender<TaskEvent>,
+) -> bool {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let width = cores.min(uploads.len());
+    let pending = Mutex::new(uploads.into_iter());
+    let listening = AtomicBool::new(true);
+    let work = || loop {
+        let next = pending.lock().ok().and_then(|mut p| p.next());
+        let Some(upload) = next else { return };
         let (task, id) = (upload.task, upload.id);
-        let event = match store_upload(store.as_ref(), &paths, upload) {
+        let event = match store_upload(store, paths, upload) {
             Ok(ack) => TaskEvent::Ack(ack),
             Err(e) => TaskEvent::Decline {
                 task,
@@ -59,9 +85,22 @@ pub fn run_uploader(
             },
         };
         if events.send(event).is_err() {
+            listening.store(false, Ordering::Relaxed);
             return;
         }
-    }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..width {
+            let spawned = std::thread::Builder::new()
+                .name("weir-uploader".into())
+                .spawn_scoped(scope, work);
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "uploading on fewer threads: one could not start");
+            }
+        }
+        work();
+    });
+    listening.load(Ordering::Relaxed)
 }
 
 fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> Result<Ack> {
