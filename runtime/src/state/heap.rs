@@ -1,11 +1,12 @@
 //! Keyed state on the heap, in shards that a snapshot shares copy-on-write.
 //!
-//! The keys are spread over [`SHARDS`] hash tables, each behind an `Arc`. A
-//! snapshot clones the `Arc`s (the synchronous part of a checkpoint is that, not
-//! the state) and the uploader encodes the shards off the task thread, dropping
-//! each once it is encoded. A write to a shard the uploader still holds copies
-//! that shard first, so the task never waits for the encoding and the snapshot
-//! never sees a later write.
+//! The keys are spread over [`SHARDS`] hash tables, which the task owns. A
+//! snapshot moves each into an `Arc` it shares (the synchronous part of a
+//! checkpoint is that, not the state) and the uploader encodes the shards off
+//! the task thread, dropping each once it is encoded. The first write to a
+//! shared shard takes it back: the table itself if the uploader is done with
+//! it, else a copy, so the task never waits for the encoding and the snapshot
+//! never sees a later write. Writes to owned shards count no references.
 
 use std::borrow::Cow;
 use std::hash::Hash;
@@ -34,16 +35,32 @@ fn shard_of(hash: u64) -> usize {
     (hash >> 32) as usize % SHARDS
 }
 
+/// A shard as the task holds it: its own, or shared with a snapshot until
+/// the next write (owned shards cost a write no reference counting).
+enum Slot<K, V> {
+    Owned(Shard<K, V>),
+    Shared(Arc<Shard<K, V>>),
+}
+
+impl<K, V> Slot<K, V> {
+    fn table(&self) -> &Shard<K, V> {
+        match self {
+            Slot::Owned(shard) => shard,
+            Slot::Shared(shard) => shard,
+        }
+    }
+}
+
 /// One subtask's keyed state on the heap.
 pub struct HeapState<K, V> {
-    shards: Vec<Arc<Shard<K, V>>>,
+    shards: Vec<Slot<K, V>>,
     len: usize,
 }
 
 impl<K, V> Default for HeapState<K, V> {
     fn default() -> Self {
         HeapState {
-            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
+            shards: (0..SHARDS).map(|_| Slot::Owned(HashTable::new())).collect(),
             len: 0,
         }
     }
@@ -53,7 +70,17 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapState<K, V> {
     /// The shard of `hash`, copied first if a snapshot still holds it.
     #[inline]
     fn shard_mut(&mut self, hash: u64) -> &mut Shard<K, V> {
-        Arc::make_mut(&mut self.shards[shard_of(hash)])
+        let slot = &mut self.shards[shard_of(hash)];
+        if let Slot::Shared(_) = slot {
+            // The snapshot's table once the uploader dropped it, else a copy.
+            if let Slot::Shared(shared) = std::mem::replace(slot, Slot::Owned(HashTable::new())) {
+                *slot = Slot::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
+            }
+        }
+        match slot {
+            Slot::Owned(shard) => shard,
+            Slot::Shared(shard) => Arc::make_mut(shard),
+        }
     }
 
     /// Sets `k`'s value to `value` (`None` deletes it).
@@ -121,7 +148,7 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapState<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.shards
             .iter()
-            .flat_map(|shard| shard.iter())
+            .flat_map(|slot| slot.table().iter())
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     }
 
@@ -138,8 +165,8 @@ where
 {
     /// The state as it is now, to be encoded as key-group blobs off the task
     /// thread: costs a reference count per shard here.
-    pub fn snapshot(&self, uid: &str, max_parallelism: u32) -> DeferredKeyed {
-        let shards = self.shards.clone();
+    pub fn snapshot(&mut self, uid: &str, max_parallelism: u32) -> DeferredKeyed {
+        let shards: Vec<Arc<Shard<K, V>>> = self.shards.iter_mut().map(share).collect();
         let uid = uid.to_string();
         DeferredKeyed::new(move || {
             let mut encoder = KeyedEncoder::new(&uid, max_parallelism);
@@ -155,6 +182,16 @@ where
             Ok::<Vec<(KeyGroup, Vec<u8>)>, crate::error::Error>(encoder.finish())
         })
     }
+}
+
+/// Shares `slot`'s table with a snapshot: the `Arc` the snapshot keeps.
+fn share<K, V>(slot: &mut Slot<K, V>) -> Arc<Shard<K, V>> {
+    let shared = match std::mem::replace(slot, Slot::Owned(HashTable::new())) {
+        Slot::Owned(shard) => Arc::new(shard),
+        Slot::Shared(shard) => shard,
+    };
+    *slot = Slot::Shared(shared.clone());
+    shared
 }
 
 #[cfg(test)]
@@ -206,23 +243,30 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_is_copied_only_while_a_snapshot_holds_it() {
+    fn a_snapshot_shares_every_shard_until_the_next_write_to_it() {
+        let owned = |state: &HeapState<u64, i64>| {
+            state
+                .shards
+                .iter()
+                .filter(|s| matches!(s, Slot::Owned(_)))
+                .count()
+        };
         let mut state = HeapState::default();
         add(&mut state, 0..1000, 1);
-        let before: Vec<*const Shard<u64, i64>> = state.shards.iter().map(Arc::as_ptr).collect();
-        add(&mut state, 0..1000, 1);
-        let unshared: Vec<*const Shard<u64, i64>> = state.shards.iter().map(Arc::as_ptr).collect();
-        assert_eq!(before, unshared, "no snapshot: written in place");
+        assert_eq!(owned(&state), SHARDS);
         let snapshot = state.snapshot("sum", 128);
+        assert_eq!(owned(&state), 0, "every shard shared with the snapshot");
         add(&mut state, 0..1000, 1);
-        let copied = state
-            .shards
-            .iter()
-            .zip(&before)
-            .filter(|(s, b)| Arc::as_ptr(s) != **b)
-            .count();
-        assert_eq!(copied, SHARDS, "every shard written while held was copied");
-        drop(snapshot);
+        assert_eq!(
+            owned(&state),
+            SHARDS,
+            "every shard written is the task's again"
+        );
+        let blobs = snapshot.encode().unwrap();
+        assert_eq!(
+            decoded(&blobs),
+            (0..1000).map(|k| (k, 1)).collect::<Vec<_>>()
+        );
     }
 
     #[test]
