@@ -22,17 +22,23 @@ use crate::state::codec::KeyedEncoder;
 use crate::state::lookup::{hash_of, KeyOf};
 use crate::state::snapshot::DeferredKeyed;
 
+/// Bits of a key's hash that pick its shard.
+const SHARD_BITS: u32 = 6;
+
 /// Number of shards: a write after a snapshot copies at most 1/64 of the state.
-pub const SHARDS: usize = 64;
+pub const SHARDS: usize = 1 << SHARD_BITS;
 
 /// One shard: keys and values (`None` only inside an update).
 type Shard<K, V> = HashTable<(K, Option<V>)>;
 
-/// The shard of a hash: bits that neither the table's bucket index (the low
-/// bits) nor its control bytes (the top seven) use.
+/// The shard of a hash: the top bits of its product with an odd constant,
+/// which depend on every bit of the hash. Fixed bits of a weak hash (Fx on
+/// integers) correlate with the bits a table finds buckets and control tags
+/// by: picking shards by bits 32..38 put keys whose tags match into the same
+/// probe groups four times as often as chance, and made lookups 3x slower.
 #[inline]
 fn shard_of(hash: u64) -> usize {
-    (hash >> 32) as usize % SHARDS
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize
 }
 
 /// A shard as the task holds it: its own, or shared with a snapshot until
@@ -53,14 +59,14 @@ impl<K, V> Slot<K, V> {
 
 /// One subtask's keyed state on the heap.
 pub struct HeapState<K, V> {
-    shards: Vec<Slot<K, V>>,
+    shards: Box<[Slot<K, V>; SHARDS]>,
     len: usize,
 }
 
 impl<K, V> Default for HeapState<K, V> {
     fn default() -> Self {
         HeapState {
-            shards: (0..SHARDS).map(|_| Slot::Owned(HashTable::new())).collect(),
+            shards: Box::new(std::array::from_fn(|_| Slot::Owned(HashTable::new()))),
             len: 0,
         }
     }
@@ -266,6 +272,35 @@ mod tests {
         assert_eq!(
             decoded(&blobs),
             (0..1000).map(|k| (k, 1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn keys_of_one_shard_collide_in_its_probe_groups_no_more_than_chance() {
+        // A table of 256 buckets (about 156 keys per shard) probes groups of
+        // 16 control bytes from the hash's low bits and tells keys apart by
+        // its top 7 bits; count pairs of one shard that share both.
+        let mut shards = vec![Vec::new(); SHARDS];
+        for k in 0..10_000u64 {
+            let hash = hash_of(&k);
+            shards[shard_of(hash)].push(hash);
+        }
+        let group_and_tag = |h: &u64| ((h & 255) >> 4, h >> 57);
+        let colliding: usize = shards
+            .iter()
+            .map(|shard| {
+                let mut seen = std::collections::HashMap::new();
+                for h in shard {
+                    *seen.entry(group_and_tag(h)).or_insert(0usize) += 1;
+                }
+                seen.values().map(|n| n * (n - 1)).sum::<usize>()
+            })
+            .sum();
+        // By chance: 64 shards x 16 groups x ~9.8 keys x ~8.8 others / 128 tags.
+        let chance = 64 * 16 * 98 * 88 / 100 / 128;
+        assert!(
+            colliding < 2 * chance,
+            "{colliding} colliding pairs, {chance} by chance"
         );
     }
 

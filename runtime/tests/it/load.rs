@@ -11,7 +11,10 @@ use serde_json::Value;
 use crate::cluster::{free_port, wait, worker};
 use crate::support::{check_keyed_sum, committed_lines, weir};
 
-const RECORDS: u64 = 22_000;
+/// Records of the overload test: 20,000 at twice what the sum can take, then
+/// 4,000 at a fifth of it, 20 s in which the sum drains the records queued
+/// between the tasks (about 7,000, 8 s) and then idles.
+const RECORDS: u64 = 24_000;
 const KEYS: u64 = 20;
 
 /// `weir coordinator keyed-sum -p 1 -- JOB_ARGS --output out` in `dir`, with
@@ -93,7 +96,7 @@ fn finish_and_check(
 }
 
 /// keyed-sum at parallelism 1: 2,000 records/s for the first 20,000 records,
-/// then 200/s, each sum waiting 1 ms per record (1,000 records/s at most).
+/// then 200/s (see [`RECORDS`]), each sum waiting 1 ms per record (1,000 records/s at most).
 #[test]
 fn a_chain_that_cannot_keep_up_is_busy_with_a_growing_backlog_and_idles_once_the_input_slows() {
     let dir = tempfile::tempdir().unwrap();
