@@ -3,6 +3,7 @@
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::connected::ConnectedStreams;
 use crate::api::graph::{EdgeNode, Exchange, NodeKind};
@@ -15,12 +16,15 @@ use crate::operators::{
     Aggregate, Aggregated, AllRecords, Count, KeyFn, KeyedProcess, KeyedProcessOperator,
     KeyedReduce, KeyedSum, Sum, Window, WindowFunction, WindowProcess, WindowResult, Windows,
 };
+use crate::state::ExpiringState;
 
 /// A stream partitioned by key: every record of a key reaches the same subtask,
 /// the one owning the key's key group.
 pub struct KeyedStream<T, K: Clone> {
     stream: Stream<T>,
     key: KeyFn<T, K>,
+    /// How long the next operator's state of a key outlives its last write.
+    ttl: Option<Duration>,
 }
 
 impl<T, K> KeyedStream<T, K>
@@ -29,12 +33,41 @@ where
     K: Data + StableHash + Eq + Hash,
 {
     pub(crate) fn new(stream: Stream<T>, key: KeyFn<T, K>) -> Self {
-        KeyedStream { stream, key }
+        KeyedStream {
+            stream,
+            key,
+            ttl: None,
+        }
     }
 
     /// The stream and its key function.
     pub(crate) fn into_parts(self) -> (Stream<T>, KeyFn<T, K>) {
+        self.refuse_ttl("connect");
         (self.stream, self.key)
+    }
+
+    /// Has the state of the [`reduce`](Self::reduce) or [`sum`](Self::sum)
+    /// that follows forget a key `ttl` after its last record, in processing
+    /// time: the key's next record starts over, as its first did. Expired
+    /// values are never seen; they leave memory and RocksDB on access, by a
+    /// sweep of the heap and in RocksDB's compactions (see
+    /// [`crate::state::ttl`]). A checkpoint of the operator without a TTL
+    /// does not restore into one with a TTL, nor the other way round.
+    pub fn state_ttl(mut self, ttl: Duration) -> Self {
+        if ttl.is_zero() {
+            self.note_error("state_ttl: the TTL must be longer than zero".into());
+        }
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Notes that a state TTL set on this stream does not apply to `what`.
+    fn refuse_ttl(&self, what: &str) {
+        if self.ttl.is_some() {
+            self.note_error(format!(
+                "state_ttl applies to reduce and sum, not to {what}"
+            ));
+        }
     }
 
     /// Notes a misuse the types cannot catch, reported by `JobBuilder::build`.
@@ -50,6 +83,16 @@ where
 
     /// Applies a keyed operator; `make` builds one instance per subtask and gets the key function.
     pub fn transform<O, F>(self, name: &str, make: F) -> Stream<O::Out>
+    where
+        O: Operator<In = T>,
+        F: Fn(&OperatorContext, KeyFn<T, K>) -> O + Send + Sync + 'static,
+    {
+        self.refuse_ttl(&format!("the operator \"{name}\""));
+        self.keyed_operator(name, make)
+    }
+
+    /// [`transform`](Self::transform), for the operators that take a TTL.
+    fn keyed_operator<O, F>(self, name: &str, make: F) -> Stream<O::Out>
     where
         O: Operator<In = T>,
         F: Fn(&OperatorContext, KeyFn<T, K>) -> O + Send + Sync + 'static,
@@ -91,7 +134,12 @@ where
         F: Fn(&mut T, T) + Send + Sync + 'static,
     {
         let f = Arc::new(f);
-        self.transform(name, move |_, key| KeyedReduce::new(f.clone(), key))
+        match self.ttl {
+            None => self.keyed_operator(name, move |_, key| KeyedReduce::new(f.clone(), key)),
+            Some(ttl) => self.keyed_operator(name, move |_, key| {
+                KeyedReduce::with_state(f.clone(), key, ExpiringState::new(ttl))
+            }),
+        }
     }
 
     /// Running sum: adds `value(record)` to its key's sum and emits `(key, sum)` per record.
@@ -100,12 +148,19 @@ where
         F: Fn(&T) -> i64 + Send + Sync + 'static,
     {
         let value = Arc::new(value);
-        self.transform(name, move |_, key| KeyedSum::new(value.clone(), key))
+        match self.ttl {
+            None => self.keyed_operator(name, move |_, key| KeyedSum::new(value.clone(), key)),
+            Some(ttl) => self.keyed_operator(name, move |_, key| {
+                KeyedSum::with_state(value.clone(), key, ExpiringState::new(ttl))
+            }),
+        }
     }
 
     /// Cuts the records of each key into `windows` (event time, processing time
     /// or counts; see [`Windows`]); finish with an aggregate or a function.
-    pub fn window(self, windows: Windows<T>) -> WindowedStream<T, K> {
+    pub fn window(mut self, windows: Windows<T>) -> WindowedStream<T, K> {
+        self.refuse_ttl("windows");
+        self.ttl = None;
         WindowedStream {
             keyed: self,
             windows,

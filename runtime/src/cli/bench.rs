@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// keyed-sum, state-size: number of keys (state-size: default 1,000,000).
     #[arg(long)]
     pub keys: Option<u64>,
+    /// keyed-sum: forget a key's sum this long after its last record (see
+    /// `weir run keyed-sum --state-ttl`).
+    #[arg(long, value_parser = parse_duration)]
+    pub state_ttl: Option<Duration>,
     /// state-size: bytes of each key's value.
     #[arg(long, default_value_t = 1000)]
     pub value_bytes: usize,
@@ -150,6 +154,9 @@ impl KafkaBench {
 
 /// Runs `weir bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.scenario != Scenario::KeyedSum && args.state_ttl.is_some() {
+        return Err(Error::Usage("--state-ttl applies to keyed-sum only".into()));
+    }
     if args.scenario == Scenario::StateSize {
         return state_size(&args);
     }
@@ -229,19 +236,29 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 ),
             )
         }
-        Scenario::KeyedSum => (
-            "keyed-sum",
-            vec!["--keys".to_string(), keys.to_string()],
-            format!(
-                "scenario=keyed-sum keys={} state={} workers={}",
-                keys,
-                match args.state.state_backend {
-                    Backend::Heap => "heap".to_string(),
-                    Backend::Rocksdb => format!("rocksdb cache_mb={}", args.state.state_cache_mb),
-                },
-                args.workers
-            ),
-        ),
+        Scenario::KeyedSum => {
+            let mut pipeline_args = vec!["--keys".to_string(), keys.to_string()];
+            let mut ttl = String::new();
+            if let Some(state_ttl) = args.state_ttl {
+                let state_ttl = humantime::format_duration(state_ttl).to_string();
+                pipeline_args.extend(["--state-ttl".to_string(), state_ttl.clone()]);
+                ttl = format!(" state_ttl={}", state_ttl.replace(' ', ""));
+            }
+            (
+                "keyed-sum",
+                pipeline_args,
+                format!(
+                    "scenario=keyed-sum keys={} state={}{ttl} workers={}",
+                    keys,
+                    match args.state.state_backend {
+                        Backend::Heap => "heap".to_string(),
+                        Backend::Rocksdb =>
+                            format!("rocksdb cache_mb={}", args.state.state_cache_mb),
+                    },
+                    args.workers
+                ),
+            )
+        }
     };
     if args.scenario != Scenario::Sql {
         pipeline_args.extend(["--records".to_string(), records.to_string()]);

@@ -8,32 +8,37 @@ use crate::error::Result;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::operators::keyed_process::KeyFn;
-use crate::state::{KeyedState, OperatorSnapshot, RestoredState};
+use crate::state::{KeyedState, KeyedValues, OperatorSnapshot, RestoredState};
 
-/// Keeps one accumulator per key; each record is folded in with `f(&mut acc, record)`
-/// (the first record of a key becomes its accumulator) and the new accumulator is emitted.
-pub struct KeyedReduce<T, K: Clone, F> {
+/// Keeps one accumulator per key (in `S`: plain, or expiring after a TTL); each
+/// record is folded in with `f(&mut acc, record)` (the first record of a key
+/// becomes its accumulator) and the new accumulator is emitted.
+pub struct KeyedReduce<T, K: Clone, F, S = KeyedState<K, T>> {
     f: Arc<F>,
     key: KeyFn<T, K>,
-    state: KeyedState<K, T>,
+    state: S,
 }
 
 impl<T, K: Clone, F> KeyedReduce<T, K, F> {
     /// A reduce folding with `f`, keyed by `key`.
     pub fn new(f: Arc<F>, key: KeyFn<T, K>) -> Self {
-        KeyedReduce {
-            f,
-            key,
-            state: KeyedState::default(),
-        }
+        Self::with_state(f, key, KeyedState::default())
     }
 }
 
-impl<T, K, F> Operator for KeyedReduce<T, K, F>
+impl<T, K: Clone, F, S> KeyedReduce<T, K, F, S> {
+    /// A reduce folding with `f`, keyed by `key`, keeping its accumulators in `state`.
+    pub fn with_state(f: Arc<F>, key: KeyFn<T, K>, state: S) -> Self {
+        KeyedReduce { f, key, state }
+    }
+}
+
+impl<T, K, F, S> Operator for KeyedReduce<T, K, F, S>
 where
     T: Data,
     K: Data + StableHash + Eq + Hash,
     F: Fn(&mut T, T) + Send + Sync + 'static,
+    S: KeyedValues<K, T>,
 {
     type In = T;
     type Out = T;
@@ -65,29 +70,34 @@ where
     }
 }
 
-/// Keeps a sum per key; adds each record's value and emits `(key, sum)`.
-pub struct KeyedSum<T, K: Clone, F> {
+/// Keeps a sum per key (in `S`: plain, or expiring after a TTL); adds each
+/// record's value and emits `(key, sum)`.
+pub struct KeyedSum<T, K: Clone, F, S = KeyedState<K, i64>> {
     value: Arc<F>,
     key: KeyFn<T, K>,
-    state: KeyedState<K, i64>,
+    state: S,
 }
 
 impl<T, K: Clone, F> KeyedSum<T, K, F> {
     /// A sum of `value` per key.
     pub fn new(value: Arc<F>, key: KeyFn<T, K>) -> Self {
-        KeyedSum {
-            value,
-            key,
-            state: KeyedState::default(),
-        }
+        Self::with_state(value, key, KeyedState::default())
     }
 }
 
-impl<T, K, F> Operator for KeyedSum<T, K, F>
+impl<T, K: Clone, F, S> KeyedSum<T, K, F, S> {
+    /// A sum of `value` per key, keeping the sums in `state`.
+    pub fn with_state(value: Arc<F>, key: KeyFn<T, K>, state: S) -> Self {
+        KeyedSum { value, key, state }
+    }
+}
+
+impl<T, K, F, S> Operator for KeyedSum<T, K, F, S>
 where
     T: Data,
     K: Data + StableHash + Eq + Hash,
     F: Fn(&T) -> i64 + Send + Sync + 'static,
+    S: KeyedValues<K, i64>,
 {
     type In = T;
     type Out = (K, i64);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::api::{JobBuilder, JobGraph, Stream};
+use crate::api::{JobBuilder, JobGraph, KeyedStream, Stream};
 use crate::data::{Batch, Data};
 use crate::error::{Error, Result};
 use crate::formats::{Format, Record};
@@ -56,6 +56,10 @@ pub struct KeyedSumArgs {
     /// autoscaler).
     #[arg(long, value_name = "MICROSECONDS")]
     pub work_per_record_us: Option<u64>,
+    /// Forget a key's sum this long after its last record (processing time,
+    /// such as 30d or 1h): its next record starts a new sum.
+    #[arg(long, value_parser = crate::cli::parse_duration)]
+    pub state_ttl: Option<Duration>,
 }
 
 impl KeyedSumArgs {
@@ -119,13 +123,13 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             .kafka
             .formats
             .refuse("keyed-sum --latency-file")?;
-        return latency_job(&args.common, args.keys, parallelism, path);
+        return latency_job(&args.common, args.keys, parallelism, path, args.state_ttl);
     }
     let target = args.common.target()?;
     match args.common.kafka.input()? {
         Some(input) => {
             args.refuse_generator_options("a Kafka topic")?;
-            topic_job(&args.common, input, parallelism, &target, args.work())
+            topic_job(&args, input, parallelism, &target)
         }
         None => job(&args, parallelism, &target),
     }
@@ -137,26 +141,29 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
 /// it is keyed by its key and stamped with that timestamp, so a consumer
 /// measures the end-to-end latency (`weir kafka-latency`).
 pub fn topic_job(
-    common: &GeneratorArgs,
+    args: &KeyedSumArgs,
     kafka: KafkaInput,
     parallelism: u32,
     target: &Target,
-    work: Option<Duration>,
 ) -> Result<JobGraph> {
+    let (common, work) = (&args.common, args.work());
     let input = common.kafka.formats.input::<KeyValue>()?;
     let output = SumFormats::of(common)?;
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
-    let mut sums = job
+    let keyed = job
         .source("records", move |_| {
             let input = input.clone();
             kafka.source(move |message: &KafkaMessage<'_>| stamped_key_value(&input, message))
         })
-        .key_by(|r: &(u64, u64, i64)| r.0)
-        .reduce("sum", |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
+        .key_by(|r: &(u64, u64, i64)| r.0);
+    let mut sums = expiring(keyed, args.state_ttl).reduce(
+        "sum",
+        |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
             acc.1 += r.1;
             acc.2 = r.2;
-        });
+        },
+    );
     if let Some(work) = work {
         sums = sums.transform("work", move |_| SimulatedWork::new(work));
     }
@@ -268,14 +275,22 @@ fn sum_into(
     target: &Target,
     formats: SumFormats,
     work: Option<Duration>,
+    ttl: Option<Duration>,
 ) {
-    let mut sums = records
-        .key_by(|r: &(u64, u64)| r.0)
+    let mut sums = expiring(records.key_by(|r: &(u64, u64)| r.0), ttl)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
     if let Some(work) = work {
         sums = sums.transform("work", move |_| SimulatedWork::new(work));
     }
     sink_sums(sums, target, formats, None);
+}
+
+/// `keyed`, its sums forgotten `ttl` after their key's last record if set.
+fn expiring<T: Data>(keyed: KeyedStream<T, u64>, ttl: Option<Duration>) -> KeyedStream<T, u64> {
+    match ttl {
+        Some(ttl) => keyed.state_ttl(ttl),
+        None => keyed,
+    }
 }
 
 /// The `keyed-sum` job of generated records writing to `target`.
@@ -308,6 +323,7 @@ pub fn job(args: &KeyedSumArgs, parallelism: u32, target: &Target) -> Result<Job
         target,
         output,
         args.work_per_record_us.map(Duration::from_micros),
+        args.state_ttl,
     );
     job.build()
 }
@@ -349,6 +365,7 @@ pub fn latency_job(
     keys: u64,
     parallelism: u32,
     path: std::path::PathBuf,
+    ttl: Option<Duration>,
 ) -> Result<JobGraph> {
     if keys == 0 {
         return Err(Error::Usage(
@@ -358,25 +375,27 @@ pub fn latency_job(
     let mut job = JobBuilder::new("keyed-sum");
     job.parallelism(parallelism);
     let (total, rate) = (common.records, common.rate);
-    job.source("records", move |_| {
-        let generator = StampedRecords {
-            keys,
-            split: 0,
-            splits: 1,
-        };
-        GeneratorSource::new(generator, total, rate)
-    })
-    .key_by(|r: &(u64, u64, u64)| r.0)
-    .reduce("sum", |acc: &mut (u64, u64, u64), r: (u64, u64, u64)| {
-        acc.1 += r.1;
-        acc.2 = r.2;
-    })
-    .sink("sink", move |_| {
-        LatencySink::new(
-            path.clone(),
-            |r: &(u64, u64, u64)| r.2,
-            Duration::from_secs(1),
-        )
-    });
+    let keyed = job
+        .source("records", move |_| {
+            let generator = StampedRecords {
+                keys,
+                split: 0,
+                splits: 1,
+            };
+            GeneratorSource::new(generator, total, rate)
+        })
+        .key_by(|r: &(u64, u64, u64)| r.0);
+    expiring(keyed, ttl)
+        .reduce("sum", |acc: &mut (u64, u64, u64), r: (u64, u64, u64)| {
+            acc.1 += r.1;
+            acc.2 = r.2;
+        })
+        .sink("sink", move |_| {
+            LatencySink::new(
+                path.clone(),
+                |r: &(u64, u64, u64)| r.2,
+                Duration::from_secs(1),
+            )
+        });
     job.build()
 }

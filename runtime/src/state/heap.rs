@@ -57,6 +57,23 @@ impl<K, V> Slot<K, V> {
     }
 }
 
+impl<K: Clone, V: Clone> Slot<K, V> {
+    /// The table, the task's own again: the snapshot's once the uploader
+    /// dropped it, else a copy.
+    #[inline]
+    fn owned(&mut self) -> &mut Shard<K, V> {
+        if let Slot::Shared(_) = self {
+            if let Slot::Shared(shared) = std::mem::replace(self, Slot::Owned(HashTable::new())) {
+                *self = Slot::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
+            }
+        }
+        match self {
+            Slot::Owned(shard) => shard,
+            Slot::Shared(shard) => Arc::make_mut(shard),
+        }
+    }
+}
+
 /// One subtask's keyed state on the heap.
 pub struct HeapState<K, V> {
     shards: Box<[Slot<K, V>; SHARDS]>,
@@ -76,17 +93,7 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapState<K, V> {
     /// The shard of `hash`, copied first if a snapshot still holds it.
     #[inline]
     fn shard_mut(&mut self, hash: u64) -> &mut Shard<K, V> {
-        let slot = &mut self.shards[shard_of(hash)];
-        if let Slot::Shared(_) = slot {
-            // The snapshot's table once the uploader dropped it, else a copy.
-            if let Slot::Shared(shared) = std::mem::replace(slot, Slot::Owned(HashTable::new())) {
-                *slot = Slot::Owned(Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone()));
-            }
-        }
-        match slot {
-            Slot::Owned(shard) => shard,
-            Slot::Shared(shard) => Arc::make_mut(shard),
-        }
+        self.shards[shard_of(hash)].owned()
     }
 
     /// Sets `k`'s value to `value` (`None` deletes it).
@@ -148,6 +155,23 @@ impl<K: Eq + Hash + Clone, V: Clone> HeapState<K, V> {
             }
         }
         Ok(())
+    }
+
+    /// Drops the entries of shard `shard` that `keep` refuses.
+    pub fn retain_shard(&mut self, shard: usize, mut keep: impl FnMut(&K, &V) -> bool) {
+        let slot = &mut self.shards[shard];
+        let any_gone = slot
+            .table()
+            .iter()
+            .any(|(k, v)| v.as_ref().is_some_and(|v| !keep(k, v)));
+        if !any_gone {
+            // A shard shared with a snapshot is not copied for nothing.
+            return;
+        }
+        let table = slot.owned();
+        let before = table.len();
+        table.retain(|(k, v)| v.as_ref().is_some_and(|v| keep(k, v)));
+        self.len -= before - table.len();
     }
 
     /// Every key and value.

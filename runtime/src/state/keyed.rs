@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::hash::{BuildHasherDefault, Hash};
+use std::time::Duration;
 
 use rustc_hash::FxHasher;
 use serde::{de::DeserializeOwned, Serialize};
@@ -21,17 +22,69 @@ use crate::keys::{KeyGroup, StableHash};
 use crate::operator::OperatorContext;
 use crate::state::backend::Backend;
 use crate::state::codec::{decode_keyed, entries};
-use crate::state::heap::HeapState;
+use crate::state::heap::{HeapState, SHARDS};
 use crate::state::lookup::KeyOf;
 use crate::state::memory::StateMemory;
 use crate::state::rocks::cached::{CachedRocks, CachedRocksConfig};
 use crate::state::rocks::restore::{rebuild, BatchWriter};
 use crate::state::rocks::{decode, LocalDir, MAX_KEY_GROUPS};
+use crate::state::ttl::check_stamps;
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// The hash map keyed operators keep their state in (a fast, unseeded hasher:
 /// placement across subtasks uses [`StableHash`], not this).
 pub type KeyedMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The keyed values of an operator: [`KeyedState`], or with a TTL
+/// [`crate::state::ttl::ExpiringState`].
+pub trait KeyedValues<K, V>: Send + 'static {
+    /// Opens the backend the context asks for and loads the key groups it restores.
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()>;
+
+    /// Hands each record of `input` (emptied) to `f` with its key and that key's
+    /// value (`None` if it has none; set it to `None` to delete it), in order;
+    /// see [`KeyedState::update`].
+    fn update<T, Q>(
+        &mut self,
+        input: &mut Batch<T>,
+        key: impl for<'a> Fn(&'a T) -> Cow<'a, Q>,
+        f: impl FnMut(&K, &mut Option<V>, T) -> Result<()>,
+    ) -> Result<()>
+    where
+        K: KeyOf<Q>,
+        Q: Hash + Clone;
+
+    /// Snapshots the values for `barrier`.
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot>;
+}
+
+impl<K, V> KeyedValues<K, V> for KeyedState<K, V>
+where
+    K: StableHash + Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
+        check_stamps(&ctx.uid.0, restored.as_ref(), false)?;
+        KeyedState::open(self, ctx, restored)
+    }
+
+    fn update<T, Q>(
+        &mut self,
+        input: &mut Batch<T>,
+        key: impl for<'a> Fn(&'a T) -> Cow<'a, Q>,
+        f: impl FnMut(&K, &mut Option<V>, T) -> Result<()>,
+    ) -> Result<()>
+    where
+        K: KeyOf<Q>,
+        Q: Hash + Clone,
+    {
+        KeyedState::update(self, input, key, f)
+    }
+
+    fn snapshot(&mut self, barrier: &Barrier) -> Result<OperatorSnapshot> {
+        KeyedState::snapshot(self, barrier)
+    }
+}
 
 /// Where one subtask's keyed state lives.
 enum Store<K, V> {
@@ -46,6 +99,9 @@ pub struct KeyedState<K, V> {
     store: Store<K, V>,
     uid: String,
     max_parallelism: u32,
+    /// Values older than this are dropped by RocksDB's compactions (set by
+    /// [`crate::state::ttl::ExpiringState`], whose values carry their age).
+    ttl: Option<Duration>,
 }
 
 impl<K, V> Default for KeyedState<K, V> {
@@ -54,6 +110,19 @@ impl<K, V> Default for KeyedState<K, V> {
             store: Store::Heap(HeapState::default()),
             uid: String::new(),
             max_parallelism: 1,
+            ttl: None,
+        }
+    }
+}
+
+impl<K, V> KeyedState<K, V> {
+    /// State whose values begin with the time they were written (ms since the
+    /// Unix epoch, as [`crate::state::ttl::Stamped`] encodes it), dropped by
+    /// RocksDB's compactions once older than `ttl`.
+    pub(crate) fn expiring(ttl: Duration) -> Self {
+        KeyedState {
+            ttl: Some(ttl),
+            ..KeyedState::default()
         }
     }
 }
@@ -112,7 +181,14 @@ where
         }
         let memory = StateMemory::shared(ctx.state.cache_bytes, ctx.state.rocksdb_bytes);
         let dir = LocalDir::fresh(ctx.state.local_dir.join(scratch_name(ctx)))?;
-        let (db, registry) = rebuild(&self.uid, dir, ctx.key_groups, &restored.native, &memory)?;
+        let (db, registry) = rebuild(
+            &self.uid,
+            dir,
+            ctx.key_groups,
+            &restored.native,
+            &memory,
+            self.ttl,
+        )?;
         let mut writer = BatchWriter::new(&db);
         for (group, blob) in &restored.keyed {
             for entry in entries(blob) {
@@ -161,6 +237,14 @@ where
                 heap.put(k, value);
                 Ok(())
             }
+        }
+    }
+
+    /// Heap backend only: drops the entries of one of its [`SHARDS`] shards
+    /// (`shard` modulo their number) that `keep` refuses.
+    pub fn retain_heap_shard(&mut self, shard: usize, keep: impl FnMut(&K, &V) -> bool) {
+        if let Store::Heap(heap) = &mut self.store {
+            heap.retain_shard(shard % SHARDS, keep);
         }
     }
 
@@ -239,4 +323,4 @@ fn scratch_name(ctx: &OperatorContext) -> String {
 
 #[cfg(test)]
 #[path = "keyed_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ use crate::state::rocks::NativeFormat;
 use crate::state::rocks::{native, NativeRestore};
 use crate::state::StateConfig;
 
-fn ctx(
+pub(crate) fn ctx(
     local: &std::path::Path,
     backend: Backend,
     range: KeyGroupRange,
@@ -42,7 +42,7 @@ fn ctx(
     }
 }
 
-const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
+pub(crate) const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 16 };
 
 // How many `Counted` keys have been cloned, per test thread.
 thread_local!(static CLONES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });

@@ -11,10 +11,12 @@ pub mod memory;
 pub mod rocks;
 mod snapshot;
 pub mod timers;
+pub mod ttl;
 
 pub use backend::{Backend, StateConfig};
 pub use codec::{decode_keyed, encode_keyed};
-pub use keyed::{KeyedMap, KeyedState};
+pub use keyed::{KeyedMap, KeyedState, KeyedValues};
 pub use lookup::{KeyOf, Query};
 pub use snapshot::{DeferredKeyed, OperatorSnapshot, RestoredState, UnionState};
 pub use timers::{TimeDomain, TimedState, Timers};
+pub use ttl::ExpiringState;

@@ -47,5 +47,6 @@ mod sql_updating;
 mod sql_updating_joins;
 mod sql_window_chains;
 mod sql_windows;
+mod state_ttl;
 mod support;
 mod windows;

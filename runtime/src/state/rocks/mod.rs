@@ -20,6 +20,7 @@ pub mod native;
 pub mod restore;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, DBPinnableSlice, Direction, FlushOptions, IteratorMode, Options,
@@ -177,7 +178,7 @@ impl std::fmt::Debug for RocksDb {
 /// - the block cache and the memtables' memory are the process's
 ///   ([`StateMemory`]); memtables are flushed at checkpoints, and background
 ///   flushes and compactions run on two threads.
-fn options(memory: Option<&StateMemory>) -> Options {
+fn options(memory: Option<&StateMemory>, ttl: Option<Duration>) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(false);
@@ -196,21 +197,33 @@ fn options(memory: Option<&StateMemory>) -> Options {
     options.set_memtable_prefix_bloom_ratio(0.1);
     options.set_max_background_jobs(2);
     options.set_max_open_files(512);
+    if let Some(ttl) = ttl {
+        crate::state::ttl::drop_expired_in_compactions(&mut options, ttl);
+    }
     options
 }
 
 impl RocksDb {
     /// Opens (or creates) the instance in `dir`, which it owns from now on,
-    /// with the process's block cache and memtable memory.
-    pub fn open(uid: &str, dir: LocalDir, memory: &StateMemory) -> Result<Self> {
+    /// with the process's block cache and memtable memory; with a `ttl`, its
+    /// compactions drop the values written longer ago (see [`crate::state::ttl`]).
+    pub fn open(
+        uid: &str,
+        dir: LocalDir,
+        memory: &StateMemory,
+        ttl: Option<Duration>,
+    ) -> Result<Self> {
         // Opened with the default column family named, so that its handle exists
         // for the batched multi-get, and with the options given to it: a
         // column family opened by name alone gets RocksDB's defaults (no
         // bloom filters, no LZ4, the default memtable), whatever the DB's.
         let db = DB::open_cf_with_opts(
-            &options(Some(memory)),
+            &options(Some(memory), ttl),
             dir.path(),
-            [(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options(Some(memory)))],
+            [(
+                rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+                options(Some(memory), ttl),
+            )],
         )
         .map_err(|e| failed(uid, "opening", e))?;
         let mut write = WriteOptions::default();
@@ -281,6 +294,12 @@ impl RocksDb {
     ) -> Result<()> {
         scan_db(&self.db, &self.uid, range, &mut each)
     }
+
+    /// Compacts every file now (tests of what compactions drop).
+    #[cfg(test)]
+    pub fn compact(&self) {
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
+    }
 }
 
 impl RocksDb {
@@ -335,7 +354,7 @@ pub fn scan_checkpoint(
     range: KeyGroupRange,
     mut each: impl FnMut(KeyGroup, &[u8], &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let db = DB::open_for_read_only(&options(None), dir, false)
+    let db = DB::open_for_read_only(&options(None, None), dir, false)
         .map_err(|e| failed(uid, "opening a checkpoint", e))?;
     scan_db(&db, uid, range, &mut each)
 }
@@ -350,6 +369,7 @@ mod tests {
             "sum",
             LocalDir::fresh(tmp.path().join("db")).unwrap(),
             &memory,
+            None,
         )
         .unwrap()
     }

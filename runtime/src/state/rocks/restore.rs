@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocksdb::WriteBatch;
 
@@ -155,13 +156,15 @@ impl<'d> BatchWriter<'d> {
 }
 
 /// Builds the instance of a subtask owning `range` in `dir` from the RocksDB
-/// checkpoints `native` of the old subtasks, and the registry to go with it.
+/// checkpoints `native` of the old subtasks, and the registry to go with it
+/// (`ttl`: see [`RocksDb::open`]).
 pub fn rebuild(
     uid: &str,
     dir: LocalDir,
     range: KeyGroupRange,
     native: &[NativeRestore],
     memory: &StateMemory,
+    ttl: Option<Duration>,
 ) -> Result<(RocksDb, Registry)> {
     let overlap = |n: &NativeRestore| n.key_groups.intersect(range).len();
     let base = native
@@ -170,10 +173,10 @@ pub fn rebuild(
         .filter(|(_, n)| overlap(n) > 0)
         .max_by_key(|(_, n)| overlap(n));
     let Some((base_index, base)) = base else {
-        return Ok((RocksDb::open(uid, dir, memory)?, Registry::default()));
+        return Ok((RocksDb::open(uid, dir, memory, ttl)?, Registry::default()));
     };
     base.download(dir.path())?;
-    let db = RocksDb::open(uid, dir, memory)?;
+    let db = RocksDb::open(uid, dir, memory, ttl)?;
     if base.key_groups != range {
         db.retain_groups(range)?;
     }
