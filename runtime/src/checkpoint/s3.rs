@@ -23,6 +23,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::checkpoint::store::CheckpointStore;
 use crate::error::{with_causes, Error, Result};
@@ -31,6 +32,9 @@ use crate::error::{with_causes, Error, Result};
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of each part of a multipart upload (S3 needs at least 5 MiB but the last).
 const PART_SIZE: usize = 8 << 20;
+
+/// Parts of one multipart upload sent at once.
+const PARTS_AT_ONCE: usize = 4;
 
 /// A checkpoint store in an S3 bucket, under a key prefix.
 pub struct S3Store {
@@ -137,35 +141,37 @@ impl S3Store {
             .upload_id()
             .ok_or_else(|| self.fail("starting the upload of", key, "no upload id"))?
             .to_string();
-        let mut parts = Vec::new();
-        let mut outcome = Ok(());
-        for (i, chunk) in bytes.chunks(PART_SIZE).enumerate() {
-            let number = i as i32 + 1;
-            match self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(&object)
-                .upload_id(&id)
-                .part_number(number)
-                .body(ByteStream::from(chunk.to_vec()))
-                .send()
-                .await
-            {
-                Ok(part) => parts.push(
-                    CompletedPart::builder()
+        // Several parts at once; the first failure stops the upload.
+        let parts = futures::stream::iter(bytes.chunks(PART_SIZE).enumerate())
+            .map(|(i, chunk)| {
+                let (object, id) = (&object, &id);
+                let number = i as i32 + 1;
+                async move {
+                    let part = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(object)
+                        .upload_id(id)
                         .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_string))
-                        .build(),
-                ),
-                Err(e) => {
-                    outcome = Err(self.fail("uploading a part of", key, with_causes(&e)));
-                    break;
+                        .body(ByteStream::from(chunk.to_vec()))
+                        .send()
+                        .await
+                        .map_err(|e| self.fail("uploading a part of", key, with_causes(&e)))?;
+                    Ok::<_, Error>(
+                        CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(part.e_tag().map(str::to_string))
+                            .build(),
+                    )
                 }
-            }
-        }
-        if outcome.is_ok() {
-            outcome = self
+            })
+            .buffered(PARTS_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await;
+        let outcome = match parts {
+            Err(e) => Err(e),
+            Ok(parts) => self
                 .client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
@@ -179,8 +185,8 @@ impl S3Store {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("completing the upload of", key, with_causes(&e)));
-        }
+                .map_err(|e| self.fail("completing the upload of", key, with_causes(&e))),
+        };
         if outcome.is_err() {
             // Best effort: the parts would otherwise be billed until a lifecycle rule runs.
             let _ = self

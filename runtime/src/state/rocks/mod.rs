@@ -17,6 +17,7 @@
 
 pub mod cached;
 pub mod native;
+mod parallel;
 pub mod restore;
 
 use std::path::{Path, PathBuf};

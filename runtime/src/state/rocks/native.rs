@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::codec::put_entry;
+use crate::state::rocks::parallel::each_at_once;
 use crate::state::rocks::{scan_checkpoint, LocalDir};
 
 /// Which SST files of one RocksDB instance are in storage.
@@ -103,7 +104,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Uploads the checkpoint `id` of operator `uid`'s `subtask` from `dir`: new SST
-/// files to `shared/`, descriptor files under the checkpoint directory `chk_dir`.
+/// files to `shared/`, descriptor files under the checkpoint directory `chk_dir`,
+/// several at once.
 #[allow(clippy::too_many_arguments)]
 pub fn upload(
     store: &dyn CheckpointStore,
@@ -127,44 +129,41 @@ pub fn upload(
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::io("listing a RocksDB checkpoint", dir, e))?;
     names.sort();
-    let (mut files, mut uploaded, mut bytes) = (Vec::new(), HashMap::new(), 0u64);
-    for name in names {
-        let path = dir.join(&name);
+    // New files go up several at once; files the registry knows are reused.
+    let stored = each_at_once(&names, |name| {
+        let path = dir.join(name);
         let size = std::fs::metadata(&path)
             .map_err(|e| Error::io("reading a RocksDB checkpoint file", &path, e))?
             .len();
-        if name.ends_with(".sst") {
-            if let Some(file) = known.get(&name).filter(|f| f.size == size) {
-                uploaded.insert(name, file.clone());
-                files.push(file.clone());
-                continue;
-            }
-            let contents = read(&path)?;
-            let key = native_shared(uid, attempt, subtask, &name);
-            store.put(&format!("{}{key}", paths.shared()), &contents)?;
-            bytes += size;
-            let file = NativeFile {
-                name: name.clone(),
-                path: key,
-                shared: true,
-                size,
-                checksum: checksum(&contents),
-            };
-            uploaded.insert(name, file.clone());
-            files.push(file);
-        } else {
-            let contents = read(&path)?;
-            let key = native_private(uid, subtask, &name);
-            store.put(&format!("{chk_dir}{key}"), &contents)?;
-            bytes += size;
-            files.push(NativeFile {
-                name,
-                path: key,
-                shared: false,
-                size,
-                checksum: checksum(&contents),
-            });
+        let shared = name.ends_with(".sst");
+        if let Some(file) = known.get(name).filter(|f| shared && f.size == size) {
+            return Ok((file.clone(), 0));
         }
+        let contents = read(&path)?;
+        let (path, key) = if shared {
+            let key = native_shared(uid, attempt, subtask, name);
+            (format!("{}{key}", paths.shared()), key)
+        } else {
+            let key = native_private(uid, subtask, name);
+            (format!("{chk_dir}{key}"), key)
+        };
+        store.put(&path, &contents)?;
+        let file = NativeFile {
+            name: name.clone(),
+            path: key,
+            shared,
+            size,
+            checksum: checksum(&contents),
+        };
+        Ok((file, size))
+    })?;
+    let (mut files, mut uploaded, mut bytes) = (Vec::new(), HashMap::new(), 0u64);
+    for (file, written) in stored {
+        bytes += written;
+        if file.shared {
+            uploaded.insert(file.name.clone(), file.clone());
+        }
+        files.push(file);
     }
     registry
         .lock()

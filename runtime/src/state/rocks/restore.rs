@@ -19,10 +19,8 @@ use crate::checkpoint::store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::memory::StateMemory;
+use crate::state::rocks::parallel::each_at_once;
 use crate::state::rocks::{encode_key, scan_checkpoint, LocalDir, Registry, RocksDb};
-
-/// Files downloaded at once.
-const DOWNLOADS: usize = 4;
 
 /// The RocksDB checkpoint of one old subtask, as a restore finds it.
 #[derive(Clone)]
@@ -50,27 +48,11 @@ impl std::fmt::Debug for NativeRestore {
 
 impl NativeRestore {
     /// Downloads every file into `dir`, checking each against its size and
-    /// checksum; four at a time, since a download mostly waits on storage.
+    /// checksum, several at once (see [`each_at_once`]).
     pub fn download(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..DOWNLOADS.min(self.files.len()))
-                .map(|_| {
-                    scope.spawn(|| loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((file, key)) = self.files.get(i) else {
-                            return Ok(());
-                        };
-                        self.download_one(file, key, dir)?;
-                    })
-                })
-                .collect();
-            workers.into_iter().try_for_each(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(Error::Internal("a download thread panicked".into())))
-            })
-        })
+        each_at_once(&self.files, |(file, key)| self.download_one(file, key, dir))?;
+        Ok(())
     }
 
     fn download_one(&self, file: &NativeFile, key: &str, dir: &Path) -> Result<()> {
