@@ -27,6 +27,9 @@ REPO=$(pwd)
 export WEIR_K8S_VERSION="${WEIR_K8S_VERSION:-1.37.2}"
 K8S_BIN="${WEIR_K8S_BIN:-$HOME/.cache/weir/k8s-$WEIR_K8S_VERSION/bin}"
 WORK=$(mktemp -d /tmp/weir-e2e-XXXXXX)
+# The work directories of the two runs before this one stay for their logs;
+# older ones go (each held copies of the binaries and the S3 objects).
+ls -dt /tmp/weir-e2e-?????? 2>/dev/null | tail -n +4 | xargs -r rm -rf
 # Job pods run as their own non-root user and reach the node agent's copies of
 # the binaries under here.
 chmod 755 "$WORK"
@@ -75,6 +78,8 @@ cleanup() {
   [ -n "$agent" ] && kill "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
   bash e2e/cluster/down.sh "$WORK/cluster"
   pkill -f "$WORK" 2>/dev/null || true
+  # Logs stay; the copies of the binaries and the S3 objects go.
+  find "$WORK" -type f -size +16M -delete 2>/dev/null || true
   echo "logs in $WORK"
 }
 trap cleanup EXIT

@@ -8,7 +8,7 @@ use weir_proto::api_token::SendToken;
 use weir_proto::v1::{self, job_control_client::JobControlClient};
 
 use crate::autoscaler::{ChainLoad, JobLoad};
-use crate::crd::CheckpointRef;
+use crate::crd::{CheckpointRef, SavepointFormat};
 use crate::error::{Error, Result};
 use crate::planner::{CoordinatorView, JobState, SavepointProgress, UpgradeCheck};
 
@@ -86,14 +86,19 @@ pub async fn status(coordinator: &Coordinator) -> Result<CoordinatorView> {
     })
 }
 
-/// Starts a savepoint; returns the coordinator's id for it.
-pub async fn trigger_savepoint(coordinator: &Coordinator, stop: bool) -> Result<String> {
+/// Starts a savepoint in `format`; returns the coordinator's id for it.
+pub async fn trigger_savepoint(
+    coordinator: &Coordinator,
+    stop: bool,
+    format: SavepointFormat,
+) -> Result<String> {
     let address = &coordinator.address;
     Ok(client(coordinator)
         .await?
         .trigger_savepoint(v1::TriggerSavepointRequest {
             target: String::new(),
             stop,
+            canonical: format == SavepointFormat::Canonical,
         })
         .await
         .map_err(|e| failed(address, e))?

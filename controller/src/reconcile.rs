@@ -232,8 +232,9 @@ async fn reconcile_inner(cached: &StreamJob, ctx: &Context) -> Result<Requeue> {
                     "no coordinator pod to ask for a savepoint".into(),
                 ));
             };
-            let id = coordinator::trigger_savepoint(address, *stop).await?;
-            tracing::info!(job = %name, %reason, stop, %id, "savepoint triggered");
+            let format = job.spec.savepoint_format;
+            let id = coordinator::trigger_savepoint(address, *stop, format).await?;
+            tracing::info!(job = %name, %reason, stop, %id, ?format, "savepoint triggered");
             decided.status.pending_savepoint = Some(PendingSavepoint {
                 id,
                 stop: *stop,

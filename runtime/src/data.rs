@@ -21,8 +21,49 @@ pub enum SnapshotKind {
     /// A checkpoint, in whatever format the state backend prefers (incremental
     /// RocksDB files may be shared with earlier checkpoints).
     Checkpoint,
-    /// A savepoint: self-contained and in the canonical format every backend reads.
-    Savepoint,
+    /// A savepoint: self-contained, in the format given.
+    Savepoint(SavepointFormat),
+}
+
+impl SnapshotKind {
+    /// Whether this is a savepoint, of either format.
+    pub fn is_savepoint(self) -> bool {
+        matches!(self, SnapshotKind::Savepoint(_))
+    }
+}
+
+/// How a savepoint stores RocksDB state. Both kinds are self-contained and
+/// relocatable, and both restore into either backend at any parallelism.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SavepointFormat {
+    /// RocksDB's own files, as checkpoints store them: files the newest
+    /// completed checkpoint already uploaded are copied in storage (a hard link
+    /// on a file system, CopyObject in S3) rather than uploaded again, so a
+    /// savepoint costs about what changed since that checkpoint.
+    #[default]
+    Native,
+    /// Key-group blobs of encoded entries (what heap state always writes): every
+    /// entry read and written again, independent of RocksDB's file format.
+    Canonical,
+}
+
+impl SavepointFormat {
+    /// Parses `native` or `canonical`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "native" => Some(SavepointFormat::Native),
+            "canonical" => Some(SavepointFormat::Canonical),
+            _ => None,
+        }
+    }
+
+    /// The name [`SavepointFormat::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            SavepointFormat::Native => "native",
+            SavepointFormat::Canonical => "canonical",
+        }
+    }
 }
 
 /// A checkpoint barrier: everything before it on a channel belongs to checkpoint `id`.

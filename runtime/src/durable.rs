@@ -60,12 +60,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_parent(path)
 }
 
-/// Copies `from` to `to` atomically and durably (through the kernel, not through
-/// memory), replacing any file at `to`.
-pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Gives the contents of `from` the name `to` as well, atomically and durably,
+/// replacing any file at `to`: a hard link where the file system allows one,
+/// else a copy through the kernel. Only for files that are never changed in
+/// place (every write of them replaces the file), so that the two names can
+/// share one: deleting either leaves the other whole.
+pub fn link_or_copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
     let tmp = temp_beside(to);
-    let copied = fs::copy(from, &tmp)
-        .and_then(|_| File::open(&tmp)?.sync_data())
+    let copied = fs::hard_link(from, &tmp)
+        .or_else(|_| {
+            fs::copy(from, &tmp)?;
+            File::open(&tmp)?.sync_data()
+        })
         .and_then(|()| fs::rename(&tmp, to));
     if let Err(e) = copied {
         let _ = fs::remove_file(&tmp);

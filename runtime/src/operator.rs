@@ -69,7 +69,8 @@ pub trait Operator: Send + 'static {
 
     /// Snapshots the state for the checkpoint or savepoint of `barrier`. The runner
     /// guarantees that all records before the barrier have been processed and none
-    /// after it. A savepoint's snapshot must be self-contained and canonical.
+    /// after it. A savepoint's snapshot is in the format its barrier's kind names
+    /// (RocksDB files, or canonical key-group blobs).
     fn snapshot(&mut self, _barrier: &Barrier) -> Result<OperatorSnapshot> {
         Ok(OperatorSnapshot::default())
     }

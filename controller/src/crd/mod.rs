@@ -143,6 +143,10 @@ pub struct StreamJobSpec {
     /// Which savepoints are kept.
     #[serde(default)]
     pub savepoint_history: SavepointHistory,
+    /// How every savepoint (upgrades, rescales, suspends, triggered, periodic)
+    /// stores RocksDB state.
+    #[serde(default)]
+    pub savepoint_format: SavepointFormat,
     /// What deleting the StreamJob does with its state.
     #[serde(default)]
     pub deletion: DeletionSpec,
@@ -343,6 +347,21 @@ pub enum UpgradeMode {
     LastState,
     /// Replace the pods and start without state.
     Stateless,
+}
+
+/// How a savepoint stores RocksDB state; both kinds are self-contained and
+/// restore into either state backend at any parallelism.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SavepointFormat {
+    /// RocksDB's own files: those the latest checkpoint uploaded are copied in
+    /// storage rather than uploaded again, so a savepoint costs about what
+    /// changed since that checkpoint.
+    #[default]
+    Native,
+    /// Every entry as key-group blobs, read and written again: independent of
+    /// RocksDB's file format.
+    Canonical,
 }
 
 /// Whether the job should run.

@@ -39,6 +39,7 @@ pub fn spec() -> StreamJobSpec {
         allow_non_restored_state: false,
         periodic_savepoint_interval: None,
         savepoint_history: Default::default(),
+        savepoint_format: Default::default(),
         deletion: Default::default(),
         autoscaler: None,
     }

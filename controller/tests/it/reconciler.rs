@@ -119,11 +119,19 @@ impl v1::job_control_server::JobControl for Coordinator {
         &self,
         request: RpcRequest<v1::TriggerSavepointRequest>,
     ) -> Result<RpcResponse<v1::TriggerSavepointResponse>, Status> {
-        let stop = request.into_inner().stop;
+        let request = request.into_inner();
+        let (stop, format) = (
+            request.stop,
+            if request.canonical {
+                "canonical"
+            } else {
+                "native"
+            },
+        );
         self.calls
             .lock()
             .unwrap()
-            .push(format!("TriggerSavepoint stop={stop}"));
+            .push(format!("TriggerSavepoint stop={stop} format={format}"));
         Ok(RpcResponse::new(v1::TriggerSavepointResponse {
             id: "sp-req-1".into(),
         }))
@@ -612,6 +620,33 @@ async fn a_running_job_is_re_applied_and_its_unchanged_status_not_written() {
 }
 
 #[tokio::test]
+async fn savepoints_are_taken_in_the_format_the_spec_asks_for() {
+    let old = spec();
+    let mut rescaled = spec();
+    rescaled.parallelism = 3;
+    rescaled.savepoint_format = weir_controller::crd::SavepointFormat::Canonical;
+    let coordinator = Coordinator::running();
+    let mut expected = workloads_exist();
+    expected.push(event("Upgrading"));
+    expected.push(status_patch(|s| {
+        s.pending_savepoint
+            .as_ref()
+            .map(|_| ())
+            .ok_or(format!("{s:?}"))
+    }));
+    scenario(
+        with_status(finalized(job(rescaled)), deployed(&old)),
+        &coordinator,
+        expected,
+    )
+    .await;
+    assert_eq!(
+        coordinator.calls(),
+        ["GetStatus", "TriggerSavepoint stop=true format=canonical"]
+    );
+}
+
+#[tokio::test]
 async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() {
     let old = spec();
     let mut rescaled = spec();
@@ -634,7 +669,7 @@ async fn a_rescale_takes_a_savepoint_then_replaces_the_workloads_and_restores() 
     .await;
     assert_eq!(
         coordinator.calls(),
-        ["GetStatus", "TriggerSavepoint stop=true"]
+        ["GetStatus", "TriggerSavepoint stop=true format=native"]
     );
 
     // The savepoint completes: the old workloads go (foreground), restoreFrom is set.
@@ -744,7 +779,11 @@ async fn an_autoscaled_job_that_cannot_keep_up_is_rescaled_through_an_upgrade_sa
     scenario(with_status(j, status), &coordinator, expected).await;
     assert_eq!(
         coordinator.calls(),
-        ["GetStatus", "GetLoad 30000ms", "TriggerSavepoint stop=true"]
+        [
+            "GetStatus",
+            "GetLoad 30000ms",
+            "TriggerSavepoint stop=true format=native"
+        ]
     );
 }
 
@@ -815,7 +854,7 @@ async fn suspend_stops_with_a_savepoint_and_resume_restores_from_it() {
     .await;
     assert_eq!(
         coordinator.calls(),
-        ["GetStatus", "TriggerSavepoint stop=true"]
+        ["GetStatus", "TriggerSavepoint stop=true format=native"]
     );
 
     // Resumed later: no pods, restore from the suspend savepoint.
@@ -1075,7 +1114,7 @@ async fn a_change_that_would_drop_state_is_refused_before_anything_is_torn_down(
         [
             "GetStatus",
             "CheckUpgrade state-machine",
-            "TriggerSavepoint stop=true"
+            "TriggerSavepoint stop=true format=native"
         ]
     );
 }

@@ -1,5 +1,5 @@
 //! Checkpoints on storage: the store trait (local files and S3), object keys, `_metadata`, state files,
-//! savepoints, the coordinator's bookkeeping, fencing epochs, reserved ids, the deployments of a job,
+//! savepoints, parallel transfers, the coordinator's bookkeeping, fencing epochs, reserved ids, the deployments of a job,
 //! and the pure decisions of what to restore ([`recovery`]) and delete ([`retention`]).
 
 pub mod coordinator;
@@ -15,3 +15,4 @@ pub mod s3;
 pub mod savepoint;
 pub mod state_file;
 pub mod store;
+pub mod transfers;

@@ -45,6 +45,14 @@ pub trait CheckpointStore: Send + Sync + Debug {
         let bytes = self.get(from)?;
         self.put(to, &bytes)
     }
+    /// Gives the object at `key` the local name `to` without copying it, where
+    /// this store can (a hard link: stored objects are only ever replaced, never
+    /// changed in place), and says whether it did; when it did not, nothing
+    /// changed. Only for files their new user never changes in place either.
+    fn link_to(&self, key: &str, to: &Path) -> Result<bool> {
+        let _ = (key, to);
+        Ok(false)
+    }
 }
 
 /// Opens the store for a base URI: `s3://bucket/prefix`, `file:///path` or a plain path.
@@ -221,9 +229,20 @@ impl CheckpointStore for FileStore {
         format!("file://{}", self.path(key).display())
     }
 
+    fn link_to(&self, key: &str, to: &Path) -> Result<bool> {
+        match fs::hard_link(self.path(key), to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(self.failed("linking", key, &e)),
+            // Another file system, or links refused: the caller copies.
+            Err(_) => Ok(false),
+        }
+    }
+
     fn copy(&self, from: &str, to: &str) -> Result<()> {
         let path = self.dir_for(to)?;
-        durable::copy_atomic(&self.path(from), &path).map_err(|e| self.failed("copying", from, &e))
+        // Stored files are only ever replaced, never changed in place: a link is a copy.
+        durable::link_or_copy_atomic(&self.path(from), &path)
+            .map_err(|e| self.failed("copying", from, &e))
     }
 }
 

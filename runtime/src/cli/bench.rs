@@ -76,6 +76,9 @@ pub struct BenchArgs {
     /// state-size: bytes of each key's value.
     #[arg(long, default_value_t = 1000)]
     pub value_bytes: usize,
+    /// state-size: how the savepoints write RocksDB state (`native` or `canonical`).
+    #[arg(long, default_value = "native", value_parser = crate::cli::parse_savepoint_format)]
+    pub savepoint_format: crate::data::SavepointFormat,
     /// Records per batch between tasks.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
@@ -389,8 +392,12 @@ fn state_size(args: &BenchArgs) -> Result<()> {
         },
         ..RunConfig::default()
     };
-    let outcome =
-        crate::cli::bench_state::run(args.keys.unwrap_or(1_000_000), args.value_bytes, config);
+    let outcome = crate::cli::bench_state::run(
+        args.keys.unwrap_or(1_000_000),
+        args.value_bytes,
+        args.savepoint_format,
+        config,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     outcome
 }

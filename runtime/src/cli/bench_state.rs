@@ -1,17 +1,22 @@
 //! `weir bench state-size`: checkpoint, savepoint, restore and rescale of large keyed state.
 //!
 //! One job writes a value of `--value-bytes` for each of `--keys` keys (a keyed
-//! reduce keeping the last value per key), in four runs against the same
+//! reduce keeping the last value per key), in five runs against the same
 //! checkpoint storage, each printing a `RESULT` line:
 //! 1. `full`: every key written once at parallelism 2; the job's final checkpoint
 //!    holds the whole state (`sync_ms`: the longest its snapshot held up a task).
 //! 2. `incremental`: restored from it, 1 % of the keys rewritten; its final
 //!    checkpoint uploads what changed (`uploaded_bytes`), not the state.
-//! 3. `savepoint`: restored again and, once running, stopped with a savepoint (MB/s
-//!    over the savepoint's bytes, from the request to the savepoint being complete).
+//! 3. `savepoint`: restored again, and once it has rewritten another 1 % of the
+//!    keys (no checkpoint in between), stopped with a savepoint (MB/s over the
+//!    savepoint's bytes, from the request to the savepoint being complete): a
+//!    native one uploads the change and copies what the checkpoint uploaded.
 //! 4. `rescale`: the savepoint restored at parallelism 3 (restore MB/s: reading
 //!    the savepoint and starting the tasks); the rescale time is the savepoint's
 //!    time plus this restore's.
+//! 5. `fresh-savepoint`: the savepoint restored at parallelism 2 and stopped with
+//!    a savepoint at once. A savepoint's files are never a deployment's own, so
+//!    nothing is in storage for this one to copy: it writes the whole state.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use crate::checkpoint::paths::Paths;
 use crate::checkpoint::restore;
 use crate::checkpoint::runs;
 use crate::checkpoint::store::{open_store, CheckpointStore};
-use crate::data::Batch;
+use crate::data::{Batch, SavepointFormat};
 use crate::error::{Error, Result};
 use crate::exec::requests::SavepointProgress;
 use crate::exec::runner::{LocalRunner, RestoreFrom, RunConfig};
@@ -73,13 +78,16 @@ impl Generator for Writes {
 }
 
 /// The job of one phase: its source (named after the phase, so that each phase's
-/// writes start afresh) writes `records` values, `stride` keys apart.
+/// writes start afresh) writes `records` values, `stride` keys apart, at once;
+/// with `keep_running`, a second source then trickles (a record a second), so
+/// that the job runs until stopped.
 fn job(
     phase: &str,
     keys: u64,
     stride: u64,
     value_bytes: usize,
-    records: Option<u64>,
+    records: u64,
+    keep_running: bool,
     parallelism: u32,
 ) -> Result<JobGraph> {
     let mut job = JobBuilder::new(JOB);
@@ -91,16 +99,21 @@ fn job(
         split: 0,
         splits: 1,
     };
-    // Without a bound the source trickles (one record a second) until stopped.
-    let rate = records.is_none().then_some(1.0);
-    job.source(&format!("writes-{phase}"), move |_| {
-        GeneratorSource::new(writes.clone(), records, rate)
-    })
-    .key_by(|r: &(u64, Vec<u8>)| r.0)
-    .reduce("values", |acc: &mut (u64, Vec<u8>), r: (u64, Vec<u8>)| {
-        *acc = r
-    })
-    .sink("discard", |_| DiscardSink::new());
+    let trickle = writes.clone();
+    let mut stream = job.source(&format!("writes-{phase}"), move |_| {
+        GeneratorSource::new(writes.clone(), Some(records), None)
+    });
+    if keep_running {
+        stream = stream.union(job.source(&format!("trickle-{phase}"), move |_| {
+            GeneratorSource::new(trickle.clone(), None, Some(1.0))
+        }));
+    }
+    stream
+        .key_by(|r: &(u64, Vec<u8>)| r.0)
+        .reduce("values", |acc: &mut (u64, Vec<u8>), r: (u64, Vec<u8>)| {
+            *acc = r
+        })
+        .sink("discard", |_| DiscardSink::new());
     job.build()
 }
 
@@ -135,9 +148,9 @@ fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / 1e6 / seconds.max(1e-9)
 }
 
-/// Runs the four phases with `base` as the run configuration (checkpoint storage
+/// Runs the five phases with `base` as the run configuration (checkpoint storage
 /// and state backend); prints one `RESULT` line per phase.
-pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
+pub fn run(keys: u64, value_bytes: usize, format: SavepointFormat, base: RunConfig) -> Result<()> {
     if keys < 100 {
         return Err(Error::Usage(
             "state-size needs --keys of at least 100".into(),
@@ -162,7 +175,7 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
 
     // 1. Full: every key once.
     let runner = LocalRunner::new(
-        job("full", keys, 1, value_bytes, Some(keys), 2)?,
+        job("full", keys, 1, value_bytes, keys, false, 2)?,
         config(RestoreFrom::Nothing),
     )?;
     let metrics = runner.metrics();
@@ -179,7 +192,7 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
     // 2. Incremental: 1 % of the keys, spread over all key groups.
     let changed = keys / 100;
     let runner = LocalRunner::new(
-        job("incremental", keys, 100, value_bytes, Some(changed), 2)?,
+        job("incremental", keys, 100, value_bytes, changed, false, 2)?,
         config(RestoreFrom::Nothing),
     )?;
     let metrics = runner.metrics();
@@ -195,46 +208,23 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
         mb_per_s(full.state_size(), restore_ms as f64 / 1e3),
     );
 
-    // 3. Savepoint: restore, then stop with a savepoint at once.
-    let runner = LocalRunner::new(
-        job("savepoint", keys, 1, value_bytes, None, 2)?,
+    // 3. Savepoint: restore, change 1 % of the keys, then stop with a savepoint.
+    let (path, bytes, savepoint_s) = stop_with_savepoint(
+        job("savepoint", keys, 100, value_bytes, changed, true, 2)?,
         config(RestoreFrom::Nothing),
+        changed,
+        format,
     )?;
-    let (handle, metrics) = (runner.handle(), runner.metrics());
-    let running = std::thread::spawn(move || runner.run());
-    // Once the job runs (its state restored), take the savepoint.
-    while metrics.deployments.load(Ordering::Relaxed) == 0 {
-        if running.is_finished() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let started = Instant::now();
-    let request = handle.trigger_savepoint(None, true);
-    let path = loop {
-        match handle.savepoint(&request) {
-            Some(SavepointProgress::Completed { path, .. }) => break path,
-            Some(SavepointProgress::Failed(reason)) => {
-                return Err(Error::Internal(format!("the savepoint failed: {reason}")))
-            }
-            _ => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
-    let savepoint_s = started.elapsed().as_secs_f64();
-    running
-        .join()
-        .map_err(|_| Error::Internal("the savepoint run panicked".into()))??;
-    let savepoint = restore::explicit(&path)?;
-    let bytes = savepoint.metadata.state_size();
     println!(
-        "RESULT {label} phase=savepoint parallelism=2 savepoint_bytes={bytes} seconds={savepoint_s:.3} mb_per_s={:.1}",
+        "RESULT {label} phase=savepoint format={} parallelism=2 savepoint_bytes={bytes} seconds={savepoint_s:.3} mb_per_s={:.1}",
+        format.name(),
         mb_per_s(bytes, savepoint_s)
     );
 
     // 4. Rescale: the savepoint restored at parallelism 3.
     let runner = LocalRunner::new(
-        job("rescale", keys, 1, value_bytes, Some(0), 3)?,
-        config(RestoreFrom::Path(path)),
+        job("rescale", keys, 1, value_bytes, 0, false, 3)?,
+        config(RestoreFrom::Path(path.clone())),
     )?;
     let metrics = runner.metrics();
     runner.run()?;
@@ -244,5 +234,64 @@ pub fn run(keys: u64, value_bytes: usize, base: RunConfig) -> Result<()> {
         mb_per_s(bytes, restore_s),
         savepoint_s + restore_s
     );
+
+    // 5. A savepoint of state that storage holds nothing of yet.
+    let (_, bytes, fresh_s) = stop_with_savepoint(
+        job("fresh-savepoint", keys, 1, value_bytes, 0, true, 2)?,
+        config(RestoreFrom::Path(path)),
+        0,
+        format,
+    )?;
+    println!(
+        "RESULT {label} phase=fresh-savepoint format={} parallelism=2 savepoint_bytes={bytes} seconds={fresh_s:.3} mb_per_s={:.1}",
+        format.name(),
+        mb_per_s(bytes, fresh_s)
+    );
     Ok(())
+}
+
+/// Runs `graph` and, once it is deployed (its state restored) and its sources
+/// have read `records`, stops it with a savepoint in `format`; returns the
+/// savepoint's path, its bytes and the seconds from the request to the
+/// savepoint being complete.
+fn stop_with_savepoint(
+    graph: JobGraph,
+    config: RunConfig,
+    records: u64,
+    format: SavepointFormat,
+) -> Result<(String, u64, f64)> {
+    let runner = LocalRunner::new(graph, config)?;
+    let (handle, metrics) = (runner.handle(), runner.metrics());
+    let running = std::thread::spawn(move || runner.run());
+    while metrics.deployments.load(Ordering::Relaxed) == 0 || metrics.source_records() < records {
+        if running.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    let request = handle.trigger_savepoint(None, true, format);
+    let path = loop {
+        match handle.savepoint(&request) {
+            Some(SavepointProgress::Completed { path, .. }) => break path,
+            Some(SavepointProgress::Failed(reason)) => {
+                return Err(Error::Internal(format!("the savepoint failed: {reason}")))
+            }
+            _ if running.is_finished() => {
+                running
+                    .join()
+                    .map_err(|_| Error::Internal("the savepoint run panicked".into()))??;
+                return Err(Error::Internal(
+                    "the job ended before its savepoint completed".into(),
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    running
+        .join()
+        .map_err(|_| Error::Internal("the savepoint run panicked".into()))??;
+    let bytes = restore::explicit(&path)?.metadata.state_size();
+    Ok((path, bytes, seconds))
 }

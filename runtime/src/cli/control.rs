@@ -8,7 +8,8 @@ use tonic::transport::{Channel, Endpoint};
 use weir_proto::api_token::{SendToken, TOKEN_ENV};
 use weir_proto::v1::{self, job_control_client::JobControlClient};
 
-use crate::cli::parse_duration;
+use crate::cli::{parse_duration, parse_savepoint_format};
+use crate::data::SavepointFormat;
 use crate::error::{Error, Result};
 
 /// How to reach a coordinator's job control API.
@@ -48,6 +49,11 @@ pub struct SavepointArgs {
     /// Directory URI to write the savepoint under (default: CHECKPOINT_DIR/<job>/savepoints).
     #[arg(long)]
     pub target: Option<String>,
+    /// How RocksDB state is written: `native` (its own files; those the latest
+    /// checkpoint uploaded are copied in storage, not uploaded again) or
+    /// `canonical` (every entry as key-group blobs).
+    #[arg(long, default_value = "native", value_parser = parse_savepoint_format)]
+    pub format: SavepointFormat,
     /// Give up waiting after this long (the savepoint may still complete).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -221,6 +227,7 @@ pub fn savepoint(args: &SavepointArgs) -> Result<()> {
     let request = v1::TriggerSavepointRequest {
         target: args.target.clone().unwrap_or_default(),
         stop: args.stop,
+        canonical: args.format == SavepointFormat::Canonical,
     };
     let id = client
         .call(|mut c| async move { c.trigger_savepoint(request).await })?

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::data::SavepointFormat;
 use crate::error::{Error, Result};
 
 /// weir: a stream processor with exactly-once checkpoints.
@@ -119,6 +120,13 @@ pub fn pipelines_listing() -> String {
     }
     text.push_str("Run one with: weir run <pipeline> [options] -- <pipeline arguments>\n");
     text
+}
+
+/// Parses a savepoint format: `native` or `canonical`.
+pub fn parse_savepoint_format(s: &str) -> std::result::Result<SavepointFormat, String> {
+    SavepointFormat::parse(s).ok_or_else(|| {
+        format!("unknown savepoint format {s:?}: use native (RocksDB's files) or canonical")
+    })
 }
 
 /// Parses a duration such as `500ms`, `2s` or `1m`; `0` is zero.

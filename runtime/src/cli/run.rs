@@ -6,7 +6,8 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::cli::progress::Progress;
-use crate::cli::{parse_duration, parse_interval, Interval};
+use crate::cli::{parse_duration, parse_interval, parse_savepoint_format, Interval};
+use crate::data::SavepointFormat;
 use crate::error::Result;
 use crate::exec::config::ExecConfig;
 use crate::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
@@ -27,6 +28,10 @@ pub struct RunArgs {
     /// Where --stop-with-savepoint-after writes (default: CHECKPOINT_DIR/<job>/savepoints).
     #[arg(long, requires = "stop_with_savepoint_after")]
     pub savepoint_dir: Option<String>,
+    /// How --stop-with-savepoint-after writes RocksDB state: `native` (its files,
+    /// mostly copied from the latest checkpoint) or `canonical` (key-group blobs).
+    #[arg(long, default_value = "native", value_parser = parse_savepoint_format)]
+    pub savepoint_format: SavepointFormat,
     /// Arguments of the pipeline, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -199,10 +204,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (done, ended) = crossbeam_channel::bounded::<()>(0);
     let stopper = args.stop_with_savepoint_after.map(|after| {
         let (handle, target) = (runner.handle(), args.savepoint_dir.clone());
+        let format = args.savepoint_format;
         std::thread::spawn(move || {
             // Woken early (disconnected) when the job ends first.
             if ended.recv_timeout(after) == Err(RecvTimeoutError::Timeout) {
-                handle.trigger_savepoint(target, true);
+                handle.trigger_savepoint(target, true, format);
             }
         })
     });

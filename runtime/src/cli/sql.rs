@@ -10,8 +10,9 @@ use weir_catalog::Catalog;
 
 use crate::api::JobGraph;
 use crate::checkpoint::restore::peek;
-use crate::cli::parse_duration;
 use crate::cli::run::{run, JobOptions, RunArgs};
+use crate::cli::{parse_duration, parse_savepoint_format};
+use crate::data::SavepointFormat;
 use crate::error::{Error, Result};
 use crate::exec::state_fit::StateFit;
 use crate::pipelines::sql::SqlJobArgs;
@@ -37,6 +38,9 @@ pub struct SqlArgs {
     /// Where --stop-with-savepoint-after writes (default: CHECKPOINT_DIR/<job>/savepoints).
     #[arg(long, requires = "stop_with_savepoint_after")]
     pub savepoint_dir: Option<String>,
+    /// How --stop-with-savepoint-after writes RocksDB state: `native` or `canonical`.
+    #[arg(long, default_value = "native", value_parser = parse_savepoint_format)]
+    pub savepoint_format: SavepointFormat,
 }
 
 /// Runs the script, or prints its plan with `--explain`.
@@ -57,6 +61,7 @@ pub fn sql(args: SqlArgs) -> Result<()> {
         options: args.options,
         stop_with_savepoint_after: args.stop_with_savepoint_after,
         savepoint_dir: args.savepoint_dir,
+        savepoint_format: args.savepoint_format,
         args: args.script.to_args(),
     })
 }

@@ -27,7 +27,7 @@ use crate::checkpoint::paths::Paths;
 use crate::checkpoint::restore;
 use crate::checkpoint::store::{open_store, CheckpointStore};
 use crate::cluster::convert::{ack_to_wire, task_from_wire, task_to_wire};
-use crate::data::{Barrier, SnapshotKind};
+use crate::data::{Barrier, SavepointFormat, SnapshotKind};
 use crate::error::{Error, ErrorClass, Result};
 use crate::exec::config::ExecConfig;
 use crate::exec::deploy::{deploy, Placement};
@@ -374,7 +374,11 @@ impl Executor {
                     let barrier = Barrier {
                         id: CheckpointId(t.checkpoint_id),
                         kind: if t.savepoint {
-                            SnapshotKind::Savepoint
+                            SnapshotKind::Savepoint(if t.canonical {
+                                SavepointFormat::Canonical
+                            } else {
+                                SavepointFormat::Native
+                            })
                         } else {
                             SnapshotKind::Checkpoint
                         },

@@ -267,7 +267,7 @@ impl Coordination<'_> {
                         tracing::info!(checkpoint = id.0, stop = request.stop, savepoint = %request.handle, "triggering savepoint");
                         let barrier = Barrier {
                             id,
-                            kind: SnapshotKind::Savepoint,
+                            kind: SnapshotKind::Savepoint(request.format),
                             last_completed: self.last_completed.get(),
                         };
                         let control = if request.stop {
@@ -366,11 +366,9 @@ impl Coordination<'_> {
                     let savepoint = savepoints.in_flight.as_ref().filter(|(s, _)| *s == id);
                     let barrier = Barrier {
                         id,
-                        kind: if savepoint.is_some() {
-                            SnapshotKind::Savepoint
-                        } else {
-                            SnapshotKind::Checkpoint
-                        },
+                        kind: savepoint.map_or(SnapshotKind::Checkpoint, |(_, r)| {
+                            SnapshotKind::Savepoint(r.format)
+                        }),
                         last_completed: self.last_completed.get(),
                     };
                     running.send(
@@ -491,7 +489,7 @@ impl Coordination<'_> {
         let metadata = self.metadata(done);
         let written = self.fence.check().and_then(|()| {
             SavepointTarget::new(request.target.as_deref(), self.paths, id)
-                .and_then(|target| target.write(self.store, &staging, &metadata))
+                .and_then(|target| target.write(self.store, self.paths, &staging, &metadata))
         });
         if let Err(e) = self.store.delete_prefix(&staging) {
             tracing::warn!(checkpoint = id.0, error = %e, "could not delete a savepoint's staged state");

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
+use crate::data::SavepointFormat;
 use crate::ids::CheckpointId;
 use crate::keys::mix;
 
@@ -25,6 +26,8 @@ pub struct SavepointRequest {
     pub target: Option<String>,
     /// Stop the job once it is complete.
     pub stop: bool,
+    /// How RocksDB state is written.
+    pub format: SavepointFormat,
 }
 
 /// What the job is asked to do.
@@ -100,7 +103,12 @@ pub fn job_channel() -> (JobHandle, JobRequests) {
 impl JobHandle {
     /// Asks for a savepoint; returns the id to poll [`JobHandle::savepoint`] with.
     /// Ids are random per process, so a restarted coordinator never reuses one.
-    pub fn trigger_savepoint(&self, target: Option<String>, stop: bool) -> String {
+    pub fn trigger_savepoint(
+        &self,
+        target: Option<String>,
+        stop: bool,
+        format: SavepointFormat,
+    ) -> String {
         let handle = format!("{:016x}", mix(self.next.fetch_add(1, Ordering::Relaxed)));
         self.progress
             .lock()
@@ -109,6 +117,7 @@ impl JobHandle {
             handle: handle.clone(),
             target,
             stop,
+            format,
         };
         if self.requests.send(JobRequest::Savepoint(request)).is_err() {
             self.progress.lock().insert(
@@ -183,7 +192,7 @@ mod tests {
     #[test]
     fn a_savepoint_request_is_pending_until_resolved() {
         let (handle, requests) = job_channel();
-        let id = handle.trigger_savepoint(Some("file:///sp".into()), true);
+        let id = handle.trigger_savepoint(Some("file:///sp".into()), true, SavepointFormat::Native);
         assert_eq!(handle.savepoint(&id), Some(SavepointProgress::Pending));
         assert!(handle.savepointing());
         let Ok(JobRequest::Savepoint(request)) = requests.receiver.try_recv() else {
@@ -202,7 +211,7 @@ mod tests {
     #[test]
     fn savepoints_asked_for_between_attempts_fail_at_once_and_cancel_still_counts() {
         let (handle, requests) = job_channel();
-        let id = handle.trigger_savepoint(None, true);
+        let id = handle.trigger_savepoint(None, true, SavepointFormat::Native);
         handle.cancel();
         requests.fail_queued_savepoints("the job is restarting");
         assert_eq!(
@@ -215,8 +224,8 @@ mod tests {
     #[test]
     fn ids_differ_and_cancel_is_seen_without_reading_requests() {
         let (handle, requests) = job_channel();
-        let a = handle.trigger_savepoint(None, false);
-        let b = handle.trigger_savepoint(None, false);
+        let a = handle.trigger_savepoint(None, false, SavepointFormat::Native);
+        let b = handle.trigger_savepoint(None, false, SavepointFormat::Native);
         assert_ne!(a, b);
         assert!(!requests.is_canceled());
         handle.cancel();

@@ -4,8 +4,8 @@
 //! Tasks hand over their snapshot as soon as it is taken and go back to their
 //! records; the upload (the slow part) runs here, which is what keeps checkpoints
 //! asynchronous for the tasks. A RocksDB snapshot arrives as a local checkpoint
-//! directory: its new files are uploaded here (or, for a savepoint, its entries
-//! turned into canonical blobs), and the directory is removed afterwards. Heap
+//! directory: its new files are uploaded here (or, for a canonical savepoint, its
+//! entries turned into key-group blobs), and the directory is removed afterwards. Heap
 //! state arrives as shards shared copy-on-write with the task, and is encoded here.
 
 use std::collections::VecDeque;

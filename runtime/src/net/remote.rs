@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError, TrySendError};
 
-use crate::data::{Barrier, Batch, Data, Message, SnapshotKind, Watermark};
+use crate::data::{Barrier, Batch, Data, Message, SavepointFormat, SnapshotKind, Watermark};
 use crate::error::{Error, Result};
 use crate::exec::channel::{ChannelSender, CreditReturn};
 use crate::ids::CheckpointId;
@@ -29,7 +29,11 @@ fn encode<T: Data>(message: &Message<T>, buf: &mut Vec<u8>) -> Result<()> {
             buf.push(BARRIER);
             buf.extend_from_slice(&b.id.0.to_le_bytes());
             buf.extend_from_slice(&b.last_completed.map_or(0, |c| c.0).to_le_bytes());
-            buf.push(u8::from(b.kind == SnapshotKind::Savepoint));
+            buf.push(match b.kind {
+                SnapshotKind::Checkpoint => 0,
+                SnapshotKind::Savepoint(SavepointFormat::Canonical) => 1,
+                SnapshotKind::Savepoint(SavepointFormat::Native) => 2,
+            });
         }
         Message::Watermark(w) => {
             buf.push(WATERMARK);
@@ -60,7 +64,8 @@ fn decode<T: Data>(payload: &[u8]) -> Result<Message<T>> {
             let (id, last_completed) = (word(0)?, word(8)?);
             let kind = match rest.get(16) {
                 Some(0) => SnapshotKind::Checkpoint,
-                Some(1) => SnapshotKind::Savepoint,
+                Some(1) => SnapshotKind::Savepoint(SavepointFormat::Canonical),
+                Some(2) => SnapshotKind::Savepoint(SavepointFormat::Native),
                 _ => return Err(bad("bad barrier kind".into())),
             };
             Ok(Message::Barrier(Barrier {
@@ -217,7 +222,7 @@ mod tests {
             }
             tx.send(Message::Barrier(Barrier {
                 id: CheckpointId(9),
-                kind: SnapshotKind::Savepoint,
+                kind: SnapshotKind::Savepoint(SavepointFormat::Native),
                 last_completed: Some(CheckpointId(8)),
             }))
             .unwrap();
@@ -244,7 +249,7 @@ mod tests {
                         b,
                         Barrier {
                             id: CheckpointId(9),
-                            kind: SnapshotKind::Savepoint,
+                            kind: SnapshotKind::Savepoint(SavepointFormat::Native),
                             last_completed: Some(CheckpointId(8)),
                         }
                     );

@@ -6,8 +6,8 @@
 //! ([`CachedRocks`]), bounded with every other cache of the process.
 //!
 //! Snapshots: the heap writes canonical key-group blobs; RocksDB hard-links a
-//! local checkpoint that the uploader stores incrementally, or converts to
-//! canonical blobs for a savepoint.
+//! local checkpoint that the uploader stores incrementally (for a checkpoint or a
+//! native savepoint), or converts to canonical blobs for a canonical savepoint.
 
 use std::borrow::Cow;
 use std::hash::{BuildHasherDefault, Hash};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::checkpoint::paths::Paths;
-use crate::checkpoint::store::{CheckpointStore, FileStore};
-use crate::data::SnapshotKind;
+use crate::checkpoint::store::FileStore;
+use crate::data::{SavepointFormat, SnapshotKind};
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::KeyGroupRange;
 use crate::state::rocks::NativeFormat;
@@ -191,19 +191,23 @@ fn the_operators_of_a_process_share_one_cache_bound_and_keep_every_update() {
     assert_eq!(contents(&mut b, 1000), expected);
 }
 
-#[test]
-fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = FileStore::new(tmp.path().join("store"));
+/// A RocksDB instance of the key groups `range` holding `k -> k` for the keys
+/// below 200 in it, checkpointed into `store` under `dir`: the restore handle.
+fn checkpointed(
+    dir: &std::path::Path,
+    store: &Arc<FileStore>,
+    range: KeyGroupRange,
+) -> NativeRestore {
     let paths = Paths::new("job", &crate::ids::JobId("r".into()));
     let mut state = KeyedState::<u64, i64>::default();
     state
-        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1000), None)
+        .open(&ctx(dir, Backend::Rocksdb, range, 1000), None)
         .unwrap();
-    add(
-        &mut state,
-        &(0..200).map(|k| (k, k as i64)).collect::<Vec<_>>(),
-    );
+    let keys: Vec<(u64, i64)> = (0..200u64)
+        .filter(|k| range.contains(KeyGroup::of(k, 16)))
+        .map(|k| (k, k as i64))
+        .collect();
+    add(&mut state, &keys);
     let snapshot = state
         .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
         .unwrap();
@@ -213,22 +217,22 @@ fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
     };
     let uid = OperatorUid("sum".into());
     let chk = paths.checkpoint_dir(CheckpointId(1));
+    let subtask = range.start;
     let uploaded = native::upload(
-        &store,
+        store.as_ref(),
         &paths,
         &chk,
         CheckpointId(1),
         &uid,
-        0,
+        subtask,
         native_snapshot.dir.path(),
         registry,
         *attempt,
     )
     .unwrap();
     assert!(uploaded.bytes > 0);
-    let store: Arc<dyn CheckpointStore> = Arc::new(store);
-    let handle = NativeRestore {
-        key_groups: ALL,
+    NativeRestore {
+        key_groups: range,
         files: uploaded
             .state
             .files
@@ -242,14 +246,25 @@ fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
                 (f.clone(), key)
             })
             .collect(),
-        store,
+        store: store.clone(),
         owned: true,
-    };
-    let part = KeyGroupRange { start: 4, end: 11 };
-    let expected: Vec<(u64, i64)> = (0..200u64)
+    }
+}
+
+/// `k -> k` for the keys below 200 in `part`, in key order.
+fn expected_in(part: KeyGroupRange) -> Vec<(u64, i64)> {
+    (0..200u64)
         .filter(|k| part.contains(KeyGroup::of(k, 16)))
         .map(|k| (k, k as i64))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(tmp.path().join("store")));
+    let handle = checkpointed(&tmp.path().join("old"), &store, ALL);
+    let part = KeyGroupRange { start: 4, end: 11 };
     for backend in [Backend::Rocksdb, Backend::Heap] {
         let restored = RestoredState {
             native: vec![handle.clone()],
@@ -260,8 +275,41 @@ fn a_rocksdb_checkpoint_restores_any_key_group_range_into_either_backend() {
         let local = tmp.path().join(format!("{backend:?}"));
         back.open(&ctx(&local, backend, part, 1000), Some(restored))
             .unwrap();
-        assert_eq!(contents(&mut back, 200), expected, "{backend:?}");
+        assert_eq!(contents(&mut back, 200), expected_in(part), "{backend:?}");
     }
+}
+
+/// A range that two old instances held parts of: one is the base, the other's
+/// part arrives as one ingested SST file; every key of the range, none outside.
+#[test]
+fn a_range_of_two_rocksdb_checkpoints_restores_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(tmp.path().join("store")));
+    let low = checkpointed(
+        &tmp.path().join("low"),
+        &store,
+        KeyGroupRange { start: 0, end: 8 },
+    );
+    let high = checkpointed(
+        &tmp.path().join("high"),
+        &store,
+        KeyGroupRange { start: 8, end: 16 },
+    );
+    let part = KeyGroupRange { start: 3, end: 14 };
+    let restored = RestoredState {
+        native: vec![low, high],
+        key_groups: part,
+        ..Default::default()
+    };
+    let mut back = KeyedState::<u64, i64>::default();
+    back.open(
+        &ctx(&tmp.path().join("new"), Backend::Rocksdb, part, 10),
+        Some(restored),
+    )
+    .unwrap();
+    let expected = expected_in(part);
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(contents(&mut back, 200), expected);
 }
 
 #[test]
@@ -277,7 +325,7 @@ fn a_rocksdb_savepoint_is_canonical() {
     );
     let barrier = Barrier {
         id: CheckpointId(2),
-        kind: SnapshotKind::Savepoint,
+        kind: SnapshotKind::Savepoint(SavepointFormat::Canonical),
         last_completed: None,
     };
     let snapshot = state.snapshot(&barrier).unwrap().native.unwrap();

@@ -18,7 +18,7 @@ pub struct OperatorSnapshot {
     /// Keyed state, one encoded blob per non-empty key group, in group order.
     pub keyed: Vec<(KeyGroup, Vec<u8>)>,
     /// Keyed state as a local RocksDB checkpoint, which the uploader turns into
-    /// shared files (incremental) or canonical key-group blobs (savepoints).
+    /// shared files (incremental) or canonical key-group blobs (canonical savepoints).
     pub native: Option<NativeSnapshot>,
     /// Keyed state that the uploader encodes as key-group blobs off the task thread.
     pub deferred: Option<DeferredKeyed>,

@@ -2,7 +2,7 @@
 //! deletion, and a savepoint restored at another key-group range.
 
 use super::*;
-use crate::data::SnapshotKind;
+use crate::data::{SavepointFormat, SnapshotKind};
 use crate::ids::{CheckpointId, OperatorUid, Subtask};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::rocks::{native, NativeFormat};
@@ -183,7 +183,7 @@ fn a_savepoint_restores_timers_by_key_group_into_either_backend() {
     register(&mut state, &records);
     let barrier = Barrier {
         id: CheckpointId(1),
-        kind: SnapshotKind::Savepoint,
+        kind: SnapshotKind::Savepoint(SavepointFormat::Canonical),
         last_completed: None,
     };
     let snapshot = state.snapshot(&barrier).unwrap().native.unwrap();

@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_runtime::api::{JobBuilder, JobGraph};
+use weir_runtime::data::SavepointFormat;
 use weir_runtime::error::Error;
 use weir_runtime::exec::runner::{Ending, LocalRunner, RestoreFrom, RunConfig};
 use weir_runtime::kafka::{KafkaConfig, KafkaMessage, KafkaSource};
@@ -174,7 +175,7 @@ pub(crate) fn stop_with_savepoint(job: JobGraph, cfg: RunConfig) -> String {
     while metrics.checkpoints_completed.load(Ordering::Relaxed) < 2 {
         std::thread::sleep(Duration::from_millis(5));
     }
-    handle.trigger_savepoint(None, true);
+    handle.trigger_savepoint(None, true, SavepointFormat::Native);
     let summary = running.join().unwrap().unwrap();
     let Ending::Stopped { savepoint } = summary.ending else {
         panic!("stopped with a savepoint: {:?}", summary.ending);

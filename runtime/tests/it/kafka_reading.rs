@@ -16,7 +16,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_runtime::api::{JobBuilder, JobGraph};
-use weir_runtime::data::Watermark;
+use weir_runtime::data::{SavepointFormat, Watermark};
 use weir_runtime::exec::runner::LocalRunner;
 use weir_runtime::kafka::{
     BadRecords, KafkaConfig, KafkaMessage, KafkaSource, NoCommit, StartFrom, StopAt, ERROR_HEADER,
@@ -266,7 +266,7 @@ fn partitions_and_topics_that_appear_while_the_job_runs_are_read_from_their_star
     });
     produce_stamped(&broker, "grow-a", &numbered(1, 40));
     wait_for_lines(&out, 190);
-    handle.trigger_savepoint(None, true);
+    handle.trigger_savepoint(None, true, SavepointFormat::Native);
     running.join().unwrap().unwrap();
     let read = committed_lines(&out);
     let expected: BTreeSet<String> = (0..100)

@@ -58,8 +58,14 @@ fn args(out: &str) -> Vec<String> {
 }
 
 /// Runs keyed-sum at `parallelism` on `backend` and stops it with a savepoint
-/// after a second; returns the savepoint's directory URI.
-fn stop_with_savepoint(storage: &Storage, dir: &Path, backend: &str, parallelism: &str) -> String {
+/// in `format` after a second; returns the savepoint's directory URI.
+fn stop_with_savepoint(
+    storage: &Storage,
+    dir: &Path,
+    backend: &str,
+    parallelism: &str,
+    format: &str,
+) -> String {
     let mut cmd: Vec<String> = [
         "run",
         "keyed-sum",
@@ -71,6 +77,8 @@ fn stop_with_savepoint(storage: &Storage, dir: &Path, backend: &str, parallelism
         "300ms",
         "--stop-with-savepoint-after",
         "1s",
+        "--savepoint-format",
+        format,
     ]
     .map(str::to_string)
     .to_vec();
@@ -141,10 +149,10 @@ fn check(dir: &Path) {
     check_keyed_sum(&committed_lines(dir), RECORDS, KEYS).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Parallelism 2 → savepoint → 3, and the same savepoint → 1.
-fn rescale_through_a_savepoint(storage: &Storage, backend: &str) {
+/// Parallelism 2 → savepoint in `format` → 3, and the same savepoint → 1.
+fn rescale_through_a_savepoint(storage: &Storage, backend: &str, format: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let savepoint = stop_with_savepoint(storage, dir.path(), backend, "2");
+    let savepoint = stop_with_savepoint(storage, dir.path(), backend, "2", format);
     let first = committed_lines(&dir.path().join("out"));
     assert!(
         !first.is_empty() && first.len() < RECORDS as usize,
@@ -160,19 +168,82 @@ fn rescale_through_a_savepoint(storage: &Storage, backend: &str) {
 
 #[test]
 fn a_heap_savepoint_restores_at_three_and_at_one_exactly_once() {
-    rescale_through_a_savepoint(&Storage::Local, "heap");
+    rescale_through_a_savepoint(&Storage::Local, "heap", "native");
 }
 
 #[test]
-fn a_rocksdb_savepoint_in_s3_restores_at_three_and_at_one_exactly_once() {
-    rescale_through_a_savepoint(&Storage::S3(S3Server::start()), "rocksdb");
+fn a_native_rocksdb_savepoint_in_s3_restores_at_three_and_at_one_exactly_once() {
+    rescale_through_a_savepoint(&Storage::S3(S3Server::start()), "rocksdb", "native");
+}
+
+#[test]
+fn a_canonical_rocksdb_savepoint_restores_at_three_and_at_one_exactly_once() {
+    rescale_through_a_savepoint(&Storage::Local, "rocksdb", "canonical");
+}
+
+/// The RocksDB files `_metadata` in savepoint directory `dir` lists, as
+/// (shared, path) pairs.
+fn rocksdb_files(dir: &Path) -> Vec<(bool, String)> {
+    let text = std::fs::read_to_string(dir.join("_metadata")).expect("_metadata");
+    let metadata: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let mut files = Vec::new();
+    for op in metadata["operators"].as_array().expect("operators") {
+        for st in op["subtasks"].as_array().expect("subtasks") {
+            for f in st["rocksdb"]["files"].as_array().into_iter().flatten() {
+                let path = f["path"].as_str().expect("path").to_string();
+                files.push((f["shared"].as_bool().expect("shared"), path));
+            }
+        }
+    }
+    files
+}
+
+/// A native savepoint holds RocksDB's files, the ones copied from the job's
+/// `shared/` included: moved elsewhere, with the job's checkpoints (and so its
+/// shared files) deleted, it restores at parallelism 3 exactly once.
+#[test]
+fn a_native_rocksdb_savepoint_is_self_contained() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = stop_with_savepoint(&Storage::Local, dir.path(), "rocksdb", "2", "native");
+    let original = Path::new(uri.strip_prefix("file://").expect("a file URI")).to_path_buf();
+    let files = rocksdb_files(&original);
+    assert!(
+        files.iter().any(|(_, p)| p.ends_with(".sst")),
+        "no SST file in {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .all(|(shared, p)| !shared && original.join(p).is_file()),
+        "a file outside the savepoint: {files:?}"
+    );
+    let moved = dir.path().join("moved-savepoint");
+    std::fs::rename(&original, &moved).expect("move the savepoint");
+    std::fs::remove_dir_all(dir.path().join(".weir/checkpoints")).expect("delete checkpoints");
+    restore(
+        &Storage::Local,
+        dir.path(),
+        "rocksdb",
+        "3",
+        moved.to_str().expect("UTF-8"),
+        "out",
+    );
+    check(&dir.path().join("out"));
+}
+
+#[test]
+fn a_canonical_savepoint_holds_no_rocksdb_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = stop_with_savepoint(&Storage::Local, dir.path(), "rocksdb", "2", "canonical");
+    let files = rocksdb_files(Path::new(uri.strip_prefix("file://").expect("a file URI")));
+    assert!(files.is_empty(), "{files:?}");
 }
 
 #[test]
 fn savepoints_move_between_the_heap_and_rocksdb() {
     for (from, to) in [("heap", "rocksdb"), ("rocksdb", "heap")] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let savepoint = stop_with_savepoint(&Storage::Local, dir.path(), from, "2");
+        let savepoint = stop_with_savepoint(&Storage::Local, dir.path(), from, "2", "native");
         restore(&Storage::Local, dir.path(), to, "2", &savepoint, "out");
         check(&dir.path().join("out"));
     }

@@ -553,7 +553,7 @@ fn state_files_larger_than_a_part_go_up_in_parts_and_restore_intact() {
     let out = output(cmd);
     assert_ok(&out);
     let results = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(results.matches("RESULT").count(), 4, "{results}");
+    assert_eq!(results.matches("RESULT").count(), 5, "{results}");
     let largest = s3
         .keys("parts/")
         .iter()

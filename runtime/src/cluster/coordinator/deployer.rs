@@ -13,7 +13,7 @@ use crate::checkpoint::restore::RestorePoint;
 use crate::cluster::convert::task_to_wire;
 use crate::cluster::coordinator::shared::Shared;
 use crate::cluster::coordinator::status::StatusBoard;
-use crate::data::SnapshotKind;
+use crate::data::{SavepointFormat, SnapshotKind};
 use crate::error::{Error, Result};
 use crate::exec::deploy::chains;
 use crate::exec::runner::{Deployer, Deployment};
@@ -212,8 +212,9 @@ impl RemoteDeployment {
                     checkpoint_id: barrier.id.0,
                     tasks: task.map(task_to_wire).into_iter().collect(),
                     stop: matches!(control, Control::Stop(_)),
-                    savepoint: barrier.kind == SnapshotKind::Savepoint,
+                    savepoint: barrier.kind.is_savepoint(),
                     last_completed: barrier.last_completed.map_or(0, |c| c.0),
+                    canonical: barrier.kind == SnapshotKind::Savepoint(SavepointFormat::Canonical),
                 })
             }
             Control::Complete(id) => Command::Complete(v1::CompleteCheckpoint {

@@ -15,6 +15,7 @@ use crate::cluster::convert::{ack_from_wire, task_from_wire};
 use crate::cluster::coordinator::load::LoadHistory;
 use crate::cluster::coordinator::shared::{Counters, Shared};
 use crate::cluster::coordinator::status::StatusBoard;
+use crate::data::SavepointFormat;
 use crate::error::Error;
 use crate::exec::requests::SavepointProgress;
 use crate::exec::task::TaskEvent;
@@ -189,7 +190,15 @@ impl v1::job_control_server::JobControl for JobControlService {
             )));
         }
         let target = Some(request.target).filter(|t| !t.is_empty());
-        let id = self.status.handle.trigger_savepoint(target, request.stop);
+        let format = if request.canonical {
+            SavepointFormat::Canonical
+        } else {
+            SavepointFormat::Native
+        };
+        let id = self
+            .status
+            .handle
+            .trigger_savepoint(target, request.stop, format);
         Ok(Response::new(v1::TriggerSavepointResponse { id }))
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rocksdb::WriteBatch;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::data::{Barrier, Batch, SnapshotKind};
+use crate::data::{Barrier, Batch, SavepointFormat, SnapshotKind};
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange, StableHash};
 use crate::state::cache::{ClockCache, Entry};
@@ -339,7 +339,9 @@ where
         )?;
         self.db.checkpoint(dir.path())?;
         let format = match barrier.kind {
-            SnapshotKind::Checkpoint => {
+            // A native savepoint stores the files as a checkpoint would; the
+            // savepoint writer then copies them all into its own directory.
+            SnapshotKind::Checkpoint | SnapshotKind::Savepoint(SavepointFormat::Native) => {
                 self.registry
                     .lock()
                     .map_err(|_| Error::Internal("a RocksDB registry lock was poisoned".into()))?
@@ -349,7 +351,7 @@ where
                     attempt: self.attempt,
                 }
             }
-            SnapshotKind::Savepoint => NativeFormat::Canonical {
+            SnapshotKind::Savepoint(SavepointFormat::Canonical) => NativeFormat::Canonical {
                 key_groups: self.key_groups,
             },
         };

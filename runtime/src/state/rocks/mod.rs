@@ -8,8 +8,8 @@
 //! completed checkpoint.
 //!
 //! - [`native`]: snapshots (a local RocksDB checkpoint of hard links), their
-//!   incremental upload to `shared/`, and the conversion to canonical blobs for
-//!   savepoints.
+//!   incremental upload to `shared/` (for checkpoints and native savepoints),
+//!   and the conversion to canonical blobs for canonical savepoints.
 //! - [`cached`]: the keyed state of an operator subtask, in its instance
 //!   behind a CLOCK cache of decoded values.
 //! - [`restore`]: building a subtask's instance from the checkpoints of the old
@@ -17,7 +17,6 @@
 
 pub mod cached;
 pub mod native;
-mod parallel;
 pub mod restore;
 
 use std::path::{Path, PathBuf};
@@ -274,6 +273,16 @@ impl RocksDb {
         rocksdb::checkpoint::Checkpoint::new(&self.db)
             .and_then(|c| c.create_checkpoint(to))
             .map_err(|e| failed(&self.uid, "creating a checkpoint", e))
+    }
+
+    /// Moves the SST file at `path` (keys in order, none in the instance's
+    /// memtable or files) into the instance without rewriting it.
+    pub fn ingest(&self, path: &Path) -> Result<()> {
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.db
+            .ingest_external_file_opts(&ingest, vec![path])
+            .map_err(|e| failed(&self.uid, "ingesting restored entries", e))
     }
 
     /// Deletes every key outside `keep` (key groups below and above it).

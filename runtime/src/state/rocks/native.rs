@@ -1,4 +1,5 @@
-//! RocksDB snapshots on their way to storage: incremental uploads and canonical savepoints.
+//! RocksDB snapshots on their way to storage: incremental uploads (checkpoints and
+//! native savepoints) and canonical savepoints.
 //!
 //! At the barrier the task only flushes and hard-links the instance's files into a
 //! local checkpoint directory (a [`NativeSnapshot`]); the uploader then, off the
@@ -6,9 +7,10 @@
 //! - uploads it incrementally ([`upload`]): SST files are immutable, so one the
 //!   newest completed checkpoint already holds is referred to instead of uploaded
 //!   again; new ones go to `shared/` under a name unique to the attempt; the small
-//!   descriptor files go to the checkpoint's own directory; or
-//! - turns it into canonical key-group blobs ([`to_canonical`]) for a savepoint,
-//!   which every backend restores and which refers to nothing outside itself.
+//!   descriptor files go to the checkpoint's own directory (a native savepoint is
+//!   uploaded so too, and the savepoint writer then copies what it refers to); or
+//! - turns it into canonical key-group blobs ([`to_canonical`]) for a canonical
+//!   savepoint, independent of RocksDB's file format.
 //!
 //! The [`Registry`] remembers which SST files are in storage. Files uploaded for
 //! checkpoint `n` become reusable only once a barrier says `n` completed
@@ -24,11 +26,11 @@ use crate::checkpoint::metadata::{NativeFile, NativeState};
 use crate::checkpoint::paths::{native_private, native_shared, Paths};
 use crate::checkpoint::state_file::checksum;
 use crate::checkpoint::store::CheckpointStore;
+use crate::checkpoint::transfers::each_at_once;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, OperatorUid};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::codec::put_entry;
-use crate::state::rocks::parallel::each_at_once;
 use crate::state::rocks::{scan_checkpoint, LocalDir};
 
 /// Which SST files of one RocksDB instance are in storage.

@@ -5,21 +5,23 @@
 //! base of the new instance (at the same parallelism it is exactly the new range,
 //! and its files stay shared with the checkpoint: the next checkpoint uploads only
 //! what changed); key groups outside the range are deleted from it. The others
-//! are downloaded to a scratch directory and only the new range is copied over.
+//! are downloaded to a scratch directory, and the new range's entries, read in
+//! key order, are written into one SST file that the new instance ingests whole
+//! (no memtable, flush or compaction of them on the way).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocksdb::WriteBatch;
+use rocksdb::{SstFileWriter, WriteBatch};
 
 use crate::checkpoint::metadata::NativeFile;
 use crate::checkpoint::state_file::checksum;
 use crate::checkpoint::store::CheckpointStore;
+use crate::checkpoint::transfers::each_at_once;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::memory::StateMemory;
-use crate::state::rocks::parallel::each_at_once;
 use crate::state::rocks::{encode_key, scan_checkpoint, LocalDir, Registry, RocksDb};
 
 /// The RocksDB checkpoint of one old subtask, as a restore finds it.
@@ -55,16 +57,26 @@ impl NativeRestore {
         Ok(())
     }
 
+    /// Downloads one file, or links it where the store allows: SST files are
+    /// never changed in place, by RocksDB or in storage, so the two can share one.
     fn download_one(&self, file: &NativeFile, key: &str, dir: &Path) -> Result<()> {
         let uri = self.store.uri(key);
-        let bytes = self.store.get(key).map_err(|e| match e {
+        let missing = |e| match e {
             Error::MissingObject { .. } => Error::CorruptCheckpoint {
                 path: uri.clone(),
                 reason: "RocksDB file listed in _metadata is missing".into(),
             },
             // Storage down or refusing: not damage, and never taken for it.
             other => other,
-        })?;
+        };
+        let path = dir.join(&file.name);
+        let linked =
+            file.name.ends_with(".sst") && self.store.link_to(key, &path).map_err(missing)?;
+        let bytes = if linked {
+            std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?
+        } else {
+            self.store.get(key).map_err(missing)?
+        };
         if bytes.len() as u64 != file.size {
             return Err(Error::CorruptCheckpoint {
                 path: uri,
@@ -82,7 +94,9 @@ impl NativeRestore {
                 reason: format!("checksum {sum} does not match {}", file.checksum),
             });
         }
-        let path = dir.join(&file.name);
+        if linked {
+            return Ok(());
+        }
         std::fs::write(&path, &bytes).map_err(|e| Error::io("writing", &path, e))
     }
 
@@ -173,11 +187,43 @@ pub fn rebuild(
             continue;
         }
         let scratch = db.dir().with_extension(format!("restore-{i}"));
-        let mut writer = BatchWriter::new(&db);
-        other.scan(uid, &scratch, mine, |g, k, v| writer.put(g, k, v))?;
-        writer.finish()?;
+        let file = db.dir().with_extension(format!("restore-{i}.sst"));
+        let ingested = copy_range(uid, other, &scratch, mine, &file).and_then(|any| {
+            if any {
+                db.ingest(&file)
+            } else {
+                Ok(())
+            }
+        });
+        let _ = std::fs::remove_file(&file);
+        ingested?;
     }
     Ok((db, registry))
+}
+
+/// Writes the entries of `range` in the checkpoint `from` into a new SST file
+/// at `file`, in key order; says whether there were any.
+fn copy_range(
+    uid: &str,
+    from: &NativeRestore,
+    scratch: &Path,
+    range: KeyGroupRange,
+    file: &Path,
+) -> Result<bool> {
+    let options = super::options(None, None);
+    let mut writer = SstFileWriter::create(&options);
+    let sst = |e| super::failed(uid, "writing restored entries", e);
+    writer.open(file).map_err(sst)?;
+    let (mut key, mut any) = (Vec::new(), false);
+    from.scan(uid, scratch, range, |group, k, v| {
+        encode_key(group, k, &mut key);
+        any = true;
+        writer.put(&key, v).map_err(sst)
+    })?;
+    if any {
+        writer.finish().map_err(sst)?;
+    }
+    Ok(any)
 }
 
 #[cfg(test)]
@@ -228,5 +274,37 @@ mod tests {
         restore_of(&store, "shared/ok.sst", 10)
             .download(&target)
             .unwrap();
+    }
+
+    #[test]
+    fn sst_files_on_the_same_file_system_are_linked_and_others_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store: Arc<dyn CheckpointStore> = Arc::new(FileStore::new(tmp.path().join("s")));
+        store.put("shared/a.sst", b"0123456789").unwrap();
+        store.put("chk-1/MANIFEST-000001", b"0123456789").unwrap();
+        let mut restore = restore_of(&store, "shared/a.sst", 10);
+        let mut manifest = restore.files[0].0.clone();
+        manifest.name = "MANIFEST-000001".into();
+        restore
+            .files
+            .push((manifest, "chk-1/MANIFEST-000001".to_string()));
+        let local = tmp.path().join("local");
+        restore.download(&local).unwrap();
+        let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let stored = tmp.path().join("s");
+        assert_eq!(
+            inode(&local.join("000009.sst")),
+            inode(&stored.join("shared/a.sst"))
+        );
+        assert_ne!(
+            inode(&local.join("MANIFEST-000001")),
+            inode(&stored.join("chk-1/MANIFEST-000001")),
+            "RocksDB may write to its MANIFEST: never shared"
+        );
+        assert_eq!(
+            std::fs::read(local.join("MANIFEST-000001")).unwrap(),
+            b"0123456789"
+        );
     }
 }

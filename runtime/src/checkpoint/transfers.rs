@@ -1,8 +1,8 @@
-//! Transfers of RocksDB files, several at once: each mostly waits on storage.
+//! Transfers of files to, from and within checkpoint storage, several at once: each mostly waits on storage.
 
 use crate::error::{Error, Result};
 
-/// Files moved at once, per RocksDB instance.
+/// Files moved at once (per RocksDB instance, per savepoint being written).
 pub const TRANSFERS: usize = 4;
 
 /// `each(item)` for every item, on up to [`TRANSFERS`] threads; the results
