@@ -389,8 +389,8 @@ fn an_explicitly_requested_damaged_savepoint_is_an_error() {
     let state = s3
         .keys(key)
         .into_iter()
-        .find(|k| k.ends_with("/sum/0/state"))
-        .expect("the sum's state file");
+        .find(|k| k.contains("/sum/0/rocksdb/") && k.ends_with(".sst"))
+        .expect("an SST file of the sum's native savepoint");
     s3.truncate(&state);
     let mut again = weir_s3(dir.path(), &s3);
     again
@@ -403,7 +403,7 @@ fn an_explicitly_requested_damaged_savepoint_is_an_error() {
     // The S3 client or the file checksum catches the damage; either way the
     // message names the savepoint's file.
     assert!(
-        err.contains("damaged checkpoint") && err.contains("sum/0/state"),
+        err.contains("damaged checkpoint") && err.contains(&state),
         "{err}"
     );
 }
