@@ -77,14 +77,15 @@ impl<K: Eq + Hash, V> ClockCache<K, V> {
         Some(entry)
     }
 
-    /// Sets `key`'s value, dirty, without reading the old one.
-    pub fn put(&mut self, key: K, value: Option<V>) {
+    /// Sets `key`'s value, dirty, without reading the old one; whether the
+    /// key was not dirty before.
+    pub fn put(&mut self, key: K, value: Option<V>) -> bool {
         let hash = hash_of(&key);
         match self.table.find_mut(hash, |e| e.key == key) {
             Some(entry) => {
                 entry.value = value;
-                entry.dirty = true;
                 entry.referenced = true;
+                !std::mem::replace(&mut entry.dirty, true)
             }
             None => {
                 let entry = Entry {
@@ -94,6 +95,7 @@ impl<K: Eq + Hash, V> ClockCache<K, V> {
                     referenced: true,
                 };
                 self.table.insert_unique(hash, entry, |e| hash_of(&e.key));
+                true
             }
         }
     }

@@ -191,6 +191,89 @@ fn the_operators_of_a_process_share_one_cache_bound_and_keep_every_update() {
     assert_eq!(contents(&mut b, 1000), expected);
 }
 
+/// Sets keys `keys` to strings of `len` bytes in one batch.
+fn put_strings(state: &mut KeyedState<u64, String>, keys: std::ops::Range<u64>, len: usize) {
+    let mut batch: Vec<u64> = keys.collect();
+    state
+        .update(
+            &mut batch,
+            |k| Cow::Owned(*k),
+            |k, v, _| {
+                *v = Some(format!("{k:0len$}"));
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// The bytes of the files under `dir`, in all.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .map(|p| p.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_cache_of_large_values_counts_their_bytes_before_its_first_write_back() {
+    // Room for 2,011 entries of a small value; counted at their in-place size,
+    // 1,000 values of 1,000 bytes each would all fit (1 MB in a 75 KB bound).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = KeyedState::<u64, String>::default();
+    state
+        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 2011), None)
+        .unwrap();
+    put_strings(&mut state, 0..1000, 1000);
+    let cached = state.cached_keys();
+    assert!(cached <= 100, "{cached} values of 1,000 bytes cached");
+    let mut probe: Vec<u64> = vec![3, 999];
+    let mut seen = Vec::new();
+    state
+        .update(
+            &mut probe,
+            |k| Cow::Owned(*k),
+            |k, v, _| {
+                seen.push((*k, v.as_ref().map(String::len)));
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(seen, [(3, Some(1000)), (999, Some(1000))]);
+}
+
+#[test]
+fn dirty_values_are_written_back_before_they_would_fill_two_memtables() {
+    // A cache with room for every key, and memtables of 2 MiB (a quarter of
+    // RocksDB's 8 MiB): 10 MB of updates must not wait for the checkpoint.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = KeyedState::<u64, String>::default();
+    state
+        .open(&ctx(tmp.path(), Backend::Rocksdb, ALL, 1_000_003), None)
+        .unwrap();
+    for chunk in 0..10 {
+        put_strings(&mut state, chunk * 1000..(chunk + 1) * 1000, 1000);
+    }
+    assert_eq!(state.cached_keys(), 10_000, "nothing was evicted");
+    let written = bytes_under(tmp.path());
+    assert!(
+        written > 4 << 20,
+        "{written} bytes reached RocksDB of 10 MB of dirty values"
+    );
+}
+
 /// A RocksDB instance of the key groups `range` holding `k -> k` for the keys
 /// below 200 in it, checkpointed into `store` under `dir`: the restore handle.
 fn checkpointed(

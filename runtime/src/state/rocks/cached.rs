@@ -2,15 +2,15 @@
 //!
 //! A batch finds each record's cache entry once. The keys it lacks are read in
 //! one multi-get before the batch is applied; updated values stay in the cache
-//! (dirty) and reach RocksDB in one sorted write batch at every checkpoint, or
-//! when the CLOCK evicts them. The cache's bytes count against the process's
-//! [`StateMemory`]: once all caches of the process together pass its bound, each
-//! cache evicts its share of the excess, so RocksDB sees per-batch work, never
-//! per-record calls.
+//! (dirty) and reach RocksDB in one sorted write batch at every checkpoint, when
+//! the CLOCK evicts them, or once they would fill [`DIRTY_MEMTABLES`] memtables
+//! (so a checkpoint never has more than that to write on the task thread). The
+//! cache's bytes count against the process's [`StateMemory`]: once all caches of
+//! the process together pass its bound, each cache evicts its share of the
+//! excess, so RocksDB sees per-batch work, never per-record calls.
 
 use std::sync::{Arc, Mutex};
 
-use rocksdb::WriteBatch;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::data::{Barrier, Batch, SavepointFormat, SnapshotKind};
@@ -18,89 +18,16 @@ use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange, StableHash};
 use crate::state::cache::{ClockCache, Entry};
 use crate::state::memory::StateMemory;
+use crate::state::rocks::write_back::{encode_failed, WriteBack};
 use crate::state::rocks::{encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb};
 use crate::state::OperatorSnapshot;
 
-/// One write-back entry: its encoded key and value in a shared buffer.
-struct Write {
-    start: usize,
-    key_end: usize,
-    end: usize,
-    delete: bool,
-}
+/// How many memtables' worth of dirty values (their encoded bytes) a cache
+/// holds before it writes them all back.
+pub const DIRTY_MEMTABLES: usize = 2;
 
-/// The encoded write-backs of one batch, written to RocksDB in key order
-/// (RocksDB's memtable inserts a sorted run from where the previous insert ended).
-#[derive(Default)]
-struct WriteBack {
-    writes: Vec<Write>,
-    buffer: Vec<u8>,
-    failure: Option<Error>,
-}
-
-impl WriteBack {
-    fn clear(&mut self) {
-        self.writes.clear();
-        self.buffer.clear();
-        self.failure = None;
-    }
-
-    /// Encodes `key`'s `value` (a deletion if `None`) in `uid`'s state.
-    fn add<K: StableHash + Serialize, V: Serialize>(
-        &mut self,
-        uid: &str,
-        max_parallelism: u32,
-        key: &K,
-        value: Option<&V>,
-    ) {
-        if self.failure.is_some() {
-            return;
-        }
-        let start = self.buffer.len();
-        let group = KeyGroup::of(key, max_parallelism).0 as u16;
-        self.buffer.extend_from_slice(&group.to_be_bytes());
-        let encoded = bincode::serialize_into(&mut self.buffer, key).and_then(|()| {
-            let key_end = self.buffer.len();
-            if let Some(v) = value {
-                bincode::serialize_into(&mut self.buffer, v)?;
-            }
-            Ok(key_end)
-        });
-        match encoded {
-            Ok(key_end) => self.writes.push(Write {
-                start,
-                key_end,
-                end: self.buffer.len(),
-                delete: value.is_none(),
-            }),
-            Err(e) => self.failure = Some(encode_failed(uid, e)),
-        }
-    }
-
-    /// Writes what was added in one sorted batch; the bytes per entry written.
-    fn write(&mut self, db: &RocksDb) -> Result<Option<usize>> {
-        if let Some(e) = self.failure.take() {
-            return Err(e);
-        }
-        if self.writes.is_empty() {
-            return Ok(None);
-        }
-        let buffer = &self.buffer;
-        self.writes
-            .sort_unstable_by(|a, b| buffer[a.start..a.key_end].cmp(&buffer[b.start..b.key_end]));
-        let mut batch = WriteBatch::default();
-        for w in &self.writes {
-            let key = &buffer[w.start..w.key_end];
-            if w.delete {
-                batch.delete(key);
-            } else {
-                batch.put(key, &buffer[w.key_end..w.end]);
-            }
-        }
-        db.write(batch)?;
-        Ok(Some(buffer.len() / self.writes.len()))
-    }
-}
+/// How many cached values the first estimate of the bytes per entry encodes.
+const SAMPLE: usize = 64;
 
 /// One operator subtask's keyed state in RocksDB, behind its cache.
 pub struct CachedRocks<K, V> {
@@ -110,8 +37,14 @@ pub struct CachedRocks<K, V> {
     memory: Arc<StateMemory>,
     /// The bytes this cache last reported to `memory`.
     reported: usize,
-    /// Estimated bytes per cached key, from the sizes seen at write-backs.
+    /// Encoded bytes per entry (key and value, as RocksDB stores them): from
+    /// a sample of the first values cached, then from each write-back; 0 until
+    /// measured.
+    encoded: usize,
+    /// Estimated bytes per cached key, from `encoded`.
     entry_bytes: usize,
+    /// How many cached entries are dirty.
+    dirty: usize,
     attempt: u64,
     key_groups: KeyGroupRange,
     uid: String,
@@ -156,7 +89,9 @@ where
             registry: Arc::new(Mutex::new(registry)),
             memory,
             reported: 0,
+            encoded: 0,
             entry_bytes: entry_bytes::<K, V>(0),
+            dirty: 0,
             attempt: config.attempt,
             key_groups: config.key_groups,
             uid: config.uid,
@@ -197,14 +132,14 @@ where
         for (record, &index) in input.drain(..).zip(&self.slots) {
             let entry = self.cache.entry(index).ok_or_else(|| lost(&self.uid))?;
             f(&entry.key, &mut entry.value, record)?;
-            entry.dirty = true;
+            self.dirty += usize::from(!std::mem::replace(&mut entry.dirty, true));
         }
         self.account()
     }
 
     /// Sets `k`'s value to `value` (`None` deletes it) without reading the old one.
     pub fn put(&mut self, k: K, value: Option<V>) -> Result<()> {
-        self.cache.put(k, value);
+        self.dirty += usize::from(self.cache.put(k, value));
         self.account()
     }
 
@@ -245,26 +180,50 @@ where
         Ok(())
     }
 
-    /// Reports the cache's size to the process and evicts the share the process
-    /// asks back.
+    /// Reports the cache's size to the process, evicts the share the process
+    /// asks back, and writes the dirty values back once they would fill
+    /// [`DIRTY_MEMTABLES`] memtables.
     fn account(&mut self) -> Result<()> {
+        if self.encoded == 0 {
+            self.measure();
+        }
         self.report();
         let give = self.memory.over(self.reported);
-        if give == 0 {
-            return Ok(());
+        if give > 0 {
+            let count = give.div_ceil(self.entry_bytes.max(1));
+            let (uid, max_parallelism) = (&self.uid, self.max_parallelism);
+            let (write_back, dirty) = (&mut self.write_back, &mut self.dirty);
+            write_back.clear();
+            self.cache.evict(count, |e: Entry<K, V>| {
+                if e.dirty {
+                    *dirty -= 1;
+                    write_back.add(uid, max_parallelism, &e.key, e.value.as_ref());
+                }
+            });
+            self.written()?;
+            self.report();
         }
-        let count = give.div_ceil(self.entry_bytes.max(1));
-        let (uid, max_parallelism) = (&self.uid, self.max_parallelism);
-        let write_back = &mut self.write_back;
-        write_back.clear();
-        self.cache.evict(count, |e: Entry<K, V>| {
-            if e.dirty {
-                write_back.add(uid, max_parallelism, &e.key, e.value.as_ref());
-            }
-        });
-        self.written()?;
-        self.report();
+        if self.dirty * self.encoded > self.memory.write_buffer_size() * DIRTY_MEMTABLES {
+            self.write_back()?;
+        }
         Ok(())
+    }
+
+    /// Estimates the bytes per entry from up to [`SAMPLE`] cached values,
+    /// encoded: before the first write-back, the cache's size would otherwise
+    /// count each value as its in-place size, however many bytes it owns.
+    fn measure(&mut self) {
+        let (mut bytes, mut values) = (0, 0);
+        for entry in self.cache.iter_mut().take(SAMPLE) {
+            if let Some(value) = &entry.value {
+                let key = bincode::serialized_size(&entry.key).unwrap_or(0);
+                bytes += 2 + key + bincode::serialized_size(value).unwrap_or(0);
+                values += 1;
+            }
+        }
+        if let Some(average) = bytes.checked_div(values) {
+            self.learn_size(average as usize);
+        }
     }
 
     /// Tells the process the cache's size now.
@@ -281,9 +240,15 @@ where
     /// Writes the encoded write-backs and updates the bytes per entry.
     fn written(&mut self) -> Result<()> {
         if let Some(encoded) = self.write_back.write(&self.db)? {
-            self.entry_bytes = entry_bytes::<K, V>(encoded);
+            self.learn_size(encoded);
         }
         Ok(())
+    }
+
+    /// Takes `encoded` bytes as the size of an entry in RocksDB.
+    fn learn_size(&mut self, encoded: usize) {
+        self.encoded = encoded.max(1);
+        self.entry_bytes = entry_bytes::<K, V>(encoded);
     }
 
     /// Writes every dirty value back to RocksDB in one batch and forgets deleted keys.
@@ -295,6 +260,7 @@ where
             write_back.add(uid, max_parallelism, &entry.key, entry.value.as_ref());
             entry.dirty = false;
         }
+        self.dirty = 0;
         self.written()?;
         self.cache.forget_deleted();
         self.report();
@@ -379,11 +345,4 @@ pub fn entry_bytes<K, V>(encoded: usize) -> usize {
 
 fn lost(uid: &str) -> Error {
     Error::Internal(format!("state of {uid}: a loaded key left the cache"))
-}
-
-fn encode_failed(uid: &str, e: bincode::Error) -> Error {
-    Error::State {
-        uid: uid.to_string(),
-        reason: format!("encoding keyed state: {e}"),
-    }
 }

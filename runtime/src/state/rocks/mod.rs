@@ -3,21 +3,24 @@
 //! Keys are `[key group: u16 big-endian][key in bincode]` and values are the value
 //! in bincode, so one key group is one contiguous key range: a range of groups is
 //! extracted by iterating it and dropped by deleting it, which is what restoring
-//! at another parallelism does. Writes skip the write-ahead log: the local
-//! instance is scratch space, and what must survive a crash is in the last
-//! completed checkpoint.
+//! at another parallelism does. Writes go to the write-ahead log, unsynced: the
+//! local instance is scratch space (what must survive a crash is in the last
+//! completed checkpoint), but a checkpoint copies the log instead of flushing
+//! the memtables on the task thread.
 //!
 //! - [`native`]: snapshots (a local RocksDB checkpoint of hard links), their
 //!   incremental upload to `shared/` (for checkpoints and native savepoints),
 //!   and the conversion to canonical blobs for canonical savepoints.
 //! - [`cached`]: the keyed state of an operator subtask, in its instance
 //!   behind a CLOCK cache of decoded values.
+//! - `write_back`: the cache's updated values, encoded and written in key order.
 //! - [`restore`]: building a subtask's instance from the checkpoints of the old
 //!   subtasks whose key groups it now owns.
 
 pub mod cached;
 pub mod native;
 pub mod restore;
+mod write_back;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,8 +179,8 @@ impl std::fmt::Debug for RocksDb {
 ///   anyway, and a bloom filter over the memtable (lookups of keys not in it
 ///   skip its skip list);
 /// - the block cache and the memtables' memory are the process's
-///   ([`StateMemory`]); memtables are flushed at checkpoints, and background
-///   flushes and compactions run on two threads.
+///   ([`StateMemory`]); a checkpoint asks for a flush in the background, and
+///   background flushes and compactions run on two threads.
 fn options(memory: Option<&StateMemory>, ttl: Option<Duration>) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
@@ -226,11 +229,9 @@ impl RocksDb {
             )],
         )
         .map_err(|e| failed(uid, "opening", e))?;
-        let mut write = WriteOptions::default();
-        write.disable_wal(true);
         Ok(RocksDb {
             db,
-            write,
+            write: WriteOptions::default(),
             uid: uid.to_string(),
             dir,
         })
@@ -262,17 +263,24 @@ impl RocksDb {
             .collect()
     }
 
-    /// Flushes the memtable and writes a checkpoint of hard-linked files into `to`
-    /// (which must not exist yet); what the caller uploads from there.
+    /// Writes a checkpoint into `to` (which must not exist yet), what the caller
+    /// uploads from there: the SST files hard-linked and the write-ahead log
+    /// copied, which holds what the memtables hold, so the task does not wait
+    /// for a flush. Then it asks for one in the background (unless one is
+    /// running), so that the next checkpoint's log holds only newer writes.
     pub fn checkpoint(&self, to: &Path) -> Result<()> {
-        let mut flush = FlushOptions::default();
-        flush.set_wait(true);
-        self.db
-            .flush_opt(&flush)
-            .map_err(|e| failed(&self.uid, "flushing", e))?;
         rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(to))
-            .map_err(|e| failed(&self.uid, "creating a checkpoint", e))
+            .and_then(|c| c.create_checkpoint_with_log_size(to, u64::MAX))
+            .map_err(|e| failed(&self.uid, "creating a checkpoint", e))?;
+        let flushing = self.db.property_int_value("rocksdb.num-running-flushes");
+        if flushing.map_err(|e| failed(&self.uid, "reading a property", e))? == Some(0) {
+            let mut flush = FlushOptions::default();
+            flush.set_wait(false);
+            self.db
+                .flush_opt(&flush)
+                .map_err(|e| failed(&self.uid, "flushing", e))?;
+        }
+        Ok(())
     }
 
     /// Moves the SST file at `path` (keys in order, none in the instance's
@@ -370,134 +378,4 @@ pub fn scan_checkpoint(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open_db(tmp: &tempfile::TempDir) -> RocksDb {
-        let memory = StateMemory::shared(1 << 20, 8 << 20);
-        RocksDb::open(
-            "sum",
-            LocalDir::fresh(tmp.path().join("db")).unwrap(),
-            &memory,
-            None,
-        )
-        .unwrap()
-    }
-
-    fn put(db: &RocksDb, group: u32, key: &[u8], value: &[u8]) {
-        let mut k = Vec::new();
-        encode_key(KeyGroup(group), key, &mut k);
-        let mut batch = WriteBatch::default();
-        batch.put(&k, value);
-        db.write(batch).unwrap();
-    }
-
-    fn groups(db: &RocksDb) -> Vec<u32> {
-        let mut seen = Vec::new();
-        let all = KeyGroupRange { start: 0, end: 128 };
-        db.scan(all, |g, _, _| {
-            seen.push(g.0);
-            Ok(())
-        })
-        .unwrap();
-        seen
-    }
-
-    #[test]
-    fn a_multi_get_of_keys_not_written_is_answered_by_the_memtables_bloom_filter() {
-        use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
-        let tmp = tempfile::tempdir().unwrap();
-        let db = open_db(&tmp);
-        let key = |i: u64| {
-            let mut k = Vec::new();
-            encode_key(KeyGroup(1), &i.to_le_bytes(), &mut k);
-            k
-        };
-        let mut batch = WriteBatch::default();
-        for i in 0..100_000u64 {
-            batch.put(key(i), b"v");
-        }
-        db.write(batch).unwrap();
-        set_perf_stats(PerfStatsLevel::EnableCount);
-        let mut perf = PerfContext::default();
-        perf.reset();
-        let absent: Vec<Vec<u8>> = (1_000_000..1_010_000u64).map(key).collect();
-        let found = db.multi_get(absent.iter().map(|k| k.as_slice())).unwrap();
-        assert!(found.iter().all(Option::is_none));
-        // Without the instance's options on its column family there was no
-        // filter: every lookup walked the memtable's skip list.
-        let skipped = perf.metric(PerfMetric::BloomMemtableMissCount);
-        let comparisons = perf.metric(PerfMetric::UserKeyComparisonCount);
-        set_perf_stats(PerfStatsLevel::Disable);
-        assert!(
-            skipped >= 9_900,
-            "{skipped} of 10,000 lookups skipped the memtable"
-        );
-        assert!(comparisons < 10_000, "{comparisons} key comparisons");
-    }
-
-    #[test]
-    fn key_groups_are_contiguous_ranges_that_scan_and_drop_cheaply() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = open_db(&tmp);
-        for g in [0u32, 3, 3, 7, 100, 127] {
-            put(&db, g, &g.to_le_bytes(), b"v");
-        }
-        put(&db, 3, b"other", b"w");
-        assert_eq!(groups(&db), [0, 3, 3, 7, 100, 127]);
-        let mut mid = Vec::new();
-        db.scan(KeyGroupRange { start: 3, end: 100 }, |g, k, v| {
-            mid.push((g.0, k.to_vec(), v.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(mid.len(), 3);
-        db.retain_groups(KeyGroupRange { start: 3, end: 8 })
-            .unwrap();
-        assert_eq!(groups(&db), [3, 3, 7]);
-    }
-
-    #[test]
-    fn a_checkpoint_holds_the_unflushed_writes_and_reopens_read_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = open_db(&tmp);
-        put(&db, 5, b"k", b"v");
-        let chk = tmp.path().join("chk");
-        db.checkpoint(&chk).unwrap();
-        let mut seen = Vec::new();
-        scan_checkpoint(
-            "sum",
-            &chk,
-            KeyGroupRange { start: 0, end: 128 },
-            |g, k, v| {
-                seen.push((g.0, k.to_vec(), v.to_vec()));
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!(seen, vec![(5, b"k".to_vec(), b"v".to_vec())]);
-        let dir = db.dir().to_path_buf();
-        drop(db);
-        assert!(!dir.exists(), "the local instance is removed with it");
-    }
-
-    #[test]
-    fn only_directories_of_stopped_processes_are_removed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let names = [
-            format!("weir-sum-0-1-{dead:x}"),
-            format!("weir-sum-0-1-{dead:x}.chk-4"),
-            format!("weir-sum-0-1-{:x}", std::process::id()),
-            format!("other-{dead:x}"),
-        ];
-        for name in &names {
-            std::fs::create_dir(tmp.path().join(name)).unwrap();
-        }
-        remove_stale(tmp.path());
-        let left: Vec<bool> = names.iter().map(|n| tmp.path().join(n).exists()).collect();
-        assert_eq!(left, [false, false, true, true]);
-    }
-}
+mod tests;
