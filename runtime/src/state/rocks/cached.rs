@@ -29,6 +29,9 @@ pub const DIRTY_MEMTABLES: usize = 2;
 /// How many cached values the first estimate of the bytes per entry encodes.
 const SAMPLE: usize = 64;
 
+/// The bytes of the key group before each RocksDB key.
+const KEY_GROUP_PREFIX: u64 = std::mem::size_of::<u16>() as u64;
+
 /// One operator subtask's keyed state in RocksDB, behind its cache.
 pub struct CachedRocks<K, V> {
     cache: ClockCache<K, V>,
@@ -216,8 +219,9 @@ where
         let (mut bytes, mut values) = (0, 0);
         for entry in self.cache.iter_mut().take(SAMPLE) {
             if let Some(value) = &entry.value {
+                // The key group's prefix, the key and the value, as `WriteBack` encodes them.
                 let key = bincode::serialized_size(&entry.key).unwrap_or(0);
-                bytes += 2 + key + bincode::serialized_size(value).unwrap_or(0);
+                bytes += KEY_GROUP_PREFIX + key + bincode::serialized_size(value).unwrap_or(0);
                 values += 1;
             }
         }

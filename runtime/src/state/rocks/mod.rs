@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, DBPinnableSlice, Direction, FlushOptions, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteOptions, DB,
+    ReadOptions, WriteBatch, DB,
 };
 
 use serde::de::DeserializeOwned;
@@ -157,7 +157,6 @@ pub fn decode<K: DeserializeOwned, V: DeserializeOwned>(
 /// after the database is closed (fields drop in order).
 pub struct RocksDb {
     db: DB,
-    write: WriteOptions,
     uid: String,
     dir: LocalDir,
 }
@@ -231,7 +230,6 @@ impl RocksDb {
         .map_err(|e| failed(uid, "opening", e))?;
         Ok(RocksDb {
             db,
-            write: WriteOptions::default(),
             uid: uid.to_string(),
             dir,
         })
@@ -245,7 +243,7 @@ impl RocksDb {
     /// Applies `batch` atomically.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.db
-            .write_opt(batch, &self.write)
+            .write(batch)
             .map_err(|e| failed(&self.uid, "writing", e))
     }
 
