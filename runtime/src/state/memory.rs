@@ -131,16 +131,19 @@ mod tests {
 
     #[test]
     fn one_process_shares_one_memory_per_configuration_while_it_is_in_use() {
-        let a = StateMemory::shared(1 << 20, 8 << 20);
-        let b = StateMemory::shared(1 << 20, 8 << 20);
+        // Sizes of this test's own: other tests running beside it share the
+        // memory of theirs.
+        let (cache, rocksdb) = ((1 << 20) + 7, (8 << 20) + 7);
+        let a = StateMemory::shared(cache, rocksdb);
+        let b = StateMemory::shared(cache, rocksdb);
         assert!(Arc::ptr_eq(&a, &b));
-        let other = StateMemory::shared(2 << 20, 8 << 20);
+        let other = StateMemory::shared(cache + 1, rocksdb);
         assert!(!Arc::ptr_eq(&a, &other));
         a.grow(100);
         assert_eq!(b.used(), 100);
         b.shrink(100);
         drop((a, b));
-        let fresh = StateMemory::shared(1 << 20, 8 << 20);
+        let fresh = StateMemory::shared(cache, rocksdb);
         assert_eq!(fresh.used(), 0, "a new memory once the last user went away");
     }
 
