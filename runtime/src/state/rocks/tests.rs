@@ -33,25 +33,32 @@ fn groups(db: &RocksDb) -> Vec<u32> {
     seen
 }
 
+/// The key of number `i` in key group 1.
+fn numbered_key(i: u64) -> Vec<u8> {
+    let mut k = Vec::new();
+    encode_key(KeyGroup(1), &i.to_le_bytes(), &mut k);
+    k
+}
+
+/// Writes the numbered keys `numbers` in one batch.
+fn put_numbered(db: &RocksDb, numbers: impl Iterator<Item = u64>) {
+    let mut batch = WriteBatch::default();
+    for i in numbers {
+        batch.put(numbered_key(i), b"v");
+    }
+    db.write(batch).unwrap();
+}
+
 #[test]
 fn a_multi_get_of_keys_not_written_is_answered_by_the_memtables_bloom_filter() {
     use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
     let tmp = tempfile::tempdir().unwrap();
     let db = open_db(&tmp);
-    let key = |i: u64| {
-        let mut k = Vec::new();
-        encode_key(KeyGroup(1), &i.to_le_bytes(), &mut k);
-        k
-    };
-    let mut batch = WriteBatch::default();
-    for i in 0..100_000u64 {
-        batch.put(key(i), b"v");
-    }
-    db.write(batch).unwrap();
+    put_numbered(&db, 0..100_000u64);
     set_perf_stats(PerfStatsLevel::EnableCount);
     let mut perf = PerfContext::default();
     perf.reset();
-    let absent: Vec<Vec<u8>> = (1_000_000..1_010_000u64).map(key).collect();
+    let absent: Vec<Vec<u8>> = (1_000_000..1_010_000u64).map(numbered_key).collect();
     let found = db.multi_get(absent.iter().map(|k| k.as_slice())).unwrap();
     assert!(found.iter().all(Option::is_none));
     // Without the instance's options on its column family there was no
@@ -71,16 +78,7 @@ fn a_multi_get_of_keys_never_written_reads_no_block_of_the_last_level() {
     use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
     let tmp = tempfile::tempdir().unwrap();
     let db = open_db(&tmp);
-    let key = |i: u64| {
-        let mut k = Vec::new();
-        encode_key(KeyGroup(1), &i.to_le_bytes(), &mut k);
-        k
-    };
-    let mut batch = WriteBatch::default();
-    for i in (0..200_000u64).step_by(2) {
-        batch.put(key(i), b"v");
-    }
-    db.write(batch).unwrap();
+    put_numbered(&db, (0..200_000u64).step_by(2));
     db.db.compact_range::<&[u8], &[u8]>(None, None);
     let levels: Vec<i32> = db
         .db
@@ -94,7 +92,7 @@ fn a_multi_get_of_keys_never_written_reads_no_block_of_the_last_level() {
     let mut perf = PerfContext::default();
     perf.reset();
     // Keys between the written ones: within the file's key range, never written.
-    let absent: Vec<Vec<u8>> = (1..20_001u64).step_by(2).map(key).collect();
+    let absent: Vec<Vec<u8>> = (1..20_001u64).step_by(2).map(numbered_key).collect();
     let found = db.multi_get(absent.iter().map(|k| k.as_slice())).unwrap();
     let blocks = perf.metric(PerfMetric::BlockReadCount);
     set_perf_stats(PerfStatsLevel::Disable);
