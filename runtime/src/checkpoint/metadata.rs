@@ -87,6 +87,22 @@ pub struct NativeFile {
     pub size: u64,
     /// xxh3-64 of the file, in hex.
     pub checksum: String,
+    /// Where an SST file sat in RocksDB's tree when the snapshot was taken, if
+    /// known: what a restore needs to take only the files of some key groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<SstPlace>,
+}
+
+/// Where an SST file sat in its RocksDB instance's tree at a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SstPlace {
+    /// Its rank among the snapshot's SST files, newest data first (level 0's
+    /// files newest to oldest, then level 1's, and so on): files of a lower rank
+    /// hold newer writes of any key they share with files of a higher one.
+    pub rank: u32,
+    /// The key groups from its first key's to its last key's (range deletions
+    /// included), so a superset of those it holds entries of.
+    pub key_groups: KeyGroupRange,
 }
 
 /// A state file and the byte ranges inside it.

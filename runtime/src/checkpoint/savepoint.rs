@@ -210,6 +210,7 @@ mod tests {
             shared,
             size: bytes.len() as u64,
             checksum: checksum(bytes),
+            place: None,
         };
         // An SST file an earlier checkpoint uploaded, and a descriptor staged now.
         let sst = native_shared(&uid, 7, 0, "000012.sst");

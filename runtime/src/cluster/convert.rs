@@ -4,7 +4,7 @@ use weir_proto::v1;
 
 use crate::checkpoint::coordinator::Ack;
 use crate::checkpoint::metadata::{
-    Compression, GroupSpan, NativeFile, NativeState, Span, StateFile, SubtaskState,
+    Compression, GroupSpan, NativeFile, NativeState, Span, SstPlace, StateFile, SubtaskState,
 };
 use crate::ids::{CheckpointId, OperatorUid, TaskId};
 use crate::keys::{KeyGroup, KeyGroupRange};
@@ -82,6 +82,11 @@ pub fn ack_to_wire(attempt: u64, ack: &Ack) -> v1::TaskAck {
                             shared: f.shared,
                             size: f.size,
                             checksum: f.checksum.clone(),
+                            place: f.place.map(|p| v1::SstPlace {
+                                rank: p.rank,
+                                key_group_start: p.key_groups.start,
+                                key_group_end: p.key_groups.end,
+                            }),
                         })
                         .collect(),
                 }),
@@ -161,6 +166,13 @@ pub fn ack_from_wire(ack: &v1::TaskAck) -> Result<Ack, String> {
                                 shared: f.shared,
                                 size: f.size,
                                 checksum: f.checksum.clone(),
+                                place: f.place.as_ref().map(|p| SstPlace {
+                                    rank: p.rank,
+                                    key_groups: KeyGroupRange {
+                                        start: p.key_group_start,
+                                        end: p.key_group_end,
+                                    },
+                                }),
                             })
                             .collect(),
                     }),
@@ -219,6 +231,10 @@ mod tests {
                             shared: true,
                             size: 4096,
                             checksum: "cd".into(),
+                            place: Some(SstPlace {
+                                rank: 3,
+                                key_groups: KeyGroupRange { start: 85, end: 99 },
+                            }),
                         }],
                     }),
                 },

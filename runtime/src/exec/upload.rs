@@ -112,7 +112,7 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
         let mut rocksdb = None;
         if let Some(native) = snapshot.native.take() {
             match &native.format {
-                NativeFormat::Incremental { registry, attempt } => {
+                NativeFormat::Incremental(incremental) => {
                     let done = native::upload(
                         store,
                         paths,
@@ -121,8 +121,7 @@ fn store_upload(store: &dyn CheckpointStore, paths: &Paths, upload: Upload) -> R
                         &part.uid,
                         part.subtask.index,
                         native.dir.path(),
-                        registry,
-                        *attempt,
+                        incremental,
                     )?;
                     uploaded_bytes += done.bytes;
                     rocksdb = Some(done.state);

@@ -293,7 +293,7 @@ fn checkpointed(
         .snapshot(&Barrier::checkpoint(CheckpointId(1), None))
         .unwrap();
     let native_snapshot = snapshot.native.unwrap();
-    let NativeFormat::Incremental { registry, attempt } = &native_snapshot.format else {
+    let NativeFormat::Incremental(incremental) = &native_snapshot.format else {
         panic!("a checkpoint is incremental");
     };
     let uid = OperatorUid("sum".into());
@@ -307,29 +307,12 @@ fn checkpointed(
         &uid,
         subtask,
         native_snapshot.dir.path(),
-        registry,
-        *attempt,
+        incremental,
     )
     .unwrap();
     assert!(uploaded.bytes > 0);
-    NativeRestore {
-        key_groups: range,
-        files: uploaded
-            .state
-            .files
-            .iter()
-            .map(|f| {
-                let key = if f.shared {
-                    format!("{}{}", paths.shared(), f.path)
-                } else {
-                    format!("{chk}{}", f.path)
-                };
-                (f.clone(), key)
-            })
-            .collect(),
-        store: store.clone(),
-        owned: true,
-    }
+    let store: Arc<dyn crate::checkpoint::store::CheckpointStore> = store.clone();
+    NativeRestore::of_upload(&uploaded.state.files, &paths, &chk, range, store, true)
 }
 
 /// `k -> k` for the keys below 200 in `part`, in key order.

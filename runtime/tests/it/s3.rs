@@ -389,8 +389,8 @@ fn an_explicitly_requested_damaged_savepoint_is_an_error() {
     let state = s3
         .keys(key)
         .into_iter()
-        // The sums are in SST files or, not flushed yet, in the write-ahead log.
-        .find(|k| k.contains("/sum/0/rocksdb/") && (k.ends_with(".sst") || k.ends_with(".log")))
+        // A native savepoint is flushed: the sums are in its SST files.
+        .find(|k| k.contains("/sum/0/rocksdb/") && k.ends_with(".sst"))
         .expect("a data file of the sum's native savepoint");
     s3.truncate(&state);
     let mut again = weir_s3(dir.path(), &s3);

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange, StableHash};
 use crate::state::cache::{ClockCache, Entry};
 use crate::state::memory::StateMemory;
+use crate::state::rocks::native::Incremental;
 use crate::state::rocks::write_back::{encode_failed, WriteBack};
 use crate::state::rocks::{encode_key, LocalDir, NativeFormat, NativeSnapshot, Registry, RocksDb};
 use crate::state::OperatorSnapshot;
@@ -307,7 +308,12 @@ where
                 .dir()
                 .with_extension(format!("chk-{}", barrier.id.0)),
         )?;
-        self.db.checkpoint(dir.path())?;
+        // A native savepoint is what rescales restore from: flushed, its files
+        // alone hold the state, and a new subtask takes only those of its key
+        // groups (see `restore`). A checkpoint copies the log instead, so that
+        // the task never waits for a flush.
+        let savepoint = barrier.kind == SnapshotKind::Savepoint(SavepointFormat::Native);
+        let places = self.db.checkpoint(dir.path(), savepoint)?;
         let format = match barrier.kind {
             // A native savepoint stores the files as a checkpoint would; the
             // savepoint writer then copies them all into its own directory.
@@ -316,10 +322,11 @@ where
                     .lock()
                     .map_err(|_| Error::Internal("a RocksDB registry lock was poisoned".into()))?
                     .completed(barrier.last_completed);
-                NativeFormat::Incremental {
+                NativeFormat::Incremental(Incremental {
                     registry: self.registry.clone(),
                     attempt: self.attempt,
-                }
+                    places,
+                })
             }
             SnapshotKind::Savepoint(SavepointFormat::Canonical) => NativeFormat::Canonical {
                 key_groups: self.key_groups,

@@ -6,7 +6,9 @@
 //! at another parallelism does. Writes go to the write-ahead log, unsynced: the
 //! local instance is scratch space (what must survive a crash is in the last
 //! completed checkpoint), but a checkpoint copies the log instead of flushing
-//! the memtables on the task thread.
+//! the memtables on the task thread. A native savepoint flushes them instead,
+//! so that a restore at another parallelism can take only the SST files of its
+//! key groups (see [`restore`]).
 //!
 //! - [`native`]: snapshots (a local RocksDB checkpoint of hard links), their
 //!   incremental upload to `shared/` (for checkpoints and native savepoints),
@@ -14,14 +16,18 @@
 //! - [`cached`]: the keyed state of an operator subtask, in its instance
 //!   behind a CLOCK cache of decoded values.
 //! - `write_back`: the cache's updated values, encoded and written in key order.
+//! - `sst_files`: where a snapshot's SST files sit in the tree, and ingesting
+//!   files that another instance wrote.
 //! - [`restore`]: building a subtask's instance from the checkpoints of the old
 //!   subtasks whose key groups it now owns.
 
 pub mod cached;
 pub mod native;
 pub mod restore;
+mod sst_files;
 mod write_back;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +38,7 @@ use rocksdb::{
 
 use serde::de::DeserializeOwned;
 
+use crate::checkpoint::metadata::SstPlace;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::memory::StateMemory;
@@ -269,10 +276,17 @@ impl RocksDb {
     /// copied, which holds what the memtables hold, so the task does not wait
     /// for a flush. Then it asks for one in the background (unless one is
     /// running), so that the next checkpoint's log holds only newer writes.
-    pub fn checkpoint(&self, to: &Path) -> Result<()> {
+    /// With `flush`, the memtables are flushed first instead (the caller waits),
+    /// so that the files alone hold the state.
+    ///
+    /// Returns where each SST file of the checkpoint sits in the tree, or
+    /// nothing if a compaction changed the files before they could be listed.
+    pub fn checkpoint(&self, to: &Path, flush: bool) -> Result<HashMap<String, SstPlace>> {
+        let log_size_for_flush = if flush { 0 } else { u64::MAX };
         rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint_with_log_size(to, u64::MAX))
+            .and_then(|c| c.create_checkpoint_with_log_size(to, log_size_for_flush))
             .map_err(|e| failed(&self.uid, "creating a checkpoint", e))?;
+        let places = sst_files::places(&self.db, &self.uid, to)?;
         let flushing = self.db.property_int_value("rocksdb.num-running-flushes");
         if flushing.map_err(|e| failed(&self.uid, "reading a property", e))? == Some(0) {
             let mut flush = FlushOptions::default();
@@ -281,7 +295,7 @@ impl RocksDb {
                 .flush_opt(&flush)
                 .map_err(|e| failed(&self.uid, "flushing", e))?;
         }
-        Ok(())
+        Ok(places)
     }
 
     /// Moves the SST file at `path` (keys in order, none in the instance's
@@ -378,5 +392,7 @@ pub fn scan_checkpoint(
     scan_db(&db, uid, range, &mut each)
 }
 
+#[cfg(test)]
+mod rescale_tests;
 #[cfg(test)]
 mod tests;

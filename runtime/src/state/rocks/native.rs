@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::checkpoint::metadata::{NativeFile, NativeState};
+use crate::checkpoint::metadata::{NativeFile, NativeState, SstPlace};
 use crate::checkpoint::paths::{native_private, native_shared, Paths};
 use crate::checkpoint::state_file::checksum;
 use crate::checkpoint::store::CheckpointStore;
@@ -69,18 +69,26 @@ impl Registry {
 /// How the uploader stores a [`NativeSnapshot`].
 #[derive(Debug)]
 pub enum NativeFormat {
-    /// A checkpoint: new SST files to `shared/`, known ones referred to.
-    Incremental {
-        /// The instance's registry.
-        registry: Arc<Mutex<Registry>>,
-        /// The attempt, which makes uploaded names unique.
-        attempt: u64,
-    },
+    /// A checkpoint (or native savepoint): new SST files to `shared/`, known ones
+    /// referred to.
+    Incremental(Incremental),
     /// A savepoint: canonical key-group blobs of the key groups in the range.
     Canonical {
         /// The key groups the subtask owns.
         key_groups: KeyGroupRange,
     },
+}
+
+/// What an incremental upload needs besides the files.
+#[derive(Debug)]
+pub struct Incremental {
+    /// The instance's registry.
+    pub registry: Arc<Mutex<Registry>>,
+    /// The attempt, which makes uploaded names unique.
+    pub attempt: u64,
+    /// Where each SST file sat in the instance's tree (see
+    /// [`crate::state::rocks::RocksDb::checkpoint`]), by file name.
+    pub places: HashMap<String, SstPlace>,
 }
 
 /// A local RocksDB checkpoint (hard links, removed when dropped) to be stored.
@@ -107,7 +115,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Uploads the checkpoint `id` of operator `uid`'s `subtask` from `dir`: new SST
 /// files to `shared/`, descriptor files under the checkpoint directory `chk_dir`,
-/// several at once.
+/// several at once. Each SST file is described with its place in the tree at
+/// this snapshot, whether uploaded now or before (a compaction may have moved
+/// it to another level since).
 #[allow(clippy::too_many_arguments)]
 pub fn upload(
     store: &dyn CheckpointStore,
@@ -117,9 +127,14 @@ pub fn upload(
     uid: &OperatorUid,
     subtask: u32,
     dir: &Path,
-    registry: &Mutex<Registry>,
-    attempt: u64,
+    incremental: &Incremental,
 ) -> Result<Uploaded> {
+    let Incremental {
+        registry,
+        attempt,
+        places,
+    } = incremental;
+    let attempt = *attempt;
     let known = registry
         .lock()
         .map_err(|_| Error::Internal("a RocksDB registry lock was poisoned".into()))?
@@ -138,8 +153,15 @@ pub fn upload(
             .map_err(|e| Error::io("reading a RocksDB checkpoint file", &path, e))?
             .len();
         let shared = name.ends_with(".sst");
+        let place = places.get(name).copied();
         if let Some(file) = known.get(name).filter(|f| shared && f.size == size) {
-            return Ok((file.clone(), 0));
+            return Ok((
+                NativeFile {
+                    place,
+                    ..file.clone()
+                },
+                0,
+            ));
         }
         let contents = read(&path)?;
         let (path, key) = if shared {
@@ -156,6 +178,7 @@ pub fn upload(
             shared,
             size,
             checksum: checksum(&contents),
+            place,
         };
         Ok((file, size))
     })?;
@@ -211,6 +234,7 @@ mod tests {
             shared: true,
             size: 1,
             checksum: "00".into(),
+            place: None,
         }
     }
 

@@ -1,19 +1,25 @@
 //! Rebuilding keyed state from RocksDB checkpoints, at the same or another parallelism.
 //!
 //! A new subtask owns a key-group range; the old subtasks whose ranges overlap it
-//! each left a RocksDB checkpoint. The one that overlaps most is downloaded as the
-//! base of the new instance (at the same parallelism it is exactly the new range,
-//! and its files stay shared with the checkpoint: the next checkpoint uploads only
-//! what changed); key groups outside the range are deleted from it. The others
-//! are downloaded to a scratch directory, and the new range's entries, read in
-//! key order, are written into one SST file that the new instance ingests whole
-//! (no memtable, flush or compaction of them on the way).
+//! each left a RocksDB checkpoint. The one that overlaps most is the base of the
+//! new instance (at the same parallelism it is exactly the new range, and its
+//! files stay shared with the checkpoint: the next checkpoint uploads only what
+//! changed); key groups outside the range are deleted from it. The others go to
+//! a scratch instance, and the new range's entries, read in key order, are
+//! written into one SST file that the new instance ingests whole (no memtable,
+//! flush or compaction of them on the way).
+//!
+//! At another parallelism, only the SST files whose keys reach into the new
+//! range are downloaded and moved into the instance as they are (see
+//! `sst_files`), when the checkpoint allows: its log is empty (a native
+//! savepoint flushes first) and `_metadata` says where each file sat in the
+//! tree. Otherwise the whole checkpoint is downloaded and opened.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rocksdb::{SstFileWriter, WriteBatch};
+use rocksdb::{SstFileWriter, WriteBatch, DB};
 
 use crate::checkpoint::metadata::NativeFile;
 use crate::checkpoint::state_file::checksum;
@@ -22,7 +28,9 @@ use crate::checkpoint::transfers::each_at_once;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::memory::StateMemory;
-use crate::state::rocks::{encode_key, scan_checkpoint, LocalDir, Registry, RocksDb};
+use crate::state::rocks::{
+    encode_key, scan_checkpoint, scan_db, sst_files, LocalDir, Registry, RocksDb,
+};
 
 /// The RocksDB checkpoint of one old subtask, as a restore finds it.
 #[derive(Clone)]
@@ -50,11 +58,62 @@ impl std::fmt::Debug for NativeRestore {
 
 impl NativeRestore {
     /// Downloads every file into `dir`, checking each against its size and
-    /// checksum, several at once (see [`each_at_once`]).
-    pub fn download(&self, dir: &Path) -> Result<()> {
+    /// checksum, several at once (see [`each_at_once`]); returns the bytes.
+    pub fn download(&self, dir: &Path) -> Result<u64> {
+        let all: Vec<&(NativeFile, String)> = self.files.iter().collect();
+        self.download_files(&all, dir)
+    }
+
+    /// Downloads `files` (of this checkpoint's) into `dir`, as [`Self::download`].
+    fn download_files(&self, files: &[&(NativeFile, String)], dir: &Path) -> Result<u64> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        each_at_once(&self.files, |(file, key)| self.download_one(file, key, dir))?;
-        Ok(())
+        each_at_once(files, |(file, key)| self.download_one(file, key, dir))?;
+        Ok(files.iter().map(|(f, _)| f.size).sum())
+    }
+
+    /// The bytes of all its files.
+    fn bytes(&self) -> u64 {
+        self.files.iter().map(|(f, _)| f.size).sum()
+    }
+
+    /// The SST files with keys in `range`, oldest data first, if the files alone
+    /// hold the state (the log is empty) and each one's place is known.
+    fn files_for(&self, range: KeyGroupRange) -> Option<Vec<&(NativeFile, String)>> {
+        let mut files = Vec::new();
+        for entry in &self.files {
+            let file = &entry.0;
+            if file.name.ends_with(".log") && file.size > 0 {
+                return None;
+            }
+            if !file.name.ends_with(".sst") {
+                continue;
+            }
+            let place = file.place?;
+            if !place.key_groups.intersect(range).is_empty() {
+                files.push((place.rank, entry));
+            }
+        }
+        files.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        Some(files.into_iter().map(|(_, entry)| entry).collect())
+    }
+
+    /// Downloads `files` into `scratch` and moves them into `db` (empty so far),
+    /// oldest data first; returns the bytes downloaded.
+    fn ingest_into(
+        &self,
+        uid: &str,
+        db: &DB,
+        files: &[&(NativeFile, String)],
+        scratch: &Path,
+    ) -> Result<u64> {
+        let dir = LocalDir::fresh(scratch.to_path_buf())?;
+        let bytes = self.download_files(files, dir.path())?;
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(|(f, _)| dir.path().join(&f.name))
+            .collect();
+        sst_files::ingest_db_files(db, uid, &paths)?;
+        Ok(bytes)
     }
 
     /// Downloads one file, or links it where the store allows: SST files are
@@ -100,18 +159,57 @@ impl NativeRestore {
         std::fs::write(&path, &bytes).map_err(|e| Error::io("writing", &path, e))
     }
 
-    /// Downloads the checkpoint to a scratch directory under `scratch` and calls
-    /// `each(group, key, value)` for its entries in `range`.
+    /// Downloads what of the checkpoint holds `range` to the scratch directory
+    /// `scratch` and calls `each(group, key, value)` for its entries in `range`;
+    /// returns the bytes downloaded.
     pub fn scan(
         &self,
         uid: &str,
         scratch: &Path,
         range: KeyGroupRange,
-        each: impl FnMut(KeyGroup, &[u8], &[u8]) -> Result<()>,
-    ) -> Result<()> {
+        mut each: impl FnMut(KeyGroup, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let dir = LocalDir::fresh(scratch.to_path_buf())?;
-        self.download(dir.path())?;
-        scan_checkpoint(uid, dir.path(), range, each)
+        let Some(files) = self.files_for(range) else {
+            let bytes = self.download(dir.path())?;
+            scan_checkpoint(uid, dir.path(), range, each)?;
+            return Ok(bytes);
+        };
+        let instance = dir.path().join("db");
+        let db = DB::open(&super::options(None, None), &instance)
+            .map_err(|e| super::failed(uid, "opening a scratch instance", e))?;
+        let bytes = self.ingest_into(uid, &db, &files, &dir.path().join("files"))?;
+        scan_db(&db, uid, range, &mut each)?;
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+impl NativeRestore {
+    /// The handle of `files`, which an upload stored for the checkpoint
+    /// directory `chk` of `paths` in `store`.
+    pub fn of_upload(
+        files: &[NativeFile],
+        paths: &crate::checkpoint::paths::Paths,
+        chk: &str,
+        key_groups: KeyGroupRange,
+        store: Arc<dyn CheckpointStore>,
+        owned: bool,
+    ) -> Self {
+        let keyed = files.iter().map(|f| {
+            let key = if f.shared {
+                format!("{}{}", paths.shared(), f.path)
+            } else {
+                format!("{chk}{}", f.path)
+            };
+            (f.clone(), key)
+        });
+        NativeRestore {
+            key_groups,
+            files: keyed.collect(),
+            store,
+            owned,
+        }
     }
 }
 
@@ -171,15 +269,31 @@ pub fn rebuild(
     let Some((base_index, base)) = base else {
         return Ok((RocksDb::open(uid, dir, memory, ttl)?, Registry::default()));
     };
-    base.download(dir.path())?;
-    let db = RocksDb::open(uid, dir, memory, ttl)?;
-    if base.key_groups != range {
-        db.retain_groups(range)?;
-    }
-    let registry = if base.key_groups == range && base.owned {
-        Registry::restored(base.files.iter().map(|(f, _)| f.clone()))
+    let started = Instant::now();
+    let mut downloaded = 0;
+    let (db, registry) = if base.key_groups == range {
+        downloaded += base.download(dir.path())?;
+        let registry = if base.owned {
+            Registry::restored(base.files.iter().map(|(f, _)| f.clone()))
+        } else {
+            Registry::default()
+        };
+        (RocksDb::open(uid, dir, memory, ttl)?, registry)
     } else {
-        Registry::default()
+        let db = match base.files_for(range) {
+            Some(files) => {
+                let db = RocksDb::open(uid, dir, memory, ttl)?;
+                let scratch = db.dir().with_extension(format!("restore-{base_index}"));
+                downloaded += base.ingest_into(uid, &db.db, &files, &scratch)?;
+                db
+            }
+            None => {
+                downloaded += base.download(dir.path())?;
+                RocksDb::open(uid, dir, memory, ttl)?
+            }
+        };
+        db.retain_groups(range)?;
+        (db, Registry::default())
     };
     for (i, other) in native.iter().enumerate() {
         let mine = other.key_groups.intersect(range);
@@ -188,7 +302,8 @@ pub fn rebuild(
         }
         let scratch = db.dir().with_extension(format!("restore-{i}"));
         let file = db.dir().with_extension(format!("restore-{i}.sst"));
-        let ingested = copy_range(uid, other, &scratch, mine, &file).and_then(|any| {
+        let ingested = copy_range(uid, other, &scratch, mine, &file).and_then(|(any, bytes)| {
+            downloaded += bytes;
             if any {
                 db.ingest(&file)
             } else {
@@ -198,24 +313,35 @@ pub fn rebuild(
         let _ = std::fs::remove_file(&file);
         ingested?;
     }
+    let overlapping = native.iter().filter(|n| overlap(n) > 0);
+    tracing::info!(
+        operator = uid,
+        key_groups = %format!("{}-{}", range.start, range.end.saturating_sub(1)),
+        from_subtasks = overlapping.clone().count(),
+        downloaded_mb = downloaded / 1_000_000,
+        of_mb = overlapping.map(NativeRestore::bytes).sum::<u64>() / 1_000_000,
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuilt RocksDB state from checkpoints"
+    );
     Ok((db, registry))
 }
 
 /// Writes the entries of `range` in the checkpoint `from` into a new SST file
-/// at `file`, in key order; says whether there were any.
+/// at `file`, in key order; says whether there were any, and the bytes it
+/// downloaded.
 fn copy_range(
     uid: &str,
     from: &NativeRestore,
     scratch: &Path,
     range: KeyGroupRange,
     file: &Path,
-) -> Result<bool> {
+) -> Result<(bool, u64)> {
     let options = super::options(None, None);
     let mut writer = SstFileWriter::create(&options);
     let sst = |e| super::failed(uid, "writing restored entries", e);
     writer.open(file).map_err(sst)?;
     let (mut key, mut any) = (Vec::new(), false);
-    from.scan(uid, scratch, range, |group, k, v| {
+    let bytes = from.scan(uid, scratch, range, |group, k, v| {
         encode_key(group, k, &mut key);
         any = true;
         writer.put(&key, v).map_err(sst)
@@ -223,7 +349,7 @@ fn copy_range(
     if any {
         writer.finish().map_err(sst)?;
     }
-    Ok(any)
+    Ok((any, bytes))
 }
 
 #[cfg(test)]
@@ -238,6 +364,7 @@ mod tests {
             shared: true,
             size,
             checksum: checksum(b"0123456789"),
+            place: None,
         };
         NativeRestore {
             key_groups: KeyGroupRange { start: 0, end: 8 },

@@ -130,7 +130,7 @@ fn a_checkpoint_holds_the_unflushed_writes_and_reopens_read_only() {
     let db = open_db(&tmp);
     put(&db, 5, b"k", b"v");
     let chk = tmp.path().join("chk");
-    db.checkpoint(&chk).unwrap();
+    db.checkpoint(&chk, false).unwrap();
     let names: Vec<String> = std::fs::read_dir(&chk)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
