@@ -40,33 +40,41 @@ pub(crate) struct BuildCtx<'a> {
 /// Builds a source subtask and its task around a typed downstream.
 pub(crate) trait SourceNode: Send + Sync {
     /// `downstream` is a `Box<dyn Downstream<Out>>`.
-    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn TaskBody>>;
+    fn build(
+        &self,
+        ctx: BuildCtx<'_>,
+        downstream: Box<dyn Any + Send>,
+    ) -> Result<Box<dyn TaskBody>>;
     /// A `Box<dyn Downstream<Out>>` that drops everything.
-    fn discard(&self) -> Box<dyn Any>;
+    fn discard(&self) -> Box<dyn Any + Send>;
 }
 
 /// Builds an operator subtask linked to a typed downstream.
 pub(crate) trait OperatorNode: Send + Sync {
     /// `downstream` is a `Box<dyn Downstream<Out>>`; returns a `Box<dyn Downstream<In>>`.
-    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn Any>>;
+    fn build(
+        &self,
+        ctx: BuildCtx<'_>,
+        downstream: Box<dyn Any + Send>,
+    ) -> Result<Box<dyn Any + Send>>;
     /// A `Box<dyn Downstream<Out>>` that drops everything.
-    fn discard(&self) -> Box<dyn Any>;
+    fn discard(&self) -> Box<dyn Any + Send>;
 }
 
 /// Builds the typed channels, outputs and input tasks of one edge.
 pub(crate) trait EdgeNode: Send + Sync {
     /// A bounded channel: `(Sender<Message<T>>, Receiver<Message<T>>)`, boxed.
-    fn channel(&self, capacity: usize) -> (Box<dyn Any>, Box<dyn Any>);
+    fn channel(&self, capacity: usize) -> (Box<dyn Any + Send>, Box<dyn Any + Send>);
     /// An output over `senders` (one per downstream subtask), as `Box<dyn Downstream<T>>`.
     fn output(
         &self,
-        senders: Vec<Box<dyn Any>>,
+        senders: Vec<Box<dyn Any + Send>>,
         max_parallelism: u32,
         config: &ExecConfig,
         metrics: Arc<TaskMetrics>,
-    ) -> Result<Box<dyn Any>>;
+    ) -> Result<Box<dyn Any + Send>>;
     /// The sending end of data-plane channel `key` over `conn`, as `Box<dyn ChannelSender<T>>`.
-    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any>;
+    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any + Send>;
     /// The receiving end of data-plane channel `key` from `conn`'s peer, as
     /// `(Receiver<Message<T>>, CreditReturn)`.
     fn remote_receiver(
@@ -75,16 +83,16 @@ pub(crate) trait EdgeNode: Send + Sync {
         conn: &Arc<Connection>,
         key: ChannelKey,
         capacity: usize,
-    ) -> Result<Box<dyn Any>>;
+    ) -> Result<Box<dyn Any + Send>>;
     /// One `Box<dyn Downstream<T>>` sending to every one of `outputs` (each a
     /// `Box<dyn Downstream<T>>`): a stream with several consumers.
-    fn fanout(&self, outputs: Vec<Box<dyn Any>>) -> Result<Box<dyn Any>>;
+    fn fanout(&self, outputs: Vec<Box<dyn Any + Send>>) -> Result<Box<dyn Any + Send>>;
     /// A task reading `receivers` into `head` (a `Box<dyn Downstream<T>>`),
     /// recycling batches of about `batch_size` records.
     fn input_task(
         &self,
-        receivers: Vec<Box<dyn Any>>,
-        head: Box<dyn Any>,
+        receivers: Vec<Box<dyn Any + Send>>,
+        head: Box<dyn Any + Send>,
         batch_size: usize,
     ) -> Result<Box<dyn TaskBody>>;
 }
@@ -198,7 +206,7 @@ impl JobGraph {
 }
 
 /// Downcasts a boxed factory value; a mismatch is an engine bug.
-pub(crate) fn downcast<T: 'static>(value: Box<dyn Any>, what: &str) -> Result<T> {
+pub(crate) fn downcast<T: 'static>(value: Box<dyn Any + Send>, what: &str) -> Result<T> {
     value
         .downcast::<T>()
         .map(|b| *b)
@@ -206,6 +214,6 @@ pub(crate) fn downcast<T: 'static>(value: Box<dyn Any>, what: &str) -> Result<T>
 }
 
 /// Unboxes a source task that [`deploy`](crate::exec::deploy::deploy) boxed as `Any`.
-pub(crate) fn downcast_task(value: Box<dyn Any>) -> Result<Box<dyn TaskBody>> {
+pub(crate) fn downcast_task(value: Box<dyn Any + Send>) -> Result<Box<dyn TaskBody>> {
     downcast::<Box<dyn TaskBody>>(value, "a source task")
 }

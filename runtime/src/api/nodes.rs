@@ -20,7 +20,7 @@ use crate::metrics::TaskMetrics;
 use crate::net::{register_inbound, ChannelKey, Connection, DataPlane, RemoteSender};
 use crate::operator::{Operator, OperatorContext, Source};
 
-fn discard<T: Data>() -> Box<dyn Any> {
+fn discard<T: Data>() -> Box<dyn Any + Send> {
     Box::new(Box::new(Discard) as Box<dyn Downstream<T>>)
 }
 
@@ -35,7 +35,11 @@ where
     S: Source,
     F: Fn(&OperatorContext) -> S + Send + Sync,
 {
-    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn TaskBody>> {
+    fn build(
+        &self,
+        ctx: BuildCtx<'_>,
+        downstream: Box<dyn Any + Send>,
+    ) -> Result<Box<dyn TaskBody>> {
         let head: Box<dyn Downstream<S::Out>> = downcast(downstream, &ctx.op.name)?;
         let mut source = (self.make)(&ctx.op);
         source.open(&ctx.op, ctx.restored)?;
@@ -48,7 +52,7 @@ where
         )))
     }
 
-    fn discard(&self) -> Box<dyn Any> {
+    fn discard(&self) -> Box<dyn Any + Send> {
         discard::<S::Out>()
     }
 }
@@ -64,7 +68,11 @@ where
     O: Operator,
     F: Fn(&OperatorContext) -> O + Send + Sync,
 {
-    fn build(&self, ctx: BuildCtx<'_>, downstream: Box<dyn Any>) -> Result<Box<dyn Any>> {
+    fn build(
+        &self,
+        ctx: BuildCtx<'_>,
+        downstream: Box<dyn Any + Send>,
+    ) -> Result<Box<dyn Any + Send>> {
         let next: Box<dyn Downstream<O::Out>> = downcast(downstream, &ctx.op.name)?;
         let mut op = (self.make)(&ctx.op);
         op.open(&ctx.op, ctx.restored)?;
@@ -72,7 +80,7 @@ where
         Ok(Box::new(link))
     }
 
-    fn discard(&self) -> Box<dyn Any> {
+    fn discard(&self) -> Box<dyn Any + Send> {
         discard::<O::Out>()
     }
 }
@@ -101,18 +109,18 @@ impl<T> Edge<T> {
 }
 
 impl<T: Data> EdgeNode for Edge<T> {
-    fn channel(&self, capacity: usize) -> (Box<dyn Any>, Box<dyn Any>) {
+    fn channel(&self, capacity: usize) -> (Box<dyn Any + Send>, Box<dyn Any + Send>) {
         let (tx, rx) = local_channel::<T>(capacity);
         (Box::new(tx), Box::new(rx))
     }
 
     fn output(
         &self,
-        senders: Vec<Box<dyn Any>>,
+        senders: Vec<Box<dyn Any + Send>>,
         max_parallelism: u32,
         config: &ExecConfig,
         metrics: Arc<TaskMetrics>,
-    ) -> Result<Box<dyn Any>> {
+    ) -> Result<Box<dyn Any + Send>> {
         // In-process channels come as local senders, remote ones already boxed.
         let senders: Vec<Box<dyn ChannelSender<T>>> = senders
             .into_iter()
@@ -146,7 +154,7 @@ impl<T: Data> EdgeNode for Edge<T> {
         Ok(Box::new(output))
     }
 
-    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any> {
+    fn remote_sender(&self, conn: Arc<Connection>, key: ChannelKey) -> Box<dyn Any + Send> {
         Box::new(Box::new(RemoteSender::<T>::new(conn, key)) as Box<dyn ChannelSender<T>>)
     }
 
@@ -156,11 +164,11 @@ impl<T: Data> EdgeNode for Edge<T> {
         conn: &Arc<Connection>,
         key: ChannelKey,
         capacity: usize,
-    ) -> Result<Box<dyn Any>> {
+    ) -> Result<Box<dyn Any + Send>> {
         Ok(Box::new(register_inbound::<T>(plane, conn, key, capacity)?))
     }
 
-    fn fanout(&self, outputs: Vec<Box<dyn Any>>) -> Result<Box<dyn Any>> {
+    fn fanout(&self, outputs: Vec<Box<dyn Any + Send>>) -> Result<Box<dyn Any + Send>> {
         let outputs = outputs
             .into_iter()
             .map(|o| downcast::<Box<dyn Downstream<T>>>(o, "a fanned-out output"))
@@ -171,8 +179,8 @@ impl<T: Data> EdgeNode for Edge<T> {
 
     fn input_task(
         &self,
-        receivers: Vec<Box<dyn Any>>,
-        head: Box<dyn Any>,
+        receivers: Vec<Box<dyn Any + Send>>,
+        head: Box<dyn Any + Send>,
         batch_size: usize,
     ) -> Result<Box<dyn TaskBody>> {
         // In-process inputs come as receivers, remote ones with their credit return.

@@ -11,10 +11,19 @@ pub fn each_at_once<T: Sync, R: Send>(
     items: &[T],
     each: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    each_on_threads(TRANSFERS, items, each)
+}
+
+/// [`each_at_once`] on up to `threads` threads.
+pub fn each_on_threads<T: Sync, R: Send>(
+    threads: usize,
+    items: &[T],
+    each: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
     let results = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..TRANSFERS.min(items.len()))
+        let workers: Vec<_> = (0..threads.min(items.len()))
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
@@ -36,8 +45,9 @@ pub fn each_at_once<T: Sync, R: Send>(
         workers
             .into_iter()
             .map(|w| {
-                w.join()
-                    .map_err(|_| Error::Internal("a file transfer thread panicked".into()))
+                w.join().map_err(|_| {
+                    Error::Internal("a thread working through items at once panicked".into())
+                })
             })
             .collect::<Result<Vec<_>>>()
     })?;

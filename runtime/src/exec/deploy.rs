@@ -5,15 +5,17 @@
 //! it is the upstream's only consumer (as Flink chains). Every other edge becomes
 //! channels, one per (upstream subtask, downstream subtask) pair: a union reads
 //! the channels of all its inputs as one input, and a stream with several
-//! consumers sends to each through a fan-out.
+//! consumers sends to each through a fan-out. Tasks are wired one after another
+//! and then built several at once, since building one restores its state.
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::{BuildCtx, Exchange, JobGraph, NodeKind};
 use crate::checkpoint::restore::RestorePoint;
+use crate::checkpoint::transfers::each_on_threads;
 use crate::error::{Error, Result};
 use crate::exec::config::ExecConfig;
 use crate::exec::state_fit::StateFit;
@@ -64,6 +66,10 @@ pub fn chains(graph: &JobGraph) -> Vec<Chain> {
     }
     chains
 }
+
+/// Tasks built at once: building one restores its operators' state, which
+/// mostly waits on storage (RocksDB instances download their files).
+const BUILT_AT_ONCE: usize = 4;
 
 /// A deployed task, ready to be started on a thread.
 pub struct DeployedTask {
@@ -164,7 +170,7 @@ pub fn channel_id(chain: usize, input: usize, up: u32, down: u32) -> u64 {
 
 /// Builds every task of `graph` (restoring state from `restore`) that runs here:
 /// all of them, or with a `placement` those placed on this worker, wired to the
-/// others through the data plane.
+/// others through the data plane. Up to [`BUILT_AT_ONCE`] tasks restore at once.
 pub fn deploy(
     graph: &JobGraph,
     config: &ExecConfig,
@@ -179,11 +185,11 @@ pub fn deploy(
     // channels in order. senders[c][i]: the outputs of subtask i of chain c, per
     // consumer edge (the consuming chain, the input of its, one sender per
     // subtask of it).
-    let mut receivers: Vec<Vec<Vec<Box<dyn Any>>>> = chains
+    let mut receivers: Vec<Vec<Vec<Box<dyn Any + Send>>>> = chains
         .iter()
         .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
         .collect();
-    type Outputs = Vec<(usize, usize, Vec<Box<dyn Any>>)>;
+    type Outputs = Vec<(usize, usize, Vec<Box<dyn Any + Send>>)>;
     let mut senders: Vec<Vec<Outputs>> = chains
         .iter()
         .map(|c| (0..c.parallelism).map(|_| Vec::new()).collect())
@@ -230,34 +236,27 @@ pub fn deploy(
         }
     }
 
-    let mut tasks = Vec::new();
+    // Wired first, one after another; then built, which opens the operators
+    // and restores their state, several tasks at once.
+    let mut unbuilt = Vec::new();
     for (c, chain) in chains.iter().enumerate() {
         for i in 0..chain.parallelism {
-            if !local(TaskId {
+            let id = TaskId {
                 chain: c as u32,
                 subtask: i,
-            }) {
+            };
+            if !local(id) {
                 continue;
             }
-            let task_metrics = metrics.task(
-                TaskId {
-                    chain: c as u32,
-                    subtask: i,
-                },
-                attempt,
-            );
+            let metrics = metrics.task(id, attempt);
             let mut outputs = Vec::new();
             for (d, k, channels) in std::mem::take(&mut senders[c][i as usize]) {
                 let edge = input_edge(graph, &chains[d], k)?;
-                let output = edge.output(
-                    channels,
-                    graph.max_parallelism,
-                    config,
-                    task_metrics.clone(),
-                )?;
+                let output =
+                    edge.output(channels, graph.max_parallelism, config, metrics.clone())?;
                 outputs.push((edge, output));
             }
-            let mut downstream: Box<dyn Any> = match outputs.len() {
+            let downstream: Box<dyn Any + Send> = match outputs.len() {
                 0 => match &graph.nodes[chain.nodes[chain.nodes.len() - 1]].kind {
                     NodeKind::Source(s) => s.discard(),
                     NodeKind::Operator(o) => o.discard(),
@@ -271,41 +270,75 @@ pub fn deploy(
                     edge.fanout(outputs.into_iter().map(|(_, o)| o).collect())?
                 }
             };
-            let subtask = Subtask {
-                index: i,
-                parallelism: chain.parallelism,
-            };
-            let mut is_source = false;
-            for &n in chain.nodes.iter().rev() {
-                let node = &graph.nodes[n];
-                let ctx = build_ctx(graph, n, subtask, restore, metrics, config, attempt)?;
-                match &node.kind {
-                    NodeKind::Operator(op) => downstream = op.build(ctx, downstream)?,
-                    NodeKind::Source(source) => {
-                        let body = source.build(ctx, downstream)?;
-                        is_source = true;
-                        downstream = Box::new(body);
-                    }
-                }
-            }
-            let body: Box<dyn TaskBody> = if is_source {
-                crate::api::downcast_task(downstream)?
-            } else {
-                let inputs = std::mem::take(&mut receivers[c][i as usize]);
-                input_edge(graph, chain, 0)?.input_task(inputs, downstream, config.batch_size)?
-            };
-            tasks.push(DeployedTask {
-                id: TaskId {
-                    chain: c as u32,
-                    subtask: i,
-                },
-                is_source,
-                body,
-                metrics: task_metrics,
-            });
+            let inputs = std::mem::take(&mut receivers[c][i as usize]);
+            unbuilt.push(Mutex::new(Some(WiredTask {
+                id,
+                downstream,
+                inputs,
+                metrics,
+            })));
         }
     }
-    Ok(tasks)
+    let build = |slot: &Mutex<Option<WiredTask>>| {
+        let wired = slot
+            .lock()
+            .map_err(|_| Error::Internal("a task's wiring was poisoned".into()))?
+            .take()
+            .ok_or_else(|| Error::Internal("a task was built twice".into()))?;
+        let chain = &chains[wired.id.chain as usize];
+        build_task(graph, chain, wired, restore, metrics, config, attempt)
+    };
+    each_on_threads(BUILT_AT_ONCE, &unbuilt, build)
+}
+
+/// A task wired to its channels, its operators not yet built.
+struct WiredTask {
+    id: TaskId,
+    /// Where the chain's last operator sends its output.
+    downstream: Box<dyn Any + Send>,
+    /// The chain's input channels (none for a source chain).
+    inputs: Vec<Box<dyn Any + Send>>,
+    metrics: Arc<crate::metrics::TaskMetrics>,
+}
+
+/// Builds `wired`'s operators, last first, opening each on its restored state.
+fn build_task(
+    graph: &JobGraph,
+    chain: &Chain,
+    wired: WiredTask,
+    restore: Option<&RestorePoint>,
+    metrics: &JobMetrics,
+    config: &ExecConfig,
+    attempt: u64,
+) -> Result<DeployedTask> {
+    let subtask = Subtask {
+        index: wired.id.subtask,
+        parallelism: chain.parallelism,
+    };
+    let mut downstream = wired.downstream;
+    let mut is_source = false;
+    for &n in chain.nodes.iter().rev() {
+        let ctx = build_ctx(graph, n, subtask, restore, metrics, config, attempt)?;
+        match &graph.nodes[n].kind {
+            NodeKind::Operator(op) => downstream = op.build(ctx, downstream)?,
+            NodeKind::Source(source) => {
+                let body = source.build(ctx, downstream)?;
+                is_source = true;
+                downstream = Box::new(body);
+            }
+        }
+    }
+    let body: Box<dyn TaskBody> = if is_source {
+        crate::api::downcast_task(downstream)?
+    } else {
+        input_edge(graph, chain, 0)?.input_task(wired.inputs, downstream, config.batch_size)?
+    };
+    Ok(DeployedTask {
+        id: wired.id,
+        is_source,
+        body,
+        metrics: wired.metrics,
+    })
 }
 
 /// The edge of input `k` of `chain`'s first node.
@@ -424,6 +457,74 @@ mod tests {
             ]
         );
         assert_ne!(channel_id(4, 0, 1, 1), channel_id(4, 1, 1, 1));
+    }
+
+    /// Passes records on; its `open` returns once all `subtasks` of it are
+    /// opening, or fails after a while.
+    struct MeetsItsPeers {
+        opening: Arc<(Mutex<u32>, std::sync::Condvar)>,
+        subtasks: u32,
+    }
+
+    impl crate::operator::Operator for MeetsItsPeers {
+        type In = u64;
+        type Out = u64;
+
+        fn open(
+            &mut self,
+            _ctx: &OperatorContext,
+            _restored: Option<crate::state::RestoredState>,
+        ) -> Result<()> {
+            let (count, all_in) = &*self.opening;
+            let mut opening = count.lock().unwrap();
+            *opening += 1;
+            all_in.notify_all();
+            let (opening, _) = all_in
+                .wait_timeout_while(opening, Duration::from_secs(10), |n| *n < self.subtasks)
+                .unwrap();
+            match *opening >= self.subtasks {
+                true => Ok(()),
+                false => Err(Error::Internal(format!(
+                    "{} of {} subtasks opened together",
+                    *opening, self.subtasks
+                ))),
+            }
+        }
+
+        fn process(
+            &mut self,
+            input: &mut crate::data::Batch<u64>,
+            output: &mut crate::data::Batch<u64>,
+        ) -> Result<()> {
+            output.append(input);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_subtasks_of_an_operator_are_built_and_restored_at_once() {
+        let job = JobBuilder::new("restores");
+        let opening = Arc::new((Mutex::new(0), std::sync::Condvar::new()));
+        job.source("numbers", |_| SequenceSource::new(0..10))
+            .rebalance()
+            .transform("meets", move |_| MeetsItsPeers {
+                opening: opening.clone(),
+                subtasks: 3,
+            })
+            .parallelism(3)
+            .sink("out", |_| DiscardSink::new())
+            .parallelism(3);
+        let graph = job.build().unwrap();
+        let tasks = deploy(
+            &graph,
+            &ExecConfig::default(),
+            None,
+            &JobMetrics::default(),
+            1,
+            None,
+        )
+        .unwrap();
+        assert_eq!(tasks.len(), 4);
     }
 
     #[test]
