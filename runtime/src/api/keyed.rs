@@ -16,7 +16,7 @@ use crate::operators::{
     Aggregate, Aggregated, AllRecords, Count, KeyFn, KeyedProcess, KeyedProcessOperator,
     KeyedReduce, KeyedSum, Sum, Window, WindowFunction, WindowProcess, WindowResult, Windows,
 };
-use crate::state::ExpiringState;
+use crate::state::{ExpiringState, ExpiringTimedState};
 
 /// A stream partitioned by key: every record of a key reaches the same subtask,
 /// the one owning the key's key group.
@@ -46,9 +46,12 @@ where
         (self.stream, self.key)
     }
 
-    /// Has the state of the [`reduce`](Self::reduce) or [`sum`](Self::sum)
-    /// that follows forget a key `ttl` after its last record, in processing
-    /// time: the key's next record starts over, as its first did. Expired
+    /// Has the state of the [`reduce`](Self::reduce), [`sum`](Self::sum) or
+    /// [`process`](Self::process) that follows forget a key `ttl` after its
+    /// last record, in processing time: the key's next record starts over, as
+    /// its first did (a `process` function's timers stay, and one that fires
+    /// after its key's state expired finds it empty; see
+    /// [`crate::state::ttl_timed`]). Expired
     /// values are never seen; they leave memory and RocksDB on access, by a
     /// sweep of the heap and in RocksDB's compactions (see
     /// [`crate::state::ttl`]). A checkpoint of the operator without a TTL
@@ -65,7 +68,7 @@ where
     fn refuse_ttl(&self, what: &str) {
         if self.ttl.is_some() {
             self.note_error(format!(
-                "state_ttl applies to reduce and sum, not to {what}"
+                "state_ttl applies to reduce, sum and process, not to {what}"
             ));
         }
     }
@@ -122,9 +125,18 @@ where
         P: KeyedProcess<Key = K, In = T>,
     {
         let function = Arc::new(function);
-        self.transform(name, move |_, key| {
-            KeyedProcessOperator::new(function.clone(), key)
-        })
+        match self.ttl {
+            None => self.keyed_operator(name, move |_, key| {
+                KeyedProcessOperator::new(function.clone(), key)
+            }),
+            Some(ttl) => self.keyed_operator(name, move |_, key| {
+                KeyedProcessOperator::with_state(
+                    function.clone(),
+                    key,
+                    ExpiringTimedState::new(ttl),
+                )
+            }),
+        }
     }
 
     /// Rolling reduce: folds each record into its key's accumulator with `f` and

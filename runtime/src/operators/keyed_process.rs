@@ -3,8 +3,10 @@
 //! A function declares its per-key state as a type: [`ValueState`] for one value,
 //! [`MapState`] for a map, or a tuple of them, and may set event-time and
 //! processing-time timers per key. The operator keeps state and timers in the
-//! job's state backend ([`TimedState`]), drops a key whose state is cleared, and
-//! snapshots both by key group so they can be restored at another parallelism.
+//! job's state backend ([`TimedState`], or with a state TTL
+//! [`crate::state::ExpiringTimedState`]), drops a key whose state is cleared,
+//! and snapshots both by key group so they can be restored at another
+//! parallelism.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -20,7 +22,7 @@ use crate::error::Result;
 use crate::keys::StableHash;
 use crate::operator::{Operator, OperatorContext};
 use crate::state::timers::wall_clock_ms;
-use crate::state::{OperatorSnapshot, RestoredState, TimeDomain, TimedState, Timers};
+use crate::state::{OperatorSnapshot, RestoredState, TimeDomain, TimedState, TimedValues, Timers};
 
 /// Gives a record's key: borrowed from the record where it can be, so that
 /// neither the exchange nor a state lookup builds a key per record.
@@ -161,20 +163,32 @@ pub trait KeyedProcess: Send + Sync + 'static {
     }
 }
 
-/// Runs a [`KeyedProcess`] function over a keyed stream.
-pub struct KeyedProcessOperator<P: KeyedProcess> {
+/// Runs a [`KeyedProcess`] function over a keyed stream, keeping its state in
+/// `S` (for ever by default, or expiring: [`crate::state::ExpiringTimedState`]).
+pub struct KeyedProcessOperator<
+    P: KeyedProcess,
+    S = TimedState<<P as KeyedProcess>::Key, <P as KeyedProcess>::State>,
+> {
     function: Arc<P>,
     key: KeyFn<P::In, P::Key>,
-    state: TimedState<P::Key, P::State>,
+    state: S,
 }
 
 impl<P: KeyedProcess> KeyedProcessOperator<P> {
     /// An operator applying `function` to records keyed by `key`.
     pub fn new(function: Arc<P>, key: KeyFn<P::In, P::Key>) -> Self {
+        Self::with_state(function, key, TimedState::default())
+    }
+}
+
+impl<P: KeyedProcess, S: TimedValues<P::Key, P::State>> KeyedProcessOperator<P, S> {
+    /// An operator applying `function` to records keyed by `key`, keeping
+    /// their state in `state`.
+    pub fn with_state(function: Arc<P>, key: KeyFn<P::In, P::Key>, state: S) -> Self {
         KeyedProcessOperator {
             function,
             key,
-            state: TimedState::default(),
+            state,
         }
     }
 
@@ -212,7 +226,7 @@ enum Due {
     EndOfInput,
 }
 
-impl<P: KeyedProcess> Operator for KeyedProcessOperator<P> {
+impl<P: KeyedProcess, S: TimedValues<P::Key, P::State>> Operator for KeyedProcessOperator<P, S> {
     type In = P::In;
     type Out = P::Out;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::api::{JobBuilder, JobGraph, KeyedStream, Stream};
+use crate::api::{JobBuilder, JobGraph, Stream};
 use crate::data::{Batch, Data};
 use crate::error::{Error, Result};
 use crate::formats::{Format, Record};
@@ -157,7 +157,7 @@ pub fn topic_job(
             kafka.source(move |message: &KafkaMessage<'_>| stamped_key_value(&input, message))
         })
         .key_by(|r: &(u64, u64, i64)| r.0);
-    let mut sums = expiring(keyed, args.state_ttl).reduce(
+    let mut sums = crate::pipelines::expiring(keyed, args.state_ttl).reduce(
         "sum",
         |acc: &mut (u64, u64, i64), r: (u64, u64, i64)| {
             acc.1 += r.1;
@@ -277,20 +277,12 @@ fn sum_into(
     work: Option<Duration>,
     ttl: Option<Duration>,
 ) {
-    let mut sums = expiring(records.key_by(|r: &(u64, u64)| r.0), ttl)
+    let mut sums = crate::pipelines::expiring(records.key_by(|r: &(u64, u64)| r.0), ttl)
         .reduce("sum", |acc: &mut (u64, u64), r: (u64, u64)| acc.1 += r.1);
     if let Some(work) = work {
         sums = sums.transform("work", move |_| SimulatedWork::new(work));
     }
     sink_sums(sums, target, formats, None);
-}
-
-/// `keyed`, its sums forgotten `ttl` after their key's last record if set.
-fn expiring<T: Data>(keyed: KeyedStream<T, u64>, ttl: Option<Duration>) -> KeyedStream<T, u64> {
-    match ttl {
-        Some(ttl) => keyed.state_ttl(ttl),
-        None => keyed,
-    }
 }
 
 /// The `keyed-sum` job of generated records writing to `target`.
@@ -385,7 +377,7 @@ pub fn latency_job(
             GeneratorSource::new(generator, total, rate)
         })
         .key_by(|r: &(u64, u64, u64)| r.0);
-    expiring(keyed, ttl)
+    crate::pipelines::expiring(keyed, ttl)
         .reduce("sum", |acc: &mut (u64, u64, u64), r: (u64, u64, u64)| {
             acc.1 += r.1;
             acc.2 = r.2;

@@ -101,6 +101,18 @@ pub fn build(
     Ok(graph)
 }
 
+/// `keyed`, its next operator's state forgotten `ttl` after a key's last
+/// record if set (`--state-ttl`).
+pub(crate) fn expiring<T: crate::data::Data>(
+    keyed: crate::api::KeyedStream<T, u64>,
+    ttl: Option<std::time::Duration>,
+) -> crate::api::KeyedStream<T, u64> {
+    match ttl {
+        Some(ttl) => keyed.state_ttl(ttl),
+        None => keyed,
+    }
+}
+
 /// Arguments every generating pipeline takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GeneratorArgs {

@@ -232,6 +232,10 @@ pub struct StateMachineArgs {
     /// Probability that an event is an invalid transition on purpose.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
+    /// Forget an address's state this long after its last event (processing
+    /// time, such as 1h): its next event is checked as its first.
+    #[arg(long, value_parser = crate::cli::parse_duration)]
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 /// Builds the `state-machine` job from its command-line arguments.
@@ -269,8 +273,7 @@ pub fn build(args: &[String], parallelism: u32) -> Result<JobGraph> {
             GeneratorSource::new(Events::new(seed, error_rate), total, rate)
         }),
     };
-    let alerts = events
-        .key_by(|e: &Event| e.address)
+    let alerts = crate::pipelines::expiring(events.key_by(|e: &Event| e.address), args.state_ttl)
         .process("machine", StateMachine);
     sink_records::<_, AlertRecord>(alerts, &target, output);
     job.build()

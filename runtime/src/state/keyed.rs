@@ -11,7 +11,6 @@
 
 use std::borrow::Cow;
 use std::hash::{BuildHasherDefault, Hash};
-use std::time::Duration;
 
 use rustc_hash::FxHasher;
 use serde::{de::DeserializeOwned, Serialize};
@@ -28,7 +27,7 @@ use crate::state::memory::StateMemory;
 use crate::state::rocks::cached::{CachedRocks, CachedRocksConfig};
 use crate::state::rocks::restore::{rebuild, BatchWriter};
 use crate::state::rocks::{decode, LocalDir, MAX_KEY_GROUPS};
-use crate::state::ttl::check_stamps;
+use crate::state::ttl::{check_stamps, Expiry};
 use crate::state::{OperatorSnapshot, RestoredState};
 
 /// The hash map keyed operators keep their state in (a fast, unseeded hasher:
@@ -99,9 +98,9 @@ pub struct KeyedState<K, V> {
     store: Store<K, V>,
     uid: String,
     max_parallelism: u32,
-    /// Values older than this are dropped by RocksDB's compactions (set by
-    /// [`crate::state::ttl::ExpiringState`], whose values carry their age).
-    ttl: Option<Duration>,
+    /// How RocksDB's compactions drop old values (set by the states whose
+    /// values carry their age: see [`crate::state::ttl`]).
+    expiry: Option<Expiry>,
 }
 
 impl<K, V> Default for KeyedState<K, V> {
@@ -110,18 +109,18 @@ impl<K, V> Default for KeyedState<K, V> {
             store: Store::Heap(HeapState::default()),
             uid: String::new(),
             max_parallelism: 1,
-            ttl: None,
+            expiry: None,
         }
     }
 }
 
 impl<K, V> KeyedState<K, V> {
-    /// State whose values begin with the time they were written (ms since the
-    /// Unix epoch, as [`crate::state::ttl::Stamped`] encodes it), dropped by
-    /// RocksDB's compactions once older than `ttl`.
-    pub(crate) fn expiring(ttl: Duration) -> Self {
+    /// State whose values hold the time they were written (ms since the Unix
+    /// epoch, as [`crate::state::ttl::Stamped`] encodes it, where `expiry`
+    /// says), dropped by RocksDB's compactions once older than its TTL.
+    pub(crate) fn expiring(expiry: Expiry) -> Self {
         KeyedState {
-            ttl: Some(ttl),
+            expiry: Some(expiry),
             ..KeyedState::default()
         }
     }
@@ -187,7 +186,7 @@ where
             ctx.key_groups,
             &restored.native,
             &memory,
-            self.ttl,
+            self.expiry,
         )?;
         let mut writer = BatchWriter::new(&db);
         for (group, blob) in &restored.keyed {

@@ -12,6 +12,7 @@ pub mod rocks;
 mod snapshot;
 pub mod timers;
 pub mod ttl;
+pub mod ttl_timed;
 
 pub use backend::{Backend, StateConfig};
 pub use codec::{decode_keyed, encode_keyed};
@@ -20,3 +21,4 @@ pub use lookup::{KeyOf, Query};
 pub use snapshot::{DeferredKeyed, OperatorSnapshot, RestoredState, UnionState};
 pub use timers::{TimeDomain, TimedState, Timers};
 pub use ttl::ExpiringState;
+pub use ttl_timed::{ExpiringTimedState, TimedValues};

@@ -97,6 +97,10 @@ impl<K: StableHash> StableHash for TimedKey<K> {
     }
 }
 
+/// Where a key's value begins in an encoded [`TimedValue`]: after the
+/// variant's tag (bincode's `u32`). A timer's entry is the tag alone.
+pub const STAMP_AFTER_TAG: usize = 4;
+
 /// A state value of an operator with timers: a timer's (none) or a key's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TimedValue<V> {
@@ -252,11 +256,31 @@ pub fn wall_clock_ms() -> EventTime {
         .map_or(0, |d| d.as_millis() as EventTime)
 }
 
+impl<K, V> TimedState<K, V> {
+    /// State whose keys' values are [`crate::state::ttl::Stamped`], dropped by
+    /// RocksDB's compactions once `expiry` says so (timers stay).
+    pub(crate) fn expiring(expiry: crate::state::ttl::Expiry) -> Self {
+        TimedState {
+            state: KeyedState::expiring(expiry),
+            ..TimedState::default()
+        }
+    }
+}
+
 impl<K, V> TimedState<K, V>
 where
     K: StableHash + Serialize + DeserializeOwned + Eq + Hash + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    /// Heap backend only: drops the keys' values of one shard (see
+    /// [`KeyedState::retain_heap_shard`]) that `keep` refuses; timers stay.
+    pub(crate) fn retain_heap_values(&mut self, shard: usize, mut keep: impl FnMut(&V) -> bool) {
+        self.state.retain_heap_shard(shard, |_, value| match value {
+            TimedValue::Value(v) => keep(v),
+            TimedValue::Timer => true,
+        });
+    }
+
     /// Opens the backend and restores values and timers.
     pub fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.state.open(ctx, restored)?;

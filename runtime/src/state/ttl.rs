@@ -38,6 +38,24 @@ pub const TTL_MARKER: &[u8] = b"weir.state-ttl.v1";
 /// How many values a compaction filter checks between two readings of the clock.
 const CLOCK_EVERY: u32 = 1024;
 
+/// How the values of a state expire in RocksDB's compactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// How long a value outlives its last write.
+    pub ttl: Duration,
+    /// Where in an encoded value its [`Stamped`] begins: 0 for a plain value,
+    /// [`crate::state::timers::STAMP_AFTER_TAG`] for a value beside timers.
+    /// Shorter values hold no stamp (timers) and never expire.
+    pub stamp_at: usize,
+}
+
+impl Expiry {
+    /// Plain stamped values, expiring `ttl` after they were written.
+    pub fn plain(ttl: Duration) -> Self {
+        Expiry { ttl, stamp_at: 0 }
+    }
+}
+
 /// A value and when it was written, ms since the Unix epoch (encoded first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped<V> {
@@ -50,21 +68,53 @@ pub struct Stamped<V> {
 /// Keyed values that expire `ttl` after they were last written.
 pub struct ExpiringState<K, V> {
     state: KeyedState<K, Stamped<V>>,
-    ttl_ms: i64,
-    /// When the sweep looks at its next shard, and which.
-    next_sweep_ms: i64,
-    next_shard: usize,
+    sweep: Sweep,
 }
 
 impl<K, V> ExpiringState<K, V> {
     /// State whose values expire `ttl` after they were last written.
     pub fn new(ttl: Duration) -> Self {
         ExpiringState {
-            state: KeyedState::expiring(ttl),
+            state: KeyedState::expiring(Expiry::plain(ttl)),
+            sweep: Sweep::new(ttl),
+        }
+    }
+}
+
+/// The heap backend's sweep of expired values: one of its shards at a time,
+/// each once per half TTL.
+pub(crate) struct Sweep {
+    /// The TTL in ms.
+    ttl_ms: i64,
+    /// When the sweep looks at its next shard, and which.
+    next_sweep_ms: i64,
+    next_shard: usize,
+}
+
+impl Sweep {
+    /// The sweep of values that expire `ttl` after they were written.
+    pub fn new(ttl: Duration) -> Self {
+        Sweep {
             ttl_ms: millis(ttl),
             next_sweep_ms: i64::MIN,
             next_shard: 0,
         }
+    }
+
+    /// Values written at or before this had expired at `now_ms`.
+    pub fn oldest_kept(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.ttl_ms)
+    }
+
+    /// The shard to sweep at `now_ms`, if one is due.
+    pub fn due(&mut self, now_ms: i64) -> Option<usize> {
+        if now_ms < self.next_sweep_ms {
+            return None;
+        }
+        let shard = self.next_shard;
+        self.next_shard = (self.next_shard + 1) % SHARDS;
+        self.next_sweep_ms = now_ms + (self.ttl_ms / 2 / SHARDS as i64).max(1);
+        Some(shard)
     }
 }
 
@@ -85,33 +135,15 @@ where
         K: KeyOf<Q>,
         Q: Hash + Clone,
     {
-        let oldest = now_ms.saturating_sub(self.ttl_ms);
+        let oldest = self.sweep.oldest_kept(now_ms);
         self.state.update(input, key, |k, slot, record| {
-            let mut value = slot
-                .take()
-                .filter(|s| s.written_ms > oldest)
-                .map(|s| s.value);
-            f(k, &mut value, record)?;
-            *slot = value.map(|value| Stamped {
-                written_ms: now_ms,
-                value,
-            });
-            Ok(())
+            restamped(slot, oldest, now_ms, |value| f(k, value, record))
         })?;
-        self.sweep(now_ms);
-        Ok(())
-    }
-
-    /// Drops the expired values of the heap's next shard, when it is due.
-    fn sweep(&mut self, now_ms: i64) {
-        if now_ms < self.next_sweep_ms {
-            return;
+        if let Some(shard) = self.sweep.due(now_ms) {
+            self.state
+                .retain_heap_shard(shard, |_, s| s.written_ms > oldest);
         }
-        let oldest = now_ms.saturating_sub(self.ttl_ms);
-        self.state
-            .retain_heap_shard(self.next_shard, |_, s| s.written_ms > oldest);
-        self.next_shard = (self.next_shard + 1) % SHARDS;
-        self.next_sweep_ms = now_ms + (self.ttl_ms / 2 / SHARDS as i64).max(1);
+        Ok(())
     }
 
     /// Number of keys in memory, expired or not (see [`KeyedState::cached_keys`]).
@@ -150,6 +182,23 @@ where
     }
 }
 
+/// Calls `f` with the value in `slot` (none if it was written at or before
+/// `oldest`) and puts what `f` leaves back, stamped `written_ms`.
+pub(crate) fn restamped<V>(
+    slot: &mut Option<Stamped<V>>,
+    oldest: i64,
+    written_ms: i64,
+    f: impl FnOnce(&mut Option<V>) -> Result<()>,
+) -> Result<()> {
+    let mut value = slot
+        .take()
+        .filter(|s| s.written_ms > oldest)
+        .map(|s| s.value);
+    f(&mut value)?;
+    *slot = value.map(|value| Stamped { written_ms, value });
+    Ok(())
+}
+
 /// Refuses `restored` keyed state whose values are stamped (or not) unlike
 /// the operator's (`stamped`): they would not decode, or decode as garbage.
 /// The job fails at once, saying why.
@@ -174,10 +223,12 @@ pub fn check_stamps(uid: &str, restored: Option<&RestoredState>, stamped: bool) 
     Err(Error::InvalidJob(format!("state of {uid}: {reason}")))
 }
 
-/// Has RocksDB's compactions drop the values (each a [`Stamped`]) written
-/// `ttl` ago or earlier, and compact each file at least once per `ttl` (at
-/// least hourly, not more often) so that expired values in cold files go too.
-pub fn drop_expired_in_compactions(options: &mut Options, ttl: Duration) {
+/// Has RocksDB's compactions drop the values (each holding a [`Stamped`] at
+/// `expiry.stamp_at`) written `expiry.ttl` ago or earlier, and compact each
+/// file at least once per TTL (at least hourly, not more often) so that
+/// expired values in cold files go too.
+pub fn drop_expired_in_compactions(options: &mut Options, expiry: Expiry) {
+    let (ttl, at) = (expiry.ttl, expiry.stamp_at);
     let ttl_ms = millis(ttl);
     let (mut oldest, mut checked) = (i64::MIN, 0u32);
     options.set_compaction_filter(
@@ -187,7 +238,7 @@ pub fn drop_expired_in_compactions(options: &mut Options, ttl: Duration) {
                 oldest = wall_clock_ms().saturating_sub(ttl_ms);
             }
             checked = checked.wrapping_add(1);
-            match value.first_chunk::<8>() {
+            match value.get(at..).and_then(|v| v.first_chunk::<8>()) {
                 Some(stamp) if i64::from_le_bytes(*stamp) <= oldest => Decision::Remove,
                 _ => Decision::Keep,
             }

@@ -76,7 +76,7 @@ fn rocksdb_compactions_drop_values_written_longer_ago_than_the_ttl() {
     let tmp = tempfile::tempdir().unwrap();
     let memory = StateMemory::shared(1 << 20, 8 << 20);
     let dir = LocalDir::fresh(tmp.path().join("db")).unwrap();
-    let db = RocksDb::open("sum", dir, &memory, Some(TTL)).unwrap();
+    let db = RocksDb::open("sum", dir, &memory, Some(Expiry::plain(TTL))).unwrap();
     let now = wall_clock_ms();
     let ttl_ms = TTL.as_millis() as i64;
     // Keys 0..100 written 11 s ago, 100..200 9 s ago.

@@ -29,7 +29,6 @@ mod write_back;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, DBPinnableSlice, Direction, FlushOptions, IteratorMode, Options,
@@ -42,6 +41,7 @@ use crate::checkpoint::metadata::SstPlace;
 use crate::error::{Error, Result};
 use crate::keys::{KeyGroup, KeyGroupRange};
 use crate::state::memory::StateMemory;
+use crate::state::ttl::Expiry;
 
 pub use native::{NativeFormat, NativeSnapshot, Registry};
 pub use restore::NativeRestore;
@@ -191,7 +191,7 @@ impl std::fmt::Debug for RocksDb {
 /// - the block cache and the memtables' memory are the process's
 ///   ([`StateMemory`]); a checkpoint asks for a flush in the background, and
 ///   background flushes and compactions run on two threads.
-fn options(memory: Option<&StateMemory>, ttl: Option<Duration>) -> Options {
+fn options(memory: Option<&StateMemory>, expiry: Option<Expiry>) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(false);
@@ -209,32 +209,33 @@ fn options(memory: Option<&StateMemory>, ttl: Option<Duration>) -> Options {
     options.set_memtable_prefix_bloom_ratio(0.1);
     options.set_max_background_jobs(2);
     options.set_max_open_files(512);
-    if let Some(ttl) = ttl {
-        crate::state::ttl::drop_expired_in_compactions(&mut options, ttl);
+    if let Some(expiry) = expiry {
+        crate::state::ttl::drop_expired_in_compactions(&mut options, expiry);
     }
     options
 }
 
 impl RocksDb {
     /// Opens (or creates) the instance in `dir`, which it owns from now on,
-    /// with the process's block cache and memtable memory; with a `ttl`, its
-    /// compactions drop the values written longer ago (see [`crate::state::ttl`]).
+    /// with the process's block cache and memtable memory; with an `expiry`,
+    /// its compactions drop the values written longer ago than its TTL (see
+    /// [`crate::state::ttl`]).
     pub fn open(
         uid: &str,
         dir: LocalDir,
         memory: &StateMemory,
-        ttl: Option<Duration>,
+        expiry: Option<Expiry>,
     ) -> Result<Self> {
         // Opened with the default column family named, so that its handle exists
         // for the batched multi-get, and with the options given to it: a
         // column family opened by name alone gets RocksDB's defaults (no
         // bloom filters, no LZ4, the default memtable), whatever the DB's.
         let db = DB::open_cf_with_opts(
-            &options(Some(memory), ttl),
+            &options(Some(memory), expiry),
             dir.path(),
             [(
                 rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
-                options(Some(memory), ttl),
+                options(Some(memory), expiry),
             )],
         )
         .map_err(|e| failed(uid, "opening", e))?;

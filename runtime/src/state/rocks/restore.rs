@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rocksdb::{SstFileWriter, WriteBatch, DB};
 
@@ -31,6 +31,7 @@ use crate::state::memory::StateMemory;
 use crate::state::rocks::{
     encode_key, scan_checkpoint, scan_db, sst_files, LocalDir, Registry, RocksDb,
 };
+use crate::state::ttl::Expiry;
 
 /// The RocksDB checkpoint of one old subtask, as a restore finds it.
 #[derive(Clone)]
@@ -251,14 +252,14 @@ impl<'d> BatchWriter<'d> {
 
 /// Builds the instance of a subtask owning `range` in `dir` from the RocksDB
 /// checkpoints `native` of the old subtasks, and the registry to go with it
-/// (`ttl`: see [`RocksDb::open`]).
+/// (`expiry`: see [`RocksDb::open`]).
 pub fn rebuild(
     uid: &str,
     dir: LocalDir,
     range: KeyGroupRange,
     native: &[NativeRestore],
     memory: &StateMemory,
-    ttl: Option<Duration>,
+    expiry: Option<Expiry>,
 ) -> Result<(RocksDb, Registry)> {
     let overlap = |n: &NativeRestore| n.key_groups.intersect(range).len();
     let base = native
@@ -267,7 +268,10 @@ pub fn rebuild(
         .filter(|(_, n)| overlap(n) > 0)
         .max_by_key(|(_, n)| overlap(n));
     let Some((base_index, base)) = base else {
-        return Ok((RocksDb::open(uid, dir, memory, ttl)?, Registry::default()));
+        return Ok((
+            RocksDb::open(uid, dir, memory, expiry)?,
+            Registry::default(),
+        ));
     };
     let started = Instant::now();
     let mut downloaded = 0;
@@ -278,18 +282,18 @@ pub fn rebuild(
         } else {
             Registry::default()
         };
-        (RocksDb::open(uid, dir, memory, ttl)?, registry)
+        (RocksDb::open(uid, dir, memory, expiry)?, registry)
     } else {
         let db = match base.files_for(range) {
             Some(files) => {
-                let db = RocksDb::open(uid, dir, memory, ttl)?;
+                let db = RocksDb::open(uid, dir, memory, expiry)?;
                 let scratch = db.dir().with_extension(format!("restore-{base_index}"));
                 downloaded += base.ingest_into(uid, &db.db, &files, &scratch)?;
                 db
             }
             None => {
                 downloaded += base.download(dir.path())?;
-                RocksDb::open(uid, dir, memory, ttl)?
+                RocksDb::open(uid, dir, memory, expiry)?
             }
         };
         db.retain_groups(range)?;
