@@ -1,4 +1,5 @@
-//! Transfers of files to, from and within checkpoint storage, several at once: each mostly waits on storage.
+//! Work that mostly waits on storage, several items at once: transfers of files
+//! to, from and within checkpoint storage, and the restores of a deployment's tasks.
 
 use crate::error::{Error, Result};
 

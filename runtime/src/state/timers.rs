@@ -281,6 +281,11 @@ where
         });
     }
 
+    /// Entries in memory, values and timers (see [`KeyedState::cached_keys`]).
+    pub fn cached_entries(&self) -> usize {
+        self.state.cached_keys()
+    }
+
     /// Opens the backend and restores values and timers.
     pub fn open(&mut self, ctx: &OperatorContext, restored: Option<RestoredState>) -> Result<()> {
         self.state.open(ctx, restored)?;

@@ -10,6 +10,9 @@
 //! per half TTL; in RocksDB compactions drop them (a compaction filter reads
 //! the stamp), with a periodic compaction so that cold files are looked at too.
 //!
+//! A `process` function's values sit beside its timers: see
+//! [`crate::state::ttl_timed`], which stamps them the same way.
+//!
 //! Values with and without a stamp do not decode as each other, so a
 //! checkpoint says which it holds ([`TTL_MARKER`] as the operator's non-keyed
 //! state) and restoring one into the other fails and says why.

@@ -179,6 +179,11 @@ where
         }
         Ok(())
     }
+
+    /// Entries in memory, values (expired or not) and timers.
+    pub fn cached_entries(&self) -> usize {
+        self.state.cached_entries()
+    }
 }
 
 impl<K, V> TimedValues<K, V> for ExpiringTimedState<K, V>

@@ -99,11 +99,21 @@ fn the_heap_sweep_drops_expired_values_and_keeps_their_timers() {
     let mut state = opened(tmp.path());
     let cold: Vec<u64> = (0..1_000).collect();
     count(&mut state, 0, &cold, Some(1_000_000));
+    assert_eq!(
+        state.cached_entries(),
+        2_000,
+        "1,000 values and their timers"
+    );
     let mut now = TTL.as_millis() as i64;
     for _ in 0..crate::state::heap::SHARDS {
         count(&mut state, now, &[5_000], None);
         now += 78;
     }
+    assert_eq!(
+        state.cached_entries(),
+        1_001,
+        "the timers and the one value still written"
+    );
     // Every cold key's timer still fires, on a value the sweep removed.
     let found = fire(&mut state, 1_000_000);
     assert_eq!(found.len(), 1_000);
